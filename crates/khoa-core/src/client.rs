@@ -1,0 +1,457 @@
+//! OAuth 2.0 clients (relying parties): the registration rules and the stored shape.
+
+use crate::jose::SigningAlgorithm;
+use crate::redirect_uri::{validate_link_uri, validate_redirect_uri, validate_web_uri, UriError};
+use crate::scope::{ScopeError, ScopeSet, DEFAULT_CLIENT_SCOPES};
+use crate::secret::{generate_client_secret, hash_client_secret, validate_client_secret, SecretError};
+use crate::UnixTime;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+pub const MAX_CLIENT_ID_LEN: usize = 128;
+
+/// RFC 6749 §2.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientType {
+    Confidential,
+    Public,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+impl GrantType {
+    pub const DEFAULT: [GrantType; 2] = [Self::AuthorizationCode, Self::RefreshToken];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+            Self::RefreshToken => "refresh_token",
+            Self::ClientCredentials => "client_credentials",
+        }
+    }
+}
+
+impl fmt::Display for GrantType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for GrantType {
+    type Err = RegistrationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "authorization_code" => Ok(Self::AuthorizationCode),
+            "refresh_token" => Ok(Self::RefreshToken),
+            "client_credentials" => Ok(Self::ClientCredentials),
+            other => Err(RegistrationError::UnknownGrantType(other.into())),
+        }
+    }
+}
+
+/// Per-client token lifetimes in seconds; `None` means the server default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientLifetimes {
+    pub authorization_code: Option<i64>,
+    pub access_token: Option<i64>,
+    pub id_token: Option<i64>,
+    pub refresh_token: Option<i64>,
+}
+
+/// Bounds on every lifetime, globally and per client (seconds).
+pub mod lifetime_bounds {
+    /// RFC 6749 §4.1.2: a maximum authorization code lifetime of 10 minutes is recommended.
+    pub const AUTHORIZATION_CODE: (i64, i64) = (1, 600);
+    pub const ACCESS_TOKEN: (i64, i64) = (1, 7 * 86_400);
+    pub const ID_TOKEN: (i64, i64) = (1, 7 * 86_400);
+    pub const REFRESH_TOKEN: (i64, i64) = (1, 365 * 86_400);
+    pub const SESSION: (i64, i64) = (60, 365 * 86_400);
+}
+
+/// Checks one lifetime against its bounds.
+pub fn check_lifetime(name: &'static str, seconds: i64, (min, max): (i64, i64)) -> Result<(), RegistrationError> {
+    if (min..=max).contains(&seconds) {
+        Ok(())
+    } else {
+        Err(RegistrationError::Lifetime { name, seconds, min, max })
+    }
+}
+
+impl ClientLifetimes {
+    pub fn validate(&self) -> Result<(), RegistrationError> {
+        use lifetime_bounds::*;
+        for (name, value, bounds) in [
+            ("authorization code", self.authorization_code, AUTHORIZATION_CODE),
+            ("access token", self.access_token, ACCESS_TOKEN),
+            ("ID token", self.id_token, ID_TOKEN),
+            ("refresh token", self.refresh_token, REFRESH_TOKEN),
+        ] {
+            if let Some(v) = value {
+                check_lifetime(name, v, bounds)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A registered client as stored. The secret exists only as a hash.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Client {
+    pub client_id: String,
+    #[serde(skip_serializing)]
+    pub client_secret_hash: Option<String>,
+    pub client_type: ClientType,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub frontchannel_logout_uri: Option<String>,
+    pub backchannel_logout_uri: Option<String>,
+    pub grant_types: Vec<GrantType>,
+    pub scopes: Vec<String>,
+    pub skip_consent: bool,
+    pub client_name: Option<String>,
+    pub logo_uri: Option<String>,
+    pub client_uri: Option<String>,
+    pub policy_uri: Option<String>,
+    pub tos_uri: Option<String>,
+    pub owner: Option<String>,
+    pub contacts: Vec<String>,
+    pub metadata: serde_json::Value,
+    pub id_token_signed_response_alg: SigningAlgorithm,
+    pub lifetimes: ClientLifetimes,
+    pub created_at: UnixTime,
+    pub updated_at: UnixTime,
+}
+
+impl Client {
+    pub fn is_public(&self) -> bool {
+        self.client_type == ClientType::Public
+    }
+
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+}
+
+/// How a client's secret is set at registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretChoice {
+    /// Public client (RFC 6749 §2.1): no secret.
+    Public,
+    /// A 256-bit secret is generated and shown once.
+    Generate,
+    /// The operator's own secret (at least 32 characters).
+    Given(String),
+}
+
+/// Everything an operator can say when registering a client.
+#[derive(Debug, Clone)]
+pub struct ClientRegistration {
+    pub client_id: String,
+    pub secret: SecretChoice,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub frontchannel_logout_uri: Option<String>,
+    pub backchannel_logout_uri: Option<String>,
+    /// `None`: authorization_code and refresh_token.
+    pub grant_types: Option<Vec<GrantType>>,
+    /// `None`: openid profile email phone offline_access.
+    pub scopes: Option<String>,
+    pub skip_consent: bool,
+    pub client_name: Option<String>,
+    pub logo_uri: Option<String>,
+    pub client_uri: Option<String>,
+    pub policy_uri: Option<String>,
+    pub tos_uri: Option<String>,
+    pub owner: Option<String>,
+    pub contacts: Vec<String>,
+    pub metadata: Option<serde_json::Value>,
+    /// `None`: RS256.
+    pub id_token_signed_response_alg: Option<SigningAlgorithm>,
+    pub lifetimes: ClientLifetimes,
+}
+
+impl ClientRegistration {
+    /// A registration with only an id and the defaults everywhere else.
+    pub fn new(client_id: impl Into<String>) -> Self {
+        Self {
+            client_id: client_id.into(),
+            secret: SecretChoice::Generate,
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            frontchannel_logout_uri: None,
+            backchannel_logout_uri: None,
+            grant_types: None,
+            scopes: None,
+            skip_consent: false,
+            client_name: None,
+            logo_uri: None,
+            client_uri: None,
+            policy_uri: None,
+            tos_uri: None,
+            owner: None,
+            contacts: vec![],
+            metadata: None,
+            id_token_signed_response_alg: None,
+            lifetimes: ClientLifetimes::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RegistrationError {
+    #[error("client_id must be 1 to {MAX_CLIENT_ID_LEN} characters of A-Z a-z 0-9 . _ ~ -")]
+    ClientId,
+    #[error("invalid redirect_uri: {0}")]
+    RedirectUri(UriError),
+    #[error("invalid post_logout_redirect_uri: {0}")]
+    PostLogoutRedirectUri(UriError),
+    #[error("invalid {0}: {1}")]
+    Uri(&'static str, UriError),
+    #[error("invalid client secret: {0}")]
+    Secret(#[from] SecretError),
+    #[error("unknown grant type {0:?} (supported: authorization_code, refresh_token, client_credentials)")]
+    UnknownGrantType(String),
+    #[error("at least one grant type is required")]
+    NoGrantTypes,
+    #[error("a public client cannot use the client_credentials grant (it has no secret)")]
+    PublicClientCredentials,
+    #[error("the authorization_code grant needs at least one redirect URI")]
+    NoRedirectUri,
+    #[error("{0}")]
+    Scope(#[from] ScopeError),
+    #[error("metadata must be a JSON object")]
+    Metadata,
+    #[error("invalid contact {0:?}")]
+    Contact(String),
+    #[error("{name} lifetime {seconds}s is outside {min}s..={max}s")]
+    Lifetime { name: &'static str, seconds: i64, min: i64, max: i64 },
+    #[error("{0} must not be empty and at most 200 characters")]
+    Text(&'static str),
+}
+
+fn check_text(name: &'static str, v: &Option<String>) -> Result<(), RegistrationError> {
+    match v {
+        Some(s) if s.trim().is_empty() || s.chars().count() > 200 || s.chars().any(char::is_control) => {
+            Err(RegistrationError::Text(name))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_optional_uri(
+    name: &'static str,
+    v: &Option<String>,
+    rule: fn(&str) -> Result<(), UriError>,
+) -> Result<(), RegistrationError> {
+    match v {
+        Some(uri) => rule(uri).map_err(|e| RegistrationError::Uri(name, e)),
+        None => Ok(()),
+    }
+}
+
+fn dedup(mut v: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    v.retain(|x| seen.insert(x.clone()));
+    v
+}
+
+/// A validated client and, when one was generated, its plaintext secret (shown once).
+#[derive(Debug)]
+pub struct Registered {
+    pub client: Client,
+    pub plaintext_secret: Option<String>,
+}
+
+impl ClientRegistration {
+    /// Applies every registration rule and produces the client to store.
+    pub fn register(self, now: UnixTime) -> Result<Registered, RegistrationError> {
+        let id_ok = !self.client_id.is_empty()
+            && self.client_id.len() <= MAX_CLIENT_ID_LEN
+            && self.client_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b));
+        if !id_ok {
+            return Err(RegistrationError::ClientId);
+        }
+        for uri in &self.redirect_uris {
+            validate_redirect_uri(uri).map_err(RegistrationError::RedirectUri)?;
+        }
+        for uri in &self.post_logout_redirect_uris {
+            validate_redirect_uri(uri).map_err(RegistrationError::PostLogoutRedirectUri)?;
+        }
+        check_optional_uri("frontchannel_logout_uri", &self.frontchannel_logout_uri, validate_web_uri)?;
+        check_optional_uri("backchannel_logout_uri", &self.backchannel_logout_uri, validate_web_uri)?;
+        check_optional_uri("logo_uri", &self.logo_uri, validate_link_uri)?;
+        check_optional_uri("client_uri", &self.client_uri, validate_link_uri)?;
+        check_optional_uri("policy_uri", &self.policy_uri, validate_link_uri)?;
+        check_optional_uri("tos_uri", &self.tos_uri, validate_link_uri)?;
+        check_text("client_name", &self.client_name)?;
+        check_text("owner", &self.owner)?;
+        for c in &self.contacts {
+            if c.trim().is_empty() || c.len() > 254 || c.chars().any(char::is_control) {
+                return Err(RegistrationError::Contact(c.clone()));
+            }
+        }
+
+        let mut grant_types = self.grant_types.unwrap_or_else(|| GrantType::DEFAULT.to_vec());
+        grant_types.sort();
+        grant_types.dedup();
+        if grant_types.is_empty() {
+            return Err(RegistrationError::NoGrantTypes);
+        }
+        let client_type = match self.secret {
+            SecretChoice::Public => ClientType::Public,
+            _ => ClientType::Confidential,
+        };
+        if client_type == ClientType::Public && grant_types.contains(&GrantType::ClientCredentials) {
+            return Err(RegistrationError::PublicClientCredentials);
+        }
+        if grant_types.contains(&GrantType::AuthorizationCode) && self.redirect_uris.is_empty() {
+            return Err(RegistrationError::NoRedirectUri);
+        }
+
+        let scopes = ScopeSet::parse(self.scopes.as_deref().unwrap_or(&DEFAULT_CLIENT_SCOPES.join(" ")))?.to_vec();
+        let metadata = match self.metadata {
+            None => serde_json::Value::Object(Default::default()),
+            Some(v @ serde_json::Value::Object(_)) => v,
+            Some(_) => return Err(RegistrationError::Metadata),
+        };
+        self.lifetimes.validate()?;
+
+        let (client_secret_hash, plaintext_secret) = match self.secret {
+            SecretChoice::Public => (None, None),
+            SecretChoice::Generate => {
+                let s = generate_client_secret();
+                (Some(hash_client_secret(&s)), Some(s))
+            }
+            SecretChoice::Given(s) => {
+                validate_client_secret(&s)?;
+                (Some(hash_client_secret(&s)), None)
+            }
+        };
+
+        Ok(Registered {
+            client: Client {
+                client_id: self.client_id,
+                client_secret_hash,
+                client_type,
+                redirect_uris: dedup(self.redirect_uris),
+                post_logout_redirect_uris: dedup(self.post_logout_redirect_uris),
+                frontchannel_logout_uri: self.frontchannel_logout_uri,
+                backchannel_logout_uri: self.backchannel_logout_uri,
+                grant_types,
+                scopes,
+                skip_consent: self.skip_consent,
+                client_name: self.client_name,
+                logo_uri: self.logo_uri,
+                client_uri: self.client_uri,
+                policy_uri: self.policy_uri,
+                tos_uri: self.tos_uri,
+                owner: self.owner,
+                contacts: self.contacts,
+                metadata,
+                id_token_signed_response_alg: self.id_token_signed_response_alg.unwrap_or(SigningAlgorithm::RS256),
+                lifetimes: self.lifetimes,
+                created_at: now,
+                updated_at: now,
+            },
+            plaintext_secret,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::verify_client_secret;
+
+    fn reg() -> ClientRegistration {
+        let mut r = ClientRegistration::new("web-app");
+        r.redirect_uris = vec!["https://app.example/cb".into()];
+        r
+    }
+
+    #[test]
+    fn defaults_generate_a_hashed_secret() {
+        let out = reg().register(10).unwrap();
+        let secret = out.plaintext_secret.unwrap();
+        let hash = out.client.client_secret_hash.as_deref().unwrap();
+        assert!(verify_client_secret(&secret, hash));
+        assert_eq!(out.client.client_type, ClientType::Confidential);
+        assert_eq!(out.client.grant_types, GrantType::DEFAULT);
+        assert_eq!(out.client.scopes, ["email", "offline_access", "openid", "phone", "profile"]);
+        assert_eq!(out.client.id_token_signed_response_alg, SigningAlgorithm::RS256);
+        assert_eq!(out.client.metadata, serde_json::json!({}));
+        // The secret hash never appears in the client's JSON.
+        assert!(!serde_json::to_string(&out.client).unwrap().contains("sha256$"));
+    }
+
+    #[test]
+    fn given_secret_is_checked_and_not_echoed() {
+        let mut r = reg();
+        r.secret = SecretChoice::Given("too-short".into());
+        assert_eq!(r.clone().register(0).unwrap_err(), RegistrationError::Secret(SecretError::TooShort));
+        r.secret = SecretChoice::Given("0123456789abcdef0123456789abcdef".into());
+        let out = r.register(0).unwrap();
+        assert!(out.plaintext_secret.is_none());
+        assert!(verify_client_secret("0123456789abcdef0123456789abcdef", out.client.client_secret_hash.as_deref().unwrap()));
+    }
+
+    #[test]
+    fn registration_rules() {
+        let mut r = reg();
+        r.client_id = "bad id".into();
+        assert_eq!(r.register(0).unwrap_err(), RegistrationError::ClientId);
+
+        let mut r = reg();
+        r.redirect_uris = vec!["http://evil.example/cb".into()];
+        assert!(matches!(r.register(0).unwrap_err(), RegistrationError::RedirectUri(UriError::InsecureHttp(_))));
+
+        let mut r = reg();
+        r.secret = SecretChoice::Public;
+        r.grant_types = Some(vec![GrantType::ClientCredentials]);
+        assert_eq!(r.register(0).unwrap_err(), RegistrationError::PublicClientCredentials);
+
+        let mut r = ClientRegistration::new("m2m");
+        assert_eq!(r.clone().register(0).unwrap_err(), RegistrationError::NoRedirectUri);
+        r.grant_types = Some(vec![GrantType::ClientCredentials]);
+        assert!(r.register(0).is_ok());
+
+        let mut r = reg();
+        r.grant_types = Some(vec![]);
+        assert_eq!(r.register(0).unwrap_err(), RegistrationError::NoGrantTypes);
+
+        let mut r = reg();
+        r.metadata = Some(serde_json::json!([1]));
+        assert_eq!(r.register(0).unwrap_err(), RegistrationError::Metadata);
+
+        let mut r = reg();
+        r.lifetimes.authorization_code = Some(3600);
+        assert!(matches!(r.register(0).unwrap_err(), RegistrationError::Lifetime { .. }));
+
+        let mut r = reg();
+        r.backchannel_logout_uri = Some("https://rp.example/bc#frag".into());
+        assert!(matches!(r.register(0).unwrap_err(), RegistrationError::Uri("backchannel_logout_uri", UriError::Fragment(_))));
+
+        let mut r = reg();
+        r.scopes = Some("openid bad\"scope".into());
+        assert!(matches!(r.register(0).unwrap_err(), RegistrationError::Scope(_)));
+
+        assert!("password".parse::<GrantType>().is_err());
+    }
+
+    #[test]
+    fn public_client_has_no_secret() {
+        let mut r = reg();
+        r.secret = SecretChoice::Public;
+        let out = r.register(0).unwrap();
+        assert!(out.client.is_public());
+        assert!(out.client.client_secret_hash.is_none() && out.plaintext_secret.is_none());
+    }
+}

@@ -1,0 +1,20 @@
+//! khoa's protocol core.
+//!
+//! Everything here is pure: no HTTP, no SQL, no clock reads (callers pass `now`), no
+//! configuration files. The HTTP layer (`khoa-server`) and the storage layer
+//! (`khoa-store`) translate their inputs into these types and back.
+
+pub mod client;
+pub mod discovery;
+pub mod jose;
+pub mod keyring;
+pub mod password;
+pub mod random;
+pub mod redirect_uri;
+pub mod scope;
+pub mod sealing;
+pub mod secret;
+pub mod user;
+
+/// Seconds since the Unix epoch. Every time in khoa's core is one of these.
+pub type UnixTime = i64;

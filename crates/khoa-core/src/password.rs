@@ -1,0 +1,96 @@
+//! Passwords of people: argon2id with the OWASP Password Storage Cheat Sheet parameters
+//! (m = 19 MiB, t = 2, p = 1), stored as PHC strings.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+
+/// Longest password accepted; bounds the work one login request can cause.
+pub const MAX_PASSWORD_LEN: usize = 1024;
+pub const MIN_PASSWORD_LEN: usize = 8;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PasswordError {
+    #[error("password must be at least {MIN_PASSWORD_LEN} characters")]
+    TooShort,
+    #[error("password must be at most {MAX_PASSWORD_LEN} bytes")]
+    TooLong,
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+}
+
+/// Cost parameters of argon2id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordParams {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for PasswordParams {
+    /// OWASP: argon2id, 19 MiB, 2 iterations, 1 lane.
+    fn default() -> Self {
+        Self { memory_kib: 19 * 1024, iterations: 2, parallelism: 1 }
+    }
+}
+
+impl PasswordParams {
+    fn hasher(&self) -> Result<Argon2<'static>, PasswordError> {
+        let params = Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+            .map_err(|e| PasswordError::Hashing(e.to_string()))?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    }
+}
+
+pub fn validate_new_password(password: &str) -> Result<(), PasswordError> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(PasswordError::TooShort);
+    }
+    if password.len() > MAX_PASSWORD_LEN {
+        return Err(PasswordError::TooLong);
+    }
+    Ok(())
+}
+
+/// Hashes a password to a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`).
+pub fn hash_password(password: &str, params: PasswordParams) -> Result<String, PasswordError> {
+    let salt = SaltString::encode_b64(&crate::random::random_bytes::<16>())
+        .map_err(|e| PasswordError::Hashing(e.to_string()))?;
+    Ok(params
+        .hasher()?
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| PasswordError::Hashing(e.to_string()))?
+        .to_string())
+}
+
+/// Verifies a password against a stored PHC string, using the parameters recorded in
+/// the hash itself. Over-long input and malformed hashes simply do not verify.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    if password.len() > MAX_PASSWORD_LEN {
+        return false;
+    }
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owasp_argon2id_round_trip() {
+        let phc = hash_password("correct horse battery", PasswordParams::default()).unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        assert!(verify_password("correct horse battery", &phc));
+        assert!(!verify_password("correct horse batterY", &phc));
+    }
+
+    #[test]
+    fn rules_and_garbage() {
+        assert_eq!(validate_new_password("short"), Err(PasswordError::TooShort));
+        assert_eq!(validate_new_password(&"x".repeat(2000)), Err(PasswordError::TooLong));
+        assert!(!verify_password("x", "not a hash"));
+        assert!(!verify_password(&"x".repeat(5000), "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA"));
+    }
+}

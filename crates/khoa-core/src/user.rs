@@ -1,0 +1,184 @@
+//! End users: registration rules and the stored profile (OIDC Core §5.1 claims).
+
+use crate::password::{hash_password, validate_new_password, PasswordError, PasswordParams};
+use crate::redirect_uri::validate_link_uri;
+use crate::UnixTime;
+use serde::Serialize;
+
+pub const MAX_USERNAME_LEN: usize = 64;
+
+/// A stored user. `id` is stable and never reused; it is the `sub` claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    #[serde(skip_serializing)]
+    pub password_hash: String,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub name: Option<String>,
+    pub phone_number: Option<String>,
+    pub phone_number_verified: bool,
+    pub picture: Option<String>,
+    pub created_at: UnixTime,
+    pub updated_at: UnixTime,
+}
+
+impl User {
+    /// OIDC Core §2: the subject identifier (≤ 255 ASCII characters).
+    pub fn subject(&self) -> String {
+        self.id.to_string()
+    }
+}
+
+/// A user about to be stored (no id yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    pub username: String,
+    pub password_hash: String,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub name: Option<String>,
+    pub phone_number: Option<String>,
+    pub phone_number_verified: bool,
+    pub picture: Option<String>,
+    pub created_at: UnixTime,
+}
+
+/// What an operator gives for a new user.
+#[derive(Debug, Clone, Default)]
+pub struct UserRegistration {
+    pub username: String,
+    pub password: String,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub name: Option<String>,
+    pub phone_number: Option<String>,
+    pub phone_number_verified: bool,
+    pub picture: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UserError {
+    #[error("username must be 1 to {MAX_USERNAME_LEN} characters without spaces or control characters")]
+    Username,
+    #[error("{0:?} is not an email address")]
+    Email(String),
+    #[error("{0:?} is not a phone number (E.164, e.g. +84976535298)")]
+    Phone(String),
+    #[error("invalid picture URL: {0}")]
+    Picture(String),
+    #[error("name must not be empty and at most 200 characters")]
+    Name,
+    #[error("{0}")]
+    Password(#[from] PasswordError),
+}
+
+pub fn validate_username(username: &str) -> Result<(), UserError> {
+    let n = username.chars().count();
+    if n == 0 || n > MAX_USERNAME_LEN || username.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(UserError::Username);
+    }
+    Ok(())
+}
+
+fn validate_email(email: &str) -> Result<(), UserError> {
+    let bad = || UserError::Email(email.into());
+    let (local, domain) = email.split_once('@').ok_or_else(bad)?;
+    if local.is_empty()
+        || domain.is_empty()
+        || domain.contains('@')
+        || !domain.contains('.')
+        || email.len() > 254
+        || email.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+/// E.164: `+` and 8 to 15 digits. Spaces, dots and dashes between digits are removed.
+fn normalize_phone(phone: &str) -> Result<String, UserError> {
+    let compact: String = phone.chars().filter(|c| !matches!(c, ' ' | '-' | '.')).collect();
+    let digits = compact.strip_prefix('+').ok_or_else(|| UserError::Phone(phone.into()))?;
+    if !(8..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(UserError::Phone(phone.into()));
+    }
+    Ok(compact)
+}
+
+impl UserRegistration {
+    pub fn validate(self, params: PasswordParams, now: UnixTime) -> Result<NewUser, UserError> {
+        validate_username(&self.username)?;
+        if let Some(e) = &self.email {
+            validate_email(e)?;
+        }
+        let phone_number = self.phone_number.as_deref().map(normalize_phone).transpose()?;
+        if let Some(p) = &self.picture {
+            validate_link_uri(p).map_err(|e| UserError::Picture(e.to_string()))?;
+        }
+        if let Some(n) = &self.name {
+            if n.trim().is_empty() || n.chars().count() > 200 || n.chars().any(char::is_control) {
+                return Err(UserError::Name);
+            }
+        }
+        validate_new_password(&self.password)?;
+        let password_hash = hash_password(&self.password, params)?;
+        Ok(NewUser {
+            username: self.username,
+            password_hash,
+            email: self.email,
+            email_verified: self.email_verified,
+            name: self.name,
+            phone_number,
+            phone_number_verified: self.phone_number_verified,
+            picture: self.picture,
+            created_at: now,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::password::verify_password;
+
+    fn cheap() -> PasswordParams {
+        PasswordParams { memory_kib: 64, iterations: 1, parallelism: 1 }
+    }
+
+    fn reg() -> UserRegistration {
+        UserRegistration { username: "2280600348".into(), password: "long enough pw".into(), ..Default::default() }
+    }
+
+    #[test]
+    fn valid_user_gets_argon2id_hash() {
+        let mut r = reg();
+        r.email = Some("a@hutech.edu.vn".into());
+        r.phone_number = Some("+84 976-535-298".into());
+        r.name = Some("Nguyễn Văn A".into());
+        let u = r.validate(cheap(), 5).unwrap();
+        assert!(verify_password("long enough pw", &u.password_hash));
+        assert_eq!(u.phone_number.as_deref(), Some("+84976535298"));
+        assert_eq!(u.created_at, 5);
+    }
+
+    #[test]
+    fn refusals() {
+        let mut r = reg();
+        r.username = "has space".into();
+        assert_eq!(r.validate(cheap(), 0).unwrap_err(), UserError::Username);
+        let mut r = reg();
+        r.email = Some("not-an-email".into());
+        assert!(matches!(r.validate(cheap(), 0).unwrap_err(), UserError::Email(_)));
+        let mut r = reg();
+        r.phone_number = Some("0976535298".into());
+        assert!(matches!(r.validate(cheap(), 0).unwrap_err(), UserError::Phone(_)));
+        let mut r = reg();
+        r.picture = Some("javascript:alert(1)".into());
+        assert!(matches!(r.validate(cheap(), 0).unwrap_err(), UserError::Picture(_)));
+        let mut r = reg();
+        r.password = "short".into();
+        assert_eq!(r.validate(cheap(), 0).unwrap_err(), UserError::Password(PasswordError::TooShort));
+    }
+}
