@@ -117,8 +117,17 @@ mod tests {
         let b = MasterKey::from_secret("0123456789abcdef0123456789abcdef").unwrap();
         let sealed = a.seal(b"x", b"y").unwrap();
         assert_eq!(b.open(b"x", &sealed).unwrap(), b"y");
-        assert_eq!(MasterKey::from_secret("short").unwrap_err(), SealingError::SecretTooShort);
-        assert_eq!(MasterKey::from_key_file("abcd").unwrap_err(), SealingError::BadKeyFile);
-        assert_eq!(MasterKey::from_key_file(&"zz".repeat(32)).unwrap_err(), SealingError::BadKeyFile);
+        assert_eq!(
+            MasterKey::from_secret("short").unwrap_err(),
+            SealingError::SecretTooShort
+        );
+        assert_eq!(
+            MasterKey::from_key_file("abcd").unwrap_err(),
+            SealingError::BadKeyFile
+        );
+        assert_eq!(
+            MasterKey::from_key_file(&"zz".repeat(32)).unwrap_err(),
+            SealingError::BadKeyFile
+        );
     }
 }

@@ -68,8 +68,10 @@ pub fn verify_client_secret(presented: &str, stored: &str) -> bool {
     else {
         return false;
     };
-    let (Ok(salt), Ok(expected)) = (URL_SAFE_NO_PAD.decode(salt), URL_SAFE_NO_PAD.decode(expected))
-    else {
+    let (Ok(salt), Ok(expected)) = (
+        URL_SAFE_NO_PAD.decode(salt),
+        URL_SAFE_NO_PAD.decode(expected),
+    ) else {
         return false;
     };
     digest(&salt, presented).ct_eq(&expected).into()

@@ -75,7 +75,10 @@ pub struct SigningKey {
 
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningKey").field("alg", &self.alg).field("kid", &self.jwk.kid).finish()
+        f.debug_struct("SigningKey")
+            .field("alg", &self.alg)
+            .field("kid", &self.jwk.kid)
+            .finish()
     }
 }
 
@@ -125,7 +128,8 @@ impl SigningKey {
                 (KeyPairInner::Rsa(kp), jwk)
             }
             SigningAlgorithm::ES256 => {
-                let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8).map_err(bad)?;
+                let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8)
+                    .map_err(bad)?;
                 // Uncompressed SEC1 point: 0x04 ‖ x (32) ‖ y (32).
                 let point = kp.public_key().as_ref();
                 if point.len() != 65 || point[0] != 4 {
@@ -215,15 +219,24 @@ impl Jwk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_lc_rs::signature::{UnparsedPublicKey, VerificationAlgorithm, ECDSA_P256_SHA256_FIXED, ED25519};
+    use aws_lc_rs::signature::{
+        UnparsedPublicKey, VerificationAlgorithm, ECDSA_P256_SHA256_FIXED, ED25519,
+    };
 
     fn verify(key: &SigningKey, msg: &[u8], sig: &[u8]) -> bool {
         let jwk = key.public_jwk();
-        let d = |s: &Option<String>| URL_SAFE_NO_PAD.decode(s.as_deref().unwrap_or_default()).unwrap();
+        let d = |s: &Option<String>| {
+            URL_SAFE_NO_PAD
+                .decode(s.as_deref().unwrap_or_default())
+                .unwrap()
+        };
         match key.alg() {
-            SigningAlgorithm::RS256 => aws_lc_rs::signature::RsaPublicKeyComponents { n: d(&jwk.n), e: d(&jwk.e) }
-                .verify(&aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256, msg, sig)
-                .is_ok(),
+            SigningAlgorithm::RS256 => aws_lc_rs::signature::RsaPublicKeyComponents {
+                n: d(&jwk.n),
+                e: d(&jwk.e),
+            }
+            .verify(&aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256, msg, sig)
+            .is_ok(),
             SigningAlgorithm::ES256 => {
                 let mut point = vec![4u8];
                 point.extend(d(&jwk.x));
@@ -231,7 +244,9 @@ mod tests {
                 let alg: &dyn VerificationAlgorithm = &ECDSA_P256_SHA256_FIXED;
                 UnparsedPublicKey::new(alg, point).verify(msg, sig).is_ok()
             }
-            SigningAlgorithm::EdDSA => UnparsedPublicKey::new(&ED25519, d(&jwk.x)).verify(msg, sig).is_ok(),
+            SigningAlgorithm::EdDSA => UnparsedPublicKey::new(&ED25519, d(&jwk.x))
+                .verify(msg, sig)
+                .is_ok(),
         }
     }
 

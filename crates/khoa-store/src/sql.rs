@@ -1,0 +1,403 @@
+//! The SQL of every [`Store`](crate::Store) method, written once and instantiated for
+//! both backends by [`sql_store!`]. Placeholders are `$n`, which SQLite and PostgreSQL
+//! both accept; column types are the portable subset (TEXT, BIGINT, BOOLEAN, bytes).
+
+use crate::{StoreError, StoredKey};
+use khoa_core::client::{Client, ClientLifetimes, ClientType, GrantType};
+use khoa_core::keyring::KeyTimeline;
+use khoa_core::user::User;
+
+pub(crate) const CLIENT_COLUMNS: &str = "client_id, client_secret_hash, is_public, redirect_uris, \
+    post_logout_redirect_uris, frontchannel_logout_uri, backchannel_logout_uri, grant_types, scopes, \
+    skip_consent, client_name, logo_uri, client_uri, policy_uri, tos_uri, owner, contacts, metadata, \
+    id_token_signed_response_alg, authorization_code_lifetime, access_token_lifetime, id_token_lifetime, \
+    refresh_token_lifetime, created_at, updated_at";
+
+pub(crate) const USER_COLUMNS: &str = "id, username, password_hash, email, email_verified, name, \
+    phone_number, phone_number_verified, picture, created_at, updated_at";
+
+pub(crate) const KEY_COLUMNS: &str =
+    "kid, alg, generation, public_jwk, private_key_sealed, created_at, activates_at";
+
+pub(crate) const BUMP_EPOCH: &str = "UPDATE change_epoch SET epoch = epoch + 1 WHERE id = 1";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ClientRow {
+    client_id: String,
+    client_secret_hash: Option<String>,
+    is_public: bool,
+    redirect_uris: String,
+    post_logout_redirect_uris: String,
+    frontchannel_logout_uri: Option<String>,
+    backchannel_logout_uri: Option<String>,
+    grant_types: String,
+    scopes: String,
+    skip_consent: bool,
+    client_name: Option<String>,
+    logo_uri: Option<String>,
+    client_uri: Option<String>,
+    policy_uri: Option<String>,
+    tos_uri: Option<String>,
+    owner: Option<String>,
+    contacts: String,
+    metadata: String,
+    id_token_signed_response_alg: String,
+    authorization_code_lifetime: Option<i64>,
+    access_token_lifetime: Option<i64>,
+    id_token_lifetime: Option<i64>,
+    refresh_token_lifetime: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+fn json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
+    // Serialising plain strings, vectors and JSON values cannot fail.
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+impl TryFrom<ClientRow> for Client {
+    type Error = StoreError;
+    fn try_from(r: ClientRow) -> Result<Self, StoreError> {
+        let grant_types: Vec<String> = json("grant_types", &r.grant_types)?;
+        Ok(Client {
+            grant_types: grant_types
+                .iter()
+                .map(|g| {
+                    g.parse::<GrantType>()
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))
+                })
+                .collect::<Result<_, _>>()?,
+            client_type: if r.is_public {
+                ClientType::Public
+            } else {
+                ClientType::Confidential
+            },
+            redirect_uris: json("redirect_uris", &r.redirect_uris)?,
+            post_logout_redirect_uris: json(
+                "post_logout_redirect_uris",
+                &r.post_logout_redirect_uris,
+            )?,
+            scopes: json("scopes", &r.scopes)?,
+            contacts: json("contacts", &r.contacts)?,
+            metadata: json("metadata", &r.metadata)?,
+            id_token_signed_response_alg: r
+                .id_token_signed_response_alg
+                .parse()
+                .map_err(|e: khoa_core::jose::KeyError| StoreError::Corrupt(e.to_string()))?,
+            lifetimes: ClientLifetimes {
+                authorization_code: r.authorization_code_lifetime,
+                access_token: r.access_token_lifetime,
+                id_token: r.id_token_lifetime,
+                refresh_token: r.refresh_token_lifetime,
+            },
+            client_id: r.client_id,
+            client_secret_hash: r.client_secret_hash,
+            frontchannel_logout_uri: r.frontchannel_logout_uri,
+            backchannel_logout_uri: r.backchannel_logout_uri,
+            skip_consent: r.skip_consent,
+            client_name: r.client_name,
+            logo_uri: r.logo_uri,
+            client_uri: r.client_uri,
+            policy_uri: r.policy_uri,
+            tos_uri: r.tos_uri,
+            owner: r.owner,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct UserRow {
+    id: i64,
+    username: String,
+    password_hash: String,
+    email: Option<String>,
+    email_verified: bool,
+    name: Option<String>,
+    phone_number: Option<String>,
+    phone_number_verified: bool,
+    picture: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<UserRow> for User {
+    fn from(r: UserRow) -> Self {
+        User {
+            id: r.id,
+            username: r.username,
+            password_hash: r.password_hash,
+            email: r.email,
+            email_verified: r.email_verified,
+            name: r.name,
+            phone_number: r.phone_number,
+            phone_number_verified: r.phone_number_verified,
+            picture: r.picture,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct KeyRow {
+    kid: String,
+    alg: String,
+    generation: i64,
+    public_jwk: String,
+    private_key_sealed: Vec<u8>,
+    created_at: i64,
+    activates_at: i64,
+}
+
+impl TryFrom<KeyRow> for StoredKey {
+    type Error = StoreError;
+    fn try_from(r: KeyRow) -> Result<Self, StoreError> {
+        Ok(StoredKey {
+            timeline: KeyTimeline {
+                alg: r
+                    .alg
+                    .parse()
+                    .map_err(|e: khoa_core::jose::KeyError| StoreError::Corrupt(e.to_string()))?,
+                kid: r.kid,
+                generation: r.generation,
+                created_at: r.created_at,
+                activates_at: r.activates_at,
+            },
+            public_jwk: r.public_jwk,
+            private_key_sealed: r.private_key_sealed,
+        })
+    }
+}
+
+/// Implements [`Store`](crate::Store) for a backend struct with a `pool` field, a
+/// `BACKEND` constant and a `run_migrations` method.
+macro_rules! sql_store {
+    ($store:ident) => {
+        #[async_trait::async_trait]
+        impl $crate::Store for $store {
+            fn backend(&self) -> $crate::Backend {
+                Self::BACKEND
+            }
+
+            async fn migrate(&self) -> Result<(), $crate::StoreError> {
+                // Two processes racing on a fresh SQLite file: the loser sees the
+                // winner's work on its second attempt.
+                match self.run_migrations().await {
+                    Ok(()) => Ok(()),
+                    Err(_) => self.run_migrations().await,
+                }
+            }
+
+            async fn ping(&self) -> Result<(), $crate::StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn change_epoch(&self) -> Result<i64, $crate::StoreError> {
+                Ok(sqlx::query_scalar("SELECT epoch FROM change_epoch WHERE id = 1")
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn insert_client(&self, c: &khoa_core::client::Client) -> Result<(), $crate::StoreError> {
+                use $crate::sql::{to_json, BUMP_EPOCH, CLIENT_COLUMNS};
+                let grant_types: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(&format!(
+                    "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES \
+                     ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25)"
+                ))
+                .bind(&c.client_id)
+                .bind(&c.client_secret_hash)
+                .bind(c.is_public())
+                .bind(to_json(&c.redirect_uris))
+                .bind(to_json(&c.post_logout_redirect_uris))
+                .bind(&c.frontchannel_logout_uri)
+                .bind(&c.backchannel_logout_uri)
+                .bind(to_json(&grant_types))
+                .bind(to_json(&c.scopes))
+                .bind(c.skip_consent)
+                .bind(&c.client_name)
+                .bind(&c.logo_uri)
+                .bind(&c.client_uri)
+                .bind(&c.policy_uri)
+                .bind(&c.tos_uri)
+                .bind(&c.owner)
+                .bind(to_json(&c.contacts))
+                .bind(to_json(&c.metadata))
+                .bind(c.id_token_signed_response_alg.as_str())
+                .bind(c.lifetimes.authorization_code)
+                .bind(c.lifetimes.access_token)
+                .bind(c.lifetimes.id_token)
+                .bind(c.lifetimes.refresh_token)
+                .bind(c.created_at)
+                .bind(c.updated_at)
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::StoreError::conflict_as("client"))?;
+                sqlx::query(BUMP_EPOCH).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn client(&self, client_id: &str) -> Result<Option<khoa_core::client::Client>, $crate::StoreError> {
+                let row: Option<$crate::sql::ClientRow> = sqlx::query_as(&format!(
+                    "SELECT {} FROM clients WHERE client_id = $1",
+                    $crate::sql::CLIENT_COLUMNS
+                ))
+                .bind(client_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            async fn clients(&self) -> Result<Vec<khoa_core::client::Client>, $crate::StoreError> {
+                let rows: Vec<$crate::sql::ClientRow> = sqlx::query_as(&format!(
+                    "SELECT {} FROM clients ORDER BY client_id",
+                    $crate::sql::CLIENT_COLUMNS
+                ))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn delete_client(&self, client_id: &str) -> Result<bool, $crate::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let n = sqlx::query("DELETE FROM clients WHERE client_id = $1")
+                    .bind(client_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                sqlx::query($crate::sql::BUMP_EPOCH).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(n > 0)
+            }
+
+            async fn longest_client_token_lifetime(&self) -> Result<Option<i64>, $crate::StoreError> {
+                let (a, i): (Option<i64>, Option<i64>) =
+                    sqlx::query_as("SELECT MAX(access_token_lifetime), MAX(id_token_lifetime) FROM clients")
+                        .fetch_one(&self.pool)
+                        .await?;
+                Ok(a.max(i))
+            }
+
+            async fn insert_user(&self, u: &khoa_core::user::NewUser) -> Result<khoa_core::user::User, $crate::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let row: $crate::sql::UserRow = sqlx::query_as(&format!(
+                    "INSERT INTO users (username, password_hash, email, email_verified, name, phone_number, \
+                     phone_number_verified, picture, created_at, updated_at) \
+                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$9) RETURNING {}",
+                    $crate::sql::USER_COLUMNS
+                ))
+                .bind(&u.username)
+                .bind(&u.password_hash)
+                .bind(&u.email)
+                .bind(u.email_verified)
+                .bind(&u.name)
+                .bind(&u.phone_number)
+                .bind(u.phone_number_verified)
+                .bind(&u.picture)
+                .bind(u.created_at)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($crate::StoreError::conflict_as("username"))?;
+                sqlx::query($crate::sql::BUMP_EPOCH).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(row.into())
+            }
+
+            async fn user_by_username(&self, username: &str) -> Result<Option<khoa_core::user::User>, $crate::StoreError> {
+                let row: Option<$crate::sql::UserRow> = sqlx::query_as(&format!(
+                    "SELECT {} FROM users WHERE username = $1",
+                    $crate::sql::USER_COLUMNS
+                ))
+                .bind(username)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(Into::into))
+            }
+
+            async fn user_by_id(&self, id: i64) -> Result<Option<khoa_core::user::User>, $crate::StoreError> {
+                let row: Option<$crate::sql::UserRow> =
+                    sqlx::query_as(&format!("SELECT {} FROM users WHERE id = $1", $crate::sql::USER_COLUMNS))
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(row.map(Into::into))
+            }
+
+            async fn users(&self) -> Result<Vec<khoa_core::user::User>, $crate::StoreError> {
+                let rows: Vec<$crate::sql::UserRow> =
+                    sqlx::query_as(&format!("SELECT {} FROM users ORDER BY id", $crate::sql::USER_COLUMNS))
+                        .fetch_all(&self.pool)
+                        .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn delete_user(&self, username: &str) -> Result<bool, $crate::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let n = sqlx::query("DELETE FROM users WHERE username = $1")
+                    .bind(username)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                sqlx::query($crate::sql::BUMP_EPOCH).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(n > 0)
+            }
+
+            async fn set_password_hash(&self, username: &str, hash: &str, now: i64) -> Result<bool, $crate::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let n = sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3")
+                    .bind(hash)
+                    .bind(now)
+                    .bind(username)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                sqlx::query($crate::sql::BUMP_EPOCH).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(n > 0)
+            }
+
+            async fn insert_signing_key(&self, k: &$crate::StoredKey) -> Result<(), $crate::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(&format!(
+                    "INSERT INTO signing_keys ({}) VALUES ($1,$2,$3,$4,$5,$6,$7)",
+                    $crate::sql::KEY_COLUMNS
+                ))
+                .bind(&k.timeline.kid)
+                .bind(k.timeline.alg.as_str())
+                .bind(k.timeline.generation)
+                .bind(&k.public_jwk)
+                .bind(&k.private_key_sealed)
+                .bind(k.timeline.created_at)
+                .bind(k.timeline.activates_at)
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::StoreError::conflict_as("signing key generation"))?;
+                sqlx::query($crate::sql::BUMP_EPOCH).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn signing_keys(&self) -> Result<Vec<$crate::StoredKey>, $crate::StoreError> {
+                let rows: Vec<$crate::sql::KeyRow> = sqlx::query_as(&format!(
+                    "SELECT {} FROM signing_keys ORDER BY alg, generation",
+                    $crate::sql::KEY_COLUMNS
+                ))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+        }
+    };
+}
+
+pub(crate) use sql_store;

@@ -1,0 +1,259 @@
+//! The storage test suite: every test runs against SQLite and against PostgreSQL.
+
+use khoa_core::client::{ClientLifetimes, ClientRegistration, GrantType, SecretChoice};
+use khoa_core::jose::SigningAlgorithm;
+use khoa_core::keyring::KeyTimeline;
+use khoa_core::user::NewUser;
+use khoa_store::{Store, StoreError, StoredKey};
+use khoa_testkit::{both_backends, TestDatabase};
+use std::sync::Arc;
+
+async fn open(db: &TestDatabase) -> Arc<dyn Store> {
+    let store = khoa_store::connect(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(store.backend(), db.backend);
+    store
+}
+
+fn full_client(id: &str) -> khoa_core::client::Client {
+    let mut r = ClientRegistration::new(id);
+    r.redirect_uris = vec![
+        "https://app.example/cb".into(),
+        "http://127.0.0.1:9000/cb".into(),
+    ];
+    r.post_logout_redirect_uris = vec!["https://app.example/bye".into()];
+    r.frontchannel_logout_uri = Some("https://app.example/fc".into());
+    r.backchannel_logout_uri = Some("https://app.example/bc".into());
+    r.grant_types = Some(vec![
+        GrantType::AuthorizationCode,
+        GrantType::RefreshToken,
+        GrantType::ClientCredentials,
+    ]);
+    r.scopes = Some("openid profile api:read".into());
+    r.skip_consent = true;
+    r.client_name = Some("Ứng dụng mẫu".into());
+    r.logo_uri = Some("https://app.example/logo.png".into());
+    r.client_uri = Some("https://app.example".into());
+    r.policy_uri = Some("https://app.example/policy".into());
+    r.tos_uri = Some("https://app.example/tos".into());
+    r.owner = Some("Phòng CNTT".into());
+    r.contacts = vec!["it@app.example".into()];
+    r.metadata = Some(serde_json::json!({"tenant": 7, "tags": ["a"]}));
+    r.id_token_signed_response_alg = Some(SigningAlgorithm::ES256);
+    r.lifetimes = ClientLifetimes {
+        authorization_code: Some(30),
+        access_token: Some(900),
+        id_token: Some(1200),
+        refresh_token: None,
+    };
+    r.secret = SecretChoice::Given("0123456789abcdef0123456789abcdef".into());
+    r.register(1_700_000_000).unwrap().client
+}
+
+fn new_user(username: &str) -> NewUser {
+    NewUser {
+        username: username.into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        email: Some(format!("{username}@example.vn")),
+        email_verified: true,
+        name: Some("Nguyễn Văn A".into()),
+        phone_number: Some("+84976535298".into()),
+        phone_number_verified: false,
+        picture: None,
+        created_at: 1_700_000_000,
+    }
+}
+
+fn key(kid: &str, alg: SigningAlgorithm, generation: i64) -> StoredKey {
+    StoredKey {
+        timeline: KeyTimeline {
+            kid: kid.into(),
+            alg,
+            generation,
+            created_at: 10,
+            activates_at: 20,
+        },
+        public_jwk: format!("{{\"kid\":\"{kid}\"}}"),
+        private_key_sealed: vec![0, 1, 2, 255],
+    }
+}
+
+async fn clients_round_trip_every_field(db: TestDatabase) {
+    let store = open(&db).await;
+    let client = full_client("portal");
+    store.insert_client(&client).await.unwrap();
+    assert_eq!(store.client("portal").await.unwrap(), Some(client.clone()));
+    assert!(matches!(
+        store.insert_client(&client).await,
+        Err(StoreError::Conflict("client"))
+    ));
+    store.insert_client(&full_client("another")).await.unwrap();
+    let ids: Vec<_> = store
+        .clients()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.client_id)
+        .collect();
+    assert_eq!(ids, ["another", "portal"]);
+    assert_eq!(
+        store.longest_client_token_lifetime().await.unwrap(),
+        Some(1200)
+    );
+    assert!(store.delete_client("portal").await.unwrap());
+    assert!(!store.delete_client("portal").await.unwrap());
+    assert_eq!(store.client("portal").await.unwrap(), None);
+    assert_eq!(store.client("no-such-client").await.unwrap(), None);
+}
+
+async fn users_have_unique_names_and_stable_ids(db: TestDatabase) {
+    let store = open(&db).await;
+    let a = store.insert_user(&new_user("alice")).await.unwrap();
+    assert_eq!(a.username, "alice");
+    assert_eq!(a.name.as_deref(), Some("Nguyễn Văn A"));
+    assert!(a.email_verified && !a.phone_number_verified);
+    assert!(matches!(
+        store.insert_user(&new_user("alice")).await,
+        Err(StoreError::Conflict("username"))
+    ));
+    assert_eq!(
+        store.user_by_username("alice").await.unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(store.user_by_id(a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.user_by_username("Alice").await.unwrap(), None);
+
+    // Ids are never reused, even after a delete.
+    assert!(store.delete_user("alice").await.unwrap());
+    let b = store.insert_user(&new_user("bob")).await.unwrap();
+    assert!(b.id > a.id);
+    assert_eq!(store.user_by_id(a.id).await.unwrap(), None);
+
+    assert!(store
+        .set_password_hash("bob", "new-hash", 1_800_000_000)
+        .await
+        .unwrap());
+    let b2 = store.user_by_username("bob").await.unwrap().unwrap();
+    assert_eq!(
+        (b2.password_hash.as_str(), b2.updated_at, b2.created_at),
+        ("new-hash", 1_800_000_000, 1_700_000_000)
+    );
+    assert!(!store.set_password_hash("nobody", "x", 0).await.unwrap());
+    assert_eq!(store.users().await.unwrap().len(), 1);
+}
+
+async fn concurrent_signups_for_one_username_admit_exactly_one(db: TestDatabase) {
+    let store = open(&db).await;
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let s = store.clone();
+            tokio::spawn(async move { s.insert_user(&new_user("race")).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in futures::future::join_all(tasks).await {
+        match t.unwrap() {
+            Ok(_) => ok += 1,
+            Err(StoreError::Conflict("username")) => {}
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert_eq!(ok, 1);
+}
+
+async fn signing_key_generations_are_unique_per_algorithm(db: TestDatabase) {
+    let store = open(&db).await;
+    store
+        .insert_signing_key(&key("r1", SigningAlgorithm::RS256, 1))
+        .await
+        .unwrap();
+    store
+        .insert_signing_key(&key("e1", SigningAlgorithm::ES256, 1))
+        .await
+        .unwrap();
+    // Generation 1 of RS256 again (another process starting at the same moment).
+    assert!(matches!(
+        store
+            .insert_signing_key(&key("r1-bis", SigningAlgorithm::RS256, 1))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Many processes rotating at once: exactly one wins generation 2.
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let s = store.clone();
+            tokio::spawn(async move {
+                s.insert_signing_key(&key(&format!("r2-{i}"), SigningAlgorithm::RS256, 2))
+                    .await
+            })
+        })
+        .collect();
+    let wins = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .filter(|r| matches!(r, Ok(Ok(()))))
+        .count();
+    assert_eq!(wins, 1);
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 3);
+    assert_eq!(keys[0], key("e1", SigningAlgorithm::ES256, 1));
+    assert_eq!(keys[1].private_key_sealed, vec![0, 1, 2, 255]);
+}
+
+async fn every_change_bumps_the_epoch(db: TestDatabase) {
+    let store = open(&db).await;
+    let mut last = store.change_epoch().await.unwrap();
+    let mut bumped = |now: i64| {
+        assert!(now > last, "epoch did not move: {now} <= {last}");
+        last = now;
+    };
+    store.insert_client(&full_client("c")).await.unwrap();
+    bumped(store.change_epoch().await.unwrap());
+    store.delete_client("c").await.unwrap();
+    bumped(store.change_epoch().await.unwrap());
+    store.insert_user(&new_user("u")).await.unwrap();
+    bumped(store.change_epoch().await.unwrap());
+    store.set_password_hash("u", "h", 1).await.unwrap();
+    bumped(store.change_epoch().await.unwrap());
+    store.delete_user("u").await.unwrap();
+    bumped(store.change_epoch().await.unwrap());
+    store
+        .insert_signing_key(&key("k", SigningAlgorithm::EdDSA, 1))
+        .await
+        .unwrap();
+    bumped(store.change_epoch().await.unwrap());
+    // A refused change leaves no trace.
+    let before = store.change_epoch().await.unwrap();
+    assert!(store
+        .insert_signing_key(&key("k2", SigningAlgorithm::EdDSA, 1))
+        .await
+        .is_err());
+    assert_eq!(store.change_epoch().await.unwrap(), before);
+}
+
+async fn migrations_are_idempotent_and_data_survives_reopen(db: TestDatabase) {
+    let store = open(&db).await;
+    store.insert_user(&new_user("keep")).await.unwrap();
+    store.migrate().await.unwrap();
+    drop(store);
+    let again = open(&db).await;
+    assert!(again.user_by_username("keep").await.unwrap().is_some());
+    again.ping().await.unwrap();
+}
+
+both_backends!(
+    clients_round_trip_every_field,
+    users_have_unique_names_and_stable_ids,
+    concurrent_signups_for_one_username_admit_exactly_one,
+    signing_key_generations_are_unique_per_algorithm,
+    every_change_bumps_the_epoch,
+    migrations_are_idempotent_and_data_survives_reopen,
+);
+
+#[tokio::test]
+async fn unsupported_database_url_is_refused() {
+    assert!(matches!(
+        khoa_store::connect("mysql://x/y").await,
+        Err(StoreError::UnsupportedUrl)
+    ));
+}

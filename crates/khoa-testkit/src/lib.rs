@@ -1,0 +1,76 @@
+//! Test harness shared by khoa's test suites.
+//!
+//! PostgreSQL tests need `KHOA_TEST_POSTGRES_URL`: a URL to a throwaway cluster on which
+//! the test user may create databases. `./scripts/test.sh` starts such a cluster and
+//! sets it; a PostgreSQL test without it fails (it never silently skips).
+
+mod server;
+
+pub use khoa_store::Backend;
+pub use server::{free_port, KhoaProcess};
+
+use sqlx::{Connection, Executor, PgConnection};
+use tempfile::TempDir;
+
+/// A fresh, empty database that lives as long as this value (SQLite: a temporary
+/// folder; PostgreSQL: a new database in the throwaway test cluster).
+pub struct TestDatabase {
+    pub url: String,
+    pub backend: Backend,
+    pub dir: TempDir,
+}
+
+pub const POSTGRES_ENV: &str = "KHOA_TEST_POSTGRES_URL";
+
+#[allow(clippy::expect_used)]
+pub async fn test_database(backend: Backend) -> TestDatabase {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("khoa.db").display()),
+        Backend::Postgres => {
+            let admin = std::env::var(POSTGRES_ENV).unwrap_or_else(|_| {
+                panic!("{POSTGRES_ENV} is not set: run the tests with ./scripts/test.sh, which starts a throwaway PostgreSQL")
+            });
+            let name = format!(
+                "khoa_t_{}",
+                khoa_core::random::random_token::<9>()
+                    .to_lowercase()
+                    .replace(['-', '_'], "x")
+            );
+            let mut conn = PgConnection::connect(&admin)
+                .await
+                .expect("connect to the test PostgreSQL");
+            conn.execute(format!("CREATE DATABASE {name}").as_str())
+                .await
+                .expect("create test database");
+            let _ = conn.close().await;
+            let mut url = url::Url::parse(&admin).expect("valid test PostgreSQL URL");
+            url.set_path(&name);
+            url.to_string()
+        }
+    };
+    TestDatabase { url, backend, dir }
+}
+
+/// Runs `$body` (an async fn taking a [`TestDatabase`]) once per backend, as two tests.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::test_database($crate::Backend::Sqlite).await).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::test_database($crate::Backend::Postgres).await).await
+                }
+            )*
+        }
+    };
+}
