@@ -1,1 +1,85 @@
+//! khoa's HTTP layer: a thin axum application over the protocol core and the store.
 
+pub mod clients;
+pub mod error;
+pub mod keys;
+pub mod metrics;
+mod routes;
+pub mod settings;
+pub mod state;
+mod watcher;
+
+pub use settings::{Lifetimes, Settings};
+pub use state::AppState;
+
+use axum::Router;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Current time in Unix seconds.
+pub fn now() -> khoa_core::UnixTime {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The application with every route and middleware.
+pub fn router(state: AppState) -> Router {
+    routes::router(state)
+}
+
+/// A running server: its address and the handle that stops it.
+pub struct RunningServer {
+    pub local_addr: SocketAddr,
+    pub state: AppState,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Asks the server to stop, lets in-flight requests finish, and waits.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+
+    /// Resolves when the server has stopped on its own or was told to.
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.task
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+
+    pub fn stopper(&self) -> tokio::sync::watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Binds the listener, starts the change watcher and serves until shut down.
+pub async fn start(state: AppState) -> std::io::Result<RunningServer> {
+    let listener = TcpListener::bind(state.settings.listen).await?;
+    let local_addr = listener.local_addr()?;
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    watcher::spawn(state.clone(), rx.clone());
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    tracing::info!(%local_addr, issuer = %state.settings.issuer, "khoa listening");
+    // Give the accept loop a moment to be scheduled before callers connect.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    Ok(RunningServer {
+        local_addr,
+        state,
+        shutdown: tx,
+        task,
+    })
+}

@@ -1,5 +1,7 @@
 use crate::{Backend, StoreError};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection};
+use std::str::FromStr;
 use std::time::Duration;
 
 /// The production store: several khoa processes on one database act as one server.
@@ -9,10 +11,17 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?;
+        // One direct connection first: a pool hides the cause of a failure behind
+        // "pool timed out"; this surfaces "connection refused", a bad password, etc.
+        match tokio::time::timeout(Duration::from_secs(10), options.connect()).await {
+            Ok(conn) => conn?.close().await?,
+            Err(_) => return Err(StoreError::Database(sqlx::Error::PoolTimedOut)),
+        }
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+            .connect_with(options)
             .await?;
         Ok(Self { pool })
     }

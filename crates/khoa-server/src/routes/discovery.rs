@@ -1,0 +1,13 @@
+//! `GET /.well-known/openid-configuration` (OpenID Connect Discovery 1.0 §4).
+
+use super::public_json;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::response::Response;
+
+pub(crate) async fn openid_configuration(State(state): State<AppState>) -> Response {
+    public_json(
+        state.discovery_json.as_ref(),
+        state.settings.metadata_max_age,
+    )
+}

@@ -1,0 +1,74 @@
+//! What the server needs to know, already validated (the command line builds it from
+//! the configuration file and the environment).
+
+use khoa_core::jose::SigningAlgorithm;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Default lifetimes in seconds (PRODUCT.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    pub authorization_code: i64,
+    pub access_token: i64,
+    pub id_token: i64,
+    pub refresh_token: i64,
+    pub session: i64,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Self {
+            authorization_code: 60,
+            access_token: 3600,
+            id_token: 3600,
+            refresh_token: 30 * 86_400,
+            session: 86_400,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Exactly as configured; `iss` of every token.
+    pub issuer: String,
+    pub listen: SocketAddr,
+    /// Algorithms khoa keeps keys for; RS256 always among them.
+    pub algorithms: Vec<SigningAlgorithm>,
+    pub lifetimes: Lifetimes,
+    /// How long a rotated key is published before it signs (seconds).
+    pub key_prepublication: i64,
+    /// How often each process looks for changes made elsewhere.
+    pub watch_interval: Duration,
+    /// Largest accepted request body (bytes).
+    pub body_limit: usize,
+    /// Longest time one request may take.
+    pub request_timeout: Duration,
+    /// `Cache-Control: max-age` of discovery and JWKS (seconds). Kept below the
+    /// pre-publication delay so caches learn a new key before it signs.
+    pub metadata_max_age: u32,
+}
+
+impl Settings {
+    pub fn new(issuer: impl Into<String>, listen: SocketAddr) -> Self {
+        Self {
+            issuer: issuer.into(),
+            listen,
+            algorithms: SigningAlgorithm::ALL.to_vec(),
+            lifetimes: Lifetimes::default(),
+            key_prepublication: 3600,
+            watch_interval: Duration::from_millis(500),
+            body_limit: 64 * 1024,
+            request_timeout: Duration::from_secs(30),
+            metadata_max_age: 300,
+        }
+    }
+
+    /// How long every token signed by a key can live: retired keys stay published at
+    /// least this long. `longest_client_override` is the longest per-client lifetime.
+    pub fn signed_token_horizon(&self, longest_client_override: Option<i64>) -> i64 {
+        // Leeway for clock skew between khoa and relying parties.
+        const SKEW: i64 = 300;
+        let global = self.lifetimes.access_token.max(self.lifetimes.id_token);
+        global.max(longest_client_override.unwrap_or(0)) + SKEW
+    }
+}

@@ -1,0 +1,195 @@
+//! The command line (PRODUCT.md). Every command works directly on the configured
+//! database.
+
+use clap::{Args, Parser, Subcommand};
+use khoa_core::client::GrantType;
+use khoa_core::jose::SigningAlgorithm;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "khoa",
+    version,
+    about = "khoa: OpenID Connect / OAuth 2.0 single sign-on server"
+)]
+pub struct Cli {
+    /// TOML configuration file; KHOA_* environment variables override it.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "KHOA_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+fn environment_help() -> String {
+    let mut s = String::from("Environment (overrides the configuration file):\n");
+    for (var, what) in crate::config::ENVIRONMENT {
+        s.push_str(&format!("  {var:<34} {what}\n"));
+    }
+    s.push_str("\nWith no configuration at all khoa uses sqlite://khoa.db and a generated khoa.key\nin the working directory, listens on 127.0.0.1:8080 with issuer http://localhost:8080.");
+    s
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (migrates the database and creates signing keys on first start).
+    #[command(after_help = environment_help())]
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage OAuth 2.0 clients (relying parties).
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client; prints it as one JSON object (with the secret, shown once).
+    Create(Box<ClientCreate>),
+    /// List clients.
+    List(ListArgs),
+    /// Show one client as JSON.
+    Show { id: String },
+    /// Delete a client.
+    Delete { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// One JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientCreate {
+    /// client_id: letters, digits, . _ ~ -
+    #[arg(long)]
+    pub id: String,
+    /// Redirect URI (repeatable): https, http on loopback, or a reverse-domain app scheme.
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    pub redirect_uris: Vec<String>,
+    /// Public client (no secret; PKCE required).
+    #[arg(long, conflicts_with_all = ["secret", "secret_stdin"])]
+    pub public: bool,
+    /// Use this secret (≥ 32 characters) instead of generating one.
+    #[arg(long, conflicts_with = "secret_stdin")]
+    pub secret: Option<String>,
+    /// Read the secret from standard input (keeps it out of the process list).
+    #[arg(long)]
+    pub secret_stdin: bool,
+    /// Post-logout redirect URI (repeatable).
+    #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
+    pub post_logout_redirect_uris: Vec<String>,
+    #[arg(long, value_name = "URI")]
+    pub frontchannel_logout_uri: Option<String>,
+    #[arg(long, value_name = "URI")]
+    pub backchannel_logout_uri: Option<String>,
+    /// Comma-separated: authorization_code,refresh_token,client_credentials
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub grant_types: Option<Vec<GrantType>>,
+    /// Space-separated scopes the client may request.
+    #[arg(long)]
+    pub scopes: Option<String>,
+    /// Never ask users for consent for this client.
+    #[arg(long)]
+    pub skip_consent: bool,
+    /// client_name shown on the login and consent pages.
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long, value_name = "URL")]
+    pub logo_uri: Option<String>,
+    #[arg(long, value_name = "URL")]
+    pub client_uri: Option<String>,
+    #[arg(long, value_name = "URL")]
+    pub policy_uri: Option<String>,
+    #[arg(long, value_name = "URL")]
+    pub tos_uri: Option<String>,
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// Contact (repeatable).
+    #[arg(long = "contact")]
+    pub contacts: Vec<String>,
+    /// Free-form metadata: a JSON object.
+    #[arg(long, value_name = "JSON")]
+    pub metadata: Option<String>,
+    /// ID token signing algorithm: RS256 (default), ES256 or EdDSA.
+    #[arg(long, value_name = "ALG")]
+    pub id_token_alg: Option<SigningAlgorithm>,
+    #[arg(long, value_name = "DURATION")]
+    pub authorization_code_lifetime: Option<humantime::Duration>,
+    #[arg(long, value_name = "DURATION")]
+    pub access_token_lifetime: Option<humantime::Duration>,
+    #[arg(long, value_name = "DURATION")]
+    pub id_token_lifetime: Option<humantime::Duration>,
+    #[arg(long, value_name = "DURATION")]
+    pub refresh_token_lifetime: Option<humantime::Duration>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Create(UserCreate),
+    /// List users.
+    List(ListArgs),
+    /// Delete a user.
+    Delete { username: String },
+    /// Set a user's password, read from standard input.
+    SetPassword {
+        username: String,
+        /// Required: passwords are never taken from the command line.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct UserCreate {
+    #[arg(long)]
+    pub username: String,
+    /// Required: passwords are never taken from the command line.
+    #[arg(long, required = true)]
+    pub password_stdin: bool,
+    #[arg(long)]
+    pub email: Option<String>,
+    /// Mark the email address as verified.
+    #[arg(long, requires = "email")]
+    pub email_verified: bool,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Phone number in E.164 form (+84…).
+    #[arg(long)]
+    pub phone: Option<String>,
+    #[arg(long, requires = "phone")]
+    pub phone_verified: bool,
+    #[arg(long, value_name = "URL")]
+    pub picture: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List signing keys with their state (pending, active, retired, expired).
+    List(ListArgs),
+    /// Create the next key of each algorithm: published at once, signing after the
+    /// pre-publication delay (keys.prepublication).
+    Rotate {
+        /// Only these algorithms (repeatable); default: every configured one.
+        #[arg(long = "alg", value_name = "ALG")]
+        algorithms: Vec<SigningAlgorithm>,
+        /// Sign with the new key at once (for a compromised key; relying parties that
+        /// cached the old JWKS will refetch it on an unknown kid).
+        #[arg(long)]
+        immediately: bool,
+    },
+}

@@ -1,0 +1,508 @@
+//! Configuration: a TOML file (`--config`) and `KHOA_*` environment variables that
+//! override it. Everything is validated before anything starts; every error names the
+//! key or variable at fault.
+
+use khoa_core::client::{check_lifetime, lifetime_bounds};
+use khoa_core::jose::SigningAlgorithm;
+use khoa_server::{Lifetimes, Settings};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_ISSUER: &str = "http://localhost:8080";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://khoa.db";
+pub const DEFAULT_SECRET_FILE: &str = "khoa.key";
+
+/// Environment variables and what they override (shown by `khoa serve --help`).
+pub const ENVIRONMENT: &[(&str, &str)] = &[
+    ("KHOA_ISSUER", "issuer: the exact issuer URL (default http://localhost:8080)"),
+    ("KHOA_LISTEN", "listen: address and port (default 127.0.0.1:8080)"),
+    ("KHOA_DATABASE_URL", "database_url: sqlite://FILE or postgres://… (default sqlite://khoa.db)"),
+    ("KHOA_SECRET", "secret: master key (≥ 32 characters) sealing private keys at rest"),
+    ("KHOA_SECRET_FILE", "secret_file: key file used when no secret is set (default khoa.key; generated with mode 0600 for SQLite)"),
+    ("KHOA_LOG", "log.filter: tracing filter, e.g. info or khoa=debug (default info)"),
+    ("KHOA_LOG_FORMAT", "log.format: text or json (default text)"),
+    ("KHOA_KEY_ALGORITHMS", "keys.algorithms: comma-separated, RS256 required (default RS256,ES256,EdDSA)"),
+    ("KHOA_KEY_PREPUBLICATION", "keys.prepublication: delay before a rotated key signs (default 1h)"),
+    ("KHOA_AUTHORIZATION_CODE_LIFETIME", "tokens.authorization_code (default 60s)"),
+    ("KHOA_ACCESS_TOKEN_LIFETIME", "tokens.access_token (default 1h)"),
+    ("KHOA_ID_TOKEN_LIFETIME", "tokens.id_token (default 1h)"),
+    ("KHOA_REFRESH_TOKEN_LIFETIME", "tokens.refresh_token (default 30days)"),
+    ("KHOA_SESSION_LIFETIME", "tokens.session: SSO session (default 24h)"),
+    ("KHOA_WATCH_INTERVAL", "watch_interval: how often changes made elsewhere are picked up (default 500ms)"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("configuration file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    issuer: Option<String>,
+    listen: Option<String>,
+    database_url: Option<String>,
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
+    watch_interval: Option<String>,
+    #[serde(default)]
+    log: LogSection,
+    #[serde(default)]
+    tokens: TokenSection,
+    #[serde(default)]
+    keys: KeySection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSection {
+    filter: Option<String>,
+    format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenSection {
+    authorization_code: Option<String>,
+    access_token: Option<String>,
+    id_token: Option<String>,
+    refresh_token: Option<String>,
+    session: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeySection {
+    algorithms: Option<Vec<String>>,
+    prepublication: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the master key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Secret(String),
+    File(PathBuf),
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub settings: Settings,
+    pub database_url: String,
+    pub secret: SecretSource,
+    pub log_filter: String,
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+}
+
+/// One setting: the environment variable wins over the file.
+struct Value {
+    key: String,
+    raw: String,
+}
+
+fn pick(
+    env: &dyn Fn(&str) -> Option<String>,
+    var: &str,
+    file_key: &str,
+    file: Option<String>,
+) -> Option<Value> {
+    match env(var) {
+        Some(raw) => Some(Value {
+            key: var.to_string(),
+            raw,
+        }),
+        None => file.map(|raw| Value {
+            key: file_key.to_string(),
+            raw,
+        }),
+    }
+}
+
+fn duration(v: &Value) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(v.raw.trim()).map_err(|e| {
+        invalid(
+            &v.key,
+            format!(
+                "{:?} is not a duration such as 60s, 15m, 1h or 30days ({e})",
+                v.raw
+            ),
+        )
+    })
+}
+
+fn lifetime(
+    v: Option<Value>,
+    default: i64,
+    bounds: (i64, i64),
+    name: &'static str,
+) -> Result<i64, ConfigError> {
+    let Some(v) = v else { return Ok(default) };
+    let secs = duration(&v)?.as_secs() as i64;
+    check_lifetime(name, secs, bounds).map_err(|e| invalid(&v.key, e.to_string()))?;
+    Ok(secs)
+}
+
+fn validate_issuer(v: &Value) -> Result<(), ConfigError> {
+    let url = url::Url::parse(&v.raw)
+        .map_err(|_| invalid(&v.key, format!("{:?} is not an absolute URL", v.raw)))?;
+    if url.query().is_some()
+        || url.fragment().is_some()
+        || v.raw.contains('#')
+        || v.raw.contains('?')
+    {
+        return Err(invalid(
+            &v.key,
+            "the issuer must not have a query or fragment (OpenID Connect Discovery §3)",
+        ));
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(invalid(
+            &v.key,
+            "the issuer must use https (http is allowed only for localhost and loopback addresses)",
+        )),
+        _ => Err(invalid(&v.key, "the issuer must be an https URL")),
+    }
+}
+
+/// Reads `path` (if given) and applies the environment.
+pub fn load(
+    path: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let file: FileConfig = match path {
+        None => FileConfig::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: e.to_string().trim_end().to_string(),
+            })?
+        }
+    };
+
+    let issuer = pick(env, "KHOA_ISSUER", "issuer", file.issuer).unwrap_or(Value {
+        key: "issuer".into(),
+        raw: DEFAULT_ISSUER.into(),
+    });
+    validate_issuer(&issuer)?;
+
+    let listen = pick(env, "KHOA_LISTEN", "listen", file.listen).unwrap_or(Value {
+        key: "listen".into(),
+        raw: DEFAULT_LISTEN.into(),
+    });
+    let listen_addr: SocketAddr = listen.raw.parse().map_err(|_| {
+        invalid(
+            &listen.key,
+            format!(
+                "{:?} is not an address:port such as 127.0.0.1:8080 or [::]:443",
+                listen.raw
+            ),
+        )
+    })?;
+
+    let database =
+        pick(env, "KHOA_DATABASE_URL", "database_url", file.database_url).unwrap_or(Value {
+            key: "database_url".into(),
+            raw: DEFAULT_DATABASE_URL.into(),
+        });
+    let db_ok = database.raw.starts_with("sqlite:")
+        || database.raw.starts_with("postgres://")
+        || database.raw.starts_with("postgresql://");
+    if !db_ok {
+        return Err(invalid(
+            &database.key,
+            "must start with sqlite:// or postgres://",
+        ));
+    }
+
+    let secret = match pick(env, "KHOA_SECRET", "secret", file.secret) {
+        Some(v) => {
+            khoa_core::sealing::MasterKey::from_secret(&v.raw)
+                .map_err(|e| invalid(&v.key, e.to_string()))?;
+            SecretSource::Secret(v.raw)
+        }
+        None => SecretSource::File(
+            env("KHOA_SECRET_FILE")
+                .map(PathBuf::from)
+                .or(file.secret_file)
+                .unwrap_or_else(|| DEFAULT_SECRET_FILE.into()),
+        ),
+    };
+
+    let log_filter = pick(env, "KHOA_LOG", "log.filter", file.log.filter).unwrap_or(Value {
+        key: "log.filter".into(),
+        raw: "info".into(),
+    });
+    if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&log_filter.raw) {
+        return Err(invalid(
+            &log_filter.key,
+            format!("{:?} is not a log filter: {e}", log_filter.raw),
+        ));
+    }
+    let log_format = match pick(env, "KHOA_LOG_FORMAT", "log.format", file.log.format) {
+        None => LogFormat::Text,
+        Some(v) => match v.raw.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(invalid(&v.key, format!("{other:?}: expected text or json"))),
+        },
+    };
+
+    let algorithms = match env("KHOA_KEY_ALGORITHMS")
+        .map(|raw| {
+            (
+                "KHOA_KEY_ALGORITHMS",
+                raw.split(',')
+                    .map(|s| s.trim().to_string())
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .or(file.keys.algorithms.map(|a| ("keys.algorithms", a)))
+    {
+        None => SigningAlgorithm::ALL.to_vec(),
+        Some((key, names)) => {
+            let mut algs = names
+                .iter()
+                .map(|n| {
+                    n.parse::<SigningAlgorithm>()
+                        .map_err(|e| invalid(key, e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            algs.sort();
+            algs.dedup();
+            if !algs.contains(&SigningAlgorithm::RS256) {
+                return Err(invalid(
+                    key,
+                    "RS256 is required (OpenID Connect Core §3.1.3.7 makes it the default)",
+                ));
+            }
+            algs
+        }
+    };
+    let key_prepublication = match pick(
+        env,
+        "KHOA_KEY_PREPUBLICATION",
+        "keys.prepublication",
+        file.keys.prepublication,
+    ) {
+        None => 3600,
+        Some(v) => {
+            let secs = duration(&v)?.as_secs() as i64;
+            if secs > 30 * 86_400 {
+                return Err(invalid(&v.key, "at most 30 days"));
+            }
+            secs
+        }
+    };
+
+    let defaults = Lifetimes::default();
+    let t = file.tokens;
+    let lifetimes = Lifetimes {
+        authorization_code: lifetime(
+            pick(
+                env,
+                "KHOA_AUTHORIZATION_CODE_LIFETIME",
+                "tokens.authorization_code",
+                t.authorization_code,
+            ),
+            defaults.authorization_code,
+            lifetime_bounds::AUTHORIZATION_CODE,
+            "authorization code",
+        )?,
+        access_token: lifetime(
+            pick(
+                env,
+                "KHOA_ACCESS_TOKEN_LIFETIME",
+                "tokens.access_token",
+                t.access_token,
+            ),
+            defaults.access_token,
+            lifetime_bounds::ACCESS_TOKEN,
+            "access token",
+        )?,
+        id_token: lifetime(
+            pick(env, "KHOA_ID_TOKEN_LIFETIME", "tokens.id_token", t.id_token),
+            defaults.id_token,
+            lifetime_bounds::ID_TOKEN,
+            "ID token",
+        )?,
+        refresh_token: lifetime(
+            pick(
+                env,
+                "KHOA_REFRESH_TOKEN_LIFETIME",
+                "tokens.refresh_token",
+                t.refresh_token,
+            ),
+            defaults.refresh_token,
+            lifetime_bounds::REFRESH_TOKEN,
+            "refresh token",
+        )?,
+        session: lifetime(
+            pick(env, "KHOA_SESSION_LIFETIME", "tokens.session", t.session),
+            defaults.session,
+            lifetime_bounds::SESSION,
+            "session",
+        )?,
+    };
+
+    let mut settings = Settings::new(issuer.raw, listen_addr);
+    settings.algorithms = algorithms;
+    settings.lifetimes = lifetimes;
+    settings.key_prepublication = key_prepublication;
+    settings.metadata_max_age = settings.metadata_max_age.min(key_prepublication as u32);
+    if let Some(v) = pick(
+        env,
+        "KHOA_WATCH_INTERVAL",
+        "watch_interval",
+        file.watch_interval,
+    ) {
+        let d = duration(&v)?;
+        if d < Duration::from_millis(50) || d > Duration::from_secs(2) {
+            return Err(invalid(&v.key, "must be between 50ms and 2s"));
+        }
+        settings.watch_interval = d;
+    }
+
+    Ok(Config {
+        settings,
+        database_url: database.raw,
+        secret,
+        log_filter: log_filter.raw,
+        log_format,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    fn err(path: Option<&Path>, env: &[(&str, &str)]) -> String {
+        load(path, &env_of(env)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn zero_configuration_defaults() {
+        let c = load(None, &env_of(&[])).unwrap();
+        assert_eq!(c.settings.issuer, "http://localhost:8080");
+        assert_eq!(c.settings.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_url, "sqlite://khoa.db");
+        assert_eq!(c.secret, SecretSource::File("khoa.key".into()));
+        assert_eq!(c.settings.lifetimes, Lifetimes::default());
+        assert_eq!(c.settings.algorithms, SigningAlgorithm::ALL);
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let f = file(
+            "issuer = \"https://sso.example.vn\"\nlisten = \"0.0.0.0:9000\"\n[tokens]\naccess_token = \"15m\"\n[log]\nformat = \"json\"\n",
+        );
+        let c = load(
+            Some(f.path()),
+            &env_of(&[
+                ("KHOA_LISTEN", "127.0.0.1:7000"),
+                ("KHOA_ID_TOKEN_LIFETIME", "2h"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.settings.issuer, "https://sso.example.vn");
+        assert_eq!(c.settings.listen.to_string(), "127.0.0.1:7000");
+        assert_eq!(c.settings.lifetimes.access_token, 900);
+        assert_eq!(c.settings.lifetimes.id_token, 7200);
+        assert_eq!(c.log_format, LogFormat::Json);
+        let c = load(
+            None,
+            &env_of(&[("KHOA_SECRET", "0123456789abcdef0123456789abcdef")]),
+        )
+        .unwrap();
+        assert!(matches!(c.secret, SecretSource::Secret(_)));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let f = file("isuer = \"https://typo.example\"\n");
+        assert!(
+            err(Some(f.path()), &[]).contains("isuer"),
+            "{}",
+            err(Some(f.path()), &[])
+        );
+        let f = file("[tokens]\naccess_token = \"forever\"\n");
+        assert!(err(Some(f.path()), &[]).starts_with("tokens.access_token:"));
+        assert!(err(None, &[("KHOA_ISSUER", "http://sso.example.vn")])
+            .starts_with("KHOA_ISSUER: the issuer must use https"));
+        assert!(err(None, &[("KHOA_ISSUER", "https://sso.example.vn/?x=1")])
+            .starts_with("KHOA_ISSUER:"));
+        assert!(err(None, &[("KHOA_ISSUER", "not a url")]).starts_with("KHOA_ISSUER:"));
+        assert!(err(None, &[("KHOA_LISTEN", "localhost")]).starts_with("KHOA_LISTEN:"));
+        assert!(err(None, &[("KHOA_DATABASE_URL", "mysql://x")]).starts_with("KHOA_DATABASE_URL:"));
+        assert!(err(None, &[("KHOA_SECRET", "short")]).starts_with("KHOA_SECRET:"));
+        assert!(err(None, &[("KHOA_LOG_FORMAT", "xml")]).starts_with("KHOA_LOG_FORMAT:"));
+        assert!(err(None, &[("KHOA_LOG", "info,[bad")]).starts_with("KHOA_LOG:"));
+        assert!(err(None, &[("KHOA_KEY_ALGORITHMS", "ES256")]).contains("RS256 is required"));
+        assert!(err(None, &[("KHOA_KEY_ALGORITHMS", "RS256,HS256")])
+            .starts_with("KHOA_KEY_ALGORITHMS:"));
+        assert!(err(None, &[("KHOA_AUTHORIZATION_CODE_LIFETIME", "1h")])
+            .starts_with("KHOA_AUTHORIZATION_CODE_LIFETIME:"));
+        assert!(err(None, &[("KHOA_WATCH_INTERVAL", "10s")]).starts_with("KHOA_WATCH_INTERVAL:"));
+        let missing = err(Some(Path::new("/nonexistent/khoa.toml")), &[]);
+        assert!(missing.contains("/nonexistent/khoa.toml"), "{missing}");
+        let f = file("issuer = [\n");
+        assert!(err(Some(f.path()), &[]).starts_with("configuration file"));
+    }
+}
