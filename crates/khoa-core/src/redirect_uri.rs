@@ -123,7 +123,8 @@ mod tests {
 
     #[test]
     fn refused() {
-        let cases: &[(&str, fn(&UriError) -> bool)] = &[
+        type Expect = fn(&UriError) -> bool;
+        let cases: &[(&str, Expect)] = &[
             ("/callback", |e| matches!(e, UriError::NotAbsolute(_))),
             ("app.example.com/cb", |e| {
                 matches!(e, UriError::NotAbsolute(_))

@@ -46,6 +46,9 @@ pub struct Settings {
     /// `Cache-Control: max-age` of discovery and JWKS (seconds). Kept below the
     /// pre-publication delay so caches learn a new key before it signs.
     pub metadata_max_age: u32,
+    /// Added to token lifetimes when deciding how long a retired key stays published,
+    /// for relying parties whose clocks run behind (seconds).
+    pub clock_skew_leeway: i64,
 }
 
 impl Settings {
@@ -60,15 +63,14 @@ impl Settings {
             body_limit: 64 * 1024,
             request_timeout: Duration::from_secs(30),
             metadata_max_age: 300,
+            clock_skew_leeway: 300,
         }
     }
 
     /// How long every token signed by a key can live: retired keys stay published at
     /// least this long. `longest_client_override` is the longest per-client lifetime.
     pub fn signed_token_horizon(&self, longest_client_override: Option<i64>) -> i64 {
-        // Leeway for clock skew between khoa and relying parties.
-        const SKEW: i64 = 300;
         let global = self.lifetimes.access_token.max(self.lifetimes.id_token);
-        global.max(longest_client_override.unwrap_or(0)) + SKEW
+        global.max(longest_client_override.unwrap_or(0)) + self.clock_skew_leeway
     }
 }

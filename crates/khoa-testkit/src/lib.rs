@@ -7,7 +7,7 @@
 mod server;
 
 pub use khoa_store::Backend;
-pub use server::{free_port, khoa_env, run_cli, KhoaProcess, TEST_SECRET};
+pub use server::{free_port, khoa_env, run_cli, run_cli_with, KhoaProcess, TEST_SECRET};
 
 use sqlx::{Connection, Executor, PgConnection};
 use tempfile::TempDir;

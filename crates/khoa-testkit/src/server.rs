@@ -33,14 +33,26 @@ pub fn khoa_env(db: &TestDatabase) -> Vec<(String, String)> {
 }
 
 /// Runs a khoa command (not `serve`) to completion in `db`'s folder.
-#[allow(clippy::expect_used)]
 pub fn run_cli(bin: &str, db: &TestDatabase, args: &[&str], stdin: Option<&str>) -> Output {
+    run_cli_with(bin, db, &[], args, stdin)
+}
+
+/// [`run_cli`] with extra environment variables.
+#[allow(clippy::expect_used)]
+pub fn run_cli_with(
+    bin: &str,
+    db: &TestDatabase,
+    extra: &[(&str, &str)],
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Output {
     use std::io::Write;
     let mut child = Command::new(bin)
         .args(args)
         .current_dir(db.dir.path())
         .env_clear()
         .envs(khoa_env(db))
+        .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -1,0 +1,349 @@
+//! Operating khoa: changes from the command line reaching running servers, key
+//! rotation over time, several processes on one PostgreSQL, readiness, logs, metrics.
+
+use khoa_core::jose::SigningAlgorithm;
+use khoa_core::sealing::MasterKey;
+use khoa_server::keys::ensure_initial_keys;
+use khoa_server::{AppState, RunningServer, Settings};
+use khoa_testkit::{
+    both_backends, run_cli_with, test_database, Backend, KhoaProcess, TestDatabase, TEST_SECRET,
+};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_khoa");
+
+/// The master key the command line will also use for `db`: the shared secret on
+/// PostgreSQL, a key file in the working directory on SQLite.
+fn master_for(db: &TestDatabase) -> MasterKey {
+    match db.backend {
+        Backend::Postgres => MasterKey::from_secret(TEST_SECRET).unwrap(),
+        Backend::Sqlite => {
+            use std::os::unix::fs::PermissionsExt;
+            let (key, text) = MasterKey::generate();
+            let path = db.dir.path().join("khoa.key");
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            key
+        }
+    }
+}
+
+/// A server running in this process (so tests can look at its caches), on `db`.
+async fn in_process(db: &TestDatabase, tune: impl FnOnce(&mut Settings)) -> RunningServer {
+    let store = khoa_store::connect(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+    let master = master_for(db);
+    let mut settings = Settings::new("http://127.0.0.1", "127.0.0.1:0".parse().unwrap());
+    tune(&mut settings);
+    ensure_initial_keys(
+        store.as_ref(),
+        &master,
+        &settings.algorithms,
+        khoa_server::now(),
+    )
+    .await
+    .unwrap();
+    khoa_server::start(AppState::new(settings, store, master).await.unwrap())
+        .await
+        .unwrap()
+}
+
+async fn jwks_kids(base: &str) -> Vec<String> {
+    let jwks: Value = reqwest::get(format!("{base}/.well-known/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Polls `check` every 50 ms; panics if it is not true within `limit`.
+async fn within<F: std::future::Future<Output = bool>>(
+    limit: Duration,
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A client created or deleted with the command line is seen by a running server
+/// within 2 seconds (its client cache, negative answers included, is refreshed).
+async fn client_changes_reach_a_running_server_within_two_seconds(db: TestDatabase) {
+    let server = in_process(&db, |_| {}).await;
+    let state = server.state.clone();
+    let lookup = || {
+        let state = state.clone();
+        async move {
+            state
+                .clients
+                .get(state.store.as_ref(), "late-app")
+                .await
+                .unwrap()
+        }
+    };
+    assert!(
+        lookup().await.is_none(),
+        "unknown before creation (and now cached as unknown)"
+    );
+    let out = run_cli_with(
+        BIN,
+        &db,
+        &[],
+        &[
+            "client",
+            "create",
+            "--id",
+            "late-app",
+            "--redirect-uri",
+            "https://late.example/cb",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    within(Duration::from_secs(2), "created client visible", || async {
+        lookup().await.is_some()
+    })
+    .await;
+    assert!(
+        run_cli_with(BIN, &db, &[], &["client", "delete", "late-app"], None)
+            .status
+            .success()
+    );
+    within(Duration::from_secs(2), "deleted client gone", || async {
+        lookup().await.is_none()
+    })
+    .await;
+    server.shutdown().await.unwrap();
+}
+
+/// A rotated key is published at once, signs only after the pre-publication delay, and
+/// the key it replaced stays published until tokens it signed have expired.
+async fn rotated_key_activates_after_the_delay_and_the_old_one_retires(db: TestDatabase) {
+    let server = in_process(&db, |s| {
+        s.lifetimes.access_token = 2;
+        s.lifetimes.id_token = 2;
+        s.clock_skew_leeway = 0;
+        s.watch_interval = Duration::from_millis(100);
+    })
+    .await;
+    let base = format!("http://{}", server.local_addr);
+    let ring = server.state.keys.clone();
+    let signer = || {
+        ring.snapshot()
+            .signing_key(SigningAlgorithm::RS256, khoa_server::now())
+            .unwrap()
+            .kid()
+            .to_string()
+    };
+    let old = signer();
+
+    let out = run_cli_with(
+        BIN,
+        &db,
+        &[("KHOA_KEY_PREPUBLICATION", "3s")],
+        &["keys", "rotate", "--alg", "RS256"],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rotated: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let new = rotated[0]["kid"].as_str().unwrap().to_string();
+    let activates_at = rotated[0]["activates_at"].as_i64().unwrap();
+
+    within(Duration::from_secs(2), "new key published", || async {
+        jwks_kids(&base).await.contains(&new)
+    })
+    .await;
+    if khoa_server::now() < activates_at {
+        assert_eq!(
+            signer(),
+            old,
+            "the new key must not sign before the pre-publication delay"
+        );
+    }
+    within(
+        Duration::from_secs(5),
+        "new key signs after the delay",
+        || async { signer() == new },
+    )
+    .await;
+    assert!(khoa_server::now() >= activates_at);
+    assert!(
+        jwks_kids(&base).await.contains(&old),
+        "the retired key must stay published"
+    );
+    // Its tokens (2 s lifetime) have expired 2 s after it stopped signing.
+    within(
+        Duration::from_secs(5),
+        "retired key unpublished",
+        || async { !jwks_kids(&base).await.contains(&old) },
+    )
+    .await;
+    assert!(
+        khoa_server::now() >= activates_at + 2,
+        "unpublished too early"
+    );
+    assert!(jwks_kids(&base).await.contains(&new));
+    server.shutdown().await.unwrap();
+}
+
+both_backends!(
+    client_changes_reach_a_running_server_within_two_seconds,
+    rotated_key_activates_after_the_delay_and_the_old_one_retires,
+);
+
+/// Two `khoa serve` processes started together on one fresh PostgreSQL database create
+/// one key per algorithm between them, and both publish a rotation made elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_postgres_act_as_one_server() {
+    let db = test_database(Backend::Postgres).await;
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| KhoaProcess::start(BIN, &db, &[]));
+        let b = s.spawn(|| KhoaProcess::start(BIN, &db, &[]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let (ka, kb) = (jwks_kids(&a.base_url).await, jwks_kids(&b.base_url).await);
+    assert_eq!(
+        ka.len(),
+        3,
+        "one key per algorithm, not one per process: {ka:?}"
+    );
+    assert_eq!(ka, kb);
+    let out = run_cli_with(BIN, &db, &[], &["keys", "rotate", "--alg", "ES256"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rotated: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let new = rotated[0]["kid"].as_str().unwrap().to_string();
+    for p in [&a, &b] {
+        within(Duration::from_secs(2), "rotation seen", || async {
+            jwks_kids(&p.base_url).await.contains(&new)
+        })
+        .await;
+    }
+}
+
+/// `/health/ready` answers 503 when the database goes away, while `/health/alive`
+/// stays 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_database() {
+    use sqlx::{Connection, Executor};
+    let db = test_database(Backend::Postgres).await;
+    let khoa = KhoaProcess::start(BIN, &db, &[]);
+    let status = |path: &'static str| {
+        let url = khoa.url(path);
+        async move { reqwest::get(url).await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status("/health/ready").await, 200);
+    let admin = std::env::var(khoa_testkit::POSTGRES_ENV).unwrap();
+    let name = url::Url::parse(&db.url)
+        .unwrap()
+        .path()
+        .trim_start_matches('/')
+        .to_string();
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    conn.execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
+        .await
+        .unwrap();
+    within(Duration::from_secs(10), "ready turns 503", || async {
+        status("/health/ready").await == 503
+    })
+    .await;
+    assert_eq!(status("/health/alive").await, 200);
+}
+
+/// JSON log lines, Prometheus metrics by route and status, JSON errors for unknown
+/// paths and methods.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_metrics_and_errors() {
+    let db = test_database(Backend::Sqlite).await;
+    let khoa = KhoaProcess::start(BIN, &db, &[("KHOA_LOG_FORMAT", "json")]);
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        assert_eq!(
+            client
+                .get(khoa.url("/.well-known/jwks.json"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    let res = client
+        .get(khoa.url("/no/such/path?code=secret-looking"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "not_found");
+    let res = client
+        .post(khoa.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 405);
+    assert!(res.json::<Value>().await.unwrap()["error"].is_string());
+
+    let res = client.get(khoa.url("/metrics")).send().await.unwrap();
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .contains("openmetrics-text"));
+    let text = res.text().await.unwrap();
+    assert!(text.contains(r#"khoa_http_requests_total{method="GET",route="/.well-known/jwks.json",status="200"} 3"#), "{text}");
+    assert!(
+        text.contains(r#"khoa_http_requests_total{method="GET",route="unmatched",status="404"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"khoa_http_request_duration_seconds_bucket{le="#),
+        "{text}"
+    );
+    assert!(text.contains("khoa_published_signing_keys 3"), "{text}");
+
+    let logs = {
+        let path = khoa.stderr_path.clone();
+        assert_eq!(khoa.terminate().code(), Some(0));
+        std::fs::read_to_string(path).unwrap()
+    };
+    let lines: Vec<Value> = logs
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))
+        })
+        .collect();
+    assert!(lines.iter().any(|l| l["route"] == "/.well-known/jwks.json"
+        && l["status"] == 200
+        && l["level"] == "INFO"));
+    assert!(lines.iter().any(|l| l["message"] == "ready"));
+    assert!(
+        !logs.contains("secret-looking"),
+        "query strings must not be logged"
+    );
+}
