@@ -3,7 +3,7 @@
 #
 # Starts a throwaway PostgreSQL cluster (installing Debian's postgresql package when it
 # is missing), owned by a non-root user, in a temporary folder, listening on 127.0.0.1
-# on a free port; runs `cargo test --workspace` against it; removes it afterwards.
+# on a free port; runs `cargo test` (every workspace member) against it; removes it afterwards.
 # Extra arguments go to cargo test (e.g. `./scripts/test.sh -p khoa-store`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,4 +57,13 @@ done
 export KHOA_TEST_POSTGRES_URL="postgres://khoa@127.0.0.1:$PGPORT/postgres"
 echo "test.sh: throwaway PostgreSQL at 127.0.0.1:$PGPORT"
 
-cargo test --workspace "$@"
+# Totals over every test binary, as the last line (cargo's own last line is often a
+# doc-test run with nothing in it).
+set +e
+cargo test "$@" 2>&1 | tee "$PGDIR/cargo-test.log"
+status=${PIPESTATUS[0]}
+set -e
+totals=$(sed -nE 's/^test result: [A-Za-z]+\. ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/p' "$PGDIR/cargo-test.log" \
+  | awk '{p += $1; f += $2} END {print p + 0, f + 0}')
+echo "tests: ${totals% *} passed, ${totals#* } failed"
+exit "$status"
