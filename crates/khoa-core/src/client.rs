@@ -3,9 +3,7 @@
 use crate::jose::SigningAlgorithm;
 use crate::redirect_uri::{validate_link_uri, validate_redirect_uri, validate_web_uri, UriError};
 use crate::scope::{ScopeError, ScopeSet, DEFAULT_CLIENT_SCOPES};
-use crate::secret::{
-    generate_client_secret, hash_client_secret, validate_client_secret, SecretError,
-};
+use crate::secret::{generate_client_secret, hash_client_secret, validate_client_secret, SecretError};
 use crate::UnixTime;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -79,20 +77,11 @@ pub mod lifetime_bounds {
 }
 
 /// Checks one lifetime against its bounds.
-pub fn check_lifetime(
-    name: &'static str,
-    seconds: i64,
-    (min, max): (i64, i64),
-) -> Result<(), RegistrationError> {
+pub fn check_lifetime(name: &'static str, seconds: i64, (min, max): (i64, i64)) -> Result<(), RegistrationError> {
     if (min..=max).contains(&seconds) {
         Ok(())
     } else {
-        Err(RegistrationError::Lifetime {
-            name,
-            seconds,
-            min,
-            max,
-        })
+        Err(RegistrationError::Lifetime { name, seconds, min, max })
     }
 }
 
@@ -100,11 +89,7 @@ impl ClientLifetimes {
     pub fn validate(&self) -> Result<(), RegistrationError> {
         use lifetime_bounds::*;
         for (name, value, bounds) in [
-            (
-                "authorization code",
-                self.authorization_code,
-                AUTHORIZATION_CODE,
-            ),
+            ("authorization code", self.authorization_code, AUTHORIZATION_CODE),
             ("access token", self.access_token, ACCESS_TOKEN),
             ("ID token", self.id_token, ID_TOKEN),
             ("refresh token", self.refresh_token, REFRESH_TOKEN),
@@ -247,23 +232,14 @@ pub enum RegistrationError {
     #[error("invalid contact {0:?}")]
     Contact(String),
     #[error("{name} lifetime {seconds}s is outside {min}s..={max}s")]
-    Lifetime {
-        name: &'static str,
-        seconds: i64,
-        min: i64,
-        max: i64,
-    },
+    Lifetime { name: &'static str, seconds: i64, min: i64, max: i64 },
     #[error("{0} must not be empty and at most 200 characters")]
     Text(&'static str),
 }
 
 fn check_text(name: &'static str, v: &Option<String>) -> Result<(), RegistrationError> {
     match v {
-        Some(s)
-            if s.trim().is_empty()
-                || s.chars().count() > 200
-                || s.chars().any(char::is_control) =>
-        {
+        Some(s) if s.trim().is_empty() || s.chars().count() > 200 || s.chars().any(char::is_control) => {
             Err(RegistrationError::Text(name))
         }
         _ => Ok(()),
@@ -299,10 +275,7 @@ impl ClientRegistration {
     pub fn register(self, now: UnixTime) -> Result<Registered, RegistrationError> {
         let id_ok = !self.client_id.is_empty()
             && self.client_id.len() <= MAX_CLIENT_ID_LEN
-            && self
-                .client_id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b));
+            && self.client_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b));
         if !id_ok {
             return Err(RegistrationError::ClientId);
         }
@@ -312,16 +285,8 @@ impl ClientRegistration {
         for uri in &self.post_logout_redirect_uris {
             validate_redirect_uri(uri).map_err(RegistrationError::PostLogoutRedirectUri)?;
         }
-        check_optional_uri(
-            "frontchannel_logout_uri",
-            &self.frontchannel_logout_uri,
-            validate_web_uri,
-        )?;
-        check_optional_uri(
-            "backchannel_logout_uri",
-            &self.backchannel_logout_uri,
-            validate_web_uri,
-        )?;
+        check_optional_uri("frontchannel_logout_uri", &self.frontchannel_logout_uri, validate_web_uri)?;
+        check_optional_uri("backchannel_logout_uri", &self.backchannel_logout_uri, validate_web_uri)?;
         check_optional_uri("logo_uri", &self.logo_uri, validate_link_uri)?;
         check_optional_uri("client_uri", &self.client_uri, validate_link_uri)?;
         check_optional_uri("policy_uri", &self.policy_uri, validate_link_uri)?;
@@ -334,9 +299,7 @@ impl ClientRegistration {
             }
         }
 
-        let mut grant_types = self
-            .grant_types
-            .unwrap_or_else(|| GrantType::DEFAULT.to_vec());
+        let mut grant_types = self.grant_types.unwrap_or_else(|| GrantType::DEFAULT.to_vec());
         grant_types.sort();
         grant_types.dedup();
         if grant_types.is_empty() {
@@ -346,20 +309,14 @@ impl ClientRegistration {
             SecretChoice::Public => ClientType::Public,
             _ => ClientType::Confidential,
         };
-        if client_type == ClientType::Public && grant_types.contains(&GrantType::ClientCredentials)
-        {
+        if client_type == ClientType::Public && grant_types.contains(&GrantType::ClientCredentials) {
             return Err(RegistrationError::PublicClientCredentials);
         }
         if grant_types.contains(&GrantType::AuthorizationCode) && self.redirect_uris.is_empty() {
             return Err(RegistrationError::NoRedirectUri);
         }
 
-        let scopes = ScopeSet::parse(
-            self.scopes
-                .as_deref()
-                .unwrap_or(&DEFAULT_CLIENT_SCOPES.join(" ")),
-        )?
-        .to_vec();
+        let scopes = ScopeSet::parse(self.scopes.as_deref().unwrap_or(&DEFAULT_CLIENT_SCOPES.join(" ")))?.to_vec();
         let metadata = match self.metadata {
             None => serde_json::Value::Object(Default::default()),
             Some(v @ serde_json::Value::Object(_)) => v,
@@ -399,9 +356,7 @@ impl ClientRegistration {
                 owner: self.owner,
                 contacts: self.contacts,
                 metadata,
-                id_token_signed_response_alg: self
-                    .id_token_signed_response_alg
-                    .unwrap_or(SigningAlgorithm::RS256),
+                id_token_signed_response_alg: self.id_token_signed_response_alg.unwrap_or(SigningAlgorithm::RS256),
                 lifetimes: self.lifetimes,
                 created_at: now,
                 updated_at: now,
@@ -430,29 +385,18 @@ mod tests {
         assert!(verify_client_secret(&secret, hash));
         assert_eq!(out.client.client_type, ClientType::Confidential);
         assert_eq!(out.client.grant_types, GrantType::DEFAULT);
-        assert_eq!(
-            out.client.scopes,
-            ["email", "offline_access", "openid", "phone", "profile"]
-        );
-        assert_eq!(
-            out.client.id_token_signed_response_alg,
-            SigningAlgorithm::RS256
-        );
+        assert_eq!(out.client.scopes, ["email", "offline_access", "openid", "phone", "profile"]);
+        assert_eq!(out.client.id_token_signed_response_alg, SigningAlgorithm::RS256);
         assert_eq!(out.client.metadata, serde_json::json!({}));
         // The secret hash never appears in the client's JSON.
-        assert!(!serde_json::to_string(&out.client)
-            .unwrap()
-            .contains("sha256$"));
+        assert!(!serde_json::to_string(&out.client).unwrap().contains("sha256$"));
     }
 
     #[test]
     fn given_secret_is_checked_and_not_echoed() {
         let mut r = reg();
         r.secret = SecretChoice::Given("too-short".into());
-        assert_eq!(
-            r.clone().register(0).unwrap_err(),
-            RegistrationError::Secret(SecretError::TooShort)
-        );
+        assert_eq!(r.clone().register(0).unwrap_err(), RegistrationError::Secret(SecretError::TooShort));
         r.secret = SecretChoice::Given("0123456789abcdef0123456789abcdef".into());
         let out = r.register(0).unwrap();
         assert!(out.plaintext_secret.is_none());
@@ -470,24 +414,15 @@ mod tests {
 
         let mut r = reg();
         r.redirect_uris = vec!["http://evil.example/cb".into()];
-        assert!(matches!(
-            r.register(0).unwrap_err(),
-            RegistrationError::RedirectUri(UriError::InsecureHttp(_))
-        ));
+        assert!(matches!(r.register(0).unwrap_err(), RegistrationError::RedirectUri(UriError::InsecureHttp(_))));
 
         let mut r = reg();
         r.secret = SecretChoice::Public;
         r.grant_types = Some(vec![GrantType::ClientCredentials]);
-        assert_eq!(
-            r.register(0).unwrap_err(),
-            RegistrationError::PublicClientCredentials
-        );
+        assert_eq!(r.register(0).unwrap_err(), RegistrationError::PublicClientCredentials);
 
         let mut r = ClientRegistration::new("m2m");
-        assert_eq!(
-            r.clone().register(0).unwrap_err(),
-            RegistrationError::NoRedirectUri
-        );
+        assert_eq!(r.clone().register(0).unwrap_err(), RegistrationError::NoRedirectUri);
         r.grant_types = Some(vec![GrantType::ClientCredentials]);
         assert!(r.register(0).is_ok());
 
@@ -501,10 +436,7 @@ mod tests {
 
         let mut r = reg();
         r.lifetimes.authorization_code = Some(3600);
-        assert!(matches!(
-            r.register(0).unwrap_err(),
-            RegistrationError::Lifetime { .. }
-        ));
+        assert!(matches!(r.register(0).unwrap_err(), RegistrationError::Lifetime { .. }));
 
         let mut r = reg();
         r.backchannel_logout_uri = Some("https://rp.example/bc#frag".into());
@@ -515,10 +447,7 @@ mod tests {
 
         let mut r = reg();
         r.scopes = Some("openid bad\"scope".into());
-        assert!(matches!(
-            r.register(0).unwrap_err(),
-            RegistrationError::Scope(_)
-        ));
+        assert!(matches!(r.register(0).unwrap_err(), RegistrationError::Scope(_)));
 
         assert!("password".parse::<GrantType>().is_err());
     }

@@ -71,10 +71,7 @@ mod tests {
         let m = ProviderMetadata::new("https://sso.example.vn/", &[EdDSA, RS256, ES256]);
         assert_eq!(m.issuer, "https://sso.example.vn/");
         assert_eq!(m.jwks_uri, "https://sso.example.vn/.well-known/jwks.json");
-        assert_eq!(
-            m.id_token_signing_alg_values_supported,
-            ["RS256", "ES256", "EdDSA"]
-        );
+        assert_eq!(m.id_token_signing_alg_values_supported, ["RS256", "ES256", "EdDSA"]);
         assert!(m.scopes_supported.contains(&"openid"));
     }
 }

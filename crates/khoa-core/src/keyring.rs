@@ -55,22 +55,11 @@ fn superseded_at(keys: &[KeyTimeline], key: &KeyTimeline, now: UnixTime) -> Opti
 }
 
 /// The signing key of `alg` at `now`: the newest generation that has activated.
-pub fn signing_key(
-    keys: &[KeyTimeline],
-    alg: SigningAlgorithm,
-    now: UnixTime,
-) -> Option<&KeyTimeline> {
-    keys.iter()
-        .filter(|k| k.alg == alg && k.activates_at <= now)
-        .max_by_key(|k| k.generation)
+pub fn signing_key(keys: &[KeyTimeline], alg: SigningAlgorithm, now: UnixTime) -> Option<&KeyTimeline> {
+    keys.iter().filter(|k| k.alg == alg && k.activates_at <= now).max_by_key(|k| k.generation)
 }
 
-pub fn key_state(
-    keys: &[KeyTimeline],
-    key: &KeyTimeline,
-    now: UnixTime,
-    retention: i64,
-) -> KeyState {
+pub fn key_state(keys: &[KeyTimeline], key: &KeyTimeline, now: UnixTime, retention: i64) -> KeyState {
     if key.activates_at > now {
         // A pending key that a later generation already overtook will never sign, but it
         // stays published until the same horizon so no cache is surprised.
@@ -88,10 +77,8 @@ pub fn key_state(
 
 /// Keys to publish in JWKS at `now`, in a stable order (algorithm, newest first).
 pub fn published(keys: &[KeyTimeline], now: UnixTime, retention: i64) -> Vec<&KeyTimeline> {
-    let mut out: Vec<&KeyTimeline> = keys
-        .iter()
-        .filter(|k| key_state(keys, k, now, retention).is_published())
-        .collect();
+    let mut out: Vec<&KeyTimeline> =
+        keys.iter().filter(|k| key_state(keys, k, now, retention).is_published()).collect();
     out.sort_by(|a, b| a.alg.cmp(&b.alg).then(b.generation.cmp(&a.generation)));
     out
 }
@@ -114,19 +101,8 @@ mod tests {
     use super::*;
     use SigningAlgorithm::*;
 
-    fn key(
-        kid: &str,
-        alg: SigningAlgorithm,
-        generation: i64,
-        activates_at: UnixTime,
-    ) -> KeyTimeline {
-        KeyTimeline {
-            kid: kid.into(),
-            alg,
-            generation,
-            created_at: 0,
-            activates_at,
-        }
+    fn key(kid: &str, alg: SigningAlgorithm, generation: i64, activates_at: UnixTime) -> KeyTimeline {
+        KeyTimeline { kid: kid.into(), alg, generation, created_at: 0, activates_at }
     }
 
     #[test]
@@ -135,12 +111,7 @@ mod tests {
         assert_eq!(signing_key(&keys, RS256, 100).unwrap().kid, "a");
         // Rotated at t=100 with a 600 s pre-publication delay.
         keys.push(key("b", RS256, 2, 700));
-        let kids = |now| {
-            published(&keys, now, 3600)
-                .iter()
-                .map(|k| k.kid.clone())
-                .collect::<Vec<_>>()
-        };
+        let kids = |now| published(&keys, now, 3600).iter().map(|k| k.kid.clone()).collect::<Vec<_>>();
         assert_eq!(kids(100), ["b", "a", "e"]);
         assert_eq!(signing_key(&keys, RS256, 699).unwrap().kid, "a");
         assert_eq!(key_state(&keys, &keys[2], 699, 3600), KeyState::Pending);
@@ -149,10 +120,7 @@ mod tests {
         // Old key stays published until everything it signed has expired.
         assert_eq!(kids(700 + 3599), ["b", "a", "e"]);
         assert_eq!(kids(700 + 3600), ["b", "e"]);
-        assert_eq!(
-            key_state(&keys, &keys[0], 700 + 3600, 3600),
-            KeyState::Expired
-        );
+        assert_eq!(key_state(&keys, &keys[0], 700 + 3600, 3600), KeyState::Expired);
         // Other algorithms are untouched.
         assert_eq!(signing_key(&keys, ES256, 5000).unwrap().kid, "e");
         assert!(signing_key(&keys, EdDSA, 5000).is_none());
@@ -160,11 +128,7 @@ mod tests {
 
     #[test]
     fn immediate_rotation_overtakes_a_pending_key() {
-        let keys = vec![
-            key("a", RS256, 1, 0),
-            key("b", RS256, 2, 1000),
-            key("c", RS256, 3, 200),
-        ];
+        let keys = vec![key("a", RS256, 1, 0), key("b", RS256, 2, 1000), key("c", RS256, 3, 200)];
         assert_eq!(signing_key(&keys, RS256, 200).unwrap().kid, "c");
         // b never signs; it disappears with the same horizon as a.
         assert_eq!(signing_key(&keys, RS256, 1000).unwrap().kid, "c");

@@ -29,11 +29,7 @@ pub struct PasswordParams {
 impl Default for PasswordParams {
     /// OWASP: argon2id, 19 MiB, 2 iterations, 1 lane.
     fn default() -> Self {
-        Self {
-            memory_kib: 19 * 1024,
-            iterations: 2,
-            parallelism: 1,
-        }
+        Self { memory_kib: 19 * 1024, iterations: 2, parallelism: 1 }
     }
 }
 
@@ -75,9 +71,7 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
     let Ok(parsed) = PasswordHash::new(phc) else {
         return false;
     };
-    Argon2::default()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok()
+    Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
 }
 
 #[cfg(test)]
@@ -95,14 +89,8 @@ mod tests {
     #[test]
     fn rules_and_garbage() {
         assert_eq!(validate_new_password("short"), Err(PasswordError::TooShort));
-        assert_eq!(
-            validate_new_password(&"x".repeat(2000)),
-            Err(PasswordError::TooLong)
-        );
+        assert_eq!(validate_new_password(&"x".repeat(2000)), Err(PasswordError::TooLong));
         assert!(!verify_password("x", "not a hash"));
-        assert!(!verify_password(
-            &"x".repeat(5000),
-            "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA"
-        ));
+        assert!(!verify_password(&"x".repeat(5000), "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA"));
     }
 }

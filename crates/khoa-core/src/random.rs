@@ -9,9 +9,7 @@ use base64::Engine;
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];
     #[allow(clippy::expect_used)]
-    SystemRandom::new()
-        .fill(&mut out)
-        .expect("operating system random number generator failed");
+    SystemRandom::new().fill(&mut out).expect("operating system random number generator failed");
     out
 }
 

@@ -26,15 +26,7 @@ pub enum UriError {
 }
 
 /// Schemes that could run code or read local data in a user agent.
-const FORBIDDEN_SCHEMES: &[&str] = &[
-    "javascript",
-    "data",
-    "file",
-    "vbscript",
-    "about",
-    "blob",
-    "filesystem",
-];
+const FORBIDDEN_SCHEMES: &[&str] = &["javascript", "data", "file", "vbscript", "about", "blob", "filesystem"];
 
 fn is_loopback(url: &Url) -> bool {
     match url.host() {
@@ -79,9 +71,7 @@ pub fn validate_redirect_uri(raw: &str) -> Result<(), UriError> {
     let url = parse_absolute(raw)?;
     match url.scheme() {
         "http" | "https" => check_web(raw, &url),
-        s if FORBIDDEN_SCHEMES.contains(&s) || !s.contains('.') => {
-            Err(UriError::Scheme(raw.into(), s.into()))
-        }
+        s if FORBIDDEN_SCHEMES.contains(&s) || !s.contains('.') => Err(UriError::Scheme(raw.into(), s.into())),
         _ => Ok(()),
     }
 }
@@ -126,30 +116,16 @@ mod tests {
         type Expect = fn(&UriError) -> bool;
         let cases: &[(&str, Expect)] = &[
             ("/callback", |e| matches!(e, UriError::NotAbsolute(_))),
-            ("app.example.com/cb", |e| {
-                matches!(e, UriError::NotAbsolute(_))
-            }),
-            ("https://app.example.com/cb#x", |e| {
-                matches!(e, UriError::Fragment(_))
-            }),
-            ("https://app.example.com/cb#", |e| {
-                matches!(e, UriError::Fragment(_))
-            }),
-            ("http://app.example.com/cb", |e| {
-                matches!(e, UriError::InsecureHttp(_))
-            }),
-            ("http://10.0.0.1/cb", |e| {
-                matches!(e, UriError::InsecureHttp(_))
-            }),
+            ("app.example.com/cb", |e| matches!(e, UriError::NotAbsolute(_))),
+            ("https://app.example.com/cb#x", |e| matches!(e, UriError::Fragment(_))),
+            ("https://app.example.com/cb#", |e| matches!(e, UriError::Fragment(_))),
+            ("http://app.example.com/cb", |e| matches!(e, UriError::InsecureHttp(_))),
+            ("http://10.0.0.1/cb", |e| matches!(e, UriError::InsecureHttp(_))),
             ("javascript:alert(1)", |e| matches!(e, UriError::Scheme(..))),
             ("data:text/html,hi", |e| matches!(e, UriError::Scheme(..))),
             ("myapp:/cb", |e| matches!(e, UriError::Scheme(..))),
-            ("https://user:pw@app.example.com/cb", |e| {
-                matches!(e, UriError::Credentials(_))
-            }),
-            ("https://app.example.com/a b", |e| {
-                matches!(e, UriError::Characters(_))
-            }),
+            ("https://user:pw@app.example.com/cb", |e| matches!(e, UriError::Credentials(_))),
+            ("https://app.example.com/a b", |e| matches!(e, UriError::Characters(_))),
         ];
         for (uri, is) in cases {
             let err = validate_redirect_uri(uri).unwrap_err();

@@ -5,22 +5,17 @@ use std::collections::BTreeSet;
 pub const OPENID: &str = "openid";
 pub const OFFLINE_ACCESS: &str = "offline_access";
 /// The scopes a client gets when none are given at registration.
-pub const DEFAULT_CLIENT_SCOPES: &[&str] =
-    &["openid", "profile", "email", "phone", "offline_access"];
+pub const DEFAULT_CLIENT_SCOPES: &[&str] = &["openid", "profile", "email", "phone", "offline_access"];
 /// OpenID Connect Core §5.4 scopes khoa knows claims for, plus `offline_access` (§11).
 pub const STANDARD_SCOPES: &[&str] = &["openid", "profile", "email", "phone", "offline_access"];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error(
-    "invalid scope token {0:?}: scopes are printable ASCII without spaces, quotes or backslashes"
-)]
+#[error("invalid scope token {0:?}: scopes are printable ASCII without spaces, quotes or backslashes")]
 pub struct ScopeError(pub String);
 
 /// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 pub fn is_scope_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+    !s.is_empty() && s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
 /// A set of scopes, kept sorted so that comparison ignores order.
@@ -63,14 +58,7 @@ impl ScopeSet {
 
 impl std::fmt::Display for ScopeSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(
-            &self
-                .0
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join(" "),
-        )
+        f.write_str(&self.0.iter().map(String::as_str).collect::<Vec<_>>().join(" "))
     }
 }
 

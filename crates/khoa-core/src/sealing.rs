@@ -64,10 +64,8 @@ impl MasterKey {
     /// `nonce ‖ ciphertext ‖ tag`.
     pub fn seal(&self, associated: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SealingError> {
         let mut buf = plaintext.to_vec();
-        let nonce = self
-            .aead()?
-            .seal_in_place_append_tag(Aad::from(associated), &mut buf)
-            .map_err(|_| SealingError::Seal)?;
+        let nonce =
+            self.aead()?.seal_in_place_append_tag(Aad::from(associated), &mut buf).map_err(|_| SealingError::Seal)?;
         let mut out = nonce.as_ref().to_vec();
         out.extend_from_slice(&buf);
         Ok(out)
@@ -80,10 +78,8 @@ impl MasterKey {
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealingError::Open)?;
         let mut buf = ciphertext.to_vec();
-        let plain = self
-            .aead()?
-            .open_in_place(nonce, Aad::from(associated), &mut buf)
-            .map_err(|_| SealingError::Open)?;
+        let plain =
+            self.aead()?.open_in_place(nonce, Aad::from(associated), &mut buf).map_err(|_| SealingError::Open)?;
         Ok(plain.to_vec())
     }
 }
@@ -117,17 +113,8 @@ mod tests {
         let b = MasterKey::from_secret("0123456789abcdef0123456789abcdef").unwrap();
         let sealed = a.seal(b"x", b"y").unwrap();
         assert_eq!(b.open(b"x", &sealed).unwrap(), b"y");
-        assert_eq!(
-            MasterKey::from_secret("short").unwrap_err(),
-            SealingError::SecretTooShort
-        );
-        assert_eq!(
-            MasterKey::from_key_file("abcd").unwrap_err(),
-            SealingError::BadKeyFile
-        );
-        assert_eq!(
-            MasterKey::from_key_file(&"zz".repeat(32)).unwrap_err(),
-            SealingError::BadKeyFile
-        );
+        assert_eq!(MasterKey::from_secret("short").unwrap_err(), SealingError::SecretTooShort);
+        assert_eq!(MasterKey::from_key_file("abcd").unwrap_err(), SealingError::BadKeyFile);
+        assert_eq!(MasterKey::from_key_file(&"zz".repeat(32)).unwrap_err(), SealingError::BadKeyFile);
     }
 }

@@ -52,26 +52,18 @@ fn digest(salt: &[u8], secret: &str) -> Vec<u8> {
 /// The stored form of a secret: `sha256$<salt>$<digest>` (base64url).
 pub fn hash_client_secret(secret: &str) -> String {
     let salt = random_bytes::<16>();
-    format!(
-        "{SCHEME}${}${}",
-        URL_SAFE_NO_PAD.encode(salt),
-        URL_SAFE_NO_PAD.encode(digest(&salt, secret))
-    )
+    format!("{SCHEME}${}${}", URL_SAFE_NO_PAD.encode(salt), URL_SAFE_NO_PAD.encode(digest(&salt, secret)))
 }
 
 /// Constant-time check of a presented secret against its stored hash. A malformed
 /// stored hash never verifies.
 pub fn verify_client_secret(presented: &str, stored: &str) -> bool {
     let mut parts = stored.split('$');
-    let (Some(SCHEME), Some(salt), Some(expected), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(SCHEME), Some(salt), Some(expected), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return false;
     };
-    let (Ok(salt), Ok(expected)) = (
-        URL_SAFE_NO_PAD.decode(salt),
-        URL_SAFE_NO_PAD.decode(expected),
-    ) else {
+    let (Ok(salt), Ok(expected)) = (URL_SAFE_NO_PAD.decode(salt), URL_SAFE_NO_PAD.decode(expected)) else {
         return false;
     };
     digest(&salt, presented).ct_eq(&expected).into()
@@ -100,10 +92,7 @@ mod tests {
     #[test]
     fn supplied_secret_rules() {
         assert_eq!(validate_client_secret("short"), Err(SecretError::TooShort));
-        assert_eq!(
-            validate_client_secret("this has spaces in it but is long enough"),
-            Err(SecretError::BadCharacters)
-        );
+        assert_eq!(validate_client_secret("this has spaces in it but is long enough"), Err(SecretError::BadCharacters));
         assert!(validate_client_secret("a:b%c-0123456789-0123456789-0123456789").is_ok());
     }
 

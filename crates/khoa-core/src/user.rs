@@ -60,9 +60,7 @@ pub struct UserRegistration {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UserError {
-    #[error(
-        "username must be 1 to {MAX_USERNAME_LEN} characters without spaces or control characters"
-    )]
+    #[error("username must be 1 to {MAX_USERNAME_LEN} characters without spaces or control characters")]
     Username,
     #[error("{0:?} is not an email address")]
     Email(String),
@@ -78,12 +76,7 @@ pub enum UserError {
 
 pub fn validate_username(username: &str) -> Result<(), UserError> {
     let n = username.chars().count();
-    if n == 0
-        || n > MAX_USERNAME_LEN
-        || username
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control())
-    {
+    if n == 0 || n > MAX_USERNAME_LEN || username.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(UserError::Username);
     }
     Ok(())
@@ -106,13 +99,8 @@ fn validate_email(email: &str) -> Result<(), UserError> {
 
 /// E.164: `+` and 8 to 15 digits. Spaces, dots and dashes between digits are removed.
 fn normalize_phone(phone: &str) -> Result<String, UserError> {
-    let compact: String = phone
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '.'))
-        .collect();
-    let digits = compact
-        .strip_prefix('+')
-        .ok_or_else(|| UserError::Phone(phone.into()))?;
+    let compact: String = phone.chars().filter(|c| !matches!(c, ' ' | '-' | '.')).collect();
+    let digits = compact.strip_prefix('+').ok_or_else(|| UserError::Phone(phone.into()))?;
     if !(8..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(UserError::Phone(phone.into()));
     }
@@ -125,11 +113,7 @@ impl UserRegistration {
         if let Some(e) = &self.email {
             validate_email(e)?;
         }
-        let phone_number = self
-            .phone_number
-            .as_deref()
-            .map(normalize_phone)
-            .transpose()?;
+        let phone_number = self.phone_number.as_deref().map(normalize_phone).transpose()?;
         if let Some(p) = &self.picture {
             validate_link_uri(p).map_err(|e| UserError::Picture(e.to_string()))?;
         }
@@ -160,19 +144,11 @@ mod tests {
     use crate::password::verify_password;
 
     fn cheap() -> PasswordParams {
-        PasswordParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        }
+        PasswordParams { memory_kib: 64, iterations: 1, parallelism: 1 }
     }
 
     fn reg() -> UserRegistration {
-        UserRegistration {
-            username: "2280600348".into(),
-            password: "long enough pw".into(),
-            ..Default::default()
-        }
+        UserRegistration { username: "2280600348".into(), password: "long enough pw".into(), ..Default::default() }
     }
 
     #[test]
@@ -194,27 +170,15 @@ mod tests {
         assert_eq!(r.validate(cheap(), 0).unwrap_err(), UserError::Username);
         let mut r = reg();
         r.email = Some("not-an-email".into());
-        assert!(matches!(
-            r.validate(cheap(), 0).unwrap_err(),
-            UserError::Email(_)
-        ));
+        assert!(matches!(r.validate(cheap(), 0).unwrap_err(), UserError::Email(_)));
         let mut r = reg();
         r.phone_number = Some("0976535298".into());
-        assert!(matches!(
-            r.validate(cheap(), 0).unwrap_err(),
-            UserError::Phone(_)
-        ));
+        assert!(matches!(r.validate(cheap(), 0).unwrap_err(), UserError::Phone(_)));
         let mut r = reg();
         r.picture = Some("javascript:alert(1)".into());
-        assert!(matches!(
-            r.validate(cheap(), 0).unwrap_err(),
-            UserError::Picture(_)
-        ));
+        assert!(matches!(r.validate(cheap(), 0).unwrap_err(), UserError::Picture(_)));
         let mut r = reg();
         r.password = "short".into();
-        assert_eq!(
-            r.validate(cheap(), 0).unwrap_err(),
-            UserError::Password(PasswordError::TooShort)
-        );
+        assert_eq!(r.validate(cheap(), 0).unwrap_err(), UserError::Password(PasswordError::TooShort));
     }
 }

@@ -16,17 +16,8 @@ pub struct ClientCache {
 }
 
 impl ClientCache {
-    pub async fn get(
-        &self,
-        store: &dyn Store,
-        client_id: &str,
-    ) -> Result<Option<Arc<Client>>, StoreError> {
-        if let Some(hit) = self
-            .entries
-            .read()
-            .ok()
-            .and_then(|m| m.get(client_id).cloned())
-        {
+    pub async fn get(&self, store: &dyn Store, client_id: &str) -> Result<Option<Arc<Client>>, StoreError> {
+        if let Some(hit) = self.entries.read().ok().and_then(|m| m.get(client_id).cloned()) {
             return Ok(hit);
         }
         let loaded = store.client(client_id).await?.map(Arc::new);

@@ -44,8 +44,7 @@ impl IntoResponse for ApiError {
         let (status, code) = self.parts();
         let body = serde_json::json!({ "error": code, "error_description": self.to_string() });
         let mut res = (status, Json(body)).into_response();
-        res.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         res
     }
 }

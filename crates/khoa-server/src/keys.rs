@@ -15,7 +15,9 @@ use std::sync::{Arc, RwLock};
 pub enum KeysError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("signing key {kid} cannot be opened ({source}); was KHOA_SECRET or the key file changed since it was created?")]
+    #[error(
+        "signing key {kid} cannot be opened ({source}); was KHOA_SECRET or the key file changed since it was created?"
+    )]
     Unseal { kid: String, source: SealingError },
     #[error("signing key {kid}: {source}")]
     Key { kid: String, source: KeyError },
@@ -41,19 +43,9 @@ async fn create_key(
         .map_err(KeysError::Generate)?;
     let pkcs8 = key.to_pkcs8().map_err(KeysError::Generate)?;
     let kid = key.kid().to_string();
-    let sealed = master
-        .seal(kid.as_bytes(), &pkcs8)
-        .map_err(|source| KeysError::Unseal {
-            kid: kid.clone(),
-            source,
-        })?;
-    let timeline = KeyTimeline {
-        kid,
-        alg,
-        generation,
-        created_at: now,
-        activates_at,
-    };
+    let sealed =
+        master.seal(kid.as_bytes(), &pkcs8).map_err(|source| KeysError::Unseal { kid: kid.clone(), source })?;
+    let timeline = KeyTimeline { kid, alg, generation, created_at: now, activates_at };
     store
         .insert_signing_key(&StoredKey {
             timeline: timeline.clone(),
@@ -99,18 +91,11 @@ pub async fn rotate(
     let existing = store.signing_keys().await?;
     let mut created = vec![];
     for &alg in algorithms {
-        let generation = existing
-            .iter()
-            .filter(|k| k.timeline.alg == alg)
-            .map(|k| k.timeline.generation)
-            .max()
-            .unwrap_or(0)
-            + 1;
+        let generation =
+            existing.iter().filter(|k| k.timeline.alg == alg).map(|k| k.timeline.generation).max().unwrap_or(0) + 1;
         match create_key(store, master, alg, generation, now, activates_at).await {
             Ok(t) => created.push(t),
-            Err(KeysError::Store(StoreError::Conflict(_))) => {
-                return Err(KeysError::RotationRace(alg))
-            }
+            Err(KeysError::Store(StoreError::Conflict(_))) => return Err(KeysError::RotationRace(alg)),
             Err(e) => return Err(e),
         }
     }
@@ -162,15 +147,9 @@ pub async fn load_snapshot(
         let kid = k.timeline.kid.clone();
         let pkcs8 = master
             .open(kid.as_bytes(), &k.private_key_sealed)
-            .map_err(|source| KeysError::Unseal {
-                kid: kid.clone(),
-                source,
-            })?;
-        let key =
-            SigningKey::from_pkcs8(k.timeline.alg, &pkcs8).map_err(|source| KeysError::Key {
-                kid: kid.clone(),
-                source,
-            })?;
+            .map_err(|source| KeysError::Unseal { kid: kid.clone(), source })?;
+        let key = SigningKey::from_pkcs8(k.timeline.alg, &pkcs8)
+            .map_err(|source| KeysError::Key { kid: kid.clone(), source })?;
         keys.insert(kid, Arc::new(key));
         timelines.push(k.timeline);
     }
@@ -179,19 +158,9 @@ pub async fn load_snapshot(
         .filter_map(|t| keys.get(&t.kid).map(|k| k.public_jwk().clone()))
         .collect();
     let published_count = published.len();
-    let jwks_json: Arc<str> = serde_json::to_string(&JwkSet { keys: published })
-        .unwrap_or_default()
-        .into();
+    let jwks_json: Arc<str> = serde_json::to_string(&JwkSet { keys: published }).unwrap_or_default().into();
     let valid_until = keyring::next_transition(&timelines, now, retention);
-    Ok(KeySnapshot {
-        timelines,
-        keys,
-        retention,
-        jwks_json,
-        published_count,
-        computed_at: now,
-        valid_until,
-    })
+    Ok(KeySnapshot { timelines, keys, retention, jwks_json, published_count, computed_at: now, valid_until })
 }
 
 /// The current [`KeySnapshot`], swapped atomically when keys change.
@@ -201,9 +170,7 @@ pub struct KeyRing {
 
 impl KeyRing {
     pub fn new(snapshot: KeySnapshot) -> Self {
-        Self {
-            current: RwLock::new(Arc::new(snapshot)),
-        }
+        Self { current: RwLock::new(Arc::new(snapshot)) }
     }
 
     pub fn snapshot(&self) -> Arc<KeySnapshot> {

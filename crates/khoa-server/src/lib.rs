@@ -19,10 +19,7 @@ use tokio::net::TcpListener;
 
 /// Current time in Unix seconds.
 pub fn now() -> khoa_core::UnixTime {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// The application with every route and middleware.
@@ -42,16 +39,12 @@ impl RunningServer {
     /// Asks the server to stop, lets in-flight requests finish, and waits.
     pub async fn shutdown(self) -> std::io::Result<()> {
         let _ = self.shutdown.send(true);
-        self.task
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        self.task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
     }
 
     /// Resolves when the server has stopped on its own or was told to.
     pub async fn wait(self) -> std::io::Result<()> {
-        self.task
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        self.task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
     }
 
     pub fn stopper(&self) -> tokio::sync::watch::Sender<bool> {
@@ -76,10 +69,5 @@ pub async fn start(state: AppState) -> std::io::Result<RunningServer> {
     tracing::info!(%local_addr, issuer = %state.settings.issuer, "khoa listening");
     // Give the accept loop a moment to be scheduled before callers connect.
     tokio::time::sleep(Duration::from_millis(1)).await;
-    Ok(RunningServer {
-        local_addr,
-        state,
-        shutdown: tx,
-        task,
-    })
+    Ok(RunningServer { local_addr, state, shutdown: tx, task })
 }

@@ -37,45 +37,16 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("khoa");
         let requests = Family::<RequestLabels, Counter>::default();
-        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            latency_histogram,
-        );
+        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
         let cache_reloads = Counter::default();
         let watch_errors = Counter::default();
         let published_keys = Gauge::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests by method, route and status",
-            requests.clone(),
-        );
-        registry.register(
-            "http_request_duration_seconds",
-            "HTTP request latency by route",
-            latency.clone(),
-        );
-        registry.register(
-            "cache_reloads",
-            "Reloads of cached clients and keys after a change",
-            cache_reloads.clone(),
-        );
-        registry.register(
-            "watch_errors",
-            "Failed polls of the change epoch or key reloads",
-            watch_errors.clone(),
-        );
-        registry.register(
-            "published_signing_keys",
-            "Signing keys currently published in JWKS",
-            published_keys.clone(),
-        );
-        Self {
-            registry,
-            requests,
-            latency,
-            cache_reloads,
-            watch_errors,
-            published_keys,
-        }
+        registry.register("http_requests", "HTTP requests by method, route and status", requests.clone());
+        registry.register("http_request_duration_seconds", "HTTP request latency by route", latency.clone());
+        registry.register("cache_reloads", "Reloads of cached clients and keys after a change", cache_reloads.clone());
+        registry.register("watch_errors", "Failed polls of the change epoch or key reloads", watch_errors.clone());
+        registry.register("published_signing_keys", "Signing keys currently published in JWKS", published_keys.clone());
+        Self { registry, requests, latency, cache_reloads, watch_errors, published_keys }
     }
 }
 

@@ -17,13 +17,7 @@ pub struct Lifetimes {
 
 impl Default for Lifetimes {
     fn default() -> Self {
-        Self {
-            authorization_code: 60,
-            access_token: 3600,
-            id_token: 3600,
-            refresh_token: 30 * 86_400,
-            session: 86_400,
-        }
+        Self { authorization_code: 60, access_token: 3600, id_token: 3600, refresh_token: 30 * 86_400, session: 86_400 }
     }
 }
 

@@ -23,11 +23,7 @@ pub struct AppState {
 impl AppState {
     /// Loads and opens the signing keys. Fails when a stored key cannot be opened with
     /// this master key.
-    pub async fn new(
-        settings: Settings,
-        store: Arc<dyn Store>,
-        master: MasterKey,
-    ) -> Result<Self, KeysError> {
+    pub async fn new(settings: Settings, store: Arc<dyn Store>, master: MasterKey) -> Result<Self, KeysError> {
         let snapshot = load_snapshot(store.as_ref(), &master, &settings, crate::now()).await?;
         let discovery = ProviderMetadata::new(&settings.issuer, &settings.algorithms);
         Ok(Self {

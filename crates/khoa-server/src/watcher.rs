@@ -31,8 +31,7 @@ pub(crate) fn spawn(state: AppState, mut stop: watch::Receiver<bool>) {
                 state.clients.clear();
             }
             if changed || keys_due {
-                match load_snapshot(state.store.as_ref(), &state.master, &state.settings, now).await
-                {
+                match load_snapshot(state.store.as_ref(), &state.master, &state.settings, now).await {
                     Ok(snapshot) => {
                         state.keys.replace(snapshot);
                         state.metrics.cache_reloads.inc();

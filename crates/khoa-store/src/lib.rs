@@ -66,12 +66,7 @@ pub trait Store: Send + Sync + 'static {
     async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError>;
     async fn users(&self) -> Result<Vec<User>, StoreError>;
     async fn delete_user(&self, username: &str) -> Result<bool, StoreError>;
-    async fn set_password_hash(
-        &self,
-        username: &str,
-        hash: &str,
-        now: UnixTime,
-    ) -> Result<bool, StoreError>;
+    async fn set_password_hash(&self, username: &str, hash: &str, now: UnixTime) -> Result<bool, StoreError>;
 
     /// `Conflict` when a key of the same algorithm and generation exists (another
     /// process generated or rotated at the same moment).

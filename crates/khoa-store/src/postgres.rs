@@ -31,9 +31,7 @@ impl PostgresStore {
     pub(crate) async fn run_migrations(&self) -> Result<(), StoreError> {
         // sqlx holds a PostgreSQL advisory lock while migrating, so processes starting
         // together apply each migration once.
-        sqlx::migrate!("migrations/postgres")
-            .run(&self.pool)
-            .await?;
+        sqlx::migrate!("migrations/postgres").run(&self.pool).await?;
         Ok(())
     }
 }

@@ -16,8 +16,7 @@ pub(crate) const CLIENT_COLUMNS: &str = "client_id, client_secret_hash, is_publi
 pub(crate) const USER_COLUMNS: &str = "id, username, password_hash, email, email_verified, name, \
     phone_number, phone_number_verified, picture, created_at, updated_at";
 
-pub(crate) const KEY_COLUMNS: &str =
-    "kid, alg, generation, public_jwk, private_key_sealed, created_at, activates_at";
+pub(crate) const KEY_COLUMNS: &str = "kid, alg, generation, public_jwk, private_key_sealed, created_at, activates_at";
 
 pub(crate) const BUMP_EPOCH: &str = "UPDATE change_epoch SET epoch = epoch + 1 WHERE id = 1";
 
@@ -66,21 +65,11 @@ impl TryFrom<ClientRow> for Client {
         Ok(Client {
             grant_types: grant_types
                 .iter()
-                .map(|g| {
-                    g.parse::<GrantType>()
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))
-                })
+                .map(|g| g.parse::<GrantType>().map_err(|e| StoreError::Corrupt(e.to_string())))
                 .collect::<Result<_, _>>()?,
-            client_type: if r.is_public {
-                ClientType::Public
-            } else {
-                ClientType::Confidential
-            },
+            client_type: if r.is_public { ClientType::Public } else { ClientType::Confidential },
             redirect_uris: json("redirect_uris", &r.redirect_uris)?,
-            post_logout_redirect_uris: json(
-                "post_logout_redirect_uris",
-                &r.post_logout_redirect_uris,
-            )?,
+            post_logout_redirect_uris: json("post_logout_redirect_uris", &r.post_logout_redirect_uris)?,
             scopes: json("scopes", &r.scopes)?,
             contacts: json("contacts", &r.contacts)?,
             metadata: json("metadata", &r.metadata)?,
@@ -160,10 +149,7 @@ impl TryFrom<KeyRow> for StoredKey {
     fn try_from(r: KeyRow) -> Result<Self, StoreError> {
         Ok(StoredKey {
             timeline: KeyTimeline {
-                alg: r
-                    .alg
-                    .parse()
-                    .map_err(|e: khoa_core::jose::KeyError| StoreError::Corrupt(e.to_string()))?,
+                alg: r.alg.parse().map_err(|e: khoa_core::jose::KeyError| StoreError::Corrupt(e.to_string()))?,
                 kid: r.kid,
                 generation: r.generation,
                 created_at: r.created_at,
@@ -174,6 +160,27 @@ impl TryFrom<KeyRow> for StoredKey {
         })
     }
 }
+
+/// Runs one change statement and bumps the change epoch in the same transaction;
+/// evaluates to the number of rows the statement affected.
+/// With `conflict = "what"`, a unique violation becomes `StoreError::Conflict(what)`.
+macro_rules! change_tx {
+    ($pool:expr, $query:expr) => {
+        $crate::sql::change_tx!($pool, $query, map_err = $crate::StoreError::Database)
+    };
+    ($pool:expr, $query:expr, conflict = $what:expr) => {
+        $crate::sql::change_tx!($pool, $query, map_err = $crate::StoreError::conflict_as($what))
+    };
+    ($pool:expr, $query:expr, map_err = $map:expr) => {{
+        let mut tx = $pool.begin().await?;
+        let affected = $query.execute(&mut *tx).await.map_err($map)?.rows_affected();
+        sqlx::query($crate::sql::BUMP_EPOCH).execute(&mut *tx).await?;
+        tx.commit().await?;
+        affected
+    }};
+}
+
+pub(crate) use change_tx;
 
 /// Implements [`Store`](crate::Store) for a backend struct with a `pool` field, a
 /// `BACKEND` constant and a `run_migrations` method.
@@ -200,49 +207,45 @@ macro_rules! sql_store {
             }
 
             async fn change_epoch(&self) -> Result<i64, $crate::StoreError> {
-                Ok(sqlx::query_scalar("SELECT epoch FROM change_epoch WHERE id = 1")
-                    .fetch_one(&self.pool)
-                    .await?)
+                Ok(sqlx::query_scalar("SELECT epoch FROM change_epoch WHERE id = 1").fetch_one(&self.pool).await?)
             }
 
             async fn insert_client(&self, c: &khoa_core::client::Client) -> Result<(), $crate::StoreError> {
-                use $crate::sql::{to_json, BUMP_EPOCH, CLIENT_COLUMNS};
+                use $crate::sql::{to_json, CLIENT_COLUMNS};
                 let grant_types: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
-                let mut tx = self.pool.begin().await?;
-                sqlx::query(&format!(
-                    "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES \
+                $crate::sql::change_tx!(
+                    self.pool,
+                    sqlx::query(&format!(
+                        "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES \
                      ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25)"
-                ))
-                .bind(&c.client_id)
-                .bind(&c.client_secret_hash)
-                .bind(c.is_public())
-                .bind(to_json(&c.redirect_uris))
-                .bind(to_json(&c.post_logout_redirect_uris))
-                .bind(&c.frontchannel_logout_uri)
-                .bind(&c.backchannel_logout_uri)
-                .bind(to_json(&grant_types))
-                .bind(to_json(&c.scopes))
-                .bind(c.skip_consent)
-                .bind(&c.client_name)
-                .bind(&c.logo_uri)
-                .bind(&c.client_uri)
-                .bind(&c.policy_uri)
-                .bind(&c.tos_uri)
-                .bind(&c.owner)
-                .bind(to_json(&c.contacts))
-                .bind(to_json(&c.metadata))
-                .bind(c.id_token_signed_response_alg.as_str())
-                .bind(c.lifetimes.authorization_code)
-                .bind(c.lifetimes.access_token)
-                .bind(c.lifetimes.id_token)
-                .bind(c.lifetimes.refresh_token)
-                .bind(c.created_at)
-                .bind(c.updated_at)
-                .execute(&mut *tx)
-                .await
-                .map_err($crate::StoreError::conflict_as("client"))?;
-                sqlx::query(BUMP_EPOCH).execute(&mut *tx).await?;
-                tx.commit().await?;
+                    ))
+                    .bind(&c.client_id)
+                    .bind(&c.client_secret_hash)
+                    .bind(c.is_public())
+                    .bind(to_json(&c.redirect_uris))
+                    .bind(to_json(&c.post_logout_redirect_uris))
+                    .bind(&c.frontchannel_logout_uri)
+                    .bind(&c.backchannel_logout_uri)
+                    .bind(to_json(&grant_types))
+                    .bind(to_json(&c.scopes))
+                    .bind(c.skip_consent)
+                    .bind(&c.client_name)
+                    .bind(&c.logo_uri)
+                    .bind(&c.client_uri)
+                    .bind(&c.policy_uri)
+                    .bind(&c.tos_uri)
+                    .bind(&c.owner)
+                    .bind(to_json(&c.contacts))
+                    .bind(to_json(&c.metadata))
+                    .bind(c.id_token_signed_response_alg.as_str())
+                    .bind(c.lifetimes.authorization_code)
+                    .bind(c.lifetimes.access_token)
+                    .bind(c.lifetimes.id_token)
+                    .bind(c.lifetimes.refresh_token)
+                    .bind(c.created_at)
+                    .bind(c.updated_at),
+                    conflict = "client"
+                );
                 Ok(())
             }
 
@@ -258,24 +261,18 @@ macro_rules! sql_store {
             }
 
             async fn clients(&self) -> Result<Vec<khoa_core::client::Client>, $crate::StoreError> {
-                let rows: Vec<$crate::sql::ClientRow> = sqlx::query_as(&format!(
-                    "SELECT {} FROM clients ORDER BY client_id",
-                    $crate::sql::CLIENT_COLUMNS
-                ))
-                .fetch_all(&self.pool)
-                .await?;
+                let rows: Vec<$crate::sql::ClientRow> =
+                    sqlx::query_as(&format!("SELECT {} FROM clients ORDER BY client_id", $crate::sql::CLIENT_COLUMNS))
+                        .fetch_all(&self.pool)
+                        .await?;
                 rows.into_iter().map(TryInto::try_into).collect()
             }
 
             async fn delete_client(&self, client_id: &str) -> Result<bool, $crate::StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let n = sqlx::query("DELETE FROM clients WHERE client_id = $1")
-                    .bind(client_id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                sqlx::query($crate::sql::BUMP_EPOCH).execute(&mut *tx).await?;
-                tx.commit().await?;
+                let n = $crate::sql::change_tx!(
+                    self.pool,
+                    sqlx::query("DELETE FROM clients WHERE client_id = $1").bind(client_id)
+                );
                 Ok(n > 0)
             }
 
@@ -287,7 +284,10 @@ macro_rules! sql_store {
                 Ok(a.max(i))
             }
 
-            async fn insert_user(&self, u: &khoa_core::user::NewUser) -> Result<khoa_core::user::User, $crate::StoreError> {
+            async fn insert_user(
+                &self,
+                u: &khoa_core::user::NewUser,
+            ) -> Result<khoa_core::user::User, $crate::StoreError> {
                 let mut tx = self.pool.begin().await?;
                 let row: $crate::sql::UserRow = sqlx::query_as(&format!(
                     "INSERT INTO users (username, password_hash, email, email_verified, name, phone_number, \
@@ -312,14 +312,15 @@ macro_rules! sql_store {
                 Ok(row.into())
             }
 
-            async fn user_by_username(&self, username: &str) -> Result<Option<khoa_core::user::User>, $crate::StoreError> {
-                let row: Option<$crate::sql::UserRow> = sqlx::query_as(&format!(
-                    "SELECT {} FROM users WHERE username = $1",
-                    $crate::sql::USER_COLUMNS
-                ))
-                .bind(username)
-                .fetch_optional(&self.pool)
-                .await?;
+            async fn user_by_username(
+                &self,
+                username: &str,
+            ) -> Result<Option<khoa_core::user::User>, $crate::StoreError> {
+                let row: Option<$crate::sql::UserRow> =
+                    sqlx::query_as(&format!("SELECT {} FROM users WHERE username = $1", $crate::sql::USER_COLUMNS))
+                        .bind(username)
+                        .fetch_optional(&self.pool)
+                        .await?;
                 Ok(row.map(Into::into))
             }
 
@@ -341,49 +342,45 @@ macro_rules! sql_store {
             }
 
             async fn delete_user(&self, username: &str) -> Result<bool, $crate::StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let n = sqlx::query("DELETE FROM users WHERE username = $1")
-                    .bind(username)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                sqlx::query($crate::sql::BUMP_EPOCH).execute(&mut *tx).await?;
-                tx.commit().await?;
+                let n = $crate::sql::change_tx!(
+                    self.pool,
+                    sqlx::query("DELETE FROM users WHERE username = $1").bind(username)
+                );
                 Ok(n > 0)
             }
 
-            async fn set_password_hash(&self, username: &str, hash: &str, now: i64) -> Result<bool, $crate::StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let n = sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3")
-                    .bind(hash)
-                    .bind(now)
-                    .bind(username)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                sqlx::query($crate::sql::BUMP_EPOCH).execute(&mut *tx).await?;
-                tx.commit().await?;
+            async fn set_password_hash(
+                &self,
+                username: &str,
+                hash: &str,
+                now: i64,
+            ) -> Result<bool, $crate::StoreError> {
+                let n = $crate::sql::change_tx!(
+                    self.pool,
+                    sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3")
+                        .bind(hash)
+                        .bind(now)
+                        .bind(username)
+                );
                 Ok(n > 0)
             }
 
             async fn insert_signing_key(&self, k: &$crate::StoredKey) -> Result<(), $crate::StoreError> {
-                let mut tx = self.pool.begin().await?;
-                sqlx::query(&format!(
-                    "INSERT INTO signing_keys ({}) VALUES ($1,$2,$3,$4,$5,$6,$7)",
-                    $crate::sql::KEY_COLUMNS
-                ))
-                .bind(&k.timeline.kid)
-                .bind(k.timeline.alg.as_str())
-                .bind(k.timeline.generation)
-                .bind(&k.public_jwk)
-                .bind(&k.private_key_sealed)
-                .bind(k.timeline.created_at)
-                .bind(k.timeline.activates_at)
-                .execute(&mut *tx)
-                .await
-                .map_err($crate::StoreError::conflict_as("signing key generation"))?;
-                sqlx::query($crate::sql::BUMP_EPOCH).execute(&mut *tx).await?;
-                tx.commit().await?;
+                $crate::sql::change_tx!(
+                    self.pool,
+                    sqlx::query(&format!(
+                        "INSERT INTO signing_keys ({}) VALUES ($1,$2,$3,$4,$5,$6,$7)",
+                        $crate::sql::KEY_COLUMNS
+                    ))
+                    .bind(&k.timeline.kid)
+                    .bind(k.timeline.alg.as_str())
+                    .bind(k.timeline.generation)
+                    .bind(&k.public_jwk)
+                    .bind(&k.private_key_sealed)
+                    .bind(k.timeline.created_at)
+                    .bind(k.timeline.activates_at),
+                    conflict = "signing key generation"
+                );
                 Ok(())
             }
 

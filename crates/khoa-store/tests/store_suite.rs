@@ -17,18 +17,11 @@ async fn open(db: &TestDatabase) -> Arc<dyn Store> {
 
 fn full_client(id: &str) -> khoa_core::client::Client {
     let mut r = ClientRegistration::new(id);
-    r.redirect_uris = vec![
-        "https://app.example/cb".into(),
-        "http://127.0.0.1:9000/cb".into(),
-    ];
+    r.redirect_uris = vec!["https://app.example/cb".into(), "http://127.0.0.1:9000/cb".into()];
     r.post_logout_redirect_uris = vec!["https://app.example/bye".into()];
     r.frontchannel_logout_uri = Some("https://app.example/fc".into());
     r.backchannel_logout_uri = Some("https://app.example/bc".into());
-    r.grant_types = Some(vec![
-        GrantType::AuthorizationCode,
-        GrantType::RefreshToken,
-        GrantType::ClientCredentials,
-    ]);
+    r.grant_types = Some(vec![GrantType::AuthorizationCode, GrantType::RefreshToken, GrantType::ClientCredentials]);
     r.scopes = Some("openid profile api:read".into());
     r.skip_consent = true;
     r.client_name = Some("Ứng dụng mẫu".into());
@@ -66,13 +59,7 @@ fn new_user(username: &str) -> NewUser {
 
 fn key(kid: &str, alg: SigningAlgorithm, generation: i64) -> StoredKey {
     StoredKey {
-        timeline: KeyTimeline {
-            kid: kid.into(),
-            alg,
-            generation,
-            created_at: 10,
-            activates_at: 20,
-        },
+        timeline: KeyTimeline { kid: kid.into(), alg, generation, created_at: 10, activates_at: 20 },
         public_jwk: format!("{{\"kid\":\"{kid}\"}}"),
         private_key_sealed: vec![0, 1, 2, 255],
     }
@@ -83,23 +70,11 @@ async fn clients_round_trip_every_field(db: TestDatabase) {
     let client = full_client("portal");
     store.insert_client(&client).await.unwrap();
     assert_eq!(store.client("portal").await.unwrap(), Some(client.clone()));
-    assert!(matches!(
-        store.insert_client(&client).await,
-        Err(StoreError::Conflict("client"))
-    ));
+    assert!(matches!(store.insert_client(&client).await, Err(StoreError::Conflict("client"))));
     store.insert_client(&full_client("another")).await.unwrap();
-    let ids: Vec<_> = store
-        .clients()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.client_id)
-        .collect();
+    let ids: Vec<_> = store.clients().await.unwrap().into_iter().map(|c| c.client_id).collect();
     assert_eq!(ids, ["another", "portal"]);
-    assert_eq!(
-        store.longest_client_token_lifetime().await.unwrap(),
-        Some(1200)
-    );
+    assert_eq!(store.longest_client_token_lifetime().await.unwrap(), Some(1200));
     assert!(store.delete_client("portal").await.unwrap());
     assert!(!store.delete_client("portal").await.unwrap());
     assert_eq!(store.client("portal").await.unwrap(), None);
@@ -112,14 +87,8 @@ async fn users_have_unique_names_and_stable_ids(db: TestDatabase) {
     assert_eq!(a.username, "alice");
     assert_eq!(a.name.as_deref(), Some("Nguyễn Văn A"));
     assert!(a.email_verified && !a.phone_number_verified);
-    assert!(matches!(
-        store.insert_user(&new_user("alice")).await,
-        Err(StoreError::Conflict("username"))
-    ));
-    assert_eq!(
-        store.user_by_username("alice").await.unwrap(),
-        Some(a.clone())
-    );
+    assert!(matches!(store.insert_user(&new_user("alice")).await, Err(StoreError::Conflict("username"))));
+    assert_eq!(store.user_by_username("alice").await.unwrap(), Some(a.clone()));
     assert_eq!(store.user_by_id(a.id).await.unwrap(), Some(a.clone()));
     assert_eq!(store.user_by_username("Alice").await.unwrap(), None);
 
@@ -129,15 +98,9 @@ async fn users_have_unique_names_and_stable_ids(db: TestDatabase) {
     assert!(b.id > a.id);
     assert_eq!(store.user_by_id(a.id).await.unwrap(), None);
 
-    assert!(store
-        .set_password_hash("bob", "new-hash", 1_800_000_000)
-        .await
-        .unwrap());
+    assert!(store.set_password_hash("bob", "new-hash", 1_800_000_000).await.unwrap());
     let b2 = store.user_by_username("bob").await.unwrap().unwrap();
-    assert_eq!(
-        (b2.password_hash.as_str(), b2.updated_at, b2.created_at),
-        ("new-hash", 1_800_000_000, 1_700_000_000)
-    );
+    assert_eq!((b2.password_hash.as_str(), b2.updated_at, b2.created_at), ("new-hash", 1_800_000_000, 1_700_000_000));
     assert!(!store.set_password_hash("nobody", "x", 0).await.unwrap());
     assert_eq!(store.users().await.unwrap().len(), 1);
 }
@@ -163,36 +126,23 @@ async fn concurrent_signups_for_one_username_admit_exactly_one(db: TestDatabase)
 
 async fn signing_key_generations_are_unique_per_algorithm(db: TestDatabase) {
     let store = open(&db).await;
-    store
-        .insert_signing_key(&key("r1", SigningAlgorithm::RS256, 1))
-        .await
-        .unwrap();
-    store
-        .insert_signing_key(&key("e1", SigningAlgorithm::ES256, 1))
-        .await
-        .unwrap();
+    store.insert_signing_key(&key("r1", SigningAlgorithm::RS256, 1)).await.unwrap();
+    store.insert_signing_key(&key("e1", SigningAlgorithm::ES256, 1)).await.unwrap();
     // Generation 1 of RS256 again (another process starting at the same moment).
     assert!(matches!(
-        store
-            .insert_signing_key(&key("r1-bis", SigningAlgorithm::RS256, 1))
-            .await,
+        store.insert_signing_key(&key("r1-bis", SigningAlgorithm::RS256, 1)).await,
         Err(StoreError::Conflict(_))
     ));
     // Many processes rotating at once: exactly one wins generation 2.
     let tasks: Vec<_> = (0..8)
         .map(|i| {
             let s = store.clone();
-            tokio::spawn(async move {
-                s.insert_signing_key(&key(&format!("r2-{i}"), SigningAlgorithm::RS256, 2))
-                    .await
-            })
+            tokio::spawn(
+                async move { s.insert_signing_key(&key(&format!("r2-{i}"), SigningAlgorithm::RS256, 2)).await },
+            )
         })
         .collect();
-    let wins = futures::future::join_all(tasks)
-        .await
-        .into_iter()
-        .filter(|r| matches!(r, Ok(Ok(()))))
-        .count();
+    let wins = futures::future::join_all(tasks).await.into_iter().filter(|r| matches!(r, Ok(Ok(())))).count();
     assert_eq!(wins, 1);
     let keys = store.signing_keys().await.unwrap();
     assert_eq!(keys.len(), 3);
@@ -217,17 +167,11 @@ async fn every_change_bumps_the_epoch(db: TestDatabase) {
     bumped(store.change_epoch().await.unwrap());
     store.delete_user("u").await.unwrap();
     bumped(store.change_epoch().await.unwrap());
-    store
-        .insert_signing_key(&key("k", SigningAlgorithm::EdDSA, 1))
-        .await
-        .unwrap();
+    store.insert_signing_key(&key("k", SigningAlgorithm::EdDSA, 1)).await.unwrap();
     bumped(store.change_epoch().await.unwrap());
     // A refused change leaves no trace.
     let before = store.change_epoch().await.unwrap();
-    assert!(store
-        .insert_signing_key(&key("k2", SigningAlgorithm::EdDSA, 1))
-        .await
-        .is_err());
+    assert!(store.insert_signing_key(&key("k2", SigningAlgorithm::EdDSA, 1)).await.is_err());
     assert_eq!(store.change_epoch().await.unwrap(), before);
 }
 
@@ -252,8 +196,5 @@ both_backends!(
 
 #[tokio::test]
 async fn unsupported_database_url_is_refused() {
-    assert!(matches!(
-        khoa_store::connect("mysql://x/y").await,
-        Err(StoreError::UnsupportedUrl)
-    ));
+    assert!(matches!(khoa_store::connect("mysql://x/y").await, Err(StoreError::UnsupportedUrl)));
 }

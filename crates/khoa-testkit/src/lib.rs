@@ -31,18 +31,10 @@ pub async fn test_database(backend: Backend) -> TestDatabase {
             let admin = std::env::var(POSTGRES_ENV).unwrap_or_else(|_| {
                 panic!("{POSTGRES_ENV} is not set: run the tests with ./scripts/test.sh, which starts a throwaway PostgreSQL")
             });
-            let name = format!(
-                "khoa_t_{}",
-                khoa_core::random::random_token::<9>()
-                    .to_lowercase()
-                    .replace(['-', '_'], "x")
-            );
-            let mut conn = PgConnection::connect(&admin)
-                .await
-                .expect("connect to the test PostgreSQL");
-            conn.execute(format!("CREATE DATABASE {name}").as_str())
-                .await
-                .expect("create test database");
+            let name =
+                format!("khoa_t_{}", khoa_core::random::random_token::<9>().to_lowercase().replace(['-', '_'], "x"));
+            let mut conn = PgConnection::connect(&admin).await.expect("connect to the test PostgreSQL");
+            conn.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create test database");
             let _ = conn.close().await;
             let mut url = url::Url::parse(&admin).expect("valid test PostgreSQL URL");
             url.set_path(&name);
@@ -50,6 +42,26 @@ pub async fn test_database(backend: Backend) -> TestDatabase {
         }
     };
     TestDatabase { url, backend, dir }
+}
+
+/// The JSON a successful command printed; panics with its standard error otherwise.
+#[allow(clippy::expect_used, clippy::panic)]
+pub fn stdout_json(out: &std::process::Output) -> serde_json::Value {
+    assert!(out.status.success(), "khoa failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The `kid`s a server publishes at `base_url`, in JWKS order.
+#[allow(clippy::expect_used)]
+pub async fn jwks_kids(base_url: &str) -> Vec<String> {
+    let jwks: serde_json::Value = reqwest::get(format!("{base_url}/.well-known/jwks.json"))
+        .await
+        .expect("JWKS request")
+        .json()
+        .await
+        .expect("JWKS is JSON");
+    jwks["keys"].as_array().expect("keys array").iter().map(|k| k["kid"].as_str().expect("kid").to_string()).collect()
 }
 
 /// Runs `$body` (an async fn taking a [`TestDatabase`]) once per backend, as two tests.

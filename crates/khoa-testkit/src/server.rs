@@ -13,19 +13,12 @@ pub const TEST_SECRET: &str = "test-master-secret-0123456789abcdef";
 /// A free TCP port on 127.0.0.1 (bound, then released for the server to take).
 #[allow(clippy::expect_used)]
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind 127.0.0.1:0")
-        .local_addr()
-        .expect("local address")
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().expect("local address").port()
 }
 
 /// The environment a khoa process needs for `db`.
 pub fn khoa_env(db: &TestDatabase) -> Vec<(String, String)> {
-    let mut env = vec![
-        ("KHOA_DATABASE_URL".to_string(), db.url.clone()),
-        ("KHOA_LOG".into(), "info".into()),
-    ];
+    let mut env = vec![("KHOA_DATABASE_URL".to_string(), db.url.clone()), ("KHOA_LOG".into(), "info".into())];
     if db.backend == Backend::Postgres {
         env.push(("KHOA_SECRET".into(), TEST_SECRET.into()));
     }
@@ -81,12 +74,7 @@ impl KhoaProcess {
     }
 
     #[allow(clippy::expect_used)]
-    pub fn start_in(
-        bin: &str,
-        dir: &Path,
-        base_env: Vec<(String, String)>,
-        extra: &[(&str, &str)],
-    ) -> Self {
+    pub fn start_in(bin: &str, dir: &Path, base_env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Self {
         let mut last_error = String::new();
         for _attempt in 0..5 {
             let port = free_port();
@@ -103,12 +91,8 @@ impl KhoaProcess {
             for (k, v) in extra {
                 cmd.env(k, v);
             }
-            let mut child = cmd
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(stderr)
-                .spawn()
-                .expect("spawn khoa serve");
+            let mut child =
+                cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr).spawn().expect("spawn khoa serve");
             let stdout = child.stdout.take().expect("stdout");
             let (tx, rx) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
@@ -120,12 +104,7 @@ impl KhoaProcess {
             });
             let ready = rx.recv_timeout(Duration::from_secs(60)).is_ok();
             if ready {
-                return Self {
-                    child: Some(child),
-                    port,
-                    base_url,
-                    stderr_path,
-                };
+                return Self { child: Some(child), port, base_url, stderr_path };
             }
             let _ = child.kill();
             let _ = child.wait();
@@ -150,10 +129,7 @@ impl KhoaProcess {
     #[allow(clippy::expect_used)]
     pub fn terminate(mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = child.try_wait() {

@@ -7,20 +7,10 @@ use khoa_core::jose::SigningAlgorithm;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "khoa",
-    version,
-    about = "khoa: OpenID Connect / OAuth 2.0 single sign-on server"
-)]
+#[command(name = "khoa", version, about = "khoa: OpenID Connect / OAuth 2.0 single sign-on server")]
 pub struct Cli {
     /// TOML configuration file; KHOA_* environment variables override it.
-    #[arg(
-        long,
-        short = 'c',
-        global = true,
-        env = "KHOA_CONFIG",
-        value_name = "FILE"
-    )]
+    #[arg(long, short = 'c', global = true, env = "KHOA_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,

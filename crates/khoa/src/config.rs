@@ -21,7 +21,10 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ("KHOA_LISTEN", "listen: address and port (default 127.0.0.1:8080)"),
     ("KHOA_DATABASE_URL", "database_url: sqlite://FILE or postgres://… (default sqlite://khoa.db)"),
     ("KHOA_SECRET", "secret: master key (≥ 32 characters) sealing private keys at rest"),
-    ("KHOA_SECRET_FILE", "secret_file: key file used when no secret is set (default khoa.key; generated with mode 0600 for SQLite)"),
+    (
+        "KHOA_SECRET_FILE",
+        "secret_file: key file used when no secret is set (default khoa.key; generated with mode 0600 for SQLite)",
+    ),
     ("KHOA_LOG", "log.filter: tracing filter, e.g. info or khoa=debug (default info)"),
     ("KHOA_LOG_FORMAT", "log.format: text or json (default text)"),
     ("KHOA_KEY_ALGORITHMS", "keys.algorithms: comma-separated, RS256 required (default RS256,ES256,EdDSA)"),
@@ -37,10 +40,7 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read configuration file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("configuration file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{key}: {message}")]
@@ -48,10 +48,7 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.to_string(),
-        message: message.into(),
-    }
+    ConfigError::Invalid { key: key.to_string(), message: message.into() }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,42 +127,19 @@ struct Value {
     raw: String,
 }
 
-fn pick(
-    env: &dyn Fn(&str) -> Option<String>,
-    var: &str,
-    file_key: &str,
-    file: Option<String>,
-) -> Option<Value> {
+fn pick(env: &dyn Fn(&str) -> Option<String>, var: &str, file_key: &str, file: Option<String>) -> Option<Value> {
     match env(var) {
-        Some(raw) => Some(Value {
-            key: var.to_string(),
-            raw,
-        }),
-        None => file.map(|raw| Value {
-            key: file_key.to_string(),
-            raw,
-        }),
+        Some(raw) => Some(Value { key: var.to_string(), raw }),
+        None => file.map(|raw| Value { key: file_key.to_string(), raw }),
     }
 }
 
 fn duration(v: &Value) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(v.raw.trim()).map_err(|e| {
-        invalid(
-            &v.key,
-            format!(
-                "{:?} is not a duration such as 60s, 15m, 1h or 30days ({e})",
-                v.raw
-            ),
-        )
-    })
+    humantime::parse_duration(v.raw.trim())
+        .map_err(|e| invalid(&v.key, format!("{:?} is not a duration such as 60s, 15m, 1h or 30days ({e})", v.raw)))
 }
 
-fn lifetime(
-    v: Option<Value>,
-    default: i64,
-    bounds: (i64, i64),
-    name: &'static str,
-) -> Result<i64, ConfigError> {
+fn lifetime(v: Option<Value>, default: i64, bounds: (i64, i64), name: &'static str) -> Result<i64, ConfigError> {
     let Some(v) = v else { return Ok(default) };
     let secs = duration(&v)?.as_secs() as i64;
     check_lifetime(name, secs, bounds).map_err(|e| invalid(&v.key, e.to_string()))?;
@@ -173,17 +147,9 @@ fn lifetime(
 }
 
 fn validate_issuer(v: &Value) -> Result<(), ConfigError> {
-    let url = url::Url::parse(&v.raw)
-        .map_err(|_| invalid(&v.key, format!("{:?} is not an absolute URL", v.raw)))?;
-    if url.query().is_some()
-        || url.fragment().is_some()
-        || v.raw.contains('#')
-        || v.raw.contains('?')
-    {
-        return Err(invalid(
-            &v.key,
-            "the issuer must not have a query or fragment (OpenID Connect Discovery §3)",
-        ));
+    let url = url::Url::parse(&v.raw).map_err(|_| invalid(&v.key, format!("{:?} is not an absolute URL", v.raw)))?;
+    if url.query().is_some() || url.fragment().is_some() || v.raw.contains('#') || v.raw.contains('?') {
+        return Err(invalid(&v.key, "the issuer must not have a query or fragment (OpenID Connect Discovery §3)"));
     }
     let loopback = match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
@@ -203,17 +169,12 @@ fn validate_issuer(v: &Value) -> Result<(), ConfigError> {
 }
 
 /// Reads `path` (if given) and applies the environment.
-pub fn load(
-    path: Option<&Path>,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Config, ConfigError> {
+pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     let file: FileConfig = match path {
         None => FileConfig::default(),
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
             toml::from_str(&text).map_err(|e| ConfigError::Parse {
                 path: path.to_path_buf(),
                 message: e.to_string().trim_end().to_string(),
@@ -221,45 +182,28 @@ pub fn load(
         }
     };
 
-    let issuer = pick(env, "KHOA_ISSUER", "issuer", file.issuer).unwrap_or(Value {
-        key: "issuer".into(),
-        raw: DEFAULT_ISSUER.into(),
-    });
+    let issuer = pick(env, "KHOA_ISSUER", "issuer", file.issuer)
+        .unwrap_or(Value { key: "issuer".into(), raw: DEFAULT_ISSUER.into() });
     validate_issuer(&issuer)?;
 
-    let listen = pick(env, "KHOA_LISTEN", "listen", file.listen).unwrap_or(Value {
-        key: "listen".into(),
-        raw: DEFAULT_LISTEN.into(),
-    });
+    let listen = pick(env, "KHOA_LISTEN", "listen", file.listen)
+        .unwrap_or(Value { key: "listen".into(), raw: DEFAULT_LISTEN.into() });
     let listen_addr: SocketAddr = listen.raw.parse().map_err(|_| {
-        invalid(
-            &listen.key,
-            format!(
-                "{:?} is not an address:port such as 127.0.0.1:8080 or [::]:443",
-                listen.raw
-            ),
-        )
+        invalid(&listen.key, format!("{:?} is not an address:port such as 127.0.0.1:8080 or [::]:443", listen.raw))
     })?;
 
-    let database =
-        pick(env, "KHOA_DATABASE_URL", "database_url", file.database_url).unwrap_or(Value {
-            key: "database_url".into(),
-            raw: DEFAULT_DATABASE_URL.into(),
-        });
+    let database = pick(env, "KHOA_DATABASE_URL", "database_url", file.database_url)
+        .unwrap_or(Value { key: "database_url".into(), raw: DEFAULT_DATABASE_URL.into() });
     let db_ok = database.raw.starts_with("sqlite:")
         || database.raw.starts_with("postgres://")
         || database.raw.starts_with("postgresql://");
     if !db_ok {
-        return Err(invalid(
-            &database.key,
-            "must start with sqlite:// or postgres://",
-        ));
+        return Err(invalid(&database.key, "must start with sqlite:// or postgres://"));
     }
 
     let secret = match pick(env, "KHOA_SECRET", "secret", file.secret) {
         Some(v) => {
-            khoa_core::sealing::MasterKey::from_secret(&v.raw)
-                .map_err(|e| invalid(&v.key, e.to_string()))?;
+            khoa_core::sealing::MasterKey::from_secret(&v.raw).map_err(|e| invalid(&v.key, e.to_string()))?;
             SecretSource::Secret(v.raw)
         }
         None => SecretSource::File(
@@ -270,15 +214,10 @@ pub fn load(
         ),
     };
 
-    let log_filter = pick(env, "KHOA_LOG", "log.filter", file.log.filter).unwrap_or(Value {
-        key: "log.filter".into(),
-        raw: "info".into(),
-    });
+    let log_filter = pick(env, "KHOA_LOG", "log.filter", file.log.filter)
+        .unwrap_or(Value { key: "log.filter".into(), raw: "info".into() });
     if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&log_filter.raw) {
-        return Err(invalid(
-            &log_filter.key,
-            format!("{:?} is not a log filter: {e}", log_filter.raw),
-        ));
+        return Err(invalid(&log_filter.key, format!("{:?} is not a log filter: {e}", log_filter.raw)));
     }
     let log_format = match pick(env, "KHOA_LOG_FORMAT", "log.format", file.log.format) {
         None => LogFormat::Text,
@@ -290,42 +229,25 @@ pub fn load(
     };
 
     let algorithms = match env("KHOA_KEY_ALGORITHMS")
-        .map(|raw| {
-            (
-                "KHOA_KEY_ALGORITHMS",
-                raw.split(',')
-                    .map(|s| s.trim().to_string())
-                    .collect::<Vec<_>>(),
-            )
-        })
+        .map(|raw| ("KHOA_KEY_ALGORITHMS", raw.split(',').map(|s| s.trim().to_string()).collect::<Vec<_>>()))
         .or(file.keys.algorithms.map(|a| ("keys.algorithms", a)))
     {
         None => SigningAlgorithm::ALL.to_vec(),
         Some((key, names)) => {
             let mut algs = names
                 .iter()
-                .map(|n| {
-                    n.parse::<SigningAlgorithm>()
-                        .map_err(|e| invalid(key, e.to_string()))
-                })
+                .map(|n| n.parse::<SigningAlgorithm>().map_err(|e| invalid(key, e.to_string())))
                 .collect::<Result<Vec<_>, _>>()?;
             algs.sort();
             algs.dedup();
             if !algs.contains(&SigningAlgorithm::RS256) {
-                return Err(invalid(
-                    key,
-                    "RS256 is required (OpenID Connect Core §3.1.3.7 makes it the default)",
-                ));
+                return Err(invalid(key, "RS256 is required (OpenID Connect Core §3.1.3.7 makes it the default)"));
             }
             algs
         }
     };
-    let key_prepublication = match pick(
-        env,
-        "KHOA_KEY_PREPUBLICATION",
-        "keys.prepublication",
-        file.keys.prepublication,
-    ) {
+    let key_prepublication = match pick(env, "KHOA_KEY_PREPUBLICATION", "keys.prepublication", file.keys.prepublication)
+    {
         None => 3600,
         Some(v) => {
             let secs = duration(&v)?.as_secs() as i64;
@@ -340,23 +262,13 @@ pub fn load(
     let t = file.tokens;
     let lifetimes = Lifetimes {
         authorization_code: lifetime(
-            pick(
-                env,
-                "KHOA_AUTHORIZATION_CODE_LIFETIME",
-                "tokens.authorization_code",
-                t.authorization_code,
-            ),
+            pick(env, "KHOA_AUTHORIZATION_CODE_LIFETIME", "tokens.authorization_code", t.authorization_code),
             defaults.authorization_code,
             lifetime_bounds::AUTHORIZATION_CODE,
             "authorization code",
         )?,
         access_token: lifetime(
-            pick(
-                env,
-                "KHOA_ACCESS_TOKEN_LIFETIME",
-                "tokens.access_token",
-                t.access_token,
-            ),
+            pick(env, "KHOA_ACCESS_TOKEN_LIFETIME", "tokens.access_token", t.access_token),
             defaults.access_token,
             lifetime_bounds::ACCESS_TOKEN,
             "access token",
@@ -368,12 +280,7 @@ pub fn load(
             "ID token",
         )?,
         refresh_token: lifetime(
-            pick(
-                env,
-                "KHOA_REFRESH_TOKEN_LIFETIME",
-                "tokens.refresh_token",
-                t.refresh_token,
-            ),
+            pick(env, "KHOA_REFRESH_TOKEN_LIFETIME", "tokens.refresh_token", t.refresh_token),
             defaults.refresh_token,
             lifetime_bounds::REFRESH_TOKEN,
             "refresh token",
@@ -391,12 +298,7 @@ pub fn load(
     settings.lifetimes = lifetimes;
     settings.key_prepublication = key_prepublication;
     settings.metadata_max_age = settings.metadata_max_age.min(key_prepublication as u32);
-    if let Some(v) = pick(
-        env,
-        "KHOA_WATCH_INTERVAL",
-        "watch_interval",
-        file.watch_interval,
-    ) {
+    if let Some(v) = pick(env, "KHOA_WATCH_INTERVAL", "watch_interval", file.watch_interval) {
         let d = duration(&v)?;
         if d < Duration::from_millis(50) || d > Duration::from_secs(2) {
             return Err(invalid(&v.key, "must be between 50ms and 2s"));
@@ -404,13 +306,7 @@ pub fn load(
         settings.watch_interval = d;
     }
 
-    Ok(Config {
-        settings,
-        database_url: database.raw,
-        secret,
-        log_filter: log_filter.raw,
-        log_format,
-    })
+    Ok(Config { settings, database_url: database.raw, secret, log_filter: log_filter.raw, log_format })
 }
 
 #[cfg(test)]
@@ -419,10 +315,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| map.get(k).cloned()
     }
 
@@ -453,41 +346,26 @@ mod tests {
         let f = file(
             "issuer = \"https://sso.example.vn\"\nlisten = \"0.0.0.0:9000\"\n[tokens]\naccess_token = \"15m\"\n[log]\nformat = \"json\"\n",
         );
-        let c = load(
-            Some(f.path()),
-            &env_of(&[
-                ("KHOA_LISTEN", "127.0.0.1:7000"),
-                ("KHOA_ID_TOKEN_LIFETIME", "2h"),
-            ]),
-        )
-        .unwrap();
+        let c = load(Some(f.path()), &env_of(&[("KHOA_LISTEN", "127.0.0.1:7000"), ("KHOA_ID_TOKEN_LIFETIME", "2h")]))
+            .unwrap();
         assert_eq!(c.settings.issuer, "https://sso.example.vn");
         assert_eq!(c.settings.listen.to_string(), "127.0.0.1:7000");
         assert_eq!(c.settings.lifetimes.access_token, 900);
         assert_eq!(c.settings.lifetimes.id_token, 7200);
         assert_eq!(c.log_format, LogFormat::Json);
-        let c = load(
-            None,
-            &env_of(&[("KHOA_SECRET", "0123456789abcdef0123456789abcdef")]),
-        )
-        .unwrap();
+        let c = load(None, &env_of(&[("KHOA_SECRET", "0123456789abcdef0123456789abcdef")])).unwrap();
         assert!(matches!(c.secret, SecretSource::Secret(_)));
     }
 
     #[test]
     fn errors_name_the_key() {
         let f = file("isuer = \"https://typo.example\"\n");
-        assert!(
-            err(Some(f.path()), &[]).contains("isuer"),
-            "{}",
-            err(Some(f.path()), &[])
-        );
+        assert!(err(Some(f.path()), &[]).contains("isuer"), "{}", err(Some(f.path()), &[]));
         let f = file("[tokens]\naccess_token = \"forever\"\n");
         assert!(err(Some(f.path()), &[]).starts_with("tokens.access_token:"));
         assert!(err(None, &[("KHOA_ISSUER", "http://sso.example.vn")])
             .starts_with("KHOA_ISSUER: the issuer must use https"));
-        assert!(err(None, &[("KHOA_ISSUER", "https://sso.example.vn/?x=1")])
-            .starts_with("KHOA_ISSUER:"));
+        assert!(err(None, &[("KHOA_ISSUER", "https://sso.example.vn/?x=1")]).starts_with("KHOA_ISSUER:"));
         assert!(err(None, &[("KHOA_ISSUER", "not a url")]).starts_with("KHOA_ISSUER:"));
         assert!(err(None, &[("KHOA_LISTEN", "localhost")]).starts_with("KHOA_LISTEN:"));
         assert!(err(None, &[("KHOA_DATABASE_URL", "mysql://x")]).starts_with("KHOA_DATABASE_URL:"));
@@ -495,10 +373,10 @@ mod tests {
         assert!(err(None, &[("KHOA_LOG_FORMAT", "xml")]).starts_with("KHOA_LOG_FORMAT:"));
         assert!(err(None, &[("KHOA_LOG", "info,[bad")]).starts_with("KHOA_LOG:"));
         assert!(err(None, &[("KHOA_KEY_ALGORITHMS", "ES256")]).contains("RS256 is required"));
-        assert!(err(None, &[("KHOA_KEY_ALGORITHMS", "RS256,HS256")])
-            .starts_with("KHOA_KEY_ALGORITHMS:"));
-        assert!(err(None, &[("KHOA_AUTHORIZATION_CODE_LIFETIME", "1h")])
-            .starts_with("KHOA_AUTHORIZATION_CODE_LIFETIME:"));
+        assert!(err(None, &[("KHOA_KEY_ALGORITHMS", "RS256,HS256")]).starts_with("KHOA_KEY_ALGORITHMS:"));
+        assert!(
+            err(None, &[("KHOA_AUTHORIZATION_CODE_LIFETIME", "1h")]).starts_with("KHOA_AUTHORIZATION_CODE_LIFETIME:")
+        );
         assert!(err(None, &[("KHOA_WATCH_INTERVAL", "10s")]).starts_with("KHOA_WATCH_INTERVAL:"));
         let missing = err(Some(Path::new("/nonexistent/khoa.toml")), &[]);
         assert!(missing.contains("/nonexistent/khoa.toml"), "{missing}");

@@ -22,8 +22,7 @@ pub fn master_key(config: &Config) -> anyhow::Result<MasterKey> {
 }
 
 fn read_key_file(path: &Path) -> anyhow::Result<MasterKey> {
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("cannot read key file {}", path.display()))?;
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read key file {}", path.display()))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         bail!(
@@ -32,28 +31,20 @@ fn read_key_file(path: &Path) -> anyhow::Result<MasterKey> {
             path.display()
         );
     }
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read key file {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read key file {}", path.display()))?;
     MasterKey::from_key_file(&text).with_context(|| format!("key file {}", path.display()))
 }
 
 fn create_key_file(path: &Path) -> anyhow::Result<MasterKey> {
     let (key, text) = MasterKey::generate();
-    let mut file = match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
+    let mut file = match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
         Ok(f) => f,
         // Another process created it first: use theirs.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             std::thread::sleep(std::time::Duration::from_millis(100));
             return read_key_file(path);
         }
-        Err(e) => {
-            return Err(e).with_context(|| format!("cannot create key file {}", path.display()))
-        }
+        Err(e) => return Err(e).with_context(|| format!("cannot create key file {}", path.display())),
     };
     file.write_all(text.as_bytes())
         .and_then(|_| file.sync_all())

@@ -1,7 +1,7 @@
 //! End-to-end tests of the foundation: the real `khoa` binary, on a random loopback
 //! port, on SQLite and on PostgreSQL.
 
-use khoa_testkit::{both_backends, run_cli, test_database, Backend, KhoaProcess, TestDatabase};
+use khoa_testkit::{both_backends, jwks_kids, run_cli, stdout_json, test_database, Backend, KhoaProcess, TestDatabase};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -14,25 +14,6 @@ async fn get_json(url: &str) -> (reqwest::StatusCode, reqwest::header::HeaderMap
     (status, headers, res.json().await.unwrap())
 }
 
-fn kids(jwks: &Value) -> Vec<String> {
-    jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn stdout_json(out: &std::process::Output) -> Value {
-    assert!(
-        out.status.success(),
-        "khoa failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
-}
-
 /// Discovery names the exact issuer and only what exists; JWKS carries one public key
 /// per configured algorithm with distinct kids and cache headers.
 async fn discovery_and_jwks(db: TestDatabase) {
@@ -41,105 +22,58 @@ async fn discovery_and_jwks(db: TestDatabase) {
     assert_eq!(status, 200);
     assert_eq!(meta["issuer"], khoa.base_url.as_str());
     assert_eq!(meta["jwks_uri"], khoa.url("/.well-known/jwks.json"));
-    assert_eq!(
-        meta["id_token_signing_alg_values_supported"],
-        serde_json::json!(["RS256", "ES256", "EdDSA"])
-    );
-    assert_eq!(
-        meta["subject_types_supported"],
-        serde_json::json!(["public"])
-    );
+    assert_eq!(meta["id_token_signing_alg_values_supported"], serde_json::json!(["RS256", "ES256", "EdDSA"]));
+    assert_eq!(meta["subject_types_supported"], serde_json::json!(["public"]));
     // The authorization and token endpoints do not exist yet, so they are not advertised.
-    for absent in [
-        "authorization_endpoint",
-        "token_endpoint",
-        "userinfo_endpoint",
-        "end_session_endpoint",
-    ] {
-        assert!(
-            meta.get(absent).is_none(),
-            "{absent} advertised before it exists"
-        );
+    for absent in ["authorization_endpoint", "token_endpoint", "userinfo_endpoint", "end_session_endpoint"] {
+        assert!(meta.get(absent).is_none(), "{absent} advertised before it exists");
     }
-    assert!(headers["cache-control"]
-        .to_str()
-        .unwrap()
-        .contains("max-age"));
+    assert!(headers["cache-control"].to_str().unwrap().contains("max-age"));
 
     let (status, headers, jwks) = get_json(&khoa.url("/.well-known/jwks.json")).await;
     assert_eq!(status, 200);
     assert_eq!(headers["content-type"], "application/json");
-    assert!(headers["cache-control"]
-        .to_str()
-        .unwrap()
-        .starts_with("public, max-age="));
+    assert!(headers["cache-control"].to_str().unwrap().starts_with("public, max-age="));
     let keys = jwks["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 3);
     let algs: Vec<&str> = keys.iter().map(|k| k["alg"].as_str().unwrap()).collect();
     assert_eq!(algs, ["RS256", "ES256", "EdDSA"]);
-    assert_eq!(
-        kids(&jwks).into_iter().collect::<HashSet<_>>().len(),
-        3,
-        "kids are not distinct"
-    );
+    let before = jwks_kids(&khoa.base_url).await;
+    assert_eq!(before.iter().collect::<HashSet<_>>().len(), 3, "kids are not distinct");
     for key in keys {
         assert_eq!(key["use"], "sig");
         for private in ["d", "p", "q", "dp", "dq", "qi"] {
-            assert!(
-                key.get(private).is_none(),
-                "private member {private} published"
-            );
+            assert!(key.get(private).is_none(), "private member {private} published");
         }
     }
     // Restarting keeps the same keys (they are stored, sealed).
-    let before = kids(&jwks);
     assert_eq!(khoa.terminate().code(), Some(0), "graceful stop on SIGTERM");
     let again = KhoaProcess::start(BIN, &db, &[]);
-    assert_eq!(
-        kids(&get_json(&again.url("/.well-known/jwks.json")).await.2),
-        before
-    );
+    assert_eq!(jwks_kids(&again.base_url).await, before);
 }
 
 /// `khoa keys rotate` while the server runs: the new key is published within 2 s;
 /// the old key stays published; `keys list` shows which one signs.
 async fn rotation_is_published_within_two_seconds(db: TestDatabase) {
     let khoa = KhoaProcess::start(BIN, &db, &[]);
-    let before = kids(&get_json(&khoa.url("/.well-known/jwks.json")).await.2);
+    let before = jwks_kids(&khoa.base_url).await;
     let out = run_cli(BIN, &db, &["keys", "rotate", "--alg", "RS256"], None);
     let rotated = stdout_json(&out);
     let new_kid = rotated[0]["kid"].as_str().unwrap().to_string();
     assert_eq!(rotated[0]["generation"], 2);
     let changed = Instant::now();
     loop {
-        let now = kids(&get_json(&khoa.url("/.well-known/jwks.json")).await.2);
+        let now = jwks_kids(&khoa.base_url).await;
         if now.contains(&new_kid) {
-            assert!(
-                before.iter().all(|k| now.contains(k)),
-                "an old key disappeared: {before:?} -> {now:?}"
-            );
+            assert!(before.iter().all(|k| now.contains(k)), "an old key disappeared: {before:?} -> {now:?}");
             break;
         }
-        assert!(
-            changed.elapsed() < Duration::from_secs(2),
-            "rotated key not published within 2 s"
-        );
+        assert!(changed.elapsed() < Duration::from_secs(2), "rotated key not published within 2 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let list = stdout_json(&run_cli(BIN, &db, &["keys", "list", "--json"], None));
-    let state_of = |kid: &str| {
-        list.as_array()
-            .unwrap()
-            .iter()
-            .find(|k| k["kid"] == kid)
-            .unwrap()["state"]
-            .clone()
-    };
-    assert_eq!(
-        state_of(&new_kid),
-        "pending",
-        "default pre-publication delay is one hour"
-    );
+    let state_of = |kid: &str| list.as_array().unwrap().iter().find(|k| k["kid"] == kid).unwrap()["state"].clone();
+    assert_eq!(state_of(&new_kid), "pending", "default pre-publication delay is one hour");
     assert_eq!(state_of(&before[0]), "active");
 }
 
@@ -195,10 +129,7 @@ async fn client_and_user_commands(db: TestDatabase) {
     assert!(created.get("client_secret_hash").is_none());
 
     let shown = stdout_json(&run_cli(BIN, &db, &["client", "show", "portal"], None));
-    assert!(
-        shown.get("client_secret").is_none(),
-        "the secret is shown once only"
-    );
+    assert!(shown.get("client_secret").is_none(), "the secret is shown once only");
     assert_eq!(shown["client_name"], "Cổng thông tin");
     assert_eq!(shown["metadata"]["khoa"], "cntt");
     assert_eq!(shown["redirect_uris"][1], "http://127.0.0.1:8765/cb");
@@ -208,10 +139,7 @@ async fn client_and_user_commands(db: TestDatabase) {
     if db.backend == Backend::Sqlite {
         for file in ["khoa.db", "khoa.db-wal"] {
             let bytes = std::fs::read(db.dir.path().join(file)).unwrap_or_default();
-            assert!(
-                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-                "plaintext secret in {file}"
-            );
+            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "plaintext secret in {file}");
         }
     }
     let store = khoa_store::connect(&db.url).await.unwrap();
@@ -223,15 +151,7 @@ async fn client_and_user_commands(db: TestDatabase) {
     let public = stdout_json(&run_cli(
         BIN,
         &db,
-        &[
-            "client",
-            "create",
-            "--id",
-            "mobile",
-            "--public",
-            "--redirect-uri",
-            "vn.example.app:/cb",
-        ],
+        &["client", "create", "--id", "mobile", "--public", "--redirect-uri", "vn.example.app:/cb"],
         None,
     ));
     assert!(public.get("client_secret").is_none());
@@ -250,19 +170,12 @@ async fn client_and_user_commands(db: TestDatabase) {
         ],
         None,
     ));
-    assert_eq!(
-        given["client_secret"],
-        "a:b%c-0123456789-0123456789-0123456789"
-    );
+    assert_eq!(given["client_secret"], "a:b%c-0123456789-0123456789-0123456789");
 
     let list = stdout_json(&run_cli(BIN, &db, &["client", "list", "--json"], None));
     assert_eq!(list.as_array().unwrap().len(), 3);
-    assert!(run_cli(BIN, &db, &["client", "delete", "given"], None)
-        .status
-        .success());
-    assert!(!run_cli(BIN, &db, &["client", "delete", "given"], None)
-        .status
-        .success());
+    assert!(run_cli(BIN, &db, &["client", "delete", "given"], None).status.success());
+    assert!(!run_cli(BIN, &db, &["client", "delete", "given"], None).status.success());
 
     let user = stdout_json(&run_cli(
         BIN,
@@ -287,13 +200,8 @@ async fn client_and_user_commands(db: TestDatabase) {
     assert!(user["id"].as_i64().unwrap() > 0);
     assert!(user.get("password_hash").is_none());
     let stored = store.user_by_username("2280600348").await.unwrap().unwrap();
-    assert!(stored
-        .password_hash
-        .starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-    assert!(khoa_core::password::verify_password(
-        "mật khẩu đủ dài",
-        &stored.password_hash
-    ));
+    assert!(stored.password_hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+    assert!(khoa_core::password::verify_password("mật khẩu đủ dài", &stored.password_hash));
     assert!(run_cli(
         BIN,
         &db,
@@ -303,20 +211,11 @@ async fn client_and_user_commands(db: TestDatabase) {
     .status
     .success());
     let stored = store.user_by_username("2280600348").await.unwrap().unwrap();
-    assert!(khoa_core::password::verify_password(
-        "another long password",
-        &stored.password_hash
-    ));
+    assert!(khoa_core::password::verify_password("another long password", &stored.password_hash));
     let users = stdout_json(&run_cli(BIN, &db, &["user", "list", "--json"], None));
     assert_eq!(users[0]["email_verified"], true);
-    assert!(run_cli(BIN, &db, &["user", "delete", "2280600348"], None)
-        .status
-        .success());
-    assert!(store
-        .user_by_username("2280600348")
-        .await
-        .unwrap()
-        .is_none());
+    assert!(run_cli(BIN, &db, &["user", "delete", "2280600348"], None).status.success());
+    assert!(store.user_by_username("2280600348").await.unwrap().is_none());
 }
 
 /// Every kind of bad input is a clear message and a non-zero exit, never a panic.
@@ -325,139 +224,43 @@ async fn bad_input_fails_clearly(db: TestDatabase) {
         let out = run_cli(BIN, &db, args, stdin);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} succeeded");
-        assert!(
-            err.contains(expect),
-            "{args:?}: expected {expect:?} in {err}"
-        );
+        assert!(err.contains(expect), "{args:?}: expected {expect:?} in {err}");
         assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
     };
+    fails(&["client", "create", "--id", "x", "--redirect-uri", "https://x.example/cb#frag"], None, "fragment");
+    fails(&["client", "create", "--id", "x", "--redirect-uri", "/relative"], None, "not an absolute URI");
+    fails(&["client", "create", "--id", "x", "--redirect-uri", "http://x.example/cb"], None, "loopback");
     fails(
-        &[
-            "client",
-            "create",
-            "--id",
-            "x",
-            "--redirect-uri",
-            "https://x.example/cb#frag",
-        ],
-        None,
-        "fragment",
-    );
-    fails(
-        &[
-            "client",
-            "create",
-            "--id",
-            "x",
-            "--redirect-uri",
-            "/relative",
-        ],
-        None,
-        "not an absolute URI",
-    );
-    fails(
-        &[
-            "client",
-            "create",
-            "--id",
-            "x",
-            "--redirect-uri",
-            "http://x.example/cb",
-        ],
-        None,
-        "loopback",
-    );
-    fails(
-        &[
-            "client",
-            "create",
-            "--id",
-            "x",
-            "--redirect-uri",
-            "https://x.example/cb",
-            "--secret",
-            "short",
-        ],
+        &["client", "create", "--id", "x", "--redirect-uri", "https://x.example/cb", "--secret", "short"],
         None,
         "at least 32",
     );
     fails(
-        &[
-            "client",
-            "create",
-            "--id",
-            "x",
-            "--redirect-uri",
-            "https://x.example/cb",
-            "--grant-types",
-            "password",
-        ],
+        &["client", "create", "--id", "x", "--redirect-uri", "https://x.example/cb", "--grant-types", "password"],
         None,
         "unknown grant type",
     );
     fails(
-        &[
-            "client",
-            "create",
-            "--id",
-            "x",
-            "--redirect-uri",
-            "https://x.example/cb",
-            "--metadata",
-            "{",
-        ],
+        &["client", "create", "--id", "x", "--redirect-uri", "https://x.example/cb", "--metadata", "{"],
         None,
         "not valid JSON",
     );
     fails(&["client", "show", "ghost"], None, "no client");
     fails(&["client", "delete", "ghost"], None, "no client");
+    fails(&["user", "create", "--username", "u1", "--password-stdin"], Some(""), "no password");
+    fails(&["user", "create", "--username", "u1", "--password-stdin"], Some("short\n"), "at least 8");
     fails(
-        &["user", "create", "--username", "u1", "--password-stdin"],
-        Some(""),
-        "no password",
-    );
-    fails(
-        &["user", "create", "--username", "u1", "--password-stdin"],
-        Some("short\n"),
-        "at least 8",
-    );
-    fails(
-        &[
-            "user",
-            "create",
-            "--username",
-            "u1",
-            "--password-stdin",
-            "--email",
-            "nope",
-        ],
+        &["user", "create", "--username", "u1", "--password-stdin", "--email", "nope"],
         Some("long enough\n"),
         "not an email",
     );
-    assert!(run_cli(
-        BIN,
-        &db,
-        &["user", "create", "--username", "u1", "--password-stdin"],
-        Some("long enough\n")
-    )
-    .status
-    .success());
-    fails(
-        &["user", "create", "--username", "u1", "--password-stdin"],
-        Some("long enough\n"),
-        "taken",
-    );
+    assert!(run_cli(BIN, &db, &["user", "create", "--username", "u1", "--password-stdin"], Some("long enough\n"))
+        .status
+        .success());
+    fails(&["user", "create", "--username", "u1", "--password-stdin"], Some("long enough\n"), "taken");
     fails(&["user", "delete", "ghost"], None, "no user");
-    fails(
-        &["user", "set-password", "ghost", "--password-stdin"],
-        Some("long enough\n"),
-        "no user",
-    );
-    fails(
-        &["keys", "rotate", "--alg", "HS256"],
-        None,
-        "unknown signing algorithm",
-    );
+    fails(&["user", "set-password", "ghost", "--password-stdin"], Some("long enough\n"), "no user");
+    fails(&["keys", "rotate", "--alg", "HS256"], None, "unknown signing algorithm");
 }
 
 both_backends!(
@@ -473,33 +276,14 @@ both_backends!(
 async fn zero_configuration_start() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let khoa = KhoaProcess::start_in(
-        BIN,
-        dir.path(),
-        vec![],
-        &[("KHOA_ISSUER", "http://localhost:8080")],
-    );
+    let khoa = KhoaProcess::start_in(BIN, dir.path(), vec![], &[("KHOA_ISSUER", "http://localhost:8080")]);
     let (_, _, meta) = get_json(&khoa.url("/.well-known/openid-configuration")).await;
     assert_eq!(meta["issuer"], "http://localhost:8080");
-    let key_mode = std::fs::metadata(dir.path().join("khoa.key"))
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o777;
+    let key_mode = std::fs::metadata(dir.path().join("khoa.key")).unwrap().permissions().mode() & 0o777;
     assert_eq!(key_mode, 0o600);
-    let db_mode = std::fs::metadata(dir.path().join("khoa.db"))
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o777;
+    let db_mode = std::fs::metadata(dir.path().join("khoa.db")).unwrap().permissions().mode() & 0o777;
     assert_eq!(db_mode, 0o600);
-    assert_eq!(
-        get_json(&khoa.url("/.well-known/jwks.json")).await.2["keys"]
-            .as_array()
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(get_json(&khoa.url("/.well-known/jwks.json")).await.2["keys"].as_array().unwrap().len(), 3);
 }
 
 /// A configuration file with an unknown key, a bad value, an unreachable database, a
@@ -529,68 +313,34 @@ async fn bad_configuration_fails_at_start() {
         err
     };
     assert!(serve(&[], Some("isuer = \"https://x.example\"\n")).contains("unknown field `isuer`"));
-    assert!(
-        serve(&[], Some("[tokens]\naccess_token = \"soon\"\n")).contains("tokens.access_token:")
-    );
+    assert!(serve(&[], Some("[tokens]\naccess_token = \"soon\"\n")).contains("tokens.access_token:"));
     assert!(serve(&[("KHOA_LISTEN", "nowhere")], None).contains("KHOA_LISTEN:"));
     assert!(serve(&[("KHOA_LOG_FORMAT", "yaml")], None).contains("KHOA_LOG_FORMAT:"));
     let err = serve(
-        &[
-            ("KHOA_DATABASE_URL", "postgres://khoa@127.0.0.1:1/none"),
-            ("KHOA_SECRET", khoa_testkit::TEST_SECRET),
-        ],
+        &[("KHOA_DATABASE_URL", "postgres://khoa@127.0.0.1:1/none"), ("KHOA_SECRET", khoa_testkit::TEST_SECRET)],
         None,
     );
-    assert!(
-        err.contains("cannot open the database") && err.to_lowercase().contains("refused"),
-        "{err}"
-    );
-    let err = serve(
-        &[("KHOA_DATABASE_URL", "postgres://khoa@127.0.0.1:1/none")],
-        None,
-    );
+    assert!(err.contains("cannot open the database") && err.to_lowercase().contains("refused"), "{err}");
+    let err = serve(&[("KHOA_DATABASE_URL", "postgres://khoa@127.0.0.1:1/none")], None);
     assert!(err.contains("KHOA_SECRET"), "{err}");
 
     // Keys created under one master key cannot be opened with another.
-    assert!(
-        run_cli(BIN, &db, &["keys", "rotate", "--immediately"], None)
-            .status
-            .success()
-    );
-    let err = serve(
-        &[("KHOA_SECRET", "a-completely-different-master-secret-0000")],
-        None,
-    );
-    assert!(
-        err.contains("cannot be opened") && err.contains("KHOA_SECRET"),
-        "{err}"
-    );
+    assert!(run_cli(BIN, &db, &["keys", "rotate", "--immediately"], None).status.success());
+    let err = serve(&[("KHOA_SECRET", "a-completely-different-master-secret-0000")], None);
+    assert!(err.contains("cannot be opened") && err.contains("KHOA_SECRET"), "{err}");
     // A key file others can read is refused.
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        db.dir.path().join("khoa.key"),
-        std::fs::Permissions::from_mode(0o644),
-    )
-    .unwrap();
+    std::fs::set_permissions(db.dir.path().join("khoa.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
     assert!(serve(&[], None).contains("chmod 600"));
 }
 
 #[test]
 fn serve_help_documents_the_environment() {
-    let out = std::process::Command::new(BIN)
-        .args(["serve", "--help"])
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(BIN).args(["serve", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for var in [
-        "KHOA_ISSUER",
-        "KHOA_LISTEN",
-        "KHOA_DATABASE_URL",
-        "KHOA_SECRET",
-        "KHOA_LOG",
-        "KHOA_LOG_FORMAT",
-        "--config",
-    ] {
+    for var in
+        ["KHOA_ISSUER", "KHOA_LISTEN", "KHOA_DATABASE_URL", "KHOA_SECRET", "KHOA_LOG", "KHOA_LOG_FORMAT", "--config"]
+    {
         assert!(help.contains(var), "serve --help does not mention {var}");
     }
 }

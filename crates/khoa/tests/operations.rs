@@ -6,7 +6,7 @@ use khoa_core::sealing::MasterKey;
 use khoa_server::keys::ensure_initial_keys;
 use khoa_server::{AppState, RunningServer, Settings};
 use khoa_testkit::{
-    both_backends, run_cli_with, test_database, Backend, KhoaProcess, TestDatabase, TEST_SECRET,
+    both_backends, jwks_kids, run_cli_with, stdout_json, test_database, Backend, KhoaProcess, TestDatabase, TEST_SECRET,
 };
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -36,32 +36,8 @@ async fn in_process(db: &TestDatabase, tune: impl FnOnce(&mut Settings)) -> Runn
     let master = master_for(db);
     let mut settings = Settings::new("http://127.0.0.1", "127.0.0.1:0".parse().unwrap());
     tune(&mut settings);
-    ensure_initial_keys(
-        store.as_ref(),
-        &master,
-        &settings.algorithms,
-        khoa_server::now(),
-    )
-    .await
-    .unwrap();
-    khoa_server::start(AppState::new(settings, store, master).await.unwrap())
-        .await
-        .unwrap()
-}
-
-async fn jwks_kids(base: &str) -> Vec<String> {
-    let jwks: Value = reqwest::get(format!("{base}/.well-known/jwks.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap().to_string())
-        .collect()
+    ensure_initial_keys(store.as_ref(), &master, &settings.algorithms, khoa_server::now()).await.unwrap();
+    khoa_server::start(AppState::new(settings, store, master).await.unwrap()).await.unwrap()
 }
 
 /// Polls `check` every 50 ms; panics if it is not true within `limit`.
@@ -87,50 +63,20 @@ async fn client_changes_reach_a_running_server_within_two_seconds(db: TestDataba
     let state = server.state.clone();
     let lookup = || {
         let state = state.clone();
-        async move {
-            state
-                .clients
-                .get(state.store.as_ref(), "late-app")
-                .await
-                .unwrap()
-        }
+        async move { state.clients.get(state.store.as_ref(), "late-app").await.unwrap() }
     };
-    assert!(
-        lookup().await.is_none(),
-        "unknown before creation (and now cached as unknown)"
-    );
+    assert!(lookup().await.is_none(), "unknown before creation (and now cached as unknown)");
     let out = run_cli_with(
         BIN,
         &db,
         &[],
-        &[
-            "client",
-            "create",
-            "--id",
-            "late-app",
-            "--redirect-uri",
-            "https://late.example/cb",
-        ],
+        &["client", "create", "--id", "late-app", "--redirect-uri", "https://late.example/cb"],
         None,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    within(Duration::from_secs(2), "created client visible", || async {
-        lookup().await.is_some()
-    })
-    .await;
-    assert!(
-        run_cli_with(BIN, &db, &[], &["client", "delete", "late-app"], None)
-            .status
-            .success()
-    );
-    within(Duration::from_secs(2), "deleted client gone", || async {
-        lookup().await.is_none()
-    })
-    .await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    within(Duration::from_secs(2), "created client visible", || async { lookup().await.is_some() }).await;
+    assert!(run_cli_with(BIN, &db, &[], &["client", "delete", "late-app"], None).status.success());
+    within(Duration::from_secs(2), "deleted client gone", || async { lookup().await.is_none() }).await;
     server.shutdown().await.unwrap();
 }
 
@@ -146,64 +92,25 @@ async fn rotated_key_activates_after_the_delay_and_the_old_one_retires(db: TestD
     .await;
     let base = format!("http://{}", server.local_addr);
     let ring = server.state.keys.clone();
-    let signer = || {
-        ring.snapshot()
-            .signing_key(SigningAlgorithm::RS256, khoa_server::now())
-            .unwrap()
-            .kid()
-            .to_string()
-    };
+    let signer = || ring.snapshot().signing_key(SigningAlgorithm::RS256, khoa_server::now()).unwrap().kid().to_string();
     let old = signer();
 
-    let out = run_cli_with(
-        BIN,
-        &db,
-        &[("KHOA_KEY_PREPUBLICATION", "3s")],
-        &["keys", "rotate", "--alg", "RS256"],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rotated: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = run_cli_with(BIN, &db, &[("KHOA_KEY_PREPUBLICATION", "3s")], &["keys", "rotate", "--alg", "RS256"], None);
+    let rotated = stdout_json(&out);
     let new = rotated[0]["kid"].as_str().unwrap().to_string();
     let activates_at = rotated[0]["activates_at"].as_i64().unwrap();
 
-    within(Duration::from_secs(2), "new key published", || async {
-        jwks_kids(&base).await.contains(&new)
-    })
-    .await;
+    within(Duration::from_secs(2), "new key published", || async { jwks_kids(&base).await.contains(&new) }).await;
     if khoa_server::now() < activates_at {
-        assert_eq!(
-            signer(),
-            old,
-            "the new key must not sign before the pre-publication delay"
-        );
+        assert_eq!(signer(), old, "the new key must not sign before the pre-publication delay");
     }
-    within(
-        Duration::from_secs(5),
-        "new key signs after the delay",
-        || async { signer() == new },
-    )
-    .await;
+    within(Duration::from_secs(5), "new key signs after the delay", || async { signer() == new }).await;
     assert!(khoa_server::now() >= activates_at);
-    assert!(
-        jwks_kids(&base).await.contains(&old),
-        "the retired key must stay published"
-    );
+    assert!(jwks_kids(&base).await.contains(&old), "the retired key must stay published");
     // Its tokens (2 s lifetime) have expired 2 s after it stopped signing.
-    within(
-        Duration::from_secs(5),
-        "retired key unpublished",
-        || async { !jwks_kids(&base).await.contains(&old) },
-    )
-    .await;
-    assert!(
-        khoa_server::now() >= activates_at + 2,
-        "unpublished too early"
-    );
+    within(Duration::from_secs(5), "retired key unpublished", || async { !jwks_kids(&base).await.contains(&old) })
+        .await;
+    assert!(khoa_server::now() >= activates_at + 2, "unpublished too early");
     assert!(jwks_kids(&base).await.contains(&new));
     server.shutdown().await.unwrap();
 }
@@ -224,25 +131,13 @@ async fn two_processes_on_one_postgres_act_as_one_server() {
         (a.join().unwrap(), b.join().unwrap())
     });
     let (ka, kb) = (jwks_kids(&a.base_url).await, jwks_kids(&b.base_url).await);
-    assert_eq!(
-        ka.len(),
-        3,
-        "one key per algorithm, not one per process: {ka:?}"
-    );
+    assert_eq!(ka.len(), 3, "one key per algorithm, not one per process: {ka:?}");
     assert_eq!(ka, kb);
     let out = run_cli_with(BIN, &db, &[], &["keys", "rotate", "--alg", "ES256"], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rotated: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rotated = stdout_json(&out);
     let new = rotated[0]["kid"].as_str().unwrap().to_string();
     for p in [&a, &b] {
-        within(Duration::from_secs(2), "rotation seen", || async {
-            jwks_kids(&p.base_url).await.contains(&new)
-        })
-        .await;
+        within(Duration::from_secs(2), "rotation seen", || async { jwks_kids(&p.base_url).await.contains(&new) }).await;
     }
 }
 
@@ -259,19 +154,10 @@ async fn readiness_follows_the_database() {
     };
     assert_eq!(status("/health/ready").await, 200);
     let admin = std::env::var(khoa_testkit::POSTGRES_ENV).unwrap();
-    let name = url::Url::parse(&db.url)
-        .unwrap()
-        .path()
-        .trim_start_matches('/')
-        .to_string();
+    let name = url::Url::parse(&db.url).unwrap().path().trim_start_matches('/').to_string();
     let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-    conn.execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
-        .await
-        .unwrap();
-    within(Duration::from_secs(10), "ready turns 503", || async {
-        status("/health/ready").await == 503
-    })
-    .await;
+    conn.execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str()).await.unwrap();
+    within(Duration::from_secs(10), "ready turns 503", || async { status("/health/ready").await == 503 }).await;
     assert_eq!(status("/health/alive").await, 200);
 }
 
@@ -283,47 +169,25 @@ async fn json_logs_metrics_and_errors() {
     let khoa = KhoaProcess::start(BIN, &db, &[("KHOA_LOG_FORMAT", "json")]);
     let client = reqwest::Client::new();
     for _ in 0..3 {
-        assert_eq!(
-            client
-                .get(khoa.url("/.well-known/jwks.json"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(client.get(khoa.url("/.well-known/jwks.json")).send().await.unwrap().status(), 200);
     }
-    let res = client
-        .get(khoa.url("/no/such/path?code=secret-looking"))
-        .send()
-        .await
-        .unwrap();
+    let res = client.get(khoa.url("/no/such/path?code=secret-looking")).send().await.unwrap();
     assert_eq!(res.status(), 404);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"], "not_found");
-    let res = client
-        .post(khoa.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap();
+    let res = client.post(khoa.url("/.well-known/openid-configuration")).send().await.unwrap();
     assert_eq!(res.status(), 405);
     assert!(res.json::<Value>().await.unwrap()["error"].is_string());
 
     let res = client.get(khoa.url("/metrics")).send().await.unwrap();
-    assert!(res.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .contains("openmetrics-text"));
+    assert!(res.headers()["content-type"].to_str().unwrap().contains("openmetrics-text"));
     let text = res.text().await.unwrap();
-    assert!(text.contains(r#"khoa_http_requests_total{method="GET",route="/.well-known/jwks.json",status="200"} 3"#), "{text}");
     assert!(
-        text.contains(r#"khoa_http_requests_total{method="GET",route="unmatched",status="404"} 1"#),
+        text.contains(r#"khoa_http_requests_total{method="GET",route="/.well-known/jwks.json",status="200"} 3"#),
         "{text}"
     );
-    assert!(
-        text.contains(r#"khoa_http_request_duration_seconds_bucket{le="#),
-        "{text}"
-    );
+    assert!(text.contains(r#"khoa_http_requests_total{method="GET",route="unmatched",status="404"} 1"#), "{text}");
+    assert!(text.contains(r#"khoa_http_request_duration_seconds_bucket{le="#), "{text}");
     assert!(text.contains("khoa_published_signing_keys 3"), "{text}");
 
     let logs = {
@@ -334,16 +198,9 @@ async fn json_logs_metrics_and_errors() {
     let lines: Vec<Value> = logs
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))
-        })
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
         .collect();
-    assert!(lines.iter().any(|l| l["route"] == "/.well-known/jwks.json"
-        && l["status"] == 200
-        && l["level"] == "INFO"));
+    assert!(lines.iter().any(|l| l["route"] == "/.well-known/jwks.json" && l["status"] == 200 && l["level"] == "INFO"));
     assert!(lines.iter().any(|l| l["message"] == "ready"));
-    assert!(
-        !logs.contains("secret-looking"),
-        "query strings must not be logged"
-    );
+    assert!(!logs.contains("secret-looking"), "query strings must not be logged");
 }

@@ -38,8 +38,7 @@ impl Jwk {
             _ => serde_json::json!({"crv": self.crv, "kty": self.kty, "x": self.x}),
         };
         // serde_json writes object keys in sorted order (BTreeMap) and no whitespace.
-        let digest =
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.to_string().as_bytes());
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.to_string().as_bytes());
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
     }
 }
@@ -62,9 +61,6 @@ mod tests {
             x: None,
             y: None,
         };
-        assert_eq!(
-            jwk.thumbprint(),
-            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
-        );
+        assert_eq!(jwk.thumbprint(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
     }
 }

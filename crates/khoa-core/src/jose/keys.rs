@@ -1,9 +1,7 @@
 use super::Jwk;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{
-    EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256,
-};
+use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -75,10 +73,7 @@ pub struct SigningKey {
 
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("alg", &self.alg)
-            .field("kid", &self.jwk.kid)
-            .finish()
+        f.debug_struct("SigningKey").field("alg", &self.alg).field("kid", &self.jwk.kid).finish()
     }
 }
 
@@ -90,13 +85,11 @@ impl SigningKey {
     /// A new key: RSA 2048 with e = 65537, NIST P-256, or Ed25519.
     pub fn generate(alg: SigningAlgorithm) -> Result<Self, KeyError> {
         let pkcs8 = match alg {
-            SigningAlgorithm::RS256 => {
-                aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
-                    .and_then(|k| k.as_der())
-                    .map_err(|_| KeyError::Generation)?
-                    .as_ref()
-                    .to_vec()
-            }
+            SigningAlgorithm::RS256 => aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .and_then(|k| k.as_der())
+                .map_err(|_| KeyError::Generation)?
+                .as_ref()
+                .to_vec(),
             SigningAlgorithm::ES256 => EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
                 .and_then(|k| k.to_pkcs8v1())
                 .map_err(|_| KeyError::Generation)?
@@ -128,8 +121,7 @@ impl SigningKey {
                 (KeyPairInner::Rsa(kp), jwk)
             }
             SigningAlgorithm::ES256 => {
-                let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8)
-                    .map_err(bad)?;
+                let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8).map_err(bad)?;
                 // Uncompressed SEC1 point: 0x04 ‖ x (32) ‖ y (32).
                 let point = kp.public_key().as_ref();
                 if point.len() != 65 || point[0] != 4 {
@@ -187,14 +179,12 @@ impl SigningKey {
         match &self.inner {
             KeyPairInner::Rsa(kp) => {
                 let mut sig = vec![0u8; kp.public_modulus_len()];
-                kp.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), message, &mut sig)
-                    .map_err(|_| KeyError::Signing)?;
+                kp.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), message, &mut sig).map_err(|_| KeyError::Signing)?;
                 Ok(sig)
             }
-            KeyPairInner::Ecdsa(kp) => kp
-                .sign(&SystemRandom::new(), message)
-                .map(|s| s.as_ref().to_vec())
-                .map_err(|_| KeyError::Signing),
+            KeyPairInner::Ecdsa(kp) => {
+                kp.sign(&SystemRandom::new(), message).map(|s| s.as_ref().to_vec()).map_err(|_| KeyError::Signing)
+            }
             KeyPairInner::Ed25519(kp) => Ok(kp.sign(message).as_ref().to_vec()),
         }
     }
@@ -219,24 +209,15 @@ impl Jwk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_lc_rs::signature::{
-        UnparsedPublicKey, VerificationAlgorithm, ECDSA_P256_SHA256_FIXED, ED25519,
-    };
+    use aws_lc_rs::signature::{UnparsedPublicKey, VerificationAlgorithm, ECDSA_P256_SHA256_FIXED, ED25519};
 
     fn verify(key: &SigningKey, msg: &[u8], sig: &[u8]) -> bool {
         let jwk = key.public_jwk();
-        let d = |s: &Option<String>| {
-            URL_SAFE_NO_PAD
-                .decode(s.as_deref().unwrap_or_default())
-                .unwrap()
-        };
+        let d = |s: &Option<String>| URL_SAFE_NO_PAD.decode(s.as_deref().unwrap_or_default()).unwrap();
         match key.alg() {
-            SigningAlgorithm::RS256 => aws_lc_rs::signature::RsaPublicKeyComponents {
-                n: d(&jwk.n),
-                e: d(&jwk.e),
-            }
-            .verify(&aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256, msg, sig)
-            .is_ok(),
+            SigningAlgorithm::RS256 => aws_lc_rs::signature::RsaPublicKeyComponents { n: d(&jwk.n), e: d(&jwk.e) }
+                .verify(&aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256, msg, sig)
+                .is_ok(),
             SigningAlgorithm::ES256 => {
                 let mut point = vec![4u8];
                 point.extend(d(&jwk.x));
@@ -244,9 +225,7 @@ mod tests {
                 let alg: &dyn VerificationAlgorithm = &ECDSA_P256_SHA256_FIXED;
                 UnparsedPublicKey::new(alg, point).verify(msg, sig).is_ok()
             }
-            SigningAlgorithm::EdDSA => UnparsedPublicKey::new(&ED25519, d(&jwk.x))
-                .verify(msg, sig)
-                .is_ok(),
+            SigningAlgorithm::EdDSA => UnparsedPublicKey::new(&ED25519, d(&jwk.x)).verify(msg, sig).is_ok(),
         }
     }
 

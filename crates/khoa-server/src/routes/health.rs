@@ -9,28 +9,23 @@ use axum::Json;
 use std::time::Duration;
 
 pub(crate) async fn alive() -> Response {
-    (
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(serde_json::json!({"status": "ok"})),
-    )
-        .into_response()
+    ([(header::CACHE_CONTROL, "no-store")], Json(serde_json::json!({"status": "ok"}))).into_response()
 }
 
 pub(crate) async fn ready(State(state): State<AppState>) -> Response {
-    let (status, body) =
-        match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
-            Ok(Ok(())) => (StatusCode::OK, serde_json::json!({"status": "ok"})),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "readiness: database unreachable");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    serde_json::json!({"status": "unavailable", "reason": "database unreachable"}),
-                )
-            }
-            Err(_) => (
+    let (status, body) = match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, serde_json::json!({"status": "ok"})),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: database unreachable");
+            (
                 StatusCode::SERVICE_UNAVAILABLE,
-                serde_json::json!({"status": "unavailable", "reason": "database timeout"}),
-            ),
-        };
+                serde_json::json!({"status": "unavailable", "reason": "database unreachable"}),
+            )
+        }
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "unavailable", "reason": "database timeout"}),
+        ),
+    };
     (status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }

@@ -6,16 +6,10 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    state
-        .metrics
-        .published_keys
-        .set(state.keys.snapshot().published_count as i64);
+    state.metrics.published_keys.set(state.keys.snapshot().published_count as i64);
     (
         [
-            (
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            ),
+            (header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8"),
             (header::CACHE_CONTROL, "no-store"),
         ],
         state.metrics.encode(),

@@ -63,10 +63,9 @@ pub async fn run(command: ClientCommand, store: &Arc<dyn Store>) -> anyhow::Resu
             };
             let registered = reg.register(khoa_server::now())?;
             match store.insert_client(&registered.client).await {
-                Err(StoreError::Conflict(_)) => bail!(
-                    "a client with id {:?} already exists",
-                    registered.client.client_id
-                ),
+                Err(StoreError::Conflict(_)) => {
+                    bail!("a client with id {:?} already exists", registered.client.client_id)
+                }
                 other => other?,
             }
             let mut out = serde_json::to_value(&registered.client)?;
@@ -90,11 +89,7 @@ pub async fn run(command: ClientCommand, store: &Arc<dyn Store>) -> anyhow::Resu
                             c.client_id.clone(),
                             format!("{:?}", c.client_type).to_lowercase(),
                             c.client_name.clone().unwrap_or_default(),
-                            c.grant_types
-                                .iter()
-                                .map(|g| g.as_str())
-                                .collect::<Vec<_>>()
-                                .join(","),
+                            c.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(","),
                             c.redirect_uris.join(" "),
                         ]
                     })

@@ -6,11 +6,7 @@ use khoa_server::keys::{ensure_initial_keys, load_snapshot, rotate};
 use khoa_store::Store;
 use std::sync::Arc;
 
-pub async fn run(
-    command: KeysCommand,
-    config: &Config,
-    store: Arc<dyn Store>,
-) -> anyhow::Result<()> {
+pub async fn run(command: KeysCommand, config: &Config, store: Arc<dyn Store>) -> anyhow::Result<()> {
     let master = master_key(config)?;
     let now = khoa_server::now();
     match command {
@@ -52,28 +48,14 @@ pub async fn run(
             );
             Ok(())
         }
-        KeysCommand::Rotate {
-            algorithms,
-            immediately,
-        } => {
-            let algorithms = if algorithms.is_empty() {
-                config.settings.algorithms.clone()
-            } else {
-                algorithms
-            };
-            if let Some(alg) = algorithms
-                .iter()
-                .find(|a| !config.settings.algorithms.contains(a))
-            {
+        KeysCommand::Rotate { algorithms, immediately } => {
+            let algorithms = if algorithms.is_empty() { config.settings.algorithms.clone() } else { algorithms };
+            if let Some(alg) = algorithms.iter().find(|a| !config.settings.algorithms.contains(a)) {
                 anyhow::bail!("{alg} is not among the configured algorithms (keys.algorithms)");
             }
             // Make sure generation 1 exists first, so a rotation never produces the first key.
             ensure_initial_keys(store.as_ref(), &master, &algorithms, now).await?;
-            let activates_at = if immediately {
-                now
-            } else {
-                now + config.settings.key_prepublication
-            };
+            let activates_at = if immediately { now } else { now + config.settings.key_prepublication };
             let created = rotate(store.as_ref(), &master, &algorithms, now, activates_at).await?;
             let out: Vec<serde_json::Value> = created
                 .iter()

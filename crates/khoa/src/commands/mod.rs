@@ -29,10 +29,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let store = khoa_store::connect(&config.database_url)
         .await
         .with_context(|| format!("cannot open the database {}", redact(&config.database_url)))?;
-    store
-        .migrate()
-        .await
-        .context("cannot migrate the database")?;
+    store.migrate().await.context("cannot migrate the database")?;
     Ok(store)
 }
 
@@ -53,14 +50,8 @@ pub fn read_stdin_secret(what: &str) -> anyhow::Result<String> {
     std::io::stdin()
         .take(64 * 1024)
         .read_to_string(&mut s)
-        .with_context(|| {
-            format!("cannot read the {what} from standard input (it must be UTF-8)")
-        })?;
-    let s = s
-        .strip_suffix('\n')
-        .map(|s| s.strip_suffix('\r').unwrap_or(s))
-        .unwrap_or(&s)
-        .to_string();
+        .with_context(|| format!("cannot read the {what} from standard input (it must be UTF-8)"))?;
+    let s = s.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&s).to_string();
     anyhow::ensure!(!s.is_empty(), "no {what} on standard input");
     Ok(s)
 }

@@ -10,27 +10,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let master = master_key(&config)?;
     let store = super::open_store(&config).await?;
-    let created = ensure_initial_keys(
-        store.as_ref(),
-        &master,
-        &config.settings.algorithms,
-        khoa_server::now(),
-    )
-    .await
-    .context("cannot create the first signing keys")?;
+    let created = ensure_initial_keys(store.as_ref(), &master, &config.settings.algorithms, khoa_server::now())
+        .await
+        .context("cannot create the first signing keys")?;
     for k in &created {
         tracing::info!(kid = %k.kid, alg = %k.alg, "generated signing key");
     }
     // Signal handlers exist before readiness is announced, so a SIGTERM that follows
     // the announcement always gets a graceful stop.
-    let mut terminate =
-        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
-    let mut interrupt =
-        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
     let state = AppState::new(config.settings.clone(), store, master).await?;
-    let server = khoa_server::start(state)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.settings.listen))?;
+    let server =
+        khoa_server::start(state).await.with_context(|| format!("cannot listen on {}", config.settings.listen))?;
     tracing::info!(ready_ms = started.elapsed().as_millis() as u64, "ready");
     // One machine-readable line on standard output, for scripts and tests.
     println!("khoa listening on {}", server.local_addr);

@@ -73,21 +73,14 @@ pub async fn run(command: UserCommand, store: &Arc<dyn Store>) -> anyhow::Result
             println!("user {username} deleted");
             Ok(())
         }
-        UserCommand::SetPassword {
-            username,
-            password_stdin: _,
-        } => {
+        UserCommand::SetPassword { username, password_stdin: _ } => {
             if store.user_by_username(&username).await?.is_none() {
                 bail!("no user named {username:?}");
             }
             let password = read_stdin_secret("password")?;
             validate_new_password(&password)?;
-            let hash =
-                blocking(move || hash_password(&password, PasswordParams::default())).await??;
-            if !store
-                .set_password_hash(&username, &hash, khoa_server::now())
-                .await?
-            {
+            let hash = blocking(move || hash_password(&password, PasswordParams::default())).await??;
+            if !store.set_password_hash(&username, &hash, khoa_server::now()).await? {
                 bail!("no user named {username:?}");
             }
             println!("password of {username} changed");
