@@ -9,6 +9,7 @@ pub mod discovery;
 pub mod jose;
 pub mod keyring;
 pub mod password;
+pub mod pkce;
 pub mod random;
 pub mod redirect_uri;
 pub mod scope;

@@ -69,6 +69,13 @@ pub struct SigningKey {
     alg: SigningAlgorithm,
     inner: KeyPairInner,
     jwk: Jwk,
+    /// RSA: (n, e); EC: the uncompressed point; Ed25519: the 32-byte key.
+    public: PublicMaterial,
+}
+
+enum PublicMaterial {
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+    Point(Vec<u8>),
 }
 
 impl fmt::Debug for SigningKey {
@@ -107,18 +114,15 @@ impl SigningKey {
     /// Loads a PKCS#8 private key.
     pub fn from_pkcs8(alg: SigningAlgorithm, pkcs8: &[u8]) -> Result<Self, KeyError> {
         let bad = |_| KeyError::BadPrivateKey(alg);
-        let (inner, mut jwk) = match alg {
+        let (inner, mut jwk, public) = match alg {
             SigningAlgorithm::RS256 => {
                 let kp = aws_lc_rs::rsa::KeyPair::from_pkcs8(pkcs8).map_err(bad)?;
                 let public = kp.public_key();
                 // RFC 7518 §6.3.1: n and e as unsigned big-endian without leading zeros.
-                let jwk = Jwk {
-                    kty: "RSA".into(),
-                    n: Some(b64(public.modulus().big_endian_without_leading_zero())),
-                    e: Some(b64(public.exponent().big_endian_without_leading_zero())),
-                    ..Jwk::empty(alg)
-                };
-                (KeyPairInner::Rsa(kp), jwk)
+                let n = public.modulus().big_endian_without_leading_zero().to_vec();
+                let e = public.exponent().big_endian_without_leading_zero().to_vec();
+                let jwk = Jwk { kty: "RSA".into(), n: Some(b64(&n)), e: Some(b64(&e)), ..Jwk::empty(alg) };
+                (KeyPairInner::Rsa(kp), jwk, PublicMaterial::Rsa { n, e })
             }
             SigningAlgorithm::ES256 => {
                 let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8).map_err(bad)?;
@@ -134,7 +138,8 @@ impl SigningKey {
                     y: Some(b64(&point[33..65])),
                     ..Jwk::empty(alg)
                 };
-                (KeyPairInner::Ecdsa(kp), jwk)
+                let public = PublicMaterial::Point(point.to_vec());
+                (KeyPairInner::Ecdsa(kp), jwk, public)
             }
             SigningAlgorithm::EdDSA => {
                 let kp = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(bad)?;
@@ -144,11 +149,12 @@ impl SigningKey {
                     x: Some(b64(kp.public_key().as_ref())),
                     ..Jwk::empty(alg)
                 };
-                (KeyPairInner::Ed25519(kp), jwk)
+                let public = PublicMaterial::Point(kp.public_key().as_ref().to_vec());
+                (KeyPairInner::Ed25519(kp), jwk, public)
             }
         };
         jwk.kid = jwk.thumbprint();
-        Ok(Self { alg, inner, jwk })
+        Ok(Self { alg, inner, jwk, public })
     }
 
     /// The private key as PKCS#8 DER (to be sealed before it is stored).
@@ -188,6 +194,22 @@ impl SigningKey {
             KeyPairInner::Ed25519(kp) => Ok(kp.sign(message).as_ref().to_vec()),
         }
     }
+
+    /// Checks a JWS signature made with this key's algorithm over `message`.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        use aws_lc_rs::signature::{
+            RsaPublicKeyComponents, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, ED25519, RSA_PKCS1_2048_8192_SHA256,
+        };
+        match (&self.public, self.alg) {
+            (PublicMaterial::Rsa { n, e }, _) => {
+                RsaPublicKeyComponents { n, e }.verify(&RSA_PKCS1_2048_8192_SHA256, message, signature).is_ok()
+            }
+            (PublicMaterial::Point(p), SigningAlgorithm::ES256) => {
+                UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, p).verify(message, signature).is_ok()
+            }
+            (PublicMaterial::Point(p), _) => UnparsedPublicKey::new(&ED25519, p).verify(message, signature).is_ok(),
+        }
+    }
 }
 
 impl Jwk {
@@ -211,6 +233,7 @@ mod tests {
     use super::*;
     use aws_lc_rs::signature::{UnparsedPublicKey, VerificationAlgorithm, ECDSA_P256_SHA256_FIXED, ED25519};
 
+    /// Verification from the published JWK alone, as a relying party does it.
     fn verify(key: &SigningKey, msg: &[u8], sig: &[u8]) -> bool {
         let jwk = key.public_jwk();
         let d = |s: &Option<String>| URL_SAFE_NO_PAD.decode(s.as_deref().unwrap_or_default()).unwrap();
@@ -236,6 +259,8 @@ mod tests {
             let sig = key.sign(b"header.payload").unwrap();
             assert!(verify(&key, b"header.payload", &sig), "{alg}");
             assert!(!verify(&key, b"header.payloaD", &sig), "{alg}");
+            assert!(key.verify(b"header.payload", &sig), "{alg}");
+            assert!(!key.verify(b"header.payloaD", &sig), "{alg}");
             // Survives the PKCS#8 round trip used for storage, with the same kid.
             let again = SigningKey::from_pkcs8(alg, &key.to_pkcs8().unwrap()).unwrap();
             assert_eq!(again.kid(), key.kid());

@@ -2,6 +2,7 @@
 //! identifiers (RFC 7638). All cryptography is aws-lc-rs.
 
 mod jwk;
+pub mod jwt;
 mod keys;
 
 pub use jwk::{Jwk, JwkSet};
