@@ -4,6 +4,7 @@
 //! configuration files. The HTTP layer (`khoa-server`) and the storage layer
 //! (`khoa-store`) translate their inputs into these types and back.
 
+pub mod authorize;
 pub mod client;
 pub mod discovery;
 pub mod jose;
