@@ -82,7 +82,7 @@ pub enum AuthorizeError {
 }
 
 /// `prompt` (OIDC Core §3.1.2.1).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Prompt {
     pub none: bool,
     pub login: bool,
@@ -91,7 +91,7 @@ pub struct Prompt {
 }
 
 /// A request that passed every check.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuthorizationRequest {
     pub client_id: String,
     /// The redirect URI exactly as the client sent it (or the single registered one).

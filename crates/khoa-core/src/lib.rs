@@ -6,6 +6,7 @@
 
 pub mod authorize;
 pub mod client;
+pub mod code;
 pub mod discovery;
 pub mod jose;
 pub mod keyring;
@@ -16,6 +17,9 @@ pub mod redirect_uri;
 pub mod scope;
 pub mod sealing;
 pub mod secret;
+pub mod session;
+pub mod throttle;
+pub mod tokens;
 pub mod user;
 
 /// Seconds since the Unix epoch. Every time in khoa's core is one of these.

@@ -18,7 +18,8 @@ pub enum PkceError {
 }
 
 /// A validated S256 `code_challenge`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct CodeChallenge(String);
 
 fn is_base64url(s: &str) -> bool {

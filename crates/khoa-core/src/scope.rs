@@ -62,6 +62,20 @@ impl std::fmt::Display for ScopeSet {
     }
 }
 
+/// Serialised as the space-delimited string (RFC 6749 §3.3).
+impl serde::Serialize for ScopeSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ScopeSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ScopeSet::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 impl FromIterator<String> for ScopeSet {
     fn from_iter<I: IntoIterator<Item = String>>(iter: I) -> Self {
         Self(iter.into_iter().collect())

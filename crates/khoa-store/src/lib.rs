@@ -15,7 +15,9 @@ pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
 use khoa_core::client::Client;
+use khoa_core::code::AuthorizationCode;
 use khoa_core::keyring::KeyTimeline;
+use khoa_core::session::{Interaction, Session};
 use khoa_core::user::{NewUser, User};
 use khoa_core::UnixTime;
 use std::sync::Arc;
@@ -33,6 +35,43 @@ pub struct StoredKey {
     pub timeline: KeyTimeline,
     pub public_jwk: String,
     pub private_key_sealed: Vec<u8>,
+}
+
+/// The access token to record when a code is redeemed (its other fields come from
+/// the code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAccessToken {
+    pub jti: String,
+    pub issued_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+/// An issued access token as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessTokenRecord {
+    pub jti: String,
+    pub grant_id: String,
+    pub client_id: String,
+    pub user_id: Option<i64>,
+    pub sid: Option<String>,
+    pub scope: String,
+    pub issued_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub revoked_at: Option<UnixTime>,
+}
+
+/// What happened when a client presented a code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redemption {
+    /// Consumed now, by this client; the access token was recorded with it.
+    Redeemed(AuthorizationCode),
+    /// Consumed before: every token issued from it has now been revoked (RFC 6749 §4.1.2).
+    Replayed {
+        revoked: u64,
+    },
+    /// Not yet consumed, but issued to another client; left untouched.
+    OtherClient,
+    Unknown,
 }
 
 /// Everything khoa keeps. Every method is one short transaction.
@@ -72,6 +111,53 @@ pub trait Store: Send + Sync + 'static {
     /// process generated or rotated at the same moment).
     async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StoreError>;
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+
+    async fn insert_interaction(&self, interaction: &Interaction) -> Result<(), StoreError>;
+    /// An interaction that has not expired at `now`.
+    async fn interaction(&self, id_hash: &str, now: UnixTime) -> Result<Option<Interaction>, StoreError>;
+    async fn set_interaction_session(&self, id_hash: &str, sid: &str) -> Result<bool, StoreError>;
+    /// Ends an interaction; `true` for exactly one caller (so it completes once).
+    async fn delete_interaction(&self, id_hash: &str) -> Result<bool, StoreError>;
+
+    async fn insert_session(&self, session: &Session) -> Result<(), StoreError>;
+    async fn session(&self, id_hash: &str) -> Result<Option<Session>, StoreError>;
+    async fn session_by_sid(&self, sid: &str) -> Result<Option<Session>, StoreError>;
+    /// Marks a session ended; `true` if it was active.
+    async fn end_session(&self, sid: &str, now: UnixTime) -> Result<bool, StoreError>;
+    /// Clients that received a code in the session, in the order they first did.
+    async fn session_clients(&self, sid: &str) -> Result<Vec<String>, StoreError>;
+
+    /// The scope the user granted the client, if any.
+    async fn consent(&self, user_id: i64, client_id: &str) -> Result<Option<String>, StoreError>;
+    async fn grant_consent(&self, user_id: i64, client_id: &str, scope: &str, now: UnixTime) -> Result<(), StoreError>;
+
+    /// Stores a new code and records its client in the code's session.
+    async fn insert_code(&self, code: &AuthorizationCode) -> Result<(), StoreError>;
+    /// Consumes a code for `client_id` atomically (RFC 6749 §4.1.2: at most once) and
+    /// records `token` as issued from it.
+    async fn redeem_code(
+        &self,
+        code_hash: &str,
+        client_id: &str,
+        now: UnixTime,
+        token: &NewAccessToken,
+    ) -> Result<Redemption, StoreError>;
+
+    async fn access_token(&self, jti: &str) -> Result<Option<AccessTokenRecord>, StoreError>;
+    /// Revokes every access token issued from `grant_id`; returns how many.
+    async fn revoke_grant(&self, grant_id: &str, now: UnixTime) -> Result<u64, StoreError>;
+
+    /// `blocked_until` for a throttling key, if failures are recorded.
+    async fn login_blocked_until(&self, key: &str) -> Result<Option<UnixTime>, StoreError>;
+    /// Counts one more failure (forgetting failures older than `policy.window`) and
+    /// returns until when the key is blocked.
+    async fn record_login_failure(
+        &self,
+        key: &str,
+        now: UnixTime,
+        policy: &khoa_core::throttle::ThrottlePolicy,
+    ) -> Result<UnixTime, StoreError>;
+    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError>;
 }
 
 /// Opens the store named by a `sqlite://…` or `postgres://…` URL. SQLite files are

@@ -161,6 +161,132 @@ impl TryFrom<KeyRow> for StoredKey {
     }
 }
 
+pub(crate) const SESSION_COLUMNS: &str = "id_hash, sid, user_id, auth_time, amr, created_at, expires_at, ended_at";
+pub(crate) const INTERACTION_COLUMNS: &str = "id_hash, csrf_token, request, sid, created_at, expires_at";
+pub(crate) const CODE_COLUMNS: &str =
+    "code_hash, client_id, user_id, sid, redirect_uri, redirect_uri_sent, scope, nonce, \
+    code_challenge, auth_time, amr, created_at, expires_at";
+pub(crate) const ACCESS_TOKEN_COLUMNS: &str =
+    "jti, grant_id, client_id, user_id, sid, scope, issued_at, expires_at, revoked_at";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct SessionRow {
+    id_hash: String,
+    sid: String,
+    user_id: i64,
+    auth_time: i64,
+    amr: String,
+    created_at: i64,
+    expires_at: i64,
+    ended_at: Option<i64>,
+}
+
+impl TryFrom<SessionRow> for khoa_core::session::Session {
+    type Error = StoreError;
+    fn try_from(r: SessionRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            amr: json("amr", &r.amr)?,
+            id_hash: r.id_hash,
+            sid: r.sid,
+            user_id: r.user_id,
+            auth_time: r.auth_time,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            ended_at: r.ended_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct InteractionRow {
+    id_hash: String,
+    csrf_token: String,
+    request: String,
+    sid: Option<String>,
+    created_at: i64,
+    expires_at: i64,
+}
+
+impl From<InteractionRow> for khoa_core::session::Interaction {
+    fn from(r: InteractionRow) -> Self {
+        Self {
+            id_hash: r.id_hash,
+            csrf_token: r.csrf_token,
+            request: r.request,
+            sid: r.sid,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct CodeRow {
+    code_hash: String,
+    client_id: String,
+    user_id: i64,
+    sid: String,
+    redirect_uri: String,
+    redirect_uri_sent: bool,
+    scope: String,
+    nonce: Option<String>,
+    code_challenge: Option<String>,
+    auth_time: i64,
+    amr: String,
+    created_at: i64,
+    expires_at: i64,
+}
+
+impl TryFrom<CodeRow> for khoa_core::code::AuthorizationCode {
+    type Error = StoreError;
+    fn try_from(r: CodeRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            amr: json("amr", &r.amr)?,
+            code_hash: r.code_hash,
+            client_id: r.client_id,
+            user_id: r.user_id,
+            sid: r.sid,
+            redirect_uri: r.redirect_uri,
+            redirect_uri_sent: r.redirect_uri_sent,
+            scope: r.scope,
+            nonce: r.nonce,
+            code_challenge: r.code_challenge,
+            auth_time: r.auth_time,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AccessTokenRow {
+    jti: String,
+    grant_id: String,
+    client_id: String,
+    user_id: Option<i64>,
+    sid: Option<String>,
+    scope: String,
+    issued_at: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl From<AccessTokenRow> for crate::AccessTokenRecord {
+    fn from(r: AccessTokenRow) -> Self {
+        Self {
+            jti: r.jti,
+            grant_id: r.grant_id,
+            client_id: r.client_id,
+            user_id: r.user_id,
+            sid: r.sid,
+            scope: r.scope,
+            issued_at: r.issued_at,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+        }
+    }
+}
+
 /// Runs one change statement and bumps the change epoch in the same transaction;
 /// evaluates to the number of rows the statement affected.
 /// With `conflict = "what"`, a unique violation becomes `StoreError::Conflict(what)`.
@@ -392,6 +518,292 @@ macro_rules! sql_store {
                 .fetch_all(&self.pool)
                 .await?;
                 rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn insert_interaction(&self, i: &khoa_core::session::Interaction) -> Result<(), $crate::StoreError> {
+                sqlx::query(&format!(
+                    "INSERT INTO interactions ({}) VALUES ($1,$2,$3,$4,$5,$6)",
+                    $crate::sql::INTERACTION_COLUMNS
+                ))
+                .bind(&i.id_hash)
+                .bind(&i.csrf_token)
+                .bind(&i.request)
+                .bind(&i.sid)
+                .bind(i.created_at)
+                .bind(i.expires_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn interaction(
+                &self,
+                id_hash: &str,
+                now: i64,
+            ) -> Result<Option<khoa_core::session::Interaction>, $crate::StoreError> {
+                let row: Option<$crate::sql::InteractionRow> = sqlx::query_as(&format!(
+                    "SELECT {} FROM interactions WHERE id_hash = $1 AND expires_at > $2",
+                    $crate::sql::INTERACTION_COLUMNS
+                ))
+                .bind(id_hash)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(Into::into))
+            }
+
+            async fn set_interaction_session(&self, id_hash: &str, sid: &str) -> Result<bool, $crate::StoreError> {
+                let n = sqlx::query("UPDATE interactions SET sid = $1 WHERE id_hash = $2")
+                    .bind(sid)
+                    .bind(id_hash)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                Ok(n > 0)
+            }
+
+            async fn delete_interaction(&self, id_hash: &str) -> Result<bool, $crate::StoreError> {
+                let n = sqlx::query("DELETE FROM interactions WHERE id_hash = $1")
+                    .bind(id_hash)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                Ok(n > 0)
+            }
+
+            async fn insert_session(&self, s: &khoa_core::session::Session) -> Result<(), $crate::StoreError> {
+                sqlx::query(&format!(
+                    "INSERT INTO sessions ({}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+                    $crate::sql::SESSION_COLUMNS
+                ))
+                .bind(&s.id_hash)
+                .bind(&s.sid)
+                .bind(s.user_id)
+                .bind(s.auth_time)
+                .bind($crate::sql::to_json(&s.amr))
+                .bind(s.created_at)
+                .bind(s.expires_at)
+                .bind(s.ended_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn session(&self, id_hash: &str) -> Result<Option<khoa_core::session::Session>, $crate::StoreError> {
+                let row: Option<$crate::sql::SessionRow> = sqlx::query_as(&format!(
+                    "SELECT {} FROM sessions WHERE id_hash = $1",
+                    $crate::sql::SESSION_COLUMNS
+                ))
+                .bind(id_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            async fn session_by_sid(&self, sid: &str) -> Result<Option<khoa_core::session::Session>, $crate::StoreError> {
+                let row: Option<$crate::sql::SessionRow> =
+                    sqlx::query_as(&format!("SELECT {} FROM sessions WHERE sid = $1", $crate::sql::SESSION_COLUMNS))
+                        .bind(sid)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            async fn end_session(&self, sid: &str, now: i64) -> Result<bool, $crate::StoreError> {
+                let n = sqlx::query("UPDATE sessions SET ended_at = $1 WHERE sid = $2 AND ended_at IS NULL")
+                    .bind(now)
+                    .bind(sid)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                Ok(n > 0)
+            }
+
+            async fn session_clients(&self, sid: &str) -> Result<Vec<String>, $crate::StoreError> {
+                Ok(sqlx::query_scalar("SELECT client_id FROM session_clients WHERE sid = $1 ORDER BY first_at, client_id")
+                    .bind(sid)
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn consent(&self, user_id: i64, client_id: &str) -> Result<Option<String>, $crate::StoreError> {
+                Ok(sqlx::query_scalar("SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2")
+                    .bind(user_id)
+                    .bind(client_id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn grant_consent(&self, user_id: i64, client_id: &str, scope: &str, now: i64) -> Result<(), $crate::StoreError> {
+                sqlx::query(
+                    "INSERT INTO consents (user_id, client_id, scope, granted_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, granted_at = excluded.granted_at",
+                )
+                .bind(user_id)
+                .bind(client_id)
+                .bind(scope)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn insert_code(&self, c: &khoa_core::code::AuthorizationCode) -> Result<(), $crate::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(&format!(
+                    "INSERT INTO authorization_codes ({}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
+                    $crate::sql::CODE_COLUMNS
+                ))
+                .bind(&c.code_hash)
+                .bind(&c.client_id)
+                .bind(c.user_id)
+                .bind(&c.sid)
+                .bind(&c.redirect_uri)
+                .bind(c.redirect_uri_sent)
+                .bind(&c.scope)
+                .bind(&c.nonce)
+                .bind(&c.code_challenge)
+                .bind(c.auth_time)
+                .bind($crate::sql::to_json(&c.amr))
+                .bind(c.created_at)
+                .bind(c.expires_at)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO session_clients (sid, client_id, first_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (sid, client_id) DO NOTHING",
+                )
+                .bind(&c.sid)
+                .bind(&c.client_id)
+                .bind(c.created_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn redeem_code(
+                &self,
+                code_hash: &str,
+                client_id: &str,
+                now: i64,
+                token: &$crate::NewAccessToken,
+            ) -> Result<$crate::Redemption, $crate::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                // RFC 6749 §4.1.2: a code is used at most once. The row lock (PostgreSQL)
+                // or the write lock (SQLite) makes exactly one concurrent caller win.
+                let consumed: Option<$crate::sql::CodeRow> = sqlx::query_as(&format!(
+                    "UPDATE authorization_codes SET consumed_at = $1 \
+                     WHERE code_hash = $2 AND client_id = $3 AND consumed_at IS NULL RETURNING {}",
+                    $crate::sql::CODE_COLUMNS
+                ))
+                .bind(now)
+                .bind(code_hash)
+                .bind(client_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(row) = consumed {
+                    let code: khoa_core::code::AuthorizationCode = row.try_into()?;
+                    sqlx::query(&format!(
+                        "INSERT INTO access_tokens ({}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,NULL)",
+                        $crate::sql::ACCESS_TOKEN_COLUMNS
+                    ))
+                    .bind(&token.jti)
+                    .bind(&code.code_hash)
+                    .bind(&code.client_id)
+                    .bind(code.user_id)
+                    .bind(&code.sid)
+                    .bind(&code.scope)
+                    .bind(token.issued_at)
+                    .bind(token.expires_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    return Ok($crate::Redemption::Redeemed(code));
+                }
+                let state: Option<(Option<i64>,)> =
+                    sqlx::query_as("SELECT consumed_at FROM authorization_codes WHERE code_hash = $1")
+                        .bind(code_hash)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let outcome = match state {
+                    None => $crate::Redemption::Unknown,
+                    Some((None,)) => $crate::Redemption::OtherClient,
+                    Some((Some(_),)) => {
+                        let revoked = sqlx::query(
+                            "UPDATE access_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL",
+                        )
+                        .bind(now)
+                        .bind(code_hash)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                        $crate::Redemption::Replayed { revoked }
+                    }
+                };
+                tx.commit().await?;
+                Ok(outcome)
+            }
+
+            async fn access_token(&self, jti: &str) -> Result<Option<$crate::AccessTokenRecord>, $crate::StoreError> {
+                let row: Option<$crate::sql::AccessTokenRow> = sqlx::query_as(&format!(
+                    "SELECT {} FROM access_tokens WHERE jti = $1",
+                    $crate::sql::ACCESS_TOKEN_COLUMNS
+                ))
+                .bind(jti)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(Into::into))
+            }
+
+            async fn revoke_grant(&self, grant_id: &str, now: i64) -> Result<u64, $crate::StoreError> {
+                Ok(sqlx::query("UPDATE access_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL")
+                    .bind(now)
+                    .bind(grant_id)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected())
+            }
+
+            async fn login_blocked_until(&self, key: &str) -> Result<Option<i64>, $crate::StoreError> {
+                Ok(sqlx::query_scalar("SELECT blocked_until FROM login_throttle WHERE key = $1")
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn record_login_failure(
+                &self,
+                key: &str,
+                now: i64,
+                policy: &khoa_core::throttle::ThrottlePolicy,
+            ) -> Result<i64, $crate::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let failures: i64 = sqlx::query_scalar(
+                    "INSERT INTO login_throttle (key, failures, last_failure_at, blocked_until) VALUES ($1, 1, $2, $2) \
+                     ON CONFLICT (key) DO UPDATE SET \
+                       failures = CASE WHEN login_throttle.last_failure_at < $3 THEN 1 ELSE login_throttle.failures + 1 END, \
+                       last_failure_at = $2 \
+                     RETURNING failures",
+                )
+                .bind(key)
+                .bind(now)
+                .bind(now - policy.window)
+                .fetch_one(&mut *tx)
+                .await?;
+                let until = policy.blocked_until(failures, now);
+                sqlx::query("UPDATE login_throttle SET blocked_until = $1 WHERE key = $2")
+                    .bind(until)
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(until)
+            }
+
+            async fn clear_login_failures(&self, key: &str) -> Result<(), $crate::StoreError> {
+                sqlx::query("DELETE FROM login_throttle WHERE key = $1").bind(key).execute(&self.pool).await?;
+                Ok(())
             }
         }
     };

@@ -1,10 +1,13 @@
 //! The storage test suite: every test runs against SQLite and against PostgreSQL.
 
 use khoa_core::client::{ClientLifetimes, ClientRegistration, GrantType, SecretChoice};
+use khoa_core::code::AuthorizationCode;
 use khoa_core::jose::SigningAlgorithm;
 use khoa_core::keyring::KeyTimeline;
+use khoa_core::session::{Interaction, Session};
+use khoa_core::throttle::ThrottlePolicy;
 use khoa_core::user::NewUser;
-use khoa_store::{Store, StoreError, StoredKey};
+use khoa_store::{NewAccessToken, Redemption, Store, StoreError, StoredKey};
 use khoa_testkit::{both_backends, TestDatabase};
 use std::sync::Arc;
 
@@ -185,7 +188,153 @@ async fn migrations_are_idempotent_and_data_survives_reopen(db: TestDatabase) {
     again.ping().await.unwrap();
 }
 
+fn session(sid: &str, user_id: i64) -> Session {
+    Session {
+        id_hash: format!("hash-{sid}"),
+        sid: sid.into(),
+        user_id,
+        auth_time: 1000,
+        amr: vec!["pwd".into()],
+        created_at: 1000,
+        expires_at: 2000,
+        ended_at: None,
+    }
+}
+
+fn code(hash: &str, client_id: &str, sid: &str, user_id: i64) -> AuthorizationCode {
+    AuthorizationCode {
+        code_hash: hash.into(),
+        client_id: client_id.into(),
+        user_id,
+        sid: sid.into(),
+        redirect_uri: "https://app.example/cb".into(),
+        redirect_uri_sent: true,
+        scope: "openid profile".into(),
+        nonce: Some("n".into()),
+        code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into()),
+        auth_time: 1000,
+        amr: vec!["pwd".into()],
+        created_at: 1100,
+        expires_at: 1160,
+    }
+}
+
+fn token(jti: &str) -> NewAccessToken {
+    NewAccessToken { jti: jti.into(), issued_at: 1110, expires_at: 4710 }
+}
+
+async fn sessions_interactions_and_consents(db: TestDatabase) {
+    let store = open(&db).await;
+    let user = store.insert_user(&new_user("sv")).await.unwrap();
+    store.insert_client(&full_client("portal")).await.unwrap();
+
+    let s = session("sid-1", user.id);
+    store.insert_session(&s).await.unwrap();
+    assert_eq!(store.session("hash-sid-1").await.unwrap(), Some(s.clone()));
+    assert_eq!(store.session_by_sid("sid-1").await.unwrap(), Some(s.clone()));
+    assert!(store.end_session("sid-1", 1500).await.unwrap());
+    assert!(!store.end_session("sid-1", 1600).await.unwrap(), "ends once");
+    assert_eq!(store.session("hash-sid-1").await.unwrap().unwrap().ended_at, Some(1500));
+
+    let i = Interaction {
+        id_hash: "ia".into(),
+        csrf_token: "csrf".into(),
+        request: "{}".into(),
+        sid: None,
+        created_at: 1000,
+        expires_at: 1600,
+    };
+    store.insert_interaction(&i).await.unwrap();
+    assert_eq!(store.interaction("ia", 1599).await.unwrap(), Some(i.clone()));
+    assert_eq!(store.interaction("ia", 1600).await.unwrap(), None, "expired");
+    assert!(store.set_interaction_session("ia", "sid-1").await.unwrap());
+    assert_eq!(store.interaction("ia", 1000).await.unwrap().unwrap().sid.as_deref(), Some("sid-1"));
+    assert!(store.delete_interaction("ia").await.unwrap());
+    assert!(!store.delete_interaction("ia").await.unwrap(), "completes once");
+
+    assert_eq!(store.consent(user.id, "portal").await.unwrap(), None);
+    store.grant_consent(user.id, "portal", "openid", 1).await.unwrap();
+    store.grant_consent(user.id, "portal", "email openid", 2).await.unwrap();
+    assert_eq!(store.consent(user.id, "portal").await.unwrap().as_deref(), Some("email openid"));
+
+    // Deleting the user removes their sessions and consents.
+    store.insert_session(&session("sid-2", user.id)).await.unwrap();
+    assert!(store.delete_user("sv").await.unwrap());
+    assert_eq!(store.session_by_sid("sid-2").await.unwrap(), None);
+    assert_eq!(store.consent(user.id, "portal").await.unwrap(), None);
+}
+
+async fn codes_are_single_use_and_replay_revokes(db: TestDatabase) {
+    let store = open(&db).await;
+    let user = store.insert_user(&new_user("sv")).await.unwrap();
+    store.insert_session(&session("sid", user.id)).await.unwrap();
+    store.insert_code(&code("c1", "portal", "sid", user.id)).await.unwrap();
+    store.insert_code(&code("c2", "mobile", "sid", user.id)).await.unwrap();
+    assert_eq!(store.session_clients("sid").await.unwrap(), ["mobile", "portal"]);
+
+    assert_eq!(store.redeem_code("c1", "mobile", 1120, &token("t0")).await.unwrap(), Redemption::OtherClient);
+    let Redemption::Redeemed(redeemed) = store.redeem_code("c1", "portal", 1120, &token("t1")).await.unwrap() else {
+        panic!("not redeemed");
+    };
+    assert_eq!(redeemed, code("c1", "portal", "sid", user.id));
+    let t1 = store.access_token("t1").await.unwrap().unwrap();
+    assert_eq!(
+        (t1.grant_id.as_str(), t1.user_id, t1.sid.as_deref(), t1.revoked_at),
+        ("c1", Some(user.id), Some("sid"), None)
+    );
+    assert_eq!(store.access_token("t0").await.unwrap(), None);
+
+    // Replay: refused, and the token issued from the code is revoked.
+    assert_eq!(
+        store.redeem_code("c1", "portal", 1130, &token("t2")).await.unwrap(),
+        Redemption::Replayed { revoked: 1 }
+    );
+    assert_eq!(store.access_token("t1").await.unwrap().unwrap().revoked_at, Some(1130));
+    assert_eq!(store.access_token("t2").await.unwrap(), None);
+    assert_eq!(store.redeem_code("nope", "portal", 1130, &token("t3")).await.unwrap(), Redemption::Unknown);
+    assert_eq!(store.revoke_grant("c1", 1200).await.unwrap(), 0, "already revoked");
+}
+
+async fn parallel_redemptions_admit_exactly_one(db: TestDatabase) {
+    let store = open(&db).await;
+    let user = store.insert_user(&new_user("sv")).await.unwrap();
+    store.insert_session(&session("sid", user.id)).await.unwrap();
+    store.insert_code(&code("race", "portal", "sid", user.id)).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let s = store.clone();
+            tokio::spawn(async move { s.redeem_code("race", "portal", 1120, &token(&format!("t{i}"))).await })
+        })
+        .collect();
+    let results: Vec<Redemption> =
+        futures::future::join_all(tasks).await.into_iter().map(|r| r.unwrap().unwrap()).collect();
+    let winners = results.iter().filter(|r| matches!(r, Redemption::Redeemed(_))).count();
+    assert_eq!(winners, 1, "{results:?}");
+    assert!(results.iter().all(|r| matches!(r, Redemption::Redeemed(_) | Redemption::Replayed { .. })));
+}
+
+async fn login_failures_are_throttled(db: TestDatabase) {
+    let store = open(&db).await;
+    let policy = ThrottlePolicy { free_failures: 2, base_delay: 10, max_delay: 100, window: 1000 };
+    assert_eq!(store.login_blocked_until("user:a").await.unwrap(), None);
+    assert_eq!(store.record_login_failure("user:a", 100, &policy).await.unwrap(), 100);
+    assert_eq!(store.record_login_failure("user:a", 101, &policy).await.unwrap(), 101);
+    assert_eq!(store.record_login_failure("user:a", 102, &policy).await.unwrap(), 112);
+    assert_eq!(store.record_login_failure("user:a", 103, &policy).await.unwrap(), 123);
+    assert_eq!(store.login_blocked_until("user:a").await.unwrap(), Some(123));
+    // Failures older than the window are forgotten.
+    assert_eq!(store.record_login_failure("user:a", 2000, &policy).await.unwrap(), 2000);
+    assert_eq!(store.record_login_failure("ip:127.0.0.1", 2000, &policy).await.unwrap(), 2000);
+    store.clear_login_failures("user:a").await.unwrap();
+    assert_eq!(store.login_blocked_until("user:a").await.unwrap(), None);
+    assert_eq!(store.login_blocked_until("ip:127.0.0.1").await.unwrap(), Some(2000));
+}
+
 both_backends!(
+    sessions_interactions_and_consents,
+    codes_are_single_use_and_replay_revokes,
+    parallel_redemptions_admit_exactly_one,
+    login_failures_are_throttled,
     clients_round_trip_every_field,
     users_have_unique_names_and_stable_ids,
     concurrent_signups_for_one_username_admit_exactly_one,
