@@ -10,6 +10,9 @@ use serde::Serialize;
 pub mod paths {
     pub const DISCOVERY: &str = "/.well-known/openid-configuration";
     pub const JWKS: &str = "/.well-known/jwks.json";
+    pub const AUTHORIZATION: &str = "/oauth2/auth";
+    pub const TOKEN: &str = "/oauth2/token";
+    pub const USERINFO: &str = "/userinfo";
 }
 
 /// OIDC Core §5.1 claims khoa holds for a user.
@@ -33,7 +36,23 @@ pub const CLAIMS_SUPPORTED: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProviderMetadata {
     pub issuer: String,
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    pub userinfo_endpoint: String,
     pub jwks_uri: String,
+    pub response_types_supported: Vec<&'static str>,
+    pub response_modes_supported: Vec<&'static str>,
+    pub grant_types_supported: Vec<&'static str>,
+    pub code_challenge_methods_supported: Vec<&'static str>,
+    pub token_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// RFC 9207.
+    pub authorization_response_iss_parameter_supported: bool,
+    pub request_parameter_supported: bool,
+    /// Discovery §3 defaults this to true, so it is stated.
+    pub request_uri_parameter_supported: bool,
+    pub claims_parameter_supported: bool,
+    pub prompt_values_supported: Vec<&'static str>,
+    pub ui_locales_supported: Vec<&'static str>,
     pub subject_types_supported: Vec<&'static str>,
     pub id_token_signing_alg_values_supported: Vec<&'static str>,
     pub scopes_supported: Vec<&'static str>,
@@ -52,7 +71,21 @@ impl ProviderMetadata {
         algs.dedup();
         Self {
             issuer: issuer.to_string(),
+            authorization_endpoint: format!("{base}{}", paths::AUTHORIZATION),
+            token_endpoint: format!("{base}{}", paths::TOKEN),
+            userinfo_endpoint: format!("{base}{}", paths::USERINFO),
             jwks_uri: format!("{base}{}", paths::JWKS),
+            response_types_supported: vec!["code"],
+            response_modes_supported: vec!["query"],
+            grant_types_supported: vec!["authorization_code"],
+            code_challenge_methods_supported: vec!["S256"],
+            token_endpoint_auth_methods_supported: vec!["client_secret_basic", "client_secret_post", "none"],
+            authorization_response_iss_parameter_supported: true,
+            request_parameter_supported: false,
+            request_uri_parameter_supported: false,
+            claims_parameter_supported: false,
+            prompt_values_supported: vec!["none", "login", "consent", "select_account"],
+            ui_locales_supported: vec!["vi", "en"],
             subject_types_supported: vec!["public"],
             id_token_signing_alg_values_supported: algs.iter().map(|a| a.as_str()).collect(),
             scopes_supported: STANDARD_SCOPES.to_vec(),

@@ -6,6 +6,7 @@
 
 pub mod authorize;
 pub mod client;
+pub mod client_auth;
 pub mod code;
 pub mod discovery;
 pub mod jose;
@@ -19,6 +20,7 @@ pub mod sealing;
 pub mod secret;
 pub mod session;
 pub mod throttle;
+pub mod token_error;
 pub mod tokens;
 pub mod user;
 

@@ -48,3 +48,48 @@ impl IntoResponse for ApiError {
         res
     }
 }
+
+/// Errors of the token endpoint: RFC 6749 §5.2 JSON, `no-store`, and
+/// `WWW-Authenticate: Basic` when Basic client authentication failed.
+#[derive(Debug)]
+pub enum TokenError {
+    Endpoint(khoa_core::token_error::TokenEndpointError),
+    Api(ApiError),
+}
+
+impl TokenError {
+    pub fn internal(detail: &str) -> Self {
+        Self::Api(ApiError::Internal(detail.to_string()))
+    }
+}
+
+impl From<khoa_core::token_error::TokenEndpointError> for TokenError {
+    fn from(e: khoa_core::token_error::TokenEndpointError) -> Self {
+        Self::Endpoint(e)
+    }
+}
+
+impl From<khoa_store::StoreError> for TokenError {
+    fn from(e: khoa_store::StoreError) -> Self {
+        Self::Api(e.into())
+    }
+}
+
+impl IntoResponse for TokenError {
+    fn into_response(self) -> Response {
+        let e = match self {
+            Self::Api(e) => return e.into_response(),
+            Self::Endpoint(e) => e,
+        };
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        let body = serde_json::json!({ "error": e.code(), "error_description": e.to_string() });
+        let mut res = (status, Json(body)).into_response();
+        let h = res.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if matches!(e, khoa_core::token_error::TokenEndpointError::InvalidClient { basic: true, .. }) {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"khoa\""));
+        }
+        res
+    }
+}

@@ -127,6 +127,12 @@ impl KeySnapshot {
         keyring::signing_key(&self.timelines, alg, now).and_then(|t| self.keys.get(&t.kid).cloned())
     }
 
+    /// Any key khoa holds (active, pending or retired), by `kid`, for verifying tokens
+    /// it signed.
+    pub fn key(&self, kid: &str) -> Option<Arc<SigningKey>> {
+        self.keys.get(kid).cloned()
+    }
+
     pub fn state_of(&self, t: &KeyTimeline, now: UnixTime) -> KeyState {
         keyring::key_state(&self.timelines, t, now, self.retention)
     }

@@ -1,9 +1,14 @@
 //! khoa's HTTP layer: a thin axum application over the protocol core and the store.
 
 pub mod clients;
+mod cookies;
 pub mod error;
+mod flow;
+pub mod i18n;
+mod interaction;
 pub mod keys;
 pub mod metrics;
+mod pages;
 mod routes;
 pub mod settings;
 pub mod state;

@@ -31,6 +31,10 @@ pub struct Metrics {
     pub cache_reloads: Counter,
     pub watch_errors: Counter,
     pub published_keys: Gauge,
+    pub login_failures: Counter,
+    pub login_throttled: Counter,
+    pub client_auth_failures: Counter,
+    pub tokens_issued: Counter,
 }
 
 impl Default for Metrics {
@@ -41,12 +45,35 @@ impl Default for Metrics {
         let cache_reloads = Counter::default();
         let watch_errors = Counter::default();
         let published_keys = Gauge::default();
+        let login_failures = Counter::default();
+        let login_throttled = Counter::default();
+        let client_auth_failures = Counter::default();
+        let tokens_issued = Counter::default();
         registry.register("http_requests", "HTTP requests by method, route and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency by route", latency.clone());
         registry.register("cache_reloads", "Reloads of cached clients and keys after a change", cache_reloads.clone());
         registry.register("watch_errors", "Failed polls of the change epoch or key reloads", watch_errors.clone());
         registry.register("published_signing_keys", "Signing keys currently published in JWKS", published_keys.clone());
-        Self { registry, requests, latency, cache_reloads, watch_errors, published_keys }
+        registry.register("login_failures", "Failed password logins", login_failures.clone());
+        registry.register("login_throttled", "Login attempts refused by throttling (429)", login_throttled.clone());
+        registry.register(
+            "client_auth_failures",
+            "Failed client authentications at the token endpoint",
+            client_auth_failures.clone(),
+        );
+        registry.register("tokens_issued", "Token responses issued", tokens_issued.clone());
+        Self {
+            registry,
+            requests,
+            latency,
+            cache_reloads,
+            watch_errors,
+            published_keys,
+            login_failures,
+            login_throttled,
+            client_auth_failures,
+            tokens_issued,
+        }
     }
 }
 

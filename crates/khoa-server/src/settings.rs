@@ -2,6 +2,7 @@
 //! the configuration file and the environment).
 
 use khoa_core::jose::SigningAlgorithm;
+use khoa_core::throttle::ThrottlePolicy;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -43,6 +44,8 @@ pub struct Settings {
     /// Added to token lifetimes when deciding how long a retired key stays published,
     /// for relying parties whose clocks run behind (seconds).
     pub clock_skew_leeway: i64,
+    /// Login throttling, per account and per client address.
+    pub login_throttle: ThrottlePolicy,
 }
 
 impl Settings {
@@ -58,7 +61,13 @@ impl Settings {
             request_timeout: Duration::from_secs(30),
             metadata_max_age: 300,
             clock_skew_leeway: 300,
+            login_throttle: ThrottlePolicy::default(),
         }
+    }
+
+    /// Cookies get `Secure` when the issuer is https.
+    pub fn secure_cookies(&self) -> bool {
+        self.issuer.starts_with("https://")
     }
 
     /// How long every token signed by a key can live: retired keys stay published at

@@ -18,6 +18,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The discovery document, serialised once.
     pub discovery_json: Arc<str>,
+    /// An argon2id hash of nothing, verified against for unknown usernames so that
+    /// they take as long as wrong passwords.
+    dummy_hash: Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl AppState {
@@ -34,6 +37,22 @@ impl AppState {
             keys: Arc::new(KeyRing::new(snapshot)),
             clients: Arc::new(ClientCache::default()),
             metrics: Arc::new(Metrics::default()),
+            dummy_hash: Arc::new(tokio::sync::OnceCell::new()),
         })
+    }
+
+    pub async fn dummy_password_hash(&self) -> String {
+        self.dummy_hash
+            .get_or_init(|| async {
+                let random = khoa_core::random::random_token::<16>();
+                tokio::task::spawn_blocking(move || {
+                    khoa_core::password::hash_password(&random, khoa_core::password::PasswordParams::default())
+                        .unwrap_or_default()
+                })
+                .await
+                .unwrap_or_default()
+            })
+            .await
+            .clone()
     }
 }

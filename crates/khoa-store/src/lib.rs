@@ -64,7 +64,7 @@ pub struct AccessTokenRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Redemption {
     /// Consumed now, by this client; the access token was recorded with it.
-    Redeemed(AuthorizationCode),
+    Redeemed(Box<AuthorizationCode>),
     /// Consumed before: every token issued from it has now been revoked (RFC 6749 §4.1.2).
     Replayed {
         revoked: u64,

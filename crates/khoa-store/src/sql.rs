@@ -719,7 +719,7 @@ macro_rules! sql_store {
                     .execute(&mut *tx)
                     .await?;
                     tx.commit().await?;
-                    return Ok($crate::Redemption::Redeemed(code));
+                    return Ok($crate::Redemption::Redeemed(Box::new(code)));
                 }
                 let state: Option<(Option<i64>,)> =
                     sqlx::query_as("SELECT consumed_at FROM authorization_codes WHERE code_hash = $1")

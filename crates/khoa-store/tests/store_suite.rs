@@ -276,7 +276,7 @@ async fn codes_are_single_use_and_replay_revokes(db: TestDatabase) {
     let Redemption::Redeemed(redeemed) = store.redeem_code("c1", "portal", 1120, &token("t1")).await.unwrap() else {
         panic!("not redeemed");
     };
-    assert_eq!(redeemed, code("c1", "portal", "sid", user.id));
+    assert_eq!(*redeemed, code("c1", "portal", "sid", user.id));
     let t1 = store.access_token("t1").await.unwrap().unwrap();
     assert_eq!(
         (t1.grant_id.as_str(), t1.user_id, t1.sid.as_deref(), t1.revoked_at),

@@ -4,6 +4,7 @@
 //! the test user may create databases. `./scripts/test.sh` starts such a cluster and
 //! sets it; a PostgreSQL test without it fails (it never silently skips).
 
+pub mod browser;
 mod server;
 
 pub use khoa_store::Backend;

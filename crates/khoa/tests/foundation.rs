@@ -24,8 +24,24 @@ async fn discovery_and_jwks(db: TestDatabase) {
     assert_eq!(meta["jwks_uri"], khoa.url("/.well-known/jwks.json"));
     assert_eq!(meta["id_token_signing_alg_values_supported"], serde_json::json!(["RS256", "ES256", "EdDSA"]));
     assert_eq!(meta["subject_types_supported"], serde_json::json!(["public"]));
-    // The authorization and token endpoints do not exist yet, so they are not advertised.
-    for absent in ["authorization_endpoint", "token_endpoint", "userinfo_endpoint", "end_session_endpoint"] {
+    for (field, path) in [
+        ("authorization_endpoint", "/oauth2/auth"),
+        ("token_endpoint", "/oauth2/token"),
+        ("userinfo_endpoint", "/userinfo"),
+    ] {
+        assert_eq!(meta[field], khoa.url(path), "{field}");
+    }
+    assert_eq!(meta["response_types_supported"], serde_json::json!(["code"]));
+    assert_eq!(meta["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    assert_eq!(meta["grant_types_supported"], serde_json::json!(["authorization_code"]));
+    assert_eq!(
+        meta["token_endpoint_auth_methods_supported"],
+        serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
+    );
+    assert_eq!(meta["authorization_response_iss_parameter_supported"], true);
+    assert_eq!(meta["request_uri_parameter_supported"], false);
+    // Endpoints of capabilities that have not landed are not advertised.
+    for absent in ["end_session_endpoint", "revocation_endpoint", "introspection_endpoint"] {
         assert!(meta.get(absent).is_none(), "{absent} advertised before it exists");
     }
     assert!(headers["cache-control"].to_str().unwrap().contains("max-age"));

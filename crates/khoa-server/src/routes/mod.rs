@@ -1,9 +1,15 @@
 //! One file per endpoint; this module wires them and the middleware.
 
+mod assets;
+mod authorize;
+mod consent;
 mod discovery;
 mod health;
 mod jwks;
+mod login;
 mod metrics;
+mod token;
+mod userinfo;
 
 use crate::error::ApiError;
 use crate::metrics::{RequestLabels, RouteLabels};
@@ -12,7 +18,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use khoa_core::discovery::paths;
 use std::time::Instant;
@@ -28,6 +34,13 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/health/alive", get(health::alive))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(metrics::metrics))
+        .route(paths::AUTHORIZATION, get(authorize::get).post(authorize::post))
+        .route("/oauth2/auth/login", post(login::post))
+        .route("/oauth2/auth/continue", get(authorize::resume_after_login))
+        .route("/oauth2/auth/consent", post(consent::post))
+        .route(paths::TOKEN, post(token::post))
+        .route(paths::USERINFO, get(userinfo::userinfo).post(userinfo::userinfo))
+        .route("/assets/khoa.css", get(assets::css))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(RequestBodyLimitLayer::new(body_limit))
@@ -52,7 +65,21 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     let h = res.headers_mut();
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if state.settings.secure_cookies() {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+    }
     res
+}
+
+/// Pairs of an `application/x-www-form-urlencoded` body. Invalid UTF-8 is replaced
+/// (U+FFFD), so it can only fail to match, never crash.
+pub(crate) fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+/// Pairs of the query string.
+pub(crate) fn query_pairs(uri: &axum::http::Uri) -> Vec<(String, String)> {
+    form_pairs(uri.query().unwrap_or("").as_bytes())
 }
 
 /// A JSON body with a public cache lifetime and open CORS: relying parties, including

@@ -1,0 +1,189 @@
+//! Client authentication at the token endpoint (RFC 6749 §2.3.1): `client_secret_basic`,
+//! `client_secret_post`, or `none` for public clients. Parsing only; the secret is
+//! checked against the stored hash by [`verify`].
+
+use crate::client::Client;
+use crate::secret::verify_client_secret;
+use crate::token_error::TokenEndpointError;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+/// How the client presented itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientCredentials {
+    /// `Authorization: Basic` with form-urlencoded id and secret.
+    Basic { client_id: String, secret: String },
+    /// `client_id` and `client_secret` in the form body.
+    Post { client_id: String, secret: String },
+    /// Only `client_id` (public clients).
+    None { client_id: String },
+}
+
+impl ClientCredentials {
+    pub fn client_id(&self) -> &str {
+        match self {
+            Self::Basic { client_id, .. } | Self::Post { client_id, .. } | Self::None { client_id } => client_id,
+        }
+    }
+
+    pub fn used_basic(&self) -> bool {
+        matches!(self, Self::Basic { .. })
+    }
+}
+
+fn form_decode(s: &str) -> Option<String> {
+    // application/x-www-form-urlencoded: '+' is a space, then percent-decoding.
+    let plus = s.replace('+', " ");
+    percent_decode(&plus)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Reads the client's credentials from the `Authorization` header and the form.
+/// RFC 6749 §2.3: a client must not use more than one method.
+pub fn parse(
+    authorization: Option<&str>,
+    form_client_id: Option<&str>,
+    form_client_secret: Option<&str>,
+) -> Result<ClientCredentials, TokenEndpointError> {
+    let basic = match authorization {
+        None => None,
+        Some(value) => {
+            let Some((scheme, encoded)) = value.trim().split_once(' ') else {
+                return Err(TokenEndpointError::invalid_client("malformed Authorization header", true));
+            };
+            if !scheme.eq_ignore_ascii_case("basic") {
+                return Err(TokenEndpointError::invalid_client("only Basic client authentication is supported", true));
+            }
+            let decoded = STANDARD
+                .decode(encoded.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| TokenEndpointError::invalid_client("malformed Basic credentials", true))?;
+            let (id, secret) = decoded
+                .split_once(':')
+                .ok_or_else(|| TokenEndpointError::invalid_client("malformed Basic credentials", true))?;
+            let (Some(id), Some(secret)) = (form_decode(id), form_decode(secret)) else {
+                return Err(TokenEndpointError::invalid_client("malformed Basic credentials", true));
+            };
+            Some((id, secret))
+        }
+    };
+    match (basic, form_client_id, form_client_secret) {
+        (Some(_), _, Some(_)) => {
+            Err(TokenEndpointError::InvalidRequest("use one client authentication method, not Basic and client_secret"))
+        }
+        (Some((id, _)), Some(form_id), None) if form_id != id => {
+            Err(TokenEndpointError::InvalidRequest("client_id differs from the Basic credentials"))
+        }
+        (Some((client_id, secret)), _, None) => Ok(ClientCredentials::Basic { client_id, secret }),
+        (None, Some(id), Some(secret)) => Ok(ClientCredentials::Post { client_id: id.into(), secret: secret.into() }),
+        (None, Some(id), None) => Ok(ClientCredentials::None { client_id: id.into() }),
+        (None, None, _) => Err(TokenEndpointError::invalid_client("client authentication is required", false)),
+    }
+}
+
+/// Checks the credentials against the registered client (constant-time secret check).
+pub fn verify(credentials: &ClientCredentials, client: Option<&Client>) -> Result<(), TokenEndpointError> {
+    let basic = credentials.used_basic();
+    let fail = || TokenEndpointError::invalid_client("client authentication failed", basic);
+    let client = client.filter(|c| c.client_id == credentials.client_id()).ok_or_else(fail)?;
+    match (credentials, &client.client_secret_hash) {
+        (ClientCredentials::Basic { secret, .. } | ClientCredentials::Post { secret, .. }, Some(hash)) => {
+            if verify_client_secret(secret, hash) {
+                Ok(())
+            } else {
+                Err(fail())
+            }
+        }
+        (ClientCredentials::None { .. }, None) if client.is_public() => Ok(()),
+        _ => Err(fail()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{ClientRegistration, SecretChoice};
+
+    fn basic(id: &str, secret: &str) -> String {
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        format!("Basic {}", STANDARD.encode(format!("{}:{}", enc(id), enc(secret))))
+    }
+
+    const SECRET: &str = "a:b%c+d-0123456789-0123456789-0123456789";
+
+    fn confidential() -> Client {
+        let mut r = ClientRegistration::new("web.app");
+        r.redirect_uris = vec!["https://a.example/cb".into()];
+        r.secret = SecretChoice::Given(SECRET.into());
+        r.register(0).unwrap().client
+    }
+
+    fn public() -> Client {
+        let mut r = ClientRegistration::new("spa");
+        r.redirect_uris = vec!["https://a.example/cb".into()];
+        r.secret = SecretChoice::Public;
+        r.register(0).unwrap().client
+    }
+
+    #[test]
+    fn basic_with_colon_percent_and_plus_in_the_secret() {
+        let creds = parse(Some(&basic("web.app", SECRET)), None, None).unwrap();
+        assert_eq!(creds, ClientCredentials::Basic { client_id: "web.app".into(), secret: SECRET.into() });
+        assert_eq!(verify(&creds, Some(&confidential())), Ok(()));
+        let wrong = parse(Some(&basic("web.app", "nope")), None, None).unwrap();
+        assert_eq!(
+            verify(&wrong, Some(&confidential())),
+            Err(TokenEndpointError::invalid_client("client authentication failed", true))
+        );
+    }
+
+    #[test]
+    fn post_and_none() {
+        let post = parse(None, Some("web.app"), Some(SECRET)).unwrap();
+        assert_eq!(verify(&post, Some(&confidential())), Ok(()));
+        let none = parse(None, Some("spa"), None).unwrap();
+        assert_eq!(verify(&none, Some(&public())), Ok(()));
+        // A confidential client cannot skip its secret; a public one has none to send.
+        let none_conf = parse(None, Some("web.app"), None).unwrap();
+        assert!(verify(&none_conf, Some(&confidential())).is_err());
+        let public_with_secret = parse(None, Some("spa"), Some("x")).unwrap();
+        assert!(verify(&public_with_secret, Some(&public())).is_err());
+        assert!(verify(&none, None).is_err(), "unknown client");
+    }
+
+    #[test]
+    fn refusals() {
+        assert_eq!(
+            parse(Some(&basic("web.app", SECRET)), None, Some(SECRET)).unwrap_err(),
+            TokenEndpointError::InvalidRequest("use one client authentication method, not Basic and client_secret")
+        );
+        assert!(matches!(
+            parse(Some(&basic("web.app", SECRET)), Some("other"), None),
+            Err(TokenEndpointError::InvalidRequest(_))
+        ));
+        assert!(parse(Some(&basic("web.app", SECRET)), Some("web.app"), None).is_ok());
+        for bad in ["Basic", "Basic !!!", "Bearer abc", "Basic bm9jb2xvbg==", "Basic JXp6OnNlY3JldA=="] {
+            let err = parse(Some(bad), None, None).unwrap_err();
+            assert!(matches!(err, TokenEndpointError::InvalidClient { basic: true, .. }), "{bad}: {err:?}");
+        }
+        assert!(matches!(parse(None, None, None), Err(TokenEndpointError::InvalidClient { basic: false, .. })));
+    }
+}

@@ -1,0 +1,299 @@
+//! The authorization code flow between the authorization request and the redirect back
+//! to the client: who must log in, who must consent, and issuing the code. Shared by
+//! the authorize, login, continue and consent handlers.
+
+use crate::cookies;
+use crate::error::ApiError;
+use crate::i18n::Locale;
+use crate::pages::{self, ConsentPage, LoginPage};
+use crate::state::AppState;
+use axum::http::{header, HeaderMap, HeaderName, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use khoa_core::authorize::{redirect_with, AuthorizationRequest, AuthorizeErrorCode, RedirectError};
+use khoa_core::client::Client;
+use khoa_core::code::AuthorizationCode;
+use khoa_core::jose::jwt;
+use khoa_core::scope::ScopeSet;
+use khoa_core::session::{handle_hash, new_handle, Interaction, Session};
+use khoa_core::tokens::IdTokenClaims;
+use khoa_core::user::User;
+use khoa_core::UnixTime;
+
+/// How long a user has to log in and consent.
+pub const INTERACTION_LIFETIME: i64 = 30 * 60;
+
+/// The pending request, its client and the page language.
+pub struct Flow {
+    pub client: std::sync::Arc<Client>,
+    pub request: AuthorizationRequest,
+    pub locale: Locale,
+}
+
+impl Flow {
+    pub fn new(client: std::sync::Arc<Client>, request: AuthorizationRequest, headers: &HeaderMap) -> Self {
+        let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
+        let locale = Locale::negotiate(&request.ui_locales, accept);
+        Self { client, request, locale }
+    }
+
+    fn client_name(&self) -> &str {
+        self.client.client_name.as_deref().unwrap_or(&self.client.client_id)
+    }
+
+    /// 303 to the client with an error (RFC 6749 §4.1.2.1, RFC 9207 `iss`).
+    pub fn error_redirect(&self, state: &AppState, code: AuthorizeErrorCode, description: &'static str) -> Response {
+        let e = RedirectError {
+            redirect_uri: self.request.redirect_uri.clone(),
+            state: self.request.state.clone(),
+            code,
+            description,
+        };
+        Redirect::to(&e.location(&state.settings.issuer)).into_response()
+    }
+}
+
+/// The active session named by the browser's session cookie.
+pub async fn current_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    now: UnixTime,
+) -> Result<Option<Session>, ApiError> {
+    let Some(handle) = cookies::get(headers, cookies::SESSION_COOKIE) else { return Ok(None) };
+    Ok(state.store.session(&handle_hash(&handle)).await?.filter(|s| s.is_active(now)))
+}
+
+/// The subject an `id_token_hint` names, if it is one of our ID tokens (its expiry does
+/// not matter: OIDC Core §3.1.2.1). `Err` when it is not ours or not a JWT.
+pub fn id_token_hint_subject(state: &AppState, hint: &str) -> Result<String, ()> {
+    let keys = state.keys.snapshot();
+    let (_, claims): (_, IdTokenClaims) = jwt::decode(hint, |kid| keys.key(kid)).map_err(|_| ())?;
+    if claims.iss != state.settings.issuer {
+        return Err(());
+    }
+    Ok(claims.sub)
+}
+
+/// Decides the next step for a request in a browser with `session`: the login page, the
+/// consent page, or the code. `logged_in_now` and `interaction` are set when the user
+/// has just logged in during this interaction (so `prompt=login` and `max_age` are
+/// satisfied).
+pub async fn proceed(
+    state: &AppState,
+    flow: &Flow,
+    session: Option<Session>,
+    interaction: Option<(&str, &Interaction)>,
+    logged_in_now: bool,
+) -> Result<Response, ApiError> {
+    let now = crate::now();
+    let r = &flow.request;
+    let hint_subject = match &r.id_token_hint {
+        Some(hint) => match id_token_hint_subject(state, hint) {
+            Ok(sub) => Some(sub),
+            Err(()) => {
+                return Ok(flow.error_redirect(
+                    state,
+                    AuthorizeErrorCode::InvalidRequest,
+                    "id_token_hint is not an ID token issued by this server",
+                ));
+            }
+        },
+        None => None,
+    };
+    let user = match &session {
+        Some(s) => state.store.user_by_id(s.user_id).await?,
+        None => None,
+    };
+    let needs_login = match (&session, &user) {
+        (Some(s), Some(u)) => {
+            let too_old = r.max_age.is_some_and(|max| now - s.auth_time > max);
+            let other_user = hint_subject.as_ref().is_some_and(|sub| *sub != u.subject());
+            !logged_in_now && (r.prompt.login || too_old || other_user)
+        }
+        _ => true,
+    };
+    if needs_login {
+        if r.prompt.none {
+            return Ok(flow.error_redirect(state, AuthorizeErrorCode::LoginRequired, "the user is not logged in"));
+        }
+        return login_page(state, flow, interaction, None, StatusCode::OK).await;
+    }
+    let (Some(session), Some(user)) = (session, user) else {
+        return Err(ApiError::Internal("session without user after login check".into()));
+    };
+
+    if needs_consent(state, flow, &user).await? {
+        if r.prompt.none {
+            return Ok(flow.error_redirect(state, AuthorizeErrorCode::ConsentRequired, "the user has not consented"));
+        }
+        return consent_page(state, flow, interaction, &session).await;
+    }
+    if let Some((_, i)) = interaction {
+        // Completes once, even if the form is submitted twice.
+        if !state.store.delete_interaction(&i.id_hash).await? {
+            return Ok(pages::error_page(flow.locale, StatusCode::BAD_REQUEST, flow.locale.texts().expired));
+        }
+    }
+    issue_code(state, flow, &session, &user).await
+}
+
+/// Consent is needed unless the client skips it, or the user already granted every
+/// requested scope to this client (and `prompt=consent` does not ask again).
+async fn needs_consent(state: &AppState, flow: &Flow, user: &User) -> Result<bool, ApiError> {
+    if flow.client.skip_consent {
+        return Ok(false);
+    }
+    if flow.request.prompt.consent {
+        return Ok(true);
+    }
+    let granted = state.store.consent(user.id, &flow.client.client_id).await?;
+    let granted = granted.and_then(|g| ScopeSet::parse(&g).ok()).unwrap_or_default();
+    Ok(!flow.request.scope.is_subset(&granted))
+}
+
+/// A new interaction for the request (or the one in progress), with its cookie.
+async fn interaction_for(
+    state: &AppState,
+    flow: &Flow,
+    existing: Option<(&str, &Interaction)>,
+    sid: Option<&str>,
+) -> Result<(String, String, Vec<(HeaderName, String)>), ApiError> {
+    if let Some((handle, i)) = existing {
+        if let Some(sid) = sid {
+            state.store.set_interaction_session(&i.id_hash, sid).await?;
+        }
+        return Ok((handle.to_string(), i.csrf_token.clone(), vec![]));
+    }
+    let now = crate::now();
+    let handle = new_handle();
+    let interaction = Interaction {
+        id_hash: handle_hash(&handle),
+        csrf_token: new_handle(),
+        request: serde_json::to_string(&flow.request).map_err(|e| ApiError::Internal(e.to_string()))?,
+        sid: sid.map(str::to_string),
+        created_at: now,
+        expires_at: now + INTERACTION_LIFETIME,
+    };
+    state.store.insert_interaction(&interaction).await?;
+    let cookie = cookies::set(
+        &cookies::interaction_cookie_name(&interaction.id_hash),
+        &interaction.csrf_token,
+        "/oauth2/auth",
+        INTERACTION_LIFETIME,
+        state.settings.secure_cookies(),
+    );
+    Ok((handle, interaction.csrf_token, vec![(header::SET_COOKIE, cookie)]))
+}
+
+pub async fn login_page(
+    state: &AppState,
+    flow: &Flow,
+    interaction: Option<(&str, &Interaction)>,
+    error: Option<&'static str>,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let (handle, csrf, mut headers) = interaction_for(state, flow, interaction, None).await?;
+    let t = flow.locale.texts();
+    let html = pages::render(&LoginPage {
+        lang: flow.locale.tag(),
+        title: t.login_title,
+        t,
+        client_name: flow.client_name(),
+        logo_uri: flow.client.logo_uri.as_deref(),
+        error,
+        username: flow.request.login_hint.as_deref().unwrap_or(""),
+        interaction: &handle,
+        csrf_token: &csrf,
+    })?;
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        headers.retain(|(n, _)| n != header::SET_COOKIE);
+    }
+    Ok(pages::page(status, html, None, headers))
+}
+
+async fn consent_page(
+    state: &AppState,
+    flow: &Flow,
+    interaction: Option<(&str, &Interaction)>,
+    session: &Session,
+) -> Result<Response, ApiError> {
+    let (handle, csrf, headers) = interaction_for(state, flow, interaction, Some(&session.sid)).await?;
+    let t = flow.locale.texts();
+    let html = pages::render(&ConsentPage {
+        lang: flow.locale.tag(),
+        title: t.consent_title,
+        t,
+        client_name: flow.client_name(),
+        logo_uri: flow.client.logo_uri.as_deref(),
+        scopes: flow.request.scope.iter().map(|s| flow.locale.scope_description(s)).collect(),
+        interaction: &handle,
+        csrf_token: &csrf,
+    })?;
+    let target = pages::origin_of(&flow.request.redirect_uri);
+    Ok(pages::page(StatusCode::OK, html, target.as_deref(), headers))
+}
+
+/// RFC 6749 §4.1.2: a single-use code bound to the client, redirect URI, PKCE challenge,
+/// nonce, scope, session and authentication time; 303 to the client.
+pub async fn issue_code(state: &AppState, flow: &Flow, session: &Session, user: &User) -> Result<Response, ApiError> {
+    let now = crate::now();
+    let handle = new_handle();
+    let lifetime = flow.client.lifetimes.authorization_code.unwrap_or(state.settings.lifetimes.authorization_code);
+    let r = &flow.request;
+    state
+        .store
+        .insert_code(&AuthorizationCode {
+            code_hash: handle_hash(&handle),
+            client_id: flow.client.client_id.clone(),
+            user_id: user.id,
+            sid: session.sid.clone(),
+            redirect_uri: r.redirect_uri.clone(),
+            redirect_uri_sent: r.redirect_uri_sent,
+            scope: r.scope.to_string(),
+            nonce: r.nonce.clone(),
+            code_challenge: r.code_challenge.as_ref().map(|c| c.as_str().to_string()),
+            auth_time: session.auth_time,
+            amr: session.amr.clone(),
+            created_at: now,
+            expires_at: now + lifetime,
+        })
+        .await?;
+    let mut params = vec![("code", handle.as_str())];
+    if let Some(s) = &r.state {
+        params.push(("state", s));
+    }
+    params.push(("iss", &state.settings.issuer));
+    Ok(Redirect::to(&redirect_with(&r.redirect_uri, &params)).into_response())
+}
+
+/// A new SSO session for `user` (the previous one of this browser, if any, ends: the
+/// session id is rotated at every login), with its cookie.
+pub async fn start_session(
+    state: &AppState,
+    user: &User,
+    previous: Option<&Session>,
+) -> Result<(Session, (HeaderName, String)), ApiError> {
+    let now = crate::now();
+    if let Some(old) = previous {
+        state.store.end_session(&old.sid, now).await?;
+    }
+    let handle = new_handle();
+    let session = Session {
+        id_hash: handle_hash(&handle),
+        sid: khoa_core::random::random_token::<16>(),
+        user_id: user.id,
+        auth_time: now,
+        amr: vec!["pwd".into()],
+        created_at: now,
+        expires_at: now + state.settings.lifetimes.session,
+        ended_at: None,
+    };
+    state.store.insert_session(&session).await?;
+    let cookie = cookies::set(
+        cookies::SESSION_COOKIE,
+        &handle,
+        "/",
+        state.settings.lifetimes.session,
+        state.settings.secure_cookies(),
+    );
+    Ok((session, (header::SET_COOKIE, cookie)))
+}

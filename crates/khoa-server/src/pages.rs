@@ -1,0 +1,95 @@
+//! Server-rendered pages (askama templates in `templates/`, escaped by default) and the
+//! headers every page carries.
+
+use crate::i18n::{Locale, Texts};
+use askama::Template;
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage<'a> {
+    pub lang: &'static str,
+    pub title: &'static str,
+    pub t: &'static Texts,
+    pub client_name: &'a str,
+    pub logo_uri: Option<&'a str>,
+    pub error: Option<&'static str>,
+    pub username: &'a str,
+    pub interaction: &'a str,
+    pub csrf_token: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+pub struct ConsentPage<'a> {
+    pub lang: &'static str,
+    pub title: &'static str,
+    pub t: &'static Texts,
+    pub client_name: &'a str,
+    pub logo_uri: Option<&'a str>,
+    pub scopes: Vec<String>,
+    pub interaction: &'a str,
+    pub csrf_token: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage<'a> {
+    pub lang: &'static str,
+    pub title: &'static str,
+    pub t: &'static Texts,
+    pub intro: &'a str,
+    pub message: &'a str,
+}
+
+/// A page response: `Content-Security-Policy` allowing only our stylesheet, images,
+/// and forms to us (and to `form_target`, where a form's 303 leads), never framed.
+pub fn page(status: StatusCode, html: String, form_target: Option<&str>, extra: Vec<(HeaderName, String)>) -> Response {
+    let form_action = match form_target {
+        Some(origin) => format!("'self' {origin}"),
+        None => "'self'".to_string(),
+    };
+    let csp = format!(
+        "default-src 'none'; style-src 'self'; img-src 'self' https: data:; form-action {form_action}; \
+         frame-ancestors 'none'; base-uri 'none'"
+    );
+    let mut res = (status, html).into_response();
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    for (name, value) in extra {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.append(name, v);
+        }
+    }
+    res
+}
+
+/// Renders a template; a template error (a bug, never input) becomes a plain 500.
+pub fn render(t: &impl Template) -> Result<String, crate::error::ApiError> {
+    t.render().map_err(|e| crate::error::ApiError::Internal(format!("template: {e}")))
+}
+
+/// The error page shown when a request cannot be returned to its client.
+pub fn error_page(locale: Locale, status: StatusCode, message: &str) -> Response {
+    let t = locale.texts();
+    let html = ErrorPage { lang: locale.tag(), title: t.error_title, t, intro: t.error_intro, message }
+        .render()
+        .unwrap_or_else(|_| "error".into());
+    page(status, html, None, vec![])
+}
+
+/// The origin (`scheme://host[:port]`) of a URI, for `form-action`.
+pub fn origin_of(uri: &str) -> Option<String> {
+    let url = url::Url::parse(uri).ok()?;
+    match url.origin() {
+        url::Origin::Tuple(..) => Some(url.origin().ascii_serialization()),
+        // Private-use schemes (native apps): allow the scheme.
+        url::Origin::Opaque(_) => Some(format!("{}:", url.scheme())),
+    }
+}

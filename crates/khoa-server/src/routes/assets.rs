@@ -1,0 +1,10 @@
+//! `GET /assets/khoa.css`: the pages' stylesheet, compiled into the binary.
+
+use axum::http::header;
+use axum::response::IntoResponse;
+
+const CSS: &str = include_str!("../../assets/khoa.css");
+
+pub(crate) async fn css() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=86400")], CSS)
+}

@@ -1,0 +1,52 @@
+//! `POST /oauth2/auth/consent`: the user's decision. `allow` stores the consent and
+//! sends the code; `deny` returns `access_denied` to the client.
+
+use super::form_pairs;
+use crate::error::ApiError;
+use crate::flow::{self, current_session};
+use crate::interaction::{resume, tokens_match};
+use crate::pages;
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use khoa_core::authorize::AuthorizeErrorCode;
+use std::collections::HashMap;
+
+pub(crate) async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let form: HashMap<String, String> = form_pairs(&body).into_iter().collect();
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+    let (interaction, flow) = match resume(&state, &headers, field("interaction")).await? {
+        Ok(found) => found,
+        Err(page) => return Ok(page),
+    };
+    let expired = || pages::error_page(flow.locale, StatusCode::BAD_REQUEST, flow.locale.texts().expired);
+    if !tokens_match(field("csrf_token"), &interaction.csrf_token) {
+        return Ok(expired());
+    }
+    // The consent belongs to the session that was asked.
+    let session = current_session(&state, &headers, crate::now()).await?;
+    let Some(session) = session.filter(|s| interaction.sid.as_deref() == Some(s.sid.as_str())) else {
+        return Ok(expired());
+    };
+    let Some(user) = state.store.user_by_id(session.user_id).await? else {
+        return Ok(expired());
+    };
+    // Completes once, even if the form is submitted twice.
+    if !state.store.delete_interaction(&interaction.id_hash).await? {
+        return Ok(expired());
+    }
+    match field("decision") {
+        "allow" => {
+            // Remembered per user and client: the union of everything granted so far.
+            let before = state.store.consent(user.id, &flow.client.client_id).await?.unwrap_or_default();
+            let scope = format!("{before} {}", flow.request.scope);
+            let scope =
+                khoa_core::scope::ScopeSet::parse(&scope).unwrap_or_else(|_| flow.request.scope.clone()).to_string();
+            state.store.grant_consent(user.id, &flow.client.client_id, &scope, crate::now()).await?;
+            flow::issue_code(&state, &flow, &session, &user).await
+        }
+        _ => Ok(flow.error_redirect(&state, AuthorizeErrorCode::AccessDenied, "the user denied the request")),
+    }
+}

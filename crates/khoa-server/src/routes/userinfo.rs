@@ -1,0 +1,123 @@
+//! `GET, POST /userinfo` (OIDC Core §5.3) with a Bearer access token (RFC 6750 §2.1 in
+//! the header, §2.2 in a form body).
+
+use super::form_pairs;
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use khoa_core::jose::jwt;
+use khoa_core::scope::ScopeSet;
+use khoa_core::tokens::{userinfo_claims, AccessTokenClaims, ACCESS_TOKEN_TYP};
+
+/// RFC 6750 §3 errors.
+enum BearerError {
+    /// No token at all: 401 with a bare challenge (§3.1: no error code).
+    Missing,
+    InvalidRequest(&'static str),
+    InvalidToken(&'static str),
+    Unavailable,
+}
+
+impl IntoResponse for BearerError {
+    fn into_response(self) -> Response {
+        let (status, challenge, body) = match self {
+            Self::Missing => (StatusCode::UNAUTHORIZED, "Bearer realm=\"khoa\"".to_string(), None),
+            Self::InvalidRequest(d) => (
+                StatusCode::BAD_REQUEST,
+                format!("Bearer realm=\"khoa\", error=\"invalid_request\", error_description=\"{d}\""),
+                Some(("invalid_request", d)),
+            ),
+            Self::InvalidToken(d) => (
+                StatusCode::UNAUTHORIZED,
+                format!("Bearer realm=\"khoa\", error=\"invalid_token\", error_description=\"{d}\""),
+                Some(("invalid_token", d)),
+            ),
+            Self::Unavailable => return crate::error::ApiError::Unavailable.into_response(),
+        };
+        let mut res = match body {
+            Some((error, description)) => {
+                (status, Json(serde_json::json!({"error": error, "error_description": description}))).into_response()
+            }
+            None => status.into_response(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res
+    }
+}
+
+fn bearer_token(method: &Method, headers: &HeaderMap, body: &[u8]) -> Result<String, BearerError> {
+    let from_header = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(v) => {
+            let v = v.to_str().map_err(|_| BearerError::InvalidRequest("malformed Authorization header"))?;
+            match v.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+                    Some(token.trim().to_string())
+                }
+                _ => return Err(BearerError::InvalidRequest("the Authorization header must be Bearer")),
+            }
+        }
+    };
+    let form_post = *method == Method::POST
+        && headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let from_body =
+        if form_post { form_pairs(body).into_iter().find(|(k, _)| k == "access_token").map(|(_, v)| v) } else { None };
+    match (from_header, from_body) {
+        (Some(_), Some(_)) => Err(BearerError::InvalidRequest("send the access token once, not in two places")),
+        (Some(t), None) | (None, Some(t)) => Ok(t),
+        (None, None) => Err(BearerError::Missing),
+    }
+}
+
+pub(crate) async fn userinfo(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match answer(&state, &method, &headers, &body).await {
+        Ok(res) => res,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn answer(state: &AppState, method: &Method, headers: &HeaderMap, body: &[u8]) -> Result<Response, BearerError> {
+    let token = bearer_token(method, headers, body)?;
+    let keys = state.keys.snapshot();
+    let (header, claims): (_, AccessTokenClaims) = jwt::decode(&token, |kid| keys.key(kid))
+        .map_err(|_| BearerError::InvalidToken("the access token is invalid"))?;
+    let now = crate::now();
+    if header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) || claims.iss != state.settings.issuer {
+        return Err(BearerError::InvalidToken("the access token is invalid"));
+    }
+    if now >= claims.exp {
+        return Err(BearerError::InvalidToken("the access token has expired"));
+    }
+    // The database is the authority on revocation.
+    let record = state.store.access_token(&claims.jti).await.map_err(|_| BearerError::Unavailable)?;
+    if !record.is_some_and(|r| r.revoked_at.is_none() && r.client_id == claims.client_id) {
+        return Err(BearerError::InvalidToken("the access token has been revoked"));
+    }
+    let user_id: i64 = claims.sub.parse().map_err(|_| BearerError::InvalidToken("the access token has no user"))?;
+    let user = state
+        .store
+        .user_by_id(user_id)
+        .await
+        .map_err(|_| BearerError::Unavailable)?
+        .ok_or(BearerError::InvalidToken("the user no longer exists"))?;
+    let scope = ScopeSet::parse(&claims.scope).unwrap_or_default();
+    let mut res = Json(userinfo_claims(&user, &scope)).into_response();
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    Ok(res)
+}
