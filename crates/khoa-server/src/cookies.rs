@@ -29,3 +29,19 @@ pub fn set(name: &str, value: &str, path: &str, max_age: i64, secure: bool) -> S
 pub fn interaction_cookie_name(id_hash: &str) -> String {
     format!("khoa_csrf_{}", &id_hash[..id_hash.len().min(16)])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes() {
+        assert_eq!(set("a", "v", "/", 60, false), "a=v; Path=/; Max-Age=60; HttpOnly; SameSite=Lax");
+        assert_eq!(set("a", "v", "/", 60, true), "a=v; Path=/; Max-Age=60; HttpOnly; SameSite=Lax; Secure");
+        let mut h = HeaderMap::new();
+        h.insert(axum::http::header::COOKIE, "x=1; khoa_session=abc; y=\"2\"".parse().unwrap());
+        assert_eq!(get(&h, SESSION_COOKIE).as_deref(), Some("abc"));
+        assert_eq!(get(&h, "y").as_deref(), Some("2"));
+        assert_eq!(get(&h, "z"), None);
+    }
+}

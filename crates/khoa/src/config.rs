@@ -35,6 +35,13 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ("KHOA_REFRESH_TOKEN_LIFETIME", "tokens.refresh_token (default 30days)"),
     ("KHOA_SESSION_LIFETIME", "tokens.session: SSO session (default 24h)"),
     ("KHOA_WATCH_INTERVAL", "watch_interval: how often changes made elsewhere are picked up (default 500ms)"),
+    (
+        "KHOA_LOGIN_FREE_FAILURES",
+        "login_throttle.free_failures: failed logins per account or address before waiting (default 5)",
+    ),
+    ("KHOA_LOGIN_BASE_DELAY", "login_throttle.base_delay: first wait, doubled per further failure (default 1s)"),
+    ("KHOA_LOGIN_MAX_DELAY", "login_throttle.max_delay: longest wait (default 15m)"),
+    ("KHOA_LOGIN_WINDOW", "login_throttle.window: failures older than this are forgotten (default 1h)"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +73,17 @@ struct FileConfig {
     tokens: TokenSection,
     #[serde(default)]
     keys: KeySection,
+    #[serde(default)]
+    login_throttle: ThrottleSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ThrottleSection {
+    free_failures: Option<i64>,
+    base_delay: Option<String>,
+    max_delay: Option<String>,
+    window: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -306,6 +324,34 @@ pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
         settings.watch_interval = d;
     }
 
+    let th = file.login_throttle;
+    let mut throttle = khoa_core::throttle::ThrottlePolicy::default();
+    if let Some(v) =
+        pick(env, "KHOA_LOGIN_FREE_FAILURES", "login_throttle.free_failures", th.free_failures.map(|n| n.to_string()))
+    {
+        throttle.free_failures = v
+            .raw
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (0..=1000).contains(n))
+            .ok_or_else(|| invalid(&v.key, format!("{:?} is not a whole number from 0 to 1000", v.raw)))?;
+    }
+    for (var, key, value, target) in [
+        ("KHOA_LOGIN_BASE_DELAY", "login_throttle.base_delay", th.base_delay, &mut throttle.base_delay),
+        ("KHOA_LOGIN_MAX_DELAY", "login_throttle.max_delay", th.max_delay, &mut throttle.max_delay),
+        ("KHOA_LOGIN_WINDOW", "login_throttle.window", th.window, &mut throttle.window),
+    ] {
+        if let Some(v) = pick(env, var, key, value) {
+            let secs = duration(&v)?.as_secs() as i64;
+            if !(1..=7 * 86_400).contains(&secs) {
+                return Err(invalid(&v.key, "must be between 1s and 7 days"));
+            }
+            *target = secs;
+        }
+    }
+    settings.login_throttle = throttle;
+
     Ok(Config { settings, database_url: database.raw, secret, log_filter: log_filter.raw, log_format })
 }
 
@@ -353,6 +399,12 @@ mod tests {
         assert_eq!(c.settings.lifetimes.access_token, 900);
         assert_eq!(c.settings.lifetimes.id_token, 7200);
         assert_eq!(c.log_format, LogFormat::Json);
+        let f = file("[login_throttle]\nfree_failures = 3\nbase_delay = \"30s\"\n");
+        let c = load(Some(f.path()), &env_of(&[("KHOA_LOGIN_WINDOW", "10m")])).unwrap();
+        assert_eq!(
+            c.settings.login_throttle,
+            khoa_core::throttle::ThrottlePolicy { free_failures: 3, base_delay: 30, max_delay: 900, window: 600 }
+        );
         let c = load(None, &env_of(&[("KHOA_SECRET", "0123456789abcdef0123456789abcdef")])).unwrap();
         assert!(matches!(c.secret, SecretSource::Secret(_)));
     }
@@ -378,6 +430,8 @@ mod tests {
             err(None, &[("KHOA_AUTHORIZATION_CODE_LIFETIME", "1h")]).starts_with("KHOA_AUTHORIZATION_CODE_LIFETIME:")
         );
         assert!(err(None, &[("KHOA_WATCH_INTERVAL", "10s")]).starts_with("KHOA_WATCH_INTERVAL:"));
+        assert!(err(None, &[("KHOA_LOGIN_FREE_FAILURES", "many")]).starts_with("KHOA_LOGIN_FREE_FAILURES:"));
+        assert!(err(None, &[("KHOA_LOGIN_BASE_DELAY", "0s")]).starts_with("KHOA_LOGIN_BASE_DELAY:"));
         let missing = err(Some(Path::new("/nonexistent/khoa.toml")), &[]);
         assert!(missing.contains("/nonexistent/khoa.toml"), "{missing}");
         let f = file("issuer = [\n");
