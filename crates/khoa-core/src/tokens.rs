@@ -115,7 +115,7 @@ mod tests {
             email: Some("sv01@example.vn".into()),
             email_verified: true,
             name: Some("Nguyễn Văn A".into()),
-            phone_number: None,
+            phone_number: Some("+84976535298".into()),
             phone_number_verified: false,
             picture: None,
             created_at: 1,
@@ -127,7 +127,8 @@ mod tests {
         assert_eq!(
             Value::Object(all),
             serde_json::json!({"sub": "7", "name": "Nguyễn Văn A", "preferred_username": "sv01", "updated_at": 2,
-                               "email": "sv01@example.vn", "email_verified": true})
+                               "email": "sv01@example.vn", "email_verified": true,
+                               "phone_number": "+84976535298", "phone_number_verified": false})
         );
     }
 }

@@ -595,8 +595,8 @@ async fn pages_sessions_consent_and_prompts(db: TestDatabase) {
     assert_eq!(status, 200, "{body}");
     assert_eq!(jwt_claims(body["id_token"].as_str().unwrap())["nonce"], "n-0S6_WzA2Mj", "nonce echoed unchanged");
     // A valid id_token_hint for the logged-in user is accepted.
-    let hint = body["id_token"].as_str().unwrap().to_string();
-    let res = b.get(&auth(&[("prompt", "none"), ("id_token_hint", Box::leak(hint.into_boxed_str()))])).await;
+    let hint: &'static str = Box::leak(body["id_token"].as_str().unwrap().to_string().into_boxed_str());
+    let res = b.get(&auth(&[("prompt", "none"), ("id_token_hint", hint)])).await;
     assert!(query(&location(&res, &khoa.issuer())).contains_key("code"), "id_token_hint refused");
 
     // prompt=consent asks again.
@@ -612,6 +612,18 @@ async fn pages_sessions_consent_and_prompts(db: TestDatabase) {
     let ok = login("sv01", PASSWORD, &f).await;
     let second_session = ok.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
     assert_ne!(first_session, second_session, "the session id is rotated on login");
+    // …and the code it leads to carries a later auth_time.
+    let first_auth_time = jwt_claims(hint)["auth_time"].as_i64().unwrap();
+    let callback = b.get(&location(&ok, &khoa.issuer())).await;
+    let code = query(&location(&callback, &khoa.issuer()))["code"].clone();
+    let (status, _, body) = khoa
+        .token(
+            &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CALLBACK)],
+            Some(("web", &secret)),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(jwt_claims(body["id_token"].as_str().unwrap())["auth_time"].as_i64().unwrap() > first_auth_time);
     // The old session is over: its cookie alone gets no single sign-on.
     let stale = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let res = stale.get(auth(&[("prompt", "none")])).header("cookie", &first_session).send().await.unwrap();
