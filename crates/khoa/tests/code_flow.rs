@@ -108,6 +108,14 @@ impl Khoa {
         (status, headers, res.json().await.unwrap_or(Value::Null))
     }
 
+    /// Redeems `code` with Basic client authentication; the token response.
+    async fn exchange(&self, code: &str, basic: (&str, &str)) -> Value {
+        let form = [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", CALLBACK)];
+        let (status, _, body) = self.token(&form, Some(basic)).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
     async fn userinfo(&self, token: &str) -> (u16, reqwest::header::HeaderMap, Value) {
         let res = reqwest::Client::new().get(self.url("/userinfo")).bearer_auth(token).send().await.unwrap();
         let (status, headers) = (res.status().as_u16(), res.headers().clone());
@@ -586,13 +594,7 @@ async fn pages_sessions_consent_and_prompts(db: TestDatabase) {
     let res = b.get(&auth(&[("prompt", "none"), ("nonce", "n-0S6_WzA2Mj")])).await;
     assert_eq!(res.status(), 303);
     let code = query(&location(&res, &khoa.issuer()))["code"].clone();
-    let (status, _, body) = khoa
-        .token(
-            &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CALLBACK)],
-            Some(("web", &secret)),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    let body = khoa.exchange(&code, ("web", &secret)).await;
     assert_eq!(jwt_claims(body["id_token"].as_str().unwrap())["nonce"], "n-0S6_WzA2Mj", "nonce echoed unchanged");
     // A valid id_token_hint for the logged-in user is accepted.
     let hint: &'static str = Box::leak(body["id_token"].as_str().unwrap().to_string().into_boxed_str());
@@ -616,13 +618,7 @@ async fn pages_sessions_consent_and_prompts(db: TestDatabase) {
     let first_auth_time = jwt_claims(hint)["auth_time"].as_i64().unwrap();
     let callback = b.get(&location(&ok, &khoa.issuer())).await;
     let code = query(&location(&callback, &khoa.issuer()))["code"].clone();
-    let (status, _, body) = khoa
-        .token(
-            &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CALLBACK)],
-            Some(("web", &secret)),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    let body = khoa.exchange(&code, ("web", &secret)).await;
     assert!(jwt_claims(body["id_token"].as_str().unwrap())["auth_time"].as_i64().unwrap() > first_auth_time);
     // The old session is over: its cookie alone gets no single sign-on.
     let stale = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
