@@ -116,6 +116,8 @@ pub struct Client {
     pub grant_types: Vec<GrantType>,
     pub scopes: Vec<String>,
     pub skip_consent: bool,
+    /// Issue a refresh token at every code exchange, even without `offline_access`.
+    pub always_issue_refresh_token: bool,
     pub client_name: Option<String>,
     pub logo_uri: Option<String>,
     pub client_uri: Option<String>,
@@ -165,6 +167,7 @@ pub struct ClientRegistration {
     /// `None`: openid profile email phone offline_access.
     pub scopes: Option<String>,
     pub skip_consent: bool,
+    pub always_issue_refresh_token: bool,
     pub client_name: Option<String>,
     pub logo_uri: Option<String>,
     pub client_uri: Option<String>,
@@ -191,6 +194,7 @@ impl ClientRegistration {
             grant_types: None,
             scopes: None,
             skip_consent: false,
+            always_issue_refresh_token: false,
             client_name: None,
             logo_uri: None,
             client_uri: None,
@@ -235,6 +239,8 @@ pub enum RegistrationError {
     Lifetime { name: &'static str, seconds: i64, min: i64, max: i64 },
     #[error("{0} must not be empty and at most 200 characters")]
     Text(&'static str),
+    #[error("always issuing refresh tokens needs the refresh_token grant")]
+    AlwaysRefreshWithoutGrant,
 }
 
 fn check_text(name: &'static str, v: &Option<String>) -> Result<(), RegistrationError> {
@@ -315,6 +321,9 @@ impl ClientRegistration {
         if grant_types.contains(&GrantType::AuthorizationCode) && self.redirect_uris.is_empty() {
             return Err(RegistrationError::NoRedirectUri);
         }
+        if self.always_issue_refresh_token && !grant_types.contains(&GrantType::RefreshToken) {
+            return Err(RegistrationError::AlwaysRefreshWithoutGrant);
+        }
 
         let scopes = ScopeSet::parse(self.scopes.as_deref().unwrap_or(&DEFAULT_CLIENT_SCOPES.join(" ")))?.to_vec();
         let metadata = match self.metadata {
@@ -348,6 +357,7 @@ impl ClientRegistration {
                 grant_types,
                 scopes,
                 skip_consent: self.skip_consent,
+                always_issue_refresh_token: self.always_issue_refresh_token,
                 client_name: self.client_name,
                 logo_uri: self.logo_uri,
                 client_uri: self.client_uri,

@@ -13,6 +13,8 @@ pub mod paths {
     pub const AUTHORIZATION: &str = "/oauth2/auth";
     pub const TOKEN: &str = "/oauth2/token";
     pub const USERINFO: &str = "/userinfo";
+    pub const REVOCATION: &str = "/oauth2/revoke";
+    pub const INTROSPECTION: &str = "/oauth2/introspect";
 }
 
 /// OIDC Core §5.1 claims khoa holds for a user.
@@ -40,11 +42,15 @@ pub struct ProviderMetadata {
     pub token_endpoint: String,
     pub userinfo_endpoint: String,
     pub jwks_uri: String,
+    pub revocation_endpoint: String,
+    pub introspection_endpoint: String,
     pub response_types_supported: Vec<&'static str>,
     pub response_modes_supported: Vec<&'static str>,
     pub grant_types_supported: Vec<&'static str>,
     pub code_challenge_methods_supported: Vec<&'static str>,
     pub token_endpoint_auth_methods_supported: Vec<&'static str>,
+    pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
+    pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
     /// RFC 9207.
     pub authorization_response_iss_parameter_supported: bool,
     pub request_parameter_supported: bool,
@@ -75,11 +81,15 @@ impl ProviderMetadata {
             token_endpoint: format!("{base}{}", paths::TOKEN),
             userinfo_endpoint: format!("{base}{}", paths::USERINFO),
             jwks_uri: format!("{base}{}", paths::JWKS),
+            revocation_endpoint: format!("{base}{}", paths::REVOCATION),
+            introspection_endpoint: format!("{base}{}", paths::INTROSPECTION),
             response_types_supported: vec!["code"],
             response_modes_supported: vec!["query"],
-            grant_types_supported: vec!["authorization_code"],
+            grant_types_supported: vec!["authorization_code", "refresh_token", "client_credentials"],
             code_challenge_methods_supported: vec!["S256"],
             token_endpoint_auth_methods_supported: vec!["client_secret_basic", "client_secret_post", "none"],
+            revocation_endpoint_auth_methods_supported: vec!["client_secret_basic", "client_secret_post", "none"],
+            introspection_endpoint_auth_methods_supported: vec!["client_secret_basic", "client_secret_post"],
             authorization_response_iss_parameter_supported: true,
             request_parameter_supported: false,
             request_uri_parameter_supported: false,

@@ -16,6 +16,9 @@ pub enum TokenEndpointError {
     UnsupportedGrantType(&'static str),
     #[error("{0}")]
     InvalidScope(&'static str),
+    /// RFC 7009 §2.2.1.
+    #[error("{0}")]
+    UnsupportedTokenType(&'static str),
 }
 
 impl TokenEndpointError {
@@ -31,6 +34,7 @@ impl TokenEndpointError {
             Self::UnauthorizedClient(_) => "unauthorized_client",
             Self::UnsupportedGrantType(_) => "unsupported_grant_type",
             Self::InvalidScope(_) => "invalid_scope",
+            Self::UnsupportedTokenType(_) => "unsupported_token_type",
         }
     }
 

@@ -1,17 +1,22 @@
 //! khoa's HTTP layer: a thin axum application over the protocol core and the store.
 
+mod cleanup;
+mod client_authn;
 pub mod clients;
 mod cookies;
 pub mod error;
 mod flow;
+mod grants;
 pub mod i18n;
 mod interaction;
+mod issue;
 pub mod keys;
 pub mod metrics;
 mod pages;
 mod routes;
 pub mod settings;
 pub mod state;
+mod tokens;
 mod watcher;
 
 pub use settings::{Lifetimes, Settings};
@@ -63,6 +68,7 @@ pub async fn start(state: AppState) -> std::io::Result<RunningServer> {
     let local_addr = listener.local_addr()?;
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     watcher::spawn(state.clone(), rx.clone());
+    cleanup::spawn(state.clone(), rx.clone());
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let task = tokio::spawn(async move {
         axum::serve(listener, app)

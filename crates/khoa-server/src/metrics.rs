@@ -19,6 +19,11 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabels {
+    pub table: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 0.25 ms … ~8 s
     Histogram::new(exponential_buckets(0.00025, 2.0, 16))
@@ -35,6 +40,13 @@ pub struct Metrics {
     pub login_throttled: Counter,
     pub client_auth_failures: Counter,
     pub tokens_issued: Counter,
+    pub refresh_reuse: Counter,
+    pub cleanup_deleted: Family<TableLabels, Counter>,
+    pub cleanup_runs: Counter,
+    pub cleanup_errors: Counter,
+    /// Seconds since the oldest expired row still present expired (0 when none).
+    pub cleanup_lag: Gauge,
+    pub cleanup_duration: Histogram,
 }
 
 impl Default for Metrics {
@@ -49,6 +61,12 @@ impl Default for Metrics {
         let login_throttled = Counter::default();
         let client_auth_failures = Counter::default();
         let tokens_issued = Counter::default();
+        let refresh_reuse = Counter::default();
+        let cleanup_deleted = Family::<TableLabels, Counter>::default();
+        let cleanup_runs = Counter::default();
+        let cleanup_errors = Counter::default();
+        let cleanup_lag = Gauge::default();
+        let cleanup_duration = latency_histogram();
         registry.register("http_requests", "HTTP requests by method, route and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency by route", latency.clone());
         registry.register("cache_reloads", "Reloads of cached clients and keys after a change", cache_reloads.clone());
@@ -62,6 +80,20 @@ impl Default for Metrics {
             client_auth_failures.clone(),
         );
         registry.register("tokens_issued", "Token responses issued", tokens_issued.clone());
+        registry.register(
+            "refresh_token_reuse",
+            "Rotated refresh tokens presented again (families revoked)",
+            refresh_reuse.clone(),
+        );
+        registry.register(
+            "cleanup_deleted_rows",
+            "Expired rows deleted by the cleanup job, by table",
+            cleanup_deleted.clone(),
+        );
+        registry.register("cleanup_runs", "Cleanup runs completed by this process", cleanup_runs.clone());
+        registry.register("cleanup_errors", "Cleanup runs that failed", cleanup_errors.clone());
+        registry.register("cleanup_lag_seconds", "Age of the oldest expired row not yet deleted", cleanup_lag.clone());
+        registry.register("cleanup_duration_seconds", "Duration of cleanup runs", cleanup_duration.clone());
         Self {
             registry,
             requests,
@@ -73,6 +105,12 @@ impl Default for Metrics {
             login_throttled,
             client_auth_failures,
             tokens_issued,
+            refresh_reuse,
+            cleanup_deleted,
+            cleanup_runs,
+            cleanup_errors,
+            cleanup_lag,
+            cleanup_duration,
         }
     }
 }

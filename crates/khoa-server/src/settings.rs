@@ -46,6 +46,13 @@ pub struct Settings {
     pub clock_skew_leeway: i64,
     /// Login throttling, per account and per client address.
     pub login_throttle: ThrottlePolicy,
+    /// Duplicates of a refresh token within this many seconds of its rotation get the
+    /// same successor instead of revoking the family.
+    pub refresh_grace: i64,
+    /// How often the cleanup job runs.
+    pub cleanup_interval: Duration,
+    /// Rows one cleanup statement deletes at most.
+    pub cleanup_batch: i64,
 }
 
 impl Settings {
@@ -62,6 +69,9 @@ impl Settings {
             metadata_max_age: 300,
             clock_skew_leeway: 300,
             login_throttle: ThrottlePolicy::default(),
+            refresh_grace: 5,
+            cleanup_interval: Duration::from_secs(60),
+            cleanup_batch: 1000,
         }
     }
 

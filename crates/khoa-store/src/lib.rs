@@ -60,6 +60,122 @@ pub struct AccessTokenRecord {
     pub revoked_at: Option<UnixTime>,
 }
 
+/// A refresh token to store (its handle is known only to the client).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRefreshToken {
+    pub token_hash: String,
+    pub family_id: String,
+    pub client_id: String,
+    pub user_id: i64,
+    pub sid: Option<String>,
+    pub scope: String,
+    pub auth_time: UnixTime,
+    pub amr: Vec<String>,
+    pub offline: bool,
+    pub issued_at: UnixTime,
+    pub expires_at: UnixTime,
+    /// The handle sealed under the master key; kept on the parent for the grace window.
+    pub sealed: Vec<u8>,
+}
+
+/// A stored refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshTokenRecord {
+    pub token_hash: String,
+    pub family_id: String,
+    pub client_id: String,
+    pub user_id: i64,
+    pub sid: Option<String>,
+    pub scope: String,
+    pub auth_time: UnixTime,
+    pub amr: Vec<String>,
+    pub offline: bool,
+    pub issued_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub rotated_at: Option<UnixTime>,
+    pub successor_hash: Option<String>,
+    pub successor_sealed: Option<Vec<u8>>,
+    pub revoked_at: Option<UnixTime>,
+}
+
+impl RefreshTokenRecord {
+    pub fn is_live(&self, now: UnixTime) -> bool {
+        self.rotated_at.is_none() && self.revoked_at.is_none() && now < self.expires_at
+    }
+}
+
+/// What happened when a client presented a refresh token for rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// This presentation won: the successor was stored and the access token recorded.
+    Rotated,
+    /// A duplicate within the grace window: the winner's successor (sealed) is handed
+    /// out again and the access token recorded; nothing is revoked.
+    Grace {
+        successor: Box<RefreshTokenRecord>,
+        sealed: Vec<u8>,
+    },
+    /// Presented after its rotation, outside the grace window: the whole family is now
+    /// revoked (RFC 9700 §4.14.2).
+    Reused {
+        revoked: u64,
+    },
+    Revoked,
+    Expired,
+    OtherClient,
+    Unknown,
+}
+
+/// Rows a cleanup pass deletes once they have expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiring {
+    AuthorizationCodes,
+    AccessTokens,
+    RefreshTokens,
+    Sessions,
+    Interactions,
+    LoginThrottle,
+}
+
+impl Expiring {
+    pub const ALL: [Expiring; 6] = [
+        Self::AuthorizationCodes,
+        Self::AccessTokens,
+        Self::RefreshTokens,
+        Self::Sessions,
+        Self::Interactions,
+        Self::LoginThrottle,
+    ];
+
+    pub fn table(self) -> &'static str {
+        match self {
+            Self::AuthorizationCodes => "authorization_codes",
+            Self::AccessTokens => "access_tokens",
+            Self::RefreshTokens => "refresh_tokens",
+            Self::Sessions => "sessions",
+            Self::Interactions => "interactions",
+            Self::LoginThrottle => "login_throttle",
+        }
+    }
+
+    pub(crate) fn key_column(self) -> &'static str {
+        match self {
+            Self::AuthorizationCodes => "code_hash",
+            Self::AccessTokens => "jti",
+            Self::RefreshTokens => "token_hash",
+            Self::Sessions | Self::Interactions => "id_hash",
+            Self::LoginThrottle => "key",
+        }
+    }
+
+    pub(crate) fn expiry_column(self) -> &'static str {
+        match self {
+            Self::LoginThrottle => "last_failure_at",
+            _ => "expires_at",
+        }
+    }
+}
+
 /// What happened when a client presented a code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Redemption {
@@ -131,17 +247,53 @@ pub trait Store: Send + Sync + 'static {
     async fn consent(&self, user_id: i64, client_id: &str) -> Result<Option<String>, StoreError>;
     async fn grant_consent(&self, user_id: i64, client_id: &str, scope: &str, now: UnixTime) -> Result<(), StoreError>;
 
+    /// A code as stored, whatever its state (codes never change but for consumption).
+    async fn code(&self, code_hash: &str) -> Result<Option<AuthorizationCode>, StoreError>;
     /// Stores a new code and records its client in the code's session.
     async fn insert_code(&self, code: &AuthorizationCode) -> Result<(), StoreError>;
     /// Consumes a code for `client_id` atomically (RFC 6749 §4.1.2: at most once) and
-    /// records `token` as issued from it.
+    /// records `token` (and `refresh`, whose family is the code's hash) as issued from
+    /// it. A replay revokes every access and refresh token issued from the code.
     async fn redeem_code(
         &self,
         code_hash: &str,
         client_id: &str,
         now: UnixTime,
         token: &NewAccessToken,
+        refresh: Option<&NewRefreshToken>,
     ) -> Result<Redemption, StoreError>;
+
+    async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshTokenRecord>, StoreError>;
+    /// Rotates a refresh token atomically: exactly one of any number of concurrent
+    /// presentations stores `successor`; duplicates within `grace` seconds of the
+    /// rotation get the same successor; later ones revoke the family. `access` is
+    /// recorded, with the scope of the refresh token handed out, unless refused.
+    async fn rotate_refresh_token(
+        &self,
+        token_hash: &str,
+        client_id: &str,
+        now: UnixTime,
+        grace: i64,
+        successor: &NewRefreshToken,
+        access: &NewAccessToken,
+    ) -> Result<Rotation, StoreError>;
+    /// Revokes every refresh and access token of a family (or of a code's grant).
+    async fn revoke_family(&self, family_id: &str, now: UnixTime) -> Result<u64, StoreError>;
+    async fn revoke_access_token(&self, jti: &str, now: UnixTime) -> Result<bool, StoreError>;
+    /// Records an access token that comes from no code or refresh token
+    /// (client_credentials).
+    async fn insert_access_token(&self, token: &AccessTokenRecord) -> Result<(), StoreError>;
+
+    /// Takes or renews the lease `name` for `holder` until `until`; `false` while
+    /// another holder's lease runs.
+    async fn acquire_lease(&self, name: &str, holder: &str, now: UnixTime, until: UnixTime)
+        -> Result<bool, StoreError>;
+    /// Deletes at most `limit` rows of `kind` that expired before `before`.
+    async fn delete_expired(&self, kind: Expiring, before: UnixTime, limit: i64) -> Result<u64, StoreError>;
+    /// The expiry time of the oldest row of `kind` that expired before `before`.
+    async fn oldest_expired(&self, kind: Expiring, before: UnixTime) -> Result<Option<UnixTime>, StoreError>;
+    /// Rows of every table, for operators and the cleanup benchmark.
+    async fn row_counts(&self) -> Result<Vec<(&'static str, i64)>, StoreError>;
 
     async fn access_token(&self, jti: &str) -> Result<Option<AccessTokenRecord>, StoreError>;
     /// Revokes every access token issued from `grant_id`; returns how many.

@@ -11,7 +11,7 @@ pub(crate) const CLIENT_COLUMNS: &str = "client_id, client_secret_hash, is_publi
     post_logout_redirect_uris, frontchannel_logout_uri, backchannel_logout_uri, grant_types, scopes, \
     skip_consent, client_name, logo_uri, client_uri, policy_uri, tos_uri, owner, contacts, metadata, \
     id_token_signed_response_alg, authorization_code_lifetime, access_token_lifetime, id_token_lifetime, \
-    refresh_token_lifetime, created_at, updated_at";
+    refresh_token_lifetime, created_at, updated_at, always_issue_refresh_token";
 
 pub(crate) const USER_COLUMNS: &str = "id, username, password_hash, email, email_verified, name, \
     phone_number, phone_number_verified, picture, created_at, updated_at";
@@ -47,6 +47,7 @@ pub(crate) struct ClientRow {
     refresh_token_lifetime: Option<i64>,
     created_at: i64,
     updated_at: i64,
+    always_issue_refresh_token: bool,
 }
 
 fn json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T, StoreError> {
@@ -88,6 +89,7 @@ impl TryFrom<ClientRow> for Client {
             frontchannel_logout_uri: r.frontchannel_logout_uri,
             backchannel_logout_uri: r.backchannel_logout_uri,
             skip_consent: r.skip_consent,
+            always_issue_refresh_token: r.always_issue_refresh_token,
             client_name: r.client_name,
             logo_uri: r.logo_uri,
             client_uri: r.client_uri,
@@ -287,6 +289,120 @@ impl From<AccessTokenRow> for crate::AccessTokenRecord {
     }
 }
 
+pub(crate) const REFRESH_COLUMNS: &str = "token_hash, family_id, client_id, user_id, sid, scope, auth_time, amr, \
+    offline, issued_at, expires_at, rotated_at, successor_hash, successor_sealed, revoked_at";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct RefreshRow {
+    token_hash: String,
+    family_id: String,
+    client_id: String,
+    user_id: i64,
+    sid: Option<String>,
+    scope: String,
+    auth_time: i64,
+    amr: String,
+    offline: bool,
+    issued_at: i64,
+    expires_at: i64,
+    rotated_at: Option<i64>,
+    successor_hash: Option<String>,
+    successor_sealed: Option<Vec<u8>>,
+    revoked_at: Option<i64>,
+}
+
+impl TryFrom<RefreshRow> for crate::RefreshTokenRecord {
+    type Error = StoreError;
+    fn try_from(r: RefreshRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            amr: json("amr", &r.amr)?,
+            token_hash: r.token_hash,
+            family_id: r.family_id,
+            client_id: r.client_id,
+            user_id: r.user_id,
+            sid: r.sid,
+            scope: r.scope,
+            auth_time: r.auth_time,
+            offline: r.offline,
+            issued_at: r.issued_at,
+            expires_at: r.expires_at,
+            rotated_at: r.rotated_at,
+            successor_hash: r.successor_hash,
+            successor_sealed: r.successor_sealed,
+            revoked_at: r.revoked_at,
+        })
+    }
+}
+
+/// Inserts a refresh token (inside the caller's transaction).
+macro_rules! insert_refresh {
+    ($tx:expr, $r:expr) => {
+        sqlx::query(&format!(
+            "INSERT INTO refresh_tokens ({}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,NULL,NULL,NULL,NULL)",
+            $crate::sql::REFRESH_COLUMNS
+        ))
+        .bind(&$r.token_hash)
+        .bind(&$r.family_id)
+        .bind(&$r.client_id)
+        .bind($r.user_id)
+        .bind(&$r.sid)
+        .bind(&$r.scope)
+        .bind($r.auth_time)
+        .bind($crate::sql::to_json(&$r.amr))
+        .bind($r.offline)
+        .bind($r.issued_at)
+        .bind($r.expires_at)
+        .execute(&mut *$tx)
+        .await?
+    };
+}
+
+pub(crate) use insert_refresh;
+
+/// Inserts an access token record (inside the caller's transaction).
+macro_rules! insert_access {
+    ($tx:expr, $jti:expr, $grant:expr, $client:expr, $user:expr, $sid:expr, $scope:expr, $iat:expr, $exp:expr) => {
+        sqlx::query(&format!(
+            "INSERT INTO access_tokens ({}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,NULL)",
+            $crate::sql::ACCESS_TOKEN_COLUMNS
+        ))
+        .bind($jti)
+        .bind($grant)
+        .bind($client)
+        .bind($user)
+        .bind($sid)
+        .bind($scope)
+        .bind($iat)
+        .bind($exp)
+        .execute(&mut *$tx)
+        .await?
+    };
+}
+
+pub(crate) use insert_access;
+
+/// Revokes a family's refresh and access tokens (inside the caller's transaction).
+macro_rules! revoke_family_tx {
+    ($tx:expr, $family:expr, $now:expr) => {{
+        let refresh =
+            sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL")
+                .bind($now)
+                .bind($family)
+                .execute(&mut *$tx)
+                .await?
+                .rows_affected();
+        let access = sqlx::query("UPDATE access_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL")
+            .bind($now)
+            .bind($family)
+            .execute(&mut *$tx)
+            .await?
+            .rows_affected();
+        refresh + access
+    }};
+}
+
+pub(crate) use revoke_family_tx;
+
 /// Runs one change statement and bumps the change epoch in the same transaction;
 /// evaluates to the number of rows the statement affected.
 /// With `conflict = "what"`, a unique violation becomes `StoreError::Conflict(what)`.
@@ -343,7 +459,7 @@ macro_rules! sql_store {
                     self.pool,
                     sqlx::query(&format!(
                         "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES \
-                     ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25)"
+                     ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26)"
                     ))
                     .bind(&c.client_id)
                     .bind(&c.client_secret_hash)
@@ -369,7 +485,8 @@ macro_rules! sql_store {
                     .bind(c.lifetimes.id_token)
                     .bind(c.lifetimes.refresh_token)
                     .bind(c.created_at)
-                    .bind(c.updated_at),
+                    .bind(c.updated_at)
+                    .bind(c.always_issue_refresh_token),
                     conflict = "client"
                 );
                 Ok(())
@@ -688,6 +805,7 @@ macro_rules! sql_store {
                 client_id: &str,
                 now: i64,
                 token: &$crate::NewAccessToken,
+                refresh: Option<&$crate::NewRefreshToken>,
             ) -> Result<$crate::Redemption, $crate::StoreError> {
                 let mut tx = self.pool.begin().await?;
                 // RFC 6749 §4.1.2: a code is used at most once. The row lock (PostgreSQL)
@@ -704,20 +822,20 @@ macro_rules! sql_store {
                 .await?;
                 if let Some(row) = consumed {
                     let code: khoa_core::code::AuthorizationCode = row.try_into()?;
-                    sqlx::query(&format!(
-                        "INSERT INTO access_tokens ({}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,NULL)",
-                        $crate::sql::ACCESS_TOKEN_COLUMNS
-                    ))
-                    .bind(&token.jti)
-                    .bind(&code.code_hash)
-                    .bind(&code.client_id)
-                    .bind(code.user_id)
-                    .bind(&code.sid)
-                    .bind(&code.scope)
-                    .bind(token.issued_at)
-                    .bind(token.expires_at)
-                    .execute(&mut *tx)
-                    .await?;
+                    $crate::sql::insert_access!(
+                        tx,
+                        &token.jti,
+                        &code.code_hash,
+                        &code.client_id,
+                        code.user_id,
+                        &code.sid,
+                        &code.scope,
+                        token.issued_at,
+                        token.expires_at
+                    );
+                    if let Some(r) = refresh {
+                        $crate::sql::insert_refresh!(tx, r);
+                    }
                     tx.commit().await?;
                     return Ok($crate::Redemption::Redeemed(Box::new(code)));
                 }
@@ -730,14 +848,7 @@ macro_rules! sql_store {
                     None => $crate::Redemption::Unknown,
                     Some((None,)) => $crate::Redemption::OtherClient,
                     Some((Some(_),)) => {
-                        let revoked = sqlx::query(
-                            "UPDATE access_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL",
-                        )
-                        .bind(now)
-                        .bind(code_hash)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
+                        let revoked = $crate::sql::revoke_family_tx!(tx, code_hash, now);
                         $crate::Redemption::Replayed { revoked }
                     }
                 };
@@ -804,6 +915,206 @@ macro_rules! sql_store {
             async fn clear_login_failures(&self, key: &str) -> Result<(), $crate::StoreError> {
                 sqlx::query("DELETE FROM login_throttle WHERE key = $1").bind(key).execute(&self.pool).await?;
                 Ok(())
+            }
+
+            async fn code(&self, code_hash: &str) -> Result<Option<khoa_core::code::AuthorizationCode>, $crate::StoreError> {
+                let row: Option<$crate::sql::CodeRow> = sqlx::query_as(&format!(
+                    "SELECT {} FROM authorization_codes WHERE code_hash = $1",
+                    $crate::sql::CODE_COLUMNS
+                ))
+                .bind(code_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            async fn refresh_token(&self, token_hash: &str) -> Result<Option<$crate::RefreshTokenRecord>, $crate::StoreError> {
+                let row: Option<$crate::sql::RefreshRow> = sqlx::query_as(&format!(
+                    "SELECT {} FROM refresh_tokens WHERE token_hash = $1",
+                    $crate::sql::REFRESH_COLUMNS
+                ))
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            async fn rotate_refresh_token(
+                &self,
+                token_hash: &str,
+                client_id: &str,
+                now: i64,
+                grace: i64,
+                successor: &$crate::NewRefreshToken,
+                access: &$crate::NewAccessToken,
+            ) -> Result<$crate::Rotation, $crate::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                // Exactly one concurrent presentation matches `rotated_at IS NULL`: the
+                // row lock (PostgreSQL) or the write lock (SQLite) orders them.
+                let won = sqlx::query(
+                    "UPDATE refresh_tokens SET rotated_at = $1, successor_hash = $2, successor_sealed = $3 \
+                     WHERE token_hash = $4 AND client_id = $5 AND rotated_at IS NULL AND revoked_at IS NULL \
+                     AND expires_at > $1",
+                )
+                .bind(now)
+                .bind(&successor.token_hash)
+                .bind(&successor.sealed)
+                .bind(token_hash)
+                .bind(client_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if won {
+                    $crate::sql::insert_refresh!(tx, successor);
+                    $crate::sql::insert_access!(
+                        tx,
+                        &access.jti,
+                        &successor.family_id,
+                        client_id,
+                        successor.user_id,
+                        &successor.sid,
+                        &successor.scope,
+                        access.issued_at,
+                        access.expires_at
+                    );
+                    tx.commit().await?;
+                    return Ok($crate::Rotation::Rotated);
+                }
+                let row: Option<$crate::sql::RefreshRow> = sqlx::query_as(&format!(
+                    "SELECT {} FROM refresh_tokens WHERE token_hash = $1",
+                    $crate::sql::REFRESH_COLUMNS
+                ))
+                .bind(token_hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else {
+                    return Ok($crate::Rotation::Unknown);
+                };
+                let presented: $crate::RefreshTokenRecord = row.try_into()?;
+                let outcome = if presented.client_id != client_id {
+                    $crate::Rotation::OtherClient
+                } else if presented.revoked_at.is_some() {
+                    $crate::Rotation::Revoked
+                } else if presented.rotated_at.is_none() {
+                    $crate::Rotation::Expired
+                } else {
+                    // Rotated before: an honest duplicate within the grace window, while
+                    // the successor is still the live head of the family, gets the
+                    // same successor; anything else is reuse.
+                    let rotated_at = presented.rotated_at.unwrap_or(now);
+                    let successor_row: Option<$crate::sql::RefreshRow> = match &presented.successor_hash {
+                        Some(h) if now - rotated_at <= grace => sqlx::query_as(&format!(
+                            "SELECT {} FROM refresh_tokens WHERE token_hash = $1",
+                            $crate::sql::REFRESH_COLUMNS
+                        ))
+                        .bind(h)
+                        .fetch_optional(&mut *tx)
+                        .await?,
+                        _ => None,
+                    };
+                    let live = match successor_row {
+                        Some(r) => Some($crate::RefreshTokenRecord::try_from(r)?).filter(|s| s.is_live(now)),
+                        None => None,
+                    };
+                    match (live, presented.successor_sealed.clone()) {
+                        (Some(next), Some(sealed)) => {
+                            $crate::sql::insert_access!(
+                                tx,
+                                &access.jti,
+                                &next.family_id,
+                                client_id,
+                                next.user_id,
+                                &next.sid,
+                                &next.scope,
+                                access.issued_at,
+                                access.expires_at
+                            );
+                            $crate::Rotation::Grace { successor: Box::new(next), sealed }
+                        }
+                        _ => {
+                            let revoked = $crate::sql::revoke_family_tx!(tx, &presented.family_id, now);
+                            $crate::Rotation::Reused { revoked }
+                        }
+                    }
+                };
+                tx.commit().await?;
+                Ok(outcome)
+            }
+
+            async fn revoke_family(&self, family_id: &str, now: i64) -> Result<u64, $crate::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let n = $crate::sql::revoke_family_tx!(tx, family_id, now);
+                tx.commit().await?;
+                Ok(n)
+            }
+
+            async fn revoke_access_token(&self, jti: &str, now: i64) -> Result<bool, $crate::StoreError> {
+                let n = sqlx::query("UPDATE access_tokens SET revoked_at = $1 WHERE jti = $2 AND revoked_at IS NULL")
+                    .bind(now)
+                    .bind(jti)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                Ok(n > 0)
+            }
+
+            async fn insert_access_token(&self, t: &$crate::AccessTokenRecord) -> Result<(), $crate::StoreError> {
+                let mut conn = self.pool.acquire().await?;
+                $crate::sql::insert_access!(
+                    conn,
+                    &t.jti,
+                    &t.grant_id,
+                    &t.client_id,
+                    t.user_id,
+                    &t.sid,
+                    &t.scope,
+                    t.issued_at,
+                    t.expires_at
+                );
+                Ok(())
+            }
+
+            async fn acquire_lease(&self, name: &str, holder: &str, now: i64, until: i64) -> Result<bool, $crate::StoreError> {
+                let got: Option<String> = sqlx::query_scalar(
+                    "INSERT INTO job_leases (name, holder, until) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+                     WHERE job_leases.until < $4 OR job_leases.holder = excluded.holder \
+                     RETURNING holder",
+                )
+                .bind(name)
+                .bind(holder)
+                .bind(until)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(got.as_deref() == Some(holder))
+            }
+
+            async fn delete_expired(&self, kind: $crate::Expiring, before: i64, limit: i64) -> Result<u64, $crate::StoreError> {
+                // By primary key in bounded batches: short transactions, no long locks.
+                let (table, key, expiry) = (kind.table(), kind.key_column(), kind.expiry_column());
+                let sql = format!(
+                    "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {expiry} < $1 LIMIT $2)"
+                );
+                Ok(sqlx::query(&sql).bind(before).bind(limit).execute(&self.pool).await?.rows_affected())
+            }
+
+            async fn oldest_expired(&self, kind: $crate::Expiring, before: i64) -> Result<Option<i64>, $crate::StoreError> {
+                let sql = format!("SELECT MIN({}) FROM {} WHERE {} < $1", kind.expiry_column(), kind.table(), kind.expiry_column());
+                Ok(sqlx::query_scalar(&sql).bind(before).fetch_one(&self.pool).await?)
+            }
+
+            async fn row_counts(&self) -> Result<Vec<(&'static str, i64)>, $crate::StoreError> {
+                let mut out = vec![];
+                for table in ["clients", "users", "signing_keys", "session_clients", "consents"]
+                    .into_iter()
+                    .chain($crate::Expiring::ALL.iter().map(|k| k.table()))
+                {
+                    let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&self.pool).await?;
+                    out.push((table, n));
+                }
+                Ok(out)
             }
         }
     };

@@ -272,8 +272,9 @@ async fn codes_are_single_use_and_replay_revokes(db: TestDatabase) {
     store.insert_code(&code("c2", "mobile", "sid", user.id)).await.unwrap();
     assert_eq!(store.session_clients("sid").await.unwrap(), ["mobile", "portal"]);
 
-    assert_eq!(store.redeem_code("c1", "mobile", 1120, &token("t0")).await.unwrap(), Redemption::OtherClient);
-    let Redemption::Redeemed(redeemed) = store.redeem_code("c1", "portal", 1120, &token("t1")).await.unwrap() else {
+    assert_eq!(store.redeem_code("c1", "mobile", 1120, &token("t0"), None).await.unwrap(), Redemption::OtherClient);
+    let Redemption::Redeemed(redeemed) = store.redeem_code("c1", "portal", 1120, &token("t1"), None).await.unwrap()
+    else {
         panic!("not redeemed");
     };
     assert_eq!(*redeemed, code("c1", "portal", "sid", user.id));
@@ -286,12 +287,12 @@ async fn codes_are_single_use_and_replay_revokes(db: TestDatabase) {
 
     // Replay: refused, and the token issued from the code is revoked.
     assert_eq!(
-        store.redeem_code("c1", "portal", 1130, &token("t2")).await.unwrap(),
+        store.redeem_code("c1", "portal", 1130, &token("t2"), None).await.unwrap(),
         Redemption::Replayed { revoked: 1 }
     );
     assert_eq!(store.access_token("t1").await.unwrap().unwrap().revoked_at, Some(1130));
     assert_eq!(store.access_token("t2").await.unwrap(), None);
-    assert_eq!(store.redeem_code("nope", "portal", 1130, &token("t3")).await.unwrap(), Redemption::Unknown);
+    assert_eq!(store.redeem_code("nope", "portal", 1130, &token("t3"), None).await.unwrap(), Redemption::Unknown);
     assert_eq!(store.revoke_grant("c1", 1200).await.unwrap(), 0, "already revoked");
 }
 
@@ -303,7 +304,7 @@ async fn parallel_redemptions_admit_exactly_one(db: TestDatabase) {
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let s = store.clone();
-            tokio::spawn(async move { s.redeem_code("race", "portal", 1120, &token(&format!("t{i}"))).await })
+            tokio::spawn(async move { s.redeem_code("race", "portal", 1120, &token(&format!("t{i}")), None).await })
         })
         .collect();
     let results: Vec<Redemption> =

@@ -5,6 +5,7 @@
 //! sets it; a PostgreSQL test without it fails (it never silently skips).
 
 pub mod browser;
+pub mod flow;
 mod server;
 
 pub use khoa_store::Backend;

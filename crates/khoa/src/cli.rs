@@ -95,6 +95,9 @@ pub struct ClientCreate {
     /// Never ask users for consent for this client.
     #[arg(long)]
     pub skip_consent: bool,
+    /// Issue a refresh token at every code exchange, even without `offline_access`.
+    #[arg(long)]
+    pub always_issue_refresh_token: bool,
     /// client_name shown on the login and consent pages.
     #[arg(long)]
     pub name: Option<String>,

@@ -35,6 +35,8 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ("KHOA_REFRESH_TOKEN_LIFETIME", "tokens.refresh_token (default 30days)"),
     ("KHOA_SESSION_LIFETIME", "tokens.session: SSO session (default 24h)"),
     ("KHOA_WATCH_INTERVAL", "watch_interval: how often changes made elsewhere are picked up (default 500ms)"),
+    ("KHOA_REFRESH_GRACE", "tokens.refresh_grace: duplicates of a refresh token within this time of its rotation get the same successor (default 5s)"),
+    ("KHOA_CLEANUP_INTERVAL", "cleanup_interval: how often expired rows are deleted (default 1m)"),
     (
         "KHOA_LOGIN_FREE_FAILURES",
         "login_throttle.free_failures: failed logins per account or address before waiting (default 5)",
@@ -67,6 +69,7 @@ struct FileConfig {
     secret: Option<String>,
     secret_file: Option<PathBuf>,
     watch_interval: Option<String>,
+    cleanup_interval: Option<String>,
     #[serde(default)]
     log: LogSection,
     #[serde(default)]
@@ -101,6 +104,7 @@ struct TokenSection {
     id_token: Option<String>,
     refresh_token: Option<String>,
     session: Option<String>,
+    refresh_grace: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -278,6 +282,7 @@ pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
 
     let defaults = Lifetimes::default();
     let t = file.tokens;
+    let refresh_grace = t.refresh_grace.clone();
     let lifetimes = Lifetimes {
         authorization_code: lifetime(
             pick(env, "KHOA_AUTHORIZATION_CODE_LIFETIME", "tokens.authorization_code", t.authorization_code),
@@ -351,6 +356,20 @@ pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
         }
     }
     settings.login_throttle = throttle;
+    if let Some(v) = pick(env, "KHOA_REFRESH_GRACE", "tokens.refresh_grace", refresh_grace) {
+        let secs = duration(&v)?.as_secs() as i64;
+        if secs > 60 {
+            return Err(invalid(&v.key, "at most 60s"));
+        }
+        settings.refresh_grace = secs;
+    }
+    if let Some(v) = pick(env, "KHOA_CLEANUP_INTERVAL", "cleanup_interval", file.cleanup_interval) {
+        let d = duration(&v)?;
+        if d < Duration::from_secs(1) || d > Duration::from_secs(3600) {
+            return Err(invalid(&v.key, "must be between 1s and 1h"));
+        }
+        settings.cleanup_interval = d;
+    }
 
     Ok(Config { settings, database_url: database.raw, secret, log_filter: log_filter.raw, log_format })
 }

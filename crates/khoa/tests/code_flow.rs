@@ -5,7 +5,8 @@
 
 use base64::Engine;
 use khoa_testkit::browser::{inputs, location, query, Browser};
-use khoa_testkit::{both_backends, run_cli, stdout_json, KhoaProcess, TestDatabase};
+use khoa_testkit::flow::{jwt_claims, jwt_header, sign_in, Khoa, CALLBACK, CHALLENGE, PASSWORD, VERIFIER};
+use khoa_testkit::{both_backends, TestDatabase};
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreUserInfoClaims,
 };
@@ -16,152 +17,6 @@ use openidconnect::{
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_khoa");
-const PASSWORD: &str = "mật khẩu rất dài";
-/// Relying parties' callback: never contacted, the browser stops at the redirect.
-const CALLBACK: &str = "http://127.0.0.1:9/callback";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-
-struct Khoa {
-    db: TestDatabase,
-    server: KhoaProcess,
-}
-
-impl Khoa {
-    /// A server on `db` with the user `sv01`.
-    fn new(db: TestDatabase) -> Self {
-        Self::with_env(db, &[])
-    }
-
-    fn with_env(db: TestDatabase, env: &[(&str, &str)]) -> Self {
-        let server = KhoaProcess::start(BIN, &db, env);
-        let k = Self { db, server };
-        k.user("sv01");
-        k
-    }
-
-    fn url(&self, path: &str) -> String {
-        self.server.url(path)
-    }
-
-    fn issuer(&self) -> String {
-        self.server.base_url.clone()
-    }
-
-    /// Registers a client with the test callback; returns its secret (if confidential).
-    fn client(&self, id: &str, extra: &[&str]) -> Option<String> {
-        let mut args = vec!["client", "create", "--id", id, "--redirect-uri", CALLBACK, "--name", "Ứng dụng mẫu"];
-        args.extend_from_slice(extra);
-        stdout_json(&run_cli(BIN, &self.db, &args, None))["client_secret"].as_str().map(str::to_string)
-    }
-
-    fn user(&self, username: &str) {
-        let args = [
-            "user",
-            "create",
-            "--username",
-            username,
-            "--password-stdin",
-            "--email",
-            "sv01@hutech.edu.vn",
-            "--name",
-            "Nguyễn Văn A",
-        ];
-        stdout_json(&run_cli(BIN, &self.db, &args, Some(PASSWORD)));
-    }
-
-    /// An authorization URL built by hand.
-    fn authorize_url(&self, params: &[(&str, &str)]) -> String {
-        let mut url = url::Url::parse(&self.url("/oauth2/auth")).unwrap();
-        url.query_pairs_mut().extend_pairs(params);
-        url.to_string()
-    }
-
-    /// A code for `client_id` with the standard parameters plus `extra`.
-    async fn code(&self, browser: &Browser, client_id: &str, extra: &[(&str, &str)]) -> String {
-        let mut params = vec![
-            ("client_id", client_id),
-            ("redirect_uri", CALLBACK),
-            ("response_type", "code"),
-            ("scope", "openid profile"),
-            ("state", "st"),
-        ];
-        params.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
-        params.extend_from_slice(extra);
-        let callback = sign_in(browser, self, &self.authorize_url(&params), "sv01", PASSWORD).await;
-        query(&callback).get("code").cloned().unwrap_or_else(|| panic!("no code: {callback}"))
-    }
-
-    async fn token(
-        &self,
-        form: &[(&str, &str)],
-        basic: Option<(&str, &str)>,
-    ) -> (u16, reqwest::header::HeaderMap, Value) {
-        let mut req = reqwest::Client::new().post(self.url("/oauth2/token")).form(form);
-        if let Some((id, secret)) = basic {
-            let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-            let creds = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(id), enc(secret)));
-            req = req.header("authorization", format!("Basic {creds}"));
-        }
-        let res = req.send().await.unwrap();
-        let (status, headers) = (res.status().as_u16(), res.headers().clone());
-        (status, headers, res.json().await.unwrap_or(Value::Null))
-    }
-
-    /// Redeems `code` with Basic client authentication; the token response.
-    async fn exchange(&self, code: &str, basic: (&str, &str)) -> Value {
-        let form = [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", CALLBACK)];
-        let (status, _, body) = self.token(&form, Some(basic)).await;
-        assert_eq!(status, 200, "{body}");
-        body
-    }
-
-    async fn userinfo(&self, token: &str) -> (u16, reqwest::header::HeaderMap, Value) {
-        let res = reqwest::Client::new().get(self.url("/userinfo")).bearer_auth(token).send().await.unwrap();
-        let (status, headers) = (res.status().as_u16(), res.headers().clone());
-        (status, headers, res.json().await.unwrap_or(Value::Null))
-    }
-}
-
-/// Drives the browser from an authorization URL to the client's callback, logging in
-/// and allowing consent where the pages ask. Returns the callback URL.
-async fn sign_in(browser: &Browser, khoa: &Khoa, start: &str, username: &str, password: &str) -> String {
-    let mut res = browser.get(start).await;
-    for _ in 0..8 {
-        match res.status().as_u16() {
-            303 => {
-                let next = location(&res, &khoa.issuer());
-                if next.starts_with(CALLBACK) {
-                    return next;
-                }
-                res = browser.get(&next).await;
-            }
-            200 => {
-                let html = res.text().await.unwrap();
-                let f = inputs(&html);
-                if html.contains("action=\"/oauth2/auth/login\"") {
-                    let form = [
-                        ("interaction", f["interaction"].as_str()),
-                        ("csrf_token", f["csrf_token"].as_str()),
-                        ("username", username),
-                        ("password", password),
-                    ];
-                    res = browser.post_form(&khoa.url("/oauth2/auth/login"), &form).await;
-                } else {
-                    assert!(html.contains("name=\"decision\" value=\"allow\""), "unexpected page: {html}");
-                    let form = [
-                        ("interaction", f["interaction"].as_str()),
-                        ("csrf_token", f["csrf_token"].as_str()),
-                        ("decision", "allow"),
-                    ];
-                    res = browser.post_form(&khoa.url("/oauth2/auth/consent"), &form).await;
-                }
-            }
-            other => panic!("unexpected {other}: {}", res.text().await.unwrap_or_default()),
-        }
-    }
-    panic!("no redirect to the client after 8 steps");
-}
 
 fn http() -> openidconnect::reqwest::Client {
     openidconnect::reqwest::ClientBuilder::new()
@@ -170,20 +25,10 @@ fn http() -> openidconnect::reqwest::Client {
         .unwrap()
 }
 
-fn jwt_claims(jwt: &str) -> Value {
-    let payload = jwt.split('.').nth(1).unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
-}
-
-fn jwt_header(jwt: &str) -> Value {
-    let header = jwt.split('.').next().unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap()
-}
-
 /// A confidential client logs the user in through the pages (login, consent); a second
 /// client in the same browser gets its code without a login page (single sign-on).
 async fn confidential_client_and_single_sign_on(db: TestDatabase) {
-    let khoa = Khoa::new(db);
+    let khoa = Khoa::new(BIN, db);
     let secret = khoa.client("portal", &["--secret", "a:b%c-0123456789-0123456789-0123456789"]);
     assert_eq!(secret.as_deref(), Some("a:b%c-0123456789-0123456789-0123456789"));
     khoa.client("library", &["--skip-consent"]);
@@ -277,7 +122,7 @@ async fn confidential_client_and_single_sign_on(db: TestDatabase) {
 
 /// A public client with PKCE and an ES256 (then EdDSA) ID token.
 async fn public_client_with_pkce(db: TestDatabase) {
-    let khoa = Khoa::new(db);
+    let khoa = Khoa::new(BIN, db);
     for (id, alg, core_alg) in [
         ("mobile", "ES256", CoreJwsSigningAlgorithm::EcdsaP256Sha256),
         ("mobile-ed", "EdDSA", CoreJwsSigningAlgorithm::EdDsa),
@@ -313,7 +158,7 @@ async fn public_client_with_pkce(db: TestDatabase) {
 
 /// Two (and more) parallel redemptions of one code: exactly one succeeds.
 async fn parallel_redemptions_give_exactly_one_token(db: TestDatabase) {
-    let khoa = Khoa::new(db);
+    let khoa = Khoa::new(BIN, db);
     khoa.client("spa", &["--public", "--skip-consent"]);
     let code =
         khoa.code(&Browser::new(), "spa", &[("code_challenge", CHALLENGE), ("code_challenge_method", "S256")]).await;
@@ -335,7 +180,7 @@ async fn parallel_redemptions_give_exactly_one_token(db: TestDatabase) {
 
 /// RFC 6749 §4.1.2: a replayed code is refused and every token issued from it revoked.
 async fn replayed_code_revokes_its_tokens(db: TestDatabase) {
-    let khoa = Khoa::new(db);
+    let khoa = Khoa::new(BIN, db);
     let secret = khoa.client("portal", &["--skip-consent"]).unwrap();
     let code = khoa.code(&Browser::new(), "portal", &[]).await;
     let form = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", CALLBACK)];
@@ -381,7 +226,7 @@ async fn error_page(khoa: &Khoa, browser: &Browser, params: &[(&str, &str)]) {
 }
 
 async fn authorization_endpoint_refusals(db: TestDatabase) {
-    let khoa = Khoa::new(db);
+    let khoa = Khoa::new(BIN, db);
     khoa.client("web", &["--redirect-uri", "https://app.example/cb"]);
     khoa.client("spa", &["--public"]);
     let b = Browser::new();
@@ -459,7 +304,7 @@ async fn authorization_endpoint_refusals(db: TestDatabase) {
 }
 
 async fn pages_sessions_consent_and_prompts(db: TestDatabase) {
-    let khoa = Khoa::new(db);
+    let khoa = Khoa::new(BIN, db);
     let secret = khoa.client("web", &["--logo-uri", "https://app.example/logo.png"]).unwrap();
     let b = Browser::new();
     let auth = |extra: &[(&'static str, &'static str)]| {
@@ -632,7 +477,7 @@ async fn pages_sessions_consent_and_prompts(db: TestDatabase) {
 }
 
 async fn login_throttling(db: TestDatabase) {
-    let khoa = Khoa::with_env(db, &[("KHOA_LOGIN_FREE_FAILURES", "2"), ("KHOA_LOGIN_BASE_DELAY", "60s")]);
+    let khoa = Khoa::with_env(BIN, db, &[("KHOA_LOGIN_FREE_FAILURES", "2"), ("KHOA_LOGIN_BASE_DELAY", "60s")]);
     khoa.client("web", &[]);
     let b = Browser::new();
     let page = b
@@ -670,7 +515,7 @@ async fn login_throttling(db: TestDatabase) {
 }
 
 async fn token_endpoint_refusals(db: TestDatabase) {
-    let khoa = Khoa::new(db);
+    let khoa = Khoa::new(BIN, db);
     let secret = khoa.client("web", &["--skip-consent"]).unwrap();
     let other = khoa.client("other", &["--skip-consent"]).unwrap();
     khoa.client("quick", &["--skip-consent", "--public", "--authorization-code-lifetime", "1s"]);
@@ -774,7 +619,7 @@ async fn token_endpoint_refusals(db: TestDatabase) {
 }
 
 async fn userinfo_rules(db: TestDatabase) {
-    let khoa = Khoa::new(db);
+    let khoa = Khoa::new(BIN, db);
     let secret = khoa.client("web", &["--skip-consent"]).unwrap();
     khoa.client("short", &["--skip-consent", "--public", "--access-token-lifetime", "1s"]);
     let b = Browser::new();
@@ -865,7 +710,7 @@ async fn raw_status(khoa: &Khoa, path: &str, len: usize) -> u16 {
 
 /// Malformed input of every kind is a 4xx, never a 5xx or a hang.
 async fn malformed_input_is_refused_with_4xx(db: TestDatabase) {
-    let khoa = Khoa::new(db);
+    let khoa = Khoa::new(BIN, db);
     khoa.client("web", &[]);
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let form = "application/x-www-form-urlencoded";

@@ -28,12 +28,17 @@ async fn discovery_and_jwks(db: TestDatabase) {
         ("authorization_endpoint", "/oauth2/auth"),
         ("token_endpoint", "/oauth2/token"),
         ("userinfo_endpoint", "/userinfo"),
+        ("revocation_endpoint", "/oauth2/revoke"),
+        ("introspection_endpoint", "/oauth2/introspect"),
     ] {
         assert_eq!(meta[field], khoa.url(path), "{field}");
     }
     assert_eq!(meta["response_types_supported"], serde_json::json!(["code"]));
     assert_eq!(meta["code_challenge_methods_supported"], serde_json::json!(["S256"]));
-    assert_eq!(meta["grant_types_supported"], serde_json::json!(["authorization_code"]));
+    assert_eq!(
+        meta["grant_types_supported"],
+        serde_json::json!(["authorization_code", "refresh_token", "client_credentials"])
+    );
     assert_eq!(
         meta["token_endpoint_auth_methods_supported"],
         serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
@@ -41,7 +46,7 @@ async fn discovery_and_jwks(db: TestDatabase) {
     assert_eq!(meta["authorization_response_iss_parameter_supported"], true);
     assert_eq!(meta["request_uri_parameter_supported"], false);
     // Endpoints of capabilities that have not landed are not advertised.
-    for absent in ["end_session_endpoint", "revocation_endpoint", "introspection_endpoint"] {
+    for absent in ["end_session_endpoint", "frontchannel_logout_supported", "backchannel_logout_supported"] {
         assert!(meta.get(absent).is_none(), "{absent} advertised before it exists");
     }
     assert!(headers["cache-control"].to_str().unwrap().contains("max-age"));

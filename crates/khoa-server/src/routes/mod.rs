@@ -5,9 +5,11 @@ mod authorize;
 mod consent;
 mod discovery;
 mod health;
+mod introspect;
 mod jwks;
 mod login;
 mod metrics;
+mod revoke;
 mod token;
 mod userinfo;
 
@@ -39,6 +41,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/oauth2/auth/continue", get(authorize::resume_after_login))
         .route("/oauth2/auth/consent", post(consent::post))
         .route(paths::TOKEN, post(token::post))
+        .route(paths::REVOCATION, post(revoke::post))
+        .route(paths::INTROSPECTION, post(introspect::post))
         .route(paths::USERINFO, get(userinfo::userinfo).post(userinfo::userinfo))
         .route("/assets/khoa.css", get(assets::css))
         .fallback(|| async { ApiError::NotFound })

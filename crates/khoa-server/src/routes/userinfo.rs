@@ -104,10 +104,13 @@ async fn answer(state: &AppState, method: &Method, headers: &HeaderMap, body: &[
     }
     // The database is the authority on revocation.
     let record = state.store.access_token(&claims.jti).await.map_err(|_| BearerError::Unavailable)?;
-    if !record.is_some_and(|r| r.revoked_at.is_none() && r.client_id == claims.client_id) {
+    let Some(record) = record.filter(|r| r.revoked_at.is_none() && r.client_id == claims.client_id) else {
         return Err(BearerError::InvalidToken("the access token has been revoked"));
-    }
-    let user_id: i64 = claims.sub.parse().map_err(|_| BearerError::InvalidToken("the access token has no user"))?;
+    };
+    // A client_credentials token speaks for a client, not a user.
+    let Some(user_id) = record.user_id.filter(|id| id.to_string() == claims.sub) else {
+        return Err(BearerError::InvalidToken("the access token has no user"));
+    };
     let user = state
         .store
         .user_by_id(user_id)

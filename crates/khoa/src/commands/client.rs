@@ -33,6 +33,7 @@ fn registration(a: ClientCreate) -> anyhow::Result<ClientRegistration> {
         grant_types: a.grant_types,
         scopes: a.scopes,
         skip_consent: a.skip_consent,
+        always_issue_refresh_token: a.always_issue_refresh_token,
         client_name: a.name,
         logo_uri: a.logo_uri,
         client_uri: a.client_uri,

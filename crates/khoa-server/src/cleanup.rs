@@ -1,0 +1,71 @@
+//! Deletes expired codes, tokens, sessions, interactions and throttling entries in
+//! bounded batches (short statements by primary key, never a long transaction). A
+//! lease in the database makes one process at a time run it; the others wait for
+//! their next turn.
+
+use crate::state::AppState;
+use khoa_store::Expiring;
+use tokio::sync::watch;
+
+const LEASE: &str = "cleanup";
+/// Batches one kind of row may take per run, so one run stays short.
+const MAX_BATCHES: u32 = 100;
+
+pub(crate) fn spawn(state: AppState, mut stop: watch::Receiver<bool>) {
+    let holder = khoa_core::random::random_token::<12>();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(state.settings.cleanup_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            if let Err(e) = run_once(&state, &holder).await {
+                state.metrics.cleanup_errors.inc();
+                tracing::warn!(error = %e, "cleanup failed; will retry");
+            }
+        }
+    });
+}
+
+/// When each kind of row may go (expiry columns are Unix seconds).
+fn cutoff(state: &AppState, kind: Expiring, now: i64) -> i64 {
+    match kind {
+        Expiring::LoginThrottle => {
+            now - state.settings.login_throttle.window.max(state.settings.login_throttle.max_delay)
+        }
+        _ => now,
+    }
+}
+
+pub(crate) async fn run_once(state: &AppState, holder: &str) -> Result<bool, khoa_store::StoreError> {
+    let now = crate::now();
+    let lease_for = (state.settings.cleanup_interval.as_secs() as i64 * 2).max(10);
+    if !state.store.acquire_lease(LEASE, holder, now, now + lease_for).await? {
+        return Ok(false);
+    }
+    let started = std::time::Instant::now();
+    let mut lag = 0;
+    for kind in Expiring::ALL {
+        let before = cutoff(state, kind, now);
+        for _ in 0..MAX_BATCHES {
+            let n = state.store.delete_expired(kind, before, state.settings.cleanup_batch).await?;
+            state
+                .metrics
+                .cleanup_deleted
+                .get_or_create(&crate::metrics::TableLabels { table: kind.table().into() })
+                .inc_by(n);
+            if (n as i64) < state.settings.cleanup_batch {
+                break;
+            }
+        }
+        if let Some(oldest) = state.store.oldest_expired(kind, before).await? {
+            lag = lag.max(before - oldest);
+        }
+    }
+    state.metrics.cleanup_lag.set(lag);
+    state.metrics.cleanup_runs.inc();
+    state.metrics.cleanup_duration.observe(started.elapsed().as_secs_f64());
+    Ok(true)
+}

@@ -1,0 +1,112 @@
+//! `grant_type=refresh_token` (RFC 6749 §6) with rotation and reuse detection
+//! (RFC 9700 §4.14.2): every use returns a new refresh token; presenting a rotated one
+//! revokes the family, except for honest duplicates within the grace window.
+
+use super::{field, Form, TokenResponse};
+use crate::error::TokenError;
+use crate::issue::{self, RefreshTemplate, Subject};
+use crate::state::AppState;
+use khoa_core::client::Client;
+use khoa_core::scope::ScopeSet;
+use khoa_core::session::handle_hash;
+use khoa_core::token_error::TokenEndpointError;
+use khoa_store::{NewAccessToken, Rotation};
+
+fn invalid_grant(description: &'static str) -> TokenError {
+    TokenEndpointError::InvalidGrant(description).into()
+}
+
+pub async fn handle(state: &AppState, client: &Client, form: &Form) -> Result<TokenResponse, TokenError> {
+    let Some(presented) = field(form, "refresh_token") else {
+        return Err(TokenEndpointError::InvalidRequest("refresh_token is required").into());
+    };
+    rotate(state, client, presented, field(form, "scope")).await
+}
+
+pub async fn rotate(
+    state: &AppState,
+    client: &Client,
+    presented: &str,
+    requested_scope: Option<&str>,
+) -> Result<TokenResponse, TokenError> {
+    let now = crate::now();
+    let presented_hash = handle_hash(presented);
+    let Some(current) = state.store.refresh_token(&presented_hash).await? else {
+        return Err(invalid_grant("the refresh token is invalid"));
+    };
+    if current.client_id != client.client_id {
+        return Err(invalid_grant("the refresh token was issued to another client"));
+    }
+    // RFC 6749 §6: the scope may be narrowed, never widened.
+    let granted = ScopeSet::parse(&current.scope).unwrap_or_default();
+    let scope = match requested_scope {
+        None => granted.clone(),
+        Some(s) => {
+            let requested = ScopeSet::parse(s)
+                .map_err(|_| TokenEndpointError::InvalidScope("scope contains invalid characters"))?;
+            if !requested.is_subset(&granted) {
+                return Err(TokenEndpointError::InvalidScope("the requested scope exceeds the granted scope").into());
+            }
+            requested
+        }
+    };
+    let (successor_handle, successor) = issue::refresh_token(
+        state,
+        RefreshTemplate {
+            family_id: &current.family_id,
+            client,
+            user_id: current.user_id,
+            sid: current.sid.as_deref(),
+            scope: &scope,
+            auth_time: current.auth_time,
+            amr: &current.amr,
+        },
+        now,
+    )?;
+    let lifetime = issue::access_token_lifetime(state, client);
+    let jti = khoa_core::random::random_token::<16>();
+    let access = NewAccessToken { jti: jti.clone(), issued_at: now, expires_at: now + lifetime };
+    let grace = state.settings.refresh_grace;
+    let (handle, handed_scope) = match state
+        .store
+        .rotate_refresh_token(&presented_hash, &client.client_id, now, grace, &successor, &access)
+        .await?
+    {
+        Rotation::Rotated => (successor_handle, scope),
+        Rotation::Grace { successor, sealed } => {
+            let handle = issue::unseal_refresh_handle(state, &successor.token_hash, &sealed)?;
+            (handle, ScopeSet::parse(&successor.scope).unwrap_or_default())
+        }
+        Rotation::Reused { revoked } => {
+            state.metrics.refresh_reuse.inc();
+            tracing::warn!(client_id = %client.client_id, revoked, "refresh token reused; family revoked");
+            return Err(invalid_grant("the refresh token was already used"));
+        }
+        Rotation::Revoked => return Err(invalid_grant("the refresh token has been revoked")),
+        Rotation::Expired => return Err(invalid_grant("the refresh token has expired")),
+        Rotation::OtherClient => return Err(invalid_grant("the refresh token was issued to another client")),
+        Rotation::Unknown => return Err(invalid_grant("the refresh token is invalid")),
+    };
+    let Some(user) = state.store.user_by_id(current.user_id).await? else {
+        state.store.revoke_family(&current.family_id, now).await?;
+        return Err(invalid_grant("the user no longer exists"));
+    };
+    let subject = Subject {
+        sub: user.subject(),
+        scope: &handed_scope,
+        auth_time: Some(current.auth_time),
+        sid: current.sid.as_deref(),
+    };
+    let access_token = issue::access_token(state, client, &subject, &jti, now)?;
+    // OIDC Core §12.2: a new ID token with the same iss, sub, aud, azp, auth_time; no nonce.
+    let id_token = issue::id_token(state, client, &subject, None, &current.amr, &access_token, now)?;
+    state.metrics.tokens_issued.inc();
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: lifetime,
+        id_token,
+        refresh_token: Some(handle),
+        scope: handed_scope.to_string(),
+    })
+}

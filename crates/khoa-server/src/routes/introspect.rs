@@ -1,0 +1,68 @@
+//! `POST /oauth2/introspect` (RFC 7662), for authenticated confidential clients.
+
+use crate::client_authn::{authenticate, read_form};
+use crate::error::TokenError;
+use crate::grants::{field, no_store};
+use crate::state::AppState;
+use crate::tokens::{find, Found};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use khoa_core::token_error::TokenEndpointError;
+use serde_json::{json, Value};
+
+pub(crate) async fn post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, TokenError> {
+    let form = read_form(&headers, &body)?;
+    let client = authenticate(&state, &headers, &form).await?;
+    // A client id alone proves nothing: introspection is for confidential clients.
+    if client.is_public() {
+        return Err(TokenEndpointError::invalid_client("introspection requires a confidential client", false).into());
+    }
+    let Some(token) = field(&form, "token") else {
+        return Err(TokenEndpointError::InvalidRequest("token is required").into());
+    };
+    let now = crate::now();
+    let issuer = &state.settings.issuer;
+    let username = |user_id: Option<i64>| {
+        let store = state.store.clone();
+        async move {
+            match user_id {
+                Some(id) => store.user_by_id(id).await.map(|u| u.map(|u| u.username)),
+                None => Ok(None),
+            }
+        }
+    };
+    let body: Value = match find(&state, token, field(&form, "token_type_hint")).await? {
+        Some(Found::Access(c, r)) if r.revoked_at.is_none() && now < c.exp => {
+            let mut v = json!({
+                "active": true, "scope": c.scope, "client_id": c.client_id, "token_type": "Bearer",
+                "exp": c.exp, "iat": c.iat, "sub": c.sub, "aud": c.aud, "iss": issuer, "jti": c.jti,
+            });
+            if let Some(name) = username(r.user_id).await? {
+                v["username"] = name.into();
+            }
+            v
+        }
+        Some(Found::Refresh(r)) if r.is_live(now) => {
+            let mut v = json!({
+                "active": true, "scope": r.scope, "client_id": r.client_id, "token_type": "refresh_token",
+                "exp": r.expires_at, "iat": r.issued_at, "sub": r.user_id.to_string(), "aud": r.client_id, "iss": issuer,
+            });
+            if let Some(name) = username(Some(r.user_id)).await? {
+                v["username"] = name.into();
+            }
+            v
+        }
+        // §2.2: expired, revoked, unknown: exactly {"active": false}.
+        _ => json!({"active": false}),
+    };
+    let mut res = Json(body).into_response();
+    no_store(res.headers_mut());
+    Ok(res)
+}
