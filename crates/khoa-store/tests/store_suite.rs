@@ -7,7 +7,7 @@ use khoa_core::keyring::KeyTimeline;
 use khoa_core::session::{Interaction, Session};
 use khoa_core::throttle::ThrottlePolicy;
 use khoa_core::user::NewUser;
-use khoa_store::{NewAccessToken, Redemption, Store, StoreError, StoredKey};
+use khoa_store::{Expiring, NewAccessToken, NewRefreshToken, Redemption, Rotation, Store, StoreError, StoredKey};
 use khoa_testkit::{both_backends, TestDatabase};
 use std::sync::Arc;
 
@@ -331,7 +331,153 @@ async fn login_failures_are_throttled(db: TestDatabase) {
     assert_eq!(store.login_blocked_until("ip:127.0.0.1").await.unwrap(), Some(2000));
 }
 
+fn refresh(hash: &str, family: &str, user_id: i64, issued_at: i64) -> NewRefreshToken {
+    NewRefreshToken {
+        token_hash: hash.into(),
+        family_id: family.into(),
+        client_id: "portal".into(),
+        user_id,
+        sid: Some("sid".into()),
+        scope: "openid offline_access".into(),
+        auth_time: 1000,
+        amr: vec!["pwd".into()],
+        offline: true,
+        issued_at,
+        expires_at: issued_at + 3600,
+        sealed: format!("sealed-{hash}").into_bytes(),
+    }
+}
+
+/// A family born of a code, with its first refresh token `r0`.
+async fn family(store: &Arc<dyn Store>) -> i64 {
+    let user = store.insert_user(&new_user("sv")).await.unwrap();
+    store.insert_session(&session("sid", user.id)).await.unwrap();
+    store.insert_code(&code("fam", "portal", "sid", user.id)).await.unwrap();
+    let redeemed = store
+        .redeem_code("fam", "portal", 1120, &token("a0"), Some(&refresh("r0", "fam", user.id, 1120)))
+        .await
+        .unwrap();
+    assert!(matches!(redeemed, Redemption::Redeemed(_)));
+    user.id
+}
+
+async fn refresh_rotation_grace_and_reuse(db: TestDatabase) {
+    let store = open(&db).await;
+    let user = family(&store).await;
+    assert!(store.refresh_token("r0").await.unwrap().unwrap().is_live(1120));
+
+    let rotate = |hash: &'static str, next: &'static str, jti: &'static str, now: i64| {
+        let s = store.clone();
+        async move {
+            s.rotate_refresh_token(hash, "portal", now, 5, &refresh(next, "fam", user, now), &token(jti)).await.unwrap()
+        }
+    };
+    assert_eq!(rotate("r0", "r1", "a1", 1200).await, Rotation::Rotated);
+    let r0 = store.refresh_token("r0").await.unwrap().unwrap();
+    assert_eq!((r0.rotated_at, r0.successor_hash.as_deref()), (Some(1200), Some("r1")));
+    // A duplicate within the grace window gets the same successor and revokes nothing.
+    match rotate("r0", "r1-dup", "a2", 1204).await {
+        Rotation::Grace { successor, sealed } => {
+            assert_eq!(successor.token_hash, "r1");
+            assert_eq!(sealed, b"sealed-r1");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.refresh_token("r1-dup").await.unwrap(), None, "no second descendant");
+    assert!(store.access_token("a2").await.unwrap().is_some(), "the duplicate's access token is recorded");
+    assert!(store.refresh_token("r1").await.unwrap().unwrap().is_live(1204));
+    // Another client, an unknown token.
+    let other = store
+        .rotate_refresh_token("r1", "mobile", 1205, 5, &refresh("x", "fam", user, 1205), &token("ax"))
+        .await
+        .unwrap();
+    assert_eq!(other, Rotation::OtherClient);
+    assert_eq!(rotate("nope", "y", "ay", 1205).await, Rotation::Unknown);
+    // Reuse after the window revokes the whole family, access tokens included.
+    // Two refresh tokens (r0, r1) and three access tokens (a0, a1, a2).
+    assert_eq!(rotate("r0", "r1-late", "a3", 1206).await, Rotation::Reused { revoked: 5 });
+    assert!(store.refresh_token("r1").await.unwrap().unwrap().revoked_at.is_some());
+    for jti in ["a0", "a1", "a2"] {
+        assert!(store.access_token(jti).await.unwrap().unwrap().revoked_at.is_some(), "{jti}");
+    }
+    assert_eq!(rotate("r1", "r2", "a4", 1207).await, Rotation::Revoked);
+    // An expired, never rotated token.
+    store.insert_code(&code("fam2", "portal", "sid", user)).await.unwrap();
+    store.redeem_code("fam2", "portal", 1120, &token("b0"), Some(&refresh("s0", "fam2", user, 1120))).await.unwrap();
+    assert_eq!(rotate("s0", "s1", "b1", 1120 + 3600).await, Rotation::Expired);
+}
+
+async fn code_replay_revokes_the_refresh_family(db: TestDatabase) {
+    let store = open(&db).await;
+    family(&store).await;
+    assert_eq!(
+        store.redeem_code("fam", "portal", 1130, &token("z"), None).await.unwrap(),
+        Redemption::Replayed { revoked: 2 }
+    );
+    assert!(store.refresh_token("r0").await.unwrap().unwrap().revoked_at.is_some());
+}
+
+async fn fifty_concurrent_rotations_leave_one_live_descendant(db: TestDatabase) {
+    let store = open(&db).await;
+    let user = family(&store).await;
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let s = store.clone();
+            let next = refresh(&format!("n{i}"), "fam", user, 1300);
+            tokio::spawn(async move {
+                s.rotate_refresh_token("r0", "portal", 1300, 5, &next, &token(&format!("t{i}"))).await
+            })
+        })
+        .collect();
+    let results: Vec<Rotation> =
+        futures::future::join_all(tasks).await.into_iter().map(|r| r.unwrap().unwrap()).collect();
+    assert_eq!(results.iter().filter(|r| **r == Rotation::Rotated).count(), 1);
+    assert_eq!(results.iter().filter(|r| matches!(r, Rotation::Grace { .. })).count(), 49);
+    let mut live = 0;
+    for i in 0..50 {
+        if let Some(t) = store.refresh_token(&format!("n{i}")).await.unwrap() {
+            assert!(t.is_live(1300));
+            live += 1;
+        }
+    }
+    assert_eq!(live, 1, "exactly one live descendant");
+}
+
+async fn leases_and_cleanup(db: TestDatabase) {
+    let store = open(&db).await;
+    assert!(store.acquire_lease("cleanup", "a", 100, 130).await.unwrap());
+    assert!(!store.acquire_lease("cleanup", "b", 110, 140).await.unwrap(), "a holds it");
+    assert!(store.acquire_lease("cleanup", "a", 120, 150).await.unwrap(), "the holder renews");
+    assert!(store.acquire_lease("cleanup", "b", 151, 180).await.unwrap(), "expired: b takes it");
+    assert!(!store.acquire_lease("cleanup", "a", 152, 180).await.unwrap());
+
+    let user = family(&store).await;
+    for i in 0..25 {
+        store.insert_code(&code(&format!("old{i}"), "portal", "sid", user)).await.unwrap();
+    }
+    let count = |table: &'static str| {
+        let s = store.clone();
+        async move { s.row_counts().await.unwrap().into_iter().find(|(t, _)| *t == table).unwrap().1 }
+    };
+    assert_eq!(count("authorization_codes").await, 26);
+    assert_eq!(store.oldest_expired(Expiring::AuthorizationCodes, 2000).await.unwrap(), Some(1160));
+    // Bounded batches: 10, 10, 6, then nothing.
+    for expected in [10, 10, 6, 0] {
+        assert_eq!(store.delete_expired(Expiring::AuthorizationCodes, 2000, 10).await.unwrap(), expected);
+    }
+    assert_eq!(store.oldest_expired(Expiring::AuthorizationCodes, 2000).await.unwrap(), None);
+    // Not yet expired rows stay.
+    assert_eq!(store.delete_expired(Expiring::RefreshTokens, 1120 + 3600, 10).await.unwrap(), 0);
+    assert_eq!(store.delete_expired(Expiring::RefreshTokens, 1121 + 3600, 10).await.unwrap(), 1);
+    assert_eq!(store.delete_expired(Expiring::Sessions, 2001, 10).await.unwrap(), 1);
+    assert_eq!(count("session_clients").await, 0, "a session's clients go with it");
+}
+
 both_backends!(
+    refresh_rotation_grace_and_reuse,
+    code_replay_revokes_the_refresh_family,
+    fifty_concurrent_rotations_leave_one_live_descendant,
+    leases_and_cleanup,
     sessions_interactions_and_consents,
     codes_are_single_use_and_replay_revokes,
     parallel_redemptions_admit_exactly_one,

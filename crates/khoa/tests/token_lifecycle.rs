@@ -1,0 +1,323 @@
+//! The token lifecycle end to end, on SQLite and on PostgreSQL: refresh rotation with
+//! reuse detection and a grace window, client credentials, revocation (RFC 7009),
+//! introspection (RFC 7662), and the cleanup job.
+
+use khoa_testkit::browser::Browser;
+use khoa_testkit::flow::{jwt_claims, Khoa};
+use khoa_testkit::{both_backends, test_database, Backend, KhoaProcess, TestDatabase};
+use serde_json::Value;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_khoa");
+
+/// A confidential client `app` (refresh grant, skip consent), a second client `other`,
+/// and the first token response of `app` for `openid profile offline_access`.
+async fn setup(khoa: &Khoa) -> (String, String, Value) {
+    let secret = khoa.client("app", &["--skip-consent"]).unwrap();
+    let other = khoa.client("other", &["--skip-consent"]).unwrap();
+    let code = khoa.code(&Browser::new(), "app", &[("scope", "openid profile offline_access"), ("nonce", "n1")]).await;
+    let first = khoa.exchange(&code, ("app", &secret)).await;
+    assert!(first["refresh_token"].is_string(), "offline_access gives a refresh token: {first}");
+    (secret, other, first)
+}
+
+async fn post(
+    khoa: &Khoa,
+    path: &str,
+    form: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut req = reqwest::Client::new().post(khoa.url(path)).form(form);
+    if let Some((id, secret)) = basic {
+        req = req.basic_auth(id, Some(secret));
+    }
+    let res = req.send().await.unwrap();
+    let (status, headers) = (res.status().as_u16(), res.headers().clone());
+    let text = res.text().await.unwrap();
+    (status, headers, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn refresh(khoa: &Khoa, rt: &str, basic: (&str, &str), scope: Option<&str>) -> (u16, Value) {
+    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", rt)];
+    if let Some(s) = scope {
+        form.push(("scope", s));
+    }
+    let (status, _, body) = post(khoa, "/oauth2/token", &form, Some(basic)).await;
+    (status, body)
+}
+
+async fn introspect(khoa: &Khoa, token: &str, basic: (&str, &str)) -> Value {
+    let (status, headers, body) = post(khoa, "/oauth2/introspect", &[("token", token)], Some(basic)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["cache-control"], "no-store");
+    body
+}
+
+async fn rotation_scopes_and_id_tokens(db: TestDatabase) {
+    let khoa = Khoa::new(BIN, db);
+    let (secret, other, first) = setup(&khoa).await;
+    let app = ("app", secret.as_str());
+    let rt1 = first["refresh_token"].as_str().unwrap();
+    let (status, second) = refresh(&khoa, rt1, app, None).await;
+    assert_eq!(status, 200, "{second}");
+    let rt2 = second["refresh_token"].as_str().unwrap();
+    assert_ne!(rt1, rt2, "rotated on every use");
+    assert_ne!(first["access_token"], second["access_token"]);
+    // OIDC Core §12.2: same iss, sub, aud, azp, auth_time; a new iat; no nonce.
+    let (a, b) = (jwt_claims(first["id_token"].as_str().unwrap()), jwt_claims(second["id_token"].as_str().unwrap()));
+    for claim in ["iss", "sub", "aud", "azp", "auth_time"] {
+        assert_eq!(a[claim], b[claim], "{claim}");
+    }
+    assert_eq!(a["nonce"], "n1");
+    assert!(b.get("nonce").is_none(), "no nonce on refresh");
+    assert!(b["iat"].as_i64() >= a["iat"].as_i64());
+    assert_eq!(khoa.userinfo(second["access_token"].as_str().unwrap()).await.0, 200);
+
+    // Narrowing works; widening is invalid_scope; another client's token is invalid_grant.
+    let (status, narrowed) = refresh(&khoa, rt2, app, Some("openid")).await;
+    assert_eq!((status, narrowed["scope"].as_str()), (200, Some("openid")));
+    let rt3 = narrowed["refresh_token"].as_str().unwrap();
+    let (status, body) = refresh(&khoa, rt3, app, Some("openid profile")).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_scope")));
+    let (status, body) = refresh(&khoa, rt3, ("other", &other), None).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    // Neither refusal spent the token.
+    assert_eq!(refresh(&khoa, rt3, app, None).await.0, 200);
+
+    // No refresh token without offline_access (unless the client always gets one).
+    let code = khoa.code(&Browser::new(), "app", &[("scope", "openid")]).await;
+    assert!(khoa.exchange(&code, app).await.get("refresh_token").is_none());
+    let always = khoa.client("always", &["--skip-consent", "--always-issue-refresh-token"]).unwrap();
+    let code = khoa.code(&Browser::new(), "always", &[("scope", "openid")]).await;
+    assert!(khoa.exchange(&code, ("always", &always)).await["refresh_token"].is_string());
+}
+
+async fn reuse_revokes_the_family_and_grace_forgives_duplicates(db: TestDatabase) {
+    let khoa = Khoa::with_env(BIN, db, &[("KHOA_REFRESH_GRACE", "1s")]);
+    let (secret, _, first) = setup(&khoa).await;
+    let app = ("app", secret.as_str());
+    let rt1 = first["refresh_token"].as_str().unwrap();
+    // Two presentations at once (honest concurrency): both answered, same successor.
+    let ((s1, a), (s2, b)) = futures::join!(refresh(&khoa, rt1, app, None), refresh(&khoa, rt1, app, None));
+    assert_eq!((s1, s2), (200, 200), "{a} {b}");
+    assert_eq!(a["refresh_token"], b["refresh_token"], "one successor");
+    let rt2 = a["refresh_token"].as_str().unwrap().to_string();
+    let at2 = a["access_token"].as_str().unwrap().to_string();
+    // Reuse after the grace window: refused, and the whole family dies.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let (status, body) = refresh(&khoa, rt1, app, None).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    let (status, body) = refresh(&khoa, &rt2, app, None).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "the newest refresh token is revoked");
+    assert_eq!(khoa.userinfo(&at2).await.0, 401, "access tokens of the family are revoked");
+    assert_eq!(khoa.userinfo(first["access_token"].as_str().unwrap()).await.0, 401);
+    assert_eq!(introspect(&khoa, &rt2, app).await, serde_json::json!({"active": false}));
+    let metrics = reqwest::get(khoa.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("khoa_refresh_token_reuse_total 1"), "{metrics}");
+}
+
+/// 50 concurrent refreshes of one token: no 5xx, one rotation, one live descendant.
+async fn fifty_concurrent_refreshes(db: TestDatabase) {
+    let khoa = Khoa::new(BIN, db);
+    let (secret, _, first) = setup(&khoa).await;
+    let second = (khoa.db.backend == Backend::Postgres).then(|| KhoaProcess::start(BIN, &khoa.db, &[]));
+    let rt = first["refresh_token"].as_str().unwrap();
+    let http = reqwest::Client::new();
+    let requests = (0..50).map(|i| {
+        // On PostgreSQL, alternate between two server processes.
+        let url = match (&second, i % 2) {
+            (Some(p), 1) => p.url("/oauth2/token"),
+            _ => khoa.url("/oauth2/token"),
+        };
+        let req = http
+            .post(url)
+            .basic_auth("app", Some(&secret))
+            .form(&[("grant_type", "refresh_token"), ("refresh_token", rt)]);
+        async move {
+            let res = req.send().await.unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }
+    });
+    let results = futures::future::join_all(requests).await;
+    assert!(
+        results.iter().all(|(s, _)| *s == 200),
+        "{:?}",
+        results.iter().filter(|(s, _)| *s != 200).collect::<Vec<_>>()
+    );
+    let descendants: std::collections::HashSet<&str> =
+        results.iter().map(|(_, b)| b["refresh_token"].as_str().unwrap()).collect();
+    assert_eq!(descendants.len(), 1, "exactly one live descendant");
+    let next = descendants.into_iter().next().unwrap();
+    assert_eq!(introspect(&khoa, next, ("app", &secret)).await["active"], true);
+    assert_eq!(introspect(&khoa, rt, ("app", &secret)).await, serde_json::json!({"active": false}));
+    assert_eq!(refresh(&khoa, next, ("app", &secret), None).await.0, 200);
+}
+
+async fn client_credentials(db: TestDatabase) {
+    let khoa = Khoa::new(BIN, db);
+    let args = ["--grant-types", "client_credentials", "--scopes", "api:read api:write openid"];
+    let secret = khoa.client("m2m", &args).unwrap();
+    let m2m = ("m2m", secret.as_str());
+    let (status, headers, body) =
+        post(&khoa, "/oauth2/token", &[("grant_type", "client_credentials")], Some(m2m)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(body["scope"], "api:read api:write");
+    assert!(body.get("id_token").is_none() && body.get("refresh_token").is_none());
+    let at = body["access_token"].as_str().unwrap();
+    let claims = jwt_claims(at);
+    assert_eq!((claims["sub"].as_str(), claims["client_id"].as_str()), (Some("m2m"), Some("m2m")));
+    let (status, _, body) =
+        post(&khoa, "/oauth2/token", &[("grant_type", "client_credentials"), ("scope", "api:read")], Some(m2m)).await;
+    assert_eq!((status, body["scope"].as_str()), (200, Some("api:read")));
+    for scope in ["api:admin", "openid", "api:read offline_access"] {
+        let (status, _, body) =
+            post(&khoa, "/oauth2/token", &[("grant_type", "client_credentials"), ("scope", scope)], Some(m2m)).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_scope")), "{scope}");
+    }
+    assert_eq!(khoa.userinfo(at).await.0, 401, "no user behind a client_credentials token");
+    assert_eq!(introspect(&khoa, at, m2m).await["active"], true);
+    // A client without the grant.
+    let web = khoa.client("web", &[]).unwrap();
+    let (status, _, body) =
+        post(&khoa, "/oauth2/token", &[("grant_type", "client_credentials")], Some(("web", &web))).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("unauthorized_client")));
+}
+
+async fn revocation(db: TestDatabase) {
+    let khoa = Khoa::new(BIN, db);
+    let (secret, other, first) = setup(&khoa).await;
+    let app = ("app", secret.as_str());
+    let revoke = |token: String, hint: Option<&'static str>, basic: Option<(String, String)>| {
+        let khoa = &khoa;
+        async move {
+            let mut form = vec![("token", token.as_str())];
+            if let Some(h) = hint {
+                form.push(("token_type_hint", h));
+            }
+            let basic = basic.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
+            let (status, headers, body) = post(khoa, "/oauth2/revoke", &form, basic).await;
+            (status, headers, body)
+        }
+    };
+    let creds = |id: &str, s: &str| Some((id.to_string(), s.to_string()));
+    let at = first["access_token"].as_str().unwrap().to_string();
+    let rt = first["refresh_token"].as_str().unwrap().to_string();
+    // Unauthenticated, missing token, unknown hint type.
+    assert_eq!(revoke(at.clone(), None, None).await.0, 401);
+    let (status, _, body) = post(&khoa, "/oauth2/revoke", &[("token_type_hint", "access_token")], Some(app)).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")));
+    let (status, _, body) = revoke(at.clone(), Some("id_token"), creds("app", &secret)).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("unsupported_token_type")));
+    // Another client's token is refused and stays valid.
+    let (status, _, body) = revoke(at.clone(), None, creds("other", &other)).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("unauthorized_client")));
+    assert_eq!(khoa.userinfo(&at).await.0, 200);
+    // Unknown tokens: 200.
+    assert_eq!(revoke("not-a-token".into(), None, creds("app", &secret)).await.0, 200);
+    // An access token, found despite a wrong hint; revoking again is still 200.
+    let (status, headers, _) = revoke(at.clone(), Some("refresh_token"), creds("app", &secret)).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(khoa.userinfo(&at).await.0, 401);
+    assert_eq!(introspect(&khoa, &at, app).await, serde_json::json!({"active": false}));
+    assert_eq!(revoke(at.clone(), None, creds("app", &secret)).await.0, 200);
+    // A refresh token: its family's access tokens die with it.
+    let (_, second) = refresh(&khoa, &rt, app, None).await;
+    let (rt2, at2) =
+        (second["refresh_token"].as_str().unwrap().to_string(), second["access_token"].as_str().unwrap().to_string());
+    assert_eq!(khoa.userinfo(&at2).await.0, 200);
+    assert_eq!(revoke(rt2.clone(), Some("access_token"), creds("app", &secret)).await.0, 200);
+    assert_eq!(refresh(&khoa, &rt2, app, None).await.1["error"], "invalid_grant");
+    assert_eq!(khoa.userinfo(&at2).await.0, 401);
+}
+
+async fn introspection(db: TestDatabase) {
+    let khoa = Khoa::new(BIN, db);
+    let (secret, other, first) = setup(&khoa).await;
+    let app = ("app", secret.as_str());
+    khoa.client("spa", &["--public", "--skip-consent"]);
+    let at = first["access_token"].as_str().unwrap();
+    let rt = first["refresh_token"].as_str().unwrap();
+    // The caller must authenticate as a confidential client.
+    assert_eq!(post(&khoa, "/oauth2/introspect", &[("token", at)], None).await.0, 401);
+    assert_eq!(post(&khoa, "/oauth2/introspect", &[("token", at), ("client_id", "spa")], None).await.0, 401);
+    assert_eq!(
+        post(&khoa, "/oauth2/introspect", &[("token", at)], Some(("app", "wrong-secret-0123456789abcdef0123"))).await.0,
+        401
+    );
+
+    let a = introspect(&khoa, at, ("other", &other)).await;
+    assert_eq!(a["active"], true);
+    for field in ["scope", "client_id", "username", "token_type", "exp", "iat", "sub", "aud", "iss", "jti"] {
+        assert!(a.get(field).is_some(), "access token introspection lacks {field}: {a}");
+    }
+    assert_eq!(
+        (a["client_id"].as_str(), a["username"].as_str(), a["token_type"].as_str()),
+        (Some("app"), Some("sv01"), Some("Bearer"))
+    );
+    assert_eq!(a["iss"], khoa.issuer());
+    let r = introspect(&khoa, rt, app).await;
+    assert_eq!((r["active"].as_bool(), r["token_type"].as_str()), (Some(true), Some("refresh_token")));
+    assert_eq!(r["scope"], "offline_access openid profile");
+    for inactive in ["unknown", "a.b.c", "eyJhbGciOiJub25lIn0.e30."] {
+        assert_eq!(introspect(&khoa, inactive, app).await, serde_json::json!({"active": false}), "{inactive}");
+    }
+    let (status, _, body) = post(&khoa, "/oauth2/introspect", &[("token", "")], Some(app)).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")), "the token parameter is required");
+    // Expired.
+    let short = khoa.client("short", &["--skip-consent", "--access-token-lifetime", "1s"]).unwrap();
+    let code = khoa.code(&Browser::new(), "short", &[]).await;
+    let body = khoa.exchange(&code, ("short", &short)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        introspect(&khoa, body["access_token"].as_str().unwrap(), app).await,
+        serde_json::json!({"active": false})
+    );
+}
+
+both_backends!(
+    rotation_scopes_and_id_tokens,
+    reuse_revokes_the_family_and_grace_forgives_duplicates,
+    fifty_concurrent_refreshes,
+    client_credentials,
+    revocation,
+    introspection,
+);
+
+/// The cleanup job deletes what expired, in every process that holds the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_deletes_expired_rows() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let db = test_database(backend).await;
+        let env = [
+            ("KHOA_CLEANUP_INTERVAL", "1s"),
+            ("KHOA_AUTHORIZATION_CODE_LIFETIME", "1s"),
+            ("KHOA_ACCESS_TOKEN_LIFETIME", "1s"),
+        ];
+        let khoa = Khoa::with_env(BIN, db, &env);
+        let secret = khoa.client("app", &["--skip-consent"]).unwrap();
+        let browser = Browser::new();
+        for _ in 0..3 {
+            let code = khoa.code(&browser, "app", &[]).await;
+            khoa.exchange(&code, ("app", &secret)).await;
+        }
+        let _unused = khoa.code(&browser, "app", &[]).await;
+        let store = khoa_store::connect(&khoa.db.url).await.unwrap();
+        let rows = |table: &'static str| {
+            let store = store.clone();
+            async move { store.row_counts().await.unwrap().into_iter().find(|(t, _)| *t == table).unwrap().1 }
+        };
+        assert_eq!(rows("authorization_codes").await, 4);
+        assert_eq!(rows("access_tokens").await, 3);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while rows("authorization_codes").await + rows("access_tokens").await > 0 {
+            assert!(std::time::Instant::now() < deadline, "expired rows not cleaned up ({backend:?})");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let metrics = reqwest::get(khoa.url("/metrics")).await.unwrap().text().await.unwrap();
+        assert!(metrics.contains("khoa_cleanup_deleted_rows_total{table=\"authorization_codes\"} 4"), "{metrics}");
+        assert!(metrics.contains("khoa_cleanup_lag_seconds"));
+        assert_eq!(rows("sessions").await, 1, "the session has not expired");
+    }
+}
