@@ -450,6 +450,10 @@ mod tests {
         );
         assert!(err(None, &[("KHOA_WATCH_INTERVAL", "10s")]).starts_with("KHOA_WATCH_INTERVAL:"));
         assert!(err(None, &[("KHOA_LOGIN_FREE_FAILURES", "many")]).starts_with("KHOA_LOGIN_FREE_FAILURES:"));
+        assert!(err(None, &[("KHOA_REFRESH_GRACE", "2m")]).starts_with("KHOA_REFRESH_GRACE:"));
+        assert!(err(None, &[("KHOA_CLEANUP_INTERVAL", "0s")]).starts_with("KHOA_CLEANUP_INTERVAL:"));
+        let c = load(None, &env_of(&[("KHOA_REFRESH_GRACE", "0s"), ("KHOA_CLEANUP_INTERVAL", "10s")])).unwrap();
+        assert_eq!((c.settings.refresh_grace, c.settings.cleanup_interval), (0, Duration::from_secs(10)));
         assert!(err(None, &[("KHOA_LOGIN_BASE_DELAY", "0s")]).starts_with("KHOA_LOGIN_BASE_DELAY:"));
         let missing = err(Some(Path::new("/nonexistent/khoa.toml")), &[]);
         assert!(missing.contains("/nonexistent/khoa.toml"), "{missing}");
