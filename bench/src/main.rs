@@ -56,7 +56,12 @@ async fn one_signin(base: &str, secret: &str, m2m_secret: &str) -> Result<(), St
     let (Some(interaction), Some(csrf)) = (f.get("interaction"), f.get("csrf_token")) else {
         return Err("no login form".into());
     };
-    let form = [("interaction", interaction.as_str()), ("csrf_token", csrf.as_str()), ("username", "bench"), ("password", PASSWORD)];
+    let form = [
+        ("interaction", interaction.as_str()),
+        ("csrf_token", csrf.as_str()),
+        ("username", "bench"),
+        ("password", PASSWORD),
+    ];
     let res = b.http.post(format!("{base}/oauth2/auth/login")).form(&form).send().await.map_err(|e| e.to_string())?;
     if res.status() != 303 {
         return Err(format!("login: {}", res.status()));
@@ -82,7 +87,8 @@ async fn one_signin(base: &str, secret: &str, m2m_secret: &str) -> Result<(), St
     .await?;
     for _ in 0..2 {
         let rt = body["refresh_token"].as_str().ok_or("no refresh token")?.to_string();
-        body = token(vec![("grant_type", "refresh_token".to_string()), ("refresh_token", rt)], "app", secret.into()).await?;
+        body = token(vec![("grant_type", "refresh_token".to_string()), ("refresh_token", rt)], "app", secret.into())
+            .await?;
     }
     token(vec![("grant_type", "client_credentials".to_string())], "m2m", m2m_secret.into()).await?;
     Ok(())
@@ -91,13 +97,20 @@ async fn one_signin(base: &str, secret: &str, m2m_secret: &str) -> Result<(), St
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
 fn dir_size(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
-        .map(|it| it.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("khoa.db")).map(|e| e.metadata().map(|m| m.len()).unwrap_or(0)).sum())
+        .map(|it| {
+            it.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("khoa.db"))
+                .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+                .sum()
+        })
         .unwrap_or(0)
 }
 
@@ -132,13 +145,22 @@ async fn main() {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let client = cli(&bin, &env, &["client", "create", "--id", "app", "--redirect-uri", CALLBACK, "--skip-consent"], None);
-    let secret = serde_json::from_str::<serde_json::Value>(&client).unwrap()["client_secret"].as_str().unwrap().to_string();
-    let m2m = cli(&bin, &env, &["client", "create", "--id", "m2m", "--grant-types", "client_credentials", "--scopes", "api"], None);
-    let m2m_secret = serde_json::from_str::<serde_json::Value>(&m2m).unwrap()["client_secret"].as_str().unwrap().to_string();
+    let client =
+        cli(&bin, &env, &["client", "create", "--id", "app", "--redirect-uri", CALLBACK, "--skip-consent"], None);
+    let secret =
+        serde_json::from_str::<serde_json::Value>(&client).unwrap()["client_secret"].as_str().unwrap().to_string();
+    let m2m = cli(
+        &bin,
+        &env,
+        &["client", "create", "--id", "m2m", "--grant-types", "client_credentials", "--scopes", "api"],
+        None,
+    );
+    let m2m_secret =
+        serde_json::from_str::<serde_json::Value>(&m2m).unwrap()["client_secret"].as_str().unwrap().to_string();
     cli(&bin, &env, &["user", "create", "--username", "bench", "--password-stdin"], Some(PASSWORD));
 
-    let mut server = Command::new(&bin).arg("serve").envs(env.iter().cloned()).stdout(Stdio::piped()).spawn().expect("khoa serve");
+    let mut server =
+        Command::new(&bin).arg("serve").envs(env.iter().cloned()).stdout(Stdio::piped()).spawn().expect("khoa serve");
     let deadline = Instant::now() + Duration::from_secs(30);
     while reqwest::get(format!("{base}/health/ready")).await.map(|r| r.status() != 200).unwrap_or(true) {
         assert!(Instant::now() < deadline, "khoa did not become ready");
@@ -152,7 +174,15 @@ async fn main() {
 
     println!("khoa soak: {rate} sign-ins/s for {minutes} min, lifetimes: code 10s, access 30s, refresh 60s, session 60s; cleanup every 5s");
     println!("database: {}", if postgres.is_some() { "PostgreSQL" } else { "SQLite" });
-    let tables = ["sessions", "session_clients", "interactions", "authorization_codes", "access_tokens", "refresh_tokens", "login_throttle"];
+    let tables = [
+        "sessions",
+        "session_clients",
+        "interactions",
+        "authorization_codes",
+        "access_tokens",
+        "refresh_tokens",
+        "login_throttle",
+    ];
     println!("\n| t (s) | sign-ins | failed | {} | db files (KiB) | RSS (MiB) |", tables.join(" | "));
     println!("|{}", "---|".repeat(tables.len() + 5));
     let started = Instant::now();

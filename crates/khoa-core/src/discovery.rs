@@ -15,6 +15,7 @@ pub mod paths {
     pub const USERINFO: &str = "/userinfo";
     pub const REVOCATION: &str = "/oauth2/revoke";
     pub const INTROSPECTION: &str = "/oauth2/introspect";
+    pub const END_SESSION: &str = "/oauth2/sessions/logout";
 }
 
 /// OIDC Core §5.1 claims khoa holds for a user.
@@ -44,6 +45,11 @@ pub struct ProviderMetadata {
     pub jwks_uri: String,
     pub revocation_endpoint: String,
     pub introspection_endpoint: String,
+    pub end_session_endpoint: String,
+    pub frontchannel_logout_supported: bool,
+    pub frontchannel_logout_session_supported: bool,
+    pub backchannel_logout_supported: bool,
+    pub backchannel_logout_session_supported: bool,
     pub response_types_supported: Vec<&'static str>,
     pub response_modes_supported: Vec<&'static str>,
     pub grant_types_supported: Vec<&'static str>,
@@ -83,6 +89,11 @@ impl ProviderMetadata {
             jwks_uri: format!("{base}{}", paths::JWKS),
             revocation_endpoint: format!("{base}{}", paths::REVOCATION),
             introspection_endpoint: format!("{base}{}", paths::INTROSPECTION),
+            end_session_endpoint: format!("{base}{}", paths::END_SESSION),
+            frontchannel_logout_supported: true,
+            frontchannel_logout_session_supported: true,
+            backchannel_logout_supported: true,
+            backchannel_logout_session_supported: true,
             response_types_supported: vec!["code"],
             response_modes_supported: vec!["query"],
             grant_types_supported: vec!["authorization_code", "refresh_token", "client_credentials"],

@@ -11,6 +11,7 @@ pub mod code;
 pub mod discovery;
 pub mod jose;
 pub mod keyring;
+pub mod logout;
 pub mod password;
 pub mod pkce;
 pub mod random;

@@ -1,7 +1,7 @@
 //! Passwords of people: argon2id with the OWASP Password Storage Cheat Sheet parameters
 //! (m = 19 MiB, t = 2, p = 1), stored as PHC strings.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 
 /// Longest password accepted; bounds the work one login request can cause.
@@ -65,13 +65,46 @@ pub fn hash_password(password: &str, params: PasswordParams) -> Result<String, P
 /// Verifies a password against a stored PHC string, using the parameters recorded in
 /// the hash itself. Over-long input and malformed hashes simply do not verify.
 pub fn verify_password(password: &str, phc: &str) -> bool {
+    verify_password_reusing(password, phc, &mut VerifyMemory::default())
+}
+
+/// argon2 working memory kept between verifications, so that a server verifying
+/// passwords all day allocates (and fragments) nothing large: m_cost KiB per buffer.
+#[derive(Default)]
+pub struct VerifyMemory(Vec<argon2::Block>);
+
+/// Largest m_cost a stored hash may ask for (256 MiB).
+const MAX_M_COST_KIB: u32 = 256 * 1024;
+
+/// [`verify_password`] with caller-owned memory; the result is compared in constant time.
+pub fn verify_password_reusing(password: &str, phc: &str, memory: &mut VerifyMemory) -> bool {
+    use subtle::ConstantTimeEq;
     if password.len() > MAX_PASSWORD_LEN {
         return false;
     }
-    let Ok(parsed) = PasswordHash::new(phc) else {
+    let Ok(hash) = PasswordHash::new(phc) else { return false };
+    let Ok(algorithm) = Algorithm::try_from(hash.algorithm) else { return false };
+    let Ok(params) = Params::try_from(&hash) else { return false };
+    if params.m_cost() > MAX_M_COST_KIB {
         return false;
+    }
+    let version = match hash.version.map(Version::try_from) {
+        None => Version::V0x13,
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
     };
-    Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
+    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else { return false };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else { return false };
+    let blocks = params.block_count();
+    if memory.0.len() < blocks {
+        memory.0.resize(blocks, argon2::Block::default());
+    }
+    let mut out = vec![0u8; expected.len()];
+    let computed = Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut memory.0[..blocks])
+        .is_ok();
+    computed && bool::from(out.as_slice().ct_eq(expected.as_bytes()))
 }
 
 #[cfg(test)]
@@ -84,6 +117,19 @@ mod tests {
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
         assert!(verify_password("correct horse battery", &phc));
         assert!(!verify_password("correct horse batterY", &phc));
+    }
+
+    #[test]
+    fn reused_memory_verifies_the_same() {
+        let cheap = PasswordParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+        let a = hash_password("first password", cheap).unwrap();
+        let b = hash_password("second password", PasswordParams::default()).unwrap();
+        let mut memory = VerifyMemory::default();
+        assert!(verify_password_reusing("first password", &a, &mut memory));
+        assert!(verify_password_reusing("second password", &b, &mut memory), "grows to the larger cost");
+        assert!(verify_password_reusing("first password", &a, &mut memory), "and still fits the smaller");
+        assert!(!verify_password_reusing("second passworD", &b, &mut memory));
+        assert!(!verify_password_reusing("x", "$argon2id$v=19$m=999999999,t=1,p=1$c2FsdHNhbHQ$aGFzaA", &mut memory));
     }
 
     #[test]

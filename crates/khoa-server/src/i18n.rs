@@ -87,6 +87,13 @@ pub struct Texts {
     pub error_intro: &'static str,
     pub expired: &'static str,
     pub other_language: &'static str,
+    pub logout_title: &'static str,
+    pub logout_question: &'static str,
+    pub logout_confirm: &'static str,
+    pub logged_out_title: &'static str,
+    pub logged_out_text: &'static str,
+    pub logout_continue: &'static str,
+    pub logout_invalid: &'static str,
 }
 
 static VI: Texts = Texts {
@@ -105,6 +112,14 @@ static VI: Texts = Texts {
     error_intro: "Yêu cầu đăng nhập này không hợp lệ:",
     expired: "Phiên đăng nhập này đã hết hạn. Vui lòng quay lại ứng dụng và thử lại.",
     other_language: "English",
+    logout_title: "Đăng xuất",
+    logout_question: "Bạn có muốn đăng xuất khỏi tất cả ứng dụng đang dùng tài khoản này?",
+    logout_confirm: "Đăng xuất",
+    logged_out_title: "Đã đăng xuất",
+    logged_out_text: "Bạn đã đăng xuất.",
+    logout_continue: "Tiếp tục",
+    logout_invalid:
+        "Yêu cầu đăng xuất không hợp lệ: id_token_hint, client_id hoặc post_logout_redirect_uri không đúng.",
 };
 
 static EN: Texts = Texts {
@@ -123,6 +138,14 @@ static EN: Texts = Texts {
     error_intro: "This sign-in request is not valid:",
     expired: "This sign-in has expired. Please go back to the application and try again.",
     other_language: "Tiếng Việt",
+    logout_title: "Sign out",
+    logout_question: "Do you want to sign out of every application using this account?",
+    logout_confirm: "Sign out",
+    logged_out_title: "Signed out",
+    logged_out_text: "You have been signed out.",
+    logout_continue: "Continue",
+    logout_invalid:
+        "This sign-out request is not valid: the id_token_hint, client_id or post_logout_redirect_uri is wrong.",
 };
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! khoa's HTTP layer: a thin axum application over the protocol core and the store.
 
+mod backchannel;
 mod cleanup;
 mod client_authn;
 pub mod clients;
@@ -11,6 +12,7 @@ pub mod i18n;
 mod interaction;
 mod issue;
 pub mod keys;
+mod logout;
 pub mod metrics;
 mod pages;
 mod routes;
@@ -69,6 +71,7 @@ pub async fn start(state: AppState) -> std::io::Result<RunningServer> {
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     watcher::spawn(state.clone(), rx.clone());
     cleanup::spawn(state.clone(), rx.clone());
+    backchannel::spawn(state.clone(), rx.clone());
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let task = tokio::spawn(async move {
         axum::serve(listener, app)

@@ -20,6 +20,16 @@ pub struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TableLabels {
     pub table: String,
 }
@@ -47,6 +57,11 @@ pub struct Metrics {
     /// Seconds since the oldest expired row still present expired (0 when none).
     pub cleanup_lag: Gauge,
     pub cleanup_duration: Histogram,
+    pub logouts: Counter,
+    /// Back-channel attempts by outcome: delivered, retry, failed.
+    pub logout_deliveries: Family<OutcomeLabels, Counter>,
+    /// Notifications in the outbox by status (read at scrape time).
+    pub logout_outbox: Family<StatusLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -67,6 +82,9 @@ impl Default for Metrics {
         let cleanup_errors = Counter::default();
         let cleanup_lag = Gauge::default();
         let cleanup_duration = latency_histogram();
+        let logouts = Counter::default();
+        let logout_deliveries = Family::<OutcomeLabels, Counter>::default();
+        let logout_outbox = Family::<StatusLabels, Gauge>::default();
         registry.register("http_requests", "HTTP requests by method, route and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency by route", latency.clone());
         registry.register("cache_reloads", "Reloads of cached clients and keys after a change", cache_reloads.clone());
@@ -94,6 +112,13 @@ impl Default for Metrics {
         registry.register("cleanup_errors", "Cleanup runs that failed", cleanup_errors.clone());
         registry.register("cleanup_lag_seconds", "Age of the oldest expired row not yet deleted", cleanup_lag.clone());
         registry.register("cleanup_duration_seconds", "Duration of cleanup runs", cleanup_duration.clone());
+        registry.register("logouts", "SSO sessions ended by logout", logouts.clone());
+        registry.register(
+            "logout_delivery_attempts",
+            "Back-channel logout attempts by outcome",
+            logout_deliveries.clone(),
+        );
+        registry.register("logout_outbox", "Back-channel logout notifications by status", logout_outbox.clone());
         Self {
             registry,
             requests,
@@ -111,6 +136,9 @@ impl Default for Metrics {
             cleanup_errors,
             cleanup_lag,
             cleanup_duration,
+            logouts,
+            logout_deliveries,
+            logout_outbox,
         }
     }
 }

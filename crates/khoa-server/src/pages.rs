@@ -43,16 +43,52 @@ pub struct ErrorPage<'a> {
     pub message: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "logout.html")]
+pub struct LogoutPage<'a> {
+    pub lang: &'static str,
+    pub title: &'static str,
+    pub t: &'static Texts,
+    pub csrf_token: &'a str,
+    pub post_logout_redirect_uri: Option<&'a str>,
+    pub state: Option<&'a str>,
+    pub client_id: Option<&'a str>,
+    pub ui_locales: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "logged_out.html")]
+pub struct LoggedOutPage<'a> {
+    pub lang: &'static str,
+    pub t: &'static Texts,
+    /// Front-channel logout iframes (OIDC Front-Channel Logout 1.0 §2).
+    pub frames: &'a [String],
+    pub redirect: Option<&'a str>,
+    pub wait_seconds: u32,
+}
+
 /// A page response: `Content-Security-Policy` allowing only our stylesheet, images,
 /// and forms to us (and to `form_target`, where a form's 303 leads), never framed.
 pub fn page(status: StatusCode, html: String, form_target: Option<&str>, extra: Vec<(HeaderName, String)>) -> Response {
+    page_with_frames(status, html, form_target, &[], extra)
+}
+
+/// [`page`] that may load exactly `frames` (URLs without their query) in iframes.
+pub fn page_with_frames(
+    status: StatusCode,
+    html: String,
+    form_target: Option<&str>,
+    frames: &[String],
+    extra: Vec<(HeaderName, String)>,
+) -> Response {
     let form_action = match form_target {
         Some(origin) => format!("'self' {origin}"),
         None => "'self'".to_string(),
     };
+    let frame_src = if frames.is_empty() { String::new() } else { format!("; frame-src {}", frames.join(" ")) };
     let csp = format!(
         "default-src 'none'; style-src 'self'; img-src 'self' https: data:; form-action {form_action}; \
-         frame-ancestors 'none'; base-uri 'none'"
+         frame-ancestors 'none'; base-uri 'none'{frame_src}"
     );
     let mut res = (status, html).into_response();
     let h = res.headers_mut();

@@ -2,6 +2,7 @@
 //! the configuration file and the environment).
 
 use khoa_core::jose::SigningAlgorithm;
+use khoa_core::logout::DeliveryPolicy;
 use khoa_core::throttle::ThrottlePolicy;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -53,6 +54,12 @@ pub struct Settings {
     pub cleanup_interval: Duration,
     /// Rows one cleanup statement deletes at most.
     pub cleanup_batch: i64,
+    /// Back-channel logout retries.
+    pub backchannel: DeliveryPolicy,
+    /// How often each process looks for due back-channel notifications.
+    pub backchannel_poll: Duration,
+    /// How long one back-channel notification may take.
+    pub backchannel_timeout: Duration,
 }
 
 impl Settings {
@@ -72,6 +79,9 @@ impl Settings {
             refresh_grace: 5,
             cleanup_interval: Duration::from_secs(60),
             cleanup_batch: 1000,
+            backchannel: DeliveryPolicy::default(),
+            backchannel_poll: Duration::from_secs(1),
+            backchannel_timeout: Duration::from_secs(5),
         }
     }
 

@@ -21,6 +21,11 @@ pub struct AppState {
     /// An argon2id hash of nothing, verified against for unknown usernames so that
     /// they take as long as wrong passwords.
     dummy_hash: Arc<tokio::sync::OnceCell<String>>,
+    /// argon2id verifications in progress at once: each takes 19 MiB, so an unbounded
+    /// number of concurrent logins would be a memory-exhaustion attack. Extra logins wait.
+    password_slots: Arc<tokio::sync::Semaphore>,
+    /// One reusable argon2 buffer per slot, so verifications allocate nothing large.
+    password_memory: Arc<std::sync::Mutex<Vec<khoa_core::password::VerifyMemory>>>,
 }
 
 impl AppState {
@@ -38,7 +43,27 @@ impl AppState {
             clients: Arc::new(ClientCache::default()),
             metrics: Arc::new(Metrics::default()),
             dummy_hash: Arc::new(tokio::sync::OnceCell::new()),
+            password_slots: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            )),
+            password_memory: Arc::new(std::sync::Mutex::new(Vec::new())),
         })
+    }
+
+    /// Verifies a password off the async executor, at most one per CPU at a time.
+    pub async fn verify_password(&self, password: String, phc: String) -> bool {
+        let Ok(_slot) = self.password_slots.acquire().await else { return false };
+        let pool = self.password_memory.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut memory = pool.lock().ok().and_then(|mut p| p.pop()).unwrap_or_default();
+            let ok = khoa_core::password::verify_password_reusing(&password, &phc, &mut memory);
+            if let Ok(mut p) = pool.lock() {
+                p.push(memory);
+            }
+            ok
+        })
+        .await
+        .unwrap_or(false)
     }
 
     pub async fn dummy_password_hash(&self) -> String {

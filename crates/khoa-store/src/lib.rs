@@ -135,16 +135,18 @@ pub enum Expiring {
     Sessions,
     Interactions,
     LoginThrottle,
+    LogoutDeliveries,
 }
 
 impl Expiring {
-    pub const ALL: [Expiring; 6] = [
+    pub const ALL: [Expiring; 7] = [
         Self::AuthorizationCodes,
         Self::AccessTokens,
         Self::RefreshTokens,
         Self::Sessions,
         Self::Interactions,
         Self::LoginThrottle,
+        Self::LogoutDeliveries,
     ];
 
     pub fn table(self) -> &'static str {
@@ -155,6 +157,7 @@ impl Expiring {
             Self::Sessions => "sessions",
             Self::Interactions => "interactions",
             Self::LoginThrottle => "login_throttle",
+            Self::LogoutDeliveries => "logout_deliveries",
         }
     }
 
@@ -165,6 +168,7 @@ impl Expiring {
             Self::RefreshTokens => "token_hash",
             Self::Sessions | Self::Interactions => "id_hash",
             Self::LoginThrottle => "key",
+            Self::LogoutDeliveries => "id",
         }
     }
 
@@ -174,6 +178,52 @@ impl Expiring {
             _ => "expires_at",
         }
     }
+}
+
+/// A back-channel logout notification to queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    pub id: String,
+    pub client_id: String,
+    pub uri: String,
+    pub sub: String,
+    pub sid: String,
+}
+
+/// A queued back-channel logout notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: String,
+    pub client_id: String,
+    pub uri: String,
+    pub sub: String,
+    pub sid: String,
+    pub status: String,
+    pub attempts: i64,
+    pub created_at: UnixTime,
+    pub next_attempt_at: UnixTime,
+    pub delivered_at: Option<UnixTime>,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// The result of one delivery attempt, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptRecord {
+    Delivered {
+        status: i64,
+    },
+    /// Retry at `next_attempt_at`.
+    Retry {
+        next_attempt_at: UnixTime,
+        status: Option<i64>,
+        error: String,
+    },
+    /// Given up: a permanent refusal, or no attempts or time left.
+    Failed {
+        status: Option<i64>,
+        error: String,
+    },
 }
 
 /// What happened when a client presented a code.
@@ -240,6 +290,38 @@ pub trait Store: Send + Sync + 'static {
     async fn session_by_sid(&self, sid: &str) -> Result<Option<Session>, StoreError>;
     /// Marks a session ended; `true` if it was active.
     async fn end_session(&self, sid: &str, now: UnixTime) -> Result<bool, StoreError>;
+    /// Logout: in one transaction, ends the session, revokes its access tokens and its
+    /// refresh tokens that were not granted `offline_access` (OIDC Core §11), and queues
+    /// `deliveries` (back-channel notifications, first attempt at `now`, kept until
+    /// `keep_until`). `false` (and nothing queued) if the session had already ended.
+    async fn logout_session(
+        &self,
+        sid: &str,
+        now: UnixTime,
+        deliveries: &[NewDelivery],
+        keep_until: UnixTime,
+    ) -> Result<bool, StoreError>;
+    /// Claims up to `limit` due notifications for `holder` until `claim_until`; a
+    /// notification is claimed by one worker at a time.
+    async fn claim_deliveries(
+        &self,
+        holder: &str,
+        now: UnixTime,
+        claim_until: UnixTime,
+        limit: i64,
+    ) -> Result<Vec<Delivery>, StoreError>;
+    /// Records an attempt (by the holder of the claim) and releases the claim.
+    async fn record_attempt(
+        &self,
+        id: &str,
+        holder: &str,
+        now: UnixTime,
+        result: &AttemptRecord,
+    ) -> Result<bool, StoreError>;
+    /// The newest notifications first.
+    async fn deliveries(&self, limit: i64) -> Result<Vec<Delivery>, StoreError>;
+    /// Notifications by status.
+    async fn delivery_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
     /// Clients that received a code in the session, in the order they first did.
     async fn session_clients(&self, sid: &str) -> Result<Vec<String>, StoreError>;
 

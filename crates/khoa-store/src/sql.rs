@@ -403,6 +403,44 @@ macro_rules! revoke_family_tx {
 
 pub(crate) use revoke_family_tx;
 
+pub(crate) const DELIVERY_COLUMNS: &str = "id, client_id, uri, sub, sid, status, attempts, created_at, \
+    next_attempt_at, delivered_at, last_status, last_error";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct DeliveryRow {
+    id: String,
+    client_id: String,
+    uri: String,
+    sub: String,
+    sid: String,
+    status: String,
+    attempts: i64,
+    created_at: i64,
+    next_attempt_at: i64,
+    delivered_at: Option<i64>,
+    last_status: Option<i64>,
+    last_error: Option<String>,
+}
+
+impl From<DeliveryRow> for crate::Delivery {
+    fn from(r: DeliveryRow) -> Self {
+        Self {
+            id: r.id,
+            client_id: r.client_id,
+            uri: r.uri,
+            sub: r.sub,
+            sid: r.sid,
+            status: r.status,
+            attempts: r.attempts,
+            created_at: r.created_at,
+            next_attempt_at: r.next_attempt_at,
+            delivered_at: r.delivered_at,
+            last_status: r.last_status,
+            last_error: r.last_error,
+        }
+    }
+}
+
 /// Runs one change statement and bumps the change epoch in the same transaction;
 /// evaluates to the number of rows the statement affected.
 /// With `conflict = "what"`, a unique violation becomes `StoreError::Conflict(what)`.
@@ -734,6 +772,126 @@ macro_rules! sql_store {
                     .await?
                     .rows_affected();
                 Ok(n > 0)
+            }
+
+            async fn logout_session(
+                &self,
+                sid: &str,
+                now: i64,
+                deliveries: &[$crate::NewDelivery],
+                keep_until: i64,
+            ) -> Result<bool, $crate::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let ended = sqlx::query("UPDATE sessions SET ended_at = $1 WHERE sid = $2 AND ended_at IS NULL")
+                    .bind(now)
+                    .bind(sid)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if ended == 0 {
+                    return Ok(false);
+                }
+                sqlx::query("UPDATE access_tokens SET revoked_at = $1 WHERE sid = $2 AND revoked_at IS NULL")
+                    .bind(now)
+                    .bind(sid)
+                    .execute(&mut *tx)
+                    .await?;
+                // OIDC Core §11: refresh tokens granted offline_access outlive the session.
+                sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE sid = $2 AND offline = FALSE AND revoked_at IS NULL")
+                    .bind(now)
+                    .bind(sid)
+                    .execute(&mut *tx)
+                    .await?;
+                for d in deliveries {
+                    sqlx::query(&format!(
+                        "INSERT INTO logout_deliveries ({}, claimed_until, expires_at) \
+                         VALUES ($1,$2,$3,$4,$5,'pending',0,$6,$6,NULL,NULL,NULL,0,$7)",
+                        $crate::sql::DELIVERY_COLUMNS
+                    ))
+                    .bind(&d.id)
+                    .bind(&d.client_id)
+                    .bind(&d.uri)
+                    .bind(&d.sub)
+                    .bind(&d.sid)
+                    .bind(now)
+                    .bind(keep_until)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn claim_deliveries(
+                &self,
+                holder: &str,
+                now: i64,
+                claim_until: i64,
+                limit: i64,
+            ) -> Result<Vec<$crate::Delivery>, $crate::StoreError> {
+                // The outer conditions are re-checked on the row actually updated, so two
+                // workers never claim one notification; PostgreSQL also skips rows
+                // another worker is claiming instead of waiting for them.
+                let skip_locked = if Self::BACKEND == $crate::Backend::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
+                let sql = format!(
+                    "UPDATE logout_deliveries SET claimed_by = $1, claimed_until = $2 \
+                     WHERE id IN (SELECT id FROM logout_deliveries WHERE status = 'pending' AND next_attempt_at <= $3 \
+                                  AND claimed_until < $3 ORDER BY next_attempt_at LIMIT $4 {skip_locked}) \
+                     AND status = 'pending' AND claimed_until < $3 RETURNING {}",
+                    $crate::sql::DELIVERY_COLUMNS
+                );
+                let rows: Vec<$crate::sql::DeliveryRow> =
+                    sqlx::query_as(&sql).bind(holder).bind(claim_until).bind(now).bind(limit).fetch_all(&self.pool).await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn record_attempt(
+                &self,
+                id: &str,
+                holder: &str,
+                now: i64,
+                result: &$crate::AttemptRecord,
+            ) -> Result<bool, $crate::StoreError> {
+                let (status, next, delivered_at, last_status, last_error) = match result {
+                    $crate::AttemptRecord::Delivered { status } => ("delivered", now, Some(now), Some(*status), None),
+                    $crate::AttemptRecord::Retry { next_attempt_at, status, error } => {
+                        ("pending", *next_attempt_at, None, *status, Some(error.clone()))
+                    }
+                    $crate::AttemptRecord::Failed { status, error } => ("failed", now, None, *status, Some(error.clone())),
+                };
+                let n = sqlx::query(
+                    "UPDATE logout_deliveries SET status = $1, attempts = attempts + 1, next_attempt_at = $2, \
+                     delivered_at = $3, last_status = $4, last_error = $5, claimed_by = NULL, claimed_until = 0 \
+                     WHERE id = $6 AND claimed_by = $7",
+                )
+                .bind(status)
+                .bind(next)
+                .bind(delivered_at)
+                .bind(last_status)
+                .bind(last_error)
+                .bind(id)
+                .bind(holder)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(n > 0)
+            }
+
+            async fn deliveries(&self, limit: i64) -> Result<Vec<$crate::Delivery>, $crate::StoreError> {
+                let rows: Vec<$crate::sql::DeliveryRow> = sqlx::query_as(&format!(
+                    "SELECT {} FROM logout_deliveries ORDER BY created_at DESC, id LIMIT $1",
+                    $crate::sql::DELIVERY_COLUMNS
+                ))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn delivery_counts(&self) -> Result<Vec<(String, i64)>, $crate::StoreError> {
+                Ok(sqlx::query_as("SELECT status, COUNT(*) FROM logout_deliveries GROUP BY status ORDER BY status")
+                    .fetch_all(&self.pool)
+                    .await?)
             }
 
             async fn session_clients(&self, sid: &str) -> Result<Vec<String>, $crate::StoreError> {

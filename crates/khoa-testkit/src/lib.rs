@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod flow;
+pub mod receiver;
 mod server;
 
 pub use khoa_store::Backend;

@@ -41,6 +41,22 @@ pub enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Inspect back-channel logout notifications.
+    #[command(subcommand, name = "logout-deliveries")]
+    LogoutDeliveries(DeliveriesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesCommand {
+    /// The newest notifications with their state, attempts and last error.
+    List {
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// How many to show.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

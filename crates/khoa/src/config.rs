@@ -36,6 +36,9 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ("KHOA_SESSION_LIFETIME", "tokens.session: SSO session (default 24h)"),
     ("KHOA_WATCH_INTERVAL", "watch_interval: how often changes made elsewhere are picked up (default 500ms)"),
     ("KHOA_REFRESH_GRACE", "tokens.refresh_grace: duplicates of a refresh token within this time of its rotation get the same successor (default 5s)"),
+    ("KHOA_BACKCHANNEL_BASE_DELAY", "backchannel.base_delay: wait before retrying a back-channel logout, doubled per attempt (default 5s)"),
+    ("KHOA_BACKCHANNEL_MAX_ATTEMPTS", "backchannel.max_attempts: attempts per notification (default 30)"),
+    ("KHOA_BACKCHANNEL_HORIZON", "backchannel.horizon: no attempt later than this after the logout (default 24h)"),
     ("KHOA_CLEANUP_INTERVAL", "cleanup_interval: how often expired rows are deleted (default 1m)"),
     (
         "KHOA_LOGIN_FREE_FAILURES",
@@ -78,6 +81,16 @@ struct FileConfig {
     keys: KeySection,
     #[serde(default)]
     login_throttle: ThrottleSection,
+    #[serde(default)]
+    backchannel: BackchannelSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackchannelSection {
+    base_delay: Option<String>,
+    max_attempts: Option<i64>,
+    horizon: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -363,6 +376,32 @@ pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
         }
         settings.refresh_grace = secs;
     }
+    let bc = file.backchannel;
+    if let Some(v) = pick(env, "KHOA_BACKCHANNEL_BASE_DELAY", "backchannel.base_delay", bc.base_delay) {
+        let secs = duration(&v)?.as_secs() as i64;
+        if !(1..=3600).contains(&secs) {
+            return Err(invalid(&v.key, "must be between 1s and 1h"));
+        }
+        settings.backchannel.base_delay = secs;
+    }
+    if let Some(v) =
+        pick(env, "KHOA_BACKCHANNEL_MAX_ATTEMPTS", "backchannel.max_attempts", bc.max_attempts.map(|n| n.to_string()))
+    {
+        settings.backchannel.max_attempts = v
+            .raw
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| invalid(&v.key, format!("{:?} is not a whole number from 1 to 1000", v.raw)))?;
+    }
+    if let Some(v) = pick(env, "KHOA_BACKCHANNEL_HORIZON", "backchannel.horizon", bc.horizon) {
+        let secs = duration(&v)?.as_secs() as i64;
+        if !(60..=30 * 86_400).contains(&secs) {
+            return Err(invalid(&v.key, "must be between 1m and 30 days"));
+        }
+        settings.backchannel.horizon = secs;
+    }
     if let Some(v) = pick(env, "KHOA_CLEANUP_INTERVAL", "cleanup_interval", file.cleanup_interval) {
         let d = duration(&v)?;
         if d < Duration::from_secs(1) || d > Duration::from_secs(3600) {
@@ -452,6 +491,14 @@ mod tests {
         assert!(err(None, &[("KHOA_LOGIN_FREE_FAILURES", "many")]).starts_with("KHOA_LOGIN_FREE_FAILURES:"));
         assert!(err(None, &[("KHOA_REFRESH_GRACE", "2m")]).starts_with("KHOA_REFRESH_GRACE:"));
         assert!(err(None, &[("KHOA_CLEANUP_INTERVAL", "0s")]).starts_with("KHOA_CLEANUP_INTERVAL:"));
+        assert!(err(None, &[("KHOA_BACKCHANNEL_MAX_ATTEMPTS", "0")]).starts_with("KHOA_BACKCHANNEL_MAX_ATTEMPTS:"));
+        assert!(err(None, &[("KHOA_BACKCHANNEL_HORIZON", "1s")]).starts_with("KHOA_BACKCHANNEL_HORIZON:"));
+        let f = file("[backchannel]\nbase_delay = \"1s\"\nmax_attempts = 3\nhorizon = \"10m\"\n");
+        let c = load(Some(f.path()), &env_of(&[])).unwrap();
+        assert_eq!(
+            c.settings.backchannel,
+            khoa_core::logout::DeliveryPolicy { base_delay: 1, max_delay: 3600, max_attempts: 3, horizon: 600 }
+        );
         let c = load(None, &env_of(&[("KHOA_REFRESH_GRACE", "0s"), ("KHOA_CLEANUP_INTERVAL", "10s")])).unwrap();
         assert_eq!((c.settings.refresh_grace, c.settings.cleanup_interval), (0, Duration::from_secs(10)));
         assert!(err(None, &[("KHOA_LOGIN_BASE_DELAY", "0s")]).starts_with("KHOA_LOGIN_BASE_DELAY:"));

@@ -45,9 +45,14 @@ async fn discovery_and_jwks(db: TestDatabase) {
     );
     assert_eq!(meta["authorization_response_iss_parameter_supported"], true);
     assert_eq!(meta["request_uri_parameter_supported"], false);
-    // Endpoints of capabilities that have not landed are not advertised.
-    for absent in ["end_session_endpoint", "frontchannel_logout_supported", "backchannel_logout_supported"] {
-        assert!(meta.get(absent).is_none(), "{absent} advertised before it exists");
+    assert_eq!(meta["end_session_endpoint"], khoa.url("/oauth2/sessions/logout"));
+    for flag in [
+        "frontchannel_logout_supported",
+        "frontchannel_logout_session_supported",
+        "backchannel_logout_supported",
+        "backchannel_logout_session_supported",
+    ] {
+        assert_eq!(meta[flag], true, "{flag}");
     }
     assert!(headers["cache-control"].to_str().unwrap().contains("max-age"));
 

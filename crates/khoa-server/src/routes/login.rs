@@ -11,7 +11,6 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use khoa_core::password::verify_password;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -59,17 +58,11 @@ pub(crate) async fn post(
     }
 
     let user = if username.is_empty() { None } else { state.store.user_by_username(username).await? };
-    let verified = {
-        let hash = match &user {
-            Some(u) => u.password_hash.clone(),
-            None => state.dummy_password_hash().await,
-        };
-        let password = password.to_string();
-        let exists = user.is_some();
-        tokio::task::spawn_blocking(move || verify_password(&password, &hash) && exists)
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
+    let hash = match &user {
+        Some(u) => u.password_hash.clone(),
+        None => state.dummy_password_hash().await,
     };
+    let verified = state.verify_password(password.to_string(), hash).await && user.is_some();
     let Some(user) = user.filter(|_| verified) else {
         state.metrics.login_failures.inc();
         for key in &keys {

@@ -7,6 +7,11 @@ use axum::response::{IntoResponse, Response};
 
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics.published_keys.set(state.keys.snapshot().published_count as i64);
+    if let Ok(counts) = state.store.delivery_counts().await {
+        for (status, n) in counts {
+            state.metrics.logout_outbox.get_or_create(&crate::metrics::StatusLabels { status }).set(n);
+        }
+    }
     (
         [
             (header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8"),

@@ -8,6 +8,7 @@ mod health;
 mod introspect;
 mod jwks;
 mod login;
+mod logout;
 mod metrics;
 mod revoke;
 mod token;
@@ -44,6 +45,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(paths::REVOCATION, post(revoke::post))
         .route(paths::INTROSPECTION, post(introspect::post))
         .route(paths::USERINFO, get(userinfo::userinfo).post(userinfo::userinfo))
+        .route(paths::END_SESSION, get(logout::get).post(logout::post))
+        .route("/oauth2/sessions/logout/confirm", post(logout::confirm))
         .route("/assets/khoa.css", get(assets::css))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -1,4 +1,5 @@
 mod client;
+mod deliveries;
 mod keys;
 mod serve;
 mod user;
@@ -21,6 +22,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Client(c) => client::run(c, &open_store(&config).await?).await,
         Command::User(c) => user::run(c, &open_store(&config).await?).await,
         Command::Keys(c) => keys::run(c, &config, open_store(&config).await?).await,
+        Command::LogoutDeliveries(c) => deliveries::run(c, &open_store(&config).await?).await,
     }
 }
 

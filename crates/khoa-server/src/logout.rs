@@ -1,0 +1,42 @@
+//! Ending an SSO session: the front-channel URLs of its clients (for the logged-out
+//! page) and their back-channel notifications, queued in the same transaction that
+//! ends the session (so no notification is lost, whatever happens next).
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use khoa_core::logout::frontchannel_url;
+use khoa_core::session::Session;
+use khoa_store::NewDelivery;
+
+/// How long delivered and failed notifications stay visible after their horizon.
+const KEEP_AFTER_HORIZON: i64 = 7 * 86_400;
+
+/// Ends `session` (if still active) and returns the front-channel logout URLs of the
+/// clients it served.
+pub async fn end_session(state: &AppState, session: &Session) -> Result<Vec<String>, ApiError> {
+    let now = crate::now();
+    let mut frontchannel = vec![];
+    let mut deliveries = vec![];
+    for client_id in state.store.session_clients(&session.sid).await? {
+        let Some(client) = state.clients.get(state.store.as_ref(), &client_id).await? else { continue };
+        if let Some(uri) = &client.frontchannel_logout_uri {
+            frontchannel.push(frontchannel_url(uri, &state.settings.issuer, &session.sid));
+        }
+        if let Some(uri) = &client.backchannel_logout_uri {
+            deliveries.push(NewDelivery {
+                id: khoa_core::random::random_token::<16>(),
+                client_id: client.client_id.clone(),
+                uri: uri.clone(),
+                sub: session.user_id.to_string(),
+                sid: session.sid.clone(),
+            });
+        }
+    }
+    let keep_until = now + state.settings.backchannel.horizon + KEEP_AFTER_HORIZON;
+    if !state.store.logout_session(&session.sid, now, &deliveries, keep_until).await? {
+        return Ok(vec![]);
+    }
+    state.metrics.logouts.inc();
+    tracing::info!(sid = %session.sid, notifications = deliveries.len(), "session ended");
+    Ok(frontchannel)
+}

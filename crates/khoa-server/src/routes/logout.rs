@@ -1,0 +1,200 @@
+//! `GET, POST /oauth2/sessions/logout` (OpenID Connect RP-Initiated Logout 1.0) and
+//! `POST /oauth2/sessions/logout/confirm`.
+//!
+//! With a valid `id_token_hint` the session it names ends at once; without one the
+//! user confirms first (CSRF-protected). A `post_logout_redirect_uri` is followed only
+//! when it exactly matches one registered for the client; anything doubtful shows an
+//! error page and never redirects.
+
+use super::{form_pairs, query_pairs};
+use crate::cookies;
+use crate::error::ApiError;
+use crate::flow::current_session;
+use crate::i18n::Locale;
+use crate::interaction::tokens_match;
+use crate::pages::{self, LoggedOutPage, LogoutPage};
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Redirect, Response};
+use khoa_core::authorize::redirect_with;
+use khoa_core::jose::jwt;
+use khoa_core::tokens::IdTokenClaims;
+use std::collections::HashMap;
+
+const CSRF_COOKIE: &str = "khoa_logout_csrf";
+/// How long the logged-out page lets front-channel iframes load before redirecting.
+const FRONTCHANNEL_WAIT_SECONDS: u32 = 2;
+
+struct LogoutRequest {
+    params: HashMap<String, String>,
+}
+
+impl LogoutRequest {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.params.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+}
+
+fn locale(headers: &HeaderMap, r: &LogoutRequest) -> Locale {
+    let ui: Vec<String> = r.get("ui_locales").unwrap_or("").split(' ').map(str::to_string).collect();
+    Locale::negotiate(&ui, headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()))
+}
+
+/// The ID token an `id_token_hint` carries: ours (signature, issuer), expired or not.
+fn verify_hint(state: &AppState, hint: &str) -> Option<IdTokenClaims> {
+    let keys = state.keys.snapshot();
+    let (_, claims): (_, IdTokenClaims) = jwt::decode(hint, |kid| keys.key(kid)).ok()?;
+    (claims.iss == state.settings.issuer).then_some(claims)
+}
+
+/// What checking the parameters established.
+struct Checked {
+    hint: Option<IdTokenClaims>,
+    /// The post-logout redirect with `state`, when it is registered for the client.
+    redirect: Option<String>,
+}
+
+/// RP-Initiated Logout §2, §3: `Err` means an error page and no redirect.
+async fn check(state: &AppState, r: &LogoutRequest) -> Result<Result<Checked, ()>, ApiError> {
+    let hint = match r.get("id_token_hint") {
+        Some(h) => match verify_hint(state, h) {
+            Some(claims) => Some(claims),
+            None => return Ok(Err(())),
+        },
+        None => None,
+    };
+    let client_id = match (r.get("client_id"), &hint) {
+        (Some(id), Some(h)) if id != h.aud => return Ok(Err(())),
+        (Some(id), _) => Some(id.to_string()),
+        (None, Some(h)) => Some(h.aud.clone()),
+        (None, None) => None,
+    };
+    let redirect = match r.get("post_logout_redirect_uri") {
+        None => None,
+        Some(uri) => {
+            let Some(client_id) = &client_id else { return Ok(Err(())) };
+            let Some(client) = state.clients.get(state.store.as_ref(), client_id).await? else { return Ok(Err(())) };
+            // Exact string match with a registered URI.
+            if !client.post_logout_redirect_uris.iter().any(|registered| registered == uri) {
+                return Ok(Err(()));
+            }
+            let mut params = vec![];
+            if let Some(s) = r.get("state") {
+                params.push(("state", s));
+            }
+            Some(redirect_with(uri, &params))
+        }
+    };
+    Ok(Ok(Checked { hint, redirect }))
+}
+
+pub(crate) async fn get(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
+    start(&state, &headers, LogoutRequest { params: query_pairs(&uri).into_iter().collect() }).await
+}
+
+pub(crate) async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    start(&state, &headers, LogoutRequest { params: form_pairs(&body).into_iter().collect() }).await
+}
+
+async fn start(state: &AppState, headers: &HeaderMap, r: LogoutRequest) -> Result<Response, ApiError> {
+    let locale = locale(headers, &r);
+    let Ok(checked) = check(state, &r).await? else {
+        return Ok(pages::error_page(locale, StatusCode::BAD_REQUEST, locale.texts().logout_invalid));
+    };
+    let now = crate::now();
+    let Some(hint) = checked.hint else {
+        return Ok(confirmation_page(state, headers, locale, &r));
+    };
+    // A valid hint: end the session it names (even when the cookie is gone), and the
+    // browser's own session if it is the same user's.
+    let mut frames = vec![];
+    if let Some(sid) = &hint.sid {
+        if let Some(session) = state.store.session_by_sid(sid).await?.filter(|s| s.is_active(now)) {
+            frames.extend(crate::logout::end_session(state, &session).await?);
+        }
+    }
+    if let Some(session) = current_session(state, headers, now).await? {
+        if session.user_id.to_string() == hint.sub {
+            frames.extend(crate::logout::end_session(state, &session).await?);
+        }
+    }
+    Ok(logged_out(state, locale, frames, checked.redirect))
+}
+
+fn confirmation_page(state: &AppState, headers: &HeaderMap, locale: Locale, r: &LogoutRequest) -> Response {
+    let t = locale.texts();
+    // One token per browser, so several confirmation pages (tabs) all stay valid.
+    let csrf = cookies::get(headers, CSRF_COOKIE)
+        .filter(|c| c.len() == 43 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .unwrap_or_else(khoa_core::session::new_handle);
+    let html = match pages::render(&LogoutPage {
+        lang: locale.tag(),
+        title: t.logout_title,
+        t,
+        csrf_token: &csrf,
+        post_logout_redirect_uri: r.get("post_logout_redirect_uri"),
+        state: r.get("state"),
+        client_id: r.get("client_id"),
+        ui_locales: r.get("ui_locales"),
+    }) {
+        Ok(h) => h,
+        Err(e) => return e.into_response(),
+    };
+    let cookie = cookies::set(CSRF_COOKIE, &csrf, "/oauth2/sessions/logout", 1800, state.settings.secure_cookies());
+    pages::page(StatusCode::OK, html, None, vec![(header::SET_COOKIE, cookie)])
+}
+
+/// The user confirmed: end the browser's session.
+pub(crate) async fn confirm(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let r = LogoutRequest { params: form_pairs(&body).into_iter().collect() };
+    let locale = locale(&headers, &r);
+    let cookie = cookies::get(&headers, CSRF_COOKIE);
+    let form = r.get("csrf_token").unwrap_or("");
+    if !cookie.is_some_and(|c| tokens_match(&c, form)) {
+        return Ok(pages::error_page(locale, StatusCode::BAD_REQUEST, locale.texts().expired));
+    }
+    // The hint never travels through the confirmation form; the rest is checked again.
+    let Ok(checked) = check(&state, &r).await? else {
+        return Ok(pages::error_page(locale, StatusCode::BAD_REQUEST, locale.texts().logout_invalid));
+    };
+    let mut frames = vec![];
+    if let Some(session) = current_session(&state, &headers, crate::now()).await? {
+        frames = crate::logout::end_session(&state, &session).await?;
+    }
+    Ok(logged_out(&state, locale, frames, checked.redirect))
+}
+
+/// The logged-out page (front-channel iframes, then the redirect), or a plain 303 when
+/// there is nothing to load; the session cookie is cleared either way.
+fn logged_out(state: &AppState, locale: Locale, frames: Vec<String>, redirect: Option<String>) -> Response {
+    let clear = cookies::set(cookies::SESSION_COOKIE, "", "/", 0, state.settings.secure_cookies());
+    if frames.is_empty() {
+        if let Some(next) = &redirect {
+            let mut res = Redirect::to(next).into_response();
+            if let Ok(v) = clear.parse() {
+                res.headers_mut().append(header::SET_COOKIE, v);
+            }
+            return res;
+        }
+    }
+    let t = locale.texts();
+    let html = match pages::render(&LoggedOutPage {
+        lang: locale.tag(),
+        t,
+        frames: &frames,
+        redirect: redirect.as_deref(),
+        wait_seconds: if frames.is_empty() { 0 } else { FRONTCHANNEL_WAIT_SECONDS },
+    }) {
+        Ok(h) => h,
+        Err(e) => return e.into_response(),
+    };
+    // The CSP allows exactly these frames (a source is the URL without its query).
+    let sources: Vec<String> = frames.iter().map(|f| f.split('?').next().unwrap_or(f).to_string()).collect();
+    pages::page_with_frames(StatusCode::OK, html, None, &sources, vec![(header::SET_COOKIE, clear)])
+}
