@@ -20,6 +20,12 @@ if [ -z "$PGBIN" ] || [ ! -x "$PGBIN/initdb" ]; then
   PGBIN=$(pg_bindir)
 fi
 
+# The TCONNECT examples of docs/dialects.md run in the tests: Python needs cryptography.
+if command -v python3 >/dev/null && ! python3 -c 'import cryptography' 2>/dev/null; then
+  echo "test.sh: installing the Python package cryptography"
+  python3 -m pip install --quiet cryptography || as_root python3 -m pip install --quiet cryptography
+fi
+
 # PostgreSQL refuses to run as root: use an unprivileged account.
 if [ "$(id -u)" = 0 ]; then
   PGUSER_OS=postgres

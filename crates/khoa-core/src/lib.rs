@@ -20,6 +20,7 @@ pub mod scope;
 pub mod sealing;
 pub mod secret;
 pub mod session;
+pub mod tconnect;
 pub mod throttle;
 pub mod token_error;
 pub mod tokens;

@@ -180,6 +180,16 @@ impl Expiring {
     }
 }
 
+/// A TCONNECT partner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partner {
+    pub code: String,
+    pub client_id: String,
+    /// The 256-bit key, sealed under the master key (AAD = `partner:` + code).
+    pub key_sealed: Vec<u8>,
+    pub created_at: UnixTime,
+}
+
 /// A back-channel logout notification to queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDelivery {
@@ -329,6 +339,13 @@ pub trait Store: Send + Sync + 'static {
     async fn consent(&self, user_id: i64, client_id: &str) -> Result<Option<String>, StoreError>;
     async fn grant_consent(&self, user_id: i64, client_id: &str, scope: &str, now: UnixTime) -> Result<(), StoreError>;
 
+    /// Whether `client_id` already redeemed another code with this PKCE challenge.
+    async fn code_challenge_reused(
+        &self,
+        client_id: &str,
+        challenge: &str,
+        code_hash: &str,
+    ) -> Result<bool, StoreError>;
     /// A code as stored, whatever its state (codes never change but for consumption).
     async fn code(&self, code_hash: &str) -> Result<Option<AuthorizationCode>, StoreError>;
     /// Stores a new code and records its client in the code's session.
@@ -365,6 +382,19 @@ pub trait Store: Send + Sync + 'static {
     /// Records an access token that comes from no code or refresh token
     /// (client_credentials).
     async fn insert_access_token(&self, token: &AccessTokenRecord) -> Result<(), StoreError>;
+    /// Starts a token family outside the code flow (a partner's password login): its
+    /// first access and refresh token, in one transaction.
+    async fn insert_token_family(
+        &self,
+        access: &AccessTokenRecord,
+        refresh: &NewRefreshToken,
+    ) -> Result<(), StoreError>;
+
+    /// `Conflict` when the code exists.
+    async fn insert_partner(&self, partner: &Partner) -> Result<(), StoreError>;
+    async fn partner(&self, code: &str) -> Result<Option<Partner>, StoreError>;
+    async fn partners(&self) -> Result<Vec<Partner>, StoreError>;
+    async fn delete_partner(&self, code: &str) -> Result<bool, StoreError>;
 
     /// Takes or renews the lease `name` for `holder` until `until`; `false` while
     /// another holder's lease runs.

@@ -1075,6 +1075,20 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn code_challenge_reused(&self, client_id: &str, challenge: &str, code_hash: &str) -> Result<bool, $crate::StoreError> {
+                // COUNT(*) is BIGINT on both databases (a bare `1` is INT4 on PostgreSQL).
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM authorization_codes WHERE client_id = $1 AND code_challenge = $2 \
+                     AND code_hash <> $3 AND consumed_at IS NOT NULL",
+                )
+                .bind(client_id)
+                .bind(challenge)
+                .bind(code_hash)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(n > 0)
+            }
+
             async fn code(&self, code_hash: &str) -> Result<Option<khoa_core::code::AuthorizationCode>, $crate::StoreError> {
                 let row: Option<$crate::sql::CodeRow> = sqlx::query_as(&format!(
                     "SELECT {} FROM authorization_codes WHERE code_hash = $1",
@@ -1231,6 +1245,56 @@ macro_rules! sql_store {
                     t.expires_at
                 );
                 Ok(())
+            }
+
+            async fn insert_token_family(
+                &self,
+                t: &$crate::AccessTokenRecord,
+                refresh: &$crate::NewRefreshToken,
+            ) -> Result<(), $crate::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                $crate::sql::insert_access!(tx, &t.jti, &t.grant_id, &t.client_id, t.user_id, &t.sid, &t.scope, t.issued_at, t.expires_at);
+                $crate::sql::insert_refresh!(tx, refresh);
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn insert_partner(&self, p: &$crate::Partner) -> Result<(), $crate::StoreError> {
+                $crate::sql::change_tx!(
+                    self.pool,
+                    sqlx::query("INSERT INTO partners (code, client_id, key_sealed, created_at) VALUES ($1, $2, $3, $4)")
+                        .bind(&p.code)
+                        .bind(&p.client_id)
+                        .bind(&p.key_sealed)
+                        .bind(p.created_at),
+                    conflict = "partner"
+                );
+                Ok(())
+            }
+
+            async fn partner(&self, code: &str) -> Result<Option<$crate::Partner>, $crate::StoreError> {
+                let row: Option<(String, String, Vec<u8>, i64)> =
+                    sqlx::query_as("SELECT code, client_id, key_sealed, created_at FROM partners WHERE code = $1")
+                        .bind(code)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(row.map(|(code, client_id, key_sealed, created_at)| $crate::Partner { code, client_id, key_sealed, created_at }))
+            }
+
+            async fn partners(&self) -> Result<Vec<$crate::Partner>, $crate::StoreError> {
+                let rows: Vec<(String, String, Vec<u8>, i64)> =
+                    sqlx::query_as("SELECT code, client_id, key_sealed, created_at FROM partners ORDER BY code")
+                        .fetch_all(&self.pool)
+                        .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(code, client_id, key_sealed, created_at)| $crate::Partner { code, client_id, key_sealed, created_at })
+                    .collect())
+            }
+
+            async fn delete_partner(&self, code: &str) -> Result<bool, $crate::StoreError> {
+                let n = $crate::sql::change_tx!(self.pool, sqlx::query("DELETE FROM partners WHERE code = $1").bind(code));
+                Ok(n > 0)
             }
 
             async fn acquire_lease(&self, name: &str, holder: &str, now: i64, until: i64) -> Result<bool, $crate::StoreError> {

@@ -293,6 +293,11 @@ async fn codes_are_single_use_and_replay_revokes(db: TestDatabase) {
     assert_eq!(store.access_token("t1").await.unwrap().unwrap().revoked_at, Some(1130));
     assert_eq!(store.access_token("t2").await.unwrap(), None);
     assert_eq!(store.redeem_code("nope", "portal", 1130, &token("t3"), None).await.unwrap(), Redemption::Unknown);
+    // c1 was redeemed with this challenge: another code of portal with it is a reuse.
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    assert!(store.code_challenge_reused("portal", challenge, "c9").await.unwrap());
+    assert!(!store.code_challenge_reused("portal", challenge, "c1").await.unwrap(), "not its own");
+    assert!(!store.code_challenge_reused("mobile", challenge, "c9").await.unwrap(), "c2 of mobile is not redeemed");
     assert_eq!(store.revoke_grant("c1", 1200).await.unwrap(), 0, "already revoked");
 }
 

@@ -41,9 +41,31 @@ pub enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage TCONNECT partners (Partner-Code, client and AES-256 key).
+    #[command(subcommand)]
+    Partner(PartnerCommand),
     /// Inspect back-channel logout notifications.
     #[command(subcommand, name = "logout-deliveries")]
     LogoutDeliveries(DeliveriesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PartnerCommand {
+    /// Bind a Partner-Code to a confidential client and a 256-bit key (generated and
+    /// printed once unless given).
+    Create {
+        #[arg(long)]
+        code: String,
+        #[arg(long)]
+        client_id: String,
+        /// The key as 64 hexadecimal characters.
+        #[arg(long, value_name = "64-HEX")]
+        key_hex: Option<String>,
+    },
+    /// List partners (never their keys).
+    List(ListArgs),
+    /// Delete a partner.
+    Delete { code: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,6 +6,7 @@ use super::form_pairs;
 use crate::error::ApiError;
 use crate::flow::{self, current_session};
 use crate::interaction::{resume, tokens_match};
+use crate::password_login::{password_login, LoginOutcome};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
@@ -31,48 +32,20 @@ pub(crate) async fn post(
         return Ok(crate::pages::error_page(flow.locale, StatusCode::BAD_REQUEST, flow.locale.texts().expired));
     }
     let t = flow.locale.texts();
-    let username = field("username");
-    let password = field("password");
-    let keys = [format!("user:{username}"), format!("ip:{}", peer.ip())];
-
-    // Refused outright while blocked: no password check, so no oracle either.
-    let now = crate::now();
-    let mut blocked_until = now;
-    for key in &keys {
-        if let Some(until) = state.store.login_blocked_until(key).await? {
-            blocked_until = blocked_until.max(until);
+    let user = match password_login(&state, field("username"), field("password"), peer.ip()).await? {
+        LoginOutcome::Blocked { retry_after } => {
+            let interaction = Some((handle, &interaction));
+            let status = StatusCode::TOO_MANY_REQUESTS;
+            let mut res = flow::login_page(&state, &flow, interaction, Some(t.throttled), status).await?;
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            return Ok(res);
         }
-    }
-    if blocked_until > now {
-        state.metrics.login_throttled.inc();
-        let mut res = flow::login_page(
-            &state,
-            &flow,
-            Some((handle, &interaction)),
-            Some(t.throttled),
-            StatusCode::TOO_MANY_REQUESTS,
-        )
-        .await?;
-        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(blocked_until - now));
-        return Ok(res);
-    }
-
-    let user = if username.is_empty() { None } else { state.store.user_by_username(username).await? };
-    let hash = match &user {
-        Some(u) => u.password_hash.clone(),
-        None => state.dummy_password_hash().await,
-    };
-    let verified = state.verify_password(password.to_string(), hash).await && user.is_some();
-    let Some(user) = user.filter(|_| verified) else {
-        state.metrics.login_failures.inc();
-        for key in &keys {
-            state.store.record_login_failure(key, crate::now(), &state.settings.login_throttle).await?;
+        LoginOutcome::Failed => {
+            let interaction = Some((handle, &interaction));
+            return flow::login_page(&state, &flow, interaction, Some(t.bad_credentials), StatusCode::OK).await;
         }
-        return flow::login_page(&state, &flow, Some((handle, &interaction)), Some(t.bad_credentials), StatusCode::OK)
-            .await;
+        LoginOutcome::Succeeded(user) => user,
     };
-
-    state.store.clear_login_failures(&keys[0]).await?;
     let previous = current_session(&state, &headers, crate::now()).await?;
     let (session, cookie) = flow::start_session(&state, &user, previous.as_ref()).await?;
     state.store.set_interaction_session(&interaction.id_hash, &session.sid).await?;

@@ -14,6 +14,7 @@ mod revoke;
 mod token;
 mod userinfo;
 
+use crate::dialects::{hutech, oneaccess, tconnect};
 use crate::error::ApiError;
 use crate::metrics::{RequestLabels, RouteLabels};
 use crate::state::AppState;
@@ -48,6 +49,14 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(paths::END_SESSION, get(logout::get).post(logout::post))
         .route("/oauth2/sessions/logout/confirm", post(logout::confirm))
         .route("/assets/khoa.css", get(assets::css))
+        // Seed dialects: adapters over the same engine.
+        .route(hutech::MOBILE_PATH, post(hutech::mobile))
+        .route(hutech::WEB_PATH, post(hutech::web))
+        .route(oneaccess::AUTHORIZE_PATH, get(authorize::get))
+        .route(oneaccess::TOKEN_PATH, post(oneaccess::token))
+        .route(oneaccess::USERINFO_PATH, get(userinfo::userinfo))
+        .route(tconnect::LOGIN_PATH, post(tconnect::login))
+        .route(tconnect::REFRESH_PATH, post(tconnect::refresh))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(RequestBodyLimitLayer::new(body_limit))

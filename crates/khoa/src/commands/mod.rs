@@ -1,6 +1,7 @@
 mod client;
 mod deliveries;
 mod keys;
+mod partner;
 mod serve;
 mod user;
 
@@ -22,6 +23,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Client(c) => client::run(c, &open_store(&config).await?).await,
         Command::User(c) => user::run(c, &open_store(&config).await?).await,
         Command::Keys(c) => keys::run(c, &config, open_store(&config).await?).await,
+        Command::Partner(c) => partner::run(c, &config, &open_store(&config).await?).await,
         Command::LogoutDeliveries(c) => deliveries::run(c, &open_store(&config).await?).await,
     }
 }

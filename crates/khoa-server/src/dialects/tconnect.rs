@@ -1,0 +1,279 @@
+//! TCONNECT Open API (seed 004): `POST /openapi/v1/auth/login` and
+//! `POST /openapi/v1/auth/refresh` for partners. The body is `{"data": hex}`, the
+//! AES-256-CBC payload of `khoa_core::tconnect`. Every way a payload can fail (hex,
+//! decryption, padding, JSON, or a client that is not the partner's) gives one and the
+//! same answer. Refresh tokens are JWTs that carry the opaque handle; the database
+//! stays the authority on rotation and revocation.
+//!
+//! The login is a resource-owner password grant, which RFC 9700 §2.4 forbids for
+//! general clients: it exists only here, for a partner's own confidential client,
+//! behind the partner's key and the login throttling.
+
+// Helpers return the finished error response as their `Err`: it is the early-return
+// path of the handlers, and boxing it would only add noise.
+#![allow(clippy::result_large_err)]
+
+use crate::error::TokenError;
+use crate::grants::{no_store, refresh_token};
+use crate::issue::{self, RefreshTemplate, Subject};
+use crate::password_login::{password_login, LoginOutcome};
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use khoa_core::client::Client;
+use khoa_core::client_auth::{verify, ClientCredentials};
+use khoa_core::jose::{jwt, SigningAlgorithm};
+use khoa_core::scope::ScopeSet;
+use khoa_core::tconnect::PartnerKey;
+use khoa_core::token_error::TokenEndpointError;
+use khoa_store::AccessTokenRecord;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub const LOGIN_PATH: &str = "/openapi/v1/auth/login";
+pub const REFRESH_PATH: &str = "/openapi/v1/auth/refresh";
+/// `typ` of the refresh JWTs of this dialect.
+const REFRESH_TYP: &str = "rt+jwt";
+
+/// The one answer for every unreadable payload (no padding oracle).
+fn unreadable() -> Response {
+    let body =
+        serde_json::json!({"error": "invalid_request", "error_description": "the encrypted payload could not be read"});
+    let mut res = (StatusCode::BAD_REQUEST, Json(body)).into_response();
+    no_store(res.headers_mut());
+    res
+}
+
+fn not_found() -> Response {
+    let body = serde_json::json!({"error": "not_found", "error_description": "unknown Partner-Code"});
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
+}
+
+fn oauth_error(e: TokenEndpointError) -> Response {
+    TokenError::Endpoint(e).into_response()
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    data: String,
+}
+
+#[derive(Deserialize)]
+struct LoginPayload {
+    username: String,
+    password: String,
+    client_id: String,
+    client_secret: String,
+}
+
+#[derive(Deserialize)]
+struct RefreshPayload {
+    refresh_token: String,
+}
+
+/// The claims of a refresh JWT: the opaque handle (`rt`) under our signature.
+#[derive(Serialize, Deserialize)]
+struct RefreshClaims {
+    iss: String,
+    sub: String,
+    aud: String,
+    iat: i64,
+    exp: i64,
+    rt: String,
+}
+
+#[derive(Serialize)]
+struct PartnerTokens {
+    access_token: String,
+    expires_in: i64,
+    refresh_token: String,
+    refresh_expires_in: i64,
+    token_type: &'static str,
+}
+
+/// The partner named by `Partner-Code`, its key and its client; `Err` is the response.
+async fn partner(state: &AppState, headers: &HeaderMap) -> Result<(PartnerKey, Arc<Client>), Response> {
+    let code = headers.get("partner-code").and_then(|v| v.to_str().ok()).map(str::trim).filter(|c| !c.is_empty());
+    let Some(code) = code else { return Err(not_found()) };
+    let partner = match state.store.partner(code).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return Err(not_found()),
+        Err(e) => return Err(crate::error::ApiError::from(e).into_response()),
+    };
+    let aad = format!("partner:{}", partner.code);
+    let key = state.master.open(aad.as_bytes(), &partner.key_sealed).ok().and_then(|k| PartnerKey::from_bytes(&k));
+    let Some(key) = key else {
+        return Err(crate::error::ApiError::Internal("a partner key cannot be opened".into()).into_response());
+    };
+    match state.clients.get(state.store.as_ref(), &partner.client_id).await {
+        Ok(Some(client)) => Ok((key, client)),
+        Ok(None) => Err(not_found()),
+        Err(e) => Err(crate::error::ApiError::from(e).into_response()),
+    }
+}
+
+/// Decrypts the body as `T`; every failure is the same `unreadable()`.
+fn payload<T: serde::de::DeserializeOwned>(key: &PartnerKey, body: &[u8]) -> Result<T, Response> {
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|_| unreadable())?;
+    key.decrypt_json(&envelope.data).map_err(|_| unreadable())
+}
+
+fn refresh_jwt(
+    state: &AppState,
+    client: &Client,
+    sub: &str,
+    handle: &str,
+    now: i64,
+) -> Result<(String, i64), Response> {
+    let lifetime = client.lifetimes.refresh_token.unwrap_or(state.settings.lifetimes.refresh_token);
+    let keys = state.keys.snapshot();
+    let key = keys
+        .signing_key(SigningAlgorithm::RS256, now)
+        .ok_or_else(|| crate::error::ApiError::Internal("no RS256 key".into()).into_response())?;
+    let claims = RefreshClaims {
+        iss: state.settings.issuer.clone(),
+        sub: sub.to_string(),
+        aud: client.client_id.clone(),
+        iat: now,
+        exp: now + lifetime,
+        rt: handle.to_string(),
+    };
+    let token = jwt::encode(&key, Some(REFRESH_TYP), &claims)
+        .map_err(|e| crate::error::ApiError::Internal(e.to_string()).into_response())?;
+    Ok((token, lifetime))
+}
+
+fn tokens(access_token: String, expires_in: i64, refresh: (String, i64)) -> Response {
+    let body = PartnerTokens {
+        access_token,
+        expires_in,
+        refresh_token: refresh.0,
+        refresh_expires_in: refresh.1,
+        token_type: "Bearer",
+    };
+    let mut res = Json(body).into_response();
+    no_store(res.headers_mut());
+    res
+}
+
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (key, client) = match partner(&state, &headers).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let p: LoginPayload = match payload(&key, &body) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    // A payload for another client than the partner's is as unreadable as any other.
+    if p.client_id != client.client_id {
+        return unreadable();
+    }
+    let credentials = ClientCredentials::Post { client_id: p.client_id.clone(), secret: p.client_secret.clone() };
+    if client.is_public() || verify(&credentials, Some(&client)).is_err() {
+        state.metrics.client_auth_failures.inc();
+        return oauth_error(TokenEndpointError::invalid_client("client authentication failed", false));
+    }
+    let user = match password_login(&state, &p.username, &p.password, peer.ip()).await {
+        Ok(LoginOutcome::Succeeded(user)) => user,
+        Ok(LoginOutcome::Failed) => {
+            return oauth_error(TokenEndpointError::InvalidGrant("invalid username or password"))
+        }
+        Ok(LoginOutcome::Blocked { retry_after }) => {
+            let body = serde_json::json!({"error": "invalid_grant", "error_description": "too many failed logins; try again later"});
+            let mut res = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            return res;
+        }
+        Err(e) => return e.into_response(),
+    };
+    match issue_family(&state, &client, &user).await {
+        Ok(r) => r,
+        Err(r) => r,
+    }
+}
+
+/// The first access and refresh token of a new family for a partner login.
+async fn issue_family(state: &AppState, client: &Client, user: &khoa_core::user::User) -> Result<Response, Response> {
+    let now = crate::now();
+    let scope: ScopeSet = client.scopes.iter().cloned().collect();
+    let family = format!("partner:{}", khoa_core::random::random_token::<16>());
+    let amr = vec!["pwd".to_string()];
+    let template = RefreshTemplate {
+        family_id: &family,
+        client,
+        user_id: user.id,
+        sid: None,
+        scope: &scope,
+        auth_time: now,
+        amr: &amr,
+    };
+    let (handle, refresh_row) = issue::refresh_token(state, template, now).map_err(IntoResponse::into_response)?;
+    let lifetime = issue::access_token_lifetime(state, client);
+    let jti = khoa_core::random::random_token::<16>();
+    let record = AccessTokenRecord {
+        jti: jti.clone(),
+        grant_id: family.clone(),
+        client_id: client.client_id.clone(),
+        user_id: Some(user.id),
+        sid: None,
+        scope: scope.to_string(),
+        issued_at: now,
+        expires_at: now + lifetime,
+        revoked_at: None,
+    };
+    state
+        .store
+        .insert_token_family(&record, &refresh_row)
+        .await
+        .map_err(|e| crate::error::ApiError::from(e).into_response())?;
+    let subject = Subject { sub: user.subject(), scope: &scope, auth_time: Some(now), sid: None };
+    let access_token = issue::access_token(state, client, &subject, &jti, now).map_err(IntoResponse::into_response)?;
+    let refresh = refresh_jwt(state, client, &user.subject(), &handle, now)?;
+    state.metrics.tokens_issued.inc();
+    Ok(tokens(access_token, lifetime, refresh))
+}
+
+pub(crate) async fn refresh(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (key, client) = match partner(&state, &headers).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let p: RefreshPayload = match payload(&key, &body) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let keys = state.keys.snapshot();
+    let decoded = jwt::decode::<RefreshClaims, _>(&p.refresh_token, |kid| keys.key(kid));
+    let claims = match decoded {
+        Ok((header, c))
+            if header.typ.as_deref() == Some(REFRESH_TYP)
+                && c.iss == state.settings.issuer
+                && c.aud == client.client_id =>
+        {
+            c
+        }
+        _ => return oauth_error(TokenEndpointError::InvalidGrant("the refresh token is invalid")),
+    };
+    // Rotation and reuse detection exactly as the core refresh grant.
+    let rotated = match refresh_token::rotate(&state, &client, &claims.rt, None).await {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let Some(handle) = rotated.refresh_token else {
+        return crate::error::ApiError::Internal("rotation without a successor".into()).into_response();
+    };
+    match refresh_jwt(&state, &client, &claims.sub, &handle, crate::now()) {
+        Ok(refresh) => tokens(rotated.access_token, rotated.expires_in, refresh),
+        Err(r) => r,
+    }
+}
