@@ -423,3 +423,32 @@ async fn tconnect_documentation_examples_work() {
         assert!(tokens["access_token"].is_string() && tokens["refresh_token"].is_string(), "{program}: {tokens}");
     }
 }
+
+/// The partner login is throttled like the login page: 429 with Retry-After, without
+/// checking the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tconnect_login_is_throttled() {
+    let env = [("KHOA_LOGIN_FREE_FAILURES", "1"), ("KHOA_LOGIN_BASE_DELAY", "60s")];
+    let khoa = Khoa::with_env(BIN, test_database(Backend::Sqlite).await, &env);
+    let (key, secret) = partner(&khoa);
+    let login = |password: &str| {
+        sealed(
+            &key,
+            json!({"username": "sv01", "password": password, "client_id": "acme-app", "client_secret": secret}),
+        )
+    };
+    for _ in 0..2 {
+        assert_eq!(tconnect_call(&khoa, "/openapi/v1/auth/login", Some("ACME"), &login("wrong password")).await.0, 400);
+    }
+    let res = reqwest::Client::new()
+        .post(khoa.url("/openapi/v1/auth/login"))
+        .header("partner-code", "ACME")
+        .header("content-type", "application/json")
+        .body(login(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429, "blocked even with the right password");
+    let retry: i64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry));
+}
