@@ -211,7 +211,7 @@ impl ClientRegistration {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum RegistrationError {
-    #[error("client_id must be 1 to {MAX_CLIENT_ID_LEN} characters of A-Z a-z 0-9 . _ ~ -")]
+    #[error("client_id must be 1 to {MAX_CLIENT_ID_LEN} characters of A-Z a-z 0-9 . _ ~ -, not only digits")]
     ClientId,
     #[error("invalid redirect_uri: {0}")]
     RedirectUri(UriError),
@@ -281,7 +281,10 @@ impl ClientRegistration {
     pub fn register(self, now: UnixTime) -> Result<Registered, RegistrationError> {
         let id_ok = !self.client_id.is_empty()
             && self.client_id.len() <= MAX_CLIENT_ID_LEN
-            && self.client_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b));
+            && self.client_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b))
+            // RFC 9700 §4.15: a client_credentials token's `sub` is the client_id; users'
+            // subjects are numbers, so an all-digit client_id could pass for a user.
+            && !self.client_id.bytes().all(|b| b.is_ascii_digit());
         if !id_ok {
             return Err(RegistrationError::ClientId);
         }
@@ -421,6 +424,12 @@ mod tests {
         let mut r = reg();
         r.client_id = "bad id".into();
         assert_eq!(r.register(0).unwrap_err(), RegistrationError::ClientId);
+        let mut r = reg();
+        r.client_id = "12345".into();
+        assert_eq!(r.register(0).unwrap_err(), RegistrationError::ClientId, "could collide with a user's sub");
+        let mut r = reg();
+        r.client_id = "1mg".into();
+        assert!(r.register(0).is_ok(), "digits with letters are fine");
 
         let mut r = reg();
         r.redirect_uris = vec!["http://evil.example/cb".into()];
