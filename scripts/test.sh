@@ -20,6 +20,13 @@ if [ -z "$PGBIN" ] || [ ! -x "$PGBIN/initdb" ]; then
   PGBIN=$(pg_bindir)
 fi
 
+# Browser tests drive Debian's Chromium through ChromeDriver.
+if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; then
+  echo "test.sh: installing chromium and chromium-driver (Debian packages)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
 # The TCONNECT examples of docs/dialects.md run in the tests: Python needs cryptography.
 if command -v python3 >/dev/null && ! python3 -c 'import cryptography' 2>/dev/null; then
   echo "test.sh: installing the Python package cryptography"

@@ -130,7 +130,12 @@ pub async fn proceed(
     if let Some((_, i)) = interaction {
         // Completes once, even if the form is submitted twice.
         if !state.store.delete_interaction(&i.id_hash).await? {
-            return Ok(pages::error_page(flow.locale, StatusCode::BAD_REQUEST, flow.locale.texts().expired));
+            return Ok(pages::error_page(
+                &state.settings.branding,
+                flow.locale,
+                StatusCode::BAD_REQUEST,
+                flow.locale.texts().expired,
+            ));
         }
     }
     issue_code(state, flow, &session, &user).await
@@ -194,6 +199,7 @@ pub async fn login_page(
     let (handle, csrf, mut headers) = interaction_for(state, flow, interaction, None).await?;
     let t = flow.locale.texts();
     let html = pages::render(&LoginPage {
+        brand: &state.settings.branding,
         lang: flow.locale.tag(),
         title: t.login_title,
         t,
@@ -207,7 +213,10 @@ pub async fn login_page(
     if status == StatusCode::TOO_MANY_REQUESTS {
         headers.retain(|(n, _)| n != header::SET_COOKIE);
     }
-    Ok(pages::page(status, html, None, headers))
+    // Browsers apply form-action to the redirects after a submission too: a login can
+    // end in a 303 straight to the client (consent already given).
+    let target = pages::origin_of(&flow.request.redirect_uri);
+    Ok(pages::page(status, html, target.as_deref(), headers))
 }
 
 async fn consent_page(
@@ -219,6 +228,7 @@ async fn consent_page(
     let (handle, csrf, headers) = interaction_for(state, flow, interaction, Some(&session.sid)).await?;
     let t = flow.locale.texts();
     let html = pages::render(&ConsentPage {
+        brand: &state.settings.branding,
         lang: flow.locale.tag(),
         title: t.consent_title,
         t,

@@ -27,7 +27,14 @@ pub async fn resume(
 ) -> Result<Result<(Interaction, Flow), Response>, ApiError> {
     let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
     let fallback = Locale::negotiate(&[], accept);
-    let expired = || Ok(Err(pages::error_page(fallback, StatusCode::BAD_REQUEST, fallback.texts().expired)));
+    let expired = || {
+        Ok(Err(pages::error_page(
+            &state.settings.branding,
+            fallback,
+            StatusCode::BAD_REQUEST,
+            fallback.texts().expired,
+        )))
+    };
     if handle.is_empty() || handle.len() > 64 {
         return expired();
     }

@@ -23,7 +23,7 @@ pub mod state;
 mod tokens;
 mod watcher;
 
-pub use settings::{Lifetimes, Settings};
+pub use settings::{Branding, Lifetimes, Settings};
 pub use state::AppState;
 
 use axum::Router;

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 #[derive(Template)]
 #[template(path = "login.html")]
 pub struct LoginPage<'a> {
+    pub brand: &'a crate::settings::Branding,
     pub lang: &'static str,
     pub title: &'static str,
     pub t: &'static Texts,
@@ -23,6 +24,7 @@ pub struct LoginPage<'a> {
 #[derive(Template)]
 #[template(path = "consent.html")]
 pub struct ConsentPage<'a> {
+    pub brand: &'a crate::settings::Branding,
     pub lang: &'static str,
     pub title: &'static str,
     pub t: &'static Texts,
@@ -36,6 +38,7 @@ pub struct ConsentPage<'a> {
 #[derive(Template)]
 #[template(path = "error.html")]
 pub struct ErrorPage<'a> {
+    pub brand: &'a crate::settings::Branding,
     pub lang: &'static str,
     pub title: &'static str,
     pub t: &'static Texts,
@@ -46,6 +49,7 @@ pub struct ErrorPage<'a> {
 #[derive(Template)]
 #[template(path = "logout.html")]
 pub struct LogoutPage<'a> {
+    pub brand: &'a crate::settings::Branding,
     pub lang: &'static str,
     pub title: &'static str,
     pub t: &'static Texts,
@@ -59,6 +63,7 @@ pub struct LogoutPage<'a> {
 #[derive(Template)]
 #[template(path = "logged_out.html")]
 pub struct LoggedOutPage<'a> {
+    pub brand: &'a crate::settings::Branding,
     pub lang: &'static str,
     pub t: &'static Texts,
     /// Front-channel logout iframes (OIDC Front-Channel Logout 1.0 §2).
@@ -112,9 +117,9 @@ pub fn render(t: &impl Template) -> Result<String, crate::error::ApiError> {
 }
 
 /// The error page shown when a request cannot be returned to its client.
-pub fn error_page(locale: Locale, status: StatusCode, message: &str) -> Response {
+pub fn error_page(brand: &crate::settings::Branding, locale: Locale, status: StatusCode, message: &str) -> Response {
     let t = locale.texts();
-    let html = ErrorPage { lang: locale.tag(), title: t.error_title, t, intro: t.error_intro, message }
+    let html = ErrorPage { brand, lang: locale.tag(), title: t.error_title, t, intro: t.error_intro, message }
         .render()
         .unwrap_or_else(|_| "error".into());
     page(status, html, None, vec![])

@@ -23,6 +23,22 @@ impl Default for Lifetimes {
     }
 }
 
+/// How the login, consent and logout pages look (configuration, no rebuild).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Branding {
+    pub product_name: String,
+    /// An absolute http(s) URL of a logo shown above every page.
+    pub logo_url: Option<String>,
+    /// `#rrggbb`, the colour of buttons and focus.
+    pub primary_color: String,
+}
+
+impl Default for Branding {
+    fn default() -> Self {
+        Self { product_name: "khoa".into(), logo_url: None, primary_color: "#0b5fff".into() }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Exactly as configured; `iss` of every token.
@@ -60,6 +76,7 @@ pub struct Settings {
     pub backchannel_poll: Duration,
     /// How long one back-channel notification may take.
     pub backchannel_timeout: Duration,
+    pub branding: Branding,
 }
 
 impl Settings {
@@ -82,6 +99,7 @@ impl Settings {
             backchannel: DeliveryPolicy::default(),
             backchannel_poll: Duration::from_secs(1),
             backchannel_timeout: Duration::from_secs(5),
+            branding: Branding::default(),
         }
     }
 

@@ -39,6 +39,9 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ("KHOA_BACKCHANNEL_BASE_DELAY", "backchannel.base_delay: wait before retrying a back-channel logout, doubled per attempt (default 5s)"),
     ("KHOA_BACKCHANNEL_MAX_ATTEMPTS", "backchannel.max_attempts: attempts per notification (default 30)"),
     ("KHOA_BACKCHANNEL_HORIZON", "backchannel.horizon: no attempt later than this after the logout (default 24h)"),
+    ("KHOA_BRAND_NAME", "branding.product_name: the name shown on the pages (default khoa)"),
+    ("KHOA_BRAND_LOGO_URL", "branding.logo_url: an https logo shown on the pages"),
+    ("KHOA_BRAND_COLOR", "branding.primary_color: #rrggbb of buttons and focus (default #0b5fff)"),
     ("KHOA_CLEANUP_INTERVAL", "cleanup_interval: how often expired rows are deleted (default 1m)"),
     (
         "KHOA_LOGIN_FREE_FAILURES",
@@ -83,6 +86,16 @@ struct FileConfig {
     login_throttle: ThrottleSection,
     #[serde(default)]
     backchannel: BackchannelSection,
+    #[serde(default)]
+    branding: BrandingSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BrandingSection {
+    product_name: Option<String>,
+    logo_url: Option<String>,
+    primary_color: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -376,6 +389,25 @@ pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
         }
         settings.refresh_grace = secs;
     }
+    let br = file.branding;
+    if let Some(v) = pick(env, "KHOA_BRAND_NAME", "branding.product_name", br.product_name) {
+        let n = v.raw.trim();
+        if n.is_empty() || n.chars().count() > 60 || n.chars().any(char::is_control) {
+            return Err(invalid(&v.key, "must be 1 to 60 characters"));
+        }
+        settings.branding.product_name = n.to_string();
+    }
+    if let Some(v) = pick(env, "KHOA_BRAND_LOGO_URL", "branding.logo_url", br.logo_url) {
+        khoa_core::redirect_uri::validate_link_uri(&v.raw).map_err(|e| invalid(&v.key, e.to_string()))?;
+        settings.branding.logo_url = Some(v.raw);
+    }
+    if let Some(v) = pick(env, "KHOA_BRAND_COLOR", "branding.primary_color", br.primary_color) {
+        let ok = v.raw.len() == 7 && v.raw.starts_with('#') && v.raw[1..].bytes().all(|b| b.is_ascii_hexdigit());
+        if !ok {
+            return Err(invalid(&v.key, format!("{:?} is not a colour like #0b5fff", v.raw)));
+        }
+        settings.branding.primary_color = v.raw.to_ascii_lowercase();
+    }
     let bc = file.backchannel;
     if let Some(v) = pick(env, "KHOA_BACKCHANNEL_BASE_DELAY", "backchannel.base_delay", bc.base_delay) {
         let secs = duration(&v)?.as_secs() as i64;
@@ -493,6 +525,14 @@ mod tests {
         assert!(err(None, &[("KHOA_CLEANUP_INTERVAL", "0s")]).starts_with("KHOA_CLEANUP_INTERVAL:"));
         assert!(err(None, &[("KHOA_BACKCHANNEL_MAX_ATTEMPTS", "0")]).starts_with("KHOA_BACKCHANNEL_MAX_ATTEMPTS:"));
         assert!(err(None, &[("KHOA_BACKCHANNEL_HORIZON", "1s")]).starts_with("KHOA_BACKCHANNEL_HORIZON:"));
+        assert!(err(None, &[("KHOA_BRAND_COLOR", "red; } body { display:none")]).starts_with("KHOA_BRAND_COLOR:"));
+        assert!(err(None, &[("KHOA_BRAND_LOGO_URL", "javascript:alert(1)")]).starts_with("KHOA_BRAND_LOGO_URL:"));
+        let f = file("[branding]\nproduct_name = \"Cổng SSO HUTECH\"\nprimary_color = \"#C8102E\"\n");
+        let c = load(Some(f.path()), &env_of(&[])).unwrap();
+        assert_eq!(
+            (c.settings.branding.product_name.as_str(), c.settings.branding.primary_color.as_str()),
+            ("Cổng SSO HUTECH", "#c8102e")
+        );
         let f = file("[backchannel]\nbase_delay = \"1s\"\nmax_attempts = 3\nhorizon = \"10m\"\n");
         let c = load(Some(f.path()), &env_of(&[])).unwrap();
         assert_eq!(

@@ -325,6 +325,8 @@ async fn pages_sessions_consent_and_prompts(db: TestDatabase) {
     let h = res.headers().clone();
     let csp = h["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    // A login may end in a 303 straight to the client; browsers check form-action on it.
+    assert!(csp.contains("form-action 'self' http://127.0.0.1:9"), "{csp}");
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(h["referrer-policy"], "no-referrer");
     assert_eq!(h["cache-control"], "no-store");
@@ -753,6 +755,29 @@ async fn malformed_input_is_refused_with_4xx(db: TestDatabase) {
         .map(|r| r.status().as_u16());
     assert!(status.map_or(true, |s| (400..500).contains(&s)));
     assert_eq!(reqwest::get(khoa.url("/health/ready")).await.unwrap().status(), 200, "still serving");
+}
+
+/// Product name, logo and primary colour come from the configuration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn branding_by_configuration() {
+    let env = [
+        ("KHOA_BRAND_NAME", "Cổng SSO HUTECH"),
+        ("KHOA_BRAND_LOGO_URL", "https://sso.example.vn/logo.svg"),
+        ("KHOA_BRAND_COLOR", "#C8102E"),
+    ];
+    let khoa = Khoa::with_env(BIN, khoa_testkit::test_database(khoa_testkit::Backend::Sqlite).await, &env);
+    khoa.client("web", &[]);
+    let url = khoa.authorize_url(&[
+        ("client_id", "web"),
+        ("redirect_uri", CALLBACK),
+        ("response_type", "code"),
+        ("scope", "openid"),
+    ]);
+    let html = Browser::new().get(&url).await.text().await.unwrap();
+    assert!(html.contains("Cổng SSO HUTECH") && html.contains("https://sso.example.vn/logo.svg"), "{html}");
+    assert!(html.contains("/assets/theme.css"));
+    let theme = reqwest::get(khoa.url("/assets/theme.css")).await.unwrap().text().await.unwrap();
+    assert!(theme.contains("--primary: #c8102e"), "{theme}");
 }
 
 both_backends!(

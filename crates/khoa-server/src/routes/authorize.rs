@@ -34,7 +34,12 @@ async fn authorize(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, St
             // RFC 6749 §4.1.2.1: never redirect to an unverified URI.
             let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
             let locale = Locale::negotiate(&[], accept);
-            return Ok(pages::error_page(locale, StatusCode::BAD_REQUEST, &untrusted_message(locale, &e)));
+            return Ok(pages::error_page(
+                &state.settings.branding,
+                locale,
+                StatusCode::BAD_REQUEST,
+                &untrusted_message(locale, &e),
+            ));
         }
         Err(AuthorizeError::Redirect(e)) => {
             // axum's Redirect::to is 303 See Other (RFC 9700 §4.12: never 307 after a POST).

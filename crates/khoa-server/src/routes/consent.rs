@@ -21,7 +21,9 @@ pub(crate) async fn post(State(state): State<AppState>, headers: HeaderMap, body
         Ok(found) => found,
         Err(page) => return Ok(page),
     };
-    let expired = || pages::error_page(flow.locale, StatusCode::BAD_REQUEST, flow.locale.texts().expired);
+    let expired = || {
+        pages::error_page(&state.settings.branding, flow.locale, StatusCode::BAD_REQUEST, flow.locale.texts().expired)
+    };
     if !tokens_match(field("csrf_token"), &interaction.csrf_token) {
         return Ok(expired());
     }

@@ -29,7 +29,12 @@ pub(crate) async fn post(
         Err(page) => return Ok(page),
     };
     if !tokens_match(field("csrf_token"), &interaction.csrf_token) {
-        return Ok(crate::pages::error_page(flow.locale, StatusCode::BAD_REQUEST, flow.locale.texts().expired));
+        return Ok(crate::pages::error_page(
+            &state.settings.branding,
+            flow.locale,
+            StatusCode::BAD_REQUEST,
+            flow.locale.texts().expired,
+        ));
     }
     let t = flow.locale.texts();
     let user = match password_login(&state, field("username"), field("password"), peer.ip()).await? {

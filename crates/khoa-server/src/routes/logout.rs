@@ -101,7 +101,12 @@ pub(crate) async fn post(State(state): State<AppState>, headers: HeaderMap, body
 async fn start(state: &AppState, headers: &HeaderMap, r: LogoutRequest) -> Result<Response, ApiError> {
     let locale = locale(headers, &r);
     let Ok(checked) = check(state, &r).await? else {
-        return Ok(pages::error_page(locale, StatusCode::BAD_REQUEST, locale.texts().logout_invalid));
+        return Ok(pages::error_page(
+            &state.settings.branding,
+            locale,
+            StatusCode::BAD_REQUEST,
+            locale.texts().logout_invalid,
+        ));
     };
     let now = crate::now();
     let Some(hint) = checked.hint else {
@@ -130,6 +135,7 @@ fn confirmation_page(state: &AppState, headers: &HeaderMap, locale: Locale, r: &
         .filter(|c| c.len() == 43 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
         .unwrap_or_else(khoa_core::session::new_handle);
     let html = match pages::render(&LogoutPage {
+        brand: &state.settings.branding,
         lang: locale.tag(),
         title: t.logout_title,
         t,
@@ -143,7 +149,10 @@ fn confirmation_page(state: &AppState, headers: &HeaderMap, locale: Locale, r: &
         Err(e) => return e.into_response(),
     };
     let cookie = cookies::set(CSRF_COOKIE, &csrf, "/oauth2/sessions/logout", 1800, state.settings.secure_cookies());
-    pages::page(StatusCode::OK, html, None, vec![(header::SET_COOKIE, cookie)])
+    // The confirmation may end in a 303 to the (checked) post-logout redirect URI, and
+    // browsers apply form-action to redirects after a submission.
+    let target = r.get("post_logout_redirect_uri").and_then(pages::origin_of);
+    pages::page(StatusCode::OK, html, target.as_deref(), vec![(header::SET_COOKIE, cookie)])
 }
 
 /// The user confirmed: end the browser's session.
@@ -157,11 +166,21 @@ pub(crate) async fn confirm(
     let cookie = cookies::get(&headers, CSRF_COOKIE);
     let form = r.get("csrf_token").unwrap_or("");
     if !cookie.is_some_and(|c| tokens_match(&c, form)) {
-        return Ok(pages::error_page(locale, StatusCode::BAD_REQUEST, locale.texts().expired));
+        return Ok(pages::error_page(
+            &state.settings.branding,
+            locale,
+            StatusCode::BAD_REQUEST,
+            locale.texts().expired,
+        ));
     }
     // The hint never travels through the confirmation form; the rest is checked again.
     let Ok(checked) = check(&state, &r).await? else {
-        return Ok(pages::error_page(locale, StatusCode::BAD_REQUEST, locale.texts().logout_invalid));
+        return Ok(pages::error_page(
+            &state.settings.branding,
+            locale,
+            StatusCode::BAD_REQUEST,
+            locale.texts().logout_invalid,
+        ));
     };
     let mut frames = vec![];
     if let Some(session) = current_session(&state, &headers, crate::now()).await? {
@@ -185,6 +204,7 @@ fn logged_out(state: &AppState, locale: Locale, frames: Vec<String>, redirect: O
     }
     let t = locale.texts();
     let html = match pages::render(&LoggedOutPage {
+        brand: &state.settings.branding,
         lang: locale.tag(),
         t,
         frames: &frames,

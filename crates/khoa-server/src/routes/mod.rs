@@ -49,6 +49,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(paths::END_SESSION, get(logout::get).post(logout::post))
         .route("/oauth2/sessions/logout/confirm", post(logout::confirm))
         .route("/assets/khoa.css", get(assets::css))
+        .route("/assets/theme.css", get(assets::theme))
         // Seed dialects: adapters over the same engine.
         .route(hutech::MOBILE_PATH, post(hutech::mobile))
         .route(hutech::WEB_PATH, post(hutech::web))
