@@ -253,6 +253,14 @@ async fn sign_in_single_sign_on_and_logout_in_chromium() {
     let width = b.js("return document.documentElement.scrollWidth").await.as_i64().unwrap();
     assert!(width <= 320, "the login page scrolls sideways at 320 px: {width}");
     b.shot("login-320").await;
+    // ui_locales=vi in an English browser gives the Vietnamese page.
+    let auth = format!(
+        "{}?client_id=rp-one&redirect_uri={one}/callback&response_type=code&scope=openid&ui_locales=vi",
+        khoa.url("/oauth2/auth")
+    );
+    b.client.goto(&auth).await.unwrap();
+    b.wait_for("#username", 10).await;
+    assert_eq!(b.js("return document.documentElement.lang").await, "vi");
     b.close().await;
 
     // Vietnamese, by Accept-Language: login, consent, logout confirmation, logged out.
