@@ -114,13 +114,302 @@ fn dir_size(dir: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
+mod scenarios;
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) != Some("soak") {
-        eprintln!("usage: khoa-bench soak [MINUTES] [SIGN-INS PER SECOND]");
-        std::process::exit(2);
+    match args.get(1).map(String::as_str) {
+        Some("soak") => soak(&args).await,
+        Some("run") => run(&args).await,
+        _ => {
+            eprintln!("usage: khoa-bench soak [MINUTES] [SIGN-INS PER SECOND]\n       khoa-bench run [SECONDS PER SCENARIO] [CONCURRENCY] [CHART.svg]");
+            std::process::exit(2);
+        }
     }
+}
+
+/// Starts a release khoa on a fresh SQLite database with the bench clients and user.
+async fn start_khoa(
+    env_extra: &[(&str, &str)],
+) -> (std::process::Child, Vec<(String, String)>, String, String, String, std::path::PathBuf) {
+    let bin = khoa_bin();
+    let dir = tempfile_dir();
+    let port = khoa_testkit::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut env: Vec<(String, String)> = [
+        ("KHOA_DATABASE_URL", format!("sqlite://{}/khoa.db", dir.display())),
+        ("KHOA_SECRET", "bench-master-secret-0123456789abcdef".into()),
+        ("KHOA_LISTEN", format!("127.0.0.1:{port}")),
+        ("KHOA_ISSUER", base.clone()),
+        ("KHOA_LOG", "warn".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    env.extend(env_extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let client =
+        cli(&bin, &env, &["client", "create", "--id", "bench", "--redirect-uri", CALLBACK, "--skip-consent"], None);
+    let secret =
+        serde_json::from_str::<serde_json::Value>(&client).unwrap()["client_secret"].as_str().unwrap().to_string();
+    let m2m = cli(
+        &bin,
+        &env,
+        &["client", "create", "--id", "m2m", "--grant-types", "client_credentials", "--scopes", "api"],
+        None,
+    );
+    let m2m_secret =
+        serde_json::from_str::<serde_json::Value>(&m2m).unwrap()["client_secret"].as_str().unwrap().to_string();
+    cli(&bin, &env, &["user", "create", "--username", "bench", "--password-stdin"], Some(PASSWORD));
+    let server =
+        Command::new(&bin).arg("serve").envs(env.iter().cloned()).stdout(Stdio::null()).spawn().expect("khoa serve");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("{base}/health/ready")).await.map(|r| r.status() != 200).unwrap_or(true) {
+        assert!(Instant::now() < deadline, "khoa did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (server, env, base, secret, m2m_secret, dir)
+}
+
+async fn run(args: &[String]) {
+    use scenarios::*;
+    let secs: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let concurrency: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(16);
+    let chart = args.get(4).cloned();
+    let duration = Duration::from_secs(secs);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+
+    println!("khoa-bench run: {secs} s per scenario, concurrency {concurrency}, {cores} cores, SQLite, RS256");
+    let sign = signing_limit(khoa_core::jose::SigningAlgorithm::RS256, Duration::from_secs(3));
+    let argon = argon2_limit(Duration::from_secs(3));
+    println!("limits (in-process, all cores): RS256 {sign:.0} signatures/s, argon2id (m=19 MiB, t=2) {argon:.1} verifications/s");
+
+    let (mut server, _env, base, secret, m2m_secret, dir) = start_khoa(&[]).await;
+    let pid = server.id();
+    let t = Arc::new(Target {
+        base: base.clone(),
+        secret: secret.clone(),
+        m2m_secret,
+        password: PASSWORD.into(),
+        callback: CALLBACK.into(),
+    });
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let idle_rss = rss_kib(pid);
+
+    // One SSO session and one refresh chain per worker.
+    let mut browsers = vec![];
+    let mut chains = vec![];
+    for _ in 0..concurrency {
+        let b = logged_in_browser(&t).await.expect("login");
+        let first = sso_round_trip(&t, &b).await.expect("first round trip");
+        chains.push(tokio::sync::Mutex::new(first["refresh_token"].as_str().unwrap().to_string()));
+        browsers.push(b);
+    }
+    let browsers = Arc::new(browsers);
+    let chains = Arc::new(chains);
+    let token = sso_round_trip(&t, &browsers[0]).await.expect("round trip");
+    let access = Arc::new(token["access_token"].as_str().unwrap().to_string());
+    let http = reqwest::Client::new();
+    let mut outcomes = vec![];
+
+    {
+        let (t, browsers) = (t.clone(), browsers.clone());
+        outcomes.push(
+            run("sso", concurrency, duration, 2.0, "signatures", move |w| {
+                let (t, browsers) = (t.clone(), browsers.clone());
+                async move { sso_round_trip(&t, &browsers[w]).await.map(|_| ()) }
+            })
+            .await,
+        );
+    }
+    for (name, scope, cost) in [("refresh (openid)", None, 2.0), ("refresh (no openid)", Some("offline_access"), 1.0)] {
+        let (t, chains, http) = (t.clone(), chains.clone(), http.clone());
+        outcomes.push(
+            run(name, concurrency, duration, cost, "signatures", move |w| {
+                let (t, chains, http) = (t.clone(), chains.clone(), http.clone());
+                async move {
+                    let mut rt = chains[w].lock().await;
+                    let mut form = vec![("grant_type", "refresh_token".to_string()), ("refresh_token", rt.clone())];
+                    if let Some(s) = scope {
+                        form.push(("scope", s.to_string()));
+                    }
+                    let res = http
+                        .post(format!("{}/oauth2/token", t.base))
+                        .basic_auth("bench", Some(&t.secret))
+                        .form(&form)
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if res.status() != 200 {
+                        return Err(format!("refresh: {}", res.status()));
+                    }
+                    let body: serde_json::Value = res.json().await.map_err(|e| e.to_string())?;
+                    *rt = body["refresh_token"].as_str().ok_or("no refresh token")?.to_string();
+                    Ok(())
+                }
+            })
+            .await,
+        );
+    }
+    {
+        let (t, http) = (t.clone(), http.clone());
+        outcomes.push(
+            run("client_credentials", concurrency, duration, 1.0, "signatures", move |_| {
+                let (t, http) = (t.clone(), http.clone());
+                async move {
+                    let res = http
+                        .post(format!("{}/oauth2/token", t.base))
+                        .basic_auth("m2m", Some(&t.m2m_secret))
+                        .form(&[("grant_type", "client_credentials")])
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if res.status() == 200 {
+                        Ok(())
+                    } else {
+                        Err(format!("client_credentials: {}", res.status()))
+                    }
+                }
+            })
+            .await,
+        );
+    }
+    {
+        let (t, http, access) = (t.clone(), http.clone(), access.clone());
+        outcomes.push(
+            run("introspect", concurrency, duration, 0.0, "-", move |_| {
+                let (t, http, access) = (t.clone(), http.clone(), access.clone());
+                async move {
+                    let res = http
+                        .post(format!("{}/oauth2/introspect", t.base))
+                        .basic_auth("bench", Some(&t.secret))
+                        .form(&[("token", access.as_str())])
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if res.status() == 200 {
+                        Ok(())
+                    } else {
+                        Err(format!("introspect: {}", res.status()))
+                    }
+                }
+            })
+            .await,
+        );
+    }
+    {
+        let (t, http, access) = (t.clone(), http.clone(), access.clone());
+        outcomes.push(
+            run("userinfo", concurrency, duration, 0.0, "-", move |_| {
+                let (t, http, access) = (t.clone(), http.clone(), access.clone());
+                async move {
+                    let res = http
+                        .get(format!("{}/userinfo", t.base))
+                        .bearer_auth(access.as_str())
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if res.status() == 200 {
+                        Ok(())
+                    } else {
+                        Err(format!("userinfo: {}", res.status()))
+                    }
+                }
+            })
+            .await,
+        );
+    }
+    for (name, path) in [("discovery", "/.well-known/openid-configuration"), ("jwks", "/.well-known/jwks.json")] {
+        let (t, http) = (t.clone(), http.clone());
+        outcomes.push(
+            run(name, concurrency, duration, 0.0, "-", move |_| {
+                let (t, http) = (t.clone(), http.clone());
+                async move {
+                    let res = http.get(format!("{}{path}", t.base)).send().await.map_err(|e| e.to_string())?;
+                    let ok = res.status() == 200;
+                    let _ = res.bytes().await;
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err(format!("{path}: not 200"))
+                    }
+                }
+            })
+            .await,
+        );
+    }
+    {
+        let t = t.clone();
+        outcomes.push(
+            run("login", concurrency, duration, 1.0, "argon2id", move |_| {
+                let t = t.clone();
+                async move { logged_in_browser(&t).await.map(|_| ()) }
+            })
+            .await,
+        );
+    }
+
+    let peak_rss = peak.load(Ordering::Relaxed);
+    sampler.abort();
+    println!("\n| scenario | per second | p50 (ms) | p99 (ms) | errors | limit | share of limit |");
+    println!("|---|---|---|---|---|---|---|");
+    for o in &outcomes {
+        let (limit, share) = match o.bound_by {
+            "signatures" => {
+                let l = sign / o.cost;
+                (format!("{l:.0} ({} sig/op)", o.cost), format!("{:.0} %", 100.0 * o.per_second / l))
+            }
+            "argon2id" => (format!("{argon:.1} hashes/s"), format!("{:.0} %", 100.0 * o.per_second / argon)),
+            _ => ("-".into(), "-".into()),
+        };
+        println!(
+            "| {} | {:.0} | {:.1} | {:.1} | {} | {limit} | {share} |",
+            o.name, o.per_second, o.p50_ms, o.p99_ms, o.errors
+        );
+    }
+    println!("\nserver RSS: idle {} MiB, peak under load {} MiB", idle_rss / 1024, peak_rss / 1024);
+    if let Some(path) = chart {
+        std::fs::write(&path, svg_chart(&outcomes)).expect("write chart");
+        println!("chart: {path}");
+    }
+    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A horizontal bar chart of requests per second (log scale), as SVG.
+fn svg_chart(outcomes: &[scenarios::Outcome]) -> String {
+    let max = outcomes.iter().map(|o| o.per_second).fold(1.0f64, f64::max).log10().ceil();
+    let row = 28;
+    let height = 40 + row * outcomes.len();
+    let mut s = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"720\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"13\">\n");
+    s.push_str("<text x=\"10\" y=\"20\" font-weight=\"bold\">khoa: operations per second (log scale)</text>\n");
+    for (i, o) in outcomes.iter().enumerate() {
+        let y = 34 + i * row;
+        let w = if o.per_second > 1.0 { (o.per_second.log10() / max * 440.0) as i64 } else { 2 };
+        s.push_str(&format!(
+            "<text x=\"10\" y=\"{}\">{}</text><rect x=\"170\" y=\"{y}\" width=\"{w}\" height=\"18\" fill=\"#0b5fff\"/><text x=\"{}\" y=\"{}\">{:.0}/s</text>\n",
+            y + 14,
+            o.name,
+            176 + w,
+            y + 14,
+            o.per_second
+        ));
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+async fn soak(args: &[String]) {
     let minutes: u64 = args.get(2).and_then(|m| m.parse().ok()).unwrap_or(10);
     let rate: u64 = args.get(3).and_then(|r| r.parse().ok()).unwrap_or(20);
     let bin = khoa_bin();

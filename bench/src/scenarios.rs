@@ -1,0 +1,196 @@
+//! `khoa-bench run`: throughput scenarios against a release `khoa serve`, each for a
+//! fixed duration at a fixed concurrency, beside the limits measured in the same run
+//! (signatures/s of the configured algorithm on all cores, argon2id hashes/s).
+
+use khoa_core::jose::{SigningAlgorithm, SigningKey};
+use khoa_core::password::{hash_password, verify_password, PasswordParams};
+use khoa_core::pkce::CodeChallenge;
+use khoa_testkit::browser::{inputs, location, query, Browser};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct Target {
+    pub base: String,
+    pub secret: String,
+    pub m2m_secret: String,
+    pub password: String,
+    pub callback: String,
+}
+
+pub struct Outcome {
+    pub name: &'static str,
+    pub per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub errors: u64,
+    /// Signatures (or argon2id hashes) one operation needs, for its bound.
+    pub cost: f64,
+    pub bound_by: &'static str,
+}
+
+/// Runs `op` from `concurrency` tasks for `duration`; each call is one operation.
+pub async fn run<F, Fut>(
+    name: &'static str,
+    concurrency: usize,
+    duration: Duration,
+    cost: f64,
+    bound_by: &'static str,
+    op: F,
+) -> Outcome
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    let op = Arc::new(op);
+    let end = Instant::now() + duration;
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|worker| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let mut latencies = vec![];
+                let mut errors = 0u64;
+                while Instant::now() < end {
+                    let t = Instant::now();
+                    match op(worker).await {
+                        Ok(()) => latencies.push(t.elapsed()),
+                        Err(e) => {
+                            errors += 1;
+                            if errors <= 3 {
+                                eprintln!("{name}: {e}");
+                            }
+                        }
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut all = vec![];
+    let mut errors = 0;
+    for t in tasks {
+        if let Ok((l, e)) = t.await {
+            all.extend(l);
+            errors += e;
+        }
+    }
+    all.sort();
+    let pct =
+        |p: f64| all.get(((all.len() as f64 - 1.0) * p) as usize).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0);
+    Outcome {
+        name,
+        per_second: all.len() as f64 / duration.as_secs_f64(),
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        errors,
+        cost,
+        bound_by,
+    }
+}
+
+/// Signatures per second with `alg` on all cores, in-process.
+pub fn signing_limit(alg: SigningAlgorithm, duration: Duration) -> f64 {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let key = Arc::new(SigningKey::generate(alg).expect("key"));
+    let end = Instant::now() + duration;
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let key = key.clone();
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while Instant::now() < end {
+                    let _ = key.sign(b"header.payload-of-a-typical-token");
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap_or(0)).sum::<u64>() as f64 / duration.as_secs_f64()
+}
+
+/// argon2id verifications per second with the configured (OWASP) parameters on all cores.
+pub fn argon2_limit(duration: Duration) -> f64 {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let phc = Arc::new(hash_password("a long bench password", PasswordParams::default()).expect("hash"));
+    let end = Instant::now() + duration;
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let phc = phc.clone();
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while Instant::now() < end {
+                    let _ = verify_password("a long bench password", &phc);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap_or(0)).sum::<u64>() as f64 / duration.as_secs_f64()
+}
+
+/// A browser with an SSO session at khoa.
+pub async fn logged_in_browser(t: &Target) -> Result<Browser, String> {
+    let b = Browser::new();
+    let challenge = CodeChallenge::s256(&khoa_core::random::random_token::<32>());
+    let page = b
+        .http
+        .get(authorize_url(t, challenge.as_str()))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    let f = inputs(&page);
+    let form = [
+        ("interaction", f.get("interaction").cloned().unwrap_or_default()),
+        ("csrf_token", f.get("csrf_token").cloned().unwrap_or_default()),
+        ("username", "bench".to_string()),
+        ("password", t.password.clone()),
+    ];
+    let res =
+        b.http.post(format!("{}/oauth2/auth/login", t.base)).form(&form).send().await.map_err(|e| e.to_string())?;
+    if res.status() != 303 {
+        return Err(format!("login: {}", res.status()));
+    }
+    Ok(b)
+}
+
+pub fn authorize_url(t: &Target, challenge: &str) -> String {
+    format!(
+        "{}/oauth2/auth?client_id=bench&redirect_uri={}&response_type=code&scope=openid%20offline_access&state=s&code_challenge={challenge}&code_challenge_method=S256",
+        t.base,
+        url::form_urlencoded::byte_serialize(t.callback.as_bytes()).collect::<String>()
+    )
+}
+
+/// One SSO round trip: authorize with the session cookie → 303 with a code → token
+/// exchange with PKCE (ID token + JWT access token + refresh token).
+pub async fn sso_round_trip(t: &Target, b: &Browser) -> Result<serde_json::Value, String> {
+    let verifier = khoa_core::random::random_token::<32>();
+    let challenge = CodeChallenge::s256(&verifier);
+    let res = b.http.get(authorize_url(t, challenge.as_str())).send().await.map_err(|e| e.to_string())?;
+    if res.status() != 303 {
+        return Err(format!("authorize: {}", res.status()));
+    }
+    let code = query(&location(&res, &t.base)).get("code").cloned().ok_or("no code")?;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", t.callback.as_str()),
+        ("code_verifier", verifier.as_str()),
+    ];
+    let res = b
+        .http
+        .post(format!("{}/oauth2/token", t.base))
+        .basic_auth("bench", Some(&t.secret))
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if res.status() != 200 {
+        return Err(format!("token: {}", res.status()));
+    }
+    res.json().await.map_err(|e| e.to_string())
+}
