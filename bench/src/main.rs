@@ -263,22 +263,10 @@ async fn run(args: &[String]) {
     {
         let (t, http) = (t.clone(), http.clone());
         outcomes.push(
-            run("client_credentials", concurrency, duration, 1.0, "signatures", move |_| {
-                let (t, http) = (t.clone(), http.clone());
-                async move {
-                    let res = http
-                        .post(format!("{}/oauth2/token", t.base))
-                        .basic_auth("m2m", Some(&t.m2m_secret))
-                        .form(&[("grant_type", "client_credentials")])
-                        .send()
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    if res.status() == 200 {
-                        Ok(())
-                    } else {
-                        Err(format!("client_credentials: {}", res.status()))
-                    }
-                }
+            one_request("client_credentials", concurrency, duration, 1.0, "signatures", move || {
+                http.post(format!("{}/oauth2/token", t.base))
+                    .basic_auth("m2m", Some(&t.m2m_secret))
+                    .form(&[("grant_type", "client_credentials")])
             })
             .await,
         );
@@ -286,22 +274,10 @@ async fn run(args: &[String]) {
     {
         let (t, http, access) = (t.clone(), http.clone(), access.clone());
         outcomes.push(
-            run("introspect", concurrency, duration, 0.0, "-", move |_| {
-                let (t, http, access) = (t.clone(), http.clone(), access.clone());
-                async move {
-                    let res = http
-                        .post(format!("{}/oauth2/introspect", t.base))
-                        .basic_auth("bench", Some(&t.secret))
-                        .form(&[("token", access.as_str())])
-                        .send()
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    if res.status() == 200 {
-                        Ok(())
-                    } else {
-                        Err(format!("introspect: {}", res.status()))
-                    }
-                }
+            one_request("introspect", concurrency, duration, 0.0, "-", move || {
+                http.post(format!("{}/oauth2/introspect", t.base))
+                    .basic_auth("bench", Some(&t.secret))
+                    .form(&[("token", access.as_str())])
             })
             .await,
         );
@@ -309,21 +285,8 @@ async fn run(args: &[String]) {
     {
         let (t, http, access) = (t.clone(), http.clone(), access.clone());
         outcomes.push(
-            run("userinfo", concurrency, duration, 0.0, "-", move |_| {
-                let (t, http, access) = (t.clone(), http.clone(), access.clone());
-                async move {
-                    let res = http
-                        .get(format!("{}/userinfo", t.base))
-                        .bearer_auth(access.as_str())
-                        .send()
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    if res.status() == 200 {
-                        Ok(())
-                    } else {
-                        Err(format!("userinfo: {}", res.status()))
-                    }
-                }
+            one_request("userinfo", concurrency, duration, 0.0, "-", move || {
+                http.get(format!("{}/userinfo", t.base)).bearer_auth(access.as_str())
             })
             .await,
         );
@@ -331,20 +294,7 @@ async fn run(args: &[String]) {
     for (name, path) in [("discovery", "/.well-known/openid-configuration"), ("jwks", "/.well-known/jwks.json")] {
         let (t, http) = (t.clone(), http.clone());
         outcomes.push(
-            run(name, concurrency, duration, 0.0, "-", move |_| {
-                let (t, http) = (t.clone(), http.clone());
-                async move {
-                    let res = http.get(format!("{}{path}", t.base)).send().await.map_err(|e| e.to_string())?;
-                    let ok = res.status() == 200;
-                    let _ = res.bytes().await;
-                    if ok {
-                        Ok(())
-                    } else {
-                        Err(format!("{path}: not 200"))
-                    }
-                }
-            })
-            .await,
+            one_request(name, concurrency, duration, 0.0, "-", move || http.get(format!("{}{path}", t.base))).await,
         );
     }
     {

@@ -87,6 +87,35 @@ where
     }
 }
 
+/// A scenario of one HTTP request per operation, which must answer 200.
+pub async fn one_request<B>(
+    name: &'static str,
+    concurrency: usize,
+    duration: Duration,
+    cost: f64,
+    bound_by: &'static str,
+    build: B,
+) -> Outcome
+where
+    B: Fn() -> reqwest::RequestBuilder + Send + Sync + 'static,
+{
+    let build = Arc::new(build);
+    run(name, concurrency, duration, cost, bound_by, move |_| {
+        let request = build();
+        async move {
+            let res = request.send().await.map_err(|e| e.to_string())?;
+            let status = res.status();
+            let _ = res.bytes().await;
+            if status == 200 {
+                Ok(())
+            } else {
+                Err(format!("{name}: {status}"))
+            }
+        }
+    })
+    .await
+}
+
 /// Signatures per second with `alg` on all cores, in-process.
 pub fn signing_limit(alg: SigningAlgorithm, duration: Duration) -> f64 {
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
