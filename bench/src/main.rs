@@ -219,6 +219,7 @@ async fn run(args: &[String]) {
     let token = sso_round_trip(&t, &browsers[0]).await.expect("round trip");
     let access = Arc::new(token["access_token"].as_str().unwrap().to_string());
     let http = reqwest::Client::new();
+    let steps = sql_per_step(&t, &browsers[0], &http, &chains[0], &access).await;
     let mut outcomes = vec![];
 
     {
@@ -326,6 +327,11 @@ async fn run(args: &[String]) {
             o.name, o.per_second, o.p50_ms, o.p99_ms, o.errors
         );
     }
+    println!("\n| step | SQL statements (BEGIN/COMMIT included) | transactions |");
+    println!("|---|---|---|");
+    for (name, statements, transactions) in &steps {
+        println!("| {name} | {statements:.1} | {transactions:.1} |");
+    }
     println!("\nserver RSS: idle {} MiB, peak under load {} MiB", idle_rss / 1024, peak_rss / 1024);
     if let Some(path) = chart {
         std::fs::write(&path, svg_chart(&outcomes)).expect("write chart");
@@ -334,6 +340,96 @@ async fn run(args: &[String]) {
     let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
     let _ = server.wait();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SQL statements (BEGIN and COMMIT included) and transactions per step, counted by
+/// the server (`khoa_sql_statements_total`, `khoa_sql_transactions_total`): each step
+/// runs `N` times in a row between two readings; the reading's own cost is taken off.
+async fn sql_per_step(
+    t: &scenarios::Target,
+    b: &khoa_testkit::browser::Browser,
+    http: &reqwest::Client,
+    chain: &tokio::sync::Mutex<String>,
+    access: &str,
+) -> Vec<(&'static str, f64, f64)> {
+    use scenarios::*;
+    const N: usize = 50;
+    let read = || async { sql_counters(&t.base).await.expect("SQL counters at /metrics") };
+    let (s0, t0) = read().await;
+    let (s1, t1) = read().await;
+    let reading = (s1 - s0, t1 - t0);
+    let mut rows = vec![];
+    let mut measure = |name: &'static str, before: (f64, f64), after: (f64, f64), n: usize| {
+        let per = |a: f64, b: f64, r: f64| ((a - b - r) / n as f64).max(0.0);
+        rows.push((name, per(after.0, before.0, reading.0), per(after.1, before.1, reading.1)));
+    };
+    let before = read().await;
+    let mut codes = vec![];
+    for _ in 0..N {
+        codes.push(authorize(t, b).await.expect("authorize"));
+    }
+    let after = read().await;
+    measure("authorize (SSO session)", before, after, N);
+    let before = read().await;
+    let mut last = serde_json::Value::Null;
+    for (code, verifier) in &codes {
+        last = exchange(t, b, code, verifier).await.expect("exchange");
+    }
+    let after = read().await;
+    measure("code exchange", before, after, N);
+    let refresh = |scope: Option<&'static str>, rt: String| {
+        let mut form = vec![("grant_type", "refresh_token".to_string()), ("refresh_token", rt)];
+        if let Some(s) = scope {
+            form.push(("scope", s.to_string()));
+        }
+        http.post(format!("{}/oauth2/token", t.base)).basic_auth("bench", Some(&t.secret)).form(&form).send()
+    };
+    let mut rt = last["refresh_token"].as_str().expect("refresh token").to_string();
+    for (name, scope) in [("refresh (openid)", None), ("refresh (no openid)", Some("offline_access"))] {
+        let before = read().await;
+        for _ in 0..N {
+            let body: serde_json::Value = refresh(scope, rt).await.expect("refresh").json().await.expect("json");
+            rt = body["refresh_token"].as_str().expect("refresh token").to_string();
+        }
+        let after = read().await;
+        measure(name, before, after, N);
+    }
+    let _ = chain;
+    let singles: [(&'static str, Box<dyn Fn() -> reqwest::RequestBuilder + '_>); 3] = [
+        (
+            "client_credentials",
+            Box::new(|| {
+                http.post(format!("{}/oauth2/token", t.base))
+                    .basic_auth("m2m", Some(&t.m2m_secret))
+                    .form(&[("grant_type", "client_credentials")])
+            }),
+        ),
+        (
+            "introspect",
+            Box::new(|| {
+                http.post(format!("{}/oauth2/introspect", t.base))
+                    .basic_auth("bench", Some(&t.secret))
+                    .form(&[("token", access)])
+            }),
+        ),
+        ("userinfo", Box::new(|| http.get(format!("{}/userinfo", t.base)).bearer_auth(access))),
+    ];
+    for (name, build) in &singles {
+        let before = read().await;
+        for _ in 0..N {
+            let res = build().send().await.expect(name);
+            assert_eq!(res.status(), 200, "{name}");
+        }
+        let after = read().await;
+        measure(name, before, after, N);
+    }
+    let before = read().await;
+    for _ in 0..10 {
+        logged_in_browser(t).await.expect("login");
+    }
+    let after = read().await;
+    measure("login (page + form)", before, after, 10);
+    rows
 }
 
 /// A horizontal bar chart of requests per second (log scale), as SVG.

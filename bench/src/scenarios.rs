@@ -41,6 +41,10 @@ where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<(), String>> + Send,
 {
+    // KHOA_BENCH_ONLY=sso,userinfo runs only the scenarios named (for profiling).
+    if std::env::var("KHOA_BENCH_ONLY").is_ok_and(|only| !only.split(',').any(|n| n.trim() == name)) {
+        return Outcome { name, per_second: 0.0, p50_ms: 0.0, p99_ms: 0.0, errors: 0, cost, bound_by };
+    }
     let op = Arc::new(op);
     let end = Instant::now() + duration;
     let tasks: Vec<_> = (0..concurrency)
@@ -195,20 +199,31 @@ pub fn authorize_url(t: &Target, challenge: &str) -> String {
 }
 
 /// One SSO round trip: authorize with the session cookie → 303 with a code → token
-/// exchange with PKCE (ID token + JWT access token + refresh token).
+/// exchange with PKCE (ID token + access token + refresh token).
 pub async fn sso_round_trip(t: &Target, b: &Browser) -> Result<serde_json::Value, String> {
+    let (code, verifier) = authorize(t, b).await?;
+    exchange(t, b, &code, &verifier).await
+}
+
+/// Authorize with the session cookie: the 303 to the client with a code.
+pub async fn authorize(t: &Target, b: &Browser) -> Result<(String, String), String> {
     let verifier = khoa_core::random::random_token::<32>();
     let challenge = CodeChallenge::s256(&verifier);
     let res = b.http.get(authorize_url(t, challenge.as_str())).send().await.map_err(|e| e.to_string())?;
-    if res.status() != 303 {
+    if res.status() != 303 && res.status() != 302 {
         return Err(format!("authorize: {}", res.status()));
     }
     let code = query(&location(&res, &t.base)).get("code").cloned().ok_or("no code")?;
+    Ok((code, verifier))
+}
+
+/// The code exchange with PKCE.
+pub async fn exchange(t: &Target, b: &Browser, code: &str, verifier: &str) -> Result<serde_json::Value, String> {
     let form = [
         ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
+        ("code", code),
         ("redirect_uri", t.callback.as_str()),
-        ("code_verifier", verifier.as_str()),
+        ("code_verifier", verifier),
     ];
     let res = b
         .http
@@ -222,4 +237,21 @@ pub async fn sso_round_trip(t: &Target, b: &Browser) -> Result<serde_json::Value
         return Err(format!("token: {}", res.status()));
     }
     res.json().await.map_err(|e| e.to_string())
+}
+
+/// khoa's process-wide SQL counters, read from `/metrics`: (statements, transactions).
+pub async fn sql_counters(base: &str) -> Result<(f64, f64), String> {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .map_err(|e| e.to_string())?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    let read = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .ok_or(format!("{name} missing from /metrics"))
+    };
+    Ok((read("khoa_sql_statements_total")?, read("khoa_sql_transactions_total")?))
 }

@@ -100,7 +100,7 @@ pub async fn proceed(
         None => None,
     };
     let user = match &session {
-        Some(s) => state.store.user_by_id(s.user_id).await?,
+        Some(s) => state.users.get(state.store.as_ref(), s.user_id).await?,
         None => None,
     };
     let needs_login = match (&session, &user) {

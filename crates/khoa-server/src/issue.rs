@@ -2,6 +2,7 @@
 //! refresh) and opaque refresh tokens. Shared by every grant.
 
 use crate::error::TokenError;
+use crate::settings::AccessTokenFormat;
 use crate::state::AppState;
 use khoa_core::client::{Client, GrantType};
 use khoa_core::jose::{jwt, SigningAlgorithm};
@@ -10,6 +11,7 @@ use khoa_core::session::{handle_hash, new_handle};
 use khoa_core::tokens::{at_hash, AccessTokenClaims, IdTokenClaims, ACCESS_TOKEN_TYP};
 use khoa_core::UnixTime;
 use khoa_store::NewRefreshToken;
+use serde::Serialize;
 
 /// Who and what a token is for.
 pub struct Subject<'a> {
@@ -24,41 +26,56 @@ pub fn access_token_lifetime(state: &AppState, client: &Client) -> i64 {
     client.lifetimes.access_token.unwrap_or(state.settings.lifetimes.access_token)
 }
 
-/// Signs an RFC 9068 access token with the current RS256 key.
-pub fn access_token(
+/// The identity of an access token, chosen before the token is recorded: the `jti`
+/// of a JWT, or for an opaque token the SHA-256 of its handle (the handle itself is
+/// never stored).
+pub struct AccessTokenId {
+    pub jti: String,
+    handle: Option<String>,
+}
+
+pub fn new_access_token_id(state: &AppState) -> AccessTokenId {
+    match state.settings.access_token_format {
+        AccessTokenFormat::Jwt => AccessTokenId { jti: khoa_core::random::random_token::<16>(), handle: None },
+        AccessTokenFormat::Opaque => {
+            let handle = new_handle();
+            AccessTokenId { jti: handle_hash(&handle), handle: Some(handle) }
+        }
+    }
+}
+
+/// The access token for the client: the opaque handle, or an RFC 9068 JWT signed
+/// with the current key of the configured algorithm (RS256 by default).
+pub async fn access_token(
     state: &AppState,
     client: &Client,
-    s: &Subject,
-    jti: &str,
+    s: &Subject<'_>,
+    id: &AccessTokenId,
     now: UnixTime,
 ) -> Result<String, TokenError> {
-    let keys = state.keys.snapshot();
-    let key =
-        keys.signing_key(SigningAlgorithm::RS256, now).ok_or_else(|| TokenError::internal("no RS256 signing key"))?;
-    jwt::encode(
-        &key,
-        Some(ACCESS_TOKEN_TYP),
-        &AccessTokenClaims {
-            iss: state.settings.issuer.clone(),
-            sub: s.sub.clone(),
-            aud: client.client_id.clone(),
-            client_id: client.client_id.clone(),
-            exp: now + access_token_lifetime(state, client),
-            iat: now,
-            jti: jti.to_string(),
-            scope: s.scope.to_string(),
-            auth_time: s.auth_time,
-            sid: s.sid.map(str::to_string),
-        },
-    )
-    .map_err(|e| TokenError::internal(&e.to_string()))
+    if let Some(handle) = &id.handle {
+        return Ok(handle.clone());
+    }
+    let claims = AccessTokenClaims {
+        iss: state.settings.issuer.clone(),
+        sub: s.sub.clone(),
+        aud: client.client_id.clone(),
+        client_id: client.client_id.clone(),
+        exp: now + access_token_lifetime(state, client),
+        iat: now,
+        jti: id.jti.clone(),
+        scope: s.scope.to_string(),
+        auth_time: s.auth_time,
+        sid: s.sid.map(str::to_string),
+    };
+    sign(state, state.settings.access_token_alg, Some(ACCESS_TOKEN_TYP), claims, now).await
 }
 
 /// Signs an ID token with the client's algorithm when `openid` was granted.
-pub fn id_token(
+pub async fn id_token(
     state: &AppState,
     client: &Client,
-    s: &Subject,
+    s: &Subject<'_>,
     nonce: Option<&str>,
     amr: &[String],
     access_token: &str,
@@ -68,9 +85,6 @@ pub fn id_token(
         return Ok(None);
     }
     let alg = client.id_token_signed_response_alg;
-    let keys = state.keys.snapshot();
-    let key =
-        keys.signing_key(alg, now).ok_or_else(|| TokenError::internal("no signing key for the client's algorithm"))?;
     let lifetime = client.lifetimes.id_token.unwrap_or(state.settings.lifetimes.id_token);
     let claims = IdTokenClaims {
         iss: state.settings.issuer.clone(),
@@ -85,7 +99,36 @@ pub fn id_token(
         sid: s.sid.map(str::to_string),
         amr: amr.to_vec(),
     };
-    jwt::encode(&key, Some("JWT"), &claims).map(Some).map_err(|e| TokenError::internal(&e.to_string()))
+    sign(state, alg, Some("JWT"), claims, now).await.map(Some)
+}
+
+/// Signs `claims` with the current key of `alg`.
+///
+/// An RS256 signature costs about 0.3 ms of CPU, long enough to hold up every task
+/// queued behind it on an async worker, among them tasks that hold the database's
+/// one writer connection between two statements. It runs on the blocking pool, where
+/// the operating system shares the cores fairly. ES256 and EdDSA (tens of
+/// microseconds) are cheaper than the hand-off, so they stay inline.
+async fn sign<C: Serialize + Send + 'static>(
+    state: &AppState,
+    alg: SigningAlgorithm,
+    typ: Option<&'static str>,
+    claims: C,
+    now: UnixTime,
+) -> Result<String, TokenError> {
+    let key = state
+        .keys
+        .snapshot()
+        .signing_key(alg, now)
+        .ok_or_else(|| TokenError::internal(&format!("no {} signing key", alg.as_str())))?;
+    let signed = if alg == SigningAlgorithm::RS256 {
+        tokio::task::spawn_blocking(move || jwt::encode(&key, typ, &claims))
+            .await
+            .map_err(|e| TokenError::internal(&format!("signing task: {e}")))?
+    } else {
+        jwt::encode(&key, typ, &claims)
+    };
+    signed.map_err(|e| TokenError::internal(&e.to_string()))
 }
 
 /// Whether a code exchange yields a refresh token: the client may use the refresh

@@ -62,6 +62,10 @@ pub struct Metrics {
     pub logout_deliveries: Family<OutcomeLabels, Counter>,
     /// Notifications in the outbox by status (read at scrape time).
     pub logout_outbox: Family<StatusLabels, Gauge>,
+    /// SQL statements (BEGIN and COMMIT included) and transactions run by this
+    /// process, copied from `khoa_store::statements()` at scrape time.
+    pub sql_statements: Counter,
+    pub sql_transactions: Counter,
 }
 
 impl Default for Metrics {
@@ -85,6 +89,8 @@ impl Default for Metrics {
         let logouts = Counter::default();
         let logout_deliveries = Family::<OutcomeLabels, Counter>::default();
         let logout_outbox = Family::<StatusLabels, Gauge>::default();
+        let sql_statements = Counter::default();
+        let sql_transactions = Counter::default();
         registry.register("http_requests", "HTTP requests by method, route and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency by route", latency.clone());
         registry.register("cache_reloads", "Reloads of cached clients and keys after a change", cache_reloads.clone());
@@ -119,6 +125,12 @@ impl Default for Metrics {
             logout_deliveries.clone(),
         );
         registry.register("logout_outbox", "Back-channel logout notifications by status", logout_outbox.clone());
+        registry.register(
+            "sql_statements",
+            "SQL statements sent to the database by this process, BEGIN and COMMIT included",
+            sql_statements.clone(),
+        );
+        registry.register("sql_transactions", "Database transactions begun by this process", sql_transactions.clone());
         Self {
             registry,
             requests,
@@ -139,12 +151,17 @@ impl Default for Metrics {
             logouts,
             logout_deliveries,
             logout_outbox,
+            sql_statements,
+            sql_transactions,
         }
     }
 }
 
 impl Metrics {
     pub fn encode(&self) -> String {
+        let sql = khoa_store::statements();
+        self.sql_statements.inner().store(sql.statements, std::sync::atomic::Ordering::Relaxed);
+        self.sql_transactions.inner().store(sql.transactions, std::sync::atomic::Ordering::Relaxed);
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -39,6 +39,16 @@ impl Default for Branding {
     }
 }
 
+/// What an access token is (PRODUCT: JWT by default, opaque selectable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccessTokenFormat {
+    /// RFC 9068 JWT (`typ: at+jwt`), signed with RS256.
+    #[default]
+    Jwt,
+    /// A random 256-bit handle; only its SHA-256 is stored.
+    Opaque,
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Exactly as configured; `iss` of every token.
@@ -66,6 +76,9 @@ pub struct Settings {
     /// Duplicates of a refresh token within this many seconds of its rotation get the
     /// same successor instead of revoking the family.
     pub refresh_grace: i64,
+    pub access_token_format: AccessTokenFormat,
+    /// Algorithm of JWT access tokens (RFC 9068 §2.1: RS256 unless configured).
+    pub access_token_alg: SigningAlgorithm,
     /// How often the cleanup job runs.
     pub cleanup_interval: Duration,
     /// Rows one cleanup statement deletes at most.
@@ -94,6 +107,8 @@ impl Settings {
             clock_skew_leeway: 300,
             login_throttle: ThrottlePolicy::default(),
             refresh_grace: 5,
+            access_token_format: AccessTokenFormat::Jwt,
+            access_token_alg: SigningAlgorithm::RS256,
             cleanup_interval: Duration::from_secs(60),
             cleanup_batch: 1000,
             backchannel: DeliveryPolicy::default(),

@@ -1,4 +1,4 @@
-use crate::clients::ClientCache;
+use crate::clients::{ClientCache, UserCache};
 use crate::keys::{load_snapshot, KeyRing, KeysError};
 use crate::metrics::Metrics;
 use crate::settings::Settings;
@@ -15,6 +15,7 @@ pub struct AppState {
     pub master: Arc<MasterKey>,
     pub keys: Arc<KeyRing>,
     pub clients: Arc<ClientCache>,
+    pub users: Arc<UserCache>,
     pub metrics: Arc<Metrics>,
     /// The discovery document, serialised once.
     pub discovery_json: Arc<str>,
@@ -41,6 +42,7 @@ impl AppState {
             master: Arc::new(master),
             keys: Arc::new(KeyRing::new(snapshot)),
             clients: Arc::new(ClientCache::default()),
+            users: Arc::new(UserCache::default()),
             metrics: Arc::new(Metrics::default()),
             dummy_hash: Arc::new(tokio::sync::OnceCell::new()),
             password_slots: Arc::new(tokio::sync::Semaphore::new(

@@ -29,6 +29,7 @@ pub(crate) fn spawn(state: AppState, mut stop: watch::Receiver<bool>) {
             let keys_due = state.keys.snapshot().valid_until.is_some_and(|t| now >= t);
             if changed {
                 state.clients.clear();
+                state.users.clear();
             }
             if changed || keys_due {
                 match load_snapshot(state.store.as_ref(), &state.master, &state.settings, now).await {

@@ -4,6 +4,8 @@ pub enum StoreError {
     Conflict(&'static str),
     #[error("database URL must start with sqlite:// or postgres://")]
     UnsupportedUrl,
+    #[error("database URL: {0}")]
+    InvalidUrl(String),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]

@@ -13,6 +13,21 @@ pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
+/// SQL statements and transactions run so far by every store in this process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatementCount {
+    /// Every statement sent to the database, BEGIN and COMMIT (or ROLLBACK) included.
+    pub statements: u64,
+    pub transactions: u64,
+}
+
+/// Reads the process-wide statement counters (exported as `khoa_sql_statements_total`
+/// and `khoa_sql_transactions_total` at `/metrics`).
+pub fn statements() -> StatementCount {
+    let (statements, transactions) = sql::counters();
+    StatementCount { statements, transactions }
+}
+
 use async_trait::async_trait;
 use khoa_core::client::Client;
 use khoa_core::code::AuthorizationCode;
@@ -247,8 +262,15 @@ pub enum Redemption {
     },
     /// Not yet consumed, but issued to another client; left untouched.
     OtherClient,
+    /// Not yet consumed, but its SSO session has ended (logout) or is gone: a code
+    /// outlives no logout. Left untouched; it can never be redeemed.
+    SessionEnded,
     Unknown,
 }
+
+/// Builds the refresh token to store with a code being redeemed, from the code as
+/// consumed (its scope decides whether there is one), or `None`.
+pub type RefreshFor<'a> = &'a (dyn Fn(&AuthorizationCode) -> Option<NewRefreshToken> + Send + Sync);
 
 /// Everything khoa keeps. Every method is one short transaction.
 #[async_trait]
@@ -350,16 +372,17 @@ pub trait Store: Send + Sync + 'static {
     async fn code(&self, code_hash: &str) -> Result<Option<AuthorizationCode>, StoreError>;
     /// Stores a new code and records its client in the code's session.
     async fn insert_code(&self, code: &AuthorizationCode) -> Result<(), StoreError>;
-    /// Consumes a code for `client_id` atomically (RFC 6749 §4.1.2: at most once) and
-    /// records `token` (and `refresh`, whose family is the code's hash) as issued from
-    /// it. A replay revokes every access and refresh token issued from the code.
+    /// Consumes a code for `client_id` whose session is still active, atomically
+    /// (RFC 6749 §4.1.2: at most once), and records `token` (and the refresh token that
+    /// `refresh` builds, whose family is the code's hash) as issued from it, in one
+    /// transaction. A replay revokes every access and refresh token issued from the code.
     async fn redeem_code(
         &self,
         code_hash: &str,
         client_id: &str,
         now: UnixTime,
         token: &NewAccessToken,
-        refresh: Option<&NewRefreshToken>,
+        refresh: RefreshFor<'_>,
     ) -> Result<Redemption, StoreError>;
 
     async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshTokenRecord>, StoreError>;

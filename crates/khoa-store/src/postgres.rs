@@ -7,6 +7,8 @@ use std::time::Duration;
 /// The production store: several khoa processes on one database act as one server.
 pub struct PostgresStore {
     pub(crate) pool: PgPool,
+    /// The same pool: PostgreSQL runs concurrent writers itself.
+    pub(crate) writer: PgPool,
 }
 
 impl PostgresStore {
@@ -23,7 +25,7 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self { writer: pool.clone(), pool })
     }
 
     pub(crate) const BACKEND: Backend = Backend::Postgres;

@@ -6,6 +6,7 @@ use crate::{StoreError, StoredKey};
 use khoa_core::client::{Client, ClientLifetimes, ClientType, GrantType};
 use khoa_core::keyring::KeyTimeline;
 use khoa_core::user::User;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub(crate) const CLIENT_COLUMNS: &str = "client_id, client_secret_hash, is_public, redirect_uris, \
     post_logout_redirect_uris, frontchannel_logout_uri, backchannel_logout_uri, grant_types, scopes, \
@@ -17,6 +18,56 @@ pub(crate) const USER_COLUMNS: &str = "id, username, password_hash, email, email
     phone_number, phone_number_verified, picture, created_at, updated_at";
 
 pub(crate) const KEY_COLUMNS: &str = "kid, alg, generation, public_jwk, private_key_sealed, created_at, activates_at";
+
+/// SQL statements run by this process, BEGIN and COMMIT included (see [`crate::statements`]).
+static STATEMENTS: AtomicU64 = AtomicU64::new(0);
+/// Transactions begun by this process.
+static TRANSACTIONS: AtomicU64 = AtomicU64::new(0);
+
+pub(crate) fn counters() -> (u64, u64) {
+    (STATEMENTS.load(Ordering::Relaxed), TRANSACTIONS.load(Ordering::Relaxed))
+}
+
+/// `sqlx::query`, counted.
+pub(crate) fn query<DB: sqlx::Database>(
+    sql: &str,
+) -> sqlx::query::Query<'_, DB, <DB as sqlx::Database>::Arguments<'_>> {
+    STATEMENTS.fetch_add(1, Ordering::Relaxed);
+    sqlx::query(sql)
+}
+
+/// `sqlx::query_as`, counted.
+pub(crate) fn query_as<'q, DB, O>(
+    sql: &'q str,
+) -> sqlx::query::QueryAs<'q, DB, O, <DB as sqlx::Database>::Arguments<'q>>
+where
+    DB: sqlx::Database,
+    O: for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    STATEMENTS.fetch_add(1, Ordering::Relaxed);
+    sqlx::query_as(sql)
+}
+
+/// `sqlx::query_scalar`, counted.
+pub(crate) fn query_scalar<'q, DB, O>(
+    sql: &'q str,
+) -> sqlx::query::QueryScalar<'q, DB, O, <DB as sqlx::Database>::Arguments<'q>>
+where
+    DB: sqlx::Database,
+    (O,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    STATEMENTS.fetch_add(1, Ordering::Relaxed);
+    sqlx::query_scalar(sql)
+}
+
+/// `Pool::begin`, counted as two statements (BEGIN, and its COMMIT or ROLLBACK).
+pub(crate) async fn begin<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+) -> Result<sqlx::Transaction<'static, DB>, sqlx::Error> {
+    STATEMENTS.fetch_add(2, Ordering::Relaxed);
+    TRANSACTIONS.fetch_add(1, Ordering::Relaxed);
+    pool.begin().await
+}
 
 pub(crate) const BUMP_EPOCH: &str = "UPDATE change_epoch SET epoch = epoch + 1 WHERE id = 1";
 
@@ -337,7 +388,7 @@ impl TryFrom<RefreshRow> for crate::RefreshTokenRecord {
 /// Inserts a refresh token (inside the caller's transaction).
 macro_rules! insert_refresh {
     ($tx:expr, $r:expr) => {
-        sqlx::query(&format!(
+        $crate::sql::query(&format!(
             "INSERT INTO refresh_tokens ({}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,NULL,NULL,NULL,NULL)",
             $crate::sql::REFRESH_COLUMNS
         ))
@@ -362,7 +413,7 @@ pub(crate) use insert_refresh;
 /// Inserts an access token record (inside the caller's transaction).
 macro_rules! insert_access {
     ($tx:expr, $jti:expr, $grant:expr, $client:expr, $user:expr, $sid:expr, $scope:expr, $iat:expr, $exp:expr) => {
-        sqlx::query(&format!(
+        $crate::sql::query(&format!(
             "INSERT INTO access_tokens ({}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,NULL)",
             $crate::sql::ACCESS_TOKEN_COLUMNS
         ))
@@ -385,18 +436,19 @@ pub(crate) use insert_access;
 macro_rules! revoke_family_tx {
     ($tx:expr, $family:expr, $now:expr) => {{
         let refresh =
-            sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL")
+            $crate::sql::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL")
                 .bind($now)
                 .bind($family)
                 .execute(&mut *$tx)
                 .await?
                 .rows_affected();
-        let access = sqlx::query("UPDATE access_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL")
-            .bind($now)
-            .bind($family)
-            .execute(&mut *$tx)
-            .await?
-            .rows_affected();
+        let access =
+            $crate::sql::query("UPDATE access_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL")
+                .bind($now)
+                .bind($family)
+                .execute(&mut *$tx)
+                .await?
+                .rows_affected();
         refresh + access
     }};
 }
@@ -452,9 +504,9 @@ macro_rules! change_tx {
         $crate::sql::change_tx!($pool, $query, map_err = $crate::StoreError::conflict_as($what))
     };
     ($pool:expr, $query:expr, map_err = $map:expr) => {{
-        let mut tx = $pool.begin().await?;
+        let mut tx = $crate::sql::begin(&$pool).await?;
         let affected = $query.execute(&mut *tx).await.map_err($map)?.rows_affected();
-        sqlx::query($crate::sql::BUMP_EPOCH).execute(&mut *tx).await?;
+        $crate::sql::query($crate::sql::BUMP_EPOCH).execute(&mut *tx).await?;
         tx.commit().await?;
         affected
     }};
@@ -482,20 +534,20 @@ macro_rules! sql_store {
             }
 
             async fn ping(&self) -> Result<(), $crate::StoreError> {
-                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                $crate::sql::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())
             }
 
             async fn change_epoch(&self) -> Result<i64, $crate::StoreError> {
-                Ok(sqlx::query_scalar("SELECT epoch FROM change_epoch WHERE id = 1").fetch_one(&self.pool).await?)
+                Ok($crate::sql::query_scalar("SELECT epoch FROM change_epoch WHERE id = 1").fetch_one(&self.pool).await?)
             }
 
             async fn insert_client(&self, c: &khoa_core::client::Client) -> Result<(), $crate::StoreError> {
                 use $crate::sql::{to_json, CLIENT_COLUMNS};
                 let grant_types: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
                 $crate::sql::change_tx!(
-                    self.pool,
-                    sqlx::query(&format!(
+                    self.writer,
+                    $crate::sql::query(&format!(
                         "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES \
                      ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26)"
                     ))
@@ -531,7 +583,7 @@ macro_rules! sql_store {
             }
 
             async fn client(&self, client_id: &str) -> Result<Option<khoa_core::client::Client>, $crate::StoreError> {
-                let row: Option<$crate::sql::ClientRow> = sqlx::query_as(&format!(
+                let row: Option<$crate::sql::ClientRow> = $crate::sql::query_as(&format!(
                     "SELECT {} FROM clients WHERE client_id = $1",
                     $crate::sql::CLIENT_COLUMNS
                 ))
@@ -543,7 +595,7 @@ macro_rules! sql_store {
 
             async fn clients(&self) -> Result<Vec<khoa_core::client::Client>, $crate::StoreError> {
                 let rows: Vec<$crate::sql::ClientRow> =
-                    sqlx::query_as(&format!("SELECT {} FROM clients ORDER BY client_id", $crate::sql::CLIENT_COLUMNS))
+                    $crate::sql::query_as(&format!("SELECT {} FROM clients ORDER BY client_id", $crate::sql::CLIENT_COLUMNS))
                         .fetch_all(&self.pool)
                         .await?;
                 rows.into_iter().map(TryInto::try_into).collect()
@@ -551,15 +603,15 @@ macro_rules! sql_store {
 
             async fn delete_client(&self, client_id: &str) -> Result<bool, $crate::StoreError> {
                 let n = $crate::sql::change_tx!(
-                    self.pool,
-                    sqlx::query("DELETE FROM clients WHERE client_id = $1").bind(client_id)
+                    self.writer,
+                    $crate::sql::query("DELETE FROM clients WHERE client_id = $1").bind(client_id)
                 );
                 Ok(n > 0)
             }
 
             async fn longest_client_token_lifetime(&self) -> Result<Option<i64>, $crate::StoreError> {
                 let (a, i): (Option<i64>, Option<i64>) =
-                    sqlx::query_as("SELECT MAX(access_token_lifetime), MAX(id_token_lifetime) FROM clients")
+                    $crate::sql::query_as("SELECT MAX(access_token_lifetime), MAX(id_token_lifetime) FROM clients")
                         .fetch_one(&self.pool)
                         .await?;
                 Ok(a.max(i))
@@ -569,8 +621,8 @@ macro_rules! sql_store {
                 &self,
                 u: &khoa_core::user::NewUser,
             ) -> Result<khoa_core::user::User, $crate::StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let row: $crate::sql::UserRow = sqlx::query_as(&format!(
+                let mut tx = $crate::sql::begin(&self.writer).await?;
+                let row: $crate::sql::UserRow = $crate::sql::query_as(&format!(
                     "INSERT INTO users (username, password_hash, email, email_verified, name, phone_number, \
                      phone_number_verified, picture, created_at, updated_at) \
                      VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$9) RETURNING {}",
@@ -588,7 +640,7 @@ macro_rules! sql_store {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err($crate::StoreError::conflict_as("username"))?;
-                sqlx::query($crate::sql::BUMP_EPOCH).execute(&mut *tx).await?;
+                $crate::sql::query($crate::sql::BUMP_EPOCH).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(row.into())
             }
@@ -598,7 +650,7 @@ macro_rules! sql_store {
                 username: &str,
             ) -> Result<Option<khoa_core::user::User>, $crate::StoreError> {
                 let row: Option<$crate::sql::UserRow> =
-                    sqlx::query_as(&format!("SELECT {} FROM users WHERE username = $1", $crate::sql::USER_COLUMNS))
+                    $crate::sql::query_as(&format!("SELECT {} FROM users WHERE username = $1", $crate::sql::USER_COLUMNS))
                         .bind(username)
                         .fetch_optional(&self.pool)
                         .await?;
@@ -607,7 +659,7 @@ macro_rules! sql_store {
 
             async fn user_by_id(&self, id: i64) -> Result<Option<khoa_core::user::User>, $crate::StoreError> {
                 let row: Option<$crate::sql::UserRow> =
-                    sqlx::query_as(&format!("SELECT {} FROM users WHERE id = $1", $crate::sql::USER_COLUMNS))
+                    $crate::sql::query_as(&format!("SELECT {} FROM users WHERE id = $1", $crate::sql::USER_COLUMNS))
                         .bind(id)
                         .fetch_optional(&self.pool)
                         .await?;
@@ -616,7 +668,7 @@ macro_rules! sql_store {
 
             async fn users(&self) -> Result<Vec<khoa_core::user::User>, $crate::StoreError> {
                 let rows: Vec<$crate::sql::UserRow> =
-                    sqlx::query_as(&format!("SELECT {} FROM users ORDER BY id", $crate::sql::USER_COLUMNS))
+                    $crate::sql::query_as(&format!("SELECT {} FROM users ORDER BY id", $crate::sql::USER_COLUMNS))
                         .fetch_all(&self.pool)
                         .await?;
                 Ok(rows.into_iter().map(Into::into).collect())
@@ -624,8 +676,8 @@ macro_rules! sql_store {
 
             async fn delete_user(&self, username: &str) -> Result<bool, $crate::StoreError> {
                 let n = $crate::sql::change_tx!(
-                    self.pool,
-                    sqlx::query("DELETE FROM users WHERE username = $1").bind(username)
+                    self.writer,
+                    $crate::sql::query("DELETE FROM users WHERE username = $1").bind(username)
                 );
                 Ok(n > 0)
             }
@@ -637,8 +689,8 @@ macro_rules! sql_store {
                 now: i64,
             ) -> Result<bool, $crate::StoreError> {
                 let n = $crate::sql::change_tx!(
-                    self.pool,
-                    sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3")
+                    self.writer,
+                    $crate::sql::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3")
                         .bind(hash)
                         .bind(now)
                         .bind(username)
@@ -648,8 +700,8 @@ macro_rules! sql_store {
 
             async fn insert_signing_key(&self, k: &$crate::StoredKey) -> Result<(), $crate::StoreError> {
                 $crate::sql::change_tx!(
-                    self.pool,
-                    sqlx::query(&format!(
+                    self.writer,
+                    $crate::sql::query(&format!(
                         "INSERT INTO signing_keys ({}) VALUES ($1,$2,$3,$4,$5,$6,$7)",
                         $crate::sql::KEY_COLUMNS
                     ))
@@ -666,7 +718,7 @@ macro_rules! sql_store {
             }
 
             async fn signing_keys(&self) -> Result<Vec<$crate::StoredKey>, $crate::StoreError> {
-                let rows: Vec<$crate::sql::KeyRow> = sqlx::query_as(&format!(
+                let rows: Vec<$crate::sql::KeyRow> = $crate::sql::query_as(&format!(
                     "SELECT {} FROM signing_keys ORDER BY alg, generation",
                     $crate::sql::KEY_COLUMNS
                 ))
@@ -676,7 +728,7 @@ macro_rules! sql_store {
             }
 
             async fn insert_interaction(&self, i: &khoa_core::session::Interaction) -> Result<(), $crate::StoreError> {
-                sqlx::query(&format!(
+                $crate::sql::query(&format!(
                     "INSERT INTO interactions ({}) VALUES ($1,$2,$3,$4,$5,$6)",
                     $crate::sql::INTERACTION_COLUMNS
                 ))
@@ -686,7 +738,7 @@ macro_rules! sql_store {
                 .bind(&i.sid)
                 .bind(i.created_at)
                 .bind(i.expires_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -696,7 +748,7 @@ macro_rules! sql_store {
                 id_hash: &str,
                 now: i64,
             ) -> Result<Option<khoa_core::session::Interaction>, $crate::StoreError> {
-                let row: Option<$crate::sql::InteractionRow> = sqlx::query_as(&format!(
+                let row: Option<$crate::sql::InteractionRow> = $crate::sql::query_as(&format!(
                     "SELECT {} FROM interactions WHERE id_hash = $1 AND expires_at > $2",
                     $crate::sql::INTERACTION_COLUMNS
                 ))
@@ -708,26 +760,26 @@ macro_rules! sql_store {
             }
 
             async fn set_interaction_session(&self, id_hash: &str, sid: &str) -> Result<bool, $crate::StoreError> {
-                let n = sqlx::query("UPDATE interactions SET sid = $1 WHERE id_hash = $2")
+                let n = $crate::sql::query("UPDATE interactions SET sid = $1 WHERE id_hash = $2")
                     .bind(sid)
                     .bind(id_hash)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?
                     .rows_affected();
                 Ok(n > 0)
             }
 
             async fn delete_interaction(&self, id_hash: &str) -> Result<bool, $crate::StoreError> {
-                let n = sqlx::query("DELETE FROM interactions WHERE id_hash = $1")
+                let n = $crate::sql::query("DELETE FROM interactions WHERE id_hash = $1")
                     .bind(id_hash)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?
                     .rows_affected();
                 Ok(n > 0)
             }
 
             async fn insert_session(&self, s: &khoa_core::session::Session) -> Result<(), $crate::StoreError> {
-                sqlx::query(&format!(
+                $crate::sql::query(&format!(
                     "INSERT INTO sessions ({}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
                     $crate::sql::SESSION_COLUMNS
                 ))
@@ -739,13 +791,13 @@ macro_rules! sql_store {
                 .bind(s.created_at)
                 .bind(s.expires_at)
                 .bind(s.ended_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
 
             async fn session(&self, id_hash: &str) -> Result<Option<khoa_core::session::Session>, $crate::StoreError> {
-                let row: Option<$crate::sql::SessionRow> = sqlx::query_as(&format!(
+                let row: Option<$crate::sql::SessionRow> = $crate::sql::query_as(&format!(
                     "SELECT {} FROM sessions WHERE id_hash = $1",
                     $crate::sql::SESSION_COLUMNS
                 ))
@@ -757,7 +809,7 @@ macro_rules! sql_store {
 
             async fn session_by_sid(&self, sid: &str) -> Result<Option<khoa_core::session::Session>, $crate::StoreError> {
                 let row: Option<$crate::sql::SessionRow> =
-                    sqlx::query_as(&format!("SELECT {} FROM sessions WHERE sid = $1", $crate::sql::SESSION_COLUMNS))
+                    $crate::sql::query_as(&format!("SELECT {} FROM sessions WHERE sid = $1", $crate::sql::SESSION_COLUMNS))
                         .bind(sid)
                         .fetch_optional(&self.pool)
                         .await?;
@@ -765,10 +817,10 @@ macro_rules! sql_store {
             }
 
             async fn end_session(&self, sid: &str, now: i64) -> Result<bool, $crate::StoreError> {
-                let n = sqlx::query("UPDATE sessions SET ended_at = $1 WHERE sid = $2 AND ended_at IS NULL")
+                let n = $crate::sql::query("UPDATE sessions SET ended_at = $1 WHERE sid = $2 AND ended_at IS NULL")
                     .bind(now)
                     .bind(sid)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?
                     .rows_affected();
                 Ok(n > 0)
@@ -781,8 +833,8 @@ macro_rules! sql_store {
                 deliveries: &[$crate::NewDelivery],
                 keep_until: i64,
             ) -> Result<bool, $crate::StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let ended = sqlx::query("UPDATE sessions SET ended_at = $1 WHERE sid = $2 AND ended_at IS NULL")
+                let mut tx = $crate::sql::begin(&self.writer).await?;
+                let ended = $crate::sql::query("UPDATE sessions SET ended_at = $1 WHERE sid = $2 AND ended_at IS NULL")
                     .bind(now)
                     .bind(sid)
                     .execute(&mut *tx)
@@ -791,19 +843,19 @@ macro_rules! sql_store {
                 if ended == 0 {
                     return Ok(false);
                 }
-                sqlx::query("UPDATE access_tokens SET revoked_at = $1 WHERE sid = $2 AND revoked_at IS NULL")
+                $crate::sql::query("UPDATE access_tokens SET revoked_at = $1 WHERE sid = $2 AND revoked_at IS NULL")
                     .bind(now)
                     .bind(sid)
                     .execute(&mut *tx)
                     .await?;
                 // OIDC Core §11: refresh tokens granted offline_access outlive the session.
-                sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE sid = $2 AND offline = FALSE AND revoked_at IS NULL")
+                $crate::sql::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE sid = $2 AND offline = FALSE AND revoked_at IS NULL")
                     .bind(now)
                     .bind(sid)
                     .execute(&mut *tx)
                     .await?;
                 for d in deliveries {
-                    sqlx::query(&format!(
+                    $crate::sql::query(&format!(
                         "INSERT INTO logout_deliveries ({}, claimed_until, expires_at) \
                          VALUES ($1,$2,$3,$4,$5,'pending',0,$6,$6,NULL,NULL,NULL,0,$7)",
                         $crate::sql::DELIVERY_COLUMNS
@@ -841,7 +893,7 @@ macro_rules! sql_store {
                     $crate::sql::DELIVERY_COLUMNS
                 );
                 let rows: Vec<$crate::sql::DeliveryRow> =
-                    sqlx::query_as(&sql).bind(holder).bind(claim_until).bind(now).bind(limit).fetch_all(&self.pool).await?;
+                    $crate::sql::query_as(&sql).bind(holder).bind(claim_until).bind(now).bind(limit).fetch_all(&self.writer).await?;
                 Ok(rows.into_iter().map(Into::into).collect())
             }
 
@@ -859,7 +911,7 @@ macro_rules! sql_store {
                     }
                     $crate::AttemptRecord::Failed { status, error } => ("failed", now, None, *status, Some(error.clone())),
                 };
-                let n = sqlx::query(
+                let n = $crate::sql::query(
                     "UPDATE logout_deliveries SET status = $1, attempts = attempts + 1, next_attempt_at = $2, \
                      delivered_at = $3, last_status = $4, last_error = $5, claimed_by = NULL, claimed_until = 0 \
                      WHERE id = $6 AND claimed_by = $7",
@@ -871,14 +923,14 @@ macro_rules! sql_store {
                 .bind(last_error)
                 .bind(id)
                 .bind(holder)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected();
                 Ok(n > 0)
             }
 
             async fn deliveries(&self, limit: i64) -> Result<Vec<$crate::Delivery>, $crate::StoreError> {
-                let rows: Vec<$crate::sql::DeliveryRow> = sqlx::query_as(&format!(
+                let rows: Vec<$crate::sql::DeliveryRow> = $crate::sql::query_as(&format!(
                     "SELECT {} FROM logout_deliveries ORDER BY created_at DESC, id LIMIT $1",
                     $crate::sql::DELIVERY_COLUMNS
                 ))
@@ -889,20 +941,20 @@ macro_rules! sql_store {
             }
 
             async fn delivery_counts(&self) -> Result<Vec<(String, i64)>, $crate::StoreError> {
-                Ok(sqlx::query_as("SELECT status, COUNT(*) FROM logout_deliveries GROUP BY status ORDER BY status")
+                Ok($crate::sql::query_as("SELECT status, COUNT(*) FROM logout_deliveries GROUP BY status ORDER BY status")
                     .fetch_all(&self.pool)
                     .await?)
             }
 
             async fn session_clients(&self, sid: &str) -> Result<Vec<String>, $crate::StoreError> {
-                Ok(sqlx::query_scalar("SELECT client_id FROM session_clients WHERE sid = $1 ORDER BY first_at, client_id")
+                Ok($crate::sql::query_scalar("SELECT client_id FROM session_clients WHERE sid = $1 ORDER BY first_at, client_id")
                     .bind(sid)
                     .fetch_all(&self.pool)
                     .await?)
             }
 
             async fn consent(&self, user_id: i64, client_id: &str) -> Result<Option<String>, $crate::StoreError> {
-                Ok(sqlx::query_scalar("SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2")
+                Ok($crate::sql::query_scalar("SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2")
                     .bind(user_id)
                     .bind(client_id)
                     .fetch_optional(&self.pool)
@@ -910,7 +962,7 @@ macro_rules! sql_store {
             }
 
             async fn grant_consent(&self, user_id: i64, client_id: &str, scope: &str, now: i64) -> Result<(), $crate::StoreError> {
-                sqlx::query(
+                $crate::sql::query(
                     "INSERT INTO consents (user_id, client_id, scope, granted_at) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, granted_at = excluded.granted_at",
                 )
@@ -918,14 +970,14 @@ macro_rules! sql_store {
                 .bind(client_id)
                 .bind(scope)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
 
             async fn insert_code(&self, c: &khoa_core::code::AuthorizationCode) -> Result<(), $crate::StoreError> {
-                let mut tx = self.pool.begin().await?;
-                sqlx::query(&format!(
+                let mut tx = $crate::sql::begin(&self.writer).await?;
+                $crate::sql::query(&format!(
                     "INSERT INTO authorization_codes ({}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
                     $crate::sql::CODE_COLUMNS
                 ))
@@ -944,7 +996,7 @@ macro_rules! sql_store {
                 .bind(c.expires_at)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query(
+                $crate::sql::query(
                     "INSERT INTO session_clients (sid, client_id, first_at) VALUES ($1, $2, $3) \
                      ON CONFLICT (sid, client_id) DO NOTHING",
                 )
@@ -963,14 +1015,17 @@ macro_rules! sql_store {
                 client_id: &str,
                 now: i64,
                 token: &$crate::NewAccessToken,
-                refresh: Option<&$crate::NewRefreshToken>,
+                refresh: $crate::RefreshFor<'_>,
             ) -> Result<$crate::Redemption, $crate::StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = $crate::sql::begin(&self.writer).await?;
                 // RFC 6749 §4.1.2: a code is used at most once. The row lock (PostgreSQL)
                 // or the write lock (SQLite) makes exactly one concurrent caller win.
-                let consumed: Option<$crate::sql::CodeRow> = sqlx::query_as(&format!(
+                // A code outlives no logout: its session must not have ended.
+                let consumed: Option<$crate::sql::CodeRow> = $crate::sql::query_as(&format!(
                     "UPDATE authorization_codes SET consumed_at = $1 \
-                     WHERE code_hash = $2 AND client_id = $3 AND consumed_at IS NULL RETURNING {}",
+                     WHERE code_hash = $2 AND client_id = $3 AND consumed_at IS NULL \
+                     AND EXISTS (SELECT 1 FROM sessions s WHERE s.sid = authorization_codes.sid AND s.ended_at IS NULL) \
+                     RETURNING {}",
                     $crate::sql::CODE_COLUMNS
                 ))
                 .bind(now)
@@ -991,21 +1046,22 @@ macro_rules! sql_store {
                         token.issued_at,
                         token.expires_at
                     );
-                    if let Some(r) = refresh {
+                    if let Some(r) = refresh(&code) {
                         $crate::sql::insert_refresh!(tx, r);
                     }
                     tx.commit().await?;
                     return Ok($crate::Redemption::Redeemed(Box::new(code)));
                 }
-                let state: Option<(Option<i64>,)> =
-                    sqlx::query_as("SELECT consumed_at FROM authorization_codes WHERE code_hash = $1")
+                let state: Option<(Option<i64>, String)> =
+                    $crate::sql::query_as("SELECT consumed_at, client_id FROM authorization_codes WHERE code_hash = $1")
                         .bind(code_hash)
                         .fetch_optional(&mut *tx)
                         .await?;
                 let outcome = match state {
                     None => $crate::Redemption::Unknown,
-                    Some((None,)) => $crate::Redemption::OtherClient,
-                    Some((Some(_),)) => {
+                    Some((None, owner)) if owner != client_id => $crate::Redemption::OtherClient,
+                    Some((None, _)) => $crate::Redemption::SessionEnded,
+                    Some((Some(_), _)) => {
                         let revoked = $crate::sql::revoke_family_tx!(tx, code_hash, now);
                         $crate::Redemption::Replayed { revoked }
                     }
@@ -1015,7 +1071,7 @@ macro_rules! sql_store {
             }
 
             async fn access_token(&self, jti: &str) -> Result<Option<$crate::AccessTokenRecord>, $crate::StoreError> {
-                let row: Option<$crate::sql::AccessTokenRow> = sqlx::query_as(&format!(
+                let row: Option<$crate::sql::AccessTokenRow> = $crate::sql::query_as(&format!(
                     "SELECT {} FROM access_tokens WHERE jti = $1",
                     $crate::sql::ACCESS_TOKEN_COLUMNS
                 ))
@@ -1026,16 +1082,16 @@ macro_rules! sql_store {
             }
 
             async fn revoke_grant(&self, grant_id: &str, now: i64) -> Result<u64, $crate::StoreError> {
-                Ok(sqlx::query("UPDATE access_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL")
+                Ok($crate::sql::query("UPDATE access_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL")
                     .bind(now)
                     .bind(grant_id)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?
                     .rows_affected())
             }
 
             async fn login_blocked_until(&self, key: &str) -> Result<Option<i64>, $crate::StoreError> {
-                Ok(sqlx::query_scalar("SELECT blocked_until FROM login_throttle WHERE key = $1")
+                Ok($crate::sql::query_scalar("SELECT blocked_until FROM login_throttle WHERE key = $1")
                     .bind(key)
                     .fetch_optional(&self.pool)
                     .await?)
@@ -1047,8 +1103,8 @@ macro_rules! sql_store {
                 now: i64,
                 policy: &khoa_core::throttle::ThrottlePolicy,
             ) -> Result<i64, $crate::StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let failures: i64 = sqlx::query_scalar(
+                let mut tx = $crate::sql::begin(&self.writer).await?;
+                let failures: i64 = $crate::sql::query_scalar(
                     "INSERT INTO login_throttle (key, failures, last_failure_at, blocked_until) VALUES ($1, 1, $2, $2) \
                      ON CONFLICT (key) DO UPDATE SET \
                        failures = CASE WHEN login_throttle.last_failure_at < $3 THEN 1 ELSE login_throttle.failures + 1 END, \
@@ -1061,7 +1117,7 @@ macro_rules! sql_store {
                 .fetch_one(&mut *tx)
                 .await?;
                 let until = policy.blocked_until(failures, now);
-                sqlx::query("UPDATE login_throttle SET blocked_until = $1 WHERE key = $2")
+                $crate::sql::query("UPDATE login_throttle SET blocked_until = $1 WHERE key = $2")
                     .bind(until)
                     .bind(key)
                     .execute(&mut *tx)
@@ -1071,13 +1127,13 @@ macro_rules! sql_store {
             }
 
             async fn clear_login_failures(&self, key: &str) -> Result<(), $crate::StoreError> {
-                sqlx::query("DELETE FROM login_throttle WHERE key = $1").bind(key).execute(&self.pool).await?;
+                $crate::sql::query("DELETE FROM login_throttle WHERE key = $1").bind(key).execute(&self.writer).await?;
                 Ok(())
             }
 
             async fn code_challenge_reused(&self, client_id: &str, challenge: &str, code_hash: &str) -> Result<bool, $crate::StoreError> {
                 // COUNT(*) is BIGINT on both databases (a bare `1` is INT4 on PostgreSQL).
-                let n: i64 = sqlx::query_scalar(
+                let n: i64 = $crate::sql::query_scalar(
                     "SELECT COUNT(*) FROM authorization_codes WHERE client_id = $1 AND code_challenge = $2 \
                      AND code_hash <> $3 AND consumed_at IS NOT NULL",
                 )
@@ -1090,7 +1146,7 @@ macro_rules! sql_store {
             }
 
             async fn code(&self, code_hash: &str) -> Result<Option<khoa_core::code::AuthorizationCode>, $crate::StoreError> {
-                let row: Option<$crate::sql::CodeRow> = sqlx::query_as(&format!(
+                let row: Option<$crate::sql::CodeRow> = $crate::sql::query_as(&format!(
                     "SELECT {} FROM authorization_codes WHERE code_hash = $1",
                     $crate::sql::CODE_COLUMNS
                 ))
@@ -1101,7 +1157,7 @@ macro_rules! sql_store {
             }
 
             async fn refresh_token(&self, token_hash: &str) -> Result<Option<$crate::RefreshTokenRecord>, $crate::StoreError> {
-                let row: Option<$crate::sql::RefreshRow> = sqlx::query_as(&format!(
+                let row: Option<$crate::sql::RefreshRow> = $crate::sql::query_as(&format!(
                     "SELECT {} FROM refresh_tokens WHERE token_hash = $1",
                     $crate::sql::REFRESH_COLUMNS
                 ))
@@ -1120,10 +1176,10 @@ macro_rules! sql_store {
                 successor: &$crate::NewRefreshToken,
                 access: &$crate::NewAccessToken,
             ) -> Result<$crate::Rotation, $crate::StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = $crate::sql::begin(&self.writer).await?;
                 // Exactly one concurrent presentation matches `rotated_at IS NULL`: the
                 // row lock (PostgreSQL) or the write lock (SQLite) orders them.
-                let won = sqlx::query(
+                let won = $crate::sql::query(
                     "UPDATE refresh_tokens SET rotated_at = $1, successor_hash = $2, successor_sealed = $3 \
                      WHERE token_hash = $4 AND client_id = $5 AND rotated_at IS NULL AND revoked_at IS NULL \
                      AND expires_at > $1",
@@ -1153,7 +1209,7 @@ macro_rules! sql_store {
                     tx.commit().await?;
                     return Ok($crate::Rotation::Rotated);
                 }
-                let row: Option<$crate::sql::RefreshRow> = sqlx::query_as(&format!(
+                let row: Option<$crate::sql::RefreshRow> = $crate::sql::query_as(&format!(
                     "SELECT {} FROM refresh_tokens WHERE token_hash = $1",
                     $crate::sql::REFRESH_COLUMNS
                 ))
@@ -1176,7 +1232,7 @@ macro_rules! sql_store {
                     // same successor; anything else is reuse.
                     let rotated_at = presented.rotated_at.unwrap_or(now);
                     let successor_row: Option<$crate::sql::RefreshRow> = match &presented.successor_hash {
-                        Some(h) if now - rotated_at <= grace => sqlx::query_as(&format!(
+                        Some(h) if now - rotated_at <= grace => $crate::sql::query_as(&format!(
                             "SELECT {} FROM refresh_tokens WHERE token_hash = $1",
                             $crate::sql::REFRESH_COLUMNS
                         ))
@@ -1215,24 +1271,24 @@ macro_rules! sql_store {
             }
 
             async fn revoke_family(&self, family_id: &str, now: i64) -> Result<u64, $crate::StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = $crate::sql::begin(&self.writer).await?;
                 let n = $crate::sql::revoke_family_tx!(tx, family_id, now);
                 tx.commit().await?;
                 Ok(n)
             }
 
             async fn revoke_access_token(&self, jti: &str, now: i64) -> Result<bool, $crate::StoreError> {
-                let n = sqlx::query("UPDATE access_tokens SET revoked_at = $1 WHERE jti = $2 AND revoked_at IS NULL")
+                let n = $crate::sql::query("UPDATE access_tokens SET revoked_at = $1 WHERE jti = $2 AND revoked_at IS NULL")
                     .bind(now)
                     .bind(jti)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?
                     .rows_affected();
                 Ok(n > 0)
             }
 
             async fn insert_access_token(&self, t: &$crate::AccessTokenRecord) -> Result<(), $crate::StoreError> {
-                let mut conn = self.pool.acquire().await?;
+                let mut conn = self.writer.acquire().await?;
                 $crate::sql::insert_access!(
                     conn,
                     &t.jti,
@@ -1252,7 +1308,7 @@ macro_rules! sql_store {
                 t: &$crate::AccessTokenRecord,
                 refresh: &$crate::NewRefreshToken,
             ) -> Result<(), $crate::StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = $crate::sql::begin(&self.writer).await?;
                 $crate::sql::insert_access!(tx, &t.jti, &t.grant_id, &t.client_id, t.user_id, &t.sid, &t.scope, t.issued_at, t.expires_at);
                 $crate::sql::insert_refresh!(tx, refresh);
                 tx.commit().await?;
@@ -1261,8 +1317,8 @@ macro_rules! sql_store {
 
             async fn insert_partner(&self, p: &$crate::Partner) -> Result<(), $crate::StoreError> {
                 $crate::sql::change_tx!(
-                    self.pool,
-                    sqlx::query("INSERT INTO partners (code, client_id, key_sealed, created_at) VALUES ($1, $2, $3, $4)")
+                    self.writer,
+                    $crate::sql::query("INSERT INTO partners (code, client_id, key_sealed, created_at) VALUES ($1, $2, $3, $4)")
                         .bind(&p.code)
                         .bind(&p.client_id)
                         .bind(&p.key_sealed)
@@ -1274,7 +1330,7 @@ macro_rules! sql_store {
 
             async fn partner(&self, code: &str) -> Result<Option<$crate::Partner>, $crate::StoreError> {
                 let row: Option<(String, String, Vec<u8>, i64)> =
-                    sqlx::query_as("SELECT code, client_id, key_sealed, created_at FROM partners WHERE code = $1")
+                    $crate::sql::query_as("SELECT code, client_id, key_sealed, created_at FROM partners WHERE code = $1")
                         .bind(code)
                         .fetch_optional(&self.pool)
                         .await?;
@@ -1283,7 +1339,7 @@ macro_rules! sql_store {
 
             async fn partners(&self) -> Result<Vec<$crate::Partner>, $crate::StoreError> {
                 let rows: Vec<(String, String, Vec<u8>, i64)> =
-                    sqlx::query_as("SELECT code, client_id, key_sealed, created_at FROM partners ORDER BY code")
+                    $crate::sql::query_as("SELECT code, client_id, key_sealed, created_at FROM partners ORDER BY code")
                         .fetch_all(&self.pool)
                         .await?;
                 Ok(rows
@@ -1293,12 +1349,12 @@ macro_rules! sql_store {
             }
 
             async fn delete_partner(&self, code: &str) -> Result<bool, $crate::StoreError> {
-                let n = $crate::sql::change_tx!(self.pool, sqlx::query("DELETE FROM partners WHERE code = $1").bind(code));
+                let n = $crate::sql::change_tx!(self.writer, $crate::sql::query("DELETE FROM partners WHERE code = $1").bind(code));
                 Ok(n > 0)
             }
 
             async fn acquire_lease(&self, name: &str, holder: &str, now: i64, until: i64) -> Result<bool, $crate::StoreError> {
-                let got: Option<String> = sqlx::query_scalar(
+                let got: Option<String> = $crate::sql::query_scalar(
                     "INSERT INTO job_leases (name, holder, until) VALUES ($1, $2, $3) \
                      ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
                      WHERE job_leases.until < $4 OR job_leases.holder = excluded.holder \
@@ -1308,7 +1364,7 @@ macro_rules! sql_store {
                 .bind(holder)
                 .bind(until)
                 .bind(now)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await?;
                 Ok(got.as_deref() == Some(holder))
             }
@@ -1319,12 +1375,12 @@ macro_rules! sql_store {
                 let sql = format!(
                     "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {expiry} < $1 LIMIT $2)"
                 );
-                Ok(sqlx::query(&sql).bind(before).bind(limit).execute(&self.pool).await?.rows_affected())
+                Ok($crate::sql::query(&sql).bind(before).bind(limit).execute(&self.writer).await?.rows_affected())
             }
 
             async fn oldest_expired(&self, kind: $crate::Expiring, before: i64) -> Result<Option<i64>, $crate::StoreError> {
                 let sql = format!("SELECT MIN({}) FROM {} WHERE {} < $1", kind.expiry_column(), kind.table(), kind.expiry_column());
-                Ok(sqlx::query_scalar(&sql).bind(before).fetch_one(&self.pool).await?)
+                Ok($crate::sql::query_scalar(&sql).bind(before).fetch_one(&self.pool).await?)
             }
 
             async fn row_counts(&self) -> Result<Vec<(&'static str, i64)>, $crate::StoreError> {
@@ -1333,7 +1389,7 @@ macro_rules! sql_store {
                     .into_iter()
                     .chain($crate::Expiring::ALL.iter().map(|k| k.table()))
                 {
-                    let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&self.pool).await?;
+                    let n: i64 = $crate::sql::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&self.pool).await?;
                     out.push((table, n));
                 }
                 Ok(out)

@@ -272,8 +272,12 @@ async fn codes_are_single_use_and_replay_revokes(db: TestDatabase) {
     store.insert_code(&code("c2", "mobile", "sid", user.id)).await.unwrap();
     assert_eq!(store.session_clients("sid").await.unwrap(), ["mobile", "portal"]);
 
-    assert_eq!(store.redeem_code("c1", "mobile", 1120, &token("t0"), None).await.unwrap(), Redemption::OtherClient);
-    let Redemption::Redeemed(redeemed) = store.redeem_code("c1", "portal", 1120, &token("t1"), None).await.unwrap()
+    assert_eq!(
+        store.redeem_code("c1", "mobile", 1120, &token("t0"), &|_| None).await.unwrap(),
+        Redemption::OtherClient
+    );
+    let Redemption::Redeemed(redeemed) =
+        store.redeem_code("c1", "portal", 1120, &token("t1"), &|_| None).await.unwrap()
     else {
         panic!("not redeemed");
     };
@@ -287,18 +291,48 @@ async fn codes_are_single_use_and_replay_revokes(db: TestDatabase) {
 
     // Replay: refused, and the token issued from the code is revoked.
     assert_eq!(
-        store.redeem_code("c1", "portal", 1130, &token("t2"), None).await.unwrap(),
+        store.redeem_code("c1", "portal", 1130, &token("t2"), &|_| None).await.unwrap(),
         Redemption::Replayed { revoked: 1 }
     );
     assert_eq!(store.access_token("t1").await.unwrap().unwrap().revoked_at, Some(1130));
     assert_eq!(store.access_token("t2").await.unwrap(), None);
-    assert_eq!(store.redeem_code("nope", "portal", 1130, &token("t3"), None).await.unwrap(), Redemption::Unknown);
+    assert_eq!(store.redeem_code("nope", "portal", 1130, &token("t3"), &|_| None).await.unwrap(), Redemption::Unknown);
     // c1 was redeemed with this challenge: another code of portal with it is a reuse.
     let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
     assert!(store.code_challenge_reused("portal", challenge, "c9").await.unwrap());
     assert!(!store.code_challenge_reused("portal", challenge, "c1").await.unwrap(), "not its own");
     assert!(!store.code_challenge_reused("mobile", challenge, "c9").await.unwrap(), "c2 of mobile is not redeemed");
     assert_eq!(store.revoke_grant("c1", 1200).await.unwrap(), 0, "already revoked");
+}
+
+async fn a_code_outlives_no_logout(db: TestDatabase) {
+    let store = open(&db).await;
+    let user = store.insert_user(&new_user("sv")).await.unwrap();
+    store.insert_session(&session("sid", user.id)).await.unwrap();
+    store.insert_code(&code("c1", "portal", "sid", user.id)).await.unwrap();
+    assert!(store.end_session("sid", 1110).await.unwrap());
+    let built = std::sync::atomic::AtomicBool::new(false);
+    let refresh_for = |_: &khoa_core::code::AuthorizationCode| {
+        built.store(true, std::sync::atomic::Ordering::SeqCst);
+        Some(refresh("r-late", "c1", user.id, 1120))
+    };
+    assert_eq!(
+        store.redeem_code("c1", "portal", 1120, &token("t1"), &refresh_for).await.unwrap(),
+        Redemption::SessionEnded
+    );
+    assert!(!built.load(std::sync::atomic::Ordering::SeqCst), "no refresh token was built");
+    assert_eq!(store.access_token("t1").await.unwrap(), None, "no access token recorded");
+    assert_eq!(store.refresh_token("r-late").await.unwrap(), None, "no refresh token recorded");
+    // Another client's attempt is still told apart, and nothing was consumed.
+    assert_eq!(
+        store.redeem_code("c1", "mobile", 1121, &token("t2"), &|_| None).await.unwrap(),
+        Redemption::OtherClient
+    );
+    assert_eq!(
+        store.redeem_code("c1", "portal", 1122, &token("t3"), &|_| None).await.unwrap(),
+        Redemption::SessionEnded,
+        "still not consumed (a consumed code would count as a replay)"
+    );
 }
 
 async fn parallel_redemptions_admit_exactly_one(db: TestDatabase) {
@@ -309,7 +343,9 @@ async fn parallel_redemptions_admit_exactly_one(db: TestDatabase) {
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let s = store.clone();
-            tokio::spawn(async move { s.redeem_code("race", "portal", 1120, &token(&format!("t{i}")), None).await })
+            tokio::spawn(
+                async move { s.redeem_code("race", "portal", 1120, &token(&format!("t{i}")), &|_| None).await },
+            )
         })
         .collect();
     let results: Vec<Redemption> =
@@ -359,7 +395,7 @@ async fn family(store: &Arc<dyn Store>) -> i64 {
     store.insert_session(&session("sid", user.id)).await.unwrap();
     store.insert_code(&code("fam", "portal", "sid", user.id)).await.unwrap();
     let redeemed = store
-        .redeem_code("fam", "portal", 1120, &token("a0"), Some(&refresh("r0", "fam", user.id, 1120)))
+        .redeem_code("fam", "portal", 1120, &token("a0"), &|_| Some(refresh("r0", "fam", user.id, 1120)))
         .await
         .unwrap();
     assert!(matches!(redeemed, Redemption::Redeemed(_)));
@@ -408,7 +444,10 @@ async fn refresh_rotation_grace_and_reuse(db: TestDatabase) {
     assert_eq!(rotate("r1", "r2", "a4", 1207).await, Rotation::Revoked);
     // An expired, never rotated token.
     store.insert_code(&code("fam2", "portal", "sid", user)).await.unwrap();
-    store.redeem_code("fam2", "portal", 1120, &token("b0"), Some(&refresh("s0", "fam2", user, 1120))).await.unwrap();
+    store
+        .redeem_code("fam2", "portal", 1120, &token("b0"), &|_| Some(refresh("s0", "fam2", user, 1120)))
+        .await
+        .unwrap();
     assert_eq!(rotate("s0", "s1", "b1", 1120 + 3600).await, Rotation::Expired);
 }
 
@@ -416,7 +455,7 @@ async fn code_replay_revokes_the_refresh_family(db: TestDatabase) {
     let store = open(&db).await;
     family(&store).await;
     assert_eq!(
-        store.redeem_code("fam", "portal", 1130, &token("z"), None).await.unwrap(),
+        store.redeem_code("fam", "portal", 1130, &token("z"), &|_| None).await.unwrap(),
         Redemption::Replayed { revoked: 2 }
     );
     assert!(store.refresh_token("r0").await.unwrap().unwrap().revoked_at.is_some());
@@ -485,6 +524,7 @@ both_backends!(
     leases_and_cleanup,
     sessions_interactions_and_consents,
     codes_are_single_use_and_replay_revokes,
+    a_code_outlives_no_logout,
     parallel_redemptions_admit_exactly_one,
     login_failures_are_throttled,
     clients_round_trip_every_field,

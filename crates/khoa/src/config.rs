@@ -35,6 +35,8 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ("KHOA_REFRESH_TOKEN_LIFETIME", "tokens.refresh_token (default 30days)"),
     ("KHOA_SESSION_LIFETIME", "tokens.session: SSO session (default 24h)"),
     ("KHOA_WATCH_INTERVAL", "watch_interval: how often changes made elsewhere are picked up (default 500ms)"),
+    ("KHOA_ACCESS_TOKEN_FORMAT", "tokens.access_token_format: jwt (RFC 9068, the default) or opaque (a random handle, looked up at introspection and userinfo)"),
+    ("KHOA_ACCESS_TOKEN_ALG", "tokens.access_token_alg: algorithm of JWT access tokens, one of keys.algorithms (default RS256)"),
     ("KHOA_REFRESH_GRACE", "tokens.refresh_grace: duplicates of a refresh token within this time of its rotation get the same successor (default 5s)"),
     ("KHOA_BACKCHANNEL_BASE_DELAY", "backchannel.base_delay: wait before retrying a back-channel logout, doubled per attempt (default 5s)"),
     ("KHOA_BACKCHANNEL_MAX_ATTEMPTS", "backchannel.max_attempts: attempts per notification (default 30)"),
@@ -131,6 +133,8 @@ struct TokenSection {
     refresh_token: Option<String>,
     session: Option<String>,
     refresh_grace: Option<String>,
+    access_token_format: Option<String>,
+    access_token_alg: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -309,6 +313,8 @@ pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
     let defaults = Lifetimes::default();
     let t = file.tokens;
     let refresh_grace = t.refresh_grace.clone();
+    let access_token_format = t.access_token_format.clone();
+    let access_token_alg = t.access_token_alg.clone();
     let lifetimes = Lifetimes {
         authorization_code: lifetime(
             pick(env, "KHOA_AUTHORIZATION_CODE_LIFETIME", "tokens.authorization_code", t.authorization_code),
@@ -388,6 +394,20 @@ pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
             return Err(invalid(&v.key, "at most 60s"));
         }
         settings.refresh_grace = secs;
+    }
+    if let Some(v) = pick(env, "KHOA_ACCESS_TOKEN_FORMAT", "tokens.access_token_format", access_token_format) {
+        settings.access_token_format = match v.raw.trim() {
+            "jwt" => khoa_server::settings::AccessTokenFormat::Jwt,
+            "opaque" => khoa_server::settings::AccessTokenFormat::Opaque,
+            _ => return Err(invalid(&v.key, "jwt or opaque")),
+        };
+    }
+    if let Some(v) = pick(env, "KHOA_ACCESS_TOKEN_ALG", "tokens.access_token_alg", access_token_alg) {
+        let alg: SigningAlgorithm = v.raw.trim().parse().map_err(|_| invalid(&v.key, "RS256, ES256 or EdDSA"))?;
+        if !settings.algorithms.contains(&alg) {
+            return Err(invalid(&v.key, format!("{} is not among the key algorithms", alg.as_str())));
+        }
+        settings.access_token_alg = alg;
     }
     let br = file.branding;
     if let Some(v) = pick(env, "KHOA_BRAND_NAME", "branding.product_name", br.product_name) {
@@ -523,6 +543,19 @@ mod tests {
         assert!(err(None, &[("KHOA_LOGIN_FREE_FAILURES", "many")]).starts_with("KHOA_LOGIN_FREE_FAILURES:"));
         assert!(err(None, &[("KHOA_REFRESH_GRACE", "2m")]).starts_with("KHOA_REFRESH_GRACE:"));
         assert!(err(None, &[("KHOA_CLEANUP_INTERVAL", "0s")]).starts_with("KHOA_CLEANUP_INTERVAL:"));
+        assert!(err(None, &[("KHOA_ACCESS_TOKEN_FORMAT", "paseto")]).starts_with("KHOA_ACCESS_TOKEN_FORMAT:"));
+        assert!(err(None, &[("KHOA_ACCESS_TOKEN_ALG", "HS256")]).starts_with("KHOA_ACCESS_TOKEN_ALG:"));
+        assert!(err(None, &[("KHOA_KEY_ALGORITHMS", "RS256"), ("KHOA_ACCESS_TOKEN_ALG", "ES256")])
+            .contains("not among the key algorithms"));
+        let c =
+            load(None, &env_of(&[("KHOA_ACCESS_TOKEN_FORMAT", "opaque"), ("KHOA_ACCESS_TOKEN_ALG", "ES256")])).unwrap();
+        assert_eq!(
+            (c.settings.access_token_format, c.settings.access_token_alg),
+            (khoa_server::settings::AccessTokenFormat::Opaque, SigningAlgorithm::ES256)
+        );
+        let f = file("[tokens]\naccess_token_format = \"jwt\"\naccess_token_alg = \"EdDSA\"\n");
+        let c = load(Some(f.path()), &env_of(&[])).unwrap();
+        assert_eq!(c.settings.access_token_alg, SigningAlgorithm::EdDSA);
         assert!(err(None, &[("KHOA_BACKCHANNEL_MAX_ATTEMPTS", "0")]).starts_with("KHOA_BACKCHANNEL_MAX_ATTEMPTS:"));
         assert!(err(None, &[("KHOA_BACKCHANNEL_HORIZON", "1s")]).starts_with("KHOA_BACKCHANNEL_HORIZON:"));
         assert!(err(None, &[("KHOA_BRAND_COLOR", "red; } body { display:none")]).starts_with("KHOA_BRAND_COLOR:"));

@@ -276,7 +276,66 @@ async fn introspection(db: TestDatabase) {
     );
 }
 
+/// `KHOA_ACCESS_TOKEN_FORMAT=opaque`: access tokens are random handles, found by their
+/// hash at userinfo, introspection and revocation; the ID token's at_hash covers them.
+async fn opaque_access_tokens(db: TestDatabase) {
+    let khoa = Khoa::with_env(BIN, db, &[("KHOA_ACCESS_TOKEN_FORMAT", "opaque")]);
+    let (secret, _other, first) = setup(&khoa).await;
+    let app = ("app", secret.as_str());
+    let at = first["access_token"].as_str().unwrap();
+    assert!(!at.contains('.') && at.len() >= 43, "an opaque handle, not a JWT: {at}");
+    let id_token = jwt_claims(first["id_token"].as_str().unwrap());
+    assert_eq!(id_token["at_hash"], khoa_core::tokens::at_hash(khoa_core::jose::SigningAlgorithm::RS256, at));
+    let (status, _, info) = khoa.userinfo(at).await;
+    assert_eq!((status, &info["sub"]), (200, &id_token["sub"]));
+    let a = introspect(&khoa, at, app).await;
+    assert_eq!(
+        (a["active"].as_bool(), a["sub"].as_str(), a["client_id"].as_str(), a["username"].as_str()),
+        (Some(true), id_token["sub"].as_str(), Some("app"), Some("sv01"))
+    );
+    assert_eq!(a["token_type"], "Bearer");
+    // A guessed or altered handle finds nothing.
+    let mut altered = at.to_string();
+    let last = if altered.ends_with('A') { "B" } else { "A" };
+    altered.replace_range(altered.len() - 1.., last);
+    assert_eq!(khoa.userinfo(&altered).await.0, 401);
+    assert_eq!(introspect(&khoa, &altered, app).await, serde_json::json!({"active": false}));
+    // Refresh gives another opaque token; revoking the first ends it alone.
+    let (status, second) = refresh(&khoa, first["refresh_token"].as_str().unwrap(), app, None).await;
+    assert_eq!(status, 200, "{second}");
+    let at2 = second["access_token"].as_str().unwrap();
+    assert!(!at2.contains('.') && at2 != at);
+    let (status, _, _) = post(&khoa, "/oauth2/revoke", &[("token", at)], Some(app)).await;
+    assert_eq!(status, 200);
+    assert_eq!(khoa.userinfo(at).await.0, 401);
+    assert_eq!(introspect(&khoa, at, app).await, serde_json::json!({"active": false}));
+    assert_eq!(khoa.userinfo(at2).await.0, 200);
+    // client_credentials: the token speaks for the client, not a user.
+    let m2m = khoa.client("m2m", &["--grant-types", "client_credentials", "--scopes", "api"]).unwrap();
+    let (status, _, body) =
+        post(&khoa, "/oauth2/token", &[("grant_type", "client_credentials")], Some(("m2m", &m2m))).await;
+    assert_eq!(status, 200, "{body}");
+    let cc = body["access_token"].as_str().unwrap();
+    assert!(!cc.contains('.'));
+    let c = introspect(&khoa, cc, ("m2m", &m2m)).await;
+    assert_eq!((c["active"].as_bool(), c["sub"].as_str(), c.get("username")), (Some(true), Some("m2m"), None));
+    assert_eq!(khoa.userinfo(cc).await.0, 401, "no user behind a client_credentials token");
+}
+
+/// `KHOA_ACCESS_TOKEN_ALG=ES256`: JWT access tokens signed with the ES256 key.
+async fn es256_access_tokens(db: TestDatabase) {
+    let khoa = Khoa::with_env(BIN, db, &[("KHOA_ACCESS_TOKEN_ALG", "ES256")]);
+    let (_secret, _other, first) = setup(&khoa).await;
+    let at = first["access_token"].as_str().unwrap();
+    let header = khoa_testkit::flow::jwt_header(at);
+    assert_eq!((header["alg"].as_str(), header["typ"].as_str()), (Some("ES256"), Some("at+jwt")));
+    assert_eq!(khoa_testkit::flow::jwt_header(first["id_token"].as_str().unwrap())["alg"], "RS256");
+    assert_eq!(khoa.userinfo(at).await.0, 200);
+}
+
 both_backends!(
+    opaque_access_tokens,
+    es256_access_tokens,
     rotation_scopes_and_id_tokens,
     reuse_revokes_the_family_and_grace_forgives_duplicates,
     fifty_concurrent_refreshes,

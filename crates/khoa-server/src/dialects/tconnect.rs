@@ -219,7 +219,8 @@ async fn issue_family(state: &AppState, client: &Client, user: &khoa_core::user:
     };
     let (handle, refresh_row) = issue::refresh_token(state, template, now).map_err(IntoResponse::into_response)?;
     let lifetime = issue::access_token_lifetime(state, client);
-    let jti = khoa_core::random::random_token::<16>();
+    let minted = issue::new_access_token_id(state);
+    let jti = minted.jti.clone();
     let record = AccessTokenRecord {
         jti: jti.clone(),
         grant_id: family.clone(),
@@ -237,7 +238,8 @@ async fn issue_family(state: &AppState, client: &Client, user: &khoa_core::user:
         .await
         .map_err(|e| crate::error::ApiError::from(e).into_response())?;
     let subject = Subject { sub: user.subject(), scope: &scope, auth_time: Some(now), sid: None };
-    let access_token = issue::access_token(state, client, &subject, &jti, now).map_err(IntoResponse::into_response)?;
+    let access_token =
+        issue::access_token(state, client, &subject, &minted, now).await.map_err(IntoResponse::into_response)?;
     let refresh = refresh_jwt(state, client, &user.subject(), &handle, now)?;
     state.metrics.tokens_issued.inc();
     Ok(tokens(access_token, lifetime, refresh))

@@ -90,7 +90,7 @@ impl From<ExchangeError> for TokenError {
 /// Tokens, and the user they speak for.
 pub struct Exchanged {
     pub response: TokenResponse,
-    pub user: khoa_core::user::User,
+    pub user: std::sync::Arc<khoa_core::user::User>,
 }
 
 pub async fn handle(state: &AppState, client: &Client, form: &Form) -> Result<TokenResponse, TokenError> {
@@ -109,46 +109,61 @@ pub async fn handle(state: &AppState, client: &Client, form: &Form) -> Result<To
 pub async fn exchange(state: &AppState, client: &Client, x: CodeExchange<'_>) -> Result<Exchanged, ExchangeError> {
     let now = crate::now();
     let code_hash = handle_hash(x.code);
-    // Codes never change but for consumption, so the refresh token can be prepared
-    // from a read; it is stored in the transaction that consumes the code, with the
-    // code's hash as its family, so a replay of the code revokes it too.
-    let Some(peeked) = state.store.code(&code_hash).await? else {
-        return Err(ExchangeError::Code(CodeError::Unknown));
-    };
-    let scope = ScopeSet::parse(&peeked.scope).unwrap_or_default();
-    let wants_refresh = match x.refresh {
-        RefreshPolicy::Standard => issue::wants_refresh_token(client, &scope),
-        RefreshPolicy::WhenLifetimeConfigured => {
-            client.allows_grant(khoa_core::client::GrantType::RefreshToken) && client.lifetimes.refresh_token.is_some()
-        }
-    };
-    let refresh = if wants_refresh {
-        let template = RefreshTemplate {
-            family_id: &code_hash,
-            client,
-            user_id: peeked.user_id,
-            sid: Some(&peeked.sid),
-            scope: &scope,
-            auth_time: peeked.auth_time,
-            amr: &peeked.amr,
-        };
-        Some(issue::refresh_token(state, template, now)?)
-    } else {
-        None
-    };
     let lifetime = issue::access_token_lifetime(state, client);
-    let jti = khoa_core::random::random_token::<16>();
+    let minted = issue::new_access_token_id(state);
+    let jti = minted.jti.clone();
     let token = NewAccessToken { jti: jti.clone(), issued_at: now, expires_at: now + lifetime };
-    let stored_refresh = refresh.as_ref().map(|(_, row)| row);
-    let code = match state.store.redeem_code(&code_hash, &client.client_id, now, &token, stored_refresh).await? {
+    // The refresh token is built from the code as it is consumed, and stored in the
+    // same transaction with the code's hash as its family, so a replay of the code
+    // revokes it too. Its handle comes back out through `minted_refresh`.
+    let minted_refresh = std::sync::Mutex::new(None);
+    let refresh_for = |code: &khoa_core::code::AuthorizationCode| {
+        let scope = ScopeSet::parse(&code.scope).unwrap_or_default();
+        let wants_refresh = match x.refresh {
+            RefreshPolicy::Standard => issue::wants_refresh_token(client, &scope),
+            RefreshPolicy::WhenLifetimeConfigured => {
+                client.allows_grant(khoa_core::client::GrantType::RefreshToken)
+                    && client.lifetimes.refresh_token.is_some()
+            }
+        };
+        if !wants_refresh {
+            return None;
+        }
+        let template = RefreshTemplate {
+            family_id: &code.code_hash,
+            client,
+            user_id: code.user_id,
+            sid: Some(&code.sid),
+            scope: &scope,
+            auth_time: code.auth_time,
+            amr: &code.amr,
+        };
+        let built = issue::refresh_token(state, template, now);
+        let row = built.as_ref().ok().map(|(_, row)| row.clone());
+        if let Ok(mut slot) = minted_refresh.lock() {
+            *slot = Some(built.map(|(handle, _)| handle));
+        }
+        row
+    };
+    let code = match state.store.redeem_code(&code_hash, &client.client_id, now, &token, &refresh_for).await? {
         Redemption::Redeemed(code) => *code,
         Redemption::Replayed { revoked } => {
             tracing::warn!(client_id = %client.client_id, revoked, "authorization code replayed; tokens issued from it revoked");
             return Err(ExchangeError::Code(CodeError::Replayed));
         }
         Redemption::OtherClient => return Err(ExchangeError::Code(CodeError::OtherClient)),
+        // A code outlives no logout: its session must still be there.
+        Redemption::SessionEnded => return Err(ExchangeError::SessionEnded),
         Redemption::Unknown => return Err(ExchangeError::Code(CodeError::Unknown)),
     };
+    let refresh_handle = match minted_refresh.into_inner().ok().flatten().transpose() {
+        Ok(handle) => handle,
+        Err(e) => {
+            state.store.revoke_family(&code.code_hash, now).await?;
+            return Err(e.into());
+        }
+    };
+    let scope = ScopeSet::parse(&code.scope).unwrap_or_default();
     let presented_redirect = match x.redirect_uri {
         RedirectUri::Given(uri) => uri,
         RedirectUri::NotCarried => Some(code.redirect_uri.as_str()),
@@ -158,26 +173,21 @@ pub async fn exchange(state: &AppState, client: &Client, x: CodeExchange<'_>) ->
         state.store.revoke_family(&code.code_hash, now).await?;
         return Err(ExchangeError::Code(e));
     }
-    // A code outlives no logout: its session must still be there.
-    let session_ended = state.store.session_by_sid(&code.sid).await?.is_none_or(|s| s.ended_at.is_some());
-    if session_ended {
-        state.store.revoke_family(&code.code_hash, now).await?;
-        return Err(ExchangeError::SessionEnded);
-    }
-    let Some(user) = state.store.user_by_id(code.user_id).await? else {
+    let Some(user) = state.users.get(state.store.as_ref(), code.user_id).await? else {
         state.store.revoke_family(&code.code_hash, now).await?;
         return Err(ExchangeError::UserGone);
     };
     let subject = Subject { sub: user.subject(), scope: &scope, auth_time: Some(code.auth_time), sid: Some(&code.sid) };
-    let access_token = issue::access_token(state, client, &subject, &jti, now)?;
-    let id_token = issue::id_token(state, client, &subject, code.nonce.as_deref(), &code.amr, &access_token, now)?;
+    let access_token = issue::access_token(state, client, &subject, &minted, now).await?;
+    let id_token =
+        issue::id_token(state, client, &subject, code.nonce.as_deref(), &code.amr, &access_token, now).await?;
     state.metrics.tokens_issued.inc();
     let response = TokenResponse {
         access_token,
         token_type: "Bearer",
         expires_in: lifetime,
         id_token,
-        refresh_token: refresh.map(|(handle, _)| handle),
+        refresh_token: refresh_handle,
         scope: scope.to_string(),
     };
     Ok(Exchanged { response, user })

@@ -30,7 +30,8 @@ pub async fn handle(state: &AppState, client: &Client, form: &Form) -> Result<To
     };
     let now = crate::now();
     let lifetime = issue::access_token_lifetime(state, client);
-    let jti = khoa_core::random::random_token::<16>();
+    let minted = issue::new_access_token_id(state);
+    let jti = minted.jti.clone();
     state
         .store
         .insert_access_token(&AccessTokenRecord {
@@ -46,7 +47,7 @@ pub async fn handle(state: &AppState, client: &Client, form: &Form) -> Result<To
         })
         .await?;
     let subject = Subject { sub: client.client_id.clone(), scope: &scope, auth_time: None, sid: None };
-    let access_token = issue::access_token(state, client, &subject, &jti, now)?;
+    let access_token = issue::access_token(state, client, &subject, &minted, now).await?;
     state.metrics.tokens_issued.inc();
     Ok(TokenResponse {
         access_token,

@@ -64,7 +64,8 @@ pub async fn rotate(
         now,
     )?;
     let lifetime = issue::access_token_lifetime(state, client);
-    let jti = khoa_core::random::random_token::<16>();
+    let minted = issue::new_access_token_id(state);
+    let jti = minted.jti.clone();
     let access = NewAccessToken { jti: jti.clone(), issued_at: now, expires_at: now + lifetime };
     let grace = state.settings.refresh_grace;
     let (handle, handed_scope) = match state
@@ -87,7 +88,7 @@ pub async fn rotate(
         Rotation::OtherClient => return Err(invalid_grant("the refresh token was issued to another client")),
         Rotation::Unknown => return Err(invalid_grant("the refresh token is invalid")),
     };
-    let Some(user) = state.store.user_by_id(current.user_id).await? else {
+    let Some(user) = state.users.get(state.store.as_ref(), current.user_id).await? else {
         state.store.revoke_family(&current.family_id, now).await?;
         return Err(invalid_grant("the user no longer exists"));
     };
@@ -97,9 +98,9 @@ pub async fn rotate(
         auth_time: Some(current.auth_time),
         sid: current.sid.as_deref(),
     };
-    let access_token = issue::access_token(state, client, &subject, &jti, now)?;
+    let access_token = issue::access_token(state, client, &subject, &minted, now).await?;
     // OIDC Core §12.2: a new ID token with the same iss, sub, aud, azp, auth_time; no nonce.
-    let id_token = issue::id_token(state, client, &subject, None, &current.amr, &access_token, now)?;
+    let id_token = issue::id_token(state, client, &subject, None, &current.amr, &access_token, now).await?;
     state.metrics.tokens_issued.inc();
     Ok(TokenResponse {
         access_token,

@@ -32,7 +32,7 @@ pub(crate) async fn post(State(state): State<AppState>, headers: HeaderMap, body
     let Some(session) = session.filter(|s| interaction.sid.as_deref() == Some(s.sid.as_str())) else {
         return Ok(expired());
     };
-    let Some(user) = state.store.user_by_id(session.user_id).await? else {
+    let Some(user) = state.users.get(state.store.as_ref(), session.user_id).await? else {
         return Ok(expired());
     };
     // Completes once, even if the form is submitted twice.

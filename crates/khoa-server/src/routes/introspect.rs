@@ -30,10 +30,10 @@ pub(crate) async fn post(
     let now = crate::now();
     let issuer = &state.settings.issuer;
     let username = |user_id: Option<i64>| {
-        let store = state.store.clone();
+        let state = state.clone();
         async move {
             match user_id {
-                Some(id) => store.user_by_id(id).await.map(|u| u.map(|u| u.username)),
+                Some(id) => state.users.get(state.store.as_ref(), id).await.map(|u| u.map(|u| u.username.clone())),
                 None => Ok(None),
             }
         }

@@ -3,14 +3,14 @@
 
 use super::form_pairs;
 use crate::state::AppState;
+use crate::tokens::Found;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use khoa_core::jose::jwt;
 use khoa_core::scope::ScopeSet;
-use khoa_core::tokens::{userinfo_claims, AccessTokenClaims, ACCESS_TOKEN_TYP};
+use khoa_core::tokens::userinfo_claims;
 
 /// RFC 6750 §3 errors.
 enum BearerError {
@@ -92,28 +92,26 @@ pub(crate) async fn userinfo(
 
 async fn answer(state: &AppState, method: &Method, headers: &HeaderMap, body: &[u8]) -> Result<Response, BearerError> {
     let token = bearer_token(method, headers, body)?;
-    let keys = state.keys.snapshot();
-    let (header, claims): (_, AccessTokenClaims) = jwt::decode(&token, |kid| keys.key(kid))
-        .map_err(|_| BearerError::InvalidToken("the access token is invalid"))?;
+    // A JWT is checked against its signature and then the database, the authority on
+    // revocation; an opaque token is found in the database by its hash.
+    let found = crate::tokens::access_token(state, &token).await.map_err(|_| BearerError::Unavailable)?;
+    let Some(Found::Access(claims, record)) = found else {
+        return Err(BearerError::InvalidToken("the access token is invalid or has been revoked"));
+    };
     let now = crate::now();
-    if header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) || claims.iss != state.settings.issuer {
-        return Err(BearerError::InvalidToken("the access token is invalid"));
-    }
     if now >= claims.exp {
         return Err(BearerError::InvalidToken("the access token has expired"));
     }
-    // The database is the authority on revocation.
-    let record = state.store.access_token(&claims.jti).await.map_err(|_| BearerError::Unavailable)?;
-    let Some(record) = record.filter(|r| r.revoked_at.is_none() && r.client_id == claims.client_id) else {
+    if record.revoked_at.is_some() || record.client_id != claims.client_id {
         return Err(BearerError::InvalidToken("the access token has been revoked"));
-    };
+    }
     // A client_credentials token speaks for a client, not a user.
     let Some(user_id) = record.user_id.filter(|id| id.to_string() == claims.sub) else {
         return Err(BearerError::InvalidToken("the access token has no user"));
     };
     let user = state
-        .store
-        .user_by_id(user_id)
+        .users
+        .get(state.store.as_ref(), user_id)
         .await
         .map_err(|_| BearerError::Unavailable)?
         .ok_or(BearerError::InvalidToken("the user no longer exists"))?;
