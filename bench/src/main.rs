@@ -148,8 +148,11 @@ async fn start_khoa(
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     env.extend(env_extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let client =
-        cli(&bin, &env, &["client", "create", "--id", "bench", "--redirect-uri", CALLBACK, "--skip-consent"], None);
+    let mut create = vec!["client", "create", "--id", "bench", "--redirect-uri", CALLBACK, "--skip-consent"];
+    if let Some((_, alg)) = env_extra.iter().find(|(k, _)| *k == "KHOA_BENCH_ID_TOKEN_ALG") {
+        create.extend(["--id-token-alg", alg]);
+    }
+    let client = cli(&bin, &env, &create, None);
     let secret =
         serde_json::from_str::<serde_json::Value>(&client).unwrap()["client_secret"].as_str().unwrap().to_string();
     let m2m = cli(
@@ -171,28 +174,155 @@ async fn start_khoa(
     (server, env, base, secret, m2m_secret, dir)
 }
 
+/// What `khoa-bench run` was asked for.
+struct RunOptions {
+    secs: u64,
+    concurrency: usize,
+    chart: Option<String>,
+    alg: khoa_core::jose::SigningAlgorithm,
+    opaque: bool,
+    /// node-oidc-provider, started by scripts/bench.sh, for the comparison.
+    peer: Option<String>,
+}
+
+fn run_options(args: &[String]) -> RunOptions {
+    let mut positional = vec![];
+    let mut o = RunOptions {
+        secs: 10,
+        concurrency: 8,
+        chart: None,
+        alg: khoa_core::jose::SigningAlgorithm::RS256,
+        opaque: false,
+        peer: None,
+    };
+    let mut it = args.iter().skip(2);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--alg" => {
+                o.alg = it.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+                    eprintln!("--alg takes RS256, ES256 or EdDSA");
+                    std::process::exit(2)
+                })
+            }
+            "--opaque" => o.opaque = true,
+            "--peer" => o.peer = it.next().cloned(),
+            _ => positional.push(a.clone()),
+        }
+    }
+    if let Some(v) = positional.first().and_then(|s| s.parse().ok()) {
+        o.secs = v;
+    }
+    if let Some(v) = positional.get(1).and_then(|s| s.parse().ok()) {
+        o.concurrency = v;
+    }
+    o.chart = positional.get(2).cloned();
+    o
+}
+
+/// One server's results: its scenarios, and (khoa only) SQL per step and memory.
+struct Suite {
+    label: String,
+    outcomes: Vec<scenarios::Outcome>,
+    steps: Vec<(&'static str, f64, f64)>,
+    rss: Option<(u64, u64)>,
+}
+
 async fn run(args: &[String]) {
     use scenarios::*;
-    let secs: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
-    let concurrency: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(16);
-    let chart = args.get(4).cloned();
-    let duration = Duration::from_secs(secs);
+    let o = run_options(args);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-
-    println!("khoa-bench run: {secs} s per scenario, concurrency {concurrency}, {cores} cores, SQLite, RS256");
-    let sign = signing_limit(khoa_core::jose::SigningAlgorithm::RS256, Duration::from_secs(3));
+    let alg = o.alg.as_str();
+    println!(
+        "khoa-bench run: {} s per scenario, concurrency {}, {cores} cores, SQLite, {alg}{}",
+        o.secs,
+        o.concurrency,
+        if o.peer.is_some() { ", against node-oidc-provider" } else { "" }
+    );
+    let sign = signing_limit(o.alg, Duration::from_secs(3));
     let argon = argon2_limit(Duration::from_secs(3));
-    println!("limits (in-process, all cores): RS256 {sign:.0} signatures/s, argon2id (m=19 MiB, t=2) {argon:.1} verifications/s");
+    println!("limits (in-process, all cores): {alg} {sign:.0} signatures/s, argon2id (m=19 MiB, t=2) {argon:.1} verifications/s");
 
-    let (mut server, _env, base, secret, m2m_secret, dir) = start_khoa(&[]).await;
+    let mut suites = vec![];
+    // With the peer, khoa runs with its JWT default and with opaque access tokens,
+    // the peer's default; otherwise as asked.
+    let formats: Vec<bool> = if o.peer.is_some() { vec![false, true] } else { vec![o.opaque] };
+    for opaque in formats {
+        suites.push(khoa_suite(&o, opaque).await);
+    }
+    if let Some(peer) = &o.peer {
+        let t = Arc::new(Target::peer(peer, PASSWORD, CALLBACK));
+        let mut browsers = vec![];
+        for _ in 0..o.concurrency {
+            browsers.push(peer_logged_in_browser(&t).await.expect("peer login"));
+        }
+        let outcomes = scenario_suite(&o, t, browsers, (1.0, 1.0, 0.0, 0.0)).await;
+        suites.push(Suite { label: "node-oidc-provider (opaque)".into(), outcomes, steps: vec![], rss: None });
+    }
+
+    for suite in &suites {
+        println!("\n{}\n", suite.label);
+        println!("| scenario | per second | p50 (ms) | p99 (ms) | errors | limit | share of limit |");
+        println!("|---|---|---|---|---|---|---|");
+        for o in &suite.outcomes {
+            let (limit, share) = match o.bound_by {
+                "signatures" if o.cost > 0.0 => {
+                    let l = sign / o.cost;
+                    (format!("{l:.0} ({} sig/op)", o.cost), format!("{:.0} %", 100.0 * o.per_second / l))
+                }
+                "argon2id" => (format!("{argon:.1} hashes/s"), format!("{:.0} %", 100.0 * o.per_second / argon)),
+                _ => ("-".into(), "-".into()),
+            };
+            println!(
+                "| {} | {:.0} | {:.1} | {:.1} | {} | {limit} | {share} |",
+                o.name, o.per_second, o.p50_ms, o.p99_ms, o.errors
+            );
+        }
+        if !suite.steps.is_empty() {
+            println!("\n| step | SQL statements (BEGIN/COMMIT included) | transactions |");
+            println!("|---|---|---|");
+            for (name, statements, transactions) in &suite.steps {
+                println!("| {name} | {statements:.1} | {transactions:.1} |");
+            }
+        }
+        if let Some((idle, peak)) = suite.rss {
+            println!("\nserver RSS: idle {} MiB, peak under load {} MiB", idle / 1024, peak / 1024);
+        }
+    }
+    if o.peer.is_some() && suites.len() == 3 {
+        println!("\n| scenario | khoa, JWT access tokens | khoa, opaque | node-oidc-provider | khoa opaque ÷ peer |");
+        println!("|---|---|---|---|---|");
+        for ((jwt, opaque), peer) in suites[0].outcomes.iter().zip(&suites[1].outcomes).zip(&suites[2].outcomes) {
+            let ratio = if peer.per_second > 0.0 {
+                format!("{:.1}×", opaque.per_second / peer.per_second)
+            } else {
+                "-".into()
+            };
+            println!(
+                "| {} | {:.0} | {:.0} | {} | {ratio} |",
+                jwt.name,
+                jwt.per_second,
+                opaque.per_second,
+                if peer.per_second > 0.0 { format!("{:.0}", peer.per_second) } else { "not compared".into() }
+            );
+        }
+    }
+    if let Some(path) = &o.chart {
+        std::fs::write(path, svg_chart(&suites)).expect("write chart");
+        println!("chart: {path}");
+    }
+}
+
+/// Starts khoa on a fresh SQLite database and runs every scenario against it.
+async fn khoa_suite(o: &RunOptions, opaque: bool) -> Suite {
+    use scenarios::*;
+    let alg = o.alg.as_str();
+    let mut env = vec![("KHOA_ACCESS_TOKEN_ALG", alg), ("KHOA_BENCH_ID_TOKEN_ALG", alg)];
+    if opaque {
+        env.push(("KHOA_ACCESS_TOKEN_FORMAT", "opaque"));
+    }
+    let (mut server, _env, base, secret, m2m_secret, dir) = start_khoa(&env).await;
     let pid = server.id();
-    let t = Arc::new(Target {
-        base: base.clone(),
-        secret: secret.clone(),
-        m2m_secret,
-        password: PASSWORD.into(),
-        callback: CALLBACK.into(),
-    });
+    let t = Arc::new(Target::khoa(&base, &secret, &m2m_secret, PASSWORD, CALLBACK));
     let peak = Arc::new(AtomicU64::new(0));
     let sampler = {
         let peak = peak.clone();
@@ -204,35 +334,66 @@ async fn run(args: &[String]) {
         })
     };
     let idle_rss = rss_kib(pid);
-
-    // One SSO session and one refresh chain per worker.
     let mut browsers = vec![];
+    for _ in 0..o.concurrency {
+        browsers.push(logged_in_browser(&t).await.expect("login"));
+    }
+    let (_, access) = first_tokens(&t, &browsers[0]).await;
+    let steps = sql_per_step(&t, &browsers[0], &reqwest::Client::new(), &access).await;
+    // Signatures per operation: an ID token for openid, and a JWT access token.
+    let at = if opaque { 0.0 } else { 1.0 };
+    let outcomes = scenario_suite(o, t, browsers, (1.0 + at, 1.0 + at, at, at)).await;
+    let peak_rss = peak.load(Ordering::Relaxed);
+    sampler.abort();
+    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let label = format!("khoa, {} access tokens, {alg}", if opaque { "opaque" } else { "JWT (RFC 9068)" });
+    Suite { label, outcomes, steps, rss: Some((idle_rss, peak_rss)) }
+}
+
+/// The first token response of a worker's session: its refresh and access tokens.
+async fn first_tokens(t: &scenarios::Target, b: &khoa_testkit::browser::Browser) -> (String, String) {
+    let first = scenarios::sso_round_trip(t, b).await.expect("first round trip");
+    let rt = first["refresh_token"].as_str().expect("a refresh token").to_string();
+    let at = first["access_token"].as_str().expect("an access token").to_string();
+    (rt, at)
+}
+
+/// Every scenario against one server. `costs` are the signatures per operation of
+/// sso, refresh (openid), refresh (no openid) and client_credentials.
+async fn scenario_suite(
+    o: &RunOptions,
+    t: Arc<scenarios::Target>,
+    browsers: Vec<khoa_testkit::browser::Browser>,
+    costs: (f64, f64, f64, f64),
+) -> Vec<scenarios::Outcome> {
+    use scenarios::*;
+    let (concurrency, duration) = (o.concurrency, Duration::from_secs(o.secs));
     let mut chains = vec![];
-    for _ in 0..concurrency {
-        let b = logged_in_browser(&t).await.expect("login");
-        let first = sso_round_trip(&t, &b).await.expect("first round trip");
-        chains.push(tokio::sync::Mutex::new(first["refresh_token"].as_str().unwrap().to_string()));
-        browsers.push(b);
+    for b in &browsers {
+        chains.push(tokio::sync::Mutex::new(first_tokens(&t, b).await.0));
     }
     let browsers = Arc::new(browsers);
     let chains = Arc::new(chains);
-    let token = sso_round_trip(&t, &browsers[0]).await.expect("round trip");
-    let access = Arc::new(token["access_token"].as_str().unwrap().to_string());
+    // The token for introspect and userinfo comes from a session of its own, which
+    // no refresh chain shares (the peer ties its tokens to one grant per session).
+    let own = if t.peer { peer_logged_in_browser(&t).await } else { logged_in_browser(&t).await };
+    let access = Arc::new(first_tokens(&t, &own.expect("a session for the access token")).await.1);
     let http = reqwest::Client::new();
-    let steps = sql_per_step(&t, &browsers[0], &http, &chains[0], &access).await;
     let mut outcomes = vec![];
-
     {
         let (t, browsers) = (t.clone(), browsers.clone());
         outcomes.push(
-            run("sso", concurrency, duration, 2.0, "signatures", move |w| {
+            run("sso", concurrency, duration, costs.0, "signatures", move |w| {
                 let (t, browsers) = (t.clone(), browsers.clone());
                 async move { sso_round_trip(&t, &browsers[w]).await.map(|_| ()) }
             })
             .await,
         );
     }
-    for (name, scope, cost) in [("refresh (openid)", None, 2.0), ("refresh (no openid)", Some("offline_access"), 1.0)] {
+    for (name, scope, cost) in [("refresh (openid)", None, costs.1), ("refresh (no openid)", Some("profile"), costs.2)]
+    {
         let (t, chains, http) = (t.clone(), chains.clone(), http.clone());
         outcomes.push(
             run(name, concurrency, duration, cost, "signatures", move |w| {
@@ -244,7 +405,7 @@ async fn run(args: &[String]) {
                         form.push(("scope", s.to_string()));
                     }
                     let res = http
-                        .post(format!("{}/oauth2/token", t.base))
+                        .post(t.url(t.paths.token))
                         .basic_auth("bench", Some(&t.secret))
                         .form(&form)
                         .send()
@@ -264,10 +425,10 @@ async fn run(args: &[String]) {
     {
         let (t, http) = (t.clone(), http.clone());
         outcomes.push(
-            one_request("client_credentials", concurrency, duration, 1.0, "signatures", move || {
-                http.post(format!("{}/oauth2/token", t.base))
+            one_request("client_credentials", concurrency, duration, costs.3, "signatures", move || {
+                http.post(t.url(t.paths.token))
                     .basic_auth("m2m", Some(&t.m2m_secret))
-                    .form(&[("grant_type", "client_credentials")])
+                    .form(&[("grant_type", "client_credentials"), ("scope", "api")])
             })
             .await,
         );
@@ -276,7 +437,7 @@ async fn run(args: &[String]) {
         let (t, http, access) = (t.clone(), http.clone(), access.clone());
         outcomes.push(
             one_request("introspect", concurrency, duration, 0.0, "-", move || {
-                http.post(format!("{}/oauth2/introspect", t.base))
+                http.post(t.url(t.paths.introspect))
                     .basic_auth("bench", Some(&t.secret))
                     .form(&[("token", access.as_str())])
             })
@@ -287,18 +448,16 @@ async fn run(args: &[String]) {
         let (t, http, access) = (t.clone(), http.clone(), access.clone());
         outcomes.push(
             one_request("userinfo", concurrency, duration, 0.0, "-", move || {
-                http.get(format!("{}/userinfo", t.base)).bearer_auth(access.as_str())
+                http.get(t.url(t.paths.userinfo)).bearer_auth(access.as_str())
             })
             .await,
         );
     }
-    for (name, path) in [("discovery", "/.well-known/openid-configuration"), ("jwks", "/.well-known/jwks.json")] {
+    for (name, path) in [("discovery", "/.well-known/openid-configuration"), ("jwks", t.paths.jwks)] {
         let (t, http) = (t.clone(), http.clone());
-        outcomes.push(
-            one_request(name, concurrency, duration, 0.0, "-", move || http.get(format!("{}{path}", t.base))).await,
-        );
+        outcomes.push(one_request(name, concurrency, duration, 0.0, "-", move || http.get(t.url(path))).await);
     }
-    {
+    if !t.peer {
         let t = t.clone();
         outcomes.push(
             run("login", concurrency, duration, 1.0, "argon2id", move |_| {
@@ -307,39 +466,18 @@ async fn run(args: &[String]) {
             })
             .await,
         );
+    } else {
+        outcomes.push(Outcome {
+            name: "login",
+            per_second: 0.0,
+            p50_ms: 0.0,
+            p99_ms: 0.0,
+            errors: 0,
+            cost: 1.0,
+            bound_by: "-",
+        });
     }
-
-    let peak_rss = peak.load(Ordering::Relaxed);
-    sampler.abort();
-    println!("\n| scenario | per second | p50 (ms) | p99 (ms) | errors | limit | share of limit |");
-    println!("|---|---|---|---|---|---|---|");
-    for o in &outcomes {
-        let (limit, share) = match o.bound_by {
-            "signatures" => {
-                let l = sign / o.cost;
-                (format!("{l:.0} ({} sig/op)", o.cost), format!("{:.0} %", 100.0 * o.per_second / l))
-            }
-            "argon2id" => (format!("{argon:.1} hashes/s"), format!("{:.0} %", 100.0 * o.per_second / argon)),
-            _ => ("-".into(), "-".into()),
-        };
-        println!(
-            "| {} | {:.0} | {:.1} | {:.1} | {} | {limit} | {share} |",
-            o.name, o.per_second, o.p50_ms, o.p99_ms, o.errors
-        );
-    }
-    println!("\n| step | SQL statements (BEGIN/COMMIT included) | transactions |");
-    println!("|---|---|---|");
-    for (name, statements, transactions) in &steps {
-        println!("| {name} | {statements:.1} | {transactions:.1} |");
-    }
-    println!("\nserver RSS: idle {} MiB, peak under load {} MiB", idle_rss / 1024, peak_rss / 1024);
-    if let Some(path) = chart {
-        std::fs::write(&path, svg_chart(&outcomes)).expect("write chart");
-        println!("chart: {path}");
-    }
-    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
-    let _ = server.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+    outcomes
 }
 
 /// SQL statements (BEGIN and COMMIT included) and transactions per step, counted by
@@ -349,7 +487,6 @@ async fn sql_per_step(
     t: &scenarios::Target,
     b: &khoa_testkit::browser::Browser,
     http: &reqwest::Client,
-    chain: &tokio::sync::Mutex<String>,
     access: &str,
 ) -> Vec<(&'static str, f64, f64)> {
     use scenarios::*;
@@ -382,10 +519,10 @@ async fn sql_per_step(
         if let Some(s) = scope {
             form.push(("scope", s.to_string()));
         }
-        http.post(format!("{}/oauth2/token", t.base)).basic_auth("bench", Some(&t.secret)).form(&form).send()
+        http.post(t.url(t.paths.token)).basic_auth("bench", Some(&t.secret)).form(&form).send()
     };
     let mut rt = last["refresh_token"].as_str().expect("refresh token").to_string();
-    for (name, scope) in [("refresh (openid)", None), ("refresh (no openid)", Some("offline_access"))] {
+    for (name, scope) in [("refresh (openid)", None), ("refresh (no openid)", Some("profile"))] {
         let before = read().await;
         for _ in 0..N {
             let body: serde_json::Value = refresh(scope, rt).await.expect("refresh").json().await.expect("json");
@@ -394,25 +531,22 @@ async fn sql_per_step(
         let after = read().await;
         measure(name, before, after, N);
     }
-    let _ = chain;
     let singles: [(&'static str, Box<dyn Fn() -> reqwest::RequestBuilder + '_>); 3] = [
         (
             "client_credentials",
             Box::new(|| {
-                http.post(format!("{}/oauth2/token", t.base))
+                http.post(t.url(t.paths.token))
                     .basic_auth("m2m", Some(&t.m2m_secret))
-                    .form(&[("grant_type", "client_credentials")])
+                    .form(&[("grant_type", "client_credentials"), ("scope", "api")])
             }),
         ),
         (
             "introspect",
             Box::new(|| {
-                http.post(format!("{}/oauth2/introspect", t.base))
-                    .basic_auth("bench", Some(&t.secret))
-                    .form(&[("token", access)])
+                http.post(t.url(t.paths.introspect)).basic_auth("bench", Some(&t.secret)).form(&[("token", access)])
             }),
         ),
-        ("userinfo", Box::new(|| http.get(format!("{}/userinfo", t.base)).bearer_auth(access))),
+        ("userinfo", Box::new(|| http.get(t.url(t.paths.userinfo)).bearer_auth(access))),
     ];
     for (name, build) in &singles {
         let before = read().await;
@@ -432,24 +566,44 @@ async fn sql_per_step(
     rows
 }
 
-/// A horizontal bar chart of requests per second (log scale), as SVG.
-fn svg_chart(outcomes: &[scenarios::Outcome]) -> String {
-    let max = outcomes.iter().map(|o| o.per_second).fold(1.0f64, f64::max).log10().ceil();
-    let row = 28;
-    let height = 40 + row * outcomes.len();
-    let mut s = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"720\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"13\">\n");
-    s.push_str("<text x=\"10\" y=\"20\" font-weight=\"bold\">khoa: operations per second (log scale)</text>\n");
-    for (i, o) in outcomes.iter().enumerate() {
-        let y = 34 + i * row;
-        let w = if o.per_second > 1.0 { (o.per_second.log10() / max * 440.0) as i64 } else { 2 };
+/// Grouped horizontal bars of operations per second (log scale), one colour per
+/// server, as SVG.
+fn svg_chart(suites: &[Suite]) -> String {
+    let colours = ["#0b5fff", "#00a36c", "#d9480f"];
+    let max =
+        suites.iter().flat_map(|s| s.outcomes.iter().map(|o| o.per_second)).fold(10.0f64, f64::max).log10().ceil();
+    let names: Vec<&str> = suites.first().map(|s| s.outcomes.iter().map(|o| o.name).collect()).unwrap_or_default();
+    let bar = 16;
+    let group = bar * suites.len() + 10;
+    let legend = 22 * suites.len();
+    let height = 40 + legend + group * names.len();
+    let mut s = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"760\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n");
+    s.push_str("<text x=\"10\" y=\"20\" font-weight=\"bold\">operations per second, log scale (same machine, same run)</text>\n");
+    for (i, suite) in suites.iter().enumerate() {
+        let y = 30 + 22 * i;
         s.push_str(&format!(
-            "<text x=\"10\" y=\"{}\">{}</text><rect x=\"170\" y=\"{y}\" width=\"{w}\" height=\"18\" fill=\"#0b5fff\"/><text x=\"{}\" y=\"{}\">{:.0}/s</text>\n",
-            y + 14,
-            o.name,
-            176 + w,
-            y + 14,
-            o.per_second
+            "<rect x=\"10\" y=\"{y}\" width=\"14\" height=\"14\" fill=\"{}\"/><text x=\"30\" y=\"{}\">{}</text>\n",
+            colours[i % colours.len()],
+            y + 12,
+            suite.label
         ));
+    }
+    for (g, name) in names.iter().enumerate() {
+        let top = 40 + legend + g * group;
+        s.push_str(&format!("<text x=\"10\" y=\"{}\">{name}</text>\n", top + bar));
+        for (i, suite) in suites.iter().enumerate() {
+            let Some(o) = suite.outcomes.get(g) else { continue };
+            let y = top + i * bar;
+            let w = if o.per_second > 1.0 { (o.per_second.log10() / max * 430.0) as i64 } else { 0 };
+            let label = if o.per_second > 0.0 { format!("{:.0}/s", o.per_second) } else { "not compared".into() };
+            s.push_str(&format!(
+                "<rect x=\"170\" y=\"{y}\" width=\"{w}\" height=\"{}\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{label}</text>\n",
+                bar - 2,
+                colours[i % colours.len()],
+                176 + w,
+                y + bar - 4
+            ));
+        }
     }
     s.push_str("</svg>\n");
     s

@@ -15,6 +15,63 @@ pub struct Target {
     pub m2m_secret: String,
     pub password: String,
     pub callback: String,
+    pub paths: Paths,
+    /// node-oidc-provider rather than khoa (its login takes no password).
+    pub peer: bool,
+}
+
+/// Where a server has its endpoints.
+pub struct Paths {
+    pub authorize: &'static str,
+    pub token: &'static str,
+    pub introspect: &'static str,
+    pub userinfo: &'static str,
+    pub jwks: &'static str,
+}
+
+impl Target {
+    pub fn khoa(base: &str, secret: &str, m2m_secret: &str, password: &str, callback: &str) -> Self {
+        Self {
+            base: base.into(),
+            secret: secret.into(),
+            m2m_secret: m2m_secret.into(),
+            password: password.into(),
+            callback: callback.into(),
+            paths: Paths {
+                authorize: "/oauth2/auth",
+                token: "/oauth2/token",
+                introspect: "/oauth2/introspect",
+                userinfo: "/userinfo",
+                jwks: "/.well-known/jwks.json",
+            },
+            peer: false,
+        }
+    }
+
+    /// node-oidc-provider's default routes; its clients' secrets come from the
+    /// environment scripts/bench.sh started it with.
+    pub fn peer(base: &str, password: &str, callback: &str) -> Self {
+        let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} must be set for --peer"));
+        Self {
+            base: base.trim_end_matches('/').into(),
+            secret: env("BENCH_SECRET"),
+            m2m_secret: env("BENCH_M2M_SECRET"),
+            password: password.into(),
+            callback: callback.into(),
+            paths: Paths {
+                authorize: "/auth",
+                token: "/token",
+                introspect: "/token/introspection",
+                userinfo: "/me",
+                jwks: "/jwks",
+            },
+            peer: true,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
 }
 
 pub struct Outcome {
@@ -190,10 +247,29 @@ pub async fn logged_in_browser(t: &Target) -> Result<Browser, String> {
     Ok(b)
 }
 
+/// A browser with a session at node-oidc-provider: its interaction is finished with
+/// the bench account at once (see bench/peer/server.mjs), then back to /auth.
+pub async fn peer_logged_in_browser(t: &Target) -> Result<Browser, String> {
+    let b = Browser::new();
+    let challenge = CodeChallenge::s256(&khoa_core::random::random_token::<32>());
+    let mut url = authorize_url(t, challenge.as_str());
+    for _ in 0..6 {
+        let res = b.http.get(&url).send().await.map_err(|e| e.to_string())?;
+        if !res.status().is_redirection() {
+            return Err(format!("peer login: {} at {url}", res.status()));
+        }
+        url = location(&res, &t.base);
+        if url.starts_with(&t.callback) {
+            return Ok(b);
+        }
+    }
+    Err("peer login: too many redirects".into())
+}
+
 pub fn authorize_url(t: &Target, challenge: &str) -> String {
     format!(
-        "{}/oauth2/auth?client_id=bench&redirect_uri={}&response_type=code&scope=openid%20offline_access&state=s&code_challenge={challenge}&code_challenge_method=S256",
-        t.base,
+        "{}?client_id=bench&redirect_uri={}&response_type=code&scope=openid%20offline_access%20profile&state=s&code_challenge={challenge}&code_challenge_method=S256",
+        t.url(t.paths.authorize),
         url::form_urlencoded::byte_serialize(t.callback.as_bytes()).collect::<String>()
     )
 }
@@ -227,7 +303,7 @@ pub async fn exchange(t: &Target, b: &Browser, code: &str, verifier: &str) -> Re
     ];
     let res = b
         .http
-        .post(format!("{}/oauth2/token", t.base))
+        .post(t.url(t.paths.token))
         .basic_auth("bench", Some(&t.secret))
         .form(&form)
         .send()

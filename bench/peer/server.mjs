@@ -1,0 +1,150 @@
+// node-oidc-provider configured as khoa is in `khoa-bench run`, for the comparison
+// (`khoa-bench run --peer`). scripts/bench.sh installs oidc-provider from npm into a
+// temporary folder and starts this file there; nothing of it is kept.
+//
+// Equivalent configuration: RS256 keys, an in-memory adapter, its default
+// opaque access tokens, ID tokens for `openid`, refresh tokens rotated on every use,
+// PKCE, a first-party client whose consent is implied (khoa: --skip-consent), a
+// client_credentials client, introspection and revocation enabled. Login is
+// accepted without a password (its password check is the application's code), so
+// the `login` scenario is not compared.
+import http from 'node:http';
+import { generateKeyPairSync } from 'node:crypto';
+import Provider from 'oidc-provider';
+
+// Its built-in development adapter keeps at most 1,000 entries per model (an LRU)
+// and so drops live tokens under load (userinfo then answers 401). This adapter
+// keeps the same in-memory semantics without eviction; entries expire by their TTL.
+const entries = new Map();
+class MemoryAdapter {
+  constructor(model) {
+    this.model = model;
+  }
+  key(id) {
+    return `${this.model}:${id}`;
+  }
+  async upsert(id, payload, expiresIn) {
+    const key = this.key(id);
+    entries.set(key, { payload, expiresAt: expiresIn ? Date.now() + expiresIn * 1000 : undefined });
+    if (payload.grantId) {
+      const grantKey = `grant:${payload.grantId}`;
+      const keys = entries.get(grantKey) || [];
+      keys.push(key);
+      entries.set(grantKey, keys);
+    }
+    if (payload.uid) entries.set(`sessionUid:${payload.uid}`, id);
+    if (payload.userCode) entries.set(`userCode:${payload.userCode}`, id);
+  }
+  async find(id) {
+    const entry = entries.get(this.key(id));
+    if (!entry) return undefined;
+    if (entry.expiresAt && entry.expiresAt < Date.now()) {
+      entries.delete(this.key(id));
+      return undefined;
+    }
+    return entry.payload;
+  }
+  async findByUid(uid) {
+    return this.find(entries.get(`sessionUid:${uid}`));
+  }
+  async findByUserCode(userCode) {
+    return this.find(entries.get(`userCode:${userCode}`));
+  }
+  async destroy(id) {
+    entries.delete(this.key(id));
+  }
+  async revokeByGrantId(grantId) {
+    for (const key of entries.get(`grant:${grantId}`) || []) entries.delete(key);
+    entries.delete(`grant:${grantId}`);
+  }
+  async consume(id) {
+    const entry = entries.get(this.key(id));
+    if (entry) entry.payload.consumed = Math.floor(Date.now() / 1000);
+  }
+}
+
+const port = Number(process.env.PORT);
+const issuer = `http://127.0.0.1:${port}`;
+const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const jwk = { ...privateKey.export({ format: 'jwk' }), alg: 'RS256', use: 'sig', kid: 'bench-rs256' };
+
+const provider = new Provider(issuer, {
+  adapter: MemoryAdapter,
+  clients: [
+    {
+      client_id: 'bench',
+      client_secret: process.env.BENCH_SECRET,
+      redirect_uris: [process.env.BENCH_CALLBACK],
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_basic',
+    },
+    {
+      client_id: 'm2m',
+      client_secret: process.env.BENCH_M2M_SECRET,
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+      scope: 'api',
+    },
+  ],
+  jwks: { keys: [jwk] },
+  cookies: { keys: ['bench-cookie-signing-key-0123456789'] },
+  scopes: ['openid', 'offline_access', 'profile', 'email', 'api'],
+  claims: { openid: ['sub'], profile: ['name'], email: ['email', 'email_verified'] },
+  findAccount: async (ctx, id) => ({
+    accountId: id,
+    claims: async () => ({ sub: id, name: 'Bench User', email: 'bench@example.com', email_verified: true }),
+  }),
+  features: {
+    devInteractions: { enabled: false },
+    introspection: { enabled: true },
+    revocation: { enabled: true },
+    clientCredentials: { enabled: true },
+  },
+  pkce: { required: () => true },
+  rotateRefreshToken: true,
+  issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+  // A first-party client: consent is implied, once per session and client.
+  loadExistingGrant: async (ctx) => {
+    const clientId = ctx.oidc.client.clientId;
+    const grantId = ctx.oidc.result?.consent?.grantId || ctx.oidc.session.grantIdFor(clientId);
+    if (grantId) {
+      const found = await ctx.oidc.provider.Grant.find(grantId);
+      if (found) return found;
+    }
+    const grant = new ctx.oidc.provider.Grant({ clientId, accountId: ctx.oidc.session.accountId });
+    grant.addOIDCScope('openid offline_access profile email');
+    await grant.save();
+    ctx.oidc.session.grantIdFor(clientId, grant.jti);
+    return grant;
+  },
+  interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
+  ttl: {
+    AccessToken: 3600,
+    AuthorizationCode: 60,
+    IdToken: 3600,
+    RefreshToken: 30 * 86400,
+    Session: 86400,
+    Grant: 86400,
+    Interaction: 600,
+    ClientCredentials: 3600,
+  },
+});
+
+const callback = provider.callback();
+http
+  .createServer(async (req, res) => {
+    if (req.url.startsWith('/interaction/')) {
+      try {
+        await provider.interactionDetails(req, res);
+        await provider.interactionFinished(req, res, { login: { accountId: 'bench' } }, { mergeWithLastSubmission: false });
+      } catch (e) {
+        res.statusCode = 400;
+        res.end(String(e));
+      }
+      return;
+    }
+    callback(req, res);
+  })
+  .listen(port, '127.0.0.1', () => console.log(`peer listening on ${issuer}`));
