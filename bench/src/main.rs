@@ -531,7 +531,8 @@ async fn sql_per_step(
         let after = read().await;
         measure(name, before, after, N);
     }
-    let singles: [(&'static str, Box<dyn Fn() -> reqwest::RequestBuilder + '_>); 3] = [
+    type Build<'a> = Box<dyn Fn() -> reqwest::RequestBuilder + 'a>;
+    let singles: [(&'static str, Build<'_>); 3] = [
         (
             "client_credentials",
             Box::new(|| {
