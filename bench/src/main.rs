@@ -132,6 +132,7 @@ async fn main() {
 /// Starts a release khoa on a fresh SQLite database with the bench clients and user.
 async fn start_khoa(
     env_extra: &[(&str, &str)],
+    id_token_alg: &str,
 ) -> (std::process::Child, Vec<(String, String)>, String, String, String, std::path::PathBuf) {
     let bin = khoa_bin();
     let dir = tempfile_dir();
@@ -148,30 +149,37 @@ async fn start_khoa(
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     env.extend(env_extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let mut create = vec!["client", "create", "--id", "bench", "--redirect-uri", CALLBACK, "--skip-consent"];
-    if let Some((_, alg)) = env_extra.iter().find(|(k, _)| *k == "KHOA_BENCH_ID_TOKEN_ALG") {
-        create.extend(["--id-token-alg", alg]);
-    }
-    let client = cli(&bin, &env, &create, None);
-    let secret =
-        serde_json::from_str::<serde_json::Value>(&client).unwrap()["client_secret"].as_str().unwrap().to_string();
-    let m2m = cli(
-        &bin,
-        &env,
-        &["client", "create", "--id", "m2m", "--grant-types", "client_credentials", "--scopes", "api"],
-        None,
-    );
-    let m2m_secret =
-        serde_json::from_str::<serde_json::Value>(&m2m).unwrap()["client_secret"].as_str().unwrap().to_string();
-    cli(&bin, &env, &["user", "create", "--username", "bench", "--password-stdin"], Some(PASSWORD));
-    let server =
-        Command::new(&bin).arg("serve").envs(env.iter().cloned()).stdout(Stdio::null()).spawn().expect("khoa serve");
+    let (secret, m2m_secret) = prepare(&bin, &env, "bench", &["--id-token-alg", id_token_alg]);
+    let server = serve_until_ready(&bin, &env, &base, Stdio::null()).await;
+    (server, env, base, secret, m2m_secret, dir)
+}
+
+/// Creates the skip-consent client `client_id`, the client_credentials client `m2m`
+/// and the user `bench`; returns the two clients' secrets.
+fn prepare(bin: &str, env: &[(String, String)], client_id: &str, extra: &[&str]) -> (String, String) {
+    let secret_of = |out: String| {
+        serde_json::from_str::<serde_json::Value>(&out)
+            .ok()
+            .and_then(|v| v["client_secret"].as_str().map(str::to_string))
+    };
+    let mut create = vec!["client", "create", "--id", client_id, "--redirect-uri", CALLBACK, "--skip-consent"];
+    create.extend(extra);
+    let secret = secret_of(cli(bin, env, &create, None)).expect("client secret");
+    let m2m = ["client", "create", "--id", "m2m", "--grant-types", "client_credentials", "--scopes", "api"];
+    let m2m_secret = secret_of(cli(bin, env, &m2m, None)).expect("m2m secret");
+    cli(bin, env, &["user", "create", "--username", "bench", "--password-stdin"], Some(PASSWORD));
+    (secret, m2m_secret)
+}
+
+/// Starts `khoa serve` and waits until it is ready.
+async fn serve_until_ready(bin: &str, env: &[(String, String)], base: &str, stdout: Stdio) -> std::process::Child {
+    let server = Command::new(bin).arg("serve").envs(env.iter().cloned()).stdout(stdout).spawn().expect("khoa serve");
     let deadline = Instant::now() + Duration::from_secs(30);
     while reqwest::get(format!("{base}/health/ready")).await.map(|r| r.status() != 200).unwrap_or(true) {
         assert!(Instant::now() < deadline, "khoa did not become ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    (server, env, base, secret, m2m_secret, dir)
+    server
 }
 
 /// What `khoa-bench run` was asked for.
@@ -316,11 +324,11 @@ async fn run(args: &[String]) {
 async fn khoa_suite(o: &RunOptions, opaque: bool) -> Suite {
     use scenarios::*;
     let alg = o.alg.as_str();
-    let mut env = vec![("KHOA_ACCESS_TOKEN_ALG", alg), ("KHOA_BENCH_ID_TOKEN_ALG", alg)];
+    let mut env = vec![("KHOA_ACCESS_TOKEN_ALG", alg)];
     if opaque {
         env.push(("KHOA_ACCESS_TOKEN_FORMAT", "opaque"));
     }
-    let (mut server, _env, base, secret, m2m_secret, dir) = start_khoa(&env).await;
+    let (mut server, _env, base, secret, m2m_secret, dir) = start_khoa(&env, alg).await;
     let pid = server.id();
     let t = Arc::new(Target::khoa(&base, &secret, &m2m_secret, PASSWORD, CALLBACK));
     let peak = Arc::new(AtomicU64::new(0));
@@ -635,27 +643,8 @@ async fn soak(args: &[String]) {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let client =
-        cli(&bin, &env, &["client", "create", "--id", "app", "--redirect-uri", CALLBACK, "--skip-consent"], None);
-    let secret =
-        serde_json::from_str::<serde_json::Value>(&client).unwrap()["client_secret"].as_str().unwrap().to_string();
-    let m2m = cli(
-        &bin,
-        &env,
-        &["client", "create", "--id", "m2m", "--grant-types", "client_credentials", "--scopes", "api"],
-        None,
-    );
-    let m2m_secret =
-        serde_json::from_str::<serde_json::Value>(&m2m).unwrap()["client_secret"].as_str().unwrap().to_string();
-    cli(&bin, &env, &["user", "create", "--username", "bench", "--password-stdin"], Some(PASSWORD));
-
-    let mut server =
-        Command::new(&bin).arg("serve").envs(env.iter().cloned()).stdout(Stdio::piped()).spawn().expect("khoa serve");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{base}/health/ready")).await.map(|r| r.status() != 200).unwrap_or(true) {
-        assert!(Instant::now() < deadline, "khoa did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (secret, m2m_secret) = prepare(&bin, &env, "app", &[]);
+    let mut server = serve_until_ready(&bin, &env, &base, Stdio::piped()).await;
     let pid = server.id();
     let store = khoa_store::connect(&database_url).await.expect("database");
     let counters = Arc::new(Counters::default());

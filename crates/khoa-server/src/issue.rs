@@ -154,17 +154,35 @@ pub fn refresh_token(
     t: RefreshTemplate,
     now: UnixTime,
 ) -> Result<(String, NewRefreshToken), TokenError> {
-    let handle = new_handle();
-    let token_hash = handle_hash(&handle);
-    let sealed = state
-        .master
-        .seal(token_hash.as_bytes(), handle.as_bytes())
-        .map_err(|e| TokenError::internal(&e.to_string()))?;
-    let lifetime = t.client.lifetimes.refresh_token.unwrap_or(state.settings.lifetimes.refresh_token);
-    Ok((
-        handle,
+    let handle = RefreshHandle::new(state)?;
+    let row = handle.row(state, t, now);
+    Ok((handle.handle, row))
+}
+
+/// A new refresh token's handle (for the client), its hash, and the handle sealed
+/// under the master key (kept for the grace window); independent of what it is for.
+pub struct RefreshHandle {
+    pub handle: String,
+    token_hash: String,
+    sealed: Vec<u8>,
+}
+
+impl RefreshHandle {
+    pub fn new(state: &AppState) -> Result<Self, TokenError> {
+        let handle = new_handle();
+        let token_hash = handle_hash(&handle);
+        let sealed = state
+            .master
+            .seal(token_hash.as_bytes(), handle.as_bytes())
+            .map_err(|e| TokenError::internal(&e.to_string()))?;
+        Ok(Self { handle, token_hash, sealed })
+    }
+
+    /// The row to store for this handle.
+    pub fn row(&self, state: &AppState, t: RefreshTemplate, now: UnixTime) -> NewRefreshToken {
+        let lifetime = t.client.lifetimes.refresh_token.unwrap_or(state.settings.lifetimes.refresh_token);
         NewRefreshToken {
-            token_hash,
+            token_hash: self.token_hash.clone(),
             family_id: t.family_id.to_string(),
             client_id: t.client.client_id.clone(),
             user_id: t.user_id,
@@ -175,9 +193,9 @@ pub fn refresh_token(
             offline: t.scope.contains(OFFLINE_ACCESS),
             issued_at: now,
             expires_at: now + lifetime,
-            sealed,
-        },
-    ))
+            sealed: self.sealed.clone(),
+        }
+    }
 }
 
 /// Opens a successor handle sealed by [`refresh_token`].

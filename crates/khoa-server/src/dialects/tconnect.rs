@@ -220,9 +220,8 @@ async fn issue_family(state: &AppState, client: &Client, user: &khoa_core::user:
     let (handle, refresh_row) = issue::refresh_token(state, template, now).map_err(IntoResponse::into_response)?;
     let lifetime = issue::access_token_lifetime(state, client);
     let minted = issue::new_access_token_id(state);
-    let jti = minted.jti.clone();
     let record = AccessTokenRecord {
-        jti: jti.clone(),
+        jti: minted.jti.clone(),
         grant_id: family.clone(),
         client_id: client.client_id.clone(),
         user_id: Some(user.id),

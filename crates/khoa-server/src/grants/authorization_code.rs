@@ -111,12 +111,12 @@ pub async fn exchange(state: &AppState, client: &Client, x: CodeExchange<'_>) ->
     let code_hash = handle_hash(x.code);
     let lifetime = issue::access_token_lifetime(state, client);
     let minted = issue::new_access_token_id(state);
-    let jti = minted.jti.clone();
-    let token = NewAccessToken { jti: jti.clone(), issued_at: now, expires_at: now + lifetime };
-    // The refresh token is built from the code as it is consumed, and stored in the
-    // same transaction with the code's hash as its family, so a replay of the code
-    // revokes it too. Its handle comes back out through `minted_refresh`.
-    let minted_refresh = std::sync::Mutex::new(None);
+    let token = NewAccessToken { jti: minted.jti.clone(), issued_at: now, expires_at: now + lifetime };
+    // The refresh token's row is built from the code as it is consumed, and stored in
+    // the same transaction with the code's hash as its family, so a replay of the code
+    // revokes it too. Whether there is one depends on the code's scope.
+    let refresh_handle = issue::RefreshHandle::new(state)?;
+    let issues_refresh = std::sync::atomic::AtomicBool::new(false);
     let refresh_for = |code: &khoa_core::code::AuthorizationCode| {
         let scope = ScopeSet::parse(&code.scope).unwrap_or_default();
         let wants_refresh = match x.refresh {
@@ -126,24 +126,19 @@ pub async fn exchange(state: &AppState, client: &Client, x: CodeExchange<'_>) ->
                     && client.lifetimes.refresh_token.is_some()
             }
         };
-        if !wants_refresh {
-            return None;
-        }
-        let template = RefreshTemplate {
-            family_id: &code.code_hash,
-            client,
-            user_id: code.user_id,
-            sid: Some(&code.sid),
-            scope: &scope,
-            auth_time: code.auth_time,
-            amr: &code.amr,
-        };
-        let built = issue::refresh_token(state, template, now);
-        let row = built.as_ref().ok().map(|(_, row)| row.clone());
-        if let Ok(mut slot) = minted_refresh.lock() {
-            *slot = Some(built.map(|(handle, _)| handle));
-        }
-        row
+        issues_refresh.store(wants_refresh, std::sync::atomic::Ordering::Relaxed);
+        wants_refresh.then(|| {
+            let template = RefreshTemplate {
+                family_id: &code.code_hash,
+                client,
+                user_id: code.user_id,
+                sid: Some(&code.sid),
+                scope: &scope,
+                auth_time: code.auth_time,
+                amr: &code.amr,
+            };
+            refresh_handle.row(state, template, now)
+        })
     };
     let code = match state.store.redeem_code(&code_hash, &client.client_id, now, &token, &refresh_for).await? {
         Redemption::Redeemed(code) => *code,
@@ -155,13 +150,6 @@ pub async fn exchange(state: &AppState, client: &Client, x: CodeExchange<'_>) ->
         // A code outlives no logout: its session must still be there.
         Redemption::SessionEnded => return Err(ExchangeError::SessionEnded),
         Redemption::Unknown => return Err(ExchangeError::Code(CodeError::Unknown)),
-    };
-    let refresh_handle = match minted_refresh.into_inner().ok().flatten().transpose() {
-        Ok(handle) => handle,
-        Err(e) => {
-            state.store.revoke_family(&code.code_hash, now).await?;
-            return Err(e.into());
-        }
     };
     let scope = ScopeSet::parse(&code.scope).unwrap_or_default();
     let presented_redirect = match x.redirect_uri {
@@ -187,7 +175,7 @@ pub async fn exchange(state: &AppState, client: &Client, x: CodeExchange<'_>) ->
         token_type: "Bearer",
         expires_in: lifetime,
         id_token,
-        refresh_token: refresh_handle,
+        refresh_token: issues_refresh.into_inner().then_some(refresh_handle.handle),
         scope: scope.to_string(),
     };
     Ok(Exchanged { response, user })

@@ -31,12 +31,11 @@ pub async fn handle(state: &AppState, client: &Client, form: &Form) -> Result<To
     let now = crate::now();
     let lifetime = issue::access_token_lifetime(state, client);
     let minted = issue::new_access_token_id(state);
-    let jti = minted.jti.clone();
     state
         .store
         .insert_access_token(&AccessTokenRecord {
-            jti: jti.clone(),
-            grant_id: format!("client_credentials:{jti}"),
+            jti: minted.jti.clone(),
+            grant_id: format!("client_credentials:{}", minted.jti),
             client_id: client.client_id.clone(),
             user_id: None,
             sid: None,

@@ -65,8 +65,7 @@ pub async fn rotate(
     )?;
     let lifetime = issue::access_token_lifetime(state, client);
     let minted = issue::new_access_token_id(state);
-    let jti = minted.jti.clone();
-    let access = NewAccessToken { jti: jti.clone(), issued_at: now, expires_at: now + lifetime };
+    let access = NewAccessToken { jti: minted.jti.clone(), issued_at: now, expires_at: now + lifetime };
     let grace = state.settings.refresh_grace;
     let (handle, handed_scope) = match state
         .store
