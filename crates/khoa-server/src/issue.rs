@@ -131,17 +131,46 @@ async fn sign<C: Serialize + Send + 'static>(
     signed.map_err(|e| TokenError::internal(&e.to_string()))
 }
 
-/// Whether a code exchange yields a refresh token: the client may use the refresh
-/// grant, and asked for `offline_access` or always receives one.
-pub fn wants_refresh_token(client: &Client, scope: &ScopeSet) -> bool {
-    client.allows_grant(GrantType::RefreshToken)
-        && (scope.contains(OFFLINE_ACCESS) || client.always_issue_refresh_token)
+/// Whether a code exchange yields a refresh token, decided from the code's scope.
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshDecision {
+    /// The client may use the refresh grant (and meets the dialect's extra rule).
+    allowed: bool,
+    /// It receives one without asking for `offline_access`.
+    always: bool,
+}
+
+impl RefreshDecision {
+    /// The client may use the refresh grant, and asked for `offline_access` or always
+    /// receives one.
+    pub fn standard(client: &Client) -> Self {
+        Self { allowed: client.allows_grant(GrantType::RefreshToken), always: client.always_issue_refresh_token }
+    }
+
+    /// OneAccess: whenever the client may use the refresh grant and has a refresh
+    /// token lifetime configured.
+    pub fn when_lifetime_configured(client: &Client) -> Self {
+        Self {
+            allowed: client.allows_grant(GrantType::RefreshToken) && client.lifetimes.refresh_token.is_some(),
+            always: true,
+        }
+    }
+
+    pub fn wants(self, scope: &ScopeSet) -> bool {
+        self.allowed && (self.always || scope.contains(OFFLINE_ACCESS))
+    }
+}
+
+/// A refresh token's lifetime for this client.
+pub fn refresh_token_lifetime(state: &AppState, client: &Client) -> UnixTime {
+    client.lifetimes.refresh_token.unwrap_or(state.settings.lifetimes.refresh_token)
 }
 
 /// The template of a new refresh token: its handle (for the client) and the row to store.
 pub struct RefreshTemplate<'a> {
     pub family_id: &'a str,
-    pub client: &'a Client,
+    pub client_id: &'a str,
+    pub lifetime: UnixTime,
     pub user_id: i64,
     pub sid: Option<&'a str>,
     pub scope: &'a ScopeSet,
@@ -155,12 +184,13 @@ pub fn refresh_token(
     now: UnixTime,
 ) -> Result<(String, NewRefreshToken), TokenError> {
     let handle = RefreshHandle::new(state)?;
-    let row = handle.row(state, t, now);
+    let row = handle.row(t, now);
     Ok((handle.handle, row))
 }
 
 /// A new refresh token's handle (for the client), its hash, and the handle sealed
 /// under the master key (kept for the grace window); independent of what it is for.
+#[derive(Clone)]
 pub struct RefreshHandle {
     pub handle: String,
     token_hash: String,
@@ -179,12 +209,11 @@ impl RefreshHandle {
     }
 
     /// The row to store for this handle.
-    pub fn row(&self, state: &AppState, t: RefreshTemplate, now: UnixTime) -> NewRefreshToken {
-        let lifetime = t.client.lifetimes.refresh_token.unwrap_or(state.settings.lifetimes.refresh_token);
+    pub fn row(&self, t: RefreshTemplate, now: UnixTime) -> NewRefreshToken {
         NewRefreshToken {
             token_hash: self.token_hash.clone(),
             family_id: t.family_id.to_string(),
-            client_id: t.client.client_id.clone(),
+            client_id: t.client_id.to_string(),
             user_id: t.user_id,
             sid: t.sid.map(str::to_string),
             scope: t.scope.to_string(),
@@ -192,7 +221,7 @@ impl RefreshHandle {
             amr: t.amr.to_vec(),
             offline: t.scope.contains(OFFLINE_ACCESS),
             issued_at: now,
-            expires_at: now + lifetime,
+            expires_at: now + t.lifetime,
             sealed: self.sealed.clone(),
         }
     }

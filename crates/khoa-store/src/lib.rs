@@ -4,7 +4,9 @@
 //! and connection setup differ. Rules that must hold across several server processes
 //! (uniqueness, single use, rotation) are enforced by the database itself.
 
+mod connections;
 mod error;
+mod group_commit;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -269,8 +271,10 @@ pub enum Redemption {
 }
 
 /// Builds the refresh token to store with a code being redeemed, from the code as
-/// consumed (its scope decides whether there is one), or `None`.
-pub type RefreshFor<'a> = &'a (dyn Fn(&AuthorizationCode) -> Option<NewRefreshToken> + Send + Sync);
+/// consumed (its scope decides whether there is one), or `None`. It owns what it needs:
+/// the store may run it on its writer, and more than once (group commit runs a job
+/// again alone when its group is rolled back), so it must build the same row each time.
+pub type RefreshFor = Box<dyn Fn(&AuthorizationCode) -> Option<NewRefreshToken> + Send + Sync>;
 
 /// Everything khoa keeps. Every method is one short transaction.
 #[async_trait]
@@ -382,7 +386,7 @@ pub trait Store: Send + Sync + 'static {
         client_id: &str,
         now: UnixTime,
         token: &NewAccessToken,
-        refresh: RefreshFor<'_>,
+        refresh: RefreshFor,
     ) -> Result<Redemption, StoreError>;
 
     async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshTokenRecord>, StoreError>;

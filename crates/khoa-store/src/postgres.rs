@@ -1,14 +1,14 @@
+use crate::group_commit::JobFuture;
 use crate::{Backend, StoreError};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, Postgres};
 use std::str::FromStr;
 use std::time::Duration;
 
 /// The production store: several khoa processes on one database act as one server.
 pub struct PostgresStore {
-    pub(crate) pool: PgPool,
-    /// The same pool: PostgreSQL runs concurrent writers itself.
-    pub(crate) writer: PgPool,
+    pool: PgPool,
 }
 
 impl PostgresStore {
@@ -25,10 +25,28 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        Ok(Self { writer: pool.clone(), pool })
+        Ok(Self { pool })
     }
 
     pub(crate) const BACKEND: Backend = Backend::Postgres;
+
+    /// A connection to read with.
+    pub(crate) async fn read(&self) -> Result<PoolConnection<Postgres>, StoreError> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    /// Runs `job` in a transaction of its own: PostgreSQL runs concurrent writers itself.
+    pub(crate) async fn write<A, T, F>(&self, args: A, job: F) -> Result<T, StoreError>
+    where
+        A: Send + Sync + 'static,
+        T: Send + 'static,
+        F: for<'c> Fn(&'c mut PgConnection, &'c A) -> JobFuture<'c, T> + Send + 'static,
+    {
+        let mut tx = crate::sql::begin(&self.pool).await?;
+        let out = job(&mut tx, &args).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
 
     pub(crate) async fn run_migrations(&self) -> Result<(), StoreError> {
         // sqlx holds a PostgreSQL advisory lock while migrating, so processes starting

@@ -60,12 +60,17 @@ where
     sqlx::query_scalar(sql)
 }
 
-/// `Pool::begin`, counted as two statements (BEGIN, and its COMMIT or ROLLBACK).
+/// Counts a transaction as two statements (BEGIN, and its COMMIT or ROLLBACK).
+pub(crate) fn count_transaction() {
+    STATEMENTS.fetch_add(2, Ordering::Relaxed);
+    TRANSACTIONS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// `Pool::begin`, counted.
 pub(crate) async fn begin<DB: sqlx::Database>(
     pool: &sqlx::Pool<DB>,
 ) -> Result<sqlx::Transaction<'static, DB>, sqlx::Error> {
-    STATEMENTS.fetch_add(2, Ordering::Relaxed);
-    TRANSACTIONS.fetch_add(1, Ordering::Relaxed);
+    count_transaction();
     pool.begin().await
 }
 
@@ -493,26 +498,24 @@ impl From<DeliveryRow> for crate::Delivery {
     }
 }
 
-/// Runs one change statement and bumps the change epoch in the same transaction;
-/// evaluates to the number of rows the statement affected.
+/// Inside a write job: runs one change statement and bumps the change epoch in the
+/// same transaction; evaluates to the number of rows the statement affected.
 /// With `conflict = "what"`, a unique violation becomes `StoreError::Conflict(what)`.
-macro_rules! change_tx {
-    ($pool:expr, $query:expr) => {
-        $crate::sql::change_tx!($pool, $query, map_err = $crate::StoreError::Database)
+macro_rules! change {
+    ($tx:expr, $query:expr) => {
+        $crate::sql::change!($tx, $query, map_err = $crate::StoreError::Database)
     };
-    ($pool:expr, $query:expr, conflict = $what:expr) => {
-        $crate::sql::change_tx!($pool, $query, map_err = $crate::StoreError::conflict_as($what))
+    ($tx:expr, $query:expr, conflict = $what:expr) => {
+        $crate::sql::change!($tx, $query, map_err = $crate::StoreError::conflict_as($what))
     };
-    ($pool:expr, $query:expr, map_err = $map:expr) => {{
-        let mut tx = $crate::sql::begin(&$pool).await?;
-        let affected = $query.execute(&mut *tx).await.map_err($map)?.rows_affected();
-        $crate::sql::query($crate::sql::BUMP_EPOCH).execute(&mut *tx).await?;
-        tx.commit().await?;
+    ($tx:expr, $query:expr, map_err = $map:expr) => {{
+        let affected = $query.execute(&mut *$tx).await.map_err($map)?.rows_affected();
+        $crate::sql::query($crate::sql::BUMP_EPOCH).execute(&mut *$tx).await?;
         affected
     }};
 }
 
-pub(crate) use change_tx;
+pub(crate) use change;
 
 /// Implements [`Store`](crate::Store) for a backend struct with a `pool` field, a
 /// `BACKEND` constant and a `run_migrations` method.
@@ -534,52 +537,57 @@ macro_rules! sql_store {
             }
 
             async fn ping(&self) -> Result<(), $crate::StoreError> {
-                $crate::sql::query("SELECT 1").execute(&self.pool).await?;
+                $crate::sql::query("SELECT 1").execute(&mut *self.read().await?).await?;
                 Ok(())
             }
 
             async fn change_epoch(&self) -> Result<i64, $crate::StoreError> {
-                Ok($crate::sql::query_scalar("SELECT epoch FROM change_epoch WHERE id = 1").fetch_one(&self.pool).await?)
+                Ok($crate::sql::query_scalar("SELECT epoch FROM change_epoch WHERE id = 1").fetch_one(&mut *self.read().await?).await?)
             }
 
             async fn insert_client(&self, c: &khoa_core::client::Client) -> Result<(), $crate::StoreError> {
-                use $crate::sql::{to_json, CLIENT_COLUMNS};
-                let grant_types: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
-                $crate::sql::change_tx!(
-                    self.writer,
-                    $crate::sql::query(&format!(
-                        "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES \
-                     ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26)"
-                    ))
-                    .bind(&c.client_id)
-                    .bind(&c.client_secret_hash)
-                    .bind(c.is_public())
-                    .bind(to_json(&c.redirect_uris))
-                    .bind(to_json(&c.post_logout_redirect_uris))
-                    .bind(&c.frontchannel_logout_uri)
-                    .bind(&c.backchannel_logout_uri)
-                    .bind(to_json(&grant_types))
-                    .bind(to_json(&c.scopes))
-                    .bind(c.skip_consent)
-                    .bind(&c.client_name)
-                    .bind(&c.logo_uri)
-                    .bind(&c.client_uri)
-                    .bind(&c.policy_uri)
-                    .bind(&c.tos_uri)
-                    .bind(&c.owner)
-                    .bind(to_json(&c.contacts))
-                    .bind(to_json(&c.metadata))
-                    .bind(c.id_token_signed_response_alg.as_str())
-                    .bind(c.lifetimes.authorization_code)
-                    .bind(c.lifetimes.access_token)
-                    .bind(c.lifetimes.id_token)
-                    .bind(c.lifetimes.refresh_token)
-                    .bind(c.created_at)
-                    .bind(c.updated_at)
-                    .bind(c.always_issue_refresh_token),
-                    conflict = "client"
-                );
-                Ok(())
+                self.write(c.clone(), |tx, c| {
+                    Box::pin(async move {
+                        use $crate::sql::{to_json, CLIENT_COLUMNS};
+                        let grant_types: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
+                        $crate::sql::change!(
+                            tx,
+                            $crate::sql::query(&format!(
+                                "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES \
+                             ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26)"
+                            ))
+                            .bind(&c.client_id)
+                            .bind(&c.client_secret_hash)
+                            .bind(c.is_public())
+                            .bind(to_json(&c.redirect_uris))
+                            .bind(to_json(&c.post_logout_redirect_uris))
+                            .bind(&c.frontchannel_logout_uri)
+                            .bind(&c.backchannel_logout_uri)
+                            .bind(to_json(&grant_types))
+                            .bind(to_json(&c.scopes))
+                            .bind(c.skip_consent)
+                            .bind(&c.client_name)
+                            .bind(&c.logo_uri)
+                            .bind(&c.client_uri)
+                            .bind(&c.policy_uri)
+                            .bind(&c.tos_uri)
+                            .bind(&c.owner)
+                            .bind(to_json(&c.contacts))
+                            .bind(to_json(&c.metadata))
+                            .bind(c.id_token_signed_response_alg.as_str())
+                            .bind(c.lifetimes.authorization_code)
+                            .bind(c.lifetimes.access_token)
+                            .bind(c.lifetimes.id_token)
+                            .bind(c.lifetimes.refresh_token)
+                            .bind(c.created_at)
+                            .bind(c.updated_at)
+                            .bind(c.always_issue_refresh_token),
+                            conflict = "client"
+                        );
+                        Ok(())
+                    })
+                })
+                .await
             }
 
             async fn client(&self, client_id: &str) -> Result<Option<khoa_core::client::Client>, $crate::StoreError> {
@@ -588,7 +596,7 @@ macro_rules! sql_store {
                     $crate::sql::CLIENT_COLUMNS
                 ))
                 .bind(client_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.read().await?)
                 .await?;
                 row.map(TryInto::try_into).transpose()
             }
@@ -596,23 +604,28 @@ macro_rules! sql_store {
             async fn clients(&self) -> Result<Vec<khoa_core::client::Client>, $crate::StoreError> {
                 let rows: Vec<$crate::sql::ClientRow> =
                     $crate::sql::query_as(&format!("SELECT {} FROM clients ORDER BY client_id", $crate::sql::CLIENT_COLUMNS))
-                        .fetch_all(&self.pool)
+                        .fetch_all(&mut *self.read().await?)
                         .await?;
                 rows.into_iter().map(TryInto::try_into).collect()
             }
 
             async fn delete_client(&self, client_id: &str) -> Result<bool, $crate::StoreError> {
-                let n = $crate::sql::change_tx!(
-                    self.writer,
-                    $crate::sql::query("DELETE FROM clients WHERE client_id = $1").bind(client_id)
-                );
-                Ok(n > 0)
+                self.write(client_id.to_string(), |tx, client_id| {
+                    Box::pin(async move {
+                        let n = $crate::sql::change!(
+                            tx,
+                            $crate::sql::query("DELETE FROM clients WHERE client_id = $1").bind(client_id)
+                        );
+                        Ok(n > 0)
+                    })
+                })
+                .await
             }
 
             async fn longest_client_token_lifetime(&self) -> Result<Option<i64>, $crate::StoreError> {
                 let (a, i): (Option<i64>, Option<i64>) =
                     $crate::sql::query_as("SELECT MAX(access_token_lifetime), MAX(id_token_lifetime) FROM clients")
-                        .fetch_one(&self.pool)
+                        .fetch_one(&mut *self.read().await?)
                         .await?;
                 Ok(a.max(i))
             }
@@ -621,28 +634,31 @@ macro_rules! sql_store {
                 &self,
                 u: &khoa_core::user::NewUser,
             ) -> Result<khoa_core::user::User, $crate::StoreError> {
-                let mut tx = $crate::sql::begin(&self.writer).await?;
-                let row: $crate::sql::UserRow = $crate::sql::query_as(&format!(
-                    "INSERT INTO users (username, password_hash, email, email_verified, name, phone_number, \
-                     phone_number_verified, picture, created_at, updated_at) \
-                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$9) RETURNING {}",
-                    $crate::sql::USER_COLUMNS
-                ))
-                .bind(&u.username)
-                .bind(&u.password_hash)
-                .bind(&u.email)
-                .bind(u.email_verified)
-                .bind(&u.name)
-                .bind(&u.phone_number)
-                .bind(u.phone_number_verified)
-                .bind(&u.picture)
-                .bind(u.created_at)
-                .fetch_one(&mut *tx)
+                self.write(u.clone(), |tx, u| {
+                    Box::pin(async move {
+                        let row: $crate::sql::UserRow = $crate::sql::query_as(&format!(
+                            "INSERT INTO users (username, password_hash, email, email_verified, name, phone_number, \
+                             phone_number_verified, picture, created_at, updated_at) \
+                             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$9) RETURNING {}",
+                            $crate::sql::USER_COLUMNS
+                        ))
+                        .bind(&u.username)
+                        .bind(&u.password_hash)
+                        .bind(&u.email)
+                        .bind(u.email_verified)
+                        .bind(&u.name)
+                        .bind(&u.phone_number)
+                        .bind(u.phone_number_verified)
+                        .bind(&u.picture)
+                        .bind(u.created_at)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err($crate::StoreError::conflict_as("username"))?;
+                        $crate::sql::query($crate::sql::BUMP_EPOCH).execute(&mut *tx).await?;
+                        Ok(row.into())
+                    })
+                })
                 .await
-                .map_err($crate::StoreError::conflict_as("username"))?;
-                $crate::sql::query($crate::sql::BUMP_EPOCH).execute(&mut *tx).await?;
-                tx.commit().await?;
-                Ok(row.into())
             }
 
             async fn user_by_username(
@@ -652,7 +668,7 @@ macro_rules! sql_store {
                 let row: Option<$crate::sql::UserRow> =
                     $crate::sql::query_as(&format!("SELECT {} FROM users WHERE username = $1", $crate::sql::USER_COLUMNS))
                         .bind(username)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&mut *self.read().await?)
                         .await?;
                 Ok(row.map(Into::into))
             }
@@ -661,7 +677,7 @@ macro_rules! sql_store {
                 let row: Option<$crate::sql::UserRow> =
                     $crate::sql::query_as(&format!("SELECT {} FROM users WHERE id = $1", $crate::sql::USER_COLUMNS))
                         .bind(id)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&mut *self.read().await?)
                         .await?;
                 Ok(row.map(Into::into))
             }
@@ -669,17 +685,22 @@ macro_rules! sql_store {
             async fn users(&self) -> Result<Vec<khoa_core::user::User>, $crate::StoreError> {
                 let rows: Vec<$crate::sql::UserRow> =
                     $crate::sql::query_as(&format!("SELECT {} FROM users ORDER BY id", $crate::sql::USER_COLUMNS))
-                        .fetch_all(&self.pool)
+                        .fetch_all(&mut *self.read().await?)
                         .await?;
                 Ok(rows.into_iter().map(Into::into).collect())
             }
 
             async fn delete_user(&self, username: &str) -> Result<bool, $crate::StoreError> {
-                let n = $crate::sql::change_tx!(
-                    self.writer,
-                    $crate::sql::query("DELETE FROM users WHERE username = $1").bind(username)
-                );
-                Ok(n > 0)
+                self.write(username.to_string(), |tx, username| {
+                    Box::pin(async move {
+                        let n = $crate::sql::change!(
+                            tx,
+                            $crate::sql::query("DELETE FROM users WHERE username = $1").bind(username)
+                        );
+                        Ok(n > 0)
+                    })
+                })
+                .await
             }
 
             async fn set_password_hash(
@@ -688,33 +709,43 @@ macro_rules! sql_store {
                 hash: &str,
                 now: i64,
             ) -> Result<bool, $crate::StoreError> {
-                let n = $crate::sql::change_tx!(
-                    self.writer,
-                    $crate::sql::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3")
-                        .bind(hash)
-                        .bind(now)
-                        .bind(username)
-                );
-                Ok(n > 0)
+                self.write((username.to_string(), hash.to_string(), now), |tx, (username, hash, now)| {
+                    Box::pin(async move {
+                        let n = $crate::sql::change!(
+                            tx,
+                            $crate::sql::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3")
+                                .bind(hash)
+                                .bind(now)
+                                .bind(username)
+                        );
+                        Ok(n > 0)
+                    })
+                })
+                .await
             }
 
             async fn insert_signing_key(&self, k: &$crate::StoredKey) -> Result<(), $crate::StoreError> {
-                $crate::sql::change_tx!(
-                    self.writer,
-                    $crate::sql::query(&format!(
-                        "INSERT INTO signing_keys ({}) VALUES ($1,$2,$3,$4,$5,$6,$7)",
-                        $crate::sql::KEY_COLUMNS
-                    ))
-                    .bind(&k.timeline.kid)
-                    .bind(k.timeline.alg.as_str())
-                    .bind(k.timeline.generation)
-                    .bind(&k.public_jwk)
-                    .bind(&k.private_key_sealed)
-                    .bind(k.timeline.created_at)
-                    .bind(k.timeline.activates_at),
-                    conflict = "signing key generation"
-                );
-                Ok(())
+                self.write(k.clone(), |tx, k| {
+                    Box::pin(async move {
+                        $crate::sql::change!(
+                            tx,
+                            $crate::sql::query(&format!(
+                                "INSERT INTO signing_keys ({}) VALUES ($1,$2,$3,$4,$5,$6,$7)",
+                                $crate::sql::KEY_COLUMNS
+                            ))
+                            .bind(&k.timeline.kid)
+                            .bind(k.timeline.alg.as_str())
+                            .bind(k.timeline.generation)
+                            .bind(&k.public_jwk)
+                            .bind(&k.private_key_sealed)
+                            .bind(k.timeline.created_at)
+                            .bind(k.timeline.activates_at),
+                            conflict = "signing key generation"
+                        );
+                        Ok(())
+                    })
+                })
+                .await
             }
 
             async fn signing_keys(&self) -> Result<Vec<$crate::StoredKey>, $crate::StoreError> {
@@ -722,25 +753,30 @@ macro_rules! sql_store {
                     "SELECT {} FROM signing_keys ORDER BY alg, generation",
                     $crate::sql::KEY_COLUMNS
                 ))
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.read().await?)
                 .await?;
                 rows.into_iter().map(TryInto::try_into).collect()
             }
 
             async fn insert_interaction(&self, i: &khoa_core::session::Interaction) -> Result<(), $crate::StoreError> {
-                $crate::sql::query(&format!(
-                    "INSERT INTO interactions ({}) VALUES ($1,$2,$3,$4,$5,$6)",
-                    $crate::sql::INTERACTION_COLUMNS
-                ))
-                .bind(&i.id_hash)
-                .bind(&i.csrf_token)
-                .bind(&i.request)
-                .bind(&i.sid)
-                .bind(i.created_at)
-                .bind(i.expires_at)
-                .execute(&self.writer)
-                .await?;
-                Ok(())
+                self.write(i.clone(), |tx, i| {
+                    Box::pin(async move {
+                        $crate::sql::query(&format!(
+                            "INSERT INTO interactions ({}) VALUES ($1,$2,$3,$4,$5,$6)",
+                            $crate::sql::INTERACTION_COLUMNS
+                        ))
+                        .bind(&i.id_hash)
+                        .bind(&i.csrf_token)
+                        .bind(&i.request)
+                        .bind(&i.sid)
+                        .bind(i.created_at)
+                        .bind(i.expires_at)
+                        .execute(&mut *tx)
+                        .await?;
+                        Ok(())
+                    })
+                })
+                .await
             }
 
             async fn interaction(
@@ -754,46 +790,61 @@ macro_rules! sql_store {
                 ))
                 .bind(id_hash)
                 .bind(now)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.read().await?)
                 .await?;
                 Ok(row.map(Into::into))
             }
 
             async fn set_interaction_session(&self, id_hash: &str, sid: &str) -> Result<bool, $crate::StoreError> {
-                let n = $crate::sql::query("UPDATE interactions SET sid = $1 WHERE id_hash = $2")
-                    .bind(sid)
-                    .bind(id_hash)
-                    .execute(&self.writer)
-                    .await?
-                    .rows_affected();
-                Ok(n > 0)
+                self.write((id_hash.to_string(), sid.to_string()), |tx, (id_hash, sid)| {
+                    Box::pin(async move {
+                        let n = $crate::sql::query("UPDATE interactions SET sid = $1 WHERE id_hash = $2")
+                            .bind(sid)
+                            .bind(id_hash)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                        Ok(n > 0)
+                    })
+                })
+                .await
             }
 
             async fn delete_interaction(&self, id_hash: &str) -> Result<bool, $crate::StoreError> {
-                let n = $crate::sql::query("DELETE FROM interactions WHERE id_hash = $1")
-                    .bind(id_hash)
-                    .execute(&self.writer)
-                    .await?
-                    .rows_affected();
-                Ok(n > 0)
+                self.write(id_hash.to_string(), |tx, id_hash| {
+                    Box::pin(async move {
+                        let n = $crate::sql::query("DELETE FROM interactions WHERE id_hash = $1")
+                            .bind(id_hash)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                        Ok(n > 0)
+                    })
+                })
+                .await
             }
 
             async fn insert_session(&self, s: &khoa_core::session::Session) -> Result<(), $crate::StoreError> {
-                $crate::sql::query(&format!(
-                    "INSERT INTO sessions ({}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
-                    $crate::sql::SESSION_COLUMNS
-                ))
-                .bind(&s.id_hash)
-                .bind(&s.sid)
-                .bind(s.user_id)
-                .bind(s.auth_time)
-                .bind($crate::sql::to_json(&s.amr))
-                .bind(s.created_at)
-                .bind(s.expires_at)
-                .bind(s.ended_at)
-                .execute(&self.writer)
-                .await?;
-                Ok(())
+                self.write(s.clone(), |tx, s| {
+                    Box::pin(async move {
+                        $crate::sql::query(&format!(
+                            "INSERT INTO sessions ({}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+                            $crate::sql::SESSION_COLUMNS
+                        ))
+                        .bind(&s.id_hash)
+                        .bind(&s.sid)
+                        .bind(s.user_id)
+                        .bind(s.auth_time)
+                        .bind($crate::sql::to_json(&s.amr))
+                        .bind(s.created_at)
+                        .bind(s.expires_at)
+                        .bind(s.ended_at)
+                        .execute(&mut *tx)
+                        .await?;
+                        Ok(())
+                    })
+                })
+                .await
             }
 
             async fn session(&self, id_hash: &str) -> Result<Option<khoa_core::session::Session>, $crate::StoreError> {
@@ -802,7 +853,7 @@ macro_rules! sql_store {
                     $crate::sql::SESSION_COLUMNS
                 ))
                 .bind(id_hash)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.read().await?)
                 .await?;
                 row.map(TryInto::try_into).transpose()
             }
@@ -811,19 +862,24 @@ macro_rules! sql_store {
                 let row: Option<$crate::sql::SessionRow> =
                     $crate::sql::query_as(&format!("SELECT {} FROM sessions WHERE sid = $1", $crate::sql::SESSION_COLUMNS))
                         .bind(sid)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&mut *self.read().await?)
                         .await?;
                 row.map(TryInto::try_into).transpose()
             }
 
             async fn end_session(&self, sid: &str, now: i64) -> Result<bool, $crate::StoreError> {
-                let n = $crate::sql::query("UPDATE sessions SET ended_at = $1 WHERE sid = $2 AND ended_at IS NULL")
-                    .bind(now)
-                    .bind(sid)
-                    .execute(&self.writer)
-                    .await?
-                    .rows_affected();
-                Ok(n > 0)
+                self.write((sid.to_string(), now), |tx, (sid, now)| {
+                    Box::pin(async move {
+                        let n = $crate::sql::query("UPDATE sessions SET ended_at = $1 WHERE sid = $2 AND ended_at IS NULL")
+                            .bind(now)
+                            .bind(sid)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                        Ok(n > 0)
+                    })
+                })
+                .await
             }
 
             async fn logout_session(
@@ -833,45 +889,51 @@ macro_rules! sql_store {
                 deliveries: &[$crate::NewDelivery],
                 keep_until: i64,
             ) -> Result<bool, $crate::StoreError> {
-                let mut tx = $crate::sql::begin(&self.writer).await?;
-                let ended = $crate::sql::query("UPDATE sessions SET ended_at = $1 WHERE sid = $2 AND ended_at IS NULL")
-                    .bind(now)
-                    .bind(sid)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if ended == 0 {
-                    return Ok(false);
-                }
-                $crate::sql::query("UPDATE access_tokens SET revoked_at = $1 WHERE sid = $2 AND revoked_at IS NULL")
-                    .bind(now)
-                    .bind(sid)
-                    .execute(&mut *tx)
-                    .await?;
-                // OIDC Core §11: refresh tokens granted offline_access outlive the session.
-                $crate::sql::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE sid = $2 AND offline = FALSE AND revoked_at IS NULL")
-                    .bind(now)
-                    .bind(sid)
-                    .execute(&mut *tx)
-                    .await?;
-                for d in deliveries {
-                    $crate::sql::query(&format!(
-                        "INSERT INTO logout_deliveries ({}, claimed_until, expires_at) \
-                         VALUES ($1,$2,$3,$4,$5,'pending',0,$6,$6,NULL,NULL,NULL,0,$7)",
-                        $crate::sql::DELIVERY_COLUMNS
-                    ))
-                    .bind(&d.id)
-                    .bind(&d.client_id)
-                    .bind(&d.uri)
-                    .bind(&d.sub)
-                    .bind(&d.sid)
-                    .bind(now)
-                    .bind(keep_until)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                Ok(true)
+                let args = (sid.to_string(), now, deliveries.to_vec(), keep_until);
+                self.write(args, |tx, (sid, now, deliveries, keep_until)| {
+                    Box::pin(async move {
+                        let ended = $crate::sql::query("UPDATE sessions SET ended_at = $1 WHERE sid = $2 AND ended_at IS NULL")
+                            .bind(now)
+                            .bind(sid)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                        if ended == 0 {
+                            return Ok(false);
+                        }
+                        $crate::sql::query("UPDATE access_tokens SET revoked_at = $1 WHERE sid = $2 AND revoked_at IS NULL")
+                            .bind(now)
+                            .bind(sid)
+                            .execute(&mut *tx)
+                            .await?;
+                        // OIDC Core §11: refresh tokens granted offline_access outlive the session.
+                        $crate::sql::query(
+                            "UPDATE refresh_tokens SET revoked_at = $1 WHERE sid = $2 AND offline = FALSE AND revoked_at IS NULL",
+                        )
+                        .bind(now)
+                        .bind(sid)
+                        .execute(&mut *tx)
+                        .await?;
+                        for d in deliveries {
+                            $crate::sql::query(&format!(
+                                "INSERT INTO logout_deliveries ({}, claimed_until, expires_at) \
+                                 VALUES ($1,$2,$3,$4,$5,'pending',0,$6,$6,NULL,NULL,NULL,0,$7)",
+                                $crate::sql::DELIVERY_COLUMNS
+                            ))
+                            .bind(&d.id)
+                            .bind(&d.client_id)
+                            .bind(&d.uri)
+                            .bind(&d.sub)
+                            .bind(&d.sid)
+                            .bind(now)
+                            .bind(keep_until)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                        Ok(true)
+                    })
+                })
+                .await
             }
 
             async fn claim_deliveries(
@@ -892,9 +954,20 @@ macro_rules! sql_store {
                      AND status = 'pending' AND claimed_until < $3 RETURNING {}",
                     $crate::sql::DELIVERY_COLUMNS
                 );
-                let rows: Vec<$crate::sql::DeliveryRow> =
-                    $crate::sql::query_as(&sql).bind(holder).bind(claim_until).bind(now).bind(limit).fetch_all(&self.writer).await?;
-                Ok(rows.into_iter().map(Into::into).collect())
+                let args = (sql, holder.to_string(), claim_until, now, limit);
+                self.write(args, |tx, (sql, holder, claim_until, now, limit)| {
+                    Box::pin(async move {
+                        let rows: Vec<$crate::sql::DeliveryRow> = $crate::sql::query_as(sql)
+                            .bind(holder)
+                            .bind(claim_until)
+                            .bind(now)
+                            .bind(limit)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                        Ok(rows.into_iter().map(Into::into).collect())
+                    })
+                })
+                .await
             }
 
             async fn record_attempt(
@@ -911,22 +984,28 @@ macro_rules! sql_store {
                     }
                     $crate::AttemptRecord::Failed { status, error } => ("failed", now, None, *status, Some(error.clone())),
                 };
-                let n = $crate::sql::query(
-                    "UPDATE logout_deliveries SET status = $1, attempts = attempts + 1, next_attempt_at = $2, \
-                     delivered_at = $3, last_status = $4, last_error = $5, claimed_by = NULL, claimed_until = 0 \
-                     WHERE id = $6 AND claimed_by = $7",
-                )
-                .bind(status)
-                .bind(next)
-                .bind(delivered_at)
-                .bind(last_status)
-                .bind(last_error)
-                .bind(id)
-                .bind(holder)
-                .execute(&self.writer)
-                .await?
-                .rows_affected();
-                Ok(n > 0)
+                let args = (status, next, delivered_at, last_status, last_error, id.to_string(), holder.to_string());
+                self.write(args, |tx, (status, next, delivered_at, last_status, last_error, id, holder)| {
+                    Box::pin(async move {
+                        let n = $crate::sql::query(
+                            "UPDATE logout_deliveries SET status = $1, attempts = attempts + 1, next_attempt_at = $2, \
+                             delivered_at = $3, last_status = $4, last_error = $5, claimed_by = NULL, claimed_until = 0 \
+                             WHERE id = $6 AND claimed_by = $7",
+                        )
+                        .bind(status)
+                        .bind(next)
+                        .bind(delivered_at)
+                        .bind(last_status)
+                        .bind(last_error)
+                        .bind(id)
+                        .bind(holder)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                        Ok(n > 0)
+                    })
+                })
+                .await
             }
 
             async fn deliveries(&self, limit: i64) -> Result<Vec<$crate::Delivery>, $crate::StoreError> {
@@ -935,21 +1014,21 @@ macro_rules! sql_store {
                     $crate::sql::DELIVERY_COLUMNS
                 ))
                 .bind(limit)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.read().await?)
                 .await?;
                 Ok(rows.into_iter().map(Into::into).collect())
             }
 
             async fn delivery_counts(&self) -> Result<Vec<(String, i64)>, $crate::StoreError> {
                 Ok($crate::sql::query_as("SELECT status, COUNT(*) FROM logout_deliveries GROUP BY status ORDER BY status")
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read().await?)
                     .await?)
             }
 
             async fn session_clients(&self, sid: &str) -> Result<Vec<String>, $crate::StoreError> {
                 Ok($crate::sql::query_scalar("SELECT client_id FROM session_clients WHERE sid = $1 ORDER BY first_at, client_id")
                     .bind(sid)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read().await?)
                     .await?)
             }
 
@@ -957,56 +1036,65 @@ macro_rules! sql_store {
                 Ok($crate::sql::query_scalar("SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2")
                     .bind(user_id)
                     .bind(client_id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.read().await?)
                     .await?)
             }
 
             async fn grant_consent(&self, user_id: i64, client_id: &str, scope: &str, now: i64) -> Result<(), $crate::StoreError> {
-                $crate::sql::query(
-                    "INSERT INTO consents (user_id, client_id, scope, granted_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, granted_at = excluded.granted_at",
-                )
-                .bind(user_id)
-                .bind(client_id)
-                .bind(scope)
-                .bind(now)
-                .execute(&self.writer)
-                .await?;
-                Ok(())
+                let args = (user_id, client_id.to_string(), scope.to_string(), now);
+                self.write(args, |tx, (user_id, client_id, scope, now)| {
+                    Box::pin(async move {
+                        $crate::sql::query(
+                            "INSERT INTO consents (user_id, client_id, scope, granted_at) VALUES ($1, $2, $3, $4) \
+                             ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, granted_at = excluded.granted_at",
+                        )
+                        .bind(user_id)
+                        .bind(client_id)
+                        .bind(scope)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        Ok(())
+                    })
+                })
+                .await
             }
 
             async fn insert_code(&self, c: &khoa_core::code::AuthorizationCode) -> Result<(), $crate::StoreError> {
-                let mut tx = $crate::sql::begin(&self.writer).await?;
-                $crate::sql::query(&format!(
-                    "INSERT INTO authorization_codes ({}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
-                    $crate::sql::CODE_COLUMNS
-                ))
-                .bind(&c.code_hash)
-                .bind(&c.client_id)
-                .bind(c.user_id)
-                .bind(&c.sid)
-                .bind(&c.redirect_uri)
-                .bind(c.redirect_uri_sent)
-                .bind(&c.scope)
-                .bind(&c.nonce)
-                .bind(&c.code_challenge)
-                .bind(c.auth_time)
-                .bind($crate::sql::to_json(&c.amr))
-                .bind(c.created_at)
-                .bind(c.expires_at)
-                .execute(&mut *tx)
-                .await?;
-                $crate::sql::query(
-                    "INSERT INTO session_clients (sid, client_id, first_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (sid, client_id) DO NOTHING",
-                )
-                .bind(&c.sid)
-                .bind(&c.client_id)
-                .bind(c.created_at)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(())
+                self.write(c.clone(), |tx, c| {
+                    Box::pin(async move {
+                        $crate::sql::query(&format!(
+                            "INSERT INTO authorization_codes ({}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
+                            $crate::sql::CODE_COLUMNS
+                        ))
+                        .bind(&c.code_hash)
+                        .bind(&c.client_id)
+                        .bind(c.user_id)
+                        .bind(&c.sid)
+                        .bind(&c.redirect_uri)
+                        .bind(c.redirect_uri_sent)
+                        .bind(&c.scope)
+                        .bind(&c.nonce)
+                        .bind(&c.code_challenge)
+                        .bind(c.auth_time)
+                        .bind($crate::sql::to_json(&c.amr))
+                        .bind(c.created_at)
+                        .bind(c.expires_at)
+                        .execute(&mut *tx)
+                        .await?;
+                        $crate::sql::query(
+                            "INSERT INTO session_clients (sid, client_id, first_at) VALUES ($1, $2, $3) \
+                             ON CONFLICT (sid, client_id) DO NOTHING",
+                        )
+                        .bind(&c.sid)
+                        .bind(&c.client_id)
+                        .bind(c.created_at)
+                        .execute(&mut *tx)
+                        .await?;
+                        Ok(())
+                    })
+                })
+                .await
             }
 
             async fn redeem_code(
@@ -1015,59 +1103,62 @@ macro_rules! sql_store {
                 client_id: &str,
                 now: i64,
                 token: &$crate::NewAccessToken,
-                refresh: $crate::RefreshFor<'_>,
+                refresh: $crate::RefreshFor,
             ) -> Result<$crate::Redemption, $crate::StoreError> {
-                let mut tx = $crate::sql::begin(&self.writer).await?;
-                // RFC 6749 §4.1.2: a code is used at most once. The row lock (PostgreSQL)
-                // or the write lock (SQLite) makes exactly one concurrent caller win.
-                // A code outlives no logout: its session must not have ended.
-                let consumed: Option<$crate::sql::CodeRow> = $crate::sql::query_as(&format!(
-                    "UPDATE authorization_codes SET consumed_at = $1 \
-                     WHERE code_hash = $2 AND client_id = $3 AND consumed_at IS NULL \
-                     AND EXISTS (SELECT 1 FROM sessions s WHERE s.sid = authorization_codes.sid AND s.ended_at IS NULL) \
-                     RETURNING {}",
-                    $crate::sql::CODE_COLUMNS
-                ))
-                .bind(now)
-                .bind(code_hash)
-                .bind(client_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(row) = consumed {
-                    let code: khoa_core::code::AuthorizationCode = row.try_into()?;
-                    $crate::sql::insert_access!(
-                        tx,
-                        &token.jti,
-                        &code.code_hash,
-                        &code.client_id,
-                        code.user_id,
-                        &code.sid,
-                        &code.scope,
-                        token.issued_at,
-                        token.expires_at
-                    );
-                    if let Some(r) = refresh(&code) {
-                        $crate::sql::insert_refresh!(tx, r);
-                    }
-                    tx.commit().await?;
-                    return Ok($crate::Redemption::Redeemed(Box::new(code)));
-                }
-                let state: Option<(Option<i64>, String)> =
-                    $crate::sql::query_as("SELECT consumed_at, client_id FROM authorization_codes WHERE code_hash = $1")
+                let args = (code_hash.to_string(), client_id.to_string(), now, token.clone(), refresh);
+                self.write(args, |tx, (code_hash, client_id, now, token, refresh)| {
+                    Box::pin(async move {
+                        // RFC 6749 §4.1.2: a code is used at most once. The row lock (PostgreSQL)
+                        // or the write lock (SQLite) makes exactly one concurrent caller win.
+                        // A code outlives no logout: its session must not have ended.
+                        let consumed: Option<$crate::sql::CodeRow> = $crate::sql::query_as(&format!(
+                            "UPDATE authorization_codes SET consumed_at = $1 \
+                             WHERE code_hash = $2 AND client_id = $3 AND consumed_at IS NULL \
+                             AND EXISTS (SELECT 1 FROM sessions s WHERE s.sid = authorization_codes.sid AND s.ended_at IS NULL) \
+                             RETURNING {}",
+                            $crate::sql::CODE_COLUMNS
+                        ))
+                        .bind(now)
+                        .bind(code_hash)
+                        .bind(client_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        if let Some(row) = consumed {
+                            let code: khoa_core::code::AuthorizationCode = row.try_into()?;
+                            $crate::sql::insert_access!(
+                                tx,
+                                &token.jti,
+                                &code.code_hash,
+                                &code.client_id,
+                                code.user_id,
+                                &code.sid,
+                                &code.scope,
+                                token.issued_at,
+                                token.expires_at
+                            );
+                            if let Some(r) = refresh(&code) {
+                                $crate::sql::insert_refresh!(tx, r);
+                            }
+                            return Ok($crate::Redemption::Redeemed(Box::new(code)));
+                        }
+                        let state: Option<(Option<i64>, String)> = $crate::sql::query_as(
+                            "SELECT consumed_at, client_id FROM authorization_codes WHERE code_hash = $1",
+                        )
                         .bind(code_hash)
                         .fetch_optional(&mut *tx)
                         .await?;
-                let outcome = match state {
-                    None => $crate::Redemption::Unknown,
-                    Some((None, owner)) if owner != client_id => $crate::Redemption::OtherClient,
-                    Some((None, _)) => $crate::Redemption::SessionEnded,
-                    Some((Some(_), _)) => {
-                        let revoked = $crate::sql::revoke_family_tx!(tx, code_hash, now);
-                        $crate::Redemption::Replayed { revoked }
-                    }
-                };
-                tx.commit().await?;
-                Ok(outcome)
+                        Ok(match state {
+                            None => $crate::Redemption::Unknown,
+                            Some((None, owner)) if owner != *client_id => $crate::Redemption::OtherClient,
+                            Some((None, _)) => $crate::Redemption::SessionEnded,
+                            Some((Some(_), _)) => {
+                                let revoked = $crate::sql::revoke_family_tx!(tx, code_hash, now);
+                                $crate::Redemption::Replayed { revoked }
+                            }
+                        })
+                    })
+                })
+                .await
             }
 
             async fn access_token(&self, jti: &str) -> Result<Option<$crate::AccessTokenRecord>, $crate::StoreError> {
@@ -1076,24 +1167,31 @@ macro_rules! sql_store {
                     $crate::sql::ACCESS_TOKEN_COLUMNS
                 ))
                 .bind(jti)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.read().await?)
                 .await?;
                 Ok(row.map(Into::into))
             }
 
             async fn revoke_grant(&self, grant_id: &str, now: i64) -> Result<u64, $crate::StoreError> {
-                Ok($crate::sql::query("UPDATE access_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL")
-                    .bind(now)
-                    .bind(grant_id)
-                    .execute(&self.writer)
-                    .await?
-                    .rows_affected())
+                self.write((grant_id.to_string(), now), |tx, (grant_id, now)| {
+                    Box::pin(async move {
+                        Ok($crate::sql::query(
+                            "UPDATE access_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL",
+                        )
+                        .bind(now)
+                        .bind(grant_id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected())
+                    })
+                })
+                .await
             }
 
             async fn login_blocked_until(&self, key: &str) -> Result<Option<i64>, $crate::StoreError> {
                 Ok($crate::sql::query_scalar("SELECT blocked_until FROM login_throttle WHERE key = $1")
                     .bind(key)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.read().await?)
                     .await?)
             }
 
@@ -1103,32 +1201,41 @@ macro_rules! sql_store {
                 now: i64,
                 policy: &khoa_core::throttle::ThrottlePolicy,
             ) -> Result<i64, $crate::StoreError> {
-                let mut tx = $crate::sql::begin(&self.writer).await?;
-                let failures: i64 = $crate::sql::query_scalar(
-                    "INSERT INTO login_throttle (key, failures, last_failure_at, blocked_until) VALUES ($1, 1, $2, $2) \
-                     ON CONFLICT (key) DO UPDATE SET \
-                       failures = CASE WHEN login_throttle.last_failure_at < $3 THEN 1 ELSE login_throttle.failures + 1 END, \
-                       last_failure_at = $2 \
-                     RETURNING failures",
-                )
-                .bind(key)
-                .bind(now)
-                .bind(now - policy.window)
-                .fetch_one(&mut *tx)
-                .await?;
-                let until = policy.blocked_until(failures, now);
-                $crate::sql::query("UPDATE login_throttle SET blocked_until = $1 WHERE key = $2")
-                    .bind(until)
-                    .bind(key)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(until)
+                let args = (key.to_string(), now, policy.clone());
+                self.write(args, |tx, (key, now, policy)| {
+                    Box::pin(async move {
+                        let failures: i64 = $crate::sql::query_scalar(
+                            "INSERT INTO login_throttle (key, failures, last_failure_at, blocked_until) VALUES ($1, 1, $2, $2) \
+                             ON CONFLICT (key) DO UPDATE SET \
+                               failures = CASE WHEN login_throttle.last_failure_at < $3 THEN 1 ELSE login_throttle.failures + 1 END, \
+                               last_failure_at = $2 \
+                             RETURNING failures",
+                        )
+                        .bind(key)
+                        .bind(now)
+                        .bind(now - policy.window)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        let until = policy.blocked_until(failures, *now);
+                        $crate::sql::query("UPDATE login_throttle SET blocked_until = $1 WHERE key = $2")
+                            .bind(until)
+                            .bind(key)
+                            .execute(&mut *tx)
+                            .await?;
+                        Ok(until)
+                    })
+                })
+                .await
             }
 
             async fn clear_login_failures(&self, key: &str) -> Result<(), $crate::StoreError> {
-                $crate::sql::query("DELETE FROM login_throttle WHERE key = $1").bind(key).execute(&self.writer).await?;
-                Ok(())
+                self.write(key.to_string(), |tx, key| {
+                    Box::pin(async move {
+                        $crate::sql::query("DELETE FROM login_throttle WHERE key = $1").bind(key).execute(&mut *tx).await?;
+                        Ok(())
+                    })
+                })
+                .await
             }
 
             async fn code_challenge_reused(&self, client_id: &str, challenge: &str, code_hash: &str) -> Result<bool, $crate::StoreError> {
@@ -1140,7 +1247,7 @@ macro_rules! sql_store {
                 .bind(client_id)
                 .bind(challenge)
                 .bind(code_hash)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *self.read().await?)
                 .await?;
                 Ok(n > 0)
             }
@@ -1151,7 +1258,7 @@ macro_rules! sql_store {
                     $crate::sql::CODE_COLUMNS
                 ))
                 .bind(code_hash)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.read().await?)
                 .await?;
                 row.map(TryInto::try_into).transpose()
             }
@@ -1162,7 +1269,7 @@ macro_rules! sql_store {
                     $crate::sql::REFRESH_COLUMNS
                 ))
                 .bind(token_hash)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.read().await?)
                 .await?;
                 row.map(TryInto::try_into).transpose()
             }
@@ -1176,131 +1283,146 @@ macro_rules! sql_store {
                 successor: &$crate::NewRefreshToken,
                 access: &$crate::NewAccessToken,
             ) -> Result<$crate::Rotation, $crate::StoreError> {
-                let mut tx = $crate::sql::begin(&self.writer).await?;
-                // Exactly one concurrent presentation matches `rotated_at IS NULL`: the
-                // row lock (PostgreSQL) or the write lock (SQLite) orders them.
-                let won = $crate::sql::query(
-                    "UPDATE refresh_tokens SET rotated_at = $1, successor_hash = $2, successor_sealed = $3 \
-                     WHERE token_hash = $4 AND client_id = $5 AND rotated_at IS NULL AND revoked_at IS NULL \
-                     AND expires_at > $1",
-                )
-                .bind(now)
-                .bind(&successor.token_hash)
-                .bind(&successor.sealed)
-                .bind(token_hash)
-                .bind(client_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                if won {
-                    $crate::sql::insert_refresh!(tx, successor);
-                    $crate::sql::insert_access!(
-                        tx,
-                        &access.jti,
-                        &successor.family_id,
-                        client_id,
-                        successor.user_id,
-                        &successor.sid,
-                        &successor.scope,
-                        access.issued_at,
-                        access.expires_at
-                    );
-                    tx.commit().await?;
-                    return Ok($crate::Rotation::Rotated);
-                }
-                let row: Option<$crate::sql::RefreshRow> = $crate::sql::query_as(&format!(
-                    "SELECT {} FROM refresh_tokens WHERE token_hash = $1",
-                    $crate::sql::REFRESH_COLUMNS
-                ))
-                .bind(token_hash)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(row) = row else {
-                    return Ok($crate::Rotation::Unknown);
-                };
-                let presented: $crate::RefreshTokenRecord = row.try_into()?;
-                let outcome = if presented.client_id != client_id {
-                    $crate::Rotation::OtherClient
-                } else if presented.revoked_at.is_some() {
-                    $crate::Rotation::Revoked
-                } else if presented.rotated_at.is_none() {
-                    $crate::Rotation::Expired
-                } else {
-                    // Rotated before: an honest duplicate within the grace window, while
-                    // the successor is still the live head of the family, gets the
-                    // same successor; anything else is reuse.
-                    let rotated_at = presented.rotated_at.unwrap_or(now);
-                    let successor_row: Option<$crate::sql::RefreshRow> = match &presented.successor_hash {
-                        Some(h) if now - rotated_at <= grace => $crate::sql::query_as(&format!(
-                            "SELECT {} FROM refresh_tokens WHERE token_hash = $1",
-                            $crate::sql::REFRESH_COLUMNS
-                        ))
-                        .bind(h)
-                        .fetch_optional(&mut *tx)
-                        .await?,
-                        _ => None,
-                    };
-                    let live = match successor_row {
-                        Some(r) => Some($crate::RefreshTokenRecord::try_from(r)?).filter(|s| s.is_live(now)),
-                        None => None,
-                    };
-                    match (live, presented.successor_sealed.clone()) {
-                        (Some(next), Some(sealed)) => {
+                let args = (token_hash.to_string(), client_id.to_string(), now, grace, successor.clone(), access.clone());
+                self.write(args, |tx, (token_hash, client_id, now, grace, successor, access)| {
+                    Box::pin(async move {
+                        let (now, grace) = (*now, *grace);
+                        // Exactly one concurrent presentation matches `rotated_at IS NULL`: the
+                        // row lock (PostgreSQL) or the write lock (SQLite) orders them.
+                        let won = $crate::sql::query(
+                            "UPDATE refresh_tokens SET rotated_at = $1, successor_hash = $2, successor_sealed = $3 \
+                             WHERE token_hash = $4 AND client_id = $5 AND rotated_at IS NULL AND revoked_at IS NULL \
+                             AND expires_at > $1",
+                        )
+                        .bind(now)
+                        .bind(&successor.token_hash)
+                        .bind(&successor.sealed)
+                        .bind(token_hash)
+                        .bind(client_id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                            == 1;
+                        if won {
+                            $crate::sql::insert_refresh!(tx, successor);
                             $crate::sql::insert_access!(
                                 tx,
                                 &access.jti,
-                                &next.family_id,
+                                &successor.family_id,
                                 client_id,
-                                next.user_id,
-                                &next.sid,
-                                &next.scope,
+                                successor.user_id,
+                                &successor.sid,
+                                &successor.scope,
                                 access.issued_at,
                                 access.expires_at
                             );
-                            $crate::Rotation::Grace { successor: Box::new(next), sealed }
+                            return Ok($crate::Rotation::Rotated);
                         }
-                        _ => {
-                            let revoked = $crate::sql::revoke_family_tx!(tx, &presented.family_id, now);
-                            $crate::Rotation::Reused { revoked }
-                        }
-                    }
-                };
-                tx.commit().await?;
-                Ok(outcome)
+                        let row: Option<$crate::sql::RefreshRow> = $crate::sql::query_as(&format!(
+                            "SELECT {} FROM refresh_tokens WHERE token_hash = $1",
+                            $crate::sql::REFRESH_COLUMNS
+                        ))
+                        .bind(token_hash)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        let Some(row) = row else {
+                            return Ok($crate::Rotation::Unknown);
+                        };
+                        let presented: $crate::RefreshTokenRecord = row.try_into()?;
+                        let outcome = if presented.client_id != *client_id {
+                            $crate::Rotation::OtherClient
+                        } else if presented.revoked_at.is_some() {
+                            $crate::Rotation::Revoked
+                        } else if presented.rotated_at.is_none() {
+                            $crate::Rotation::Expired
+                        } else {
+                            // Rotated before: an honest duplicate within the grace window, while
+                            // the successor is still the live head of the family, gets the
+                            // same successor; anything else is reuse.
+                            let rotated_at = presented.rotated_at.unwrap_or(now);
+                            let successor_row: Option<$crate::sql::RefreshRow> = match &presented.successor_hash {
+                                Some(h) if now - rotated_at <= grace => $crate::sql::query_as(&format!(
+                                    "SELECT {} FROM refresh_tokens WHERE token_hash = $1",
+                                    $crate::sql::REFRESH_COLUMNS
+                                ))
+                                .bind(h)
+                                .fetch_optional(&mut *tx)
+                                .await?,
+                                _ => None,
+                            };
+                            let live = match successor_row {
+                                Some(r) => Some($crate::RefreshTokenRecord::try_from(r)?).filter(|s| s.is_live(now)),
+                                None => None,
+                            };
+                            match (live, presented.successor_sealed.clone()) {
+                                (Some(next), Some(sealed)) => {
+                                    $crate::sql::insert_access!(
+                                        tx,
+                                        &access.jti,
+                                        &next.family_id,
+                                        client_id,
+                                        next.user_id,
+                                        &next.sid,
+                                        &next.scope,
+                                        access.issued_at,
+                                        access.expires_at
+                                    );
+                                    $crate::Rotation::Grace { successor: Box::new(next), sealed }
+                                }
+                                _ => {
+                                    let revoked = $crate::sql::revoke_family_tx!(tx, &presented.family_id, now);
+                                    $crate::Rotation::Reused { revoked }
+                                }
+                            }
+                        };
+                        Ok(outcome)
+                    })
+                })
+                .await
             }
 
             async fn revoke_family(&self, family_id: &str, now: i64) -> Result<u64, $crate::StoreError> {
-                let mut tx = $crate::sql::begin(&self.writer).await?;
-                let n = $crate::sql::revoke_family_tx!(tx, family_id, now);
-                tx.commit().await?;
-                Ok(n)
+                self.write((family_id.to_string(), now), |tx, (family_id, now)| {
+                    Box::pin(async move { Ok($crate::sql::revoke_family_tx!(tx, family_id, now)) })
+                })
+                .await
             }
 
             async fn revoke_access_token(&self, jti: &str, now: i64) -> Result<bool, $crate::StoreError> {
-                let n = $crate::sql::query("UPDATE access_tokens SET revoked_at = $1 WHERE jti = $2 AND revoked_at IS NULL")
-                    .bind(now)
-                    .bind(jti)
-                    .execute(&self.writer)
-                    .await?
-                    .rows_affected();
-                Ok(n > 0)
+                self.write((jti.to_string(), now), |tx, (jti, now)| {
+                    Box::pin(async move {
+                        let n = $crate::sql::query(
+                            "UPDATE access_tokens SET revoked_at = $1 WHERE jti = $2 AND revoked_at IS NULL",
+                        )
+                        .bind(now)
+                        .bind(jti)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                        Ok(n > 0)
+                    })
+                })
+                .await
             }
 
             async fn insert_access_token(&self, t: &$crate::AccessTokenRecord) -> Result<(), $crate::StoreError> {
-                let mut conn = self.writer.acquire().await?;
-                $crate::sql::insert_access!(
-                    conn,
-                    &t.jti,
-                    &t.grant_id,
-                    &t.client_id,
-                    t.user_id,
-                    &t.sid,
-                    &t.scope,
-                    t.issued_at,
-                    t.expires_at
-                );
-                Ok(())
+                self.write(t.clone(), |conn, t| {
+                    Box::pin(async move {
+                        $crate::sql::insert_access!(
+                            conn,
+                            &t.jti,
+                            &t.grant_id,
+                            &t.client_id,
+                            t.user_id,
+                            &t.sid,
+                            &t.scope,
+                            t.issued_at,
+                            t.expires_at
+                        );
+                        Ok(())
+                    })
+                })
+                .await
             }
 
             async fn insert_token_family(
@@ -1308,31 +1430,51 @@ macro_rules! sql_store {
                 t: &$crate::AccessTokenRecord,
                 refresh: &$crate::NewRefreshToken,
             ) -> Result<(), $crate::StoreError> {
-                let mut tx = $crate::sql::begin(&self.writer).await?;
-                $crate::sql::insert_access!(tx, &t.jti, &t.grant_id, &t.client_id, t.user_id, &t.sid, &t.scope, t.issued_at, t.expires_at);
-                $crate::sql::insert_refresh!(tx, refresh);
-                tx.commit().await?;
-                Ok(())
+                self.write((t.clone(), refresh.clone()), |tx, (t, refresh)| {
+                    Box::pin(async move {
+                        $crate::sql::insert_access!(
+                            tx,
+                            &t.jti,
+                            &t.grant_id,
+                            &t.client_id,
+                            t.user_id,
+                            &t.sid,
+                            &t.scope,
+                            t.issued_at,
+                            t.expires_at
+                        );
+                        $crate::sql::insert_refresh!(tx, refresh);
+                        Ok(())
+                    })
+                })
+                .await
             }
 
             async fn insert_partner(&self, p: &$crate::Partner) -> Result<(), $crate::StoreError> {
-                $crate::sql::change_tx!(
-                    self.writer,
-                    $crate::sql::query("INSERT INTO partners (code, client_id, key_sealed, created_at) VALUES ($1, $2, $3, $4)")
-                        .bind(&p.code)
-                        .bind(&p.client_id)
-                        .bind(&p.key_sealed)
-                        .bind(p.created_at),
-                    conflict = "partner"
-                );
-                Ok(())
+                self.write(p.clone(), |tx, p| {
+                    Box::pin(async move {
+                        $crate::sql::change!(
+                            tx,
+                            $crate::sql::query(
+                                "INSERT INTO partners (code, client_id, key_sealed, created_at) VALUES ($1, $2, $3, $4)",
+                            )
+                            .bind(&p.code)
+                            .bind(&p.client_id)
+                            .bind(&p.key_sealed)
+                            .bind(p.created_at),
+                            conflict = "partner"
+                        );
+                        Ok(())
+                    })
+                })
+                .await
             }
 
             async fn partner(&self, code: &str) -> Result<Option<$crate::Partner>, $crate::StoreError> {
                 let row: Option<(String, String, Vec<u8>, i64)> =
                     $crate::sql::query_as("SELECT code, client_id, key_sealed, created_at FROM partners WHERE code = $1")
                         .bind(code)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&mut *self.read().await?)
                         .await?;
                 Ok(row.map(|(code, client_id, key_sealed, created_at)| $crate::Partner { code, client_id, key_sealed, created_at }))
             }
@@ -1340,7 +1482,7 @@ macro_rules! sql_store {
             async fn partners(&self) -> Result<Vec<$crate::Partner>, $crate::StoreError> {
                 let rows: Vec<(String, String, Vec<u8>, i64)> =
                     $crate::sql::query_as("SELECT code, client_id, key_sealed, created_at FROM partners ORDER BY code")
-                        .fetch_all(&self.pool)
+                        .fetch_all(&mut *self.read().await?)
                         .await?;
                 Ok(rows
                     .into_iter()
@@ -1349,24 +1491,35 @@ macro_rules! sql_store {
             }
 
             async fn delete_partner(&self, code: &str) -> Result<bool, $crate::StoreError> {
-                let n = $crate::sql::change_tx!(self.writer, $crate::sql::query("DELETE FROM partners WHERE code = $1").bind(code));
-                Ok(n > 0)
+                self.write(code.to_string(), |tx, code| {
+                    Box::pin(async move {
+                        let n = $crate::sql::change!(tx, $crate::sql::query("DELETE FROM partners WHERE code = $1").bind(code));
+                        Ok(n > 0)
+                    })
+                })
+                .await
             }
 
             async fn acquire_lease(&self, name: &str, holder: &str, now: i64, until: i64) -> Result<bool, $crate::StoreError> {
-                let got: Option<String> = $crate::sql::query_scalar(
-                    "INSERT INTO job_leases (name, holder, until) VALUES ($1, $2, $3) \
-                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
-                     WHERE job_leases.until < $4 OR job_leases.holder = excluded.holder \
-                     RETURNING holder",
-                )
-                .bind(name)
-                .bind(holder)
-                .bind(until)
-                .bind(now)
-                .fetch_optional(&self.writer)
-                .await?;
-                Ok(got.as_deref() == Some(holder))
+                let args = (name.to_string(), holder.to_string(), now, until);
+                self.write(args, |tx, (name, holder, now, until)| {
+                    Box::pin(async move {
+                        let got: Option<String> = $crate::sql::query_scalar(
+                            "INSERT INTO job_leases (name, holder, until) VALUES ($1, $2, $3) \
+                             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+                             WHERE job_leases.until < $4 OR job_leases.holder = excluded.holder \
+                             RETURNING holder",
+                        )
+                        .bind(name)
+                        .bind(holder)
+                        .bind(until)
+                        .bind(now)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        Ok(got.as_deref() == Some(holder.as_str()))
+                    })
+                })
+                .await
             }
 
             async fn delete_expired(&self, kind: $crate::Expiring, before: i64, limit: i64) -> Result<u64, $crate::StoreError> {
@@ -1375,12 +1528,17 @@ macro_rules! sql_store {
                 let sql = format!(
                     "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {expiry} < $1 LIMIT $2)"
                 );
-                Ok($crate::sql::query(&sql).bind(before).bind(limit).execute(&self.writer).await?.rows_affected())
+                self.write((sql, before, limit), |tx, (sql, before, limit)| {
+                    Box::pin(async move {
+                        Ok($crate::sql::query(sql).bind(before).bind(limit).execute(&mut *tx).await?.rows_affected())
+                    })
+                })
+                .await
             }
 
             async fn oldest_expired(&self, kind: $crate::Expiring, before: i64) -> Result<Option<i64>, $crate::StoreError> {
                 let sql = format!("SELECT MIN({}) FROM {} WHERE {} < $1", kind.expiry_column(), kind.table(), kind.expiry_column());
-                Ok($crate::sql::query_scalar(&sql).bind(before).fetch_one(&self.pool).await?)
+                Ok($crate::sql::query_scalar(&sql).bind(before).fetch_one(&mut *self.read().await?).await?)
             }
 
             async fn row_counts(&self) -> Result<Vec<(&'static str, i64)>, $crate::StoreError> {
@@ -1389,7 +1547,7 @@ macro_rules! sql_store {
                     .into_iter()
                     .chain($crate::Expiring::ALL.iter().map(|k| k.table()))
                 {
-                    let n: i64 = $crate::sql::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&self.pool).await?;
+                    let n: i64 = $crate::sql::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&mut *self.read().await?).await?;
                     out.push((table, n));
                 }
                 Ok(out)

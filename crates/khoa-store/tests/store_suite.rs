@@ -7,7 +7,9 @@ use khoa_core::keyring::KeyTimeline;
 use khoa_core::session::{Interaction, Session};
 use khoa_core::throttle::ThrottlePolicy;
 use khoa_core::user::NewUser;
-use khoa_store::{Expiring, NewAccessToken, NewRefreshToken, Redemption, Rotation, Store, StoreError, StoredKey};
+use khoa_store::{
+    Expiring, NewAccessToken, NewRefreshToken, Redemption, RefreshFor, Rotation, Store, StoreError, StoredKey,
+};
 use khoa_testkit::{both_backends, TestDatabase};
 use std::sync::Arc;
 
@@ -273,11 +275,11 @@ async fn codes_are_single_use_and_replay_revokes(db: TestDatabase) {
     assert_eq!(store.session_clients("sid").await.unwrap(), ["mobile", "portal"]);
 
     assert_eq!(
-        store.redeem_code("c1", "mobile", 1120, &token("t0"), &|_| None).await.unwrap(),
+        store.redeem_code("c1", "mobile", 1120, &token("t0"), Box::new(|_| None)).await.unwrap(),
         Redemption::OtherClient
     );
     let Redemption::Redeemed(redeemed) =
-        store.redeem_code("c1", "portal", 1120, &token("t1"), &|_| None).await.unwrap()
+        store.redeem_code("c1", "portal", 1120, &token("t1"), Box::new(|_| None)).await.unwrap()
     else {
         panic!("not redeemed");
     };
@@ -291,12 +293,15 @@ async fn codes_are_single_use_and_replay_revokes(db: TestDatabase) {
 
     // Replay: refused, and the token issued from the code is revoked.
     assert_eq!(
-        store.redeem_code("c1", "portal", 1130, &token("t2"), &|_| None).await.unwrap(),
+        store.redeem_code("c1", "portal", 1130, &token("t2"), Box::new(|_| None)).await.unwrap(),
         Redemption::Replayed { revoked: 1 }
     );
     assert_eq!(store.access_token("t1").await.unwrap().unwrap().revoked_at, Some(1130));
     assert_eq!(store.access_token("t2").await.unwrap(), None);
-    assert_eq!(store.redeem_code("nope", "portal", 1130, &token("t3"), &|_| None).await.unwrap(), Redemption::Unknown);
+    assert_eq!(
+        store.redeem_code("nope", "portal", 1130, &token("t3"), Box::new(|_| None)).await.unwrap(),
+        Redemption::Unknown
+    );
     // c1 was redeemed with this challenge: another code of portal with it is a reuse.
     let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
     assert!(store.code_challenge_reused("portal", challenge, "c9").await.unwrap());
@@ -311,13 +316,16 @@ async fn a_code_outlives_no_logout(db: TestDatabase) {
     store.insert_session(&session("sid", user.id)).await.unwrap();
     store.insert_code(&code("c1", "portal", "sid", user.id)).await.unwrap();
     assert!(store.end_session("sid", 1110).await.unwrap());
-    let built = std::sync::atomic::AtomicBool::new(false);
-    let refresh_for = |_: &khoa_core::code::AuthorizationCode| {
-        built.store(true, std::sync::atomic::Ordering::SeqCst);
-        Some(refresh("r-late", "c1", user.id, 1120))
+    let built = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let refresh_for: RefreshFor = {
+        let (built, user_id) = (built.clone(), user.id);
+        Box::new(move |_: &khoa_core::code::AuthorizationCode| {
+            built.store(true, std::sync::atomic::Ordering::SeqCst);
+            Some(refresh("r-late", "c1", user_id, 1120))
+        })
     };
     assert_eq!(
-        store.redeem_code("c1", "portal", 1120, &token("t1"), &refresh_for).await.unwrap(),
+        store.redeem_code("c1", "portal", 1120, &token("t1"), refresh_for).await.unwrap(),
         Redemption::SessionEnded
     );
     assert!(!built.load(std::sync::atomic::Ordering::SeqCst), "no refresh token was built");
@@ -325,11 +333,11 @@ async fn a_code_outlives_no_logout(db: TestDatabase) {
     assert_eq!(store.refresh_token("r-late").await.unwrap(), None, "no refresh token recorded");
     // Another client's attempt is still told apart, and nothing was consumed.
     assert_eq!(
-        store.redeem_code("c1", "mobile", 1121, &token("t2"), &|_| None).await.unwrap(),
+        store.redeem_code("c1", "mobile", 1121, &token("t2"), Box::new(|_| None)).await.unwrap(),
         Redemption::OtherClient
     );
     assert_eq!(
-        store.redeem_code("c1", "portal", 1122, &token("t3"), &|_| None).await.unwrap(),
+        store.redeem_code("c1", "portal", 1122, &token("t3"), Box::new(|_| None)).await.unwrap(),
         Redemption::SessionEnded,
         "still not consumed (a consumed code would count as a replay)"
     );
@@ -343,9 +351,9 @@ async fn parallel_redemptions_admit_exactly_one(db: TestDatabase) {
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let s = store.clone();
-            tokio::spawn(
-                async move { s.redeem_code("race", "portal", 1120, &token(&format!("t{i}")), &|_| None).await },
-            )
+            tokio::spawn(async move {
+                s.redeem_code("race", "portal", 1120, &token(&format!("t{i}")), Box::new(|_| None)).await
+            })
         })
         .collect();
     let results: Vec<Redemption> =
@@ -395,7 +403,10 @@ async fn family(store: &Arc<dyn Store>) -> i64 {
     store.insert_session(&session("sid", user.id)).await.unwrap();
     store.insert_code(&code("fam", "portal", "sid", user.id)).await.unwrap();
     let redeemed = store
-        .redeem_code("fam", "portal", 1120, &token("a0"), &|_| Some(refresh("r0", "fam", user.id, 1120)))
+        .redeem_code("fam", "portal", 1120, &token("a0"), {
+            let user_id = user.id;
+            Box::new(move |_| Some(refresh("r0", "fam", user_id, 1120)))
+        })
         .await
         .unwrap();
     assert!(matches!(redeemed, Redemption::Redeemed(_)));
@@ -445,7 +456,7 @@ async fn refresh_rotation_grace_and_reuse(db: TestDatabase) {
     // An expired, never rotated token.
     store.insert_code(&code("fam2", "portal", "sid", user)).await.unwrap();
     store
-        .redeem_code("fam2", "portal", 1120, &token("b0"), &|_| Some(refresh("s0", "fam2", user, 1120)))
+        .redeem_code("fam2", "portal", 1120, &token("b0"), Box::new(move |_| Some(refresh("s0", "fam2", user, 1120))))
         .await
         .unwrap();
     assert_eq!(rotate("s0", "s1", "b1", 1120 + 3600).await, Rotation::Expired);
@@ -455,7 +466,7 @@ async fn code_replay_revokes_the_refresh_family(db: TestDatabase) {
     let store = open(&db).await;
     family(&store).await;
     assert_eq!(
-        store.redeem_code("fam", "portal", 1130, &token("z"), &|_| None).await.unwrap(),
+        store.redeem_code("fam", "portal", 1130, &token("z"), Box::new(|_| None)).await.unwrap(),
         Redemption::Replayed { revoked: 2 }
     );
     assert!(store.refresh_token("r0").await.unwrap().unwrap().revoked_at.is_some());

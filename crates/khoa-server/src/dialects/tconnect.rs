@@ -210,7 +210,8 @@ async fn issue_family(state: &AppState, client: &Client, user: &khoa_core::user:
     let amr = vec!["pwd".to_string()];
     let template = RefreshTemplate {
         family_id: &family,
-        client,
+        client_id: &client.client_id,
+        lifetime: issue::refresh_token_lifetime(state, client),
         user_id: user.id,
         sid: None,
         scope: &scope,

@@ -2,14 +2,14 @@
 
 use super::{field, Form, TokenResponse};
 use crate::error::TokenError;
-use crate::issue::{self, RefreshTemplate, Subject};
+use crate::issue::{self, RefreshDecision, RefreshTemplate, Subject};
 use crate::state::AppState;
 use khoa_core::client::Client;
 use khoa_core::code::CodeError;
 use khoa_core::scope::ScopeSet;
 use khoa_core::session::handle_hash;
 use khoa_core::token_error::TokenEndpointError;
-use khoa_store::{NewAccessToken, Redemption};
+use khoa_store::{NewAccessToken, Redemption, RefreshFor};
 
 pub fn invalid_grant(e: CodeError) -> TokenError {
     TokenEndpointError::InvalidGrant(match e {
@@ -115,32 +115,33 @@ pub async fn exchange(state: &AppState, client: &Client, x: CodeExchange<'_>) ->
     // The refresh token's row is built from the code as it is consumed, and stored in
     // the same transaction with the code's hash as its family, so a replay of the code
     // revokes it too. Whether there is one depends on the code's scope.
+    // The closure owns what it needs: the store runs it in its writer.
     let refresh_handle = issue::RefreshHandle::new(state)?;
-    let issues_refresh = std::sync::atomic::AtomicBool::new(false);
-    let refresh_for = |code: &khoa_core::code::AuthorizationCode| {
-        let scope = ScopeSet::parse(&code.scope).unwrap_or_default();
-        let wants_refresh = match x.refresh {
-            RefreshPolicy::Standard => issue::wants_refresh_token(client, &scope),
-            RefreshPolicy::WhenLifetimeConfigured => {
-                client.allows_grant(khoa_core::client::GrantType::RefreshToken)
-                    && client.lifetimes.refresh_token.is_some()
-            }
-        };
-        issues_refresh.store(wants_refresh, std::sync::atomic::Ordering::Relaxed);
-        wants_refresh.then(|| {
-            let template = RefreshTemplate {
-                family_id: &code.code_hash,
-                client,
-                user_id: code.user_id,
-                sid: Some(&code.sid),
-                scope: &scope,
-                auth_time: code.auth_time,
-                amr: &code.amr,
-            };
-            refresh_handle.row(state, template, now)
+    let decision = match x.refresh {
+        RefreshPolicy::Standard => RefreshDecision::standard(client),
+        RefreshPolicy::WhenLifetimeConfigured => RefreshDecision::when_lifetime_configured(client),
+    };
+    let refresh_for: RefreshFor = {
+        let (handle, client_id) = (refresh_handle.clone(), client.client_id.clone());
+        let refresh_lifetime = issue::refresh_token_lifetime(state, client);
+        Box::new(move |code: &khoa_core::code::AuthorizationCode| {
+            let scope = ScopeSet::parse(&code.scope).unwrap_or_default();
+            decision.wants(&scope).then(|| {
+                let template = RefreshTemplate {
+                    family_id: &code.code_hash,
+                    client_id: &client_id,
+                    lifetime: refresh_lifetime,
+                    user_id: code.user_id,
+                    sid: Some(&code.sid),
+                    scope: &scope,
+                    auth_time: code.auth_time,
+                    amr: &code.amr,
+                };
+                handle.row(template, now)
+            })
         })
     };
-    let code = match state.store.redeem_code(&code_hash, &client.client_id, now, &token, &refresh_for).await? {
+    let code = match state.store.redeem_code(&code_hash, &client.client_id, now, &token, refresh_for).await? {
         Redemption::Redeemed(code) => *code,
         Redemption::Replayed { revoked } => {
             tracing::warn!(client_id = %client.client_id, revoked, "authorization code replayed; tokens issued from it revoked");
@@ -175,7 +176,7 @@ pub async fn exchange(state: &AppState, client: &Client, x: CodeExchange<'_>) ->
         token_type: "Bearer",
         expires_in: lifetime,
         id_token,
-        refresh_token: issues_refresh.into_inner().then_some(refresh_handle.handle),
+        refresh_token: decision.wants(&scope).then_some(refresh_handle.handle),
         scope: scope.to_string(),
     };
     Ok(Exchanged { response, user })

@@ -54,7 +54,8 @@ pub async fn rotate(
         state,
         RefreshTemplate {
             family_id: &current.family_id,
-            client,
+            client_id: &client.client_id,
+            lifetime: issue::refresh_token_lifetime(state, client),
             user_id: current.user_id,
             sid: current.sid.as_deref(),
             scope: &scope,
