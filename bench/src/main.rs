@@ -197,7 +197,7 @@ fn run_options(args: &[String]) -> RunOptions {
     let mut positional = vec![];
     let mut o = RunOptions {
         secs: 10,
-        concurrency: 8,
+        concurrency: 32,
         chart: None,
         alg: khoa_core::jose::SigningAlgorithm::RS256,
         opaque: false,
