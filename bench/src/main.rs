@@ -408,22 +408,7 @@ async fn scenario_suite(
                 let (t, chains, http) = (t.clone(), chains.clone(), http.clone());
                 async move {
                     let mut rt = chains[w].lock().await;
-                    let mut form = vec![("grant_type", "refresh_token".to_string()), ("refresh_token", rt.clone())];
-                    if let Some(s) = scope {
-                        form.push(("scope", s.to_string()));
-                    }
-                    let res = http
-                        .post(t.url(t.paths.token))
-                        .basic_auth("bench", Some(&t.secret))
-                        .form(&form)
-                        .send()
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    if res.status() != 200 {
-                        return Err(format!("refresh: {}", res.status()));
-                    }
-                    let body: serde_json::Value = res.json().await.map_err(|e| e.to_string())?;
-                    *rt = body["refresh_token"].as_str().ok_or("no refresh token")?.to_string();
+                    *rt = refresh(&t, &http, &rt, scope).await?;
                     Ok(())
                 }
             })
@@ -522,19 +507,11 @@ async fn sql_per_step(
     }
     let after = read().await;
     measure("code exchange", before, after, N);
-    let refresh = |scope: Option<&'static str>, rt: String| {
-        let mut form = vec![("grant_type", "refresh_token".to_string()), ("refresh_token", rt)];
-        if let Some(s) = scope {
-            form.push(("scope", s.to_string()));
-        }
-        http.post(t.url(t.paths.token)).basic_auth("bench", Some(&t.secret)).form(&form).send()
-    };
     let mut rt = last["refresh_token"].as_str().expect("refresh token").to_string();
     for (name, scope) in [("refresh (openid)", None), ("refresh (no openid)", Some("profile"))] {
         let before = read().await;
         for _ in 0..N {
-            let body: serde_json::Value = refresh(scope, rt).await.expect("refresh").json().await.expect("json");
-            rt = body["refresh_token"].as_str().expect("refresh token").to_string();
+            rt = refresh(t, http, &rt, scope).await.expect("refresh");
         }
         let after = read().await;
         measure(name, before, after, N);

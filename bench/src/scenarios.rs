@@ -301,18 +301,37 @@ pub async fn exchange(t: &Target, b: &Browser, code: &str, verifier: &str) -> Re
         ("redirect_uri", t.callback.as_str()),
         ("code_verifier", verifier),
     ];
-    let res = b
-        .http
+    token_request(t, &b.http, &form, "token").await
+}
+
+/// A token request as the bench client (HTTP Basic): the JSON body of its 200 answer.
+pub async fn token_request(
+    t: &Target,
+    http: &reqwest::Client,
+    form: &[(&str, &str)],
+    what: &str,
+) -> Result<serde_json::Value, String> {
+    let res = http
         .post(t.url(t.paths.token))
         .basic_auth("bench", Some(&t.secret))
-        .form(&form)
+        .form(form)
         .send()
         .await
         .map_err(|e| e.to_string())?;
     if res.status() != 200 {
-        return Err(format!("token: {}", res.status()));
+        return Err(format!("{what}: {}", res.status()));
     }
     res.json().await.map_err(|e| e.to_string())
+}
+
+/// One refresh grant with `rt`, narrowed to `scope` if given: the next refresh token.
+pub async fn refresh(t: &Target, http: &reqwest::Client, rt: &str, scope: Option<&str>) -> Result<String, String> {
+    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", rt)];
+    if let Some(s) = scope {
+        form.push(("scope", s));
+    }
+    let body = token_request(t, http, &form, "refresh").await?;
+    Ok(body["refresh_token"].as_str().ok_or("no refresh token")?.to_string())
 }
 
 /// khoa's process-wide SQL counters, read from `/metrics`: (statements, transactions).

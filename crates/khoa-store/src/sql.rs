@@ -415,8 +415,22 @@ macro_rules! insert_refresh {
 
 pub(crate) use insert_refresh;
 
-/// Inserts an access token record (inside the caller's transaction).
+/// Inserts an access token record (inside the caller's transaction): from its fields,
+/// or from an [`AccessTokenRecord`](crate::AccessTokenRecord) with `record =`.
 macro_rules! insert_access {
+    ($tx:expr, record = $t:expr) => {
+        $crate::sql::insert_access!(
+            $tx,
+            &$t.jti,
+            &$t.grant_id,
+            &$t.client_id,
+            $t.user_id,
+            &$t.sid,
+            &$t.scope,
+            $t.issued_at,
+            $t.expires_at
+        )
+    };
     ($tx:expr, $jti:expr, $grant:expr, $client:expr, $user:expr, $sid:expr, $scope:expr, $iat:expr, $exp:expr) => {
         $crate::sql::query(&format!(
             "INSERT INTO access_tokens ({}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,NULL)",
@@ -1408,17 +1422,7 @@ macro_rules! sql_store {
             async fn insert_access_token(&self, t: &$crate::AccessTokenRecord) -> Result<(), $crate::StoreError> {
                 self.write(t.clone(), |conn, t| {
                     Box::pin(async move {
-                        $crate::sql::insert_access!(
-                            conn,
-                            &t.jti,
-                            &t.grant_id,
-                            &t.client_id,
-                            t.user_id,
-                            &t.sid,
-                            &t.scope,
-                            t.issued_at,
-                            t.expires_at
-                        );
+                        $crate::sql::insert_access!(conn, record = t);
                         Ok(())
                     })
                 })
@@ -1432,17 +1436,7 @@ macro_rules! sql_store {
             ) -> Result<(), $crate::StoreError> {
                 self.write((t.clone(), refresh.clone()), |tx, (t, refresh)| {
                     Box::pin(async move {
-                        $crate::sql::insert_access!(
-                            tx,
-                            &t.jti,
-                            &t.grant_id,
-                            &t.client_id,
-                            t.user_id,
-                            &t.sid,
-                            &t.scope,
-                            t.issued_at,
-                            t.expires_at
-                        );
+                        $crate::sql::insert_access!(tx, record = t);
                         $crate::sql::insert_refresh!(tx, refresh);
                         Ok(())
                     })
