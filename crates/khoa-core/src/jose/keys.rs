@@ -1,7 +1,10 @@
 use super::Jwk;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256};
+use aws_lc_rs::signature::{
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair, ParsedPublicKey, RsaPublicKeyComponents, ECDSA_P256_SHA256_FIXED,
+    ECDSA_P256_SHA256_FIXED_SIGNING, ED25519, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256,
+};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -69,13 +72,9 @@ pub struct SigningKey {
     alg: SigningAlgorithm,
     inner: KeyPairInner,
     jwk: Jwk,
-    /// RSA: (n, e); EC: the uncompressed point; Ed25519: the 32-byte key.
-    public: PublicMaterial,
-}
-
-enum PublicMaterial {
-    Rsa { n: Vec<u8>, e: Vec<u8> },
-    Point(Vec<u8>),
+    /// The public half, parsed once at load: verification then skips rebuilding the
+    /// key (for RSA, its Montgomery context) on every token.
+    verifier: ParsedPublicKey,
 }
 
 impl fmt::Debug for SigningKey {
@@ -114,7 +113,7 @@ impl SigningKey {
     /// Loads a PKCS#8 private key.
     pub fn from_pkcs8(alg: SigningAlgorithm, pkcs8: &[u8]) -> Result<Self, KeyError> {
         let bad = |_| KeyError::BadPrivateKey(alg);
-        let (inner, mut jwk, public) = match alg {
+        let (inner, mut jwk, verifier) = match alg {
             SigningAlgorithm::RS256 => {
                 let kp = aws_lc_rs::rsa::KeyPair::from_pkcs8(pkcs8).map_err(bad)?;
                 let public = kp.public_key();
@@ -122,7 +121,10 @@ impl SigningKey {
                 let n = public.modulus().big_endian_without_leading_zero().to_vec();
                 let e = public.exponent().big_endian_without_leading_zero().to_vec();
                 let jwk = Jwk { kty: "RSA".into(), n: Some(b64(&n)), e: Some(b64(&e)), ..Jwk::empty(alg) };
-                (KeyPairInner::Rsa(kp), jwk, PublicMaterial::Rsa { n, e })
+                let verifier = RsaPublicKeyComponents { n: &n, e: &e }
+                    .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
+                    .map_err(|_| KeyError::BadPrivateKey(alg))?;
+                (KeyPairInner::Rsa(kp), jwk, verifier)
             }
             SigningAlgorithm::ES256 => {
                 let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8).map_err(bad)?;
@@ -138,8 +140,8 @@ impl SigningKey {
                     y: Some(b64(&point[33..65])),
                     ..Jwk::empty(alg)
                 };
-                let public = PublicMaterial::Point(point.to_vec());
-                (KeyPairInner::Ecdsa(kp), jwk, public)
+                let verifier = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point).map_err(bad)?;
+                (KeyPairInner::Ecdsa(kp), jwk, verifier)
             }
             SigningAlgorithm::EdDSA => {
                 let kp = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(bad)?;
@@ -149,12 +151,12 @@ impl SigningKey {
                     x: Some(b64(kp.public_key().as_ref())),
                     ..Jwk::empty(alg)
                 };
-                let public = PublicMaterial::Point(kp.public_key().as_ref().to_vec());
-                (KeyPairInner::Ed25519(kp), jwk, public)
+                let verifier = ParsedPublicKey::new(&ED25519, kp.public_key().as_ref()).map_err(bad)?;
+                (KeyPairInner::Ed25519(kp), jwk, verifier)
             }
         };
         jwk.kid = jwk.thumbprint();
-        Ok(Self { alg, inner, jwk, public })
+        Ok(Self { alg, inner, jwk, verifier })
     }
 
     /// The private key as PKCS#8 DER (to be sealed before it is stored).
@@ -197,18 +199,7 @@ impl SigningKey {
 
     /// Checks a JWS signature made with this key's algorithm over `message`.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        use aws_lc_rs::signature::{
-            RsaPublicKeyComponents, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, ED25519, RSA_PKCS1_2048_8192_SHA256,
-        };
-        match (&self.public, self.alg) {
-            (PublicMaterial::Rsa { n, e }, _) => {
-                RsaPublicKeyComponents { n, e }.verify(&RSA_PKCS1_2048_8192_SHA256, message, signature).is_ok()
-            }
-            (PublicMaterial::Point(p), SigningAlgorithm::ES256) => {
-                UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, p).verify(message, signature).is_ok()
-            }
-            (PublicMaterial::Point(p), _) => UnparsedPublicKey::new(&ED25519, p).verify(message, signature).is_ok(),
-        }
+        self.verifier.verify_sig(message, signature).is_ok()
     }
 }
 
