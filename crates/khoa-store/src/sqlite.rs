@@ -49,11 +49,10 @@ impl SqliteStore {
         let in_memory = is_in_memory(options.get_filename());
         create_private_file(options.get_filename())?;
         let writer = Arc::new(Connections::new(options.clone(), 1));
-        // Opened now, so that a bad path or missing permission fails here.
-        drop(writer.acquire().await?);
+        // Opens the writer's connection now, so that a bad path or missing permission fails here.
+        let group = GroupWriter::start(writer.clone()).await?;
         // An in-memory database exists once per connection: it must be the writer's.
         let readers = if in_memory { writer.clone() } else { Arc::new(Connections::new(options, READERS)) };
-        let group = GroupWriter::start(writer.clone())?;
         Ok(Self { readers, writer, group })
     }
 
@@ -138,5 +137,52 @@ mod tests {
         let (url, s) = take_synchronous("sqlite://khoa.db?mode=rwc&synchronous=FULL").unwrap();
         assert_eq!((url.as_str(), format!("{s:?}")), ("sqlite://khoa.db?mode=rwc", "Full".to_string()));
         assert!(take_synchronous("sqlite://khoa.db?synchronous=off").is_err(), "OFF would lose commits on a crash");
+    }
+
+    #[tokio::test]
+    async fn a_path_that_cannot_be_opened_fails_at_connect() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/missing/folder/khoa.db?mode=rwc", dir.path().display());
+        assert!(SqliteStore::connect(&url).await.is_err());
+    }
+
+    /// The cores each of this process's threads may run on: (thread id, name, cores).
+    #[cfg(target_os = "linux")]
+    fn threads_and_cores() -> Vec<(String, String, String)> {
+        let mut found = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            let cores = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap_or("").trim();
+            let tid = task.file_name().to_string_lossy().into_owned();
+            found.push((tid, name.trim().to_string(), cores.to_string()));
+        }
+        found
+    }
+
+    /// The writer and the SQLite thread of its connection share one core (hand-offs
+    /// between them are then plain context switches).
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_writer_and_its_sqlite_thread_share_one_core() {
+        let before = threads_and_cores();
+        let all_cores = before.iter().find(|t| !t.1.starts_with("khoa-sqlite")).unwrap().2.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::connect(&format!("sqlite://{}/khoa.db", dir.path().display())).await.unwrap();
+        let after = threads_and_cores();
+        // Thread names are cut to 15 bytes ("khoa-sqlite-wri").
+        let writer = after
+            .iter()
+            .find(|t| t.1.starts_with("khoa-sqlite-wri") && !before.iter().any(|b| b.0 == t.0))
+            .unwrap_or_else(|| panic!("no writer thread in {after:?}"));
+        if all_cores.contains(['-', ',']) {
+            assert!(!writer.2.contains(['-', ',']), "writer confined to one core: {writer:?} (process: {all_cores})");
+            // The writer's connection has a SQLite thread of its own on the writer's
+            // core (other tests running meanwhile start theirs too).
+            let new_sqlite: Vec<_> =
+                after.iter().filter(|t| t.1.starts_with("sqlx-sqlite") && !before.iter().any(|b| b.0 == t.0)).collect();
+            assert!(new_sqlite.iter().any(|t| t.2 == writer.2), "{new_sqlite:?} vs writer {writer:?}");
+        }
+        drop(store);
     }
 }
