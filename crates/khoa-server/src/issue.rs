@@ -10,7 +10,7 @@ use khoa_core::scope::{ScopeSet, OFFLINE_ACCESS, OPENID};
 use khoa_core::session::{handle_hash, new_handle};
 use khoa_core::tokens::{at_hash, AccessTokenClaims, IdTokenClaims, ACCESS_TOKEN_TYP};
 use khoa_core::UnixTime;
-use khoa_store::NewRefreshToken;
+use khoa_store::{NewRefreshToken, RefreshSuccessor, RefreshTokenRecord};
 use serde::Serialize;
 
 /// Who and what a token is for.
@@ -224,6 +224,38 @@ impl RefreshHandle {
             expires_at: now + t.lifetime,
             sealed: self.sealed.clone(),
         }
+    }
+}
+
+/// A new handle as the successor of a refresh token being rotated, its row built by
+/// the store from the presented token's record (see [`RefreshSuccessor`]).
+pub struct Successor {
+    pub handle: String,
+    successor: RefreshSuccessor,
+}
+
+impl Successor {
+    pub fn into_store(self) -> RefreshSuccessor {
+        self.successor
+    }
+}
+
+impl RefreshHandle {
+    /// This handle as a successor: `row(handle, presented)` builds its row with
+    /// [`RefreshHandle::row`], or refuses the rotation with `None`.
+    pub fn successor<F>(self, row: F) -> Successor
+    where
+        F: Fn(&RefreshHandle, &RefreshTokenRecord) -> Option<NewRefreshToken> + Send + Sync + 'static,
+    {
+        let successor = RefreshSuccessor {
+            token_hash: self.token_hash.clone(),
+            sealed: self.sealed.clone(),
+            row: Box::new({
+                let handle = self.clone();
+                move |presented| row(&handle, presented)
+            }),
+        };
+        Successor { handle: self.handle, successor }
     }
 }
 

@@ -125,13 +125,21 @@ impl RefreshTokenRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rotation {
     /// This presentation won: the successor was stored and the access token recorded.
-    Rotated,
+    /// `presented` is the rotated token's record (`rotated_at` now set).
+    Rotated {
+        presented: Box<RefreshTokenRecord>,
+        successor: Box<NewRefreshToken>,
+    },
     /// A duplicate within the grace window: the winner's successor (sealed) is handed
     /// out again and the access token recorded; nothing is revoked.
     Grace {
+        presented: Box<RefreshTokenRecord>,
         successor: Box<RefreshTokenRecord>,
         sealed: Vec<u8>,
     },
+    /// The successor's builder refused (e.g. a scope wider than the one granted):
+    /// nothing was changed or recorded.
+    Refused,
     /// Presented after its rotation, outside the grace window: the whole family is now
     /// revoked (RFC 9700 §4.14.2).
     Reused {
@@ -276,6 +284,20 @@ pub enum Redemption {
 /// again alone when its group is rolled back), so it must build the same row each time.
 pub type RefreshFor = Box<dyn Fn(&AuthorizationCode) -> Option<NewRefreshToken> + Send + Sync>;
 
+/// The successor of a refresh token presented for rotation. Its handle (`token_hash`,
+/// and the handle `sealed` for the grace window) is chosen beforehand; the rest of its
+/// row is built by `row` from the presented token's record, read by the rotation
+/// itself, or `None` refuses the rotation. The row's own `token_hash` and `sealed` are
+/// replaced by these. Like [`RefreshFor`], `row` may run more than once.
+pub struct RefreshSuccessor {
+    pub token_hash: String,
+    pub sealed: Vec<u8>,
+    pub row: SuccessorRow,
+}
+
+/// Builds a successor's row from the presented token's record (see [`RefreshSuccessor`]).
+pub type SuccessorRow = Box<dyn Fn(&RefreshTokenRecord) -> Option<NewRefreshToken> + Send + Sync>;
+
 /// Everything khoa keeps. Every method is one short transaction.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -390,17 +412,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Redemption, StoreError>;
 
     async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshTokenRecord>, StoreError>;
-    /// Rotates a refresh token atomically: exactly one of any number of concurrent
-    /// presentations stores `successor`; duplicates within `grace` seconds of the
-    /// rotation get the same successor; later ones revoke the family. `access` is
-    /// recorded, with the scope of the refresh token handed out, unless refused.
+    /// Rotates a refresh token atomically, reading it in the same transaction: exactly
+    /// one of any number of concurrent presentations stores `successor`; duplicates
+    /// within `grace` seconds of the rotation get the same successor; later ones revoke
+    /// the family. `access` is recorded, with the scope of the refresh token handed
+    /// out, unless refused.
     async fn rotate_refresh_token(
         &self,
         token_hash: &str,
         client_id: &str,
         now: UnixTime,
         grace: i64,
-        successor: &NewRefreshToken,
+        successor: RefreshSuccessor,
         access: &NewAccessToken,
     ) -> Result<Rotation, StoreError>;
     /// Revokes every refresh and access token of a family (or of a code's grant).

@@ -1294,43 +1294,60 @@ macro_rules! sql_store {
                 client_id: &str,
                 now: i64,
                 grace: i64,
-                successor: &$crate::NewRefreshToken,
+                successor: $crate::RefreshSuccessor,
                 access: &$crate::NewAccessToken,
             ) -> Result<$crate::Rotation, $crate::StoreError> {
-                let args = (token_hash.to_string(), client_id.to_string(), now, grace, successor.clone(), access.clone());
+                let args = (token_hash.to_string(), client_id.to_string(), now, grace, successor, access.clone());
                 self.write(args, |tx, (token_hash, client_id, now, grace, successor, access)| {
                     Box::pin(async move {
                         let (now, grace) = (*now, *grace);
                         // Exactly one concurrent presentation matches `rotated_at IS NULL`: the
-                        // row lock (PostgreSQL) or the write lock (SQLite) orders them.
-                        let won = $crate::sql::query(
+                        // row lock (PostgreSQL) or the write lock (SQLite) orders them. The
+                        // winner reads the token it rotated from RETURNING.
+                        let won: Option<$crate::sql::RefreshRow> = $crate::sql::query_as(&format!(
                             "UPDATE refresh_tokens SET rotated_at = $1, successor_hash = $2, successor_sealed = $3 \
                              WHERE token_hash = $4 AND client_id = $5 AND rotated_at IS NULL AND revoked_at IS NULL \
-                             AND expires_at > $1",
-                        )
+                             AND expires_at > $1 RETURNING {}",
+                            $crate::sql::REFRESH_COLUMNS
+                        ))
                         .bind(now)
                         .bind(&successor.token_hash)
                         .bind(&successor.sealed)
                         .bind(token_hash)
                         .bind(client_id)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected()
-                            == 1;
-                        if won {
-                            $crate::sql::insert_refresh!(tx, successor);
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        if let Some(row) = won {
+                            let presented: $crate::RefreshTokenRecord = row.try_into()?;
+                            let Some(built) = (successor.row)(&presented) else {
+                                // Refused: the rotation is undone within its own transaction.
+                                $crate::sql::query(
+                                    "UPDATE refresh_tokens SET rotated_at = NULL, successor_hash = NULL, \
+                                     successor_sealed = NULL WHERE token_hash = $1",
+                                )
+                                .bind(token_hash)
+                                .execute(&mut *tx)
+                                .await?;
+                                return Ok($crate::Rotation::Refused);
+                            };
+                            let next = $crate::NewRefreshToken {
+                                token_hash: successor.token_hash.clone(),
+                                sealed: successor.sealed.clone(),
+                                ..built
+                            };
+                            $crate::sql::insert_refresh!(tx, &next);
                             $crate::sql::insert_access!(
                                 tx,
                                 &access.jti,
-                                &successor.family_id,
+                                &next.family_id,
                                 client_id,
-                                successor.user_id,
-                                &successor.sid,
-                                &successor.scope,
+                                next.user_id,
+                                &next.sid,
+                                &next.scope,
                                 access.issued_at,
                                 access.expires_at
                             );
-                            return Ok($crate::Rotation::Rotated);
+                            return Ok($crate::Rotation::Rotated { presented: Box::new(presented), successor: Box::new(next) });
                         }
                         let row: Option<$crate::sql::RefreshRow> = $crate::sql::query_as(&format!(
                             "SELECT {} FROM refresh_tokens WHERE token_hash = $1",
@@ -1381,7 +1398,11 @@ macro_rules! sql_store {
                                         access.issued_at,
                                         access.expires_at
                                     );
-                                    $crate::Rotation::Grace { successor: Box::new(next), sealed }
+                                    $crate::Rotation::Grace {
+                                        presented: Box::new(presented),
+                                        successor: Box::new(next),
+                                        sealed,
+                                    }
                                 }
                                 _ => {
                                     let revoked = $crate::sql::revoke_family_tx!(tx, &presented.family_id, now);

@@ -8,7 +8,8 @@ use khoa_core::session::{Interaction, Session};
 use khoa_core::throttle::ThrottlePolicy;
 use khoa_core::user::NewUser;
 use khoa_store::{
-    Expiring, NewAccessToken, NewRefreshToken, Redemption, RefreshFor, Rotation, Store, StoreError, StoredKey,
+    Expiring, NewAccessToken, NewRefreshToken, Redemption, RefreshFor, RefreshSuccessor, Rotation, Store, StoreError,
+    StoredKey,
 };
 use khoa_testkit::{both_backends, TestDatabase};
 use std::sync::Arc;
@@ -397,6 +398,24 @@ fn refresh(hash: &str, family: &str, user_id: i64, issued_at: i64) -> NewRefresh
     }
 }
 
+/// `next` as the successor of the token being rotated: its row from the presented
+/// token's family and user (as the refresh grant builds it).
+fn successor(next: &str, now: i64) -> RefreshSuccessor {
+    let template = refresh(next, "unused", 0, now);
+    RefreshSuccessor {
+        token_hash: template.token_hash.clone(),
+        sealed: template.sealed.clone(),
+        row: Box::new(move |presented| {
+            Some(NewRefreshToken {
+                family_id: presented.family_id.clone(),
+                user_id: presented.user_id,
+                token_hash: "replaced by the store".into(),
+                ..template.clone()
+            })
+        }),
+    }
+}
+
 /// A family born of a code, with its first refresh token `r0`.
 async fn family(store: &Arc<dyn Store>) -> i64 {
     let user = store.insert_user(&new_user("sv")).await.unwrap();
@@ -420,16 +439,24 @@ async fn refresh_rotation_grace_and_reuse(db: TestDatabase) {
 
     let rotate = |hash: &'static str, next: &'static str, jti: &'static str, now: i64| {
         let s = store.clone();
-        async move {
-            s.rotate_refresh_token(hash, "portal", now, 5, &refresh(next, "fam", user, now), &token(jti)).await.unwrap()
-        }
+        async move { s.rotate_refresh_token(hash, "portal", now, 5, successor(next, now), &token(jti)).await.unwrap() }
     };
-    assert_eq!(rotate("r0", "r1", "a1", 1200).await, Rotation::Rotated);
+    match rotate("r0", "r1", "a1", 1200).await {
+        Rotation::Rotated { presented, successor } => {
+            assert_eq!((presented.token_hash.as_str(), presented.family_id.as_str()), ("r0", "fam"));
+            assert_eq!(*successor, refresh("r1", "fam", user, 1200), "built from r0, with its own handle");
+        }
+        other => panic!("{other:?}"),
+    }
     let r0 = store.refresh_token("r0").await.unwrap().unwrap();
     assert_eq!((r0.rotated_at, r0.successor_hash.as_deref()), (Some(1200), Some("r1")));
+    let r1 = store.refresh_token("r1").await.unwrap().unwrap();
+    assert_eq!((r1.family_id.as_str(), r1.user_id, r1.issued_at), ("fam", user, 1200));
+    assert_eq!(store.access_token("a1").await.unwrap().unwrap().grant_id, "fam");
     // A duplicate within the grace window gets the same successor and revokes nothing.
     match rotate("r0", "r1-dup", "a2", 1204).await {
-        Rotation::Grace { successor, sealed } => {
+        Rotation::Grace { presented, successor, sealed } => {
+            assert_eq!(presented.token_hash, "r0");
             assert_eq!(successor.token_hash, "r1");
             assert_eq!(sealed, b"sealed-r1");
         }
@@ -439,10 +466,7 @@ async fn refresh_rotation_grace_and_reuse(db: TestDatabase) {
     assert!(store.access_token("a2").await.unwrap().is_some(), "the duplicate's access token is recorded");
     assert!(store.refresh_token("r1").await.unwrap().unwrap().is_live(1204));
     // Another client, an unknown token.
-    let other = store
-        .rotate_refresh_token("r1", "mobile", 1205, 5, &refresh("x", "fam", user, 1205), &token("ax"))
-        .await
-        .unwrap();
+    let other = store.rotate_refresh_token("r1", "mobile", 1205, 5, successor("x", 1205), &token("ax")).await.unwrap();
     assert_eq!(other, Rotation::OtherClient);
     assert_eq!(rotate("nope", "y", "ay", 1205).await, Rotation::Unknown);
     // Reuse after the window revokes the whole family, access tokens included.
@@ -462,6 +486,26 @@ async fn refresh_rotation_grace_and_reuse(db: TestDatabase) {
     assert_eq!(rotate("s0", "s1", "b1", 1120 + 3600).await, Rotation::Expired);
 }
 
+/// A successor whose builder refuses (a wider scope asked for) leaves the presented
+/// token as it was, and records nothing.
+async fn a_refused_rotation_changes_nothing(db: TestDatabase) {
+    let store = open(&db).await;
+    family(&store).await;
+    let refused = RefreshSuccessor { row: Box::new(|_| None), ..successor("r1", 1200) };
+    assert_eq!(
+        store.rotate_refresh_token("r0", "portal", 1200, 5, refused, &token("a1")).await.unwrap(),
+        Rotation::Refused
+    );
+    let r0 = store.refresh_token("r0").await.unwrap().unwrap();
+    assert!(r0.is_live(1200), "still usable: {r0:?}");
+    assert_eq!((r0.successor_hash, r0.successor_sealed), (None, None));
+    assert_eq!(store.refresh_token("r1").await.unwrap(), None);
+    assert_eq!(store.access_token("a1").await.unwrap(), None);
+    // And the next rotation of r0 wins as usual.
+    let next = store.rotate_refresh_token("r0", "portal", 1201, 5, successor("r1", 1201), &token("a1")).await.unwrap();
+    assert!(matches!(next, Rotation::Rotated { .. }), "{next:?}");
+}
+
 async fn code_replay_revokes_the_refresh_family(db: TestDatabase) {
     let store = open(&db).await;
     family(&store).await;
@@ -474,19 +518,19 @@ async fn code_replay_revokes_the_refresh_family(db: TestDatabase) {
 
 async fn fifty_concurrent_rotations_leave_one_live_descendant(db: TestDatabase) {
     let store = open(&db).await;
-    let user = family(&store).await;
+    family(&store).await;
     let tasks: Vec<_> = (0..50)
         .map(|i| {
             let s = store.clone();
-            let next = refresh(&format!("n{i}"), "fam", user, 1300);
+            let next = successor(&format!("n{i}"), 1300);
             tokio::spawn(async move {
-                s.rotate_refresh_token("r0", "portal", 1300, 5, &next, &token(&format!("t{i}"))).await
+                s.rotate_refresh_token("r0", "portal", 1300, 5, next, &token(&format!("t{i}"))).await
             })
         })
         .collect();
     let results: Vec<Rotation> =
         futures::future::join_all(tasks).await.into_iter().map(|r| r.unwrap().unwrap()).collect();
-    assert_eq!(results.iter().filter(|r| **r == Rotation::Rotated).count(), 1);
+    assert_eq!(results.iter().filter(|r| matches!(r, Rotation::Rotated { .. })).count(), 1);
     assert_eq!(results.iter().filter(|r| matches!(r, Rotation::Grace { .. })).count(), 49);
     let mut live = 0;
     for i in 0..50 {
@@ -530,6 +574,7 @@ async fn leases_and_cleanup(db: TestDatabase) {
 
 both_backends!(
     refresh_rotation_grace_and_reuse,
+    a_refused_rotation_changes_nothing,
     code_replay_revokes_the_refresh_family,
     fifty_concurrent_rotations_leave_one_live_descendant,
     leases_and_cleanup,

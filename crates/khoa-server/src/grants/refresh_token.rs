@@ -31,52 +31,54 @@ pub async fn rotate(
 ) -> Result<TokenResponse, TokenError> {
     let now = crate::now();
     let presented_hash = handle_hash(presented);
-    let Some(current) = state.store.refresh_token(&presented_hash).await? else {
-        return Err(invalid_grant("the refresh token is invalid"));
+    let requested = requested_scope
+        .map(ScopeSet::parse)
+        .transpose()
+        .map_err(|_| TokenEndpointError::InvalidScope("scope contains invalid characters"))?;
+    // The presented token is read by the rotation itself (one transaction, no read
+    // before it); its successor is built from it there.
+    let successor = {
+        let (client_id, lifetime) = (client.client_id.clone(), issue::refresh_token_lifetime(state, client));
+        issue::RefreshHandle::new(state)?.successor(move |handle, current| {
+            // RFC 6749 §6: the scope may be narrowed, never widened.
+            let granted = ScopeSet::parse(&current.scope).unwrap_or_default();
+            let scope = match &requested {
+                None => granted,
+                Some(requested) if requested.is_subset(&granted) => requested.clone(),
+                Some(_) => return None,
+            };
+            let template = RefreshTemplate {
+                family_id: &current.family_id,
+                client_id: &client_id,
+                lifetime,
+                user_id: current.user_id,
+                sid: current.sid.as_deref(),
+                scope: &scope,
+                auth_time: current.auth_time,
+                amr: &current.amr,
+            };
+            Some(handle.row(template, now))
+        })
     };
-    if current.client_id != client.client_id {
-        return Err(invalid_grant("the refresh token was issued to another client"));
-    }
-    // RFC 6749 §6: the scope may be narrowed, never widened.
-    let granted = ScopeSet::parse(&current.scope).unwrap_or_default();
-    let scope = match requested_scope {
-        None => granted.clone(),
-        Some(s) => {
-            let requested = ScopeSet::parse(s)
-                .map_err(|_| TokenEndpointError::InvalidScope("scope contains invalid characters"))?;
-            if !requested.is_subset(&granted) {
-                return Err(TokenEndpointError::InvalidScope("the requested scope exceeds the granted scope").into());
-            }
-            requested
-        }
-    };
-    let (successor_handle, successor) = issue::refresh_token(
-        state,
-        RefreshTemplate {
-            family_id: &current.family_id,
-            client_id: &client.client_id,
-            lifetime: issue::refresh_token_lifetime(state, client),
-            user_id: current.user_id,
-            sid: current.sid.as_deref(),
-            scope: &scope,
-            auth_time: current.auth_time,
-            amr: &current.amr,
-        },
-        now,
-    )?;
+    let successor_handle = successor.handle.clone();
     let lifetime = issue::access_token_lifetime(state, client);
     let minted = issue::new_access_token_id(state);
     let access = NewAccessToken { jti: minted.jti.clone(), issued_at: now, expires_at: now + lifetime };
     let grace = state.settings.refresh_grace;
-    let (handle, handed_scope) = match state
+    let (current, handle, handed_scope) = match state
         .store
-        .rotate_refresh_token(&presented_hash, &client.client_id, now, grace, &successor, &access)
+        .rotate_refresh_token(&presented_hash, &client.client_id, now, grace, successor.into_store(), &access)
         .await?
     {
-        Rotation::Rotated => (successor_handle, scope),
-        Rotation::Grace { successor, sealed } => {
+        Rotation::Rotated { presented, successor } => {
+            (presented, successor_handle, ScopeSet::parse(&successor.scope).unwrap_or_default())
+        }
+        Rotation::Grace { presented, successor, sealed } => {
             let handle = issue::unseal_refresh_handle(state, &successor.token_hash, &sealed)?;
-            (handle, ScopeSet::parse(&successor.scope).unwrap_or_default())
+            (presented, handle, ScopeSet::parse(&successor.scope).unwrap_or_default())
+        }
+        Rotation::Refused => {
+            return Err(TokenEndpointError::InvalidScope("the requested scope exceeds the granted scope").into())
         }
         Rotation::Reused { revoked } => {
             state.metrics.refresh_reuse.inc();
