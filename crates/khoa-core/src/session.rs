@@ -10,7 +10,14 @@ use base64::Engine;
 /// random 256-bit values; only their SHA-256 is stored, so a copy of the database
 /// does not let anyone impersonate a browser or redeem a code.
 pub fn handle_hash(handle: &str) -> String {
-    URL_SAFE_NO_PAD.encode(digest(&SHA256, handle.as_bytes()).as_ref())
+    URL_SAFE_NO_PAD.encode(sha256(handle.as_bytes()))
+}
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest(&SHA256, bytes).as_ref());
+    out
 }
 
 /// A new random handle (256 bits, base64url).

@@ -16,6 +16,8 @@ pub struct AppState {
     pub keys: Arc<KeyRing>,
     pub clients: Arc<ClientCache>,
     pub users: Arc<UserCache>,
+    /// JWT access tokens whose signature has been checked (`tokens.rs`).
+    pub verified: Arc<crate::tokens::VerifiedAccessTokens>,
     pub metrics: Arc<Metrics>,
     /// The discovery document, serialised once.
     pub discovery_json: Arc<str>,
@@ -43,6 +45,7 @@ impl AppState {
             keys: Arc::new(KeyRing::new(snapshot)),
             clients: Arc::new(ClientCache::default()),
             users: Arc::new(UserCache::default()),
+            verified: Arc::new(crate::tokens::VerifiedAccessTokens::default()),
             metrics: Arc::new(Metrics::default()),
             dummy_hash: Arc::new(tokio::sync::OnceCell::new()),
             password_slots: Arc::new(tokio::sync::Semaphore::new(

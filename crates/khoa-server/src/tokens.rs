@@ -7,6 +7,8 @@ use khoa_core::jose::jwt;
 use khoa_core::session::handle_hash;
 use khoa_core::tokens::{AccessTokenClaims, ACCESS_TOKEN_TYP};
 use khoa_store::{AccessTokenRecord, RefreshTokenRecord, StoreError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 pub enum Found {
     Access(Box<AccessTokenClaims>, AccessTokenRecord),
@@ -20,13 +22,25 @@ pub async fn access_token(state: &AppState, token: &str) -> Result<Option<Found>
         return opaque_access_token(state, token).await;
     }
     let keys = state.keys.snapshot();
-    let Ok((header, claims)) = jwt::decode::<AccessTokenClaims, _>(token, |kid| keys.key(kid)) else {
-        return Ok(None);
+    let digest = TokenDigest::of(token);
+    let claims = match state.verified.get(&digest, |kid| keys.key(kid).is_some()) {
+        Some(claims) => claims,
+        None => {
+            let Ok((header, claims)) = jwt::decode::<AccessTokenClaims, _>(token, |kid| keys.key(kid)) else {
+                return Ok(None);
+            };
+            if header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) || claims.iss != state.settings.issuer {
+                return Ok(None);
+            }
+            let claims = Arc::new(claims);
+            if let Some(kid) = header.kid {
+                state.verified.insert(digest, kid, claims.clone());
+            }
+            claims
+        }
     };
-    if header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) || claims.iss != state.settings.issuer {
-        return Ok(None);
-    }
-    Ok(state.store.access_token(&claims.jti).await?.map(|r| Found::Access(Box::new(claims), r)))
+    // The record decides, every time: revocation and expiry take effect at once.
+    Ok(state.store.access_token(&claims.jti).await?.map(|r| Found::Access(Box::new((*claims).clone()), r)))
 }
 
 /// An opaque access token: a handle whose SHA-256 is the recorded `jti`. Its claims
@@ -74,4 +88,107 @@ pub async fn find(state: &AppState, token: &str, hint: Option<&str>) -> Result<O
         return Ok(Some(f));
     }
     refresh_token(state, token).await
+}
+
+/// The SHA-256 of a presented token: the key of [`VerifiedAccessTokens`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenDigest([u8; 32]);
+
+impl TokenDigest {
+    pub fn of(token: &str) -> Self {
+        Self(khoa_core::session::sha256(token.as_bytes()))
+    }
+}
+
+/// JWT access tokens whose signature, header and issuer have been checked, by the
+/// SHA-256 of the whole token.
+///
+/// Checking a signature is a pure function of the token's bytes and the key, so its
+/// outcome can be remembered: a resource server that introspects a token, or calls
+/// userinfo with it, on every API call then costs one RS256 or ES256 verification per
+/// token instead of one per call. Only that check is remembered: the token's record is
+/// still read on every use, so revocation and expiry take effect at once. An entry
+/// counts only while the key that signed it is still in the keyring, so a key that is
+/// removed stops its tokens here as it does in verification. Only tokens that passed
+/// the check are kept, so forged ones cannot fill it; it holds at most
+/// [`VerifiedAccessTokens::CAPACITY`] entries and is emptied whole when full.
+#[derive(Default)]
+pub struct VerifiedAccessTokens {
+    entries: Mutex<HashMap<TokenDigest, (String, Arc<AccessTokenClaims>)>>,
+}
+
+impl VerifiedAccessTokens {
+    /// About 2 MB at most (a few hundred bytes of claims per entry).
+    pub const CAPACITY: usize = 4096;
+
+    /// The claims of a token checked before, if the key it names is still there.
+    pub fn get(&self, digest: &TokenDigest, key_present: impl Fn(&str) -> bool) -> Option<Arc<AccessTokenClaims>> {
+        let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (kid, claims) = entries.get(digest)?;
+        key_present(kid).then(|| claims.clone())
+    }
+
+    pub fn insert(&self, digest: TokenDigest, kid: String, claims: Arc<AccessTokenClaims>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if entries.len() >= Self::CAPACITY {
+            entries.clear();
+        }
+        entries.insert(digest, (kid, claims));
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(jti: &str) -> Arc<AccessTokenClaims> {
+        Arc::new(AccessTokenClaims {
+            iss: "https://sso.example".into(),
+            sub: "1".into(),
+            aud: "app".into(),
+            client_id: "app".into(),
+            exp: 2000,
+            iat: 1000,
+            jti: jti.into(),
+            scope: "openid".into(),
+            auth_time: None,
+            sid: None,
+        })
+    }
+
+    #[test]
+    fn a_checked_token_is_found_by_its_exact_bytes_only() {
+        let cache = VerifiedAccessTokens::default();
+        cache.insert(TokenDigest::of("h.p.s"), "k1".into(), claims("a"));
+        assert_eq!(cache.get(&TokenDigest::of("h.p.s"), |_| true).map(|c| c.jti.clone()), Some("a".into()));
+        // One byte changed (a tampered payload or signature) is another token: not found.
+        assert!(cache.get(&TokenDigest::of("h.p.S"), |_| true).is_none());
+        assert!(cache.get(&TokenDigest::of("h.q.s"), |_| true).is_none());
+    }
+
+    #[test]
+    fn an_entry_counts_only_while_its_key_is_in_the_keyring() {
+        let cache = VerifiedAccessTokens::default();
+        cache.insert(TokenDigest::of("t"), "k1".into(), claims("a"));
+        assert!(cache.get(&TokenDigest::of("t"), |kid| kid == "k1").is_some());
+        assert!(cache.get(&TokenDigest::of("t"), |kid| kid == "k2").is_none(), "k1 removed");
+    }
+
+    #[test]
+    fn it_never_holds_more_than_its_capacity() {
+        let cache = VerifiedAccessTokens::default();
+        for i in 0..VerifiedAccessTokens::CAPACITY + 10 {
+            cache.insert(TokenDigest::of(&i.to_string()), "k".into(), claims("a"));
+            assert!(cache.len() <= VerifiedAccessTokens::CAPACITY);
+        }
+        assert_eq!(cache.len(), 10, "emptied when full, then refilled");
+    }
 }
