@@ -43,4 +43,4 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 echo "node-oidc-provider $(node -p "require('$dir/node_modules/oidc-provider/package.json').version") on Node.js $(node --version), port $port"
-target/release/khoa-bench run "${args[@]}" --peer "http://127.0.0.1:$port"
+KHOA_BENCH_PEER_PID="$peer_pid" target/release/khoa-bench run "${args[@]}" --peer "http://127.0.0.1:$port"

@@ -263,14 +263,16 @@ async fn run(args: &[String]) {
         for _ in 0..o.concurrency {
             browsers.push(peer_logged_in_browser(&t).await.expect("peer login"));
         }
+        // Its process id, from scripts/bench.sh, for its CPU time per operation.
+        server_under_test(std::env::var("KHOA_BENCH_PEER_PID").ok().and_then(|p| p.parse().ok()));
         let outcomes = scenario_suite(&o, t, browsers, (1.0, 1.0, 0.0, 0.0)).await;
         suites.push(Suite { label: "node-oidc-provider (opaque)".into(), outcomes, steps: vec![], rss: None });
     }
 
     for suite in &suites {
         println!("\n{}\n", suite.label);
-        println!("| scenario | per second | p50 (ms) | p99 (ms) | errors | limit | share of limit |");
-        println!("|---|---|---|---|---|---|---|");
+        println!("| scenario | per second | p50 (ms) | p99 (ms) | errors | limit | share of limit | CPU ms/op: server, load generator |");
+        println!("|---|---|---|---|---|---|---|---|");
         for o in &suite.outcomes {
             let (limit, share) = match o.bound_by {
                 "signatures" if o.cost > 0.0 => {
@@ -280,8 +282,9 @@ async fn run(args: &[String]) {
                 "argon2id" => (format!("{argon:.1} hashes/s"), format!("{:.0} %", 100.0 * o.per_second / argon)),
                 _ => ("-".into(), "-".into()),
             };
+            let cpu = o.cpu_ms.map_or_else(|| "-".into(), |(server, load)| format!("{server:.3}, {load:.3}"));
             println!(
-                "| {} | {:.0} | {:.1} | {:.1} | {} | {limit} | {share} |",
+                "| {} | {:.0} | {:.1} | {:.1} | {} | {limit} | {share} | {cpu} |",
                 o.name, o.per_second, o.p50_ms, o.p99_ms, o.errors
             );
         }
@@ -350,6 +353,7 @@ async fn khoa_suite(o: &RunOptions, opaque: bool) -> Suite {
     let steps = sql_per_step(&t, &browsers[0], &reqwest::Client::new(), &access).await;
     // Signatures per operation: an ID token for openid, and a JWT access token.
     let at = if opaque { 0.0 } else { 1.0 };
+    server_under_test(Some(pid));
     let outcomes = scenario_suite(o, t, browsers, (1.0 + at, 1.0 + at, at, at)).await;
     let peak_rss = peak.load(Ordering::Relaxed);
     sampler.abort();
@@ -468,6 +472,7 @@ async fn scenario_suite(
             errors: 0,
             cost: 1.0,
             bound_by: "-",
+            cpu_ms: None,
         });
     }
     outcomes

@@ -6,6 +6,7 @@ use khoa_core::jose::{SigningAlgorithm, SigningKey};
 use khoa_core::password::{hash_password, verify_password, PasswordParams};
 use khoa_core::pkce::CodeChallenge;
 use khoa_testkit::browser::{inputs, location, query, Browser};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -83,6 +84,35 @@ pub struct Outcome {
     /// Signatures (or argon2id hashes) one operation needs, for its bound.
     pub cost: f64,
     pub bound_by: &'static str,
+    /// CPU time per operation, in ms: the server's and the load generator's (this
+    /// process). `None` where the server's process is not known.
+    pub cpu_ms: Option<(f64, f64)>,
+}
+
+/// The process under load, whose CPU time each scenario reports (0: unknown).
+static SERVER_PID: AtomicU32 = AtomicU32::new(0);
+
+/// Names the process the next scenarios load.
+pub fn server_under_test(pid: Option<u32>) {
+    SERVER_PID.store(pid.unwrap_or(0), Ordering::Relaxed);
+}
+
+/// CPU time a process has used so far, in ms (user + system, from /proc/PID/stat;
+/// the kernel reports it in USER_HZ = 100 ticks per second).
+fn cpu_ms(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 * 10.0)
+}
+
+/// (server, load generator) CPU time so far, in ms.
+fn cpu_now() -> Option<(f64, f64)> {
+    match SERVER_PID.load(Ordering::Relaxed) {
+        0 => None,
+        pid => Some((cpu_ms(&pid.to_string())?, cpu_ms("self")?)),
+    }
 }
 
 /// Runs `op` from `concurrency` tasks for `duration`; each call is one operation.
@@ -100,9 +130,10 @@ where
 {
     // KHOA_BENCH_ONLY=sso,userinfo runs only the scenarios named (for profiling).
     if std::env::var("KHOA_BENCH_ONLY").is_ok_and(|only| !only.split(',').any(|n| n.trim() == name)) {
-        return Outcome { name, per_second: 0.0, p50_ms: 0.0, p99_ms: 0.0, errors: 0, cost, bound_by };
+        return Outcome { name, per_second: 0.0, p50_ms: 0.0, p99_ms: 0.0, errors: 0, cost, bound_by, cpu_ms: None };
     }
     let op = Arc::new(op);
+    let cpu_before = cpu_now();
     let end = Instant::now() + duration;
     let tasks: Vec<_> = (0..concurrency)
         .map(|worker| {
@@ -134,6 +165,13 @@ where
             errors += e;
         }
     }
+    let cpu_ms = match (cpu_before, cpu_now()) {
+        (Some((s0, c0)), Some((s1, c1))) if !all.is_empty() => {
+            let n = all.len() as f64;
+            Some(((s1 - s0) / n, (c1 - c0) / n))
+        }
+        _ => None,
+    };
     all.sort();
     let pct =
         |p: f64| all.get(((all.len() as f64 - 1.0) * p) as usize).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0);
@@ -145,6 +183,7 @@ where
         errors,
         cost,
         bound_by,
+        cpu_ms,
     }
 }
 
