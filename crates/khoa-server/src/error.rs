@@ -12,6 +12,8 @@ pub enum ApiError {
     NotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("the request URI is longer than {0} bytes")]
+    UriTooLong(usize),
     #[error("the database is unreachable")]
     Unavailable,
     #[error("internal error")]
@@ -23,6 +25,7 @@ impl ApiError {
         match self {
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "invalid_request"),
+            Self::UriTooLong(_) => (StatusCode::URI_TOO_LONG, "invalid_request"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
         }

@@ -9,6 +9,7 @@ mod dialects;
 pub mod error;
 mod flow;
 mod grants;
+pub mod http;
 pub mod i18n;
 mod interaction;
 mod issue;
@@ -70,18 +71,13 @@ impl RunningServer {
 pub async fn start(state: AppState) -> std::io::Result<RunningServer> {
     let listener = TcpListener::bind(state.settings.listen).await?;
     let local_addr = listener.local_addr()?;
-    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let (tx, rx) = tokio::sync::watch::channel(false);
     watcher::spawn(state.clone(), rx.clone());
     cleanup::spawn(state.clone(), rx.clone());
     backchannel::spawn(state.clone(), rx.clone());
-    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    let app = router(state.clone());
+    let (header_read_timeout, drain) = (state.settings.header_read_timeout, state.settings.request_timeout);
+    let task = tokio::spawn(http::serve(listener, app, header_read_timeout, drain, rx));
     tracing::info!(%local_addr, issuer = %state.settings.issuer, "khoa listening");
     // Give the accept loop a moment to be scheduled before callers connect.
     tokio::time::sleep(Duration::from_millis(1)).await;

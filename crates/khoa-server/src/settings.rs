@@ -63,8 +63,12 @@ pub struct Settings {
     pub watch_interval: Duration,
     /// Largest accepted request body (bytes).
     pub body_limit: usize,
-    /// Longest time one request may take.
+    /// Longest time one request may take; also how long a graceful stop waits for the
+    /// requests in flight.
     pub request_timeout: Duration,
+    /// Longest time a client may take to send a request's line and headers; a slower
+    /// one is disconnected (it cannot hold a connection open by trickling bytes).
+    pub header_read_timeout: Duration,
     /// `Cache-Control: max-age` of discovery and JWKS (seconds). Kept below the
     /// pre-publication delay so caches learn a new key before it signs.
     pub metadata_max_age: u32,
@@ -103,6 +107,7 @@ impl Settings {
             watch_interval: Duration::from_millis(500),
             body_limit: 64 * 1024,
             request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
             metadata_max_age: 300,
             clock_skew_leeway: 300,
             login_throttle: ThrottlePolicy::default(),

@@ -46,6 +46,14 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ("KHOA_BRAND_COLOR", "branding.primary_color: #rrggbb of buttons and focus (default #0b5fff)"),
     ("KHOA_CLEANUP_INTERVAL", "cleanup_interval: how often expired rows are deleted (default 1m)"),
     (
+        "KHOA_REQUEST_TIMEOUT",
+        "http.request_timeout: longest time one request may take (408), and the drain time on SIGTERM (default 30s)",
+    ),
+    (
+        "KHOA_HEADER_READ_TIMEOUT",
+        "http.header_read_timeout: a client must send a request's headers within this, or is disconnected (default 10s)",
+    ),
+    (
         "KHOA_LOGIN_FREE_FAILURES",
         "login_throttle.free_failures: failed logins per account or address before waiting (default 5)",
     ),
@@ -90,6 +98,15 @@ struct FileConfig {
     backchannel: BackchannelSection,
     #[serde(default)]
     branding: BrandingSection,
+    #[serde(default)]
+    http: HttpSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpSection {
+    request_timeout: Option<String>,
+    header_read_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -461,6 +478,21 @@ pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
         }
         settings.cleanup_interval = d;
     }
+    let http = file.http;
+    if let Some(v) = pick(env, "KHOA_REQUEST_TIMEOUT", "http.request_timeout", http.request_timeout) {
+        let d = duration(&v)?;
+        if d < Duration::from_secs(1) || d > Duration::from_secs(300) {
+            return Err(invalid(&v.key, "must be between 1s and 5m"));
+        }
+        settings.request_timeout = d;
+    }
+    if let Some(v) = pick(env, "KHOA_HEADER_READ_TIMEOUT", "http.header_read_timeout", http.header_read_timeout) {
+        let d = duration(&v)?;
+        if d < Duration::from_secs(1) || d > Duration::from_secs(60) {
+            return Err(invalid(&v.key, "must be between 1s and 60s"));
+        }
+        settings.header_read_timeout = d;
+    }
 
     Ok(Config { settings, database_url: database.raw, secret, log_filter: log_filter.raw, log_format })
 }
@@ -574,6 +606,13 @@ mod tests {
         );
         let c = load(None, &env_of(&[("KHOA_REFRESH_GRACE", "0s"), ("KHOA_CLEANUP_INTERVAL", "10s")])).unwrap();
         assert_eq!((c.settings.refresh_grace, c.settings.cleanup_interval), (0, Duration::from_secs(10)));
+        let c = load(None, &env_of(&[("KHOA_REQUEST_TIMEOUT", "5s"), ("KHOA_HEADER_READ_TIMEOUT", "2s")])).unwrap();
+        assert_eq!(
+            (c.settings.request_timeout, c.settings.header_read_timeout),
+            (Duration::from_secs(5), Duration::from_secs(2))
+        );
+        assert!(err(None, &[("KHOA_HEADER_READ_TIMEOUT", "0s")]).starts_with("KHOA_HEADER_READ_TIMEOUT:"));
+        assert!(err(None, &[("KHOA_REQUEST_TIMEOUT", "1h")]).starts_with("KHOA_REQUEST_TIMEOUT:"));
         assert!(err(None, &[("KHOA_LOGIN_BASE_DELAY", "0s")]).starts_with("KHOA_LOGIN_BASE_DELAY:"));
         let missing = err(Some(Path::new("/nonexistent/khoa.toml")), &[]);
         assert!(missing.contains("/nonexistent/khoa.toml"), "{missing}");

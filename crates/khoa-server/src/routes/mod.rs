@@ -61,9 +61,24 @@ pub(crate) fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(middleware::from_fn(limit_uri))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// Longest request URI (path and query), in bytes: far above any authorization request
+/// a client sends, and far below what would cost memory.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// 414 for a URI longer than [`MAX_URI_BYTES`], before any handler parses it.
+async fn limit_uri(req: Request, next: Next) -> Response {
+    let uri = req.uri();
+    let len = uri.path().len() + uri.query().map_or(0, |q| q.len() + 1);
+    if len > MAX_URI_BYTES {
+        return ApiError::UriTooLong(MAX_URI_BYTES).into_response();
+    }
+    next.run(req).await
 }
 
 /// Metrics, an access log line and baseline security headers for every response.
