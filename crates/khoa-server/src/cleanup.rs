@@ -33,7 +33,8 @@ pub(crate) fn spawn(state: AppState, mut stop: watch::Receiver<bool>) {
 fn cutoff(state: &AppState, kind: Expiring, now: i64) -> i64 {
     match kind {
         Expiring::LoginThrottle => {
-            now - state.settings.login_throttle.window.max(state.settings.login_throttle.max_delay)
+            let (login, client) = (&state.settings.login_throttle, &state.settings.client_auth_throttle);
+            now - login.window.max(login.max_delay).max(client.window).max(client.max_delay)
         }
         _ => now,
     }

@@ -38,7 +38,51 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap, form: &Form) ->
     let client = state.clients.get(state.store.as_ref(), credentials.client_id()).await?;
     if let Err(e) = client_auth::verify(&credentials, client.as_deref()) {
         state.metrics.client_auth_failures.inc();
+        if let Some(client) = &client {
+            throttle_failure(state, &client.client_id).await?;
+        }
         return Err(e.into());
     }
     client.ok_or_else(|| TokenEndpointError::invalid_client("client authentication failed", false).into())
+}
+
+/// Counts a failed authentication of a registered client (unknown client_ids are not
+/// counted: there is nothing to guess, and no row to grow per name an attacker makes
+/// up). Past the policy's free failures, further failures get 429 with `Retry-After`
+/// for a doubling period, and are not counted while it lasts.
+///
+/// Only failures are refused: the right secret is always accepted, so knowing a
+/// client_id (it is public) is not enough to lock its owner out. Secrets have at least
+/// 256 bits or 32 characters, so the throttle bounds the cost and noise of failures
+/// rather than being what stops guessing. Failures are counted in the database, shared
+/// by every process; each process remembers the waiting period it last learned there,
+/// so a throttled failure costs no database access.
+async fn throttle_failure(state: &AppState, client_id: &str) -> Result<(), TokenError> {
+    let now = crate::now();
+    if let Some(until) = state.client_auth_blocks.until(client_id).filter(|until| *until > now) {
+        state.metrics.client_auth_throttled.inc();
+        return Err(TokenError::Throttled { retry_after: until - now });
+    }
+    let key = format!("client:{client_id}");
+    let until = state.store.record_login_failure(&key, now, &state.settings.client_auth_throttle).await?;
+    state.client_auth_blocks.set(client_id, until);
+    Ok(())
+}
+
+/// The waiting period of each throttled client, as this process last learned it.
+#[derive(Default)]
+pub struct ClientAuthBlocks {
+    until: std::sync::Mutex<HashMap<String, i64>>,
+}
+
+impl ClientAuthBlocks {
+    fn until(&self, client_id: &str) -> Option<i64> {
+        self.until.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(client_id).copied()
+    }
+
+    /// Registered clients only, so the map is bounded by the number of clients.
+    fn set(&self, client_id: &str, until: i64) {
+        let mut map = self.until.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.insert(client_id.to_string(), until);
+    }
 }

@@ -58,6 +58,11 @@ impl IntoResponse for ApiError {
 pub enum TokenError {
     Endpoint(khoa_core::token_error::TokenEndpointError),
     Api(ApiError),
+    /// A failed client authentication while the client is throttled: 429 with
+    /// `Retry-After` (seconds).
+    Throttled {
+        retry_after: i64,
+    },
 }
 
 impl TokenError {
@@ -82,6 +87,7 @@ impl IntoResponse for TokenError {
     fn into_response(self) -> Response {
         let e = match self {
             Self::Api(e) => return e.into_response(),
+            Self::Throttled { retry_after } => return throttled(retry_after),
             Self::Endpoint(e) => e,
         };
         let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
@@ -95,4 +101,21 @@ impl IntoResponse for TokenError {
         }
         res
     }
+}
+
+/// 429 for a client whose authentications keep failing (`invalid_client`, since that is
+/// what the request is; the status and `Retry-After` say when to try again).
+fn throttled(retry_after: i64) -> Response {
+    let body = serde_json::json!({
+        "error": "invalid_client",
+        "error_description": "too many failed client authentications; retry later",
+    });
+    let mut res = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    if let Ok(v) = HeaderValue::from_str(&retry_after.max(1).to_string()) {
+        h.insert(header::RETRY_AFTER, v);
+    }
+    res
 }

@@ -49,6 +49,7 @@ pub struct Metrics {
     pub login_failures: Counter,
     pub login_throttled: Counter,
     pub client_auth_failures: Counter,
+    pub client_auth_throttled: Counter,
     pub tokens_issued: Counter,
     pub refresh_reuse: Counter,
     pub cleanup_deleted: Family<TableLabels, Counter>,
@@ -79,6 +80,7 @@ impl Default for Metrics {
         let login_failures = Counter::default();
         let login_throttled = Counter::default();
         let client_auth_failures = Counter::default();
+        let client_auth_throttled = Counter::default();
         let tokens_issued = Counter::default();
         let refresh_reuse = Counter::default();
         let cleanup_deleted = Family::<TableLabels, Counter>::default();
@@ -102,6 +104,11 @@ impl Default for Metrics {
             "client_auth_failures",
             "Failed client authentications at the token endpoint",
             client_auth_failures.clone(),
+        );
+        registry.register(
+            "client_auth_throttled",
+            "Failed client authentications answered 429 by throttling",
+            client_auth_throttled.clone(),
         );
         registry.register("tokens_issued", "Token responses issued", tokens_issued.clone());
         registry.register(
@@ -141,6 +148,7 @@ impl Default for Metrics {
             login_failures,
             login_throttled,
             client_auth_failures,
+            client_auth_throttled,
             tokens_issued,
             refresh_reuse,
             cleanup_deleted,

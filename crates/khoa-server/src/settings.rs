@@ -77,6 +77,8 @@ pub struct Settings {
     pub clock_skew_leeway: i64,
     /// Login throttling, per account and per client address.
     pub login_throttle: ThrottlePolicy,
+    /// Throttling of failed client authentications, per client.
+    pub client_auth_throttle: ThrottlePolicy,
     /// Duplicates of a refresh token within this many seconds of its rotation get the
     /// same successor instead of revoking the family.
     pub refresh_grace: i64,
@@ -111,6 +113,9 @@ impl Settings {
             metadata_max_age: 300,
             clock_skew_leeway: 300,
             login_throttle: ThrottlePolicy::default(),
+            // A client's secret has at least 256 bits or 32 characters: the throttle
+            // bounds the cost of failures, it is not what stops guessing.
+            client_auth_throttle: ThrottlePolicy { free_failures: 10, base_delay: 1, max_delay: 300, window: 3600 },
             refresh_grace: 5,
             access_token_format: AccessTokenFormat::Jwt,
             access_token_alg: SigningAlgorithm::RS256,

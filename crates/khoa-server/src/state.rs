@@ -16,6 +16,8 @@ pub struct AppState {
     pub keys: Arc<KeyRing>,
     pub clients: Arc<ClientCache>,
     pub users: Arc<UserCache>,
+    /// Clients whose failed authentications are throttled (`client_authn.rs`).
+    pub client_auth_blocks: Arc<crate::client_authn::ClientAuthBlocks>,
     /// JWT access tokens whose signature has been checked (`tokens.rs`).
     pub verified: Arc<crate::tokens::VerifiedAccessTokens>,
     pub metrics: Arc<Metrics>,
@@ -46,6 +48,7 @@ impl AppState {
             clients: Arc::new(ClientCache::default()),
             users: Arc::new(UserCache::default()),
             verified: Arc::new(crate::tokens::VerifiedAccessTokens::default()),
+            client_auth_blocks: Arc::new(crate::client_authn::ClientAuthBlocks::default()),
             metrics: Arc::new(Metrics::default()),
             dummy_hash: Arc::new(tokio::sync::OnceCell::new()),
             password_slots: Arc::new(tokio::sync::Semaphore::new(

@@ -60,6 +60,13 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ("KHOA_LOGIN_BASE_DELAY", "login_throttle.base_delay: first wait, doubled per further failure (default 1s)"),
     ("KHOA_LOGIN_MAX_DELAY", "login_throttle.max_delay: longest wait (default 15m)"),
     ("KHOA_LOGIN_WINDOW", "login_throttle.window: failures older than this are forgotten (default 1h)"),
+    (
+        "KHOA_CLIENT_AUTH_FREE_FAILURES",
+        "client_auth_throttle.free_failures: failed authentications per client before its failures get 429 (default 10)",
+    ),
+    ("KHOA_CLIENT_AUTH_BASE_DELAY", "client_auth_throttle.base_delay: first period, doubled per further failure (default 1s)"),
+    ("KHOA_CLIENT_AUTH_MAX_DELAY", "client_auth_throttle.max_delay: longest period (default 5m)"),
+    ("KHOA_CLIENT_AUTH_WINDOW", "client_auth_throttle.window: failures older than this are forgotten (default 1h)"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +101,8 @@ struct FileConfig {
     keys: KeySection,
     #[serde(default)]
     login_throttle: ThrottleSection,
+    #[serde(default)]
+    client_auth_throttle: ThrottleSection,
     #[serde(default)]
     backchannel: BackchannelSection,
     #[serde(default)]
@@ -201,6 +210,45 @@ fn pick(env: &dyn Fn(&str) -> Option<String>, var: &str, file_key: &str, file: O
         Some(raw) => Some(Value { key: var.to_string(), raw }),
         None => file.map(|raw| Value { key: file_key.to_string(), raw }),
     }
+}
+
+/// A throttling policy from `[section]` and `{var}_*` variables, over `default`.
+fn throttle_policy(
+    env: &dyn Fn(&str) -> Option<String>,
+    var: &str,
+    section: &str,
+    th: ThrottleSection,
+    default: khoa_core::throttle::ThrottlePolicy,
+) -> Result<khoa_core::throttle::ThrottlePolicy, ConfigError> {
+    let mut throttle = default;
+    if let Some(v) = pick(
+        env,
+        &format!("{var}_FREE_FAILURES"),
+        &format!("{section}.free_failures"),
+        th.free_failures.map(|n| n.to_string()),
+    ) {
+        throttle.free_failures = v
+            .raw
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (0..=1000).contains(n))
+            .ok_or_else(|| invalid(&v.key, format!("{:?} is not a whole number from 0 to 1000", v.raw)))?;
+    }
+    for (suffix, name, value, target) in [
+        ("BASE_DELAY", "base_delay", th.base_delay, &mut throttle.base_delay),
+        ("MAX_DELAY", "max_delay", th.max_delay, &mut throttle.max_delay),
+        ("WINDOW", "window", th.window, &mut throttle.window),
+    ] {
+        if let Some(v) = pick(env, &format!("{var}_{suffix}"), &format!("{section}.{name}"), value) {
+            let secs = duration(&v)?.as_secs() as i64;
+            if !(1..=7 * 86_400).contains(&secs) {
+                return Err(invalid(&v.key, "must be between 1s and 7 days"));
+            }
+            *target = secs;
+        }
+    }
+    Ok(throttle)
 }
 
 fn duration(v: &Value) -> Result<Duration, ConfigError> {
@@ -378,33 +426,15 @@ pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
         settings.watch_interval = d;
     }
 
-    let th = file.login_throttle;
-    let mut throttle = khoa_core::throttle::ThrottlePolicy::default();
-    if let Some(v) =
-        pick(env, "KHOA_LOGIN_FREE_FAILURES", "login_throttle.free_failures", th.free_failures.map(|n| n.to_string()))
-    {
-        throttle.free_failures = v
-            .raw
-            .trim()
-            .parse()
-            .ok()
-            .filter(|n| (0..=1000).contains(n))
-            .ok_or_else(|| invalid(&v.key, format!("{:?} is not a whole number from 0 to 1000", v.raw)))?;
-    }
-    for (var, key, value, target) in [
-        ("KHOA_LOGIN_BASE_DELAY", "login_throttle.base_delay", th.base_delay, &mut throttle.base_delay),
-        ("KHOA_LOGIN_MAX_DELAY", "login_throttle.max_delay", th.max_delay, &mut throttle.max_delay),
-        ("KHOA_LOGIN_WINDOW", "login_throttle.window", th.window, &mut throttle.window),
-    ] {
-        if let Some(v) = pick(env, var, key, value) {
-            let secs = duration(&v)?.as_secs() as i64;
-            if !(1..=7 * 86_400).contains(&secs) {
-                return Err(invalid(&v.key, "must be between 1s and 7 days"));
-            }
-            *target = secs;
-        }
-    }
-    settings.login_throttle = throttle;
+    settings.login_throttle =
+        throttle_policy(env, "KHOA_LOGIN", "login_throttle", file.login_throttle, settings.login_throttle)?;
+    settings.client_auth_throttle = throttle_policy(
+        env,
+        "KHOA_CLIENT_AUTH",
+        "client_auth_throttle",
+        file.client_auth_throttle,
+        settings.client_auth_throttle,
+    )?;
     if let Some(v) = pick(env, "KHOA_REFRESH_GRACE", "tokens.refresh_grace", refresh_grace) {
         let secs = duration(&v)?.as_secs() as i64;
         if secs > 60 {
@@ -573,6 +603,12 @@ mod tests {
         );
         assert!(err(None, &[("KHOA_WATCH_INTERVAL", "10s")]).starts_with("KHOA_WATCH_INTERVAL:"));
         assert!(err(None, &[("KHOA_LOGIN_FREE_FAILURES", "many")]).starts_with("KHOA_LOGIN_FREE_FAILURES:"));
+        assert!(err(None, &[("KHOA_CLIENT_AUTH_WINDOW", "0s")]).starts_with("KHOA_CLIENT_AUTH_WINDOW:"));
+        let f = file("[client_auth_throttle]\nfree_failures = 2\n");
+        let c = load(Some(f.path()), &env_of(&[("KHOA_CLIENT_AUTH_MAX_DELAY", "1m")])).unwrap();
+        let t = c.settings.client_auth_throttle;
+        assert_eq!((t.free_failures, t.base_delay, t.max_delay, t.window), (2, 1, 60, 3600));
+        assert_eq!(c.settings.login_throttle, khoa_core::throttle::ThrottlePolicy::default(), "separate policies");
         assert!(err(None, &[("KHOA_REFRESH_GRACE", "2m")]).starts_with("KHOA_REFRESH_GRACE:"));
         assert!(err(None, &[("KHOA_CLEANUP_INTERVAL", "0s")]).starts_with("KHOA_CLEANUP_INTERVAL:"));
         assert!(err(None, &[("KHOA_ACCESS_TOKEN_FORMAT", "paseto")]).starts_with("KHOA_ACCESS_TOKEN_FORMAT:"));

@@ -333,7 +333,58 @@ async fn es256_access_tokens(db: TestDatabase) {
     assert_eq!(khoa.userinfo(at).await.0, 200);
 }
 
+/// Failed client authentications: after the free failures, further failures get 429
+/// with Retry-After for a doubling period; the right secret is never refused (a
+/// client_id is public, so failures must not lock its owner out); other clients and
+/// unknown client_ids are not affected; counted in /metrics.
+async fn client_authentication_failures_are_throttled(db: TestDatabase) {
+    let env = [("KHOA_CLIENT_AUTH_FREE_FAILURES", "3"), ("KHOA_CLIENT_AUTH_BASE_DELAY", "2s")];
+    let khoa = Khoa::with_env(BIN, db, &env);
+    let m2m = ["--grant-types", "client_credentials", "--scopes", "api"];
+    let secret = khoa.client("m2m", &m2m).unwrap();
+    let other = khoa.client("m2m-2", &m2m).unwrap();
+    let grant = [("grant_type", "client_credentials"), ("scope", "api")];
+    let try_with = |id: &'static str, secret: String| {
+        let khoa = &khoa;
+        async move { post(khoa, "/oauth2/token", &grant, Some((id, &secret))).await }
+    };
+    // Three free failures, and the fourth that starts the waiting period: 401 each.
+    for _ in 0..4 {
+        assert_eq!(try_with("m2m", "wrong".into()).await.0, 401);
+    }
+    // Now 429 with Retry-After, at the token endpoint and at introspection alike.
+    let (status, headers, body) = try_with("m2m", "wrong".into()).await;
+    assert_eq!((status, body["error"].as_str()), (429, Some("invalid_client")), "{body}");
+    let retry: i64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    assert_eq!(headers["cache-control"], "no-store");
+    let (status, _, _) = post(&khoa, "/oauth2/introspect", &[("token", "x")], Some(("m2m", "wrong"))).await;
+    assert_eq!(status, 429);
+    // The right secret still works, and another client is not affected.
+    assert_eq!(try_with("m2m", secret.clone()).await.0, 200);
+    assert_eq!(try_with("m2m-2", "wrong".into()).await.0, 401);
+    assert_eq!(try_with("m2m-2", other).await.0, 200);
+    // Unknown client_ids are refused as before, never throttled.
+    for _ in 0..6 {
+        assert_eq!(try_with("nobody", "wrong".into()).await.0, 401);
+    }
+    // After the period, a failure is counted again (401), and doubles the next one.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(try_with("m2m", "wrong".into()).await.0, 401);
+    let (status, headers, _) = try_with("m2m", "wrong".into()).await;
+    assert_eq!(status, 429);
+    let retry: i64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((3..=4).contains(&retry), "doubled: {retry}");
+    let metrics = reqwest::get(khoa.url("/metrics")).await.unwrap().text().await.unwrap();
+    let count = |name: &str| {
+        metrics.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    assert_eq!(count("khoa_client_auth_throttled_total"), Some(3.0), "{metrics}");
+    assert_eq!(count("khoa_client_auth_failures_total"), Some(15.0), "{metrics}");
+}
+
 both_backends!(
+    client_authentication_failures_are_throttled,
     opaque_access_tokens,
     es256_access_tokens,
     rotation_scopes_and_id_tokens,

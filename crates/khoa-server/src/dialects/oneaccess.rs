@@ -32,6 +32,7 @@ fn from_token_error(e: TokenError) -> Response {
     match e {
         TokenError::Endpoint(e) => error(e.code(), &e.to_string()),
         TokenError::Api(e) => e.into_response(),
+        throttled @ TokenError::Throttled { .. } => throttled.into_response(),
     }
 }
 
