@@ -35,6 +35,16 @@ async fn discovery_and_jwks(db: TestDatabase) {
     }
     assert_eq!(meta["response_types_supported"], serde_json::json!(["code"]));
     assert_eq!(meta["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    // RFC 9700 §2.6: public documents may be fetched cross-origin; the authorization
+    // endpoint answers no CORS request.
+    assert_eq!(headers["access-control-allow-origin"], "*");
+    let cross_origin = reqwest::Client::new()
+        .get(khoa.url("/oauth2/auth?client_id=x"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(cross_origin.headers().get("access-control-allow-origin").is_none());
     assert_eq!(
         meta["grant_types_supported"],
         serde_json::json!(["authorization_code", "refresh_token", "client_credentials"])
