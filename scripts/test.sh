@@ -79,4 +79,18 @@ set -e
 totals=$(sed -nE 's/^test result: [A-Za-z]+\. ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/p' "$PGDIR/cargo-test.log" \
   | awk '{p += $1; f += $2} END {print p + 0, f + 0}')
 echo "tests: ${totals% *} passed, ${totals#* } failed"
+
+# A full run also runs each fuzz target for a few seconds from the committed corpus
+# (nightly Rust and cargo-fuzz; cargo test has replayed the corpus on stable already).
+if [ $# -eq 0 ] && [ "$status" = 0 ] && [ "${KHOA_SKIP_FUZZ:-}" != 1 ]; then
+  if cargo +nightly --version >/dev/null 2>&1; then
+    if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+      echo "test.sh: installing cargo-fuzz"
+      cargo install --locked --quiet cargo-fuzz
+    fi
+    KHOA_FUZZ_SCRATCH=1 ./scripts/fuzz.sh 5 || status=$?
+  else
+    echo "test.sh: no nightly Rust here, so the fuzz targets did not run (their corpus was replayed)"
+  fi
+fi
 exit "$status"

@@ -8,6 +8,8 @@ mod cookies;
 mod dialects;
 pub mod error;
 mod flow;
+#[doc(hidden)]
+pub mod fuzzing;
 mod grants;
 pub mod http;
 pub mod i18n;

@@ -48,7 +48,7 @@ pub const WEB_CODE_EXPIRED: HutechError = HutechError(34, -1, "Authorization cod
 pub const WEB_BAD_CODE: HutechError = HutechError(35, -2, "Authorization code không hợp lệ");
 pub const BAD_REQUEST: HutechError = HutechError(36, -9, "Dữ liệu yêu cầu không hợp lệ");
 
-enum Failure {
+pub(crate) enum Failure {
     Dialect(HutechError, StatusCode, Option<String>),
     Engine(TokenError),
 }
@@ -108,7 +108,7 @@ fn respond(path: &str, result: Result<Exchanged, Failure>) -> Response {
 }
 
 /// The `app-key` header and the JSON body's string fields.
-fn read(headers: &HeaderMap, body: &[u8], fields: &[&str]) -> Result<(String, Vec<String>), Failure> {
+pub(crate) fn read(headers: &HeaderMap, body: &[u8], fields: &[&str]) -> Result<(String, Vec<String>), Failure> {
     let app_key = headers
         .get("app-key")
         .and_then(|v| v.to_str().ok())

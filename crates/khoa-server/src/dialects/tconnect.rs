@@ -63,7 +63,7 @@ struct Envelope {
 }
 
 #[derive(Deserialize)]
-struct LoginPayload {
+pub(crate) struct LoginPayload {
     username: String,
     password: String,
     client_id: String,
@@ -71,7 +71,7 @@ struct LoginPayload {
 }
 
 #[derive(Deserialize)]
-struct RefreshPayload {
+pub(crate) struct RefreshPayload {
     refresh_token: String,
 }
 
@@ -117,7 +117,7 @@ async fn partner(state: &AppState, headers: &HeaderMap) -> Result<(PartnerKey, A
 }
 
 /// Decrypts the body as `T`; every failure is the same `unreadable()`.
-fn payload<T: serde::de::DeserializeOwned>(key: &PartnerKey, body: &[u8]) -> Result<T, Response> {
+pub(crate) fn payload<T: serde::de::DeserializeOwned>(key: &PartnerKey, body: &[u8]) -> Result<T, Response> {
     let envelope: Envelope = serde_json::from_slice(body).map_err(|_| unreadable())?;
     key.decrypt_json(&envelope.data).map_err(|_| unreadable())
 }
