@@ -107,8 +107,11 @@ pub fn hutech(data: &[u8]) {
     let _ = hutech::read(&headers, data, &["authorization_code", "client_id", "client_secret"]);
 }
 
+/// A fuzz target: any bytes in, no panic out.
+pub type Target = fn(&[u8]);
+
 /// The targets by name, for the corpus replay test and the fuzz crate.
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("token_request", token_request),
     ("authorization_request", authorization_request),
     ("jwt", jwt),
