@@ -45,7 +45,7 @@ async fn metric(base: &str, name: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_one_postgres_act_as_one_server() {
     let env =
-        [("KHOA_REFRESH_GRACE", "0s"), ("KHOA_CLEANUP_INTERVAL", "1s"), ("KHOA_AUTHORIZATION_CODE_LIFETIME", "1s")];
+        [("KHOA_REFRESH_GRACE", "1s"), ("KHOA_CLEANUP_INTERVAL", "1s"), ("KHOA_AUTHORIZATION_CODE_LIFETIME", "1s")];
     let khoa = Khoa::with_env(BIN, test_database(Backend::Postgres).await, &env);
     let issuer = khoa.issuer();
     let b = KhoaProcess::start(BIN, &khoa.db, &[env[0], env[1], env[2], ("KHOA_ISSUER", &issuer)]);
@@ -66,8 +66,8 @@ async fn two_nodes_on_one_postgres_act_as_one_server() {
     let second = exchange(&a_url, &code, &secret).await;
 
     // A refresh token presented to both at once, ten times each: exactly one rotation
-    // wins; the duplicates (within the grace window: the same second) get its successor,
-    // so one refresh token value comes back, with one live descendant.
+    // wins; the duplicates (within the 1 s grace window, which counts whole seconds)
+    // get its successor, so one refresh token value comes back, one live descendant.
     let refresh = second["refresh_token"].as_str().unwrap().to_string();
     let tasks: Vec<_> = (0..20)
         .map(|i| {
@@ -88,7 +88,7 @@ async fn two_nodes_on_one_postgres_act_as_one_server() {
     assert_eq!(successors.len(), 1, "one successor for all: {successors:?}");
     let successor = successors.pop_first().unwrap();
     // After the window the rotated token is reuse (the family is revoked, on both).
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let (status, _) =
         post(&b_url, "/oauth2/token", &[("grant_type", "refresh_token"), ("refresh_token", &refresh)], &secret).await;
     assert_eq!(status, 400);
