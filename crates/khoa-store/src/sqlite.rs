@@ -139,6 +139,23 @@ mod tests {
         assert!(take_synchronous("sqlite://khoa.db?synchronous=off").is_err(), "OFF would lose commits on a crash");
     }
 
+    /// Logout revokes a session's tokens through an index, not by scanning the tables.
+    #[tokio::test]
+    async fn logout_revocations_use_the_sid_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::connect(&format!("sqlite://{}/khoa.db", dir.path().display())).await.unwrap();
+        store.run_migrations().await.unwrap();
+        for (table, index) in [("access_tokens", "access_tokens_sid"), ("refresh_tokens", "refresh_tokens_sid")] {
+            let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(&format!(
+                "EXPLAIN QUERY PLAN UPDATE {table} SET revoked_at = 1 WHERE sid = 'x' AND revoked_at IS NULL"
+            ))
+            .fetch_all(&mut *store.read().await.unwrap())
+            .await
+            .unwrap();
+            assert!(plan.iter().any(|row| row.3.contains(index)), "{table}: {plan:?}");
+        }
+    }
+
     #[tokio::test]
     async fn a_path_that_cannot_be_opened_fails_at_connect() {
         let dir = tempfile::tempdir().unwrap();
