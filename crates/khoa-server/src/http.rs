@@ -37,8 +37,7 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout)
         .max_buf_size(MAX_HEAD_BYTES)
-        .max_headers(MAX_HEADERS)
-        .keep_alive(true);
+        .max_headers(MAX_HEADERS);
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {

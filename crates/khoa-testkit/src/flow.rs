@@ -66,9 +66,7 @@ impl Khoa {
 
     /// An authorization URL built by hand.
     pub fn authorize_url(&self, params: &[(&str, &str)]) -> String {
-        let mut url = url::Url::parse(&self.url("/oauth2/auth")).unwrap();
-        url.query_pairs_mut().extend_pairs(params);
-        url.to_string()
+        authorize_url_at(&self.url(""), params)
     }
 
     /// A code for `client_id` with the standard parameters plus `extra`.
@@ -165,4 +163,11 @@ pub fn jwt_claims(jwt: &str) -> Value {
 pub fn jwt_header(jwt: &str) -> Value {
     let header = jwt.split('.').next().unwrap();
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap()
+}
+
+/// The authorization endpoint of the server at `base` with `params`.
+pub fn authorize_url_at(base: &str, params: &[(&str, &str)]) -> String {
+    let mut url = url::Url::parse(&format!("{base}/oauth2/auth")).expect("a base URL");
+    url.query_pairs_mut().extend_pairs(params);
+    url.to_string()
 }

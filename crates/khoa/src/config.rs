@@ -227,13 +227,7 @@ fn throttle_policy(
         &format!("{section}.free_failures"),
         th.free_failures.map(|n| n.to_string()),
     ) {
-        throttle.free_failures = v
-            .raw
-            .trim()
-            .parse()
-            .ok()
-            .filter(|n| (0..=1000).contains(n))
-            .ok_or_else(|| invalid(&v.key, format!("{:?} is not a whole number from 0 to 1000", v.raw)))?;
+        throttle.free_failures = whole_number(&v, 0, 1000)?;
     }
     for (suffix, name, value, target) in [
         ("BASE_DELAY", "base_delay", th.base_delay, &mut throttle.base_delay),
@@ -249,6 +243,15 @@ fn throttle_policy(
         }
     }
     Ok(throttle)
+}
+
+fn whole_number(v: &Value, min: i64, max: i64) -> Result<i64, ConfigError> {
+    v.raw
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| invalid(&v.key, format!("{:?} is not a whole number from {min} to {max}", v.raw)))
 }
 
 fn duration(v: &Value) -> Result<Duration, ConfigError> {
@@ -486,13 +489,7 @@ pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
     if let Some(v) =
         pick(env, "KHOA_BACKCHANNEL_MAX_ATTEMPTS", "backchannel.max_attempts", bc.max_attempts.map(|n| n.to_string()))
     {
-        settings.backchannel.max_attempts = v
-            .raw
-            .trim()
-            .parse()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| invalid(&v.key, format!("{:?} is not a whole number from 1 to 1000", v.raw)))?;
+        settings.backchannel.max_attempts = whole_number(&v, 1, 1000)?;
     }
     if let Some(v) = pick(env, "KHOA_BACKCHANNEL_HORIZON", "backchannel.horizon", bc.horizon) {
         let secs = duration(&v)?.as_secs() as i64;

@@ -10,7 +10,7 @@
 //! On SQLite (group commit, `synchronous = NORMAL`) and on PostgreSQL.
 
 use khoa_testkit::browser::{location, query, Browser};
-use khoa_testkit::flow::{Khoa, CALLBACK};
+use khoa_testkit::flow::{authorize_url_at, Khoa, CALLBACK};
 use khoa_testkit::{test_database, Backend, KhoaProcess};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
@@ -33,6 +33,11 @@ struct Answered {
     newest: Vec<String>,
 }
 
+/// An authorization request of the client `app` for `scope`.
+fn app_request(scope: &str) -> [(&str, &str); 4] {
+    [("client_id", "app"), ("redirect_uri", CALLBACK), ("response_type", "code"), ("scope", scope)]
+}
+
 /// One request, without panicking when the server is gone: (status, JSON body).
 async fn post(base: &str, path: &str, form: &[(&str, &str)], secret: &str) -> Option<(u16, Value)> {
     let res = reqwest::Client::new()
@@ -50,14 +55,8 @@ async fn post(base: &str, path: &str, form: &[(&str, &str)], secret: &str) -> Op
 /// A code from a browser with a session: the authorization request answers 303 to the
 /// client at once.
 async fn code(base: &str, browser: &Browser) -> Option<String> {
-    let mut url = url::Url::parse(&format!("{base}/oauth2/auth")).ok()?;
-    url.query_pairs_mut().extend_pairs([
-        ("client_id", "app"),
-        ("redirect_uri", CALLBACK),
-        ("response_type", "code"),
-        ("scope", "openid offline_access"),
-    ]);
-    let res = browser.http.get(url.as_str()).timeout(Duration::from_secs(10)).send().await.ok()?;
+    let url = authorize_url_at(base, &app_request("openid offline_access"));
+    let res = browser.http.get(url).timeout(Duration::from_secs(10)).send().await.ok()?;
     if res.status() != 303 {
         return None;
     }
@@ -119,14 +118,7 @@ async fn worker(base: String, secret: String, mut browser: Browser, answered: Ar
 
 /// Signs `browser` in as sv01 through the login page; false when the server is gone.
 async fn sign_in(base: &str, browser: &Browser) -> bool {
-    let mut url = url::Url::parse(&format!("{base}/oauth2/auth")).unwrap();
-    url.query_pairs_mut().extend_pairs([
-        ("client_id", "app"),
-        ("redirect_uri", CALLBACK),
-        ("response_type", "code"),
-        ("scope", "openid"),
-    ]);
-    let Ok(res) = browser.http.get(url.as_str()).send().await else { return false };
+    let Ok(res) = browser.http.get(authorize_url_at(base, &app_request("openid"))).send().await else { return false };
     let Ok(html) = res.text().await else { return false };
     let f = khoa_testkit::browser::inputs(&html);
     let (Some(interaction), Some(csrf)) = (f.get("interaction"), f.get("csrf_token")) else { return false };

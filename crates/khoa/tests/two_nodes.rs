@@ -2,7 +2,7 @@
 //! each step to one or the other, and they behave as one server.
 
 use khoa_testkit::browser::{location, query, Browser};
-use khoa_testkit::flow::{jwt_header, Khoa, CALLBACK};
+use khoa_testkit::flow::{authorize_url_at, jwt_header, Khoa, CALLBACK};
 use khoa_testkit::{run_cli_with, test_database, Backend, KhoaProcess};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -19,14 +19,13 @@ async fn post(base: &str, path: &str, form: &[(&str, &str)], secret: &str) -> (u
 
 /// A code from `base` for a browser that has a session (SSO: 303 to the client).
 async fn sso_code(base: &str, issuer: &str, browser: &Browser) -> Option<String> {
-    let mut url = url::Url::parse(&format!("{base}/oauth2/auth")).unwrap();
-    url.query_pairs_mut().extend_pairs([
+    let params = [
         ("client_id", "app"),
         ("redirect_uri", CALLBACK),
         ("response_type", "code"),
         ("scope", "openid offline_access"),
-    ]);
-    let res = browser.get(url.as_str()).await;
+    ];
+    let res = browser.get(&authorize_url_at(base, &params)).await;
     (res.status() == 303).then(|| query(&location(&res, issuer)).get("code").cloned()).flatten()
 }
 
