@@ -72,13 +72,35 @@ echo "test.sh: throwaway PostgreSQL at 127.0.0.1:$PGPORT"
 
 # Totals over every test binary, as the last line (cargo's own last line is often a
 # doc-test run with nothing in it).
+# The workspace's default member is the server (so that `cargo run` at the root runs
+# it): without a package named, test every member.
+scope=(--workspace)
+for a in "$@"; do
+  case "$a" in -p | -p* | --package | --package=*) scope=() ;; esac
+done
 set +e
-cargo test "$@" 2>&1 | tee "$PGDIR/cargo-test.log"
+cargo test "${scope[@]}" "$@" 2>&1 | tee "$PGDIR/cargo-test.log"
 status=${PIPESTATUS[0]}
 set -e
 totals=$(sed -nE 's/^test result: [A-Za-z]+\. ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/p' "$PGDIR/cargo-test.log" \
   | awk '{p += $1; f += $2} END {print p + 0, f + 0}')
 echo "tests: ${totals% *} passed, ${totals#* } failed"
+
+if [ $# -eq 0 ] && [ "$status" = 0 ]; then
+  # The README's first command, literally, with --version in place of serve.
+  first=$(sed -n 's/^cargo run --release -- serve .*/cargo run --release -- serve/p' README.md | head -n 1)
+  if [ "$first" != "cargo run --release -- serve" ]; then
+    echo "test.sh: README.md no longer opens with 'cargo run --release -- serve'"; status=1
+  else
+    echo "test.sh: ${first% serve} --version"
+    ${first% serve} --version || status=$?
+  fi
+fi
+
+# Supply chain: cargo audit against the offline RustSec snapshot in ../shared.
+if [ $# -eq 0 ] && [ "$status" = 0 ]; then
+  ./scripts/audit.sh || status=$?
+fi
 
 # A full run also runs each fuzz target for a few seconds from the committed corpus
 # (nightly Rust and cargo-fuzz; cargo test has replayed the corpus on stable already).

@@ -12,6 +12,12 @@ use std::collections::HashMap;
 
 /// Longest `state` and `nonce` accepted (they are echoed and stored).
 pub const MAX_ECHO_LEN: usize = 2048;
+/// Longest `login_hint`, `acr_values` and `ui_locales` accepted.
+pub const MAX_HINT_LEN: usize = 256;
+/// Longest `id_token_hint` accepted (our ID tokens are about a kilobyte).
+pub const MAX_ID_TOKEN_HINT_LEN: usize = 4096;
+/// Longest `scope` accepted.
+pub const MAX_SCOPE_LEN: usize = 1024;
 
 /// OAuth 2.0 error codes an authorization request can end with (RFC 6749 §4.1.2.1,
 /// OIDC Core §3.1.2.6).
@@ -239,6 +245,9 @@ fn check_response_mode(
 }
 
 fn check_scope(p: &Params, c: &Client, r: &mut AuthorizationRequest) -> Result<(), (AuthorizeErrorCode, &'static str)> {
+    if p.get("scope").is_some_and(|s| s.len() > MAX_SCOPE_LEN) {
+        return Err((AuthorizeErrorCode::InvalidRequest, "scope is too long"));
+    }
     let scope = ScopeSet::parse(p.get("scope").unwrap_or(""))
         .map_err(|_| (AuthorizeErrorCode::InvalidScope, "scope contains invalid characters"))?;
     if !scope.iter().all(|s| c.scopes.iter().any(|allowed| allowed == s)) {
@@ -311,15 +320,18 @@ fn check_echoed(
     _: &Client,
     r: &mut AuthorizationRequest,
 ) -> Result<(), (AuthorizeErrorCode, &'static str)> {
-    let nonce = p.get("nonce");
-    if nonce.is_some_and(|n| n.len() > MAX_ECHO_LEN) {
-        return Err((AuthorizeErrorCode::InvalidRequest, "nonce is too long"));
-    }
-    r.nonce = nonce.map(str::to_string);
-    r.login_hint = p.get("login_hint").filter(|h| h.len() <= 256).map(str::to_string);
-    r.id_token_hint = p.get("id_token_hint").map(str::to_string);
-    r.acr_values = p.get("acr_values").map(str::to_string);
-    r.ui_locales = p.get("ui_locales").unwrap_or("").split(' ').filter(|l| !l.is_empty()).map(str::to_string).collect();
+    // Every value that is kept with the pending request has a cap (RFC 6749 §4.1.2.1:
+    // an invalid parameter value is invalid_request).
+    let capped = |name: &str, max: usize, error: &'static str| match p.get(name) {
+        Some(v) if v.len() > max => Err((AuthorizeErrorCode::InvalidRequest, error)),
+        v => Ok(v.map(str::to_string)),
+    };
+    r.nonce = capped("nonce", MAX_ECHO_LEN, "nonce is too long")?;
+    r.login_hint = capped("login_hint", MAX_HINT_LEN, "login_hint is too long")?;
+    r.id_token_hint = capped("id_token_hint", MAX_ID_TOKEN_HINT_LEN, "id_token_hint is too long")?;
+    r.acr_values = capped("acr_values", MAX_HINT_LEN, "acr_values is too long")?;
+    let ui_locales = capped("ui_locales", MAX_HINT_LEN, "ui_locales is too long")?.unwrap_or_default();
+    r.ui_locales = ui_locales.split(' ').filter(|l| !l.is_empty()).map(str::to_string).collect();
     Ok(())
 }
 

@@ -118,6 +118,9 @@ pub struct Client {
     pub skip_consent: bool,
     /// Issue a refresh token at every code exchange, even without `offline_access`.
     pub always_issue_refresh_token: bool,
+    /// A resource server: may introspect access tokens issued to other clients (RFC
+    /// 7662 §2.2); refresh tokens only ever by the client they were issued to.
+    pub resource_server: bool,
     pub client_name: Option<String>,
     pub logo_uri: Option<String>,
     pub client_uri: Option<String>,
@@ -168,6 +171,7 @@ pub struct ClientRegistration {
     pub scopes: Option<String>,
     pub skip_consent: bool,
     pub always_issue_refresh_token: bool,
+    pub resource_server: bool,
     pub client_name: Option<String>,
     pub logo_uri: Option<String>,
     pub client_uri: Option<String>,
@@ -195,6 +199,7 @@ impl ClientRegistration {
             scopes: None,
             skip_consent: false,
             always_issue_refresh_token: false,
+            resource_server: false,
             client_name: None,
             logo_uri: None,
             client_uri: None,
@@ -227,6 +232,8 @@ pub enum RegistrationError {
     NoGrantTypes,
     #[error("a public client cannot use the client_credentials grant (it has no secret)")]
     PublicClientCredentials,
+    #[error("a resource server must be a confidential client (it authenticates to introspect)")]
+    PublicResourceServer,
     #[error("the authorization_code grant needs at least one redirect URI")]
     NoRedirectUri,
     #[error("{0}")]
@@ -324,6 +331,9 @@ impl ClientRegistration {
         if grant_types.contains(&GrantType::AuthorizationCode) && self.redirect_uris.is_empty() {
             return Err(RegistrationError::NoRedirectUri);
         }
+        if client_type == ClientType::Public && self.resource_server {
+            return Err(RegistrationError::PublicResourceServer);
+        }
         if self.always_issue_refresh_token && !grant_types.contains(&GrantType::RefreshToken) {
             return Err(RegistrationError::AlwaysRefreshWithoutGrant);
         }
@@ -361,6 +371,7 @@ impl ClientRegistration {
                 scopes,
                 skip_consent: self.skip_consent,
                 always_issue_refresh_token: self.always_issue_refresh_token,
+                resource_server: self.resource_server,
                 client_name: self.client_name,
                 logo_uri: self.logo_uri,
                 client_uri: self.client_uri,

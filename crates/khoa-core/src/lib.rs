@@ -9,6 +9,7 @@ pub mod client;
 pub mod client_auth;
 pub mod code;
 pub mod discovery;
+pub mod forwarded;
 pub mod jose;
 pub mod keyring;
 pub mod logout;

@@ -33,8 +33,13 @@ pub(crate) fn spawn(state: AppState, mut stop: watch::Receiver<bool>) {
 fn cutoff(state: &AppState, kind: Expiring, now: i64) -> i64 {
     match kind {
         Expiring::LoginThrottle => {
-            let (login, client) = (&state.settings.login_throttle, &state.settings.client_auth_throttle);
-            now - login.window.max(login.max_delay).max(client.window).max(client.max_delay)
+            let l = &state.settings.login_throttle;
+            let longest = [l.account_at_address, l.address, l.account, state.settings.client_auth_throttle]
+                .iter()
+                .map(|p| p.window.max(p.max_delay))
+                .max()
+                .unwrap_or(0);
+            now - longest
         }
         _ => now,
     }
@@ -63,6 +68,15 @@ pub(crate) async fn run_once(state: &AppState, holder: &str) -> Result<bool, kho
         }
         if let Some(oldest) = state.store.oldest_expired(kind, before).await? {
             lag = lag.max(before - oldest);
+        }
+    }
+    // A rotated token's sealed successor is needed only within the grace window.
+    let before = now - state.settings.refresh_grace;
+    for _ in 0..MAX_BATCHES {
+        let n = state.store.clear_sealed_successors(before, state.settings.cleanup_batch).await?;
+        state.metrics.cleanup_deleted.get_or_create(&crate::metrics::TableLabels { table: "sealed_successors".into() }).inc_by(n);
+        if (n as i64) < state.settings.cleanup_batch {
+            break;
         }
     }
     state.metrics.cleanup_lag.set(lag);

@@ -1,5 +1,7 @@
-//! Client authentication for the token, revocation and introspection endpoints:
-//! the form (duplicates refused), then `khoa_core::client_auth`.
+//! Client authentication: the one path of every endpoint that authenticates a client
+//! (token, revocation, introspection, the HUTECH web exchange, the TCONNECT
+//! endpoints): the credentials, then `khoa_core::client_auth` (constant-time secret
+//! check), the failure metric and the per-client throttle.
 
 use crate::error::TokenError;
 use crate::grants::Form;
@@ -35,8 +37,17 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap, form: &Form) ->
     let field = |k: &str| form.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let credentials = client_auth::parse(authorization, field("client_id"), field("client_secret"))?;
+    authenticate_credentials(state, &credentials).await
+}
+
+/// Authenticates credentials however they arrived (a form, a dialect's JSON body, a
+/// decrypted payload): every failure is counted and throttled the same way.
+pub async fn authenticate_credentials(
+    state: &AppState,
+    credentials: &client_auth::ClientCredentials,
+) -> Result<Arc<Client>, TokenError> {
     let client = state.clients.get(state.store.as_ref(), credentials.client_id()).await?;
-    if let Err(e) = client_auth::verify(&credentials, client.as_deref()) {
+    if let Err(e) = client_auth::verify(credentials, client.as_deref()) {
         state.metrics.client_auth_failures.inc();
         if let Some(client) = &client {
             throttle_failure(state, &client.client_id).await?;

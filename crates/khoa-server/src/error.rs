@@ -32,10 +32,16 @@ impl ApiError {
     }
 }
 
+/// An unreachable database is 503 (retry later); any other store failure (a corrupt
+/// or conflicting row, a refused statement) is 500, with its cause in the log only.
 impl From<khoa_store::StoreError> for ApiError {
     fn from(e: khoa_store::StoreError) -> Self {
-        tracing::error!(error = %e, "store error");
-        Self::Unavailable
+        if e.is_unavailable() {
+            tracing::error!(error = %e, "database unavailable");
+            Self::Unavailable
+        } else {
+            Self::Internal(format!("store: {e}"))
+        }
     }
 }
 
@@ -118,4 +124,29 @@ fn throttled(retry_after: i64) -> Response {
         h.insert(header::RETRY_AFTER, v);
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use khoa_store::StoreError;
+
+    #[test]
+    fn only_an_unreachable_database_is_503() {
+        let cases = [
+            (StoreError::Unavailable("connection refused".into()), 503),
+            (StoreError::WriterStopped, 503),
+            (StoreError::Database(sqlx::Error::PoolTimedOut), 503),
+            (StoreError::Database(sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into())), 503),
+            (StoreError::Corrupt("redirect_uris: expected value".into()), 500),
+            (StoreError::Conflict("client"), 500),
+            (StoreError::Database(sqlx::Error::RowNotFound), 500),
+            (StoreError::Database(sqlx::Error::ColumnNotFound("scope".into())), 500),
+        ];
+        for (e, status) in cases {
+            let what = e.to_string();
+            let res = ApiError::from(e).into_response();
+            assert_eq!(res.status().as_u16(), status, "{what}");
+        }
+    }
 }

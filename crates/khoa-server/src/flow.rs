@@ -127,9 +127,10 @@ pub async fn proceed(
         }
         return consent_page(state, flow, interaction, &session).await;
     }
-    if let Some((_, i)) = interaction {
-        // Completes once, even if the form is submitted twice.
-        if !state.store.delete_interaction(&i.id_hash).await? {
+    if let Some((handle, i)) = interaction {
+        // Completes once, even if the form is submitted twice (a sealed interaction
+        // never gets here without a session: it has become a row by then).
+        if crate::interaction::is_sealed(handle) || !state.store.delete_interaction(&i.id_hash).await? {
             return Ok(pages::error_page(
                 &state.settings.branding,
                 flow.locale,
@@ -155,30 +156,55 @@ async fn needs_consent(state: &AppState, flow: &Flow, user: &User) -> Result<boo
     Ok(!flow.request.scope.is_subset(&granted))
 }
 
-/// A new interaction for the request (or the one in progress), with its cookie.
-async fn interaction_for(
+/// The interaction for the request (the one in progress, or a new one) with its cookie,
+/// bound to the session `sid` when given.
+///
+/// Until somebody logs in, an interaction is stored nowhere: its handle is the pending
+/// request sealed under the master key (`crate::interaction::seal`), so anonymous
+/// requests, however many, cannot grow the database. Once a login or a session exists,
+/// it is a row of its own (a new handle and anti-forgery token), which completes once.
+pub async fn interaction_for(
     state: &AppState,
     flow: &Flow,
     existing: Option<(&str, &Interaction)>,
     sid: Option<&str>,
 ) -> Result<(String, String, Vec<(HeaderName, String)>), ApiError> {
     if let Some((handle, i)) = existing {
-        if let Some(sid) = sid {
-            state.store.set_interaction_session(&i.id_hash, sid).await?;
+        let sealed = crate::interaction::is_sealed(handle);
+        if !sealed {
+            if let Some(sid) = sid {
+                state.store.set_interaction_session(&i.id_hash, sid).await?;
+            }
         }
-        return Ok((handle.to_string(), i.csrf_token.clone(), vec![]));
+        if !sealed || sid.is_none() {
+            return Ok((handle.to_string(), i.csrf_token.clone(), vec![]));
+        }
     }
     let now = crate::now();
-    let handle = new_handle();
-    let interaction = Interaction {
-        id_hash: handle_hash(&handle),
-        csrf_token: new_handle(),
-        request: serde_json::to_string(&flow.request).map_err(|e| ApiError::Internal(e.to_string()))?,
-        sid: sid.map(str::to_string),
-        created_at: now,
-        expires_at: now + INTERACTION_LIFETIME,
+    let csrf_token = new_handle();
+    let request = serde_json::to_string(&flow.request).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let (created_at, expires_at) = (now, now + INTERACTION_LIFETIME);
+    let (handle, id_hash) = match sid {
+        None => {
+            let handle = crate::interaction::seal(state, &csrf_token, &request, created_at, expires_at)?;
+            let id_hash = handle_hash(&handle);
+            (handle, id_hash)
+        }
+        Some(sid) => {
+            let handle = new_handle();
+            let interaction = Interaction {
+                id_hash: handle_hash(&handle),
+                csrf_token: csrf_token.clone(),
+                request,
+                sid: Some(sid.to_string()),
+                created_at,
+                expires_at,
+            };
+            state.store.insert_interaction(&interaction).await?;
+            (handle, interaction.id_hash)
+        }
     };
-    state.store.insert_interaction(&interaction).await?;
+    let interaction = Interaction { id_hash, csrf_token, request: String::new(), sid: None, created_at, expires_at };
     let cookie = cookies::set(
         &cookies::interaction_cookie_name(&interaction.id_hash),
         &interaction.csrf_token,
@@ -275,8 +301,11 @@ pub async fn issue_code(state: &AppState, flow: &Flow, session: &Session, user: 
     Ok(Redirect::to(&redirect_with(&r.redirect_uri, &params)).into_response())
 }
 
-/// A new SSO session for `user` (the previous one of this browser, if any, ends: the
-/// session id is rotated at every login), with its cookie.
+/// A new SSO session for `user`, with its cookie. The previous session of this browser,
+/// if any, is logged out exactly as by the logout endpoint: its tokens (but those
+/// granted offline_access) are revoked and its clients get back-channel notices, so no
+/// token outlives the session it was issued in (the session id rotates at every login,
+/// and a new login may be another user's).
 pub async fn start_session(
     state: &AppState,
     user: &User,
@@ -284,7 +313,8 @@ pub async fn start_session(
 ) -> Result<(Session, (HeaderName, String)), ApiError> {
     let now = crate::now();
     if let Some(old) = previous {
-        state.store.end_session(&old.sid, now).await?;
+        // Front-channel iframes need a page; the login ends in a redirect instead.
+        crate::logout::end_session(state, old).await?;
     }
     let handle = new_handle();
     let session = Session {

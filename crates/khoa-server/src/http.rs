@@ -77,3 +77,22 @@ pub async fn serve(
 async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
+
+/// The client's address: the TCP peer, or what a trusted proxy (`http.trusted_proxies`)
+/// says in `Forwarded` / `X-Forwarded-For` (see `khoa_core::forwarded`).
+pub fn client_address(
+    settings: &crate::Settings,
+    peer: std::net::IpAddr,
+    headers: &axum::http::HeaderMap,
+) -> std::net::IpAddr {
+    if settings.trusted_proxies.is_empty() {
+        return peer;
+    }
+    let values = |name: &str| -> Vec<&str> { headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect() };
+    khoa_core::forwarded::client_address(
+        peer,
+        &settings.trusted_proxies,
+        &values("forwarded"),
+        &values("x-forwarded-for"),
+    )
+}

@@ -35,10 +35,14 @@ pub async fn resume(
             fallback.texts().expired,
         )))
     };
-    if handle.is_empty() || handle.len() > 64 {
-        return expired();
-    }
-    let Some(interaction) = state.store.interaction(&handle_hash(handle), crate::now()).await? else {
+    let interaction = if is_sealed(handle) {
+        open(state, handle, crate::now())
+    } else if handle.is_empty() || handle.len() > 64 {
+        None
+    } else {
+        state.store.interaction(&handle_hash(handle), crate::now()).await?
+    };
+    let Some(interaction) = interaction else {
         return expired();
     };
     let cookie = cookies::get(headers, &cookies::interaction_cookie_name(&interaction.id_hash));
@@ -52,4 +56,50 @@ pub async fn resume(
         return expired();
     };
     Ok(Ok((interaction, Flow::new(client, request, headers))))
+}
+
+/// Handles of interactions that are stored nowhere but in themselves.
+const SEALED_PREFIX: &str = "s.";
+const SEALED_AAD: &[u8] = b"khoa interaction v1";
+/// Longest sealed handle accepted (the request's fields are capped far below this).
+const MAX_SEALED_LEN: usize = 16 * 1024;
+
+pub fn is_sealed(handle: &str) -> bool {
+    handle.starts_with(SEALED_PREFIX)
+}
+
+/// A handle that carries the pending request, its anti-forgery token and its times,
+/// sealed (AES-256-GCM) under the master key: it cannot be read, made or altered.
+pub fn seal(
+    state: &AppState,
+    csrf_token: &str,
+    request: &str,
+    created_at: i64,
+    expires_at: i64,
+) -> Result<String, ApiError> {
+    use base64::Engine;
+    let plain = serde_json::to_vec(&(csrf_token, request, created_at, expires_at))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let sealed = state.master.seal(SEALED_AAD, &plain).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(format!("{SEALED_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)))
+}
+
+/// The interaction a sealed handle carries, if it is ours and unexpired at `now`.
+fn open(state: &AppState, handle: &str, now: i64) -> Option<Interaction> {
+    use base64::Engine;
+    if handle.len() > MAX_SEALED_LEN {
+        return None;
+    }
+    let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(handle.strip_prefix(SEALED_PREFIX)?).ok()?;
+    let plain = state.master.open(SEALED_AAD, &sealed).ok()?;
+    let (csrf_token, request, created_at, expires_at): (String, String, i64, i64) =
+        serde_json::from_slice(&plain).ok()?;
+    (now < expires_at).then(|| Interaction {
+        id_hash: handle_hash(handle),
+        csrf_token,
+        request,
+        sid: None,
+        created_at,
+        expires_at,
+    })
 }

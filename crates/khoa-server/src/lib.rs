@@ -16,7 +16,7 @@ pub mod i18n;
 mod interaction;
 mod issue;
 pub mod keys;
-mod logout;
+pub mod logout;
 pub mod metrics;
 mod pages;
 mod password_login;
@@ -47,6 +47,8 @@ pub fn router(state: AppState) -> Router {
 /// A running server: its address and the handle that stops it.
 pub struct RunningServer {
     pub local_addr: SocketAddr,
+    /// The `metrics.listen` listener's address, when configured.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: AppState,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -73,15 +75,25 @@ impl RunningServer {
 pub async fn start(state: AppState) -> std::io::Result<RunningServer> {
     let listener = TcpListener::bind(state.settings.listen).await?;
     let local_addr = listener.local_addr()?;
+    let metrics_listener = match state.settings.metrics_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await?),
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().map(TcpListener::local_addr).transpose()?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     watcher::spawn(state.clone(), rx.clone());
     cleanup::spawn(state.clone(), rx.clone());
     backchannel::spawn(state.clone(), rx.clone());
     let app = router(state.clone());
     let (header_read_timeout, drain) = (state.settings.header_read_timeout, state.settings.request_timeout);
+    if let Some(metrics) = metrics_listener {
+        let app = routes::metrics_router(state.clone());
+        tokio::spawn(http::serve(metrics, app, header_read_timeout, drain, rx.clone()));
+        tracing::info!(metrics_addr = ?metrics_addr, "metrics listening");
+    }
     let task = tokio::spawn(http::serve(listener, app, header_read_timeout, drain, rx));
     tracing::info!(%local_addr, issuer = %state.settings.issuer, "khoa listening");
     // Give the accept loop a moment to be scheduled before callers connect.
     tokio::time::sleep(Duration::from_millis(1)).await;
-    Ok(RunningServer { local_addr, state, shutdown: tx, task })
+    Ok(RunningServer { local_addr, metrics_addr, state, shutdown: tx, task })
 }

@@ -11,6 +11,11 @@ use khoa_store::NewDelivery;
 /// How long delivered and failed notifications stay visible after their horizon.
 const KEEP_AFTER_HORIZON: i64 = 7 * 86_400;
 
+/// Until when the notifications of a logout at `now` are kept.
+pub fn keep_deliveries_until(settings: &crate::Settings, now: khoa_core::UnixTime) -> khoa_core::UnixTime {
+    now + settings.backchannel.horizon + KEEP_AFTER_HORIZON
+}
+
 /// Ends `session` (if still active) and returns the front-channel logout URLs of the
 /// clients it served.
 pub async fn end_session(state: &AppState, session: &Session) -> Result<Vec<String>, ApiError> {
@@ -32,7 +37,7 @@ pub async fn end_session(state: &AppState, session: &Session) -> Result<Vec<Stri
             });
         }
     }
-    let keep_until = now + state.settings.backchannel.horizon + KEEP_AFTER_HORIZON;
+    let keep_until = keep_deliveries_until(&state.settings, now);
     if !state.store.logout_session(&session.sid, now, &deliveries, keep_until).await? {
         return Ok(vec![]);
     }

@@ -1,11 +1,15 @@
 //! Checking a username and password, shared by the login page and the TCONNECT
-//! partner login: throttled per account and per client address, one answer for
+//! partner login: throttled (`khoa_core::throttle::LoginThrottle`), one answer for
 //! unknown users and wrong passwords, with the same argon2id work for both.
+//!
+//! Each attempt is reserved in the store before its password is checked, so however
+//! many arrive at once, no more passwords are checked than the limits allow.
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use khoa_core::throttle::{LoginOrigin, Reservation};
 use khoa_core::user::User;
-use std::net::IpAddr;
+use khoa_core::UnixTime;
 
 pub enum LoginOutcome {
     /// Too many failures: refused without checking the password.
@@ -20,19 +24,13 @@ pub async fn password_login(
     state: &AppState,
     username: &str,
     password: &str,
-    ip: IpAddr,
+    origin: LoginOrigin<'_>,
 ) -> Result<LoginOutcome, ApiError> {
-    let keys = [format!("user:{username}"), format!("ip:{ip}")];
+    let keys = state.settings.login_throttle.keys(username, origin);
     let now = crate::now();
-    let mut blocked_until = now;
-    for key in &keys {
-        if let Some(until) = state.store.login_blocked_until(key).await? {
-            blocked_until = blocked_until.max(until);
-        }
-    }
-    if blocked_until > now {
+    if let Reservation::Blocked { until } = state.store.reserve_login_attempt(&keys, now).await? {
         state.metrics.login_throttled.inc();
-        return Ok(LoginOutcome::Blocked { retry_after: blocked_until - now });
+        return Ok(LoginOutcome::Blocked { retry_after: (until - now).max(1) });
     }
     let user = if username.is_empty() { None } else { state.store.user_by_username(username).await? };
     let hash = match &user {
@@ -42,15 +40,44 @@ pub async fn password_login(
     let verified = state.verify_password(password.to_string(), hash).await;
     match user.filter(|_| verified) {
         Some(user) => {
-            state.store.clear_login_failures(&keys[0]).await?;
+            state.store.settle_login_success(&keys, crate::now()).await?;
             Ok(LoginOutcome::Succeeded(user))
         }
+        // Already counted by the reservation.
         None => {
             state.metrics.login_failures.inc();
-            for key in &keys {
-                state.store.record_login_failure(key, crate::now(), &state.settings.login_throttle).await?;
-            }
             Ok(LoginOutcome::Failed)
         }
     }
+}
+
+/// The device cookie: proof that this browser signed in to an account before (OWASP's
+/// "device cookies"). Its attempts count under the device alone, so neither an attack
+/// on the account from elsewhere nor a locked address keeps the owner out.
+pub const DEVICE_COOKIE: &str = "khoa_device";
+/// How long a device stays known after its last sign-in.
+pub const DEVICE_LIFETIME: i64 = 180 * 86_400;
+const DEVICE_AAD: &[u8] = b"khoa device cookie v1";
+
+/// The device id of the browser's device cookie, when it proves an earlier sign-in
+/// to `username` that is recent enough. The cookie is sealed under the master key, so
+/// it cannot be made or altered, and names the account it was issued for.
+pub fn known_device(state: &AppState, cookie: Option<&str>, username: &str, now: UnixTime) -> Option<String> {
+    use base64::Engine;
+    let cookie = cookie.filter(|c| c.len() <= 2048)?;
+    let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cookie.as_bytes()).ok()?;
+    let plain = state.master.open(DEVICE_AAD, &sealed).ok()?;
+    let text = String::from_utf8(plain).ok()?;
+    let mut parts = text.splitn(3, '\n');
+    let (device, issued_at, account) = (parts.next()?, parts.next()?.parse::<i64>().ok()?, parts.next()?);
+    (account == username && now < issued_at + DEVICE_LIFETIME && issued_at <= now + 60).then(|| device.to_string())
+}
+
+/// A fresh device cookie (`Set-Cookie` value) for a sign-in to `username` at `now`.
+pub fn device_cookie(state: &AppState, username: &str, now: UnixTime) -> Option<String> {
+    use base64::Engine;
+    let plain = format!("{}\n{now}\n{username}", khoa_core::random::random_token::<16>());
+    let sealed = state.master.seal(DEVICE_AAD, plain.as_bytes()).ok()?;
+    let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed);
+    Some(crate::cookies::set(DEVICE_COOKIE, &value, "/oauth2/auth/login", DEVICE_LIFETIME, state.settings.secure_cookies()))
 }

@@ -3,7 +3,8 @@
 
 use khoa_core::jose::SigningAlgorithm;
 use khoa_core::logout::DeliveryPolicy;
-use khoa_core::throttle::ThrottlePolicy;
+use khoa_core::forwarded::IpNet;
+use khoa_core::throttle::{LoginThrottle, ThrottlePolicy};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -51,8 +52,12 @@ pub enum AccessTokenFormat {
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Exactly as configured; `iss` of every token.
+    /// As configured, with its scheme and host in lower case (see [`normalise_issuer`]);
+    /// `iss` of every token.
     pub issuer: String,
+    /// Whether the issuer is https (decided from the parsed URL): cookies get `Secure`
+    /// and responses HSTS.
+    https: bool,
     pub listen: SocketAddr,
     /// Algorithms khoa keeps keys for; RS256 always among them.
     pub algorithms: Vec<SigningAlgorithm>,
@@ -75,8 +80,13 @@ pub struct Settings {
     /// Added to token lifetimes when deciding how long a retired key stays published,
     /// for relying parties whose clocks run behind (seconds).
     pub clock_skew_leeway: i64,
-    /// Login throttling, per account and per client address.
-    pub login_throttle: ThrottlePolicy,
+    /// Login throttling: per account at an address, per address, per account.
+    pub login_throttle: LoginThrottle,
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` name the client's
+    /// address (none by default: the TCP peer is the client).
+    pub trusted_proxies: Vec<IpNet>,
+    /// Where `/metrics` is served instead of the public listener, when set.
+    pub metrics_listen: Option<SocketAddr>,
     /// Throttling of failed client authentications, per client.
     pub client_auth_throttle: ThrottlePolicy,
     /// Duplicates of a refresh token within this many seconds of its rotation get the
@@ -100,8 +110,10 @@ pub struct Settings {
 
 impl Settings {
     pub fn new(issuer: impl Into<String>, listen: SocketAddr) -> Self {
+        let issuer = normalise_issuer(&issuer.into());
         Self {
-            issuer: issuer.into(),
+            https: url::Url::parse(&issuer).is_ok_and(|u| u.scheme() == "https"),
+            issuer,
             listen,
             algorithms: SigningAlgorithm::ALL.to_vec(),
             lifetimes: Lifetimes::default(),
@@ -112,7 +124,9 @@ impl Settings {
             header_read_timeout: Duration::from_secs(10),
             metadata_max_age: 300,
             clock_skew_leeway: 300,
-            login_throttle: ThrottlePolicy::default(),
+            login_throttle: LoginThrottle::default(),
+            trusted_proxies: vec![],
+            metrics_listen: None,
             // A client's secret has at least 256 bits or 32 characters: the throttle
             // bounds the cost of failures, it is not what stops guessing.
             client_auth_throttle: ThrottlePolicy { free_failures: 10, base_delay: 1, max_delay: 300, window: 3600 },
@@ -128,9 +142,9 @@ impl Settings {
         }
     }
 
-    /// Cookies get `Secure` when the issuer is https.
+    /// Cookies get `Secure` (and responses HSTS) when the issuer is https.
     pub fn secure_cookies(&self) -> bool {
-        self.issuer.starts_with("https://")
+        self.https
     }
 
     /// How long every token signed by a key can live: retired keys stay published at
@@ -138,5 +152,37 @@ impl Settings {
     pub fn signed_token_horizon(&self, longest_client_override: Option<i64>) -> i64 {
         let global = self.lifetimes.access_token.max(self.lifetimes.id_token);
         global.max(longest_client_override.unwrap_or(0)) + self.clock_skew_leeway
+    }
+}
+
+/// The issuer with its scheme and host (the authority) in lower case, the rest exactly
+/// as written: `HTTPS://SSO.Example.VN/a` is `https://sso.example.vn/a`. Scheme and
+/// host are case-insensitive (RFC 3986 §3.1, §3.2.2), and the issuer must compare
+/// equal, character for character, to what relying parties configured (OpenID Connect
+/// Discovery §4.3), so it has one spelling.
+pub fn normalise_issuer(issuer: &str) -> String {
+    let Some((scheme, rest)) = issuer.split_once("://") else { return issuer.to_string() };
+    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    format!("{}://{}{path}", scheme.to_ascii_lowercase(), authority.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_issuer_has_one_spelling_and_https_is_decided_from_the_url() {
+        let cases = [
+            ("HTTPS://SSO.Example.VN", "https://sso.example.vn", true),
+            ("HttpS://sso.example.vn/Tenant/A", "https://sso.example.vn/Tenant/A", true),
+            ("https://sso.example.vn:8443/", "https://sso.example.vn:8443/", true),
+            ("HTTP://LOCALHOST:8080", "http://localhost:8080", false),
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080", false),
+        ];
+        for (configured, issuer, https) in cases {
+            let s = Settings::new(configured, "127.0.0.1:0".parse().unwrap());
+            assert_eq!(s.issuer, issuer, "{configured}");
+            assert_eq!(s.secure_cookies(), https, "{configured}");
+        }
     }
 }

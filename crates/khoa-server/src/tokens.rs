@@ -15,6 +15,39 @@ pub enum Found {
     Refresh(RefreshTokenRecord),
 }
 
+impl Found {
+    /// The one definition of a live token, for userinfo, introspection, revocation and
+    /// the dialects: unexpired at `now` and not revoked; an access token's record must
+    /// name the client its claims name; a refresh token must not have been rotated.
+    pub fn is_live(&self, now: khoa_core::UnixTime) -> bool {
+        match self {
+            Self::Access(claims, record) => {
+                now < claims.exp
+                    && now < record.expires_at
+                    && record.revoked_at.is_none()
+                    && record.client_id == claims.client_id
+            }
+            Self::Refresh(record) => record.is_live(now),
+        }
+    }
+
+    /// The client the token was issued to.
+    pub fn client_id(&self) -> &str {
+        match self {
+            Self::Access(_, record) => &record.client_id,
+            Self::Refresh(record) => &record.client_id,
+        }
+    }
+
+    /// Whether `client` may learn about this token by introspection (RFC 7662 §2.2, §4;
+    /// RFC 9700 §4.14): a client its own tokens; a resource server every access token
+    /// (khoa's access tokens are meant for the deployment's APIs); a refresh token
+    /// only the client it was issued to.
+    pub fn introspectable_by(&self, client: &khoa_core::client::Client) -> bool {
+        self.client_id() == client.client_id || (client.resource_server && matches!(self, Self::Access(..)))
+    }
+}
+
 /// An access token signed by us for our issuer, with its database record (expired or
 /// revoked ones included: the caller decides).
 pub async fn access_token(state: &AppState, token: &str) -> Result<Option<Found>, StoreError> {
@@ -145,6 +178,77 @@ impl VerifiedAccessTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn access(client: &str, record_client: &str, exp: i64, revoked: Option<i64>) -> Found {
+        let mut c = (*claims("j")).clone();
+        c.client_id = client.into();
+        c.exp = exp;
+        let record = AccessTokenRecord {
+            jti: "j".into(),
+            grant_id: "g".into(),
+            client_id: record_client.into(),
+            user_id: Some(1),
+            sid: None,
+            scope: "openid".into(),
+            issued_at: 1000,
+            expires_at: exp,
+            revoked_at: revoked,
+        };
+        Found::Access(Box::new(c), record)
+    }
+
+    fn refresh(client: &str, rotated: Option<i64>, revoked: Option<i64>) -> Found {
+        Found::Refresh(RefreshTokenRecord {
+            token_hash: "h".into(),
+            family_id: "f".into(),
+            client_id: client.into(),
+            user_id: 1,
+            sid: None,
+            scope: "openid".into(),
+            auth_time: 1000,
+            amr: vec![],
+            offline: false,
+            issued_at: 1000,
+            expires_at: 2000,
+            rotated_at: rotated,
+            successor_hash: None,
+            successor_sealed: None,
+            revoked_at: revoked,
+        })
+    }
+
+    #[test]
+    fn one_definition_of_a_live_token() {
+        let cases = [
+            (access("app", "app", 2000, None), 1999, true),
+            (access("app", "app", 2000, None), 2000, false),
+            (access("app", "app", 2000, Some(1500)), 1600, false),
+            (access("app", "other", 2000, None), 1500, false),
+            (refresh("app", None, None), 1999, true),
+            (refresh("app", None, None), 2000, false),
+            (refresh("app", Some(1500), None), 1600, false),
+            (refresh("app", None, Some(1500)), 1600, false),
+        ];
+        for (i, (token, now, live)) in cases.iter().enumerate() {
+            assert_eq!(token.is_live(*now), *live, "case {i}");
+        }
+    }
+
+    #[test]
+    fn who_may_introspect_what() {
+        let client = |id: &str, resource_server: bool| {
+            let mut reg = khoa_core::client::ClientRegistration::new(id);
+            reg.grant_types = Some(vec![khoa_core::client::GrantType::ClientCredentials]);
+            reg.resource_server = resource_server;
+            reg.register(0).unwrap().client
+        };
+        let (app, other, api) = (client("app", false), client("other", false), client("api", true));
+        let (at, rt) = (access("app", "app", 2000, None), refresh("app", None, None));
+        assert!(at.introspectable_by(&app) && rt.introspectable_by(&app), "its own tokens");
+        assert!(!at.introspectable_by(&other) && !rt.introspectable_by(&other), "another client's");
+        assert!(at.introspectable_by(&api), "a resource server: access tokens");
+        assert!(!rt.introspectable_by(&api), "a resource server: never another client's refresh token");
+    }
 
     fn claims(jti: &str) -> Arc<AccessTokenClaims> {
         Arc::new(AccessTokenClaims {

@@ -19,6 +19,24 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The database cannot be reached (or its writer is gone): worth retrying later, so
+    /// 503. Everything else (corrupt or conflicting data, a failed statement) is a
+    /// fault of ours or of the data, so 500.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Unavailable(_) | Self::WriterStopped => true,
+            Self::Database(e) => matches!(
+                e,
+                sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+            ),
+            _ => false,
+        }
+    }
+
     /// Maps a unique-constraint violation to `Conflict(what)`.
     pub(crate) fn conflict_as(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
         move |e| match &e {

@@ -161,10 +161,11 @@ pub enum Expiring {
     Interactions,
     LoginThrottle,
     LogoutDeliveries,
+    PartnerNonces,
 }
 
 impl Expiring {
-    pub const ALL: [Expiring; 7] = [
+    pub const ALL: [Expiring; 8] = [
         Self::AuthorizationCodes,
         Self::AccessTokens,
         Self::RefreshTokens,
@@ -172,6 +173,7 @@ impl Expiring {
         Self::Interactions,
         Self::LoginThrottle,
         Self::LogoutDeliveries,
+        Self::PartnerNonces,
     ];
 
     pub fn table(self) -> &'static str {
@@ -183,6 +185,7 @@ impl Expiring {
             Self::Interactions => "interactions",
             Self::LoginThrottle => "login_throttle",
             Self::LogoutDeliveries => "logout_deliveries",
+            Self::PartnerNonces => "partner_nonces",
         }
     }
 
@@ -192,7 +195,7 @@ impl Expiring {
             Self::AccessTokens => "jti",
             Self::RefreshTokens => "token_hash",
             Self::Sessions | Self::Interactions => "id_hash",
-            Self::LoginThrottle => "key",
+            Self::LoginThrottle | Self::PartnerNonces => "key",
             Self::LogoutDeliveries => "id",
         }
     }
@@ -212,6 +215,8 @@ pub struct Partner {
     pub client_id: String,
     /// The 256-bit key, sealed under the master key (AAD = `partner:` + code).
     pub key_sealed: Vec<u8>,
+    /// Login payloads must carry a fresh `timestamp` and an unused `nonce`.
+    pub require_nonce: bool,
     pub created_at: UnixTime,
 }
 
@@ -461,8 +466,6 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes every access token issued from `grant_id`; returns how many.
     async fn revoke_grant(&self, grant_id: &str, now: UnixTime) -> Result<u64, StoreError>;
 
-    /// `blocked_until` for a throttling key, if failures are recorded.
-    async fn login_blocked_until(&self, key: &str) -> Result<Option<UnixTime>, StoreError>;
     /// Counts one more failure (forgetting failures older than `policy.window`) and
     /// returns until when the key is blocked.
     async fn record_login_failure(
@@ -471,7 +474,65 @@ pub trait Store: Send + Sync + 'static {
         now: UnixTime,
         policy: &khoa_core::throttle::ThrottlePolicy,
     ) -> Result<UnixTime, StoreError>;
-    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError>;
+    /// Reserves one login attempt under every key, atomically, before its password is
+    /// checked: it is counted (as a failure, until [`Store::settle_login_success`])
+    /// under all of them while each is under its limit, or under none, and then the
+    /// answer is `Blocked` with the time the blocking key allows attempts again. One
+    /// conditional write per key, so concurrent attempts (in any process) can never
+    /// pass a key's limit.
+    async fn reserve_login_attempt(
+        &self,
+        keys: &[khoa_core::throttle::ThrottleKey],
+        now: UnixTime,
+    ) -> Result<khoa_core::throttle::Reservation, StoreError>;
+    /// The reserved attempt logged in: each key forgets its failures or gets this
+    /// attempt back, as its `on_success` says.
+    async fn settle_login_success(
+        &self,
+        keys: &[khoa_core::throttle::ThrottleKey],
+        now: UnixTime,
+    ) -> Result<(), StoreError>;
+
+    /// Ends every active SSO session of the user named `username` and revokes every
+    /// access and refresh token issued to them (offline ones included), queues the
+    /// back-channel notifications of the ended sessions (kept until `keep_until`), and
+    /// applies `change` to the user — all in one transaction. `None` when there is no
+    /// such user (and nothing changed).
+    async fn end_user_sessions(
+        &self,
+        username: &str,
+        change: UserChange,
+        now: UnixTime,
+        keep_until: UnixTime,
+    ) -> Result<Option<EndedSessions>, StoreError>;
+
+    /// Clears the sealed successor handle of refresh tokens rotated before `before` (the
+    /// grace window is over, so it can never be handed out again); at most `limit`.
+    async fn clear_sealed_successors(&self, before: UnixTime, limit: i64) -> Result<u64, StoreError>;
+
+    /// Records that `partner` used `nonce` (remembered until `expires_at`); `false`
+    /// when it was used before (a replay).
+    async fn use_partner_nonce(&self, partner: &str, nonce: &str, expires_at: UnixTime) -> Result<bool, StoreError>;
+}
+
+/// What else happens to a user whose sessions all end (see [`Store::end_user_sessions`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserChange {
+    /// Nothing: `khoa user revoke-sessions`.
+    None,
+    /// The password is replaced by this hash.
+    Password { hash: String },
+    /// The user is deleted (their consents go with them).
+    Delete,
+}
+
+/// What [`Store::end_user_sessions`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EndedSessions {
+    pub user_id: i64,
+    pub sessions: u64,
+    pub tokens: u64,
+    pub notifications: u64,
 }
 
 /// Opens the store named by a `sqlite://…` or `postgres://…` URL. SQLite files are

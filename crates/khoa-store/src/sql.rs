@@ -12,7 +12,7 @@ pub(crate) const CLIENT_COLUMNS: &str = "client_id, client_secret_hash, is_publi
     post_logout_redirect_uris, frontchannel_logout_uri, backchannel_logout_uri, grant_types, scopes, \
     skip_consent, client_name, logo_uri, client_uri, policy_uri, tos_uri, owner, contacts, metadata, \
     id_token_signed_response_alg, authorization_code_lifetime, access_token_lifetime, id_token_lifetime, \
-    refresh_token_lifetime, created_at, updated_at, always_issue_refresh_token";
+    refresh_token_lifetime, created_at, updated_at, always_issue_refresh_token, resource_server";
 
 pub(crate) const USER_COLUMNS: &str = "id, username, password_hash, email, email_verified, name, \
     phone_number, phone_number_verified, picture, created_at, updated_at";
@@ -104,6 +104,7 @@ pub(crate) struct ClientRow {
     created_at: i64,
     updated_at: i64,
     always_issue_refresh_token: bool,
+    resource_server: bool,
 }
 
 fn json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T, StoreError> {
@@ -146,6 +147,7 @@ impl TryFrom<ClientRow> for Client {
             backchannel_logout_uri: r.backchannel_logout_uri,
             skip_consent: r.skip_consent,
             always_issue_refresh_token: r.always_issue_refresh_token,
+            resource_server: r.resource_server,
             client_name: r.client_name,
             logo_uri: r.logo_uri,
             client_uri: r.client_uri,
@@ -474,6 +476,10 @@ macro_rules! revoke_family_tx {
 
 pub(crate) use revoke_family_tx;
 
+pub(crate) fn partner((code, client_id, key_sealed, created_at, require_nonce): (String, String, Vec<u8>, i64, bool)) -> crate::Partner {
+    crate::Partner { code, client_id, key_sealed, require_nonce, created_at }
+}
+
 pub(crate) const DELIVERY_COLUMNS: &str = "id, client_id, uri, sub, sid, status, attempts, created_at, \
     next_attempt_at, delivered_at, last_status, last_error";
 
@@ -568,7 +574,7 @@ macro_rules! sql_store {
                             tx,
                             $crate::sql::query(&format!(
                                 "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES \
-                             ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26)"
+                             ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27)"
                             ))
                             .bind(&c.client_id)
                             .bind(&c.client_secret_hash)
@@ -595,7 +601,8 @@ macro_rules! sql_store {
                             .bind(c.lifetimes.refresh_token)
                             .bind(c.created_at)
                             .bind(c.updated_at)
-                            .bind(c.always_issue_refresh_token),
+                            .bind(c.always_issue_refresh_token)
+                            .bind(c.resource_server),
                             conflict = "client"
                         );
                         Ok(())
@@ -1202,13 +1209,6 @@ macro_rules! sql_store {
                 .await
             }
 
-            async fn login_blocked_until(&self, key: &str) -> Result<Option<i64>, $crate::StoreError> {
-                Ok($crate::sql::query_scalar("SELECT blocked_until FROM login_throttle WHERE key = $1")
-                    .bind(key)
-                    .fetch_optional(&mut *self.read().await?)
-                    .await?)
-            }
-
             async fn record_login_failure(
                 &self,
                 key: &str,
@@ -1242,11 +1242,226 @@ macro_rules! sql_store {
                 .await
             }
 
-            async fn clear_login_failures(&self, key: &str) -> Result<(), $crate::StoreError> {
-                self.write(key.to_string(), |tx, key| {
+            async fn reserve_login_attempt(
+                &self,
+                keys: &[khoa_core::throttle::ThrottleKey],
+                now: i64,
+            ) -> Result<khoa_core::throttle::Reservation, $crate::StoreError> {
+                self.write((keys.to_vec(), now), |tx, (keys, now)| {
                     Box::pin(async move {
-                        $crate::sql::query("DELETE FROM login_throttle WHERE key = $1").bind(key).execute(&mut *tx).await?;
+                        use khoa_core::throttle::Reservation;
+                        let now = *now;
+                        // Undone as a whole when a later key refuses: counted under none.
+                        $crate::sql::query("SAVEPOINT reserve_login").execute(&mut *tx).await?;
+                        for k in keys {
+                            // Counted only while not blocked: the row lock (PostgreSQL) or
+                            // the write lock (SQLite) orders concurrent attempts, and each
+                            // sees the blocked_until the one before it set.
+                            let failures: Option<i64> = $crate::sql::query_scalar(
+                                "INSERT INTO login_throttle (key, failures, last_failure_at, blocked_until) \
+                                 VALUES ($1, 1, $2, $2) \
+                                 ON CONFLICT (key) DO UPDATE SET \
+                                   failures = CASE WHEN login_throttle.last_failure_at < $3 THEN 1 \
+                                              ELSE login_throttle.failures + 1 END, \
+                                   last_failure_at = $2 \
+                                 WHERE login_throttle.blocked_until <= $2 \
+                                 RETURNING failures",
+                            )
+                            .bind(&k.key)
+                            .bind(now)
+                            .bind(now - k.policy.window)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                            let Some(failures) = failures else {
+                                $crate::sql::query("ROLLBACK TO SAVEPOINT reserve_login").execute(&mut *tx).await?;
+                                $crate::sql::query("RELEASE SAVEPOINT reserve_login").execute(&mut *tx).await?;
+                                let until: i64 =
+                                    $crate::sql::query_scalar("SELECT blocked_until FROM login_throttle WHERE key = $1")
+                                        .bind(&k.key)
+                                        .fetch_one(&mut *tx)
+                                        .await?;
+                                return Ok(Reservation::Blocked { until });
+                            };
+                            let until = k.policy.blocked_until(failures, now);
+                            if until != now {
+                                $crate::sql::query("UPDATE login_throttle SET blocked_until = $1 WHERE key = $2")
+                                    .bind(until)
+                                    .bind(&k.key)
+                                    .execute(&mut *tx)
+                                    .await?;
+                            }
+                        }
+                        $crate::sql::query("RELEASE SAVEPOINT reserve_login").execute(&mut *tx).await?;
+                        Ok(Reservation::Admitted)
+                    })
+                })
+                .await
+            }
+
+            async fn settle_login_success(
+                &self,
+                keys: &[khoa_core::throttle::ThrottleKey],
+                now: i64,
+            ) -> Result<(), $crate::StoreError> {
+                self.write((keys.to_vec(), now), |tx, (keys, now)| {
+                    Box::pin(async move {
+                        for k in keys {
+                            match k.on_success {
+                                khoa_core::throttle::OnSuccess::Forget => {
+                                    $crate::sql::query("DELETE FROM login_throttle WHERE key = $1")
+                                        .bind(&k.key)
+                                        .execute(&mut *tx)
+                                        .await?;
+                                }
+                                // This attempt was no failure after all; a block that only
+                                // the reservation caused is lifted.
+                                khoa_core::throttle::OnSuccess::Refund => {
+                                    $crate::sql::query(
+                                        "UPDATE login_throttle SET failures = failures - 1, \
+                                         blocked_until = CASE WHEN failures - 1 < $1 THEN $2 ELSE blocked_until END \
+                                         WHERE key = $3 AND failures > 0",
+                                    )
+                                    .bind(k.policy.free_failures)
+                                    .bind(*now)
+                                    .bind(&k.key)
+                                    .execute(&mut *tx)
+                                    .await?;
+                                }
+                            }
+                        }
                         Ok(())
+                    })
+                })
+                .await
+            }
+
+            async fn end_user_sessions(
+                &self,
+                username: &str,
+                change: $crate::UserChange,
+                now: i64,
+                keep_until: i64,
+            ) -> Result<Option<$crate::EndedSessions>, $crate::StoreError> {
+                let args = (username.to_string(), change, now, keep_until);
+                self.write(args, |tx, (username, change, now, keep_until)| {
+                    Box::pin(async move {
+                        let now = *now;
+                        let user_id: Option<i64> = $crate::sql::query_scalar("SELECT id FROM users WHERE username = $1")
+                            .bind(username)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        let Some(user_id) = user_id else { return Ok(None) };
+                        // Back-channel notices for the clients of every session that ends.
+                        let notices: Vec<(String, String, String)> = $crate::sql::query_as(
+                            "SELECT s.sid, c.client_id, c.backchannel_logout_uri FROM sessions s \
+                             JOIN session_clients sc ON sc.sid = s.sid JOIN clients c ON c.client_id = sc.client_id \
+                             WHERE s.user_id = $1 AND s.ended_at IS NULL AND s.expires_at > $2 \
+                             AND c.backchannel_logout_uri IS NOT NULL ORDER BY s.sid, c.client_id",
+                        )
+                        .bind(user_id)
+                        .bind(now)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                        let sessions = $crate::sql::query(
+                            "UPDATE sessions SET ended_at = $1 WHERE user_id = $2 AND ended_at IS NULL AND expires_at > $1",
+                        )
+                        .bind(now)
+                        .bind(user_id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                        let access = $crate::sql::query(
+                            "UPDATE access_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+                        )
+                        .bind(now)
+                        .bind(user_id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                        let refresh = $crate::sql::query(
+                            "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+                        )
+                        .bind(now)
+                        .bind(user_id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                        for (sid, client_id, uri) in &notices {
+                            $crate::sql::query(&format!(
+                                "INSERT INTO logout_deliveries ({}, claimed_until, expires_at) \
+                                 VALUES ($1,$2,$3,$4,$5,'pending',0,$6,$6,NULL,NULL,NULL,0,$7)",
+                                $crate::sql::DELIVERY_COLUMNS
+                            ))
+                            .bind(khoa_core::random::random_token::<16>())
+                            .bind(client_id)
+                            .bind(uri)
+                            .bind(user_id.to_string())
+                            .bind(sid)
+                            .bind(now)
+                            .bind(*keep_until)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                        match change {
+                            $crate::UserChange::None => {}
+                            $crate::UserChange::Password { hash } => {
+                                $crate::sql::change!(
+                                    tx,
+                                    $crate::sql::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+                                        .bind(hash)
+                                        .bind(now)
+                                        .bind(user_id)
+                                );
+                            }
+                            $crate::UserChange::Delete => {
+                                $crate::sql::change!(
+                                    tx,
+                                    $crate::sql::query("DELETE FROM users WHERE id = $1").bind(user_id)
+                                );
+                            }
+                        }
+                        Ok(Some($crate::EndedSessions {
+                            user_id,
+                            sessions,
+                            tokens: access + refresh,
+                            notifications: notices.len() as u64,
+                        }))
+                    })
+                })
+                .await
+            }
+
+            async fn clear_sealed_successors(&self, before: i64, limit: i64) -> Result<u64, $crate::StoreError> {
+                self.write((before, limit), |tx, (before, limit)| {
+                    Box::pin(async move {
+                        Ok($crate::sql::query(
+                            "UPDATE refresh_tokens SET successor_sealed = NULL WHERE token_hash IN \
+                             (SELECT token_hash FROM refresh_tokens WHERE successor_sealed IS NOT NULL \
+                              AND rotated_at < $1 LIMIT $2)",
+                        )
+                        .bind(*before)
+                        .bind(*limit)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected())
+                    })
+                })
+                .await
+            }
+
+            async fn use_partner_nonce(&self, partner: &str, nonce: &str, expires_at: i64) -> Result<bool, $crate::StoreError> {
+                let key = format!("{partner}|{nonce}");
+                self.write((key, expires_at), |tx, (key, expires_at)| {
+                    Box::pin(async move {
+                        let n = $crate::sql::query(
+                            "INSERT INTO partner_nonces (key, expires_at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                        )
+                        .bind(key)
+                        .bind(*expires_at)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                        Ok(n == 1)
                     })
                 })
                 .await
@@ -1471,12 +1686,14 @@ macro_rules! sql_store {
                         $crate::sql::change!(
                             tx,
                             $crate::sql::query(
-                                "INSERT INTO partners (code, client_id, key_sealed, created_at) VALUES ($1, $2, $3, $4)",
+                                "INSERT INTO partners (code, client_id, key_sealed, created_at, require_nonce) \
+                                 VALUES ($1, $2, $3, $4, $5)",
                             )
                             .bind(&p.code)
                             .bind(&p.client_id)
                             .bind(&p.key_sealed)
-                            .bind(p.created_at),
+                            .bind(p.created_at)
+                            .bind(p.require_nonce),
                             conflict = "partner"
                         );
                         Ok(())
@@ -1486,23 +1703,22 @@ macro_rules! sql_store {
             }
 
             async fn partner(&self, code: &str) -> Result<Option<$crate::Partner>, $crate::StoreError> {
-                let row: Option<(String, String, Vec<u8>, i64)> =
-                    $crate::sql::query_as("SELECT code, client_id, key_sealed, created_at FROM partners WHERE code = $1")
-                        .bind(code)
-                        .fetch_optional(&mut *self.read().await?)
-                        .await?;
-                Ok(row.map(|(code, client_id, key_sealed, created_at)| $crate::Partner { code, client_id, key_sealed, created_at }))
+                let row: Option<(String, String, Vec<u8>, i64, bool)> = $crate::sql::query_as(
+                    "SELECT code, client_id, key_sealed, created_at, require_nonce FROM partners WHERE code = $1",
+                )
+                .bind(code)
+                .fetch_optional(&mut *self.read().await?)
+                .await?;
+                Ok(row.map($crate::sql::partner))
             }
 
             async fn partners(&self) -> Result<Vec<$crate::Partner>, $crate::StoreError> {
-                let rows: Vec<(String, String, Vec<u8>, i64)> =
-                    $crate::sql::query_as("SELECT code, client_id, key_sealed, created_at FROM partners ORDER BY code")
-                        .fetch_all(&mut *self.read().await?)
-                        .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|(code, client_id, key_sealed, created_at)| $crate::Partner { code, client_id, key_sealed, created_at })
-                    .collect())
+                let rows: Vec<(String, String, Vec<u8>, i64, bool)> = $crate::sql::query_as(
+                    "SELECT code, client_id, key_sealed, created_at, require_nonce FROM partners ORDER BY code",
+                )
+                .fetch_all(&mut *self.read().await?)
+                .await?;
+                Ok(rows.into_iter().map($crate::sql::partner).collect())
             }
 
             async fn delete_partner(&self, code: &str) -> Result<bool, $crate::StoreError> {

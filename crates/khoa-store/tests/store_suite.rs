@@ -5,11 +5,11 @@ use khoa_core::code::AuthorizationCode;
 use khoa_core::jose::SigningAlgorithm;
 use khoa_core::keyring::KeyTimeline;
 use khoa_core::session::{Interaction, Session};
-use khoa_core::throttle::ThrottlePolicy;
+use khoa_core::throttle::{OnSuccess, Reservation, ThrottleKey, ThrottlePolicy};
 use khoa_core::user::NewUser;
 use khoa_store::{
-    Expiring, NewAccessToken, NewRefreshToken, Redemption, RefreshFor, RefreshSuccessor, Rotation, Store, StoreError,
-    StoredKey,
+    EndedSessions, Expiring, NewAccessToken, NewRefreshToken, Redemption, RefreshFor, RefreshSuccessor, Rotation, Store,
+    StoreError, StoredKey, UserChange,
 };
 use khoa_testkit::{both_backends, TestDatabase};
 use std::sync::Arc;
@@ -364,21 +364,125 @@ async fn parallel_redemptions_admit_exactly_one(db: TestDatabase) {
     assert!(results.iter().all(|r| matches!(r, Redemption::Redeemed(_) | Redemption::Replayed { .. })));
 }
 
-async fn login_failures_are_throttled(db: TestDatabase) {
+async fn client_auth_failures_are_counted(db: TestDatabase) {
     let store = open(&db).await;
     let policy = ThrottlePolicy { free_failures: 2, base_delay: 10, max_delay: 100, window: 1000 };
-    assert_eq!(store.login_blocked_until("user:a").await.unwrap(), None);
-    assert_eq!(store.record_login_failure("user:a", 100, &policy).await.unwrap(), 100);
-    assert_eq!(store.record_login_failure("user:a", 101, &policy).await.unwrap(), 101);
-    assert_eq!(store.record_login_failure("user:a", 102, &policy).await.unwrap(), 112);
-    assert_eq!(store.record_login_failure("user:a", 103, &policy).await.unwrap(), 123);
-    assert_eq!(store.login_blocked_until("user:a").await.unwrap(), Some(123));
+    assert_eq!(store.record_login_failure("client:a", 100, &policy).await.unwrap(), 100);
+    assert_eq!(store.record_login_failure("client:a", 101, &policy).await.unwrap(), 111);
+    assert_eq!(store.record_login_failure("client:a", 102, &policy).await.unwrap(), 122);
     // Failures older than the window are forgotten.
-    assert_eq!(store.record_login_failure("user:a", 2000, &policy).await.unwrap(), 2000);
-    assert_eq!(store.record_login_failure("ip:127.0.0.1", 2000, &policy).await.unwrap(), 2000);
-    store.clear_login_failures("user:a").await.unwrap();
-    assert_eq!(store.login_blocked_until("user:a").await.unwrap(), None);
-    assert_eq!(store.login_blocked_until("ip:127.0.0.1").await.unwrap(), Some(2000));
+    assert_eq!(store.record_login_failure("client:a", 2000, &policy).await.unwrap(), 2000);
+}
+
+fn throttle_key(key: &str, free_failures: i64, on_success: OnSuccess) -> ThrottleKey {
+    let policy = ThrottlePolicy { free_failures, base_delay: 10, max_delay: 100, window: 1000 };
+    ThrottleKey { key: key.into(), policy, on_success }
+}
+
+/// How many more attempts `key` admits at `now` with `free_failures` before blocking:
+/// tells how many were counted under it.
+async fn admitted_until_blocked(store: &Arc<dyn Store>, key: &str, free_failures: i64, now: i64) -> i64 {
+    let keys = [throttle_key(key, free_failures, OnSuccess::Refund)];
+    let mut n = 0;
+    while store.reserve_login_attempt(&keys, now).await.unwrap() == Reservation::Admitted {
+        n += 1;
+        assert!(n <= free_failures, "never more than the free failures");
+    }
+    n
+}
+
+async fn login_attempts_are_reserved_atomically(db: TestDatabase) {
+    let store = open(&db).await;
+    let keys = vec![throttle_key("pair", 3, OnSuccess::Forget), throttle_key("account", 100, OnSuccess::Refund)];
+    // 60 attempts at once: exactly the 3 free ones are admitted, the rest counted nowhere.
+    let tasks: Vec<_> = (0..60)
+        .map(|_| {
+            let (s, keys) = (store.clone(), keys.clone());
+            tokio::spawn(async move { s.reserve_login_attempt(&keys, 100).await.unwrap() })
+        })
+        .collect();
+    let results: Vec<Reservation> = futures::future::join_all(tasks).await.into_iter().map(|r| r.unwrap()).collect();
+    assert_eq!(results.iter().filter(|r| **r == Reservation::Admitted).count(), 3, "{results:?}");
+    assert!(results.iter().all(|r| matches!(r, Reservation::Admitted | Reservation::Blocked { until: 110 })));
+    assert_eq!(admitted_until_blocked(&store, "account", 5, 100).await, 2, "3 of 5 counted: only the admitted");
+    // Blocked until the doubling wait has passed, then one more attempt each period.
+    assert_eq!(store.reserve_login_attempt(&keys, 109).await.unwrap(), Reservation::Blocked { until: 110 });
+    assert_eq!(store.reserve_login_attempt(&keys, 110).await.unwrap(), Reservation::Admitted);
+    assert_eq!(store.reserve_login_attempt(&keys, 111).await.unwrap(), Reservation::Blocked { until: 130 });
+    // Attempts older than the window are forgotten.
+    assert_eq!(store.reserve_login_attempt(&keys, 2000).await.unwrap(), Reservation::Admitted);
+}
+
+async fn a_refused_reservation_counts_under_no_key(db: TestDatabase) {
+    let store = open(&db).await;
+    let keys = [throttle_key("first", 10, OnSuccess::Refund), throttle_key("second", 1, OnSuccess::Refund)];
+    assert_eq!(store.reserve_login_attempt(&keys, 100).await.unwrap(), Reservation::Admitted);
+    // "second" refuses after "first" was counted: "first" is undone.
+    assert_eq!(store.reserve_login_attempt(&keys, 100).await.unwrap(), Reservation::Blocked { until: 110 });
+    assert_eq!(admitted_until_blocked(&store, "first", 3, 100).await, 2, "first holds 1 attempt, not 2");
+}
+
+async fn a_successful_login_settles_its_reservation(db: TestDatabase) {
+    let store = open(&db).await;
+    let keys = [throttle_key("pair", 2, OnSuccess::Forget), throttle_key("address", 2, OnSuccess::Refund)];
+    for _ in 0..2 {
+        assert_eq!(store.reserve_login_attempt(&keys, 100).await.unwrap(), Reservation::Admitted);
+    }
+    assert!(matches!(store.reserve_login_attempt(&keys, 100).await.unwrap(), Reservation::Blocked { .. }));
+    // The second attempt was the right password: "pair" forgets, "address" gets it back
+    // (and the block that only it caused is lifted).
+    store.settle_login_success(&keys, 100).await.unwrap();
+    assert_eq!(admitted_until_blocked(&store, "pair", 2, 100).await, 2, "pair forgot both");
+    assert_eq!(admitted_until_blocked(&store, "address", 2, 100).await, 1, "address holds the other failure");
+}
+
+async fn ending_a_users_sessions_revokes_and_notifies_in_one_step(db: TestDatabase) {
+    let store = open(&db).await;
+    store.insert_client(&full_client("portal")).await.unwrap();
+    let user = family(&store).await;
+    store.insert_user(&new_user("other")).await.unwrap();
+    let epoch = store.change_epoch().await.unwrap();
+    let change = UserChange::Password { hash: "$argon2id$new".into() };
+    let ended = store.end_user_sessions("sv", change, 1500, 9000).await.unwrap().unwrap();
+    assert_eq!(ended, EndedSessions { user_id: user, sessions: 1, tokens: 2, notifications: 1 });
+    assert!(!store.session_by_sid("sid").await.unwrap().unwrap().is_active(1500));
+    assert_eq!(store.access_token("a0").await.unwrap().unwrap().revoked_at, Some(1500));
+    assert_eq!(store.refresh_token("r0").await.unwrap().unwrap().revoked_at, Some(1500), "offline ones too");
+    assert_eq!(store.user_by_username("sv").await.unwrap().unwrap().password_hash, "$argon2id$new");
+    assert!(store.change_epoch().await.unwrap() > epoch, "caches learn the new password");
+    let queued = store.deliveries(10).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!((queued[0].sid.as_str(), queued[0].client_id.as_str()), ("sid", "portal"));
+    assert_eq!((queued[0].sub.clone(), queued[0].uri.as_str()), (user.to_string(), "https://app.example/bc"));
+    // Nothing is left to end; an unknown user changes nothing.
+    let again = store.end_user_sessions("sv", UserChange::None, 1600, 9000).await.unwrap().unwrap();
+    assert_eq!((again.sessions, again.tokens, again.notifications), (0, 0, 0));
+    assert_eq!(store.end_user_sessions("nobody", UserChange::Delete, 1600, 9000).await.unwrap(), None);
+    store.end_user_sessions("sv", UserChange::Delete, 1700, 9000).await.unwrap().unwrap();
+    assert_eq!(store.user_by_username("sv").await.unwrap(), None);
+    assert!(store.user_by_username("other").await.unwrap().is_some());
+}
+
+async fn sealed_successors_are_cleared_after_the_grace_window(db: TestDatabase) {
+    let store = open(&db).await;
+    family(&store).await;
+    let rotated = store.rotate_refresh_token("r0", "portal", 1200, 5, successor("r1", 1200), &token("a1")).await;
+    assert!(matches!(rotated.unwrap(), Rotation::Rotated { .. }));
+    assert!(store.refresh_token("r0").await.unwrap().unwrap().successor_sealed.is_some());
+    // Still inside the window (1200 + 5): kept.
+    assert_eq!(store.clear_sealed_successors(1200, 100).await.unwrap(), 0);
+    assert_eq!(store.clear_sealed_successors(1206, 100).await.unwrap(), 1);
+    let r0 = store.refresh_token("r0").await.unwrap().unwrap();
+    assert_eq!((r0.successor_sealed, r0.successor_hash.as_deref()), (None, Some("r1")), "reuse is still detected");
+    assert_eq!(store.clear_sealed_successors(5000, 100).await.unwrap(), 0);
+}
+
+async fn partner_nonces_are_single_use(db: TestDatabase) {
+    let store = open(&db).await;
+    assert!(store.use_partner_nonce("ACME", "n-0123456789abcdef", 1300).await.unwrap());
+    assert!(!store.use_partner_nonce("ACME", "n-0123456789abcdef", 1300).await.unwrap(), "a replay");
+    assert!(store.use_partner_nonce("OTHER", "n-0123456789abcdef", 1300).await.unwrap(), "per partner");
+    assert_eq!(store.delete_expired(Expiring::PartnerNonces, 1301, 10).await.unwrap(), 2);
 }
 
 fn refresh(hash: &str, family: &str, user_id: i64, issued_at: i64) -> NewRefreshToken {
@@ -582,7 +686,13 @@ both_backends!(
     codes_are_single_use_and_replay_revokes,
     a_code_outlives_no_logout,
     parallel_redemptions_admit_exactly_one,
-    login_failures_are_throttled,
+    client_auth_failures_are_counted,
+    login_attempts_are_reserved_atomically,
+    a_refused_reservation_counts_under_no_key,
+    a_successful_login_settles_its_reservation,
+    ending_a_users_sessions_revokes_and_notifies_in_one_step,
+    sealed_successors_are_cleared_after_the_grace_window,
+    partner_nonces_are_single_use,
     clients_round_trip_every_field,
     users_have_unique_names_and_stable_ids,
     concurrent_signups_for_one_username_admit_exactly_one,

@@ -61,6 +61,10 @@ pub enum PartnerCommand {
         /// The key as 64 hexadecimal characters.
         #[arg(long, value_name = "64-HEX")]
         key_hex: Option<String>,
+        /// Refuse login payloads without a fresh `timestamp` (Unix seconds, at most 5
+        /// minutes old) and an unused `nonce` (replay protection; docs/dialects.md).
+        #[arg(long)]
+        require_nonce: bool,
     },
     /// List partners (never their keys).
     List(ListArgs),
@@ -136,6 +140,9 @@ pub struct ClientCreate {
     /// Issue a refresh token at every code exchange, even without `offline_access`.
     #[arg(long)]
     pub always_issue_refresh_token: bool,
+    /// A resource server (API): may introspect access tokens issued to other clients.
+    #[arg(long)]
+    pub resource_server: bool,
     /// client_name shown on the login and consent pages.
     #[arg(long)]
     pub name: Option<String>,
@@ -174,9 +181,14 @@ pub enum UserCommand {
     Create(UserCreate),
     /// List users.
     List(ListArgs),
-    /// Delete a user.
+    /// Delete a user: their sessions end and their tokens are revoked (back-channel
+    /// logout notices are sent).
     Delete { username: String },
-    /// Set a user's password, read from standard input.
+    /// End every SSO session of a user and revoke all their tokens (back-channel
+    /// logout notices are sent).
+    RevokeSessions { username: String },
+    /// Set a user's password, read from standard input; their sessions end and their
+    /// tokens are revoked.
     SetPassword {
         username: String,
         /// Required: passwords are never taken from the command line.

@@ -61,6 +61,23 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ("KHOA_LOGIN_MAX_DELAY", "login_throttle.max_delay: longest wait (default 15m)"),
     ("KHOA_LOGIN_WINDOW", "login_throttle.window: failures older than this are forgotten (default 1h)"),
     (
+        "KHOA_LOGIN_ADDRESS_FREE_FAILURES",
+        "login_throttle.address_free_failures: failed logins from one address over all accounts before waiting (default 100)",
+    ),
+    (
+        "KHOA_LOGIN_ACCOUNT_FREE_FAILURES",
+        "login_throttle.account_free_failures: failed logins of one account over all addresses before a delay (default 20)",
+    ),
+    (
+        "KHOA_LOGIN_ACCOUNT_MAX_DELAY",
+        "login_throttle.account_max_delay: longest delay of an attacked account; known devices are exempt (default 1m)",
+    ),
+    (
+        "KHOA_TRUSTED_PROXIES",
+        "http.trusted_proxies: comma-separated addresses or CIDR blocks whose Forwarded / X-Forwarded-For is believed (default none)",
+    ),
+    ("KHOA_METRICS_LISTEN", "metrics.listen: serve /metrics on this address:port instead of the public listener"),
+    (
         "KHOA_CLIENT_AUTH_FREE_FAILURES",
         "client_auth_throttle.free_failures: failed authentications per client before its failures get 429 (default 10)",
     ),
@@ -100,7 +117,9 @@ struct FileConfig {
     #[serde(default)]
     keys: KeySection,
     #[serde(default)]
-    login_throttle: ThrottleSection,
+    login_throttle: LoginThrottleSection,
+    #[serde(default)]
+    metrics: MetricsSection,
     #[serde(default)]
     client_auth_throttle: ThrottleSection,
     #[serde(default)]
@@ -116,6 +135,27 @@ struct FileConfig {
 struct HttpSection {
     request_timeout: Option<String>,
     header_read_timeout: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsSection {
+    listen: Option<String>,
+}
+
+/// `[login_throttle]`: the per-account-and-address policy at the top level (the keys
+/// of every throttle), and the looser per-address and per-account limits.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginThrottleSection {
+    free_failures: Option<i64>,
+    base_delay: Option<String>,
+    max_delay: Option<String>,
+    window: Option<String>,
+    address_free_failures: Option<i64>,
+    account_free_failures: Option<i64>,
+    account_max_delay: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -243,6 +283,58 @@ fn throttle_policy(
         }
     }
     Ok(throttle)
+}
+
+/// The login throttle: `login_throttle.*` for one account at one address (window and
+/// delays shared by all three limits), `address_free_failures` for one address over
+/// every account, `account_free_failures` and `account_max_delay` for one account over
+/// every address.
+fn login_throttle(
+    env: &dyn Fn(&str) -> Option<String>,
+    th: LoginThrottleSection,
+    default: khoa_core::throttle::LoginThrottle,
+) -> Result<khoa_core::throttle::LoginThrottle, ConfigError> {
+    let base = ThrottleSection {
+        free_failures: th.free_failures,
+        base_delay: th.base_delay,
+        max_delay: th.max_delay,
+        window: th.window,
+    };
+    let pair = throttle_policy(env, "KHOA_LOGIN", "login_throttle", base, default.account_at_address)?;
+    let shared = |p: khoa_core::throttle::ThrottlePolicy| khoa_core::throttle::ThrottlePolicy {
+        base_delay: pair.base_delay,
+        window: pair.window,
+        ..p
+    };
+    let mut t = khoa_core::throttle::LoginThrottle {
+        account_at_address: pair,
+        address: shared(default.address),
+        account: shared(default.account),
+    };
+    t.address.max_delay = pair.max_delay;
+    let free = th.address_free_failures.map(|n| n.to_string());
+    if let Some(v) = pick(env, "KHOA_LOGIN_ADDRESS_FREE_FAILURES", "login_throttle.address_free_failures", free) {
+        t.address.free_failures = whole_number(&v, 1, 100_000)?;
+    }
+    let free = th.account_free_failures.map(|n| n.to_string());
+    if let Some(v) = pick(env, "KHOA_LOGIN_ACCOUNT_FREE_FAILURES", "login_throttle.account_free_failures", free) {
+        t.account.free_failures = whole_number(&v, 1, 100_000)?;
+    }
+    if let Some(v) = pick(env, "KHOA_LOGIN_ACCOUNT_MAX_DELAY", "login_throttle.account_max_delay", th.account_max_delay)
+    {
+        let secs = duration(&v)?.as_secs() as i64;
+        if !(1..=300).contains(&secs) {
+            return Err(invalid(&v.key, "must be between 1s and 5m (an attacked account is delayed, never locked)"));
+        }
+        t.account.max_delay = secs;
+    }
+    if t.address.free_failures < t.account_at_address.free_failures {
+        return Err(invalid(
+            "login_throttle.address_free_failures",
+            "must not be below login_throttle.free_failures (many people share one address)",
+        ));
+    }
+    Ok(t)
 }
 
 fn whole_number(v: &Value, min: i64, max: i64) -> Result<i64, ConfigError> {
@@ -429,8 +521,7 @@ pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
         settings.watch_interval = d;
     }
 
-    settings.login_throttle =
-        throttle_policy(env, "KHOA_LOGIN", "login_throttle", file.login_throttle, settings.login_throttle)?;
+    settings.login_throttle = login_throttle(env, file.login_throttle, settings.login_throttle)?;
     settings.client_auth_throttle = throttle_policy(
         env,
         "KHOA_CLIENT_AUTH",
@@ -520,6 +611,25 @@ pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
         }
         settings.header_read_timeout = d;
     }
+    let proxies = match env("KHOA_TRUSTED_PROXIES") {
+        Some(raw) => Some(("KHOA_TRUSTED_PROXIES".to_string(), raw.split(',').map(str::to_string).collect::<Vec<_>>())),
+        None => http.trusted_proxies.map(|list| ("http.trusted_proxies".to_string(), list)),
+    };
+    if let Some((key, list)) = proxies {
+        for item in list.iter().filter(|i| !i.trim().is_empty()) {
+            let net = khoa_core::forwarded::parse_proxy(item).map_err(|e| invalid(&key, e))?;
+            settings.trusted_proxies.push(net);
+        }
+    }
+    if let Some(v) = pick(env, "KHOA_METRICS_LISTEN", "metrics.listen", file.metrics.listen) {
+        let addr: SocketAddr = v.raw.parse().map_err(|_| {
+            invalid(&v.key, format!("{:?} is not an address:port such as 127.0.0.1:9090", v.raw))
+        })?;
+        if addr == listen_addr {
+            return Err(invalid(&v.key, "must differ from the public listen address"));
+        }
+        settings.metrics_listen = Some(addr);
+    }
 
     Ok(Config { settings, database_url: database.raw, secret, log_filter: log_filter.raw, log_format })
 }
@@ -570,10 +680,35 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         let f = file("[login_throttle]\nfree_failures = 3\nbase_delay = \"30s\"\n");
         let c = load(Some(f.path()), &env_of(&[("KHOA_LOGIN_WINDOW", "10m")])).unwrap();
+        let t = c.settings.login_throttle;
         assert_eq!(
-            c.settings.login_throttle,
+            t.account_at_address,
             khoa_core::throttle::ThrottlePolicy { free_failures: 3, base_delay: 30, max_delay: 900, window: 600 }
         );
+        // The looser limits share the delays and the window.
+        assert_eq!((t.address.free_failures, t.address.base_delay, t.address.window), (100, 30, 600));
+        assert_eq!((t.account.free_failures, t.account.max_delay, t.account.window), (20, 60, 600));
+        let env = [
+            ("KHOA_LOGIN_ADDRESS_FREE_FAILURES", "500"),
+            ("KHOA_LOGIN_ACCOUNT_FREE_FAILURES", "50"),
+            ("KHOA_LOGIN_ACCOUNT_MAX_DELAY", "30s"),
+            ("KHOA_TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
+            ("KHOA_METRICS_LISTEN", "127.0.0.1:9090"),
+        ];
+        let c = load(None, &env_of(&env)).unwrap();
+        let t = c.settings.login_throttle;
+        assert_eq!((t.address.free_failures, t.account.free_failures, t.account.max_delay), (500, 50, 30));
+        let proxies: Vec<String> = c.settings.trusted_proxies.iter().map(|p| p.to_string()).collect();
+        assert_eq!(proxies, ["10.0.0.0/8", "::1/128"]);
+        assert_eq!(c.settings.metrics_listen, Some("127.0.0.1:9090".parse().unwrap()));
+        let f = file("[http]\ntrusted_proxies = [\"192.0.2.0/24\"]\n[metrics]\nlisten = \"127.0.0.1:9100\"\n");
+        let c = load(Some(f.path()), &env_of(&[])).unwrap();
+        assert_eq!(c.settings.trusted_proxies[0].to_string(), "192.0.2.0/24");
+        assert_eq!(c.settings.metrics_listen, Some("127.0.0.1:9100".parse().unwrap()));
+        // The issuer has one spelling: scheme and host in lower case.
+        let c = load(None, &env_of(&[("KHOA_ISSUER", "HTTPS://SSO.Example.VN/Base")])).unwrap();
+        assert_eq!(c.settings.issuer, "https://sso.example.vn/Base");
+        assert!(c.settings.secure_cookies());
         let c = load(None, &env_of(&[("KHOA_SECRET", "0123456789abcdef0123456789abcdef")])).unwrap();
         assert!(matches!(c.secret, SecretSource::Secret(_)));
     }
@@ -605,7 +740,12 @@ mod tests {
         let c = load(Some(f.path()), &env_of(&[("KHOA_CLIENT_AUTH_MAX_DELAY", "1m")])).unwrap();
         let t = c.settings.client_auth_throttle;
         assert_eq!((t.free_failures, t.base_delay, t.max_delay, t.window), (2, 1, 60, 3600));
-        assert_eq!(c.settings.login_throttle, khoa_core::throttle::ThrottlePolicy::default(), "separate policies");
+        assert_eq!(c.settings.login_throttle, khoa_core::throttle::LoginThrottle::default(), "separate policies");
+        assert!(err(None, &[("KHOA_TRUSTED_PROXIES", "10.0.0.0/99")]).starts_with("KHOA_TRUSTED_PROXIES:"));
+        assert!(err(None, &[("KHOA_METRICS_LISTEN", "metrics")]).starts_with("KHOA_METRICS_LISTEN:"));
+        assert!(err(None, &[("KHOA_METRICS_LISTEN", "127.0.0.1:8080")]).contains("must differ"));
+        assert!(err(None, &[("KHOA_LOGIN_ACCOUNT_MAX_DELAY", "1h")]).starts_with("KHOA_LOGIN_ACCOUNT_MAX_DELAY:"));
+        assert!(err(None, &[("KHOA_LOGIN_ADDRESS_FREE_FAILURES", "2")]).contains("many people share one address"));
         assert!(err(None, &[("KHOA_REFRESH_GRACE", "2m")]).starts_with("KHOA_REFRESH_GRACE:"));
         assert!(err(None, &[("KHOA_CLEANUP_INTERVAL", "0s")]).starts_with("KHOA_CLEANUP_INTERVAL:"));
         assert!(err(None, &[("KHOA_ACCESS_TOKEN_FORMAT", "paseto")]).starts_with("KHOA_ACCESS_TOKEN_FORMAT:"));

@@ -158,3 +158,45 @@ async fn sigterm_finishes_requests_in_flight() {
     let status = khoa.server.terminate();
     assert!(status.success(), "{status:?}");
 }
+
+/// Every response after which the server closes the connection says so (413, 414,
+/// 431), so a keep-alive client never sends its next request into a closing
+/// connection: one client with one pooled connection alternates oversized and
+/// ordinary requests, and every one of them gets its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_clients_survive_refused_requests() {
+    let khoa = Khoa::new(BIN, test_database(Backend::Sqlite).await);
+    // Raw: the 413 itself announces the close.
+    let body = "a".repeat(70_000);
+    let big = format!(
+        "POST /oauth2/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let response = raw(&khoa, &big).await;
+    assert_eq!(status(&response), 413, "{response}");
+    assert!(response.to_ascii_lowercase().contains("connection: close"), "{response}");
+    let long = format!("GET /oauth2/auth?state={} HTTP/1.1\r\nHost: x\r\n\r\n", "s".repeat(9_000));
+    let response = raw(&khoa, &long).await;
+    assert_eq!(status(&response), 414, "{response}");
+    assert!(response.to_ascii_lowercase().contains("connection: close"), "{response}");
+
+    let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+    for round in 0..20 {
+        let res = client
+            .post(khoa.url("/oauth2/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("grant_type=refresh_token&refresh_token={}", "x".repeat(70_000)))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: the oversized request got no answer: {e}"));
+        assert_eq!(res.status(), 413, "round {round}");
+        let _ = res.bytes().await;
+        let res = client
+            .get(khoa.url("/health/alive"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: the next request on the connection failed: {e}"));
+        assert_eq!(res.status(), 200, "round {round}");
+        let _ = res.bytes().await;
+    }
+}

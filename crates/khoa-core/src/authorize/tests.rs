@@ -244,3 +244,33 @@ fn error_redirects_carry_state_and_iss() {
         .all(|b| b == 0x20 || b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b)));
     assert_eq!(redirect_with("https://a.example/cb?x=1", &[("code", "c")]), "https://a.example/cb?x=1&code=c");
 }
+
+#[test]
+fn every_kept_parameter_has_a_cap() {
+    let long = |n: usize| "x".repeat(n);
+    let cases: [(&str, usize, &str); 6] = [
+        ("nonce", MAX_ECHO_LEN, "nonce is too long"),
+        ("login_hint", MAX_HINT_LEN, "login_hint is too long"),
+        ("acr_values", MAX_HINT_LEN, "acr_values is too long"),
+        ("ui_locales", MAX_HINT_LEN, "ui_locales is too long"),
+        ("id_token_hint", MAX_ID_TOKEN_HINT_LEN, "id_token_hint is too long"),
+        ("scope", MAX_SCOPE_LEN, "scope is too long"),
+    ];
+    for (name, max, description) in cases {
+        let over = long(max + 1);
+        match validate(&base(&[(name, over.as_str())]), Some(&web())) {
+            Err(AuthorizeError::Redirect(e)) => {
+                assert_eq!((e.code, e.description), (AuthorizeErrorCode::InvalidRequest, description), "{name}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+        // At the cap, the parameter is accepted (scope: an unknown scope, refused as such).
+        let at = long(max);
+        let r = validate(&base(&[(name, at.as_str())]), Some(&web()));
+        if name == "scope" {
+            assert_eq!(redirect_code(r), AuthorizeErrorCode::InvalidScope);
+        } else {
+            assert!(r.is_ok(), "{name}: {r:?}");
+        }
+    }
+}

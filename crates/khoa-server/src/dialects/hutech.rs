@@ -24,7 +24,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use khoa_core::client_auth::{verify, ClientCredentials};
+use crate::client_authn::authenticate_credentials;
+use khoa_core::client_auth::ClientCredentials;
 use khoa_core::code::CodeError;
 use khoa_core::session::handle_hash;
 use serde_json::{json, Value};
@@ -50,6 +51,9 @@ pub const BAD_REQUEST: HutechError = HutechError(36, -9, "Dữ liệu yêu cầu
 
 pub(crate) enum Failure {
     Dialect(HutechError, StatusCode, Option<String>),
+    /// Too many wrong secrets for this client: the wrong-secret error with 429 and
+    /// `Retry-After` (seconds).
+    Throttled(i64),
     Engine(TokenError),
 }
 
@@ -82,19 +86,22 @@ fn error_response(path: &str, e: HutechError, status: StatusCode, detail: Option
 fn respond(path: &str, result: Result<Exchanged, Failure>) -> Response {
     match result {
         Ok(x) => {
-            let u = &x.user;
-            let text = |v: &Option<String>| v.clone().unwrap_or_default();
+            // The same claim release as userinfo for the token's scope: a field the
+            // scope does not grant is an empty string.
+            let scope = khoa_core::scope::ScopeSet::parse(&x.response.scope).unwrap_or_default();
+            let claims = khoa_core::tokens::userinfo_claims(&x.user, &scope);
+            let text = |claim: &str| claims.get(claim).and_then(Value::as_str).unwrap_or_default().to_string();
             let body = json!({
                 "version": "1.0.0",
                 "data": {
                     "token": x.response.access_token,
-                    "contact_id": u.subject(),
-                    "username": u.username,
+                    "contact_id": text("sub"),
+                    "username": text("preferred_username"),
                     "data": {
-                        "ho_ten": text(&u.name),
-                        "email": text(&u.email),
-                        "avatar": text(&u.picture),
-                        "so_dien_thoai": text(&u.phone_number),
+                        "ho_ten": text("name"),
+                        "email": text("email"),
+                        "avatar": text("picture"),
+                        "so_dien_thoai": text("phone_number"),
                     }
                 }
             });
@@ -103,6 +110,11 @@ fn respond(path: &str, result: Result<Exchanged, Failure>) -> Response {
             res
         }
         Err(Failure::Dialect(e, status, detail)) => error_response(path, e, status, detail),
+        Err(Failure::Throttled(retry_after)) => {
+            let mut res = error_response(path, BAD_SECRET, StatusCode::TOO_MANY_REQUESTS, None);
+            res.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(retry_after.max(1)));
+            res
+        }
         Err(Failure::Engine(e)) => e.into_response(),
     }
 }
@@ -179,12 +191,17 @@ async fn web_exchange(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Res
         return Err(fail(BAD_CLIENT));
     }
     let client = state.clients.get(state.store.as_ref(), client_id).await.map_err(|e| Failure::Engine(e.into()))?;
-    let client = client.filter(|c| !c.is_public()).ok_or(fail(BAD_CLIENT))?;
-    let credentials = ClientCredentials::Post { client_id: client_id.clone(), secret: secret.clone() };
-    if verify(&credentials, Some(&client)).is_err() {
-        state.metrics.client_auth_failures.inc();
-        return Err(fail(BAD_SECRET));
+    if !client.is_some_and(|c| !c.is_public()) {
+        return Err(fail(BAD_CLIENT));
     }
+    // The one client-authentication path: constant-time check, metric, throttle.
+    let credentials = ClientCredentials::Post { client_id: client_id.clone(), secret: secret.clone() };
+    let client = match authenticate_credentials(state, &credentials).await {
+        Ok(client) => client,
+        Err(TokenError::Throttled { retry_after }) => return Err(Failure::Throttled(retry_after)),
+        Err(TokenError::Endpoint(_)) => return Err(fail(BAD_SECRET)),
+        Err(e) => return Err(Failure::Engine(e)),
+    };
     let x = CodeExchange {
         code,
         redirect_uri: RedirectUri::NotCarried,

@@ -19,19 +19,19 @@ use crate::issue::{self, RefreshTemplate, Subject};
 use crate::password_login::{password_login, LoginOutcome};
 use crate::state::AppState;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use khoa_core::client::Client;
-use khoa_core::client_auth::{verify, ClientCredentials};
+use crate::client_authn::authenticate_credentials;
+use khoa_core::client_auth::ClientCredentials;
 use khoa_core::jose::{jwt, SigningAlgorithm};
 use khoa_core::scope::ScopeSet;
 use khoa_core::tconnect::PartnerKey;
 use khoa_core::token_error::TokenEndpointError;
-use khoa_store::AccessTokenRecord;
+use khoa_store::{AccessTokenRecord, Partner};
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub const LOGIN_PATH: &str = "/openapi/v1/auth/login";
@@ -68,6 +68,42 @@ pub(crate) struct LoginPayload {
     password: String,
     client_id: String,
     client_secret: String,
+    /// Replay protection (optional unless the partner requires it): when the payload
+    /// was made (Unix seconds) and a value never used before.
+    timestamp: Option<i64>,
+    nonce: Option<String>,
+}
+
+/// How old a login payload's `timestamp` may be (seconds).
+pub const PAYLOAD_MAX_AGE: i64 = 300;
+/// How far ahead of our clock a partner's clock may run (seconds).
+const PAYLOAD_CLOCK_SKEW: i64 = 60;
+
+/// Refuses a payload that is stale, replayed, or lacks the replay protection its
+/// partner requires; records its nonce otherwise (before the password is checked, so
+/// a replay cannot even cost a throttled attempt).
+async fn check_freshness(state: &AppState, partner: &Partner, p: &LoginPayload, now: i64) -> Result<(), Response> {
+    let refuse = |d: &'static str| oauth_error(TokenEndpointError::InvalidRequest(d));
+    let (timestamp, nonce) = match (p.timestamp, p.nonce.as_deref()) {
+        (None, None) if !partner.require_nonce => return Ok(()),
+        (None, None) => return Err(refuse("this partner's payloads must carry timestamp and nonce")),
+        (Some(t), Some(n)) => (t, n),
+        _ => return Err(refuse("timestamp and nonce go together")),
+    };
+    let nonce_ok = (16..=128).contains(&nonce.len()) && nonce.bytes().all(|b| b.is_ascii_graphic());
+    if !nonce_ok {
+        return Err(refuse("nonce must be 16 to 128 printable ASCII characters"));
+    }
+    if timestamp < now - PAYLOAD_MAX_AGE || timestamp > now + PAYLOAD_CLOCK_SKEW {
+        return Err(refuse("the payload is stale: its timestamp is not within 5 minutes of now"));
+    }
+    // Kept as long as a payload with this timestamp could be accepted.
+    let keep_until = timestamp + PAYLOAD_MAX_AGE + PAYLOAD_CLOCK_SKEW;
+    match state.store.use_partner_nonce(&partner.code, nonce, keep_until).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(refuse("the payload was used before")),
+        Err(e) => Err(crate::error::ApiError::from(e).into_response()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -96,7 +132,7 @@ struct PartnerTokens {
 }
 
 /// The partner named by `Partner-Code`, its key and its client; `Err` is the response.
-async fn partner(state: &AppState, headers: &HeaderMap) -> Result<(PartnerKey, Arc<Client>), Response> {
+async fn partner(state: &AppState, headers: &HeaderMap) -> Result<(Partner, PartnerKey, Arc<Client>), Response> {
     let code = headers.get("partner-code").and_then(|v| v.to_str().ok()).map(str::trim).filter(|c| !c.is_empty());
     let Some(code) = code else { return Err(not_found()) };
     let partner = match state.store.partner(code).await {
@@ -110,7 +146,7 @@ async fn partner(state: &AppState, headers: &HeaderMap) -> Result<(PartnerKey, A
         return Err(crate::error::ApiError::Internal("a partner key cannot be opened".into()).into_response());
     };
     match state.clients.get(state.store.as_ref(), &partner.client_id).await {
-        Ok(Some(client)) => Ok((key, client)),
+        Ok(Some(client)) => Ok((partner, key, client)),
         Ok(None) => Err(not_found()),
         Err(e) => Err(crate::error::ApiError::from(e).into_response()),
     }
@@ -160,13 +196,8 @@ fn tokens(access_token: String, expires_in: i64, refresh: (String, i64)) -> Resp
     res
 }
 
-pub(crate) async fn login(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (key, client) = match partner(&state, &headers).await {
+pub(crate) async fn login(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (partner, key, client) = match partner(&state, &headers).await {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -175,15 +206,20 @@ pub(crate) async fn login(
         Err(r) => return r,
     };
     // A payload for another client than the partner's is as unreadable as any other.
-    if p.client_id != client.client_id {
+    if p.client_id != client.client_id || client.is_public() {
         return unreadable();
     }
+    // The one client-authentication path: constant-time check, metric, throttle.
     let credentials = ClientCredentials::Post { client_id: p.client_id.clone(), secret: p.client_secret.clone() };
-    if client.is_public() || verify(&credentials, Some(&client)).is_err() {
-        state.metrics.client_auth_failures.inc();
-        return oauth_error(TokenEndpointError::invalid_client("client authentication failed", false));
+    let client = match authenticate_credentials(&state, &credentials).await {
+        Ok(client) => client,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(r) = check_freshness(&state, &partner, &p, crate::now()).await {
+        return r;
     }
-    let user = match password_login(&state, &p.username, &p.password, peer.ip()).await {
+    let origin = khoa_core::throttle::LoginOrigin::Partner { code: &partner.code };
+    let user = match password_login(&state, &p.username, &p.password, origin).await {
         Ok(LoginOutcome::Succeeded(user)) => user,
         Ok(LoginOutcome::Failed) => {
             return oauth_error(TokenEndpointError::InvalidGrant("invalid username or password"))
@@ -246,7 +282,7 @@ async fn issue_family(state: &AppState, client: &Client, user: &khoa_core::user:
 }
 
 pub(crate) async fn refresh(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (key, client) = match partner(&state, &headers).await {
+    let (_, key, client) = match partner(&state, &headers).await {
         Ok(p) => p,
         Err(r) => return r,
     };

@@ -38,8 +38,12 @@ pub(crate) async fn post(
             }
         }
     };
-    let body: Value = match find(&state, token, field(&form, "token_type_hint")).await? {
-        Some(Found::Access(c, r)) if r.revoked_at.is_none() && now < c.exp => {
+    let found = find(&state, token, field(&form, "token_type_hint")).await?;
+    // §2.2, §4: a token that is not live, or not this client's to know about, is
+    // exactly {"active": false}, whatever the reason.
+    let found = found.filter(|f| f.is_live(now) && f.introspectable_by(&client));
+    let body: Value = match found {
+        Some(Found::Access(c, r)) => {
             let mut v = json!({
                 "active": true, "scope": c.scope, "client_id": c.client_id, "token_type": "Bearer",
                 "exp": c.exp, "iat": c.iat, "sub": c.sub, "aud": c.aud, "iss": issuer, "jti": c.jti,
@@ -49,7 +53,7 @@ pub(crate) async fn post(
             }
             v
         }
-        Some(Found::Refresh(r)) if r.is_live(now) => {
+        Some(Found::Refresh(r)) => {
             let mut v = json!({
                 "active": true, "scope": r.scope, "client_id": r.client_id, "token_type": "refresh_token",
                 "exp": r.expires_at, "iat": r.issued_at, "sub": r.user_id.to_string(), "aud": r.client_id, "iss": issuer,
@@ -59,8 +63,7 @@ pub(crate) async fn post(
             }
             v
         }
-        // §2.2: expired, revoked, unknown: exactly {"active": false}.
-        _ => json!({"active": false}),
+        None => json!({"active": false}),
     };
     let mut res = Json(body).into_response();
     no_store(res.headers_mut());

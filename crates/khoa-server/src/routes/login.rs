@@ -6,12 +6,13 @@ use super::form_pairs;
 use crate::error::ApiError;
 use crate::flow::{self, current_session};
 use crate::interaction::{resume, tokens_match};
-use crate::password_login::{password_login, LoginOutcome};
+use crate::password_login::{device_cookie, known_device, password_login, LoginOutcome, DEVICE_COOKIE};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use khoa_core::throttle::LoginOrigin;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -37,7 +38,12 @@ pub(crate) async fn post(
         ));
     }
     let t = flow.locale.texts();
-    let user = match password_login(&state, field("username"), field("password"), peer.ip()).await? {
+    let now = crate::now();
+    let username = field("username");
+    let device = known_device(&state, crate::cookies::get(&headers, DEVICE_COOKIE).as_deref(), username, now);
+    let address = crate::http::client_address(&state.settings, peer.ip(), &headers);
+    let origin = LoginOrigin::Browser { address, device: device.as_deref() };
+    let user = match password_login(&state, username, field("password"), origin).await? {
         LoginOutcome::Blocked { retry_after } => {
             let interaction = Some((handle, &interaction));
             let status = StatusCode::TOO_MANY_REQUESTS;
@@ -53,11 +59,16 @@ pub(crate) async fn post(
     };
     let previous = current_session(&state, &headers, crate::now()).await?;
     let (session, cookie) = flow::start_session(&state, &user, previous.as_ref()).await?;
-    state.store.set_interaction_session(&interaction.id_hash, &session.sid).await?;
+    // The interaction is now the session's (a row of its own, if it was sealed).
+    let (handle, _, csrf_cookie) =
+        flow::interaction_for(&state, &flow, Some((handle, &interaction)), Some(&session.sid)).await?;
     let next = format!("/oauth2/auth/continue?interaction={handle}");
     let mut res = Redirect::to(&next).into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie.1) {
-        res.headers_mut().append(cookie.0, v);
+    let cookies = std::iter::once(cookie.1).chain(csrf_cookie.into_iter().map(|(_, v)| v));
+    for value in cookies.chain(device_cookie(&state, &user.username, now)) {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            res.headers_mut().append(header::SET_COOKIE, v);
+        }
     }
     Ok(res)
 }

@@ -1,8 +1,11 @@
 //! `GET, POST /oauth2/sessions/logout` (OpenID Connect RP-Initiated Logout 1.0) and
 //! `POST /oauth2/sessions/logout/confirm`.
 //!
-//! With a valid `id_token_hint` the session it names ends at once; without one the
-//! user confirms first (CSRF-protected). A `post_logout_redirect_uri` is followed only
+//! A valid `id_token_hint` that names this browser's own session (its cookie) ends it
+//! at once; any other request is confirmed by the user first (CSRF-protected), and
+//! the confirmation ends only this browser's session. An ID token alone never ends a
+//! session: a leaked one, even an expired one, in a cross-site image would otherwise
+//! log its user out (RP-Initiated Logout 1.0 §2, §3). A `post_logout_redirect_uri` is followed only
 //! when it exactly matches one registered for the client; anything doubtful shows an
 //! error page and never redirects.
 
@@ -109,23 +112,30 @@ async fn start(state: &AppState, headers: &HeaderMap, r: LogoutRequest) -> Resul
         ));
     };
     let now = crate::now();
+    let session = current_session(state, headers, now).await?;
     let Some(hint) = checked.hint else {
         return Ok(confirmation_page(state, headers, locale, &r));
     };
-    // A valid hint: end the session it names (even when the cookie is gone), and the
-    // browser's own session if it is the same user's.
-    let mut frames = vec![];
-    if let Some(sid) = &hint.sid {
-        if let Some(session) = state.store.session_by_sid(sid).await?.filter(|s| s.is_active(now)) {
-            frames.extend(crate::logout::end_session(state, &session).await?);
+    match session {
+        // Nothing to end in this browser: only the redirect.
+        None => Ok(logged_out(state, locale, vec![], checked.redirect)),
+        // The hint names this browser's session (its expiry does not matter).
+        Some(session) if hint_names(&hint, &session) => {
+            let frames = crate::logout::end_session(state, &session).await?;
+            Ok(logged_out(state, locale, frames, checked.redirect))
         }
+        // Another session than this browser's: the user decides.
+        Some(_) => Ok(confirmation_page(state, headers, locale, &r)),
     }
-    if let Some(session) = current_session(state, headers, now).await? {
-        if session.user_id.to_string() == hint.sub {
-            frames.extend(crate::logout::end_session(state, &session).await?);
-        }
+}
+
+/// Whether an ID token was issued in `session`: its `sid`, or (an ID token without
+/// one) its subject.
+fn hint_names(hint: &IdTokenClaims, session: &khoa_core::session::Session) -> bool {
+    match &hint.sid {
+        Some(sid) => *sid == session.sid,
+        None => hint.sub == session.user_id.to_string(),
     }
-    Ok(logged_out(state, locale, frames, checked.redirect))
 }
 
 fn confirmation_page(state: &AppState, headers: &HeaderMap, locale: Locale, r: &LogoutRequest) -> Response {

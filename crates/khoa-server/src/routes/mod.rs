@@ -32,12 +32,15 @@ use tower_http::timeout::TimeoutLayer;
 pub(crate) fn router(state: AppState) -> Router {
     let body_limit = state.settings.body_limit;
     let timeout = state.settings.request_timeout;
-    Router::new()
-        .route(paths::DISCOVERY, get(discovery::openid_configuration))
+    let mut app = Router::new();
+    // With `metrics.listen` set, /metrics is served there only.
+    if state.settings.metrics_listen.is_none() {
+        app = app.route("/metrics", get(metrics::metrics));
+    }
+    app.route(paths::DISCOVERY, get(discovery::openid_configuration))
         .route(paths::JWKS, get(jwks::jwks))
         .route("/health/alive", get(health::alive))
         .route("/health/ready", get(health::ready))
-        .route("/metrics", get(metrics::metrics))
         .route(paths::AUTHORIZATION, get(authorize::get).post(authorize::post))
         .route("/oauth2/auth/login", post(login::post))
         .route("/oauth2/auth/continue", get(authorize::resume_after_login))
@@ -67,6 +70,35 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The listener of `metrics.listen`: `/metrics` and the health checks, nothing else.
+pub(crate) fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .route("/health/alive", get(health::alive))
+        .route("/health/ready", get(health::ready))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(RequestBodyLimitLayer::new(1024))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.settings.request_timeout))
+        .with_state(state)
+}
+
+/// The method as a metric label: the methods khoa serves, and `other` for anything
+/// else, so invented methods cannot grow the label set (and /metrics) without bound.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
 /// Longest request URI (path and query), in bytes: far above any authorization request
 /// a client sends, and far below what would cost memory.
 pub const MAX_URI_BYTES: usize = 8 * 1024;
@@ -85,7 +117,9 @@ async fn limit_uri(req: Request, next: Next) -> Response {
 /// The log names the route pattern, never the query string (it can carry codes).
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
+    // Every label has a bounded set of values: known methods, route patterns (or
+    // "unmatched"), and status codes.
+    let method = method_label(req.method()).to_owned();
     let route =
         req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".to_owned());
     let mut res = next.run(req).await;
@@ -95,6 +129,12 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     state.metrics.latency.get_or_create(&RouteLabels { route: route.clone() }).observe(elapsed.as_secs_f64());
     tracing::info!(target: "khoa::http", %method, %route, status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request");
     let h = res.headers_mut();
+    // After these the request's body may be unread, so the connection cannot carry
+    // another request: say so, or a keep-alive client sends its next request into a
+    // connection the server is closing.
+    if matches!(status, 408 | 413 | 414 | 431) {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     if state.settings.secure_cookies() {

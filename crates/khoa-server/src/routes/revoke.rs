@@ -31,10 +31,7 @@ pub(crate) async fn post(
     let now = crate::now();
     match find(&state, token, hint).await? {
         // §2.1: a token of another client is refused, and stays valid.
-        Some(Found::Access(_, r)) if r.client_id != client.client_id => {
-            return Err(TokenEndpointError::UnauthorizedClient("the token was issued to another client").into());
-        }
-        Some(Found::Refresh(r)) if r.client_id != client.client_id => {
+        Some(found) if found.client_id() != client.client_id => {
             return Err(TokenEndpointError::UnauthorizedClient("the token was issued to another client").into());
         }
         Some(Found::Access(claims, _)) => {

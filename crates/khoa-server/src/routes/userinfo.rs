@@ -18,7 +18,7 @@ enum BearerError {
     Missing,
     InvalidRequest(&'static str),
     InvalidToken(&'static str),
-    Unavailable,
+    Store(khoa_store::StoreError),
 }
 
 impl IntoResponse for BearerError {
@@ -35,7 +35,7 @@ impl IntoResponse for BearerError {
                 format!("Bearer realm=\"khoa\", error=\"invalid_token\", error_description=\"{d}\""),
                 Some(("invalid_token", d)),
             ),
-            Self::Unavailable => return crate::error::ApiError::Unavailable.into_response(),
+            Self::Store(e) => return crate::error::ApiError::from(e).into_response(),
         };
         let mut res = match body {
             Some((error, description)) => {
@@ -94,15 +94,19 @@ async fn answer(state: &AppState, method: &Method, headers: &HeaderMap, body: &[
     let token = bearer_token(method, headers, body)?;
     // A JWT is checked against its signature and then the database, the authority on
     // revocation; an opaque token is found in the database by its hash.
-    let found = crate::tokens::access_token(state, &token).await.map_err(|_| BearerError::Unavailable)?;
-    let Some(Found::Access(claims, record)) = found else {
+    let found = crate::tokens::access_token(state, &token).await.map_err(BearerError::Store)?;
+    let Some(found @ Found::Access(..)) = found else {
         return Err(BearerError::InvalidToken("the access token is invalid or has been revoked"));
     };
     let now = crate::now();
+    let live = found.is_live(now);
+    let Found::Access(claims, record) = found else {
+        return Err(BearerError::InvalidToken("the access token is invalid or has been revoked"));
+    };
     if now >= claims.exp {
         return Err(BearerError::InvalidToken("the access token has expired"));
     }
-    if record.revoked_at.is_some() || record.client_id != claims.client_id {
+    if !live {
         return Err(BearerError::InvalidToken("the access token has been revoked"));
     }
     // A client_credentials token speaks for a client, not a user.
@@ -113,7 +117,7 @@ async fn answer(state: &AppState, method: &Method, headers: &HeaderMap, body: &[
         .users
         .get(state.store.as_ref(), user_id)
         .await
-        .map_err(|_| BearerError::Unavailable)?
+        .map_err(BearerError::Store)?
         .ok_or(BearerError::InvalidToken("the user no longer exists"))?;
     let scope = ScopeSet::parse(&claims.scope).unwrap_or_default();
     let mut res = Json(userinfo_claims(&user, &scope)).into_response();

@@ -34,6 +34,7 @@ fn registration(a: ClientCreate) -> anyhow::Result<ClientRegistration> {
         scopes: a.scopes,
         skip_consent: a.skip_consent,
         always_issue_refresh_token: a.always_issue_refresh_token,
+        resource_server: a.resource_server,
         client_name: a.name,
         logo_uri: a.logo_uri,
         client_uri: a.client_uri,

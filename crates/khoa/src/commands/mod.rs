@@ -21,7 +21,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Client(c) => client::run(c, &open_store(&config).await?).await,
-        Command::User(c) => user::run(c, &open_store(&config).await?).await,
+        Command::User(c) => user::run(c, &config.settings, &open_store(&config).await?).await,
         Command::Keys(c) => keys::run(c, &config, open_store(&config).await?).await,
         Command::Partner(c) => partner::run(c, &config, &open_store(&config).await?).await,
         Command::LogoutDeliveries(c) => deliveries::run(c, &open_store(&config).await?).await,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 pub async fn run(command: PartnerCommand, config: &Config, store: &Arc<dyn Store>) -> anyhow::Result<()> {
     match command {
-        PartnerCommand::Create { code, client_id, key_hex } => {
+        PartnerCommand::Create { code, client_id, key_hex, require_nonce } => {
             let code_ok = !code.is_empty()
                 && code.len() <= 64
                 && code.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
@@ -29,12 +29,15 @@ pub async fn run(command: PartnerCommand, config: &Config, store: &Arc<dyn Store
             };
             let master = master_key(config)?;
             let sealed = master.seal(format!("partner:{code}").as_bytes(), key.as_bytes())?;
-            let partner = Partner { code: code.clone(), client_id, key_sealed: sealed, created_at: khoa_server::now() };
+            let partner =
+                Partner { code: code.clone(), client_id, key_sealed: sealed, require_nonce, created_at: khoa_server::now() };
             match store.insert_partner(&partner).await {
                 Err(StoreError::Conflict(_)) => bail!("a partner with code {code:?} already exists"),
                 other => other?,
             }
-            let mut out = serde_json::json!({"code": partner.code, "client_id": partner.client_id});
+            let mut out = serde_json::json!({
+                "code": partner.code, "client_id": partner.client_id, "require_nonce": partner.require_nonce,
+            });
             if generated {
                 // Shown once; only a sealed copy is stored.
                 out["key_hex"] = key.to_hex().into();
@@ -47,13 +50,24 @@ pub async fn run(command: PartnerCommand, config: &Config, store: &Arc<dyn Store
             if args.json {
                 let rows: Vec<_> = partners
                     .iter()
-                    .map(|p| serde_json::json!({"code": p.code, "client_id": p.client_id, "created_at": p.created_at}))
+                    .map(|p| {
+                        serde_json::json!({
+                            "code": p.code, "client_id": p.client_id, "require_nonce": p.require_nonce,
+                            "created_at": p.created_at,
+                        })
+                    })
                     .collect();
                 return print_json(&rows);
             }
             print_table(
-                &["CODE", "CLIENT_ID", "CREATED"],
-                partners.iter().map(|p| vec![p.code.clone(), p.client_id.clone(), format_time(p.created_at)]).collect(),
+                &["CODE", "CLIENT_ID", "NONCE", "CREATED"],
+                partners
+                    .iter()
+                    .map(|p| {
+                        let nonce = if p.require_nonce { "required" } else { "optional" };
+                        vec![p.code.clone(), p.client_id.clone(), nonce.into(), format_time(p.created_at)]
+                    })
+                    .collect(),
             );
             Ok(())
         }

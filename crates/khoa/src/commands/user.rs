@@ -3,7 +3,8 @@ use crate::cli::{UserCommand, UserCreate};
 use anyhow::bail;
 use khoa_core::password::{hash_password, validate_new_password, PasswordParams};
 use khoa_core::user::UserRegistration;
-use khoa_store::{Store, StoreError};
+use khoa_server::Settings;
+use khoa_store::{Store, StoreError, UserChange};
 use std::sync::Arc;
 
 /// argon2id is deliberately slow: keep it off the async executor.
@@ -11,7 +12,30 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     Ok(tokio::task::spawn_blocking(f).await?)
 }
 
-pub async fn run(command: UserCommand, store: &Arc<dyn Store>) -> anyhow::Result<()> {
+/// Ends the user's sessions and tokens together with `change`, in one transaction;
+/// their clients get back-channel logout notices (sent by the running servers).
+async fn end_sessions(
+    store: &Arc<dyn Store>,
+    settings: &Settings,
+    username: &str,
+    change: UserChange,
+) -> anyhow::Result<khoa_store::EndedSessions> {
+    let now = khoa_server::now();
+    let keep_until = khoa_server::logout::keep_deliveries_until(settings, now);
+    match store.end_user_sessions(username, change, now, keep_until).await? {
+        Some(ended) => Ok(ended),
+        None => bail!("no user named {username:?}"),
+    }
+}
+
+fn ended_text(e: &khoa_store::EndedSessions) -> String {
+    format!(
+        "{} session(s) ended, {} token(s) revoked, {} back-channel notice(s) queued",
+        e.sessions, e.tokens, e.notifications
+    )
+}
+
+pub async fn run(command: UserCommand, settings: &Settings, store: &Arc<dyn Store>) -> anyhow::Result<()> {
     match command {
         UserCommand::Create(UserCreate {
             username,
@@ -67,10 +91,13 @@ pub async fn run(command: UserCommand, store: &Arc<dyn Store>) -> anyhow::Result
             Ok(())
         }
         UserCommand::Delete { username } => {
-            if !store.delete_user(&username).await? {
-                bail!("no user named {username:?}");
-            }
-            println!("user {username} deleted");
+            let ended = end_sessions(store, settings, &username, UserChange::Delete).await?;
+            println!("user {username} deleted; {}", ended_text(&ended));
+            Ok(())
+        }
+        UserCommand::RevokeSessions { username } => {
+            let ended = end_sessions(store, settings, &username, UserChange::None).await?;
+            println!("{}", ended_text(&ended));
             Ok(())
         }
         UserCommand::SetPassword { username, password_stdin: _ } => {
@@ -80,10 +107,8 @@ pub async fn run(command: UserCommand, store: &Arc<dyn Store>) -> anyhow::Result
             let password = read_stdin_secret("password")?;
             validate_new_password(&password)?;
             let hash = blocking(move || hash_password(&password, PasswordParams::default())).await??;
-            if !store.set_password_hash(&username, &hash, khoa_server::now()).await? {
-                bail!("no user named {username:?}");
-            }
-            println!("password of {username} changed");
+            let ended = end_sessions(store, settings, &username, UserChange::Password { hash }).await?;
+            println!("password of {username} changed; {}", ended_text(&ended));
             Ok(())
         }
     }
