@@ -76,7 +76,7 @@ echo "test.sh: throwaway PostgreSQL at 127.0.0.1:$PGPORT"
 # it): without a package named, test every member.
 scope=(--workspace)
 for a in "$@"; do
-  case "$a" in -p | -p* | --package | --package=*) scope=() ;; esac
+  case "$a" in -p | -p* | --package | --package=* | --workspace) scope=() ;; esac
 done
 set +e
 cargo test "${scope[@]}" "$@" 2>&1 | tee "$PGDIR/cargo-test.log"

@@ -69,6 +69,34 @@ impl Khoa {
         authorize_url_at(&self.url(""), params)
     }
 
+    /// A code for `client_id`, signing in as `username` where the pages ask.
+    pub async fn code_as(&self, browser: &Browser, client_id: &str, username: &str, password: &str) -> String {
+        let params = [
+            ("client_id", client_id),
+            ("redirect_uri", CALLBACK),
+            ("response_type", "code"),
+            ("scope", "openid profile"),
+            ("state", "st"),
+        ];
+        let callback = sign_in(browser, self, &self.authorize_url(&params), username, password).await;
+        query(&callback).get("code").cloned().unwrap_or_else(|| panic!("no code: {callback}"))
+    }
+
+    /// `POST /oauth2/introspect` with Basic client authentication.
+    pub async fn introspect(&self, basic: (&str, &str), token: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let creds = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(basic.0), enc(basic.1)));
+        let res = reqwest::Client::new()
+            .post(self.url("/oauth2/introspect"))
+            .header("authorization", format!("Basic {creds}"))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap();
+        let (status, headers) = (res.status().as_u16(), res.headers().clone());
+        (status, headers, res.json().await.unwrap_or(Value::Null))
+    }
+
     /// A code for `client_id` with the standard parameters plus `extra`.
     pub async fn code(&self, browser: &Browser, client_id: &str, extra: &[(&str, &str)]) -> String {
         let mut params = vec![

@@ -220,8 +220,9 @@ async fn confirmation_without_hint(db: TestDatabase) {
     assert_eq!(location(&res, &khoa.issuer()), format!("{BYE}?state=s1"));
 }
 
-/// The session cookie is gone (another browser, say), but the hint names the session;
-/// the hint has expired, which does not matter for a current session; sent by POST.
+/// The hint has expired, which does not matter for the browser's current session; sent
+/// by POST. Without the session's cookie (another browser), the same hint ends nothing
+/// (security.rs: an_id_token_alone_logs_nobody_out).
 async fn logout_by_hint_without_cookie(db: TestDatabase) {
     let khoa = Khoa::with_env(BIN, db, ENV);
     let rp = Receiver::start(0).await;
@@ -235,7 +236,11 @@ async fn logout_by_hint_without_cookie(db: TestDatabase) {
     let cookieless = Browser::new();
     let res = cookieless.post_form(&khoa.url("/oauth2/sessions/logout"), &[("id_token_hint", &hint)]).await;
     assert_eq!(res.status(), 200);
-    assert!(!logged_in(&khoa, &browser).await, "the session named by the hint has ended");
+    assert!(logged_in(&khoa, &browser).await, "a hint alone ends no session");
+    assert!(rp.received("/bc").is_empty());
+    let res = browser.post_form(&khoa.url("/oauth2/sessions/logout"), &[("id_token_hint", &hint)]).await;
+    assert_eq!(res.status(), 200);
+    assert!(!logged_in(&khoa, &browser).await, "the browser's own session named by the hint has ended");
     assert_eq!(rp.wait_for("/bc", 1, 10).await.len(), 1, "and its clients are told");
 }
 
