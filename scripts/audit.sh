@@ -17,6 +17,6 @@ if ! cargo audit --version >/dev/null 2>&1; then
 fi
 scratch=$(mktemp -d /tmp/khoa-audit.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
-git clone -q "$source" "$scratch/advisory-db"
+git -c init.defaultBranch=main clone -q "$source" "$scratch/advisory-db"
 echo "audit.sh: RustSec snapshot of $(git -C "$scratch/advisory-db" log -1 --format=%cI)"
 cargo audit --db "$scratch/advisory-db" --no-fetch --stale --deny warnings

@@ -128,18 +128,23 @@ impl LoginThrottle {
     pub fn keys(&self, username: &str, origin: LoginOrigin<'_>) -> Vec<ThrottleKey> {
         let acct = account(username);
         let key = |key: String, policy, on_success| ThrottleKey { key, policy, on_success };
-        let place = match origin {
+        match origin {
             LoginOrigin::Browser { device: Some(device), .. } => {
-                return vec![key(format!("device:{device}"), self.account_at_address, OnSuccess::Forget)];
+                vec![key(format!("device:{device}"), self.account_at_address, OnSuccess::Forget)]
             }
-            LoginOrigin::Browser { address, device: None } => format!("ip:{address}"),
-            LoginOrigin::Partner { code } => format!("partner:{code}"),
-        };
-        vec![
-            key(format!("pair:{place}|{acct}"), self.account_at_address, OnSuccess::Forget),
-            key(format!("from:{place}"), self.address, OnSuccess::Refund),
-            key(format!("user:{acct}"), self.account, OnSuccess::Refund),
-        ]
+            LoginOrigin::Browser { address, device: None } => vec![
+                key(format!("pair:ip:{address}|{acct}"), self.account_at_address, OnSuccess::Forget),
+                key(format!("from:ip:{address}"), self.address, OnSuccess::Refund),
+                key(format!("user:{acct}"), self.account, OnSuccess::Refund),
+            ],
+            // A partner speaks for all its users from one place, and must hold its key
+            // and client secret to speak at all: no limit over all its accounts, which
+            // its users' ordinary typing errors would reach.
+            LoginOrigin::Partner { code } => vec![
+                key(format!("pair:partner:{code}|{acct}"), self.account_at_address, OnSuccess::Forget),
+                key(format!("user:{acct}"), self.account, OnSuccess::Refund),
+            ],
+        }
     }
 }
 
@@ -176,11 +181,7 @@ mod tests {
         );
         assert_eq!(
             names(t.keys("sv01", LoginOrigin::Partner { code: "ACME" })),
-            vec![
-                ("pair:partner:ACME|sv01".to_string(), OnSuccess::Forget),
-                ("from:partner:ACME".to_string(), OnSuccess::Refund),
-                ("user:sv01".to_string(), OnSuccess::Refund),
-            ]
+            vec![("pair:partner:ACME|sv01".to_string(), OnSuccess::Forget), ("user:sv01".to_string(), OnSuccess::Refund)]
         );
         let long = "x".repeat(10_000);
         assert!(t.keys(&long, LoginOrigin::Partner { code: "A" }).iter().all(|k| k.key.len() < 100));

@@ -164,10 +164,9 @@ async fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
 
 /// Spraying many accounts from one address is caught by the per-address limit, far
 /// above the per-account one; other addresses are unaffected.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn spraying_from_one_address_is_caught() {
+async fn spraying_from_one_address_is_caught(db: TestDatabase) {
     let env = [PROXIED, ("KHOA_LOGIN_ADDRESS_FREE_FAILURES", "12")];
-    let khoa = Khoa::with_env(BIN, test_database(Backend::Sqlite).await, &env);
+    let khoa = Khoa::with_env(BIN, db, &env);
     khoa.client("portal", &["--skip-consent"]);
     let sprayer = Browser::new();
     let form = login_form(&khoa, &sprayer).await;
@@ -184,10 +183,15 @@ async fn spraying_from_one_address_is_caught() {
 /// An attack on one account from many addresses: the account is delayed (429 for at
 /// most account_max_delay), never locked; the owner's known browser (its device
 /// cookie) is not delayed at all; after the delay the right password logs in.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_distributed_attack_delays_but_never_locks_the_owner_out() {
-    let env = [PROXIED, ("KHOA_LOGIN_ACCOUNT_FREE_FAILURES", "8"), ("KHOA_LOGIN_ACCOUNT_MAX_DELAY", "2s")];
-    let khoa = Khoa::with_env(BIN, test_database(Backend::Sqlite).await, &env);
+async fn a_distributed_attack_delays_but_never_locks_the_owner_out(db: TestDatabase) {
+    // A first wait as long as the cap, so the test sees the delay whatever its pace.
+    let env = [
+        PROXIED,
+        ("KHOA_LOGIN_ACCOUNT_FREE_FAILURES", "8"),
+        ("KHOA_LOGIN_BASE_DELAY", "4s"),
+        ("KHOA_LOGIN_ACCOUNT_MAX_DELAY", "4s"),
+    ];
+    let khoa = Khoa::with_env(BIN, db, &env);
     khoa.client("portal", &["--skip-consent"]);
     // The owner's own laptop signed in before.
     let laptop = Browser::new();
@@ -201,7 +205,7 @@ async fn a_distributed_attack_delays_but_never_locks_the_owner_out() {
         let (status, retry) = attempt(&khoa, &botnet, &form, &format!("198.51.100.{i}"), "sv01", "guess").await;
         if status == 429 {
             refused += 1;
-            assert!(retry.is_some_and(|r| (1..=2).contains(&r)), "delayed at most 2 s: {retry:?}");
+            assert!(retry.is_some_and(|r| (1..=4).contains(&r)), "delayed at most 4 s: {retry:?}");
         }
     }
     assert!(refused > 0, "the account-wide limit engaged");
@@ -210,7 +214,7 @@ async fn a_distributed_attack_delays_but_never_locks_the_owner_out() {
     let form = login_form(&khoa, &phone).await;
     let (status, retry) = attempt(&khoa, &phone, &form, "192.0.2.50", "sv01", PASSWORD).await;
     let retry = if status == 429 { retry.unwrap() } else { 0 };
-    assert!(status == 429 && retry <= 2, "{status} {retry}");
+    assert!(status == 429 && retry <= 4, "{status} {retry}");
     // The known laptop is not delayed, from any address.
     let form = login_form(&khoa, &laptop).await;
     assert_eq!(attempt(&khoa, &laptop, &form, "192.0.2.51", "sv01", PASSWORD).await.0, 303);
@@ -598,6 +602,8 @@ async fn a_corrupt_row_is_a_server_error(db: TestDatabase) {
 both_backends!(
     concurrent_attempts_check_at_most_the_free_failures,
     an_attacker_locks_out_nobody_else,
+    spraying_from_one_address_is_caught,
+    a_distributed_attack_delays_but_never_locks_the_owner_out,
     concurrent_partner_logins_check_at_most_the_free_failures,
     every_client_authentication_is_throttled,
     a_password_change_ends_every_session,
@@ -655,4 +661,29 @@ async fn an_upper_case_https_issuer_keeps_secure_cookies_and_hsts() {
     let res = Browser::new().get(&authorize(&khoa, "portal", &[])).await;
     let cookies: Vec<&str> = res.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
     assert!(!cookies.is_empty() && cookies.iter().all(|c| c.ends_with("; Secure")), "{cookies:?}");
+}
+
+/// RUSTSEC-2023-0071 (the `rsa` crate's timing side channel) does not reach the khoa
+/// binary: `rsa` comes only with the `openidconnect` client that tests and the demo
+/// relying party use (docs/security.md, `.cargo/audit.toml`).
+#[test]
+fn the_khoa_binary_does_not_depend_on_rsa() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml");
+    let tree = |args: &[&str]| {
+        let out = std::process::Command::new(&cargo)
+            .args(["tree", "--offline", "--manifest-path", manifest, "--prefix", "none"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let binary = tree(&["-p", "khoa", "-e", "normal,build"]);
+    let packages: Vec<&str> = binary.lines().filter_map(|l| l.split(' ').next()).collect();
+    assert!(packages.contains(&"aws-lc-rs") && packages.contains(&"khoa-server"), "{binary}");
+    assert!(!packages.contains(&"rsa"), "the khoa binary depends on rsa:\n{binary}");
+    // It is in the workspace, through the test client only.
+    let workspace = tree(&["--workspace", "-e", "all", "-i", "rsa"]);
+    assert!(workspace.contains("openidconnect"), "{workspace}");
 }
