@@ -181,7 +181,10 @@ mod tests {
         );
         assert_eq!(
             names(t.keys("sv01", LoginOrigin::Partner { code: "ACME" })),
-            vec![("pair:partner:ACME|sv01".to_string(), OnSuccess::Forget), ("user:sv01".to_string(), OnSuccess::Refund)]
+            vec![
+                ("pair:partner:ACME|sv01".to_string(), OnSuccess::Forget),
+                ("user:sv01".to_string(), OnSuccess::Refund)
+            ]
         );
         let long = "x".repeat(10_000);
         assert!(t.keys(&long, LoginOrigin::Partner { code: "A" }).iter().all(|k| k.key.len() < 100));

@@ -74,7 +74,11 @@ pub(crate) async fn run_once(state: &AppState, holder: &str) -> Result<bool, kho
     let before = now - state.settings.refresh_grace;
     for _ in 0..MAX_BATCHES {
         let n = state.store.clear_sealed_successors(before, state.settings.cleanup_batch).await?;
-        state.metrics.cleanup_deleted.get_or_create(&crate::metrics::TableLabels { table: "sealed_successors".into() }).inc_by(n);
+        state
+            .metrics
+            .cleanup_deleted
+            .get_or_create(&crate::metrics::TableLabels { table: "sealed_successors".into() })
+            .inc_by(n);
         if (n as i64) < state.settings.cleanup_batch {
             break;
         }

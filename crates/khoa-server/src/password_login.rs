@@ -79,5 +79,11 @@ pub fn device_cookie(state: &AppState, username: &str, now: UnixTime) -> Option<
     let plain = format!("{}\n{now}\n{username}", khoa_core::random::random_token::<16>());
     let sealed = state.master.seal(DEVICE_AAD, plain.as_bytes()).ok()?;
     let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed);
-    Some(crate::cookies::set(DEVICE_COOKIE, &value, "/oauth2/auth/login", DEVICE_LIFETIME, state.settings.secure_cookies()))
+    Some(crate::cookies::set(
+        DEVICE_COOKIE,
+        &value,
+        "/oauth2/auth/login",
+        DEVICE_LIFETIME,
+        state.settings.secure_cookies(),
+    ))
 }

@@ -1,9 +1,9 @@
 //! What the server needs to know, already validated (the command line builds it from
 //! the configuration file and the environment).
 
+use khoa_core::forwarded::IpNet;
 use khoa_core::jose::SigningAlgorithm;
 use khoa_core::logout::DeliveryPolicy;
-use khoa_core::forwarded::IpNet;
 use khoa_core::throttle::{LoginThrottle, ThrottlePolicy};
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -476,7 +476,9 @@ macro_rules! revoke_family_tx {
 
 pub(crate) use revoke_family_tx;
 
-pub(crate) fn partner((code, client_id, key_sealed, created_at, require_nonce): (String, String, Vec<u8>, i64, bool)) -> crate::Partner {
+pub(crate) fn partner(
+    (code, client_id, key_sealed, created_at, require_nonce): (String, String, Vec<u8>, i64, bool),
+) -> crate::Partner {
     crate::Partner { code, client_id, key_sealed, require_nonce, created_at }
 }
 
@@ -1370,22 +1372,14 @@ macro_rules! sql_store {
                         .execute(&mut *tx)
                         .await?
                         .rows_affected();
-                        let access = $crate::sql::query(
-                            "UPDATE access_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
-                        )
-                        .bind(now)
-                        .bind(user_id)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                        let refresh = $crate::sql::query(
-                            "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
-                        )
-                        .bind(now)
-                        .bind(user_id)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
+                        let mut tokens = 0;
+                        for table in ["access_tokens", "refresh_tokens"] {
+                            let sql = format!(
+                                "UPDATE {table} SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL"
+                            );
+                            tokens +=
+                                $crate::sql::query(&sql).bind(now).bind(user_id).execute(&mut *tx).await?.rows_affected();
+                        }
                         for (sid, client_id, uri) in &notices {
                             $crate::sql::query(&format!(
                                 "INSERT INTO logout_deliveries ({}, claimed_until, expires_at) \
@@ -1423,7 +1417,7 @@ macro_rules! sql_store {
                         Ok(Some($crate::EndedSessions {
                             user_id,
                             sessions,
-                            tokens: access + refresh,
+                            tokens,
                             notifications: notices.len() as u64,
                         }))
                     })

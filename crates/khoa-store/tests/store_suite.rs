@@ -8,8 +8,8 @@ use khoa_core::session::{Interaction, Session};
 use khoa_core::throttle::{OnSuccess, Reservation, ThrottleKey, ThrottlePolicy};
 use khoa_core::user::NewUser;
 use khoa_store::{
-    EndedSessions, Expiring, NewAccessToken, NewRefreshToken, Redemption, RefreshFor, RefreshSuccessor, Rotation, Store,
-    StoreError, StoredKey, UserChange,
+    EndedSessions, Expiring, NewAccessToken, NewRefreshToken, Redemption, RefreshFor, RefreshSuccessor, Rotation,
+    Store, StoreError, StoredKey, UserChange,
 };
 use khoa_testkit::{both_backends, TestDatabase};
 use std::sync::Arc;

@@ -622,9 +622,10 @@ pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
         }
     }
     if let Some(v) = pick(env, "KHOA_METRICS_LISTEN", "metrics.listen", file.metrics.listen) {
-        let addr: SocketAddr = v.raw.parse().map_err(|_| {
-            invalid(&v.key, format!("{:?} is not an address:port such as 127.0.0.1:9090", v.raw))
-        })?;
+        let addr: SocketAddr = v
+            .raw
+            .parse()
+            .map_err(|_| invalid(&v.key, format!("{:?} is not an address:port such as 127.0.0.1:9090", v.raw)))?;
         if addr == listen_addr {
             return Err(invalid(&v.key, "must differ from the public listen address"));
         }

@@ -111,7 +111,8 @@ async fn concurrent_attempts_across_two_processes() {
                     ("password", "wrong password"),
                 ];
                 let base = if i % 2 == 0 { khoa.issuer() } else { second.base_url.clone() };
-                let req = attacker.http.post(format!("{base}/oauth2/auth/login")).header("x-forwarded-for", "198.51.100.7");
+                let req =
+                    attacker.http.post(format!("{base}/oauth2/auth/login")).header("x-forwarded-for", "198.51.100.7");
                 req.form(&body).send().await.unwrap().status().as_u16()
             }
         })
@@ -237,15 +238,20 @@ fn sealed(key: &str, payload: &Value) -> String {
     json!({"data": PartnerKey::from_hex(key).unwrap().encrypt(payload.to_string().as_bytes())}).to_string()
 }
 
-async fn tconnect_login(khoa: &Khoa, body: &str) -> (u16, Value) {
-    let res = reqwest::Client::new()
-        .post(khoa.url("/openapi/v1/auth/login"))
-        .header("partner-code", "ACME")
+/// A JSON POST with one identifying header (the dialects' `Partner-Code`, `app-key`).
+async fn post_json(khoa: &Khoa, path: &str, header: (&str, &str), body: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(khoa.url(path))
+        .header(header.0, header.1)
         .header("content-type", "application/json")
         .body(body.to_string())
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn tconnect_login(khoa: &Khoa, body: &str) -> (u16, Value) {
+    let res = post_json(khoa, "/openapi/v1/auth/login", ("partner-code", "ACME"), body).await;
     (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
 }
 
@@ -271,14 +277,7 @@ async fn every_client_authentication_is_throttled(db: TestDatabase) {
     let mut statuses = vec![];
     for _ in 0..15 {
         let body = json!({"authorization_code": "x", "client_id": "acme-app", "client_secret": "wrong secret"});
-        let res = reqwest::Client::new()
-            .post(khoa.url(web))
-            .header("app-key", "acme-app")
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
+        let res = post_json(&khoa, web, ("app-key", "acme-app"), &body.to_string()).await;
         let status = res.status().as_u16();
         if status == 429 {
             assert!(res.headers().contains_key("retry-after"));
@@ -302,7 +301,13 @@ async fn signed_in(khoa: &Khoa, rp: &Receiver, browser: &Browser, client_id: &st
     signed_in_with(khoa, rp, browser, client_id, "openid offline_access").await
 }
 
-async fn signed_in_with(khoa: &Khoa, rp: &Receiver, browser: &Browser, client_id: &str, scope: &str) -> (String, Value) {
+async fn signed_in_with(
+    khoa: &Khoa,
+    rp: &Receiver,
+    browser: &Browser,
+    client_id: &str,
+    scope: &str,
+) -> (String, Value) {
     let bc = rp.url("/bc");
     let args = ["--skip-consent", "--always-issue-refresh-token", "--backchannel-logout-uri", bc.as_str()];
     let secret = khoa.client(client_id, &args).unwrap();
@@ -331,7 +336,8 @@ async fn a_password_change_ends_every_session(db: TestDatabase) {
     let (secret, tokens) = signed_in(&khoa, &rp, &browser, "portal").await;
     assert_eq!(silent(&khoa, &browser, "portal").await, "code");
 
-    let out = run_cli(BIN, &khoa.db, &["user", "set-password", "sv01", "--password-stdin"], Some("another long password"));
+    let out =
+        run_cli(BIN, &khoa.db, &["user", "set-password", "sv01", "--password-stdin"], Some("another long password"));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 session(s) ended"));
     assert_eq!(refresh(&khoa, ("portal", &secret), &tokens).await, 400, "the old refresh token is dead");
@@ -415,14 +421,8 @@ async fn the_hutech_exchange_releases_only_granted_claims(db: TestDatabase) {
     let browser = Browser::new();
     let code = khoa.code(&browser, "mini", &[("scope", "openid")]).await;
     let body = json!({"authorization_code": code, "client_id": "mini", "client_secret": secret});
-    let res = reqwest::Client::new()
-        .post(khoa.url("/api/authen/sso/web/exchange-access-token"))
-        .header("app-key", "mini")
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
+    let res =
+        post_json(&khoa, "/api/authen/sso/web/exchange-access-token", ("app-key", "mini"), &body.to_string()).await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     let data = &body["data"];

@@ -16,6 +16,7 @@
 //! | [35] | -2 | web: the code is unknown, another app's, already used, needs PKCE, or its session ended |
 //! | [36] | -9 | either: unreadable request (no app-key, malformed JSON, missing field) — HTTP 400 |
 
+use crate::client_authn::authenticate_credentials;
 use crate::error::TokenError;
 use crate::grants::authorization_code::{exchange, CodeExchange, ExchangeError, Exchanged, RedirectUri, RefreshPolicy};
 use crate::state::AppState;
@@ -24,7 +25,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use crate::client_authn::authenticate_credentials;
 use khoa_core::client_auth::ClientCredentials;
 use khoa_core::code::CodeError;
 use khoa_core::session::handle_hash;
@@ -112,7 +112,8 @@ fn respond(path: &str, result: Result<Exchanged, Failure>) -> Response {
         Err(Failure::Dialect(e, status, detail)) => error_response(path, e, status, detail),
         Err(Failure::Throttled(retry_after)) => {
             let mut res = error_response(path, BAD_SECRET, StatusCode::TOO_MANY_REQUESTS, None);
-            res.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(retry_after.max(1)));
+            res.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(retry_after.max(1)));
             res
         }
         Err(Failure::Engine(e)) => e.into_response(),
@@ -191,7 +192,7 @@ async fn web_exchange(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Res
         return Err(fail(BAD_CLIENT));
     }
     let client = state.clients.get(state.store.as_ref(), client_id).await.map_err(|e| Failure::Engine(e.into()))?;
-    if !client.is_some_and(|c| !c.is_public()) {
+    if client.is_none_or(|c| c.is_public()) {
         return Err(fail(BAD_CLIENT));
     }
     // The one client-authentication path: constant-time check, metric, throttle.

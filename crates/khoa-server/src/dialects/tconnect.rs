@@ -13,6 +13,7 @@
 // path of the handlers, and boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
+use crate::client_authn::authenticate_credentials;
 use crate::error::TokenError;
 use crate::grants::{no_store, refresh_token};
 use crate::issue::{self, RefreshTemplate, Subject};
@@ -24,7 +25,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use khoa_core::client::Client;
-use crate::client_authn::authenticate_credentials;
 use khoa_core::client_auth::ClientCredentials;
 use khoa_core::jose::{jwt, SigningAlgorithm};
 use khoa_core::scope::ScopeSet;

@@ -29,8 +29,13 @@ pub async fn run(command: PartnerCommand, config: &Config, store: &Arc<dyn Store
             };
             let master = master_key(config)?;
             let sealed = master.seal(format!("partner:{code}").as_bytes(), key.as_bytes())?;
-            let partner =
-                Partner { code: code.clone(), client_id, key_sealed: sealed, require_nonce, created_at: khoa_server::now() };
+            let partner = Partner {
+                code: code.clone(),
+                client_id,
+                key_sealed: sealed,
+                require_nonce,
+                created_at: khoa_server::now(),
+            };
             match store.insert_partner(&partner).await {
                 Err(StoreError::Conflict(_)) => bail!("a partner with code {code:?} already exists"),
                 other => other?,
