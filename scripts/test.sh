@@ -27,6 +27,13 @@ if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; the
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
+# Browser apps' client libraries, pinned in tests/js: oidc-client-ts (driven in
+# Chromium) and openid-client (form_post), from the npm registry.
+if [ ! -d tests/js/node_modules/oidc-client-ts ] || [ ! -d tests/js/node_modules/openid-client ]; then
+  echo "test.sh: installing the npm packages of tests/js"
+  (cd tests/js && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+
 # The TCONNECT examples of docs/dialects.md run in the tests: Python needs cryptography.
 if command -v python3 >/dev/null && ! python3 -c 'import cryptography' 2>/dev/null; then
   echo "test.sh: installing the Python package cryptography"

@@ -71,10 +71,27 @@ pub enum UntrustedRequest {
     UnregisteredRedirectUri,
 }
 
+/// How the authorization response reaches the client (OAuth 2.0 Multiple Response
+/// Type Encoding Practices §2.1, OAuth 2.0 Form Post Response Mode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseMode {
+    /// In the redirect URI's query (a 303).
+    #[default]
+    Query,
+    /// As an HTML form the browser posts to the redirect URI.
+    FormPost,
+}
+
+impl ResponseMode {
+    pub const SUPPORTED: [&'static str; 2] = ["query", "form_post"];
+}
+
 /// An error to send back to the client at its redirect URI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedirectError {
     pub redirect_uri: String,
+    pub response_mode: ResponseMode,
     pub state: Option<String>,
     pub code: AuthorizeErrorCode,
     /// RFC 6749 §4.1.2.1: printable ASCII without `"` and `\`.
@@ -115,6 +132,8 @@ pub struct AuthorizationRequest {
     pub id_token_hint: Option<String>,
     pub ui_locales: Vec<String>,
     pub acr_values: Option<String>,
+    #[serde(default)]
+    pub response_mode: ResponseMode,
 }
 
 /// Request parameters, from the query string (GET) or the form body (POST).
@@ -233,14 +252,13 @@ fn check_response_type(
     }
 }
 
-fn check_response_mode(
-    p: &Params,
-    _: &Client,
-    _: &mut AuthorizationRequest,
-) -> Result<(), (AuthorizeErrorCode, &'static str)> {
+/// The response mode, read before any other check so that their errors travel by it
+/// too; an unknown one is an error sent in the query.
+fn response_mode(p: &Params) -> Result<ResponseMode, &'static str> {
     match p.get("response_mode") {
-        None | Some("query") => Ok(()),
-        Some(_) => Err((AuthorizeErrorCode::InvalidRequest, "only response_mode=query is supported")),
+        None | Some("query") => Ok(ResponseMode::Query),
+        Some("form_post") => Ok(ResponseMode::FormPost),
+        Some(_) => Err("response_mode must be query or form_post"),
     }
 }
 
@@ -340,7 +358,6 @@ const CHECKS: &[Check] = &[
     check_repeats,
     check_request_objects,
     check_response_type,
-    check_response_mode,
     check_scope,
     check_pkce,
     check_prompt,
@@ -388,7 +405,12 @@ pub fn validate(params: &Params, client: Option<&Client>) -> Result<Authorizatio
         id_token_hint: None,
         ui_locales: vec![],
         acr_values: None,
+        response_mode: ResponseMode::Query,
     };
+    match response_mode(params) {
+        Ok(mode) => request.response_mode = mode,
+        Err(description) => return Err(redirect_error(&request, AuthorizeErrorCode::InvalidRequest, description)),
+    }
     if params.get("state").is_some_and(|s| s.len() > MAX_ECHO_LEN) {
         return Err(redirect_error(&request, AuthorizeErrorCode::InvalidRequest, "state is too long"));
     }
@@ -403,6 +425,7 @@ pub fn validate(params: &Params, client: Option<&Client>) -> Result<Authorizatio
 fn redirect_error(r: &AuthorizationRequest, code: AuthorizeErrorCode, description: &'static str) -> AuthorizeError {
     AuthorizeError::Redirect(RedirectError {
         redirect_uri: r.redirect_uri.clone(),
+        response_mode: r.response_mode,
         state: r.state.clone(),
         code,
         description,
@@ -426,14 +449,19 @@ pub fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> String {
 }
 
 impl RedirectError {
-    /// The error redirect (RFC 6749 §4.1.2.1, RFC 9207 `iss`).
-    pub fn location(&self, issuer: &str) -> String {
+    /// The error response's parameters (RFC 6749 §4.1.2.1, RFC 9207 `iss`).
+    pub fn params<'a>(&'a self, issuer: &'a str) -> Vec<(&'a str, &'a str)> {
         let mut params = vec![("error", self.code.as_str()), ("error_description", self.description)];
         if let Some(state) = &self.state {
             params.push(("state", state));
         }
         params.push(("iss", issuer));
-        redirect_with(&self.redirect_uri, &params)
+        params
+    }
+
+    /// The error redirect in the query.
+    pub fn location(&self, issuer: &str) -> String {
+        redirect_with(&self.redirect_uri, &self.params(issuer))
     }
 }
 

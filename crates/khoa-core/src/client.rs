@@ -1,7 +1,9 @@
 //! OAuth 2.0 clients (relying parties): the registration rules and the stored shape.
 
 use crate::jose::SigningAlgorithm;
-use crate::redirect_uri::{validate_link_uri, validate_redirect_uri, validate_web_uri, UriError};
+use crate::redirect_uri::{
+    origin_of, validate_link_uri, validate_origin, validate_redirect_uri, validate_web_uri, UriError,
+};
 use crate::scope::{ScopeError, ScopeSet, DEFAULT_CLIENT_SCOPES};
 use crate::secret::{generate_client_secret, hash_client_secret, validate_client_secret, SecretError};
 use crate::UnixTime;
@@ -108,8 +110,16 @@ pub struct Client {
     pub client_id: String,
     #[serde(skip_serializing)]
     pub client_secret_hash: Option<String>,
+    /// The secret before the last rotation, accepted too until `previous_secret_expires_at`.
+    #[serde(skip_serializing)]
+    pub previous_secret_hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_secret_expires_at: Option<UnixTime>,
     pub client_type: ClientType,
     pub redirect_uris: Vec<String>,
+    /// Browser origins allowed beyond those of the redirect URIs (CORS at the token,
+    /// userinfo and revocation endpoints).
+    pub allowed_origins: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
     pub frontchannel_logout_uri: Option<String>,
     pub backchannel_logout_uri: Option<String>,
@@ -140,6 +150,29 @@ impl Client {
         self.client_type == ClientType::Public
     }
 
+    /// The origins a browser app of this client may call the token, userinfo and
+    /// revocation endpoints from: those of its http(s) redirect URIs, and the
+    /// `allowed_origins` registered beyond them.
+    pub fn origins(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.redirect_uris.iter().filter_map(|u| origin_of(u)).collect();
+        all.extend(self.allowed_origins.iter().cloned());
+        dedup(all)
+    }
+
+    /// Whether a request with this `Origin` header may speak for this client.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.allowed_origins.iter().any(|o| o == origin)
+            || self.redirect_uris.iter().any(|u| origin_of(u).as_deref() == Some(origin))
+    }
+
+    /// The secret hashes that authenticate the client at `now`: the current one, and
+    /// during a rotation's overlap the previous one.
+    pub fn secret_hashes(&self, now: UnixTime) -> impl Iterator<Item = &str> {
+        let previous =
+            self.previous_secret_hash.as_deref().filter(|_| self.previous_secret_expires_at.is_some_and(|t| now < t));
+        self.client_secret_hash.as_deref().into_iter().chain(previous)
+    }
+
     pub fn allows_grant(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
     }
@@ -154,14 +187,18 @@ pub enum SecretChoice {
     Generate,
     /// The operator's own secret (at least 32 characters).
     Given(String),
+    /// An update of a confidential client: its secret (and a rotation's overlap) stay.
+    Keep { hash: String, previous: Option<(String, UnixTime)> },
 }
 
 /// Everything an operator can say when registering a client.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClientRegistration {
     pub client_id: String,
     pub secret: SecretChoice,
     pub redirect_uris: Vec<String>,
+    /// Browser origins beyond those of the redirect URIs (`validate_origin`).
+    pub allowed_origins: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
     pub frontchannel_logout_uri: Option<String>,
     pub backchannel_logout_uri: Option<String>,
@@ -192,6 +229,7 @@ impl ClientRegistration {
             client_id: client_id.into(),
             secret: SecretChoice::Generate,
             redirect_uris: vec![],
+            allowed_origins: vec![],
             post_logout_redirect_uris: vec![],
             frontchannel_logout_uri: None,
             backchannel_logout_uri: None,
@@ -222,6 +260,8 @@ pub enum RegistrationError {
     RedirectUri(UriError),
     #[error("invalid post_logout_redirect_uri: {0}")]
     PostLogoutRedirectUri(UriError),
+    #[error("invalid allowed origin: {0}")]
+    Origin(UriError),
     #[error("invalid {0}: {1}")]
     Uri(&'static str, UriError),
     #[error("invalid client secret: {0}")]
@@ -246,6 +286,8 @@ pub enum RegistrationError {
     Lifetime { name: &'static str, seconds: i64, min: i64, max: i64 },
     #[error("{0} must not be empty and at most 200 characters")]
     Text(&'static str),
+    #[error("a public client has no secret to rotate")]
+    PublicSecret,
     #[error("always issuing refresh tokens needs the refresh_token grant")]
     AlwaysRefreshWithoutGrant,
 }
@@ -276,6 +318,77 @@ fn dedup(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
+impl ClientRegistration {
+    /// The registration that would make `client` again (its secret kept): the start of
+    /// an update, which changes some fields and registers it anew, so that an updated
+    /// client meets every rule a new one does.
+    pub fn from_client(client: &Client) -> Self {
+        let secret = match (&client.client_secret_hash, client.client_type) {
+            (Some(hash), ClientType::Confidential) => SecretChoice::Keep {
+                hash: hash.clone(),
+                previous: client.previous_secret_hash.clone().zip(client.previous_secret_expires_at),
+            },
+            _ => SecretChoice::Public,
+        };
+        Self {
+            client_id: client.client_id.clone(),
+            secret,
+            redirect_uris: client.redirect_uris.clone(),
+            allowed_origins: client.allowed_origins.clone(),
+            post_logout_redirect_uris: client.post_logout_redirect_uris.clone(),
+            frontchannel_logout_uri: client.frontchannel_logout_uri.clone(),
+            backchannel_logout_uri: client.backchannel_logout_uri.clone(),
+            grant_types: Some(client.grant_types.clone()),
+            scopes: Some(client.scopes.join(" ")),
+            skip_consent: client.skip_consent,
+            always_issue_refresh_token: client.always_issue_refresh_token,
+            resource_server: client.resource_server,
+            client_name: client.client_name.clone(),
+            logo_uri: client.logo_uri.clone(),
+            client_uri: client.client_uri.clone(),
+            policy_uri: client.policy_uri.clone(),
+            tos_uri: client.tos_uri.clone(),
+            owner: client.owner.clone(),
+            contacts: client.contacts.clone(),
+            metadata: Some(client.metadata.clone()),
+            id_token_signed_response_alg: Some(client.id_token_signed_response_alg),
+            lifetimes: client.lifetimes,
+        }
+    }
+
+    /// Registers an update of `existing`: every rule applies again; the id and creation
+    /// time stay.
+    pub fn register_update(self, existing: &Client, now: UnixTime) -> Result<Client, RegistrationError> {
+        if self.client_id != existing.client_id {
+            return Err(RegistrationError::ClientId);
+        }
+        let mut client = self.register(now)?.client;
+        client.created_at = existing.created_at;
+        Ok(client)
+    }
+
+    /// `existing` with a new secret (returned in plain text, shown once); the old one
+    /// keeps working until `keep_old_until` (none: not at all).
+    pub fn rotate_secret(
+        existing: &Client,
+        keep_old_until: Option<UnixTime>,
+        now: UnixTime,
+    ) -> Result<(Client, String), RegistrationError> {
+        if existing.is_public() {
+            return Err(RegistrationError::PublicSecret);
+        }
+        let secret = generate_client_secret();
+        let mut client = existing.clone();
+        client.client_secret_hash = Some(hash_client_secret(&secret));
+        (client.previous_secret_hash, client.previous_secret_expires_at) = match keep_old_until {
+            Some(until) if until > now => (existing.client_secret_hash.clone(), Some(until)),
+            _ => (None, None),
+        };
+        client.updated_at = now;
+        Ok((client, secret))
+    }
+}
+
 /// A validated client and, when one was generated, its plaintext secret (shown once).
 #[derive(Debug)]
 pub struct Registered {
@@ -300,6 +413,9 @@ impl ClientRegistration {
         }
         for uri in &self.post_logout_redirect_uris {
             validate_redirect_uri(uri).map_err(RegistrationError::PostLogoutRedirectUri)?;
+        }
+        for origin in &self.allowed_origins {
+            validate_origin(origin).map_err(RegistrationError::Origin)?;
         }
         check_optional_uri("frontchannel_logout_uri", &self.frontchannel_logout_uri, validate_web_uri)?;
         check_optional_uri("backchannel_logout_uri", &self.backchannel_logout_uri, validate_web_uri)?;
@@ -346,6 +462,7 @@ impl ClientRegistration {
         };
         self.lifetimes.validate()?;
 
+        let mut previous = None;
         let (client_secret_hash, plaintext_secret) = match self.secret {
             SecretChoice::Public => (None, None),
             SecretChoice::Generate => {
@@ -356,14 +473,22 @@ impl ClientRegistration {
                 validate_client_secret(&s)?;
                 (Some(hash_client_secret(&s)), None)
             }
+            SecretChoice::Keep { hash, previous: kept } => {
+                previous = kept;
+                (Some(hash), None)
+            }
         };
+        let (previous_secret_hash, previous_secret_expires_at) = previous.unzip();
 
         Ok(Registered {
             client: Client {
                 client_id: self.client_id,
                 client_secret_hash,
+                previous_secret_hash,
+                previous_secret_expires_at,
                 client_type,
                 redirect_uris: dedup(self.redirect_uris),
+                allowed_origins: dedup(self.allowed_origins),
                 post_logout_redirect_uris: dedup(self.post_logout_redirect_uris),
                 frontchannel_logout_uri: self.frontchannel_logout_uri,
                 backchannel_logout_uri: self.backchannel_logout_uri,
@@ -399,6 +524,27 @@ mod tests {
         let mut r = ClientRegistration::new("web-app");
         r.redirect_uris = vec!["https://app.example/cb".into()];
         r
+    }
+
+    #[test]
+    fn an_update_meets_every_rule_and_keeps_the_secret() {
+        let out = reg().register(10).unwrap();
+        let client = out.client;
+        let mut update = ClientRegistration::from_client(&client);
+        assert_eq!(update.clone().register_update(&client, 10).unwrap(), client, "a round trip changes nothing");
+        update.client_name = Some("Cổng mới".into());
+        update.allowed_origins = vec!["https://spa.example".into()];
+        let updated = update.clone().register_update(&client, 20).unwrap();
+        assert_eq!(updated.client_secret_hash, client.client_secret_hash, "the secret is untouched");
+        assert_eq!((updated.created_at, updated.updated_at), (10, 20));
+        assert_eq!(updated.origins(), ["https://app.example", "https://spa.example"]);
+        assert!(updated.allows_origin("https://spa.example") && updated.allows_origin("https://app.example"));
+        assert!(!updated.allows_origin("https://evil.example") && !updated.allows_origin("https://app.example:8443"));
+        update.allowed_origins = vec!["https://spa.example/app".into()];
+        assert!(matches!(update.clone().register_update(&client, 20), Err(RegistrationError::Origin(_))));
+        update.allowed_origins = vec![];
+        update.client_id = "another".into();
+        assert_eq!(update.register_update(&client, 20), Err(RegistrationError::ClientId));
     }
 
     #[test]

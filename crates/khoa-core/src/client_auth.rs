@@ -99,14 +99,21 @@ pub fn parse(
     }
 }
 
-/// Checks the credentials against the registered client (constant-time secret check).
-pub fn verify(credentials: &ClientCredentials, client: Option<&Client>) -> Result<(), TokenEndpointError> {
+/// Checks the credentials against the registered client (constant-time secret check)
+/// at `now`: the current secret, or during a rotation's overlap the previous one.
+pub fn verify(
+    credentials: &ClientCredentials,
+    client: Option<&Client>,
+    now: crate::UnixTime,
+) -> Result<(), TokenEndpointError> {
     let basic = credentials.used_basic();
     let fail = || TokenEndpointError::invalid_client("client authentication failed", basic);
     let client = client.filter(|c| c.client_id == credentials.client_id()).ok_or_else(fail)?;
     match (credentials, &client.client_secret_hash) {
-        (ClientCredentials::Basic { secret, .. } | ClientCredentials::Post { secret, .. }, Some(hash)) => {
-            if verify_client_secret(secret, hash) {
+        (ClientCredentials::Basic { secret, .. } | ClientCredentials::Post { secret, .. }, Some(_)) => {
+            // Every hash is checked, so the time taken does not tell which matched.
+            let matched = client.secret_hashes(now).fold(false, |m, hash| verify_client_secret(secret, hash) | m);
+            if matched {
                 Ok(())
             } else {
                 Err(fail())
@@ -147,10 +154,10 @@ mod tests {
     fn basic_with_colon_percent_and_plus_in_the_secret() {
         let creds = parse(Some(&basic("web.app", SECRET)), None, None).unwrap();
         assert_eq!(creds, ClientCredentials::Basic { client_id: "web.app".into(), secret: SECRET.into() });
-        assert_eq!(verify(&creds, Some(&confidential())), Ok(()));
+        assert_eq!(verify(&creds, Some(&confidential()), 0), Ok(()));
         let wrong = parse(Some(&basic("web.app", "nope")), None, None).unwrap();
         assert_eq!(
-            verify(&wrong, Some(&confidential())),
+            verify(&wrong, Some(&confidential()), 0),
             Err(TokenEndpointError::invalid_client("client authentication failed", true))
         );
     }
@@ -158,15 +165,39 @@ mod tests {
     #[test]
     fn post_and_none() {
         let post = parse(None, Some("web.app"), Some(SECRET)).unwrap();
-        assert_eq!(verify(&post, Some(&confidential())), Ok(()));
+        assert_eq!(verify(&post, Some(&confidential()), 0), Ok(()));
         let none = parse(None, Some("spa"), None).unwrap();
-        assert_eq!(verify(&none, Some(&public())), Ok(()));
+        assert_eq!(verify(&none, Some(&public()), 0), Ok(()));
         // A confidential client cannot skip its secret; a public one has none to send.
         let none_conf = parse(None, Some("web.app"), None).unwrap();
-        assert!(verify(&none_conf, Some(&confidential())).is_err());
+        assert!(verify(&none_conf, Some(&confidential()), 0).is_err());
         let public_with_secret = parse(None, Some("spa"), Some("x")).unwrap();
-        assert!(verify(&public_with_secret, Some(&public())).is_err());
-        assert!(verify(&none, None).is_err(), "unknown client");
+        assert!(verify(&public_with_secret, Some(&public()), 0).is_err());
+        assert!(verify(&none, None, 0).is_err(), "unknown client");
+    }
+
+    #[test]
+    fn a_rotated_secret_overlaps_with_the_old_one_until_its_time() {
+        let old = confidential();
+        let (rotated, new_secret) = ClientRegistration::rotate_secret(&old, Some(1000), 10).unwrap();
+        let with = |secret: &str| ClientCredentials::Post { client_id: "web.app".into(), secret: secret.into() };
+        let cases = [
+            (SECRET, 999, true),
+            (SECRET, 1000, false),
+            (new_secret.as_str(), 999, true),
+            (new_secret.as_str(), 5000, true),
+            ("other", 500, false),
+        ];
+        for (secret, now, ok) in cases {
+            assert_eq!(verify(&with(secret), Some(&rotated), now).is_ok(), ok, "{secret} at {now}");
+        }
+        // Without an overlap the old secret stops at once.
+        let (abrupt, _) = ClientRegistration::rotate_secret(&old, None, 10).unwrap();
+        assert!(verify(&with(SECRET), Some(&abrupt), 11).is_err());
+        assert_eq!(
+            ClientRegistration::rotate_secret(&public(), None, 10).unwrap_err(),
+            crate::client::RegistrationError::PublicSecret
+        );
     }
 
     #[test]

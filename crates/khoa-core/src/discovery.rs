@@ -95,7 +95,7 @@ impl ProviderMetadata {
             backchannel_logout_supported: true,
             backchannel_logout_session_supported: true,
             response_types_supported: vec!["code"],
-            response_modes_supported: vec!["query"],
+            response_modes_supported: crate::authorize::ResponseMode::SUPPORTED.to_vec(),
             grant_types_supported: vec!["authorization_code", "refresh_token", "client_credentials"],
             code_challenge_methods_supported: vec!["S256"],
             token_endpoint_auth_methods_supported: vec!["client_secret_basic", "client_secret_post", "none"],

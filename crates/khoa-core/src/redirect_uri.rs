@@ -23,6 +23,8 @@ pub enum UriError {
     Characters(String),
     #[error("URI is longer than {MAX_URI_LEN} characters")]
     TooLong,
+    #[error("{0:?} is not an origin: write exactly scheme://host[:port], lower case, without path, query, wildcard or default port")]
+    NotOrigin(String),
 }
 
 /// Schemes that could run code or read local data in a user agent.
@@ -91,9 +93,53 @@ pub fn validate_link_uri(raw: &str) -> Result<(), UriError> {
     }
 }
 
+/// An origin a browser app runs at (the `Origin` header it sends): exactly
+/// `scheme://host[:port]`, https or (loopback only) http, with no path, query, user or
+/// wildcard; written as browsers serialise it (lower-case host, no default port).
+pub fn validate_origin(raw: &str) -> Result<(), UriError> {
+    let url = parse_absolute(raw)?;
+    check_web(raw, &url)?;
+    if raw.contains('*') || url.origin().ascii_serialization() != raw {
+        return Err(UriError::NotOrigin(raw.into()));
+    }
+    Ok(())
+}
+
+/// The origin of an http(s) URI (what a browser at that page sends as `Origin`);
+/// `None` for other schemes (native apps have no web origin).
+pub fn origin_of(uri: &str) -> Option<String> {
+    let url = Url::parse(uri).ok()?;
+    matches!(url.scheme(), "http" | "https").then(|| url.origin().ascii_serialization())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origins() {
+        for ok in ["https://app.example", "https://app.example:8443", "http://127.0.0.1:5173", "http://localhost:3000"]
+        {
+            assert_eq!(validate_origin(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("https://app.example/", "a path"),
+            ("https://app.example/spa", "a path"),
+            ("https://app.example?x=1", "a query"),
+            ("https://*.example", "a wildcard"),
+            ("https://App.Example", "upper case"),
+            ("https://app.example:443", "the default port"),
+            ("http://app.example", "plain http off loopback"),
+            ("app.example", "no scheme"),
+            ("vn.example.app://cb", "not a web origin"),
+            ("https://user@app.example", "credentials"),
+        ] {
+            assert!(validate_origin(bad).is_err(), "{bad}: {why}");
+        }
+        assert_eq!(origin_of("https://App.example:443/cb?x").as_deref(), Some("https://app.example"));
+        assert_eq!(origin_of("http://127.0.0.1:9/callback").as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(origin_of("vn.example.app:/callback"), None);
+    }
 
     #[test]
     fn accepted() {

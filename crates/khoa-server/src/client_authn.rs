@@ -32,6 +32,40 @@ pub fn read_form(headers: &HeaderMap, body: &[u8]) -> Result<Form, TokenEndpoint
     Ok(form)
 }
 
+/// The client a request claims to be (its credentials not yet checked), if known:
+/// what its `Origin` is judged by before anything else happens.
+pub async fn claimed_client(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &Form,
+) -> Result<Option<Arc<Client>>, TokenError> {
+    let field = |k: &str| form.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let Ok(credentials) = client_auth::parse(authorization, field("client_id"), field("client_secret")) else {
+        return Ok(None);
+    };
+    Ok(state.clients.get(state.store.as_ref(), credentials.client_id()).await?)
+}
+
+/// Judges the request's origin by the client it claims to be (`*verdict`); a refused
+/// origin is `invalid_request`, before anything else about the request is looked at.
+pub async fn check_origin(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &Form,
+    verdict: &mut crate::cors::Verdict,
+) -> Result<(), TokenError> {
+    if *verdict == crate::cors::Verdict::NoOrigin {
+        return Ok(());
+    }
+    let client = claimed_client(state, headers, form).await?;
+    *verdict = crate::cors::Verdict::of(headers, client.as_deref());
+    if verdict.refused() {
+        return Err(TokenEndpointError::InvalidRequest("the request's Origin is not allowed for this client").into());
+    }
+    Ok(())
+}
+
 /// The authenticated client.
 pub async fn authenticate(state: &AppState, headers: &HeaderMap, form: &Form) -> Result<Arc<Client>, TokenError> {
     let field = |k: &str| form.get(k).map(String::as_str).filter(|v| !v.is_empty());
@@ -47,7 +81,7 @@ pub async fn authenticate_credentials(
     credentials: &client_auth::ClientCredentials,
 ) -> Result<Arc<Client>, TokenError> {
     let client = state.clients.get(state.store.as_ref(), credentials.client_id()).await?;
-    if let Err(e) = client_auth::verify(credentials, client.as_deref()) {
+    if let Err(e) = client_auth::verify(credentials, client.as_deref(), crate::now()) {
         state.metrics.client_auth_failures.inc();
         if let Some(client) = &client {
             throttle_failure(state, &client.client_id).await?;

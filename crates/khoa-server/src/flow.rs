@@ -8,8 +8,8 @@ use crate::i18n::Locale;
 use crate::pages::{self, ConsentPage, LoginPage};
 use crate::state::AppState;
 use axum::http::{header, HeaderMap, HeaderName, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
-use khoa_core::authorize::{redirect_with, AuthorizationRequest, AuthorizeErrorCode, RedirectError};
+use axum::response::Response;
+use khoa_core::authorize::{AuthorizationRequest, AuthorizeErrorCode, RedirectError};
 use khoa_core::client::Client;
 use khoa_core::code::AuthorizationCode;
 use khoa_core::jose::jwt;
@@ -40,15 +40,18 @@ impl Flow {
         self.client.client_name.as_deref().unwrap_or(&self.client.client_id)
     }
 
-    /// 303 to the client with an error (RFC 6749 §4.1.2.1, RFC 9207 `iss`).
+    /// An error response to the client (RFC 6749 §4.1.2.1, RFC 9207 `iss`), by the
+    /// request's response mode.
     pub fn error_redirect(&self, state: &AppState, code: AuthorizeErrorCode, description: &'static str) -> Response {
         let e = RedirectError {
             redirect_uri: self.request.redirect_uri.clone(),
+            response_mode: self.request.response_mode,
             state: self.request.state.clone(),
             code,
             description,
         };
-        Redirect::to(&e.location(&state.settings.issuer)).into_response()
+        let params = e.params(&state.settings.issuer);
+        pages::to_client(&state.settings.branding, self.locale, &e.redirect_uri, e.response_mode, &params)
     }
 }
 
@@ -298,7 +301,7 @@ pub async fn issue_code(state: &AppState, flow: &Flow, session: &Session, user: 
         params.push(("state", s));
     }
     params.push(("iss", &state.settings.issuer));
-    Ok(Redirect::to(&redirect_with(&r.redirect_uri, &params)).into_response())
+    Ok(pages::to_client(&state.settings.branding, flow.locale, &r.redirect_uri, r.response_mode, &params))
 }
 
 /// A new SSO session for `user`, with its cookie. The previous session of this browser,

@@ -59,8 +59,8 @@ pub fn token_request(data: &[u8]) {
     let field = |k: &str| form.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let authorization = std::str::from_utf8(authorization).ok();
     if let Ok(credentials) = client_auth::parse(authorization, field("client_id"), field("client_secret")) {
-        let _ = client_auth::verify(&credentials, Some(client()));
-        let _ = client_auth::verify(&credentials, None);
+        let _ = client_auth::verify(&credentials, Some(client()), 0);
+        let _ = client_auth::verify(&credentials, None, 0);
     }
 }
 

@@ -94,6 +94,9 @@ pub struct Texts {
     pub logged_out_text: &'static str,
     pub logout_continue: &'static str,
     pub logout_invalid: &'static str,
+    pub form_post_title: &'static str,
+    pub form_post_text: &'static str,
+    pub form_post_continue: &'static str,
 }
 
 static VI: Texts = Texts {
@@ -120,6 +123,9 @@ static VI: Texts = Texts {
     logout_continue: "Tiếp tục",
     logout_invalid:
         "Yêu cầu đăng xuất không hợp lệ: id_token_hint, client_id hoặc post_logout_redirect_uri không đúng.",
+    form_post_title: "Đang chuyển về ứng dụng",
+    form_post_text: "Trình duyệt của bạn không chạy JavaScript. Nhấn nút để quay về ứng dụng.",
+    form_post_continue: "Tiếp tục",
 };
 
 static EN: Texts = Texts {
@@ -146,6 +152,9 @@ static EN: Texts = Texts {
     logout_continue: "Continue",
     logout_invalid:
         "This sign-out request is not valid: the id_token_hint, client_id or post_logout_redirect_uri is wrong.",
+    form_post_title: "Returning to the application",
+    form_post_text: "Your browser does not run JavaScript. Press the button to return to the application.",
+    form_post_continue: "Continue",
 };
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod cleanup;
 mod client_authn;
 pub mod clients;
 mod cookies;
+mod cors;
 mod dialects;
 pub mod error;
 mod flow;

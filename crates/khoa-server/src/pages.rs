@@ -60,6 +60,69 @@ pub struct LogoutPage<'a> {
     pub ui_locales: Option<&'a str>,
 }
 
+/// The authorization response as a form the browser posts to the client (OAuth 2.0
+/// Form Post Response Mode).
+#[derive(Template)]
+#[template(path = "form_post.html")]
+pub struct FormPostPage<'a> {
+    pub brand: &'a crate::settings::Branding,
+    pub lang: &'static str,
+    pub t: &'static Texts,
+    pub action: &'a str,
+    pub params: &'a [(&'a str, &'a str)],
+    pub script: &'static str,
+}
+
+/// What the form_post page runs: submit the one form. Its hash is the page's only
+/// `script-src`.
+pub const FORM_POST_SCRIPT: &str = "document.forms[0].submit();";
+
+/// The authorization response (success or error) for `redirect_uri`, delivered as the
+/// request asked: a 303 with the parameters in the query, or a form_post page whose
+/// CSP allows that one script and a form to that one URI.
+pub fn to_client(
+    brand: &crate::settings::Branding,
+    locale: Locale,
+    redirect_uri: &str,
+    mode: khoa_core::authorize::ResponseMode,
+    params: &[(&str, &str)],
+) -> Response {
+    use khoa_core::authorize::ResponseMode;
+    if mode == ResponseMode::Query {
+        return axum::response::Redirect::to(&khoa_core::authorize::redirect_with(redirect_uri, params))
+            .into_response();
+    }
+    let html = match render(&FormPostPage {
+        brand,
+        lang: locale.tag(),
+        t: locale.texts(),
+        action: redirect_uri,
+        params,
+        script: FORM_POST_SCRIPT,
+    }) {
+        Ok(html) => html,
+        Err(e) => return e.into_response(),
+    };
+    use base64::Engine;
+    let hash =
+        base64::engine::general_purpose::STANDARD.encode(khoa_core::session::sha256(FORM_POST_SCRIPT.as_bytes()));
+    // A CSP source matches the path exactly, and ignores the query.
+    let target = redirect_uri.split(['?', '#']).next().unwrap_or(redirect_uri);
+    let csp = format!(
+        "default-src 'none'; script-src 'sha256-{hash}'; style-src 'self'; img-src 'self' https: data:; \
+         form-action {target}; frame-ancestors 'none'; base-uri 'none'"
+    );
+    let mut res = (StatusCode::OK, html).into_response();
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    res
+}
+
 #[derive(Template)]
 #[template(path = "logged_out.html")]
 pub struct LoggedOutPage<'a> {

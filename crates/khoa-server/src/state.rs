@@ -18,6 +18,8 @@ pub struct AppState {
     pub users: Arc<UserCache>,
     /// Clients whose failed authentications are throttled (`client_authn.rs`).
     pub client_auth_blocks: Arc<crate::client_authn::ClientAuthBlocks>,
+    /// Every origin some client allows (CORS preflights, `cors.rs`).
+    pub origins: Arc<crate::cors::OriginIndex>,
     /// JWT access tokens whose signature has been checked (`tokens.rs`).
     pub verified: Arc<crate::tokens::VerifiedAccessTokens>,
     pub metrics: Arc<Metrics>,
@@ -47,6 +49,7 @@ impl AppState {
             keys: Arc::new(KeyRing::new(snapshot)),
             clients: Arc::new(ClientCache::default()),
             users: Arc::new(UserCache::default()),
+            origins: Arc::new(crate::cors::OriginIndex::default()),
             verified: Arc::new(crate::tokens::VerifiedAccessTokens::default()),
             client_auth_blocks: Arc::new(crate::client_authn::ClientAuthBlocks::default()),
             metrics: Arc::new(Metrics::default()),

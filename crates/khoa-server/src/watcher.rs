@@ -30,6 +30,7 @@ pub(crate) fn spawn(state: AppState, mut stop: watch::Receiver<bool>) {
             if changed {
                 state.clients.clear();
                 state.users.clear();
+                state.origins.clear();
             }
             if changed || keys_due {
                 match load_snapshot(state.store.as_ref(), &state.master, &state.settings, now).await {

@@ -321,6 +321,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// `Conflict` when the client_id exists.
     async fn insert_client(&self, client: &Client) -> Result<(), StoreError>;
+    /// Replaces every field of the client with this client_id; `false` when there is
+    /// none. Running servers see the change within a watch interval (the change epoch).
+    async fn update_client(&self, client: &Client) -> Result<bool, StoreError>;
     async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError>;
     async fn clients(&self) -> Result<Vec<Client>, StoreError>;
     /// `true` when a client was deleted.

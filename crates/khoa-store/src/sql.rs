@@ -12,7 +12,8 @@ pub(crate) const CLIENT_COLUMNS: &str = "client_id, client_secret_hash, is_publi
     post_logout_redirect_uris, frontchannel_logout_uri, backchannel_logout_uri, grant_types, scopes, \
     skip_consent, client_name, logo_uri, client_uri, policy_uri, tos_uri, owner, contacts, metadata, \
     id_token_signed_response_alg, authorization_code_lifetime, access_token_lifetime, id_token_lifetime, \
-    refresh_token_lifetime, created_at, updated_at, always_issue_refresh_token, resource_server";
+    refresh_token_lifetime, created_at, updated_at, always_issue_refresh_token, resource_server, allowed_origins, \
+    previous_secret_hash, previous_secret_expires_at";
 
 pub(crate) const USER_COLUMNS: &str = "id, username, password_hash, email, email_verified, name, \
     phone_number, phone_number_verified, picture, created_at, updated_at";
@@ -105,6 +106,9 @@ pub(crate) struct ClientRow {
     updated_at: i64,
     always_issue_refresh_token: bool,
     resource_server: bool,
+    allowed_origins: String,
+    previous_secret_hash: Option<String>,
+    previous_secret_expires_at: Option<i64>,
 }
 
 fn json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T, StoreError> {
@@ -127,6 +131,7 @@ impl TryFrom<ClientRow> for Client {
                 .collect::<Result<_, _>>()?,
             client_type: if r.is_public { ClientType::Public } else { ClientType::Confidential },
             redirect_uris: json("redirect_uris", &r.redirect_uris)?,
+            allowed_origins: json("allowed_origins", &r.allowed_origins)?,
             post_logout_redirect_uris: json("post_logout_redirect_uris", &r.post_logout_redirect_uris)?,
             scopes: json("scopes", &r.scopes)?,
             contacts: json("contacts", &r.contacts)?,
@@ -143,6 +148,8 @@ impl TryFrom<ClientRow> for Client {
             },
             client_id: r.client_id,
             client_secret_hash: r.client_secret_hash,
+            previous_secret_hash: r.previous_secret_hash,
+            previous_secret_expires_at: r.previous_secret_expires_at,
             frontchannel_logout_uri: r.frontchannel_logout_uri,
             backchannel_logout_uri: r.backchannel_logout_uri,
             skip_consent: r.skip_consent,
@@ -476,6 +483,51 @@ macro_rules! revoke_family_tx {
 
 pub(crate) use revoke_family_tx;
 
+/// `$1,$2,…` for each column of a comma-separated list.
+pub(crate) fn placeholders(columns: &str) -> String {
+    (1..=columns.split(',').count()).map(|i| format!("${i}")).collect::<Vec<_>>().join(",")
+}
+
+/// Binds every column of [`CLIENT_COLUMNS`] of client `$c` to `$q`, in order.
+macro_rules! bind_client {
+    ($q:expr, $c:expr) => {{
+        let c = $c;
+        let grant_types: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
+        $q.bind(&c.client_id)
+            .bind(&c.client_secret_hash)
+            .bind(c.is_public())
+            .bind($crate::sql::to_json(&c.redirect_uris))
+            .bind($crate::sql::to_json(&c.post_logout_redirect_uris))
+            .bind(&c.frontchannel_logout_uri)
+            .bind(&c.backchannel_logout_uri)
+            .bind($crate::sql::to_json(&grant_types))
+            .bind($crate::sql::to_json(&c.scopes))
+            .bind(c.skip_consent)
+            .bind(&c.client_name)
+            .bind(&c.logo_uri)
+            .bind(&c.client_uri)
+            .bind(&c.policy_uri)
+            .bind(&c.tos_uri)
+            .bind(&c.owner)
+            .bind($crate::sql::to_json(&c.contacts))
+            .bind($crate::sql::to_json(&c.metadata))
+            .bind(c.id_token_signed_response_alg.as_str())
+            .bind(c.lifetimes.authorization_code)
+            .bind(c.lifetimes.access_token)
+            .bind(c.lifetimes.id_token)
+            .bind(c.lifetimes.refresh_token)
+            .bind(c.created_at)
+            .bind(c.updated_at)
+            .bind(c.always_issue_refresh_token)
+            .bind(c.resource_server)
+            .bind($crate::sql::to_json(&c.allowed_origins))
+            .bind(&c.previous_secret_hash)
+            .bind(c.previous_secret_expires_at)
+    }};
+}
+
+pub(crate) use bind_client;
+
 pub(crate) fn partner(
     (code, client_id, key_sealed, created_at, require_nonce): (String, String, Vec<u8>, i64, bool),
 ) -> crate::Partner {
@@ -570,44 +622,32 @@ macro_rules! sql_store {
             async fn insert_client(&self, c: &khoa_core::client::Client) -> Result<(), $crate::StoreError> {
                 self.write(c.clone(), |tx, c| {
                     Box::pin(async move {
-                        use $crate::sql::{to_json, CLIENT_COLUMNS};
-                        let grant_types: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
-                        $crate::sql::change!(
-                            tx,
-                            $crate::sql::query(&format!(
-                                "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES \
-                             ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27)"
-                            ))
-                            .bind(&c.client_id)
-                            .bind(&c.client_secret_hash)
-                            .bind(c.is_public())
-                            .bind(to_json(&c.redirect_uris))
-                            .bind(to_json(&c.post_logout_redirect_uris))
-                            .bind(&c.frontchannel_logout_uri)
-                            .bind(&c.backchannel_logout_uri)
-                            .bind(to_json(&grant_types))
-                            .bind(to_json(&c.scopes))
-                            .bind(c.skip_consent)
-                            .bind(&c.client_name)
-                            .bind(&c.logo_uri)
-                            .bind(&c.client_uri)
-                            .bind(&c.policy_uri)
-                            .bind(&c.tos_uri)
-                            .bind(&c.owner)
-                            .bind(to_json(&c.contacts))
-                            .bind(to_json(&c.metadata))
-                            .bind(c.id_token_signed_response_alg.as_str())
-                            .bind(c.lifetimes.authorization_code)
-                            .bind(c.lifetimes.access_token)
-                            .bind(c.lifetimes.id_token)
-                            .bind(c.lifetimes.refresh_token)
-                            .bind(c.created_at)
-                            .bind(c.updated_at)
-                            .bind(c.always_issue_refresh_token)
-                            .bind(c.resource_server),
-                            conflict = "client"
+                        let sql = format!(
+                            "INSERT INTO clients ({}) VALUES ({})",
+                            $crate::sql::CLIENT_COLUMNS,
+                            $crate::sql::placeholders($crate::sql::CLIENT_COLUMNS)
                         );
+                        $crate::sql::change!(tx, $crate::sql::bind_client!($crate::sql::query(&sql), c), conflict = "client");
                         Ok(())
+                    })
+                })
+                .await
+            }
+
+            async fn update_client(&self, c: &khoa_core::client::Client) -> Result<bool, $crate::StoreError> {
+                self.write(c.clone(), |tx, c| {
+                    Box::pin(async move {
+                        // Every column is replaced; $1 (client_id) stays the key.
+                        let set: Vec<String> = $crate::sql::CLIENT_COLUMNS
+                            .split(',')
+                            .map(str::trim)
+                            .enumerate()
+                            .skip(1)
+                            .map(|(i, column)| format!("{column} = ${}", i + 1))
+                            .collect();
+                        let sql = format!("UPDATE clients SET {} WHERE client_id = $1", set.join(", "));
+                        let n = $crate::sql::change!(tx, $crate::sql::bind_client!($crate::sql::query(&sql), c));
+                        Ok(n > 0)
                     })
                 })
                 .await

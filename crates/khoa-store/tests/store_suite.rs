@@ -37,6 +37,8 @@ fn full_client(id: &str) -> khoa_core::client::Client {
     r.tos_uri = Some("https://app.example/tos".into());
     r.owner = Some("Phòng CNTT".into());
     r.contacts = vec!["it@app.example".into()];
+    r.allowed_origins = vec!["https://spa.app.example".into(), "http://127.0.0.1:5173".into()];
+    r.resource_server = true;
     r.metadata = Some(serde_json::json!({"tenant": 7, "tags": ["a"]}));
     r.id_token_signed_response_alg = Some(SigningAlgorithm::ES256);
     r.lifetimes = ClientLifetimes {
@@ -81,6 +83,19 @@ async fn clients_round_trip_every_field(db: TestDatabase) {
     let ids: Vec<_> = store.clients().await.unwrap().into_iter().map(|c| c.client_id).collect();
     assert_eq!(ids, ["another", "portal"]);
     assert_eq!(store.longest_client_token_lifetime().await.unwrap(), Some(1200));
+    // An update replaces every field (a rotation's overlap included) and moves the epoch.
+    let epoch = store.change_epoch().await.unwrap();
+    let mut reg = ClientRegistration::from_client(&client);
+    reg.allowed_origins = vec!["https://spa.example".into()];
+    reg.skip_consent = false;
+    let updated = reg.register_update(&client, 1_700_000_100).unwrap();
+    let (rotated, _) = ClientRegistration::rotate_secret(&updated, Some(1_700_000_500), 1_700_000_100).unwrap();
+    assert!(store.update_client(&rotated).await.unwrap());
+    assert_eq!(store.client("portal").await.unwrap(), Some(rotated.clone()));
+    assert!(store.change_epoch().await.unwrap() > epoch);
+    let mut unknown = rotated.clone();
+    unknown.client_id = "no-such-client".into();
+    assert!(!store.update_client(&unknown).await.unwrap());
     assert!(store.delete_client("portal").await.unwrap());
     assert!(!store.delete_client("portal").await.unwrap());
     assert_eq!(store.client("portal").await.unwrap(), None);

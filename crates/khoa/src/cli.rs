@@ -93,8 +93,73 @@ pub enum ClientCommand {
     List(ListArgs),
     /// Show one client as JSON.
     Show { id: String },
+    /// Change a client in place (its secret is untouched): each option given replaces
+    /// that field; a repeatable option given replaces the whole list; an empty value
+    /// clears it. Running servers see the change within 2 seconds.
+    Update(Box<ClientUpdate>),
+    /// Give a confidential client a new secret (printed once); with --keep-old-for the
+    /// old one is accepted too for that long, so an app can roll over without downtime.
+    RotateSecret {
+        id: String,
+        /// How long the old secret keeps working, e.g. 1h or 7days (default: not at all).
+        #[arg(long, value_name = "DURATION")]
+        keep_old_for: Option<humantime::Duration>,
+    },
     /// Delete a client.
     Delete { id: String },
+}
+
+/// `client update`: every option of `client create` but the id and the secret.
+#[derive(Debug, Args)]
+pub struct ClientUpdate {
+    pub id: String,
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    pub redirect_uris: Vec<String>,
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<String>,
+    #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
+    pub post_logout_redirect_uris: Vec<String>,
+    #[arg(long, value_name = "URI")]
+    pub frontchannel_logout_uri: Option<String>,
+    #[arg(long, value_name = "URI")]
+    pub backchannel_logout_uri: Option<String>,
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub grant_types: Option<Vec<GrantType>>,
+    #[arg(long)]
+    pub scopes: Option<String>,
+    /// `--skip-consent` or `--skip-consent=false`.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub skip_consent: Option<bool>,
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub always_issue_refresh_token: Option<bool>,
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub resource_server: Option<bool>,
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long, value_name = "URL")]
+    pub logo_uri: Option<String>,
+    #[arg(long, value_name = "URL")]
+    pub client_uri: Option<String>,
+    #[arg(long, value_name = "URL")]
+    pub policy_uri: Option<String>,
+    #[arg(long, value_name = "URL")]
+    pub tos_uri: Option<String>,
+    #[arg(long)]
+    pub owner: Option<String>,
+    #[arg(long = "contact")]
+    pub contacts: Vec<String>,
+    #[arg(long, value_name = "JSON")]
+    pub metadata: Option<String>,
+    #[arg(long, value_name = "ALG")]
+    pub id_token_alg: Option<SigningAlgorithm>,
+    #[arg(long, value_name = "DURATION")]
+    pub authorization_code_lifetime: Option<humantime::Duration>,
+    #[arg(long, value_name = "DURATION")]
+    pub access_token_lifetime: Option<humantime::Duration>,
+    #[arg(long, value_name = "DURATION")]
+    pub id_token_lifetime: Option<humantime::Duration>,
+    #[arg(long, value_name = "DURATION")]
+    pub refresh_token_lifetime: Option<humantime::Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -112,6 +177,11 @@ pub struct ClientCreate {
     /// Redirect URI (repeatable): https, http on loopback, or a reverse-domain app scheme.
     #[arg(long = "redirect-uri", value_name = "URI")]
     pub redirect_uris: Vec<String>,
+    /// A browser origin (exactly scheme://host[:port]) allowed to call the token,
+    /// userinfo and revocation endpoints, beyond the origins of the redirect URIs
+    /// (repeatable).
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<String>,
     /// Public client (no secret; PKCE required).
     #[arg(long, conflicts_with_all = ["secret", "secret_stdin"])]
     pub public: bool,

@@ -305,3 +305,186 @@ async fn sign_in_single_sign_on_and_logout_in_chromium() {
     rp1.shutdown();
     rp2.shutdown();
 }
+
+/// Serves the single-page app of `examples/spa` (with the oidc-client-ts browser build
+/// from `tests/js/node_modules`) on its own loopback origin, configured for `issuer`
+/// and `client_id`; also `/hold.html`, a callback that keeps its code, and
+/// `/blank.html`. Returns the server and its origin.
+async fn spa_server(issuer: &str, client_id: &str) -> (tokio::task::JoinHandle<()>, String) {
+    use axum::extract::Path;
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let config = format!("window.KHOA_SPA = {};", serde_json::json!({"issuer": issuer, "client_id": client_id}));
+    let file = move |name: String| {
+        let (root, config) = (root.clone(), config.clone());
+        async move {
+            let (body, kind) = match name.as_str() {
+                "config.js" => (config.into_bytes(), "text/javascript"),
+                "hold.html" | "blank.html" => (b"<!doctype html><title>app</title><p>app</p>".to_vec(), "text/html"),
+                "vendor/oidc-client-ts.min.js" => {
+                    let path = root.join("tests/js/node_modules/oidc-client-ts/dist/browser/oidc-client-ts.min.js");
+                    (std::fs::read(path).expect("npm ci in tests/js (the test command does it)"), "text/javascript")
+                }
+                other => {
+                    let other = if other.is_empty() { "index.html" } else { other };
+                    let Ok(body) = std::fs::read(root.join("examples/spa").join(other)) else {
+                        return axum::http::StatusCode::NOT_FOUND.into_response();
+                    };
+                    let kind = match other.rsplit('.').next() {
+                        Some("js") => "text/javascript",
+                        Some("css") => "text/css",
+                        _ => "text/html",
+                    };
+                    (body, kind)
+                }
+            };
+            ([(header::CONTENT_TYPE, kind)], body).into_response()
+        }
+    };
+    let index = file.clone();
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(move || index(String::new())))
+        .route("/{*name}", axum::routing::get(move |Path(name): Path<String>| file(name)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (task, origin)
+}
+
+/// Waits until the app (at the current page of its origin) has logged an event that
+/// starts with `text`; returns every event.
+async fn wait_event(b: &Browser, text: &str, secs: u64) -> Vec<String> {
+    wait_events(b, text, 1, secs).await
+}
+
+/// [`wait_event`] for the `n`-th such event.
+async fn wait_events(b: &Browser, text: &str, n: usize, secs: u64) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let events = b.client.execute("return sessionStorage.getItem('events') || '[]'", vec![]).await;
+        let events: Vec<String> = events.ok().and_then(|v| serde_json::from_str(v.as_str()?).ok()).unwrap_or_default();
+        if events.iter().filter(|e| e.starts_with(text)).count() >= n {
+            return events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no event {text:?} at {}; events: {events:?}",
+            b.client.current_url().await.map(|u| u.to_string()).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn press(b: &Browser, id: &str) {
+    b.client.find(Locator::Id(id)).await.unwrap().click().await.unwrap();
+}
+
+/// `fetch` from the page: "STATUS BODY", or "failed …" when the browser refused to
+/// hand the answer to the page (CORS).
+async fn page_fetch(b: &Browser, url: &str, form: &str) -> String {
+    let script = "const done = arguments[arguments.length - 1];
+        fetch(arguments[0], { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: arguments[1] })
+          .then(r => r.text().then(t => done(r.status + ' ' + t)))
+          .catch(e => done('failed ' + e));";
+    let out = b.client.execute_async(script, vec![url.into(), form.into()]).await.unwrap();
+    out.as_str().unwrap_or_default().to_string()
+}
+
+/// A single-page app written with oidc-client-ts 3, served from its own origin, as a
+/// new user would write it: a public client with PKCE. Sign-in, userinfo, refresh
+/// with rotation, revocation, sign-out with id_token_hint, then prompt=none answers
+/// login_required. The same app at an origin the client does not allow is refused at
+/// the token endpoint, and the code is still redeemable by the right origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_page_app_on_oidc_client_ts() {
+    use khoa_testkit::flow::{CHALLENGE, VERIFIER};
+    let khoa = Khoa::new(BIN, test_database(Backend::Sqlite).await);
+    let (app, origin) = spa_server(&khoa.issuer(), "spa").await;
+    let (foreign, foreign_origin) = spa_server(&khoa.issuer(), "spa").await;
+    let callback = format!("{origin}/callback.html");
+    let hold = format!("{origin}/hold.html");
+    let args = [
+        "client",
+        "create",
+        "--id",
+        "spa",
+        "--public",
+        "--skip-consent",
+        "--always-issue-refresh-token",
+        "--name",
+        "SPA",
+        "--redirect-uri",
+        &callback,
+        "--redirect-uri",
+        &format!("{origin}/silent.html"),
+        "--redirect-uri",
+        &hold,
+        "--post-logout-redirect-uri",
+        &format!("{origin}/?signed-out"),
+    ];
+    khoa_testkit::stdout_json(&khoa_testkit::run_cli(&khoa.bin, &khoa.db, &args, None));
+    let b = Browser::start("en-US").await;
+
+    b.client.goto(&format!("{origin}/")).await.unwrap();
+    press(&b, "signin").await;
+    b.wait_for("#username", 15).await;
+    log_in(&b, "sv01", PASSWORD).await;
+    wait_event(&b, "signed in Nguyễn Văn A", 15).await;
+    b.wait_for("#userinfo", 10).await;
+    press(&b, "userinfo").await;
+    wait_event(&b, "userinfo 200", 10).await;
+    press(&b, "refresh").await;
+    wait_event(&b, "refreshed rotated", 10).await;
+    b.shot("spa-en").await;
+    press(&b, "revoke").await;
+    wait_event(&b, "revoked, userinfo 401", 10).await;
+    // Signed in again through the SSO session (no login page), then out.
+    press(&b, "signin").await;
+    wait_events(&b, "signed in Nguyễn Văn A", 2, 15).await;
+    b.wait_for("#signout", 10).await;
+    press(&b, "signout").await;
+    wait_event(&b, "signed out", 15).await;
+    b.wait_for("#silent", 10).await;
+    press(&b, "silent").await;
+    wait_event(&b, "silent login_required", 15).await;
+
+    // A code for the app, kept at /hold.html.
+    let url = khoa.authorize_url(&[
+        ("client_id", "spa"),
+        ("redirect_uri", &hold),
+        ("response_type", "code"),
+        ("scope", "openid"),
+        ("code_challenge", CHALLENGE),
+        ("code_challenge_method", "S256"),
+    ]);
+    b.client.goto(&url).await.unwrap();
+    b.wait_for("#username", 15).await;
+    log_in(&b, "sv01", PASSWORD).await;
+    b.wait_for("p", 15).await;
+    let at = b.client.current_url().await.unwrap();
+    let code = at.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned()).expect("a code");
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", hold.as_str()),
+            ("client_id", "spa"),
+            ("code_verifier", VERIFIER),
+        ])
+        .finish();
+    let token_endpoint = khoa.url("/oauth2/token");
+    // From an origin the client does not allow: the browser gets no answer it may read…
+    b.client.goto(&format!("{foreign_origin}/blank.html")).await.unwrap();
+    let refused = page_fetch(&b, &token_endpoint, &form).await;
+    assert!(refused.starts_with("failed"), "{refused}");
+    // …and the server spent nothing: the app's own origin redeems the same code.
+    b.client.goto(&format!("{origin}/blank.html")).await.unwrap();
+    let redeemed = page_fetch(&b, &token_endpoint, &form).await;
+    assert!(redeemed.starts_with("200 ") && redeemed.contains("access_token"), "{redeemed}");
+    b.close().await;
+    app.abort();
+    foreign.abort();
+}

@@ -149,6 +149,26 @@ fn response_type_rules() {
 }
 
 #[test]
+fn the_response_mode_is_read_first_and_carries_every_later_error() {
+    let r = validate(&base(&[("response_mode", "form_post")]), Some(&web())).unwrap();
+    assert_eq!(r.response_mode, ResponseMode::FormPost);
+    assert_eq!(validate(&base(&[]), Some(&web())).unwrap().response_mode, ResponseMode::Query);
+    // A later error goes back by form_post too; an unknown mode by the query.
+    for (mode, sent_by) in
+        [("form_post", ResponseMode::FormPost), ("fragment", ResponseMode::Query), ("", ResponseMode::Query)]
+    {
+        match validate(&base(&[("response_mode", mode), ("response_type", "token")]), Some(&web())) {
+            Err(AuthorizeError::Redirect(e)) => assert_eq!(e.response_mode, sent_by, "{mode}"),
+            other => panic!("{mode}: {other:?}"),
+        }
+    }
+    match validate(&base(&[("response_mode", "fragment")]), Some(&web())) {
+        Err(AuthorizeError::Redirect(e)) => assert_eq!(e.description, "response_mode must be query or form_post"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn request_objects_are_not_supported() {
     let c = web();
     assert_eq!(

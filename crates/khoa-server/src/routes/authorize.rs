@@ -11,7 +11,7 @@ use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use khoa_core::authorize::{validate, AuthorizeError, Params, UntrustedRequest};
 
 pub(crate) async fn get(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
@@ -42,8 +42,11 @@ async fn authorize(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, St
             ));
         }
         Err(AuthorizeError::Redirect(e)) => {
-            // axum's Redirect::to is 303 See Other (RFC 9700 §4.12: never 307 after a POST).
-            return Ok(axum::response::Redirect::to(&e.location(&state.settings.issuer)).into_response());
+            // A 303 See Other (RFC 9700 §4.12: never 307 after a POST), or form_post.
+            let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
+            let locale = Locale::negotiate(&[], accept);
+            let params = e.params(&state.settings.issuer);
+            return Ok(pages::to_client(&state.settings.branding, locale, &e.redirect_uri, e.response_mode, &params));
         }
     };
     let Some(client) = client else { return Err(ApiError::Internal("validated without client".into())) };

@@ -1,6 +1,7 @@
 //! `POST /oauth2/revoke` (RFC 7009).
 
-use crate::client_authn::{authenticate, read_form};
+use crate::client_authn::{authenticate, check_origin, read_form};
+use crate::cors::Verdict;
 use crate::error::TokenError;
 use crate::grants::{field, no_store};
 use crate::state::AppState;
@@ -11,13 +12,31 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use khoa_core::token_error::TokenEndpointError;
 
-pub(crate) async fn post(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+pub(crate) async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut verdict = Verdict::of(&headers, None);
+    let mut res = match revoke(&state, &headers, &body, &mut verdict).await {
+        Ok(res) => res,
+        Err(e) => e.into_response(),
+    };
+    verdict.apply(&state, &mut res, None).await;
+    res
+}
+
+/// A CORS preflight (browser apps).
+pub(crate) async fn preflight(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    crate::cors::preflight(&state, &headers, "POST").await
+}
+
+async fn revoke(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    verdict: &mut Verdict,
 ) -> Result<Response, TokenError> {
-    let form = read_form(&headers, &body)?;
-    let client = authenticate(&state, &headers, &form).await?;
+    let form = read_form(headers, body)?;
+    // A foreign origin is refused before anything is revoked (`cors.rs`).
+    check_origin(state, headers, &form, verdict).await?;
+    let client = authenticate(state, headers, &form).await?;
     let Some(token) = field(&form, "token") else {
         return Err(TokenEndpointError::InvalidRequest("token is required").into());
     };
@@ -29,7 +48,7 @@ pub(crate) async fn post(
         );
     }
     let now = crate::now();
-    match find(&state, token, hint).await? {
+    match find(state, token, hint).await? {
         // §2.1: a token of another client is refused, and stays valid.
         Some(found) if found.client_id() != client.client_id => {
             return Err(TokenEndpointError::UnauthorizedClient("the token was issued to another client").into());

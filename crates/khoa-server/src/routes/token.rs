@@ -1,7 +1,8 @@
 //! `POST /oauth2/token` (RFC 6749 §3.2): client authentication, then the handler of
 //! the grant type.
 
-use crate::client_authn::{authenticate, read_form};
+use crate::client_authn::{authenticate, check_origin, read_form};
+use crate::cors::Verdict;
 use crate::error::TokenError;
 use crate::grants::{self, field};
 use crate::state::AppState;
@@ -12,13 +13,31 @@ use axum::response::{IntoResponse, Response};
 use khoa_core::client::GrantType;
 use khoa_core::token_error::TokenEndpointError;
 
-pub(crate) async fn post(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+pub(crate) async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut verdict = Verdict::of(&headers, None);
+    let mut res = match grant(&state, &headers, &body, &mut verdict).await {
+        Ok(res) => res,
+        Err(e) => e.into_response(),
+    };
+    verdict.apply(&state, &mut res, None).await;
+    res
+}
+
+/// A CORS preflight (browser apps).
+pub(crate) async fn preflight(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    crate::cors::preflight(&state, &headers, "POST").await
+}
+
+async fn grant(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    verdict: &mut Verdict,
 ) -> Result<Response, TokenError> {
-    let form = read_form(&headers, &body)?;
-    let client = authenticate(&state, &headers, &form).await?;
+    let form = read_form(headers, body)?;
+    // A foreign origin is refused before anything is spent (`cors.rs`).
+    check_origin(state, headers, &form, verdict).await?;
+    let client = authenticate(state, headers, &form).await?;
     let grant = match field(&form, "grant_type") {
         None => return Err(TokenEndpointError::InvalidRequest("grant_type is required").into()),
         Some("authorization_code") => GrantType::AuthorizationCode,

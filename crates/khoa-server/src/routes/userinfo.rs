@@ -2,6 +2,7 @@
 //! the header, §2.2 in a form body).
 
 use super::form_pairs;
+use crate::cors::Verdict;
 use crate::state::AppState;
 use crate::tokens::Found;
 use axum::body::Bytes;
@@ -84,13 +85,28 @@ pub(crate) async fn userinfo(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match answer(&state, &method, &headers, &body).await {
+    let mut verdict = Verdict::of(&headers, None);
+    let mut res = match answer(&state, &method, &headers, &body, &mut verdict).await {
         Ok(res) => res,
         Err(e) => e.into_response(),
-    }
+    };
+    // The app may read the Bearer challenge of an error.
+    verdict.apply(&state, &mut res, Some("WWW-Authenticate")).await;
+    res
 }
 
-async fn answer(state: &AppState, method: &Method, headers: &HeaderMap, body: &[u8]) -> Result<Response, BearerError> {
+/// A CORS preflight (browser apps).
+pub(crate) async fn preflight(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    crate::cors::preflight(&state, &headers, "GET, POST").await
+}
+
+async fn answer(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    body: &[u8],
+    verdict: &mut Verdict,
+) -> Result<Response, BearerError> {
     let token = bearer_token(method, headers, body)?;
     // A JWT is checked against its signature and then the database, the authority on
     // revocation; an opaque token is found in the database by its hash.
@@ -98,6 +114,14 @@ async fn answer(state: &AppState, method: &Method, headers: &HeaderMap, body: &[
     let Some(found @ Found::Access(..)) = found else {
         return Err(BearerError::InvalidToken("the access token is invalid or has been revoked"));
     };
+    // Judged by the client the token was issued to (`cors.rs`).
+    if *verdict != Verdict::NoOrigin {
+        let client = state.clients.get(state.store.as_ref(), found.client_id()).await.map_err(BearerError::Store)?;
+        *verdict = Verdict::of(headers, client.as_deref());
+        if verdict.refused() {
+            return Err(BearerError::InvalidRequest("the request's Origin is not allowed for this token's client"));
+        }
+    }
     let now = crate::now();
     let live = found.is_live(now);
     let Found::Access(claims, record) = found else {
@@ -121,8 +145,6 @@ async fn answer(state: &AppState, method: &Method, headers: &HeaderMap, body: &[
         .ok_or(BearerError::InvalidToken("the user no longer exists"))?;
     let scope = ScopeSet::parse(&claims.scope).unwrap_or_default();
     let mut res = Json(userinfo_claims(&user, &scope)).into_response();
-    let h = res.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
 }

@@ -1,5 +1,5 @@
 use super::{print_json, print_table, read_stdin_secret};
-use crate::cli::{ClientCommand, ClientCreate};
+use crate::cli::{ClientCommand, ClientCreate, ClientUpdate};
 use anyhow::{bail, Context};
 use khoa_core::client::{ClientLifetimes, ClientRegistration, SecretChoice};
 use khoa_store::{Store, StoreError};
@@ -27,6 +27,7 @@ fn registration(a: ClientCreate) -> anyhow::Result<ClientRegistration> {
         client_id: a.id,
         secret,
         redirect_uris: a.redirect_uris,
+        allowed_origins: a.allowed_origins,
         post_logout_redirect_uris: a.post_logout_redirect_uris,
         frontchannel_logout_uri: a.frontchannel_logout_uri,
         backchannel_logout_uri: a.backchannel_logout_uri,
@@ -53,6 +54,76 @@ fn registration(a: ClientCreate) -> anyhow::Result<ClientRegistration> {
     })
 }
 
+/// An option that was given: an empty value clears the field.
+fn set_text(field: &mut Option<String>, given: Option<String>) {
+    if let Some(v) = given {
+        *field = Some(v).filter(|v| !v.is_empty());
+    }
+}
+
+/// A repeatable option that was given replaces the list; one empty value clears it.
+fn set_list(field: &mut Vec<String>, given: Vec<String>) {
+    if !given.is_empty() {
+        *field = given.into_iter().filter(|v| !v.is_empty()).collect();
+    }
+}
+
+/// The client's registration with the options of `client update` applied.
+fn apply_update(reg: &mut ClientRegistration, a: ClientUpdate) -> anyhow::Result<()> {
+    set_list(&mut reg.redirect_uris, a.redirect_uris);
+    set_list(&mut reg.allowed_origins, a.allowed_origins);
+    set_list(&mut reg.post_logout_redirect_uris, a.post_logout_redirect_uris);
+    set_list(&mut reg.contacts, a.contacts);
+    set_text(&mut reg.frontchannel_logout_uri, a.frontchannel_logout_uri);
+    set_text(&mut reg.backchannel_logout_uri, a.backchannel_logout_uri);
+    set_text(&mut reg.client_name, a.name);
+    set_text(&mut reg.logo_uri, a.logo_uri);
+    set_text(&mut reg.client_uri, a.client_uri);
+    set_text(&mut reg.policy_uri, a.policy_uri);
+    set_text(&mut reg.tos_uri, a.tos_uri);
+    set_text(&mut reg.owner, a.owner);
+    if let Some(g) = a.grant_types {
+        reg.grant_types = Some(g);
+    }
+    if let Some(s) = a.scopes {
+        reg.scopes = Some(s);
+    }
+    for (field, given) in [
+        (&mut reg.skip_consent, a.skip_consent),
+        (&mut reg.always_issue_refresh_token, a.always_issue_refresh_token),
+        (&mut reg.resource_server, a.resource_server),
+    ] {
+        if let Some(v) = given {
+            *field = v;
+        }
+    }
+    if let Some(m) = a.metadata {
+        reg.metadata = Some(serde_json::from_str(&m).context("--metadata is not valid JSON")?);
+    }
+    if let Some(alg) = a.id_token_alg {
+        reg.id_token_signed_response_alg = Some(alg);
+    }
+    let l = &mut reg.lifetimes;
+    for (field, given) in [
+        (&mut l.authorization_code, a.authorization_code_lifetime),
+        (&mut l.access_token, a.access_token_lifetime),
+        (&mut l.id_token, a.id_token_lifetime),
+        (&mut l.refresh_token, a.refresh_token_lifetime),
+    ] {
+        if given.is_some() {
+            *field = seconds(given);
+        }
+    }
+    Ok(())
+}
+
+/// The client as `show` prints it: its fields and the origins it allows in all.
+fn shown(client: &khoa_core::client::Client) -> anyhow::Result<serde_json::Value> {
+    let mut out = serde_json::to_value(client)?;
+    out["origins"] = serde_json::to_value(client.origins())?;
+    Ok(out)
+}
+
 pub async fn run(command: ClientCommand, store: &Arc<dyn Store>) -> anyhow::Result<()> {
     match command {
         ClientCommand::Create(args) => {
@@ -70,7 +141,7 @@ pub async fn run(command: ClientCommand, store: &Arc<dyn Store>) -> anyhow::Resu
                 }
                 other => other?,
             }
-            let mut out = serde_json::to_value(&registered.client)?;
+            let mut out = shown(&registered.client)?;
             if let Some(secret) = registered.plaintext_secret.or(shown_secret) {
                 out["client_secret"] = serde_json::Value::String(secret);
             }
@@ -80,10 +151,11 @@ pub async fn run(command: ClientCommand, store: &Arc<dyn Store>) -> anyhow::Resu
         ClientCommand::List(args) => {
             let clients = store.clients().await?;
             if args.json {
-                return print_json(&clients);
+                let all = clients.iter().map(shown).collect::<anyhow::Result<Vec<_>>>()?;
+                return print_json(&all);
             }
             print_table(
-                &["CLIENT_ID", "TYPE", "NAME", "GRANT_TYPES", "REDIRECT_URIS"],
+                &["CLIENT_ID", "TYPE", "NAME", "GRANT_TYPES", "REDIRECT_URIS", "ORIGINS"],
                 clients
                     .iter()
                     .map(|c| {
@@ -93,6 +165,7 @@ pub async fn run(command: ClientCommand, store: &Arc<dyn Store>) -> anyhow::Resu
                             c.client_name.clone().unwrap_or_default(),
                             c.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(","),
                             c.redirect_uris.join(" "),
+                            c.origins().join(" "),
                         ]
                     })
                     .collect(),
@@ -100,9 +173,32 @@ pub async fn run(command: ClientCommand, store: &Arc<dyn Store>) -> anyhow::Resu
             Ok(())
         }
         ClientCommand::Show { id } => match store.client(&id).await? {
-            Some(c) => print_json(&c),
+            Some(c) => print_json(&shown(&c)?),
             None => bail!("no client with id {id:?}"),
         },
+        ClientCommand::Update(args) => {
+            let Some(existing) = store.client(&args.id).await? else { bail!("no client with id {:?}", args.id) };
+            let mut reg = ClientRegistration::from_client(&existing);
+            apply_update(&mut reg, *args)?;
+            let updated = reg.register_update(&existing, khoa_server::now())?;
+            if !store.update_client(&updated).await? {
+                bail!("no client with id {:?}", existing.client_id);
+            }
+            print_json(&shown(&updated)?)
+        }
+        ClientCommand::RotateSecret { id, keep_old_for } => {
+            let Some(existing) = store.client(&id).await? else { bail!("no client with id {id:?}") };
+            let now = khoa_server::now();
+            let keep_until = keep_old_for.map(|d| now + d.as_secs() as i64);
+            let (rotated, secret) = ClientRegistration::rotate_secret(&existing, keep_until, now)?;
+            if !store.update_client(&rotated).await? {
+                bail!("no client with id {id:?}");
+            }
+            let mut out = shown(&rotated)?;
+            out["client_secret"] = serde_json::Value::String(secret);
+            println!("{}", serde_json::to_string(&out)?);
+            Ok(())
+        }
         ClientCommand::Delete { id } => {
             if !store.delete_client(&id).await? {
                 bail!("no client with id {id:?}");
