@@ -87,6 +87,18 @@ impl Verdict {
         matches!(self, Self::Refused(_))
     }
 
+    /// The endpoint's answer (or its error's) with the CORS headers this verdict calls for.
+    pub async fn respond<E: IntoResponse>(
+        self,
+        state: &AppState,
+        result: Result<Response, E>,
+        expose: Option<&'static str>,
+    ) -> Response {
+        let mut res = result.unwrap_or_else(IntoResponse::into_response);
+        self.apply(state, &mut res, expose).await;
+        res
+    }
+
     /// Adds the CORS headers this verdict calls for to the endpoint's answer
     /// (`expose`: response headers the app may read, e.g. `WWW-Authenticate`).
     pub async fn apply(self, state: &AppState, res: &mut Response, expose: Option<&'static str>) {

@@ -67,6 +67,7 @@ pub struct LogoutPage<'a> {
 pub struct FormPostPage<'a> {
     pub brand: &'a crate::settings::Branding,
     pub lang: &'static str,
+    pub title: &'static str,
     pub t: &'static Texts,
     pub action: &'a str,
     pub params: &'a [(&'a str, &'a str)],
@@ -95,6 +96,7 @@ pub fn to_client(
     let html = match render(&FormPostPage {
         brand,
         lang: locale.tag(),
+        title: locale.texts().form_post_title,
         t: locale.texts(),
         action: redirect_uri,
         params,
@@ -106,8 +108,9 @@ pub fn to_client(
     use base64::Engine;
     let hash =
         base64::engine::general_purpose::STANDARD.encode(khoa_core::session::sha256(FORM_POST_SCRIPT.as_bytes()));
-    // A CSP source matches the path exactly, and ignores the query.
-    let target = redirect_uri.split(['?', '#']).next().unwrap_or(redirect_uri);
+    // A CSP source matches the path exactly, and ignores the query; `;` and `,` would
+    // end the directive or the source, so they are percent-encoded (as CSP matches).
+    let target = redirect_uri.split(['?', '#']).next().unwrap_or(redirect_uri).replace(';', "%3B").replace(',', "%2C");
     let csp = format!(
         "default-src 'none'; script-src 'sha256-{hash}'; style-src 'self'; img-src 'self' https: data:; \
          form-action {target}; frame-ancestors 'none'; base-uri 'none'"

@@ -113,53 +113,8 @@ pub enum ClientCommand {
 #[derive(Debug, Args)]
 pub struct ClientUpdate {
     pub id: String,
-    #[arg(long = "redirect-uri", value_name = "URI")]
-    pub redirect_uris: Vec<String>,
-    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
-    pub allowed_origins: Vec<String>,
-    #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
-    pub post_logout_redirect_uris: Vec<String>,
-    #[arg(long, value_name = "URI")]
-    pub frontchannel_logout_uri: Option<String>,
-    #[arg(long, value_name = "URI")]
-    pub backchannel_logout_uri: Option<String>,
-    #[arg(long, value_delimiter = ',', value_name = "LIST")]
-    pub grant_types: Option<Vec<GrantType>>,
-    #[arg(long)]
-    pub scopes: Option<String>,
-    /// `--skip-consent` or `--skip-consent=false`.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-    pub skip_consent: Option<bool>,
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-    pub always_issue_refresh_token: Option<bool>,
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-    pub resource_server: Option<bool>,
-    #[arg(long)]
-    pub name: Option<String>,
-    #[arg(long, value_name = "URL")]
-    pub logo_uri: Option<String>,
-    #[arg(long, value_name = "URL")]
-    pub client_uri: Option<String>,
-    #[arg(long, value_name = "URL")]
-    pub policy_uri: Option<String>,
-    #[arg(long, value_name = "URL")]
-    pub tos_uri: Option<String>,
-    #[arg(long)]
-    pub owner: Option<String>,
-    #[arg(long = "contact")]
-    pub contacts: Vec<String>,
-    #[arg(long, value_name = "JSON")]
-    pub metadata: Option<String>,
-    #[arg(long, value_name = "ALG")]
-    pub id_token_alg: Option<SigningAlgorithm>,
-    #[arg(long, value_name = "DURATION")]
-    pub authorization_code_lifetime: Option<humantime::Duration>,
-    #[arg(long, value_name = "DURATION")]
-    pub access_token_lifetime: Option<humantime::Duration>,
-    #[arg(long, value_name = "DURATION")]
-    pub id_token_lifetime: Option<humantime::Duration>,
-    #[arg(long, value_name = "DURATION")]
-    pub refresh_token_lifetime: Option<humantime::Duration>,
+    #[command(flatten)]
+    pub options: ClientOptions,
 }
 
 #[derive(Debug, Args)]
@@ -174,14 +129,6 @@ pub struct ClientCreate {
     /// client_id: letters, digits, . _ ~ -
     #[arg(long)]
     pub id: String,
-    /// Redirect URI (repeatable): https, http on loopback, or a reverse-domain app scheme.
-    #[arg(long = "redirect-uri", value_name = "URI")]
-    pub redirect_uris: Vec<String>,
-    /// A browser origin (exactly scheme://host[:port]) allowed to call the token,
-    /// userinfo and revocation endpoints, beyond the origins of the redirect URIs
-    /// (repeatable).
-    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
-    pub allowed_origins: Vec<String>,
     /// Public client (no secret; PKCE required).
     #[arg(long, conflicts_with_all = ["secret", "secret_stdin"])]
     pub public: bool,
@@ -191,6 +138,23 @@ pub struct ClientCreate {
     /// Read the secret from standard input (keeps it out of the process list).
     #[arg(long)]
     pub secret_stdin: bool,
+    #[command(flatten)]
+    pub options: ClientOptions,
+}
+
+/// The options of `client create` and `client update`. For an update, an option given
+/// replaces its field, a repeatable one replaces the whole list, and an empty value
+/// clears it; flags take `=false` to turn them off.
+#[derive(Debug, Args)]
+pub struct ClientOptions {
+    /// Redirect URI (repeatable): https, http on loopback, or a reverse-domain app scheme.
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    pub redirect_uris: Vec<String>,
+    /// A browser origin (exactly scheme://host[:port]) allowed to call the token,
+    /// userinfo and revocation endpoints, beyond the origins of the redirect URIs
+    /// (repeatable).
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<String>,
     /// Post-logout redirect URI (repeatable).
     #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
     pub post_logout_redirect_uris: Vec<String>,
@@ -205,14 +169,14 @@ pub struct ClientCreate {
     #[arg(long)]
     pub scopes: Option<String>,
     /// Never ask users for consent for this client.
-    #[arg(long)]
-    pub skip_consent: bool,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub skip_consent: Option<bool>,
     /// Issue a refresh token at every code exchange, even without `offline_access`.
-    #[arg(long)]
-    pub always_issue_refresh_token: bool,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub always_issue_refresh_token: Option<bool>,
     /// A resource server (API): may introspect access tokens issued to other clients.
-    #[arg(long)]
-    pub resource_server: bool,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub resource_server: Option<bool>,
     /// client_name shown on the login and consent pages.
     #[arg(long)]
     pub name: Option<String>,

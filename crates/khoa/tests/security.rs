@@ -17,7 +17,8 @@ use std::time::Duration;
 const BIN: &str = env!("CARGO_BIN_EXE_khoa");
 /// The test's own process is the reverse proxy: its X-Forwarded-For names the client.
 const PROXIED: (&str, &str) = ("KHOA_TRUSTED_PROXIES", "127.0.0.1");
-/// A first wait far longer than a burst takes: no attempt of the burst comes after it.
+/// A first wait far longer than a test takes: no attempt of the test comes after it
+/// (the clock has whole seconds, so a 1 s wait may be over at once).
 const LONG_DELAY: (&str, &str) = ("KHOA_LOGIN_BASE_DELAY", "5m");
 
 fn authorize(khoa: &Khoa, client_id: &str, extra: &[(&str, &str)]) -> String {
@@ -127,7 +128,7 @@ async fn concurrent_attempts_across_two_processes() {
 /// An attacker at one address locks only that account at that address: another
 /// account logs in from the same address, and the owner from another.
 async fn an_attacker_locks_out_nobody_else(db: TestDatabase) {
-    let khoa = Khoa::with_env(BIN, db, &[PROXIED]);
+    let khoa = Khoa::with_env(BIN, db, &[PROXIED, LONG_DELAY]);
     khoa.client("portal", &["--skip-consent"]);
     khoa.user("bob");
     let attacker = Browser::new();
@@ -152,7 +153,7 @@ async fn an_attacker_locks_out_nobody_else(db: TestDatabase) {
 /// cannot escape its limit by naming itself another address each time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
-    let khoa = Khoa::new(BIN, test_database(Backend::Sqlite).await);
+    let khoa = Khoa::with_env(BIN, test_database(Backend::Sqlite).await, &[LONG_DELAY]);
     khoa.client("portal", &["--skip-consent"]);
     let attacker = Browser::new();
     let form = login_form(&khoa, &attacker).await;
@@ -166,7 +167,7 @@ async fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
 /// Spraying many accounts from one address is caught by the per-address limit, far
 /// above the per-account one; other addresses are unaffected.
 async fn spraying_from_one_address_is_caught(db: TestDatabase) {
-    let env = [PROXIED, ("KHOA_LOGIN_ADDRESS_FREE_FAILURES", "12")];
+    let env = [PROXIED, LONG_DELAY, ("KHOA_LOGIN_ADDRESS_FREE_FAILURES", "12")];
     let khoa = Khoa::with_env(BIN, db, &env);
     khoa.client("portal", &["--skip-consent"]);
     let sprayer = Browser::new();
@@ -271,7 +272,7 @@ async fn concurrent_partner_logins_check_at_most_the_free_failures(db: TestDatab
 /// Wrong client secrets at the HUTECH web exchange and the TCONNECT login are
 /// throttled like those at the token endpoint (one path): 429 after the 10 free ones.
 async fn every_client_authentication_is_throttled(db: TestDatabase) {
-    let khoa = Khoa::new(BIN, db);
+    let khoa = Khoa::with_env(BIN, db, &[("KHOA_CLIENT_AUTH_BASE_DELAY", "5m")]);
     let (key, _) = partner(&khoa, &[]);
     let web = "/api/authen/sso/web/exchange-access-token";
     let mut statuses = vec![];

@@ -15,12 +15,8 @@ use khoa_core::token_error::TokenEndpointError;
 
 pub(crate) async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let mut verdict = Verdict::of(&headers, None);
-    let mut res = match grant(&state, &headers, &body, &mut verdict).await {
-        Ok(res) => res,
-        Err(e) => e.into_response(),
-    };
-    verdict.apply(&state, &mut res, None).await;
-    res
+    let result = grant(&state, &headers, &body, &mut verdict).await;
+    verdict.respond(&state, result, None).await
 }
 
 /// A CORS preflight (browser apps).

@@ -86,13 +86,9 @@ pub(crate) async fn userinfo(
     body: Bytes,
 ) -> Response {
     let mut verdict = Verdict::of(&headers, None);
-    let mut res = match answer(&state, &method, &headers, &body, &mut verdict).await {
-        Ok(res) => res,
-        Err(e) => e.into_response(),
-    };
+    let result = answer(&state, &method, &headers, &body, &mut verdict).await;
     // The app may read the Bearer challenge of an error.
-    verdict.apply(&state, &mut res, Some("WWW-Authenticate")).await;
-    res
+    verdict.respond(&state, result, Some("WWW-Authenticate")).await
 }
 
 /// A CORS preflight (browser apps).

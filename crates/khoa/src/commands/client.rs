@@ -1,7 +1,7 @@
 use super::{print_json, print_table, read_stdin_secret};
-use crate::cli::{ClientCommand, ClientCreate, ClientUpdate};
+use crate::cli::{ClientCommand, ClientCreate, ClientOptions};
 use anyhow::{bail, Context};
-use khoa_core::client::{ClientLifetimes, ClientRegistration, SecretChoice};
+use khoa_core::client::{ClientRegistration, SecretChoice};
 use khoa_store::{Store, StoreError};
 use std::sync::Arc;
 
@@ -10,7 +10,8 @@ fn seconds(d: Option<humantime::Duration>) -> Option<i64> {
 }
 
 fn registration(a: ClientCreate) -> anyhow::Result<ClientRegistration> {
-    let secret = if a.public {
+    let mut reg = ClientRegistration::new(a.id);
+    reg.secret = if a.public {
         SecretChoice::Public
     } else if let Some(s) = a.secret {
         SecretChoice::Given(s)
@@ -19,39 +20,8 @@ fn registration(a: ClientCreate) -> anyhow::Result<ClientRegistration> {
     } else {
         SecretChoice::Generate
     };
-    let metadata = match a.metadata {
-        Some(m) => Some(serde_json::from_str(&m).context("--metadata is not valid JSON")?),
-        None => None,
-    };
-    Ok(ClientRegistration {
-        client_id: a.id,
-        secret,
-        redirect_uris: a.redirect_uris,
-        allowed_origins: a.allowed_origins,
-        post_logout_redirect_uris: a.post_logout_redirect_uris,
-        frontchannel_logout_uri: a.frontchannel_logout_uri,
-        backchannel_logout_uri: a.backchannel_logout_uri,
-        grant_types: a.grant_types,
-        scopes: a.scopes,
-        skip_consent: a.skip_consent,
-        always_issue_refresh_token: a.always_issue_refresh_token,
-        resource_server: a.resource_server,
-        client_name: a.name,
-        logo_uri: a.logo_uri,
-        client_uri: a.client_uri,
-        policy_uri: a.policy_uri,
-        tos_uri: a.tos_uri,
-        owner: a.owner,
-        contacts: a.contacts,
-        metadata,
-        id_token_signed_response_alg: a.id_token_alg,
-        lifetimes: ClientLifetimes {
-            authorization_code: seconds(a.authorization_code_lifetime),
-            access_token: seconds(a.access_token_lifetime),
-            id_token: seconds(a.id_token_lifetime),
-            refresh_token: seconds(a.refresh_token_lifetime),
-        },
-    })
+    apply_options(&mut reg, a.options)?;
+    Ok(reg)
 }
 
 /// An option that was given: an empty value clears the field.
@@ -68,8 +38,8 @@ fn set_list(field: &mut Vec<String>, given: Vec<String>) {
     }
 }
 
-/// The client's registration with the options of `client update` applied.
-fn apply_update(reg: &mut ClientRegistration, a: ClientUpdate) -> anyhow::Result<()> {
+/// The options of `client create` or `client update`, applied to a registration.
+fn apply_options(reg: &mut ClientRegistration, a: ClientOptions) -> anyhow::Result<()> {
     set_list(&mut reg.redirect_uris, a.redirect_uris);
     set_list(&mut reg.allowed_origins, a.allowed_origins);
     set_list(&mut reg.post_logout_redirect_uris, a.post_logout_redirect_uris);
@@ -179,7 +149,7 @@ pub async fn run(command: ClientCommand, store: &Arc<dyn Store>) -> anyhow::Resu
         ClientCommand::Update(args) => {
             let Some(existing) = store.client(&args.id).await? else { bail!("no client with id {:?}", args.id) };
             let mut reg = ClientRegistration::from_client(&existing);
-            apply_update(&mut reg, *args)?;
+            apply_options(&mut reg, args.options)?;
             let updated = reg.register_update(&existing, khoa_server::now())?;
             if !store.update_client(&updated).await? {
                 bail!("no client with id {:?}", existing.client_id);
