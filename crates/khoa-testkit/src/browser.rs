@@ -55,7 +55,8 @@ fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
     Some(&tag[start..end])
 }
 
-fn unescape(s: &str) -> String {
+/// An HTML attribute value as the page wrote it (askama's escapes), unescaped.
+pub fn unescape(s: &str) -> String {
     s.replace("&#34;", "\"")
         .replace("&#39;", "'")
         .replace("&#38;", "&")

@@ -5,7 +5,7 @@
 //! rotated with an overlap. The single-page app on oidc-client-ts in Chromium is in
 //! browser.rs.
 
-use khoa_testkit::browser::{inputs, location, query, Browser};
+use khoa_testkit::browser::{inputs, location, query, unescape, Browser};
 use khoa_testkit::flow::{Khoa, CALLBACK, CHALLENGE, PASSWORD, VERIFIER};
 use khoa_testkit::{both_backends, run_cli, stdout_json, test_database, Backend, TestDatabase};
 use serde_json::{json, Value};
@@ -324,17 +324,6 @@ fn form_post_fields(p: Page) -> Vec<(String, String)> {
             (attr("name"), unescape(&attr("value")))
         })
         .collect()
-}
-
-/// An attribute value as HTML escaped it.
-fn unescape(v: &str) -> String {
-    v.replace("&#38;", "&")
-        .replace("&#34;", "\"")
-        .replace("&#39;", "'")
-        .replace("&#43;", "+")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
 }
 
 /// response_mode=form_post for success and errors, on the native and the OneAccess
