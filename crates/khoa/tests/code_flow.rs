@@ -716,8 +716,8 @@ async fn malformed_input_is_refused_with_4xx(db: TestDatabase) {
     khoa.client("web", &[]);
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let form = "application/x-www-form-urlencoded";
-    // Oversized bodies: 413 as soon as the headers arrive (written over a raw socket,
-    // since the server rightly stops reading).
+    // Oversized bodies: 413 (written over a raw socket, since the server may stop
+    // reading).
     for path in ["/oauth2/token", "/oauth2/auth/login", "/oauth2/auth", "/userinfo"] {
         assert_eq!(raw_status(&khoa, path, 100 * 1024).await, 413, "{path}");
     }

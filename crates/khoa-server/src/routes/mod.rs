@@ -64,6 +64,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(middleware::from_fn_with_state(body_limit, refuse_oversized_bodies))
         .layer(middleware::from_fn(limit_uri))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -102,6 +103,29 @@ fn method_label(method: &axum::http::Method) -> &'static str {
 /// Longest request URI (path and query), in bytes: far above any authorization request
 /// a client sends, and far below what would cost memory.
 pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// The most of an oversized body read (and dropped) before answering 413.
+const MAX_DRAINED_BYTES: u64 = 1024 * 1024;
+
+/// 413 for a body whose announced length is over the limit. Up to
+/// [`MAX_DRAINED_BYTES`] of it is read first and dropped, so that the client has sent
+/// it all when the connection closes (closing with unread bytes resets the connection,
+/// and the client may lose the 413); larger bodies are not read at all.
+async fn refuse_oversized_bodies(State(limit): State<usize>, req: Request, next: Next) -> Response {
+    let announced =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let Some(length) = announced.filter(|n| *n > limit as u64) else {
+        return next.run(req).await;
+    };
+    if length <= MAX_DRAINED_BYTES {
+        let _ = axum::body::to_bytes(req.into_body(), MAX_DRAINED_BYTES as usize).await;
+    }
+    let body = serde_json::json!({
+        "error": "invalid_request",
+        "error_description": format!("the request body is larger than {limit} bytes"),
+    });
+    (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response()
+}
 
 /// 414 for a URI longer than [`MAX_URI_BYTES`], before any handler parses it.
 async fn limit_uri(req: Request, next: Next) -> Response {
