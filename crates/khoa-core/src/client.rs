@@ -154,15 +154,17 @@ impl Client {
     /// revocation endpoints from: those of its http(s) redirect URIs, and the
     /// `allowed_origins` registered beyond them.
     pub fn origins(&self) -> Vec<String> {
-        let mut all: Vec<String> = self.redirect_uris.iter().filter_map(|u| origin_of(u)).collect();
-        all.extend(self.allowed_origins.iter().cloned());
-        dedup(all)
+        dedup(self.redirect_origins().chain(self.allowed_origins.iter().cloned()).collect())
     }
 
-    /// Whether a request with this `Origin` header may speak for this client.
+    /// Whether a request with this `Origin` header may speak for this client (one of
+    /// [`Client::origins`], found without collecting them).
     pub fn allows_origin(&self, origin: &str) -> bool {
-        self.allowed_origins.iter().any(|o| o == origin)
-            || self.redirect_uris.iter().any(|u| origin_of(u).as_deref() == Some(origin))
+        self.allowed_origins.iter().any(|o| o == origin) || self.redirect_origins().any(|o| o == origin)
+    }
+
+    fn redirect_origins(&self) -> impl Iterator<Item = String> + '_ {
+        self.redirect_uris.iter().filter_map(|u| origin_of(u))
     }
 
     /// The secret hashes that authenticate the client at `now`: the current one, and

@@ -71,6 +71,19 @@ impl MasterKey {
         Ok(out)
     }
 
+    /// [`Self::seal`] as base64url text, for what travels in cookies and forms.
+    pub fn seal_text(&self, associated: &[u8], plaintext: &[u8]) -> Result<String, SealingError> {
+        use base64::Engine;
+        Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.seal(associated, plaintext)?))
+    }
+
+    /// Opens what [`Self::seal_text`] made.
+    pub fn open_text(&self, associated: &[u8], sealed: &str) -> Result<Vec<u8>, SealingError> {
+        use base64::Engine;
+        let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(sealed).map_err(|_| SealingError::Open)?;
+        self.open(associated, &sealed)
+    }
+
     pub fn open(&self, associated: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SealingError> {
         if sealed.len() < NONCE_LEN {
             return Err(SealingError::Open);

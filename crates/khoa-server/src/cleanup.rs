@@ -53,38 +53,38 @@ pub(crate) async fn run_once(state: &AppState, holder: &str) -> Result<bool, kho
     }
     let started = std::time::Instant::now();
     let mut lag = 0;
+    let batch = state.settings.cleanup_batch;
     for kind in Expiring::ALL {
         let before = cutoff(state, kind, now);
-        for _ in 0..MAX_BATCHES {
-            let n = state.store.delete_expired(kind, before, state.settings.cleanup_batch).await?;
-            state
-                .metrics
-                .cleanup_deleted
-                .get_or_create(&crate::metrics::TableLabels { table: kind.table().into() })
-                .inc_by(n);
-            if (n as i64) < state.settings.cleanup_batch {
-                break;
-            }
-        }
+        in_batches(state, kind.table(), || state.store.delete_expired(kind, before, batch)).await?;
         if let Some(oldest) = state.store.oldest_expired(kind, before).await? {
             lag = lag.max(before - oldest);
         }
     }
     // A rotated token's sealed successor is needed only within the grace window.
     let before = now - state.settings.refresh_grace;
-    for _ in 0..MAX_BATCHES {
-        let n = state.store.clear_sealed_successors(before, state.settings.cleanup_batch).await?;
-        state
-            .metrics
-            .cleanup_deleted
-            .get_or_create(&crate::metrics::TableLabels { table: "sealed_successors".into() })
-            .inc_by(n);
-        if (n as i64) < state.settings.cleanup_batch {
-            break;
-        }
-    }
+    in_batches(state, "sealed_successors", || state.store.clear_sealed_successors(before, batch)).await?;
     state.metrics.cleanup_lag.set(lag);
     state.metrics.cleanup_runs.inc();
     state.metrics.cleanup_duration.observe(started.elapsed().as_secs_f64());
     Ok(true)
+}
+
+/// Runs `step` (one bounded statement) until it does less than a whole batch, at most
+/// [`MAX_BATCHES`] times, counting its rows under `label`.
+async fn in_batches<F, Fut>(state: &AppState, label: &str, step: F) -> Result<(), khoa_store::StoreError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, khoa_store::StoreError>>,
+{
+    let counter =
+        state.metrics.cleanup_deleted.get_or_create(&crate::metrics::TableLabels { table: label.into() }).clone();
+    for _ in 0..MAX_BATCHES {
+        let n = step().await?;
+        counter.inc_by(n);
+        if (n as i64) < state.settings.cleanup_batch {
+            break;
+        }
+    }
+    Ok(())
 }

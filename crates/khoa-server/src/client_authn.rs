@@ -39,12 +39,16 @@ pub async fn claimed_client(
     headers: &HeaderMap,
     form: &Form,
 ) -> Result<Option<Arc<Client>>, TokenError> {
+    let Ok(credentials) = credentials(headers, form) else { return Ok(None) };
+    Ok(state.clients.get(state.store.as_ref(), credentials.client_id()).await?)
+}
+
+/// The client credentials of a form request: `Authorization: Basic` or the form's
+/// `client_id` and `client_secret` (RFC 6749 §2.3.1).
+fn credentials(headers: &HeaderMap, form: &Form) -> Result<client_auth::ClientCredentials, TokenEndpointError> {
     let field = |k: &str| form.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let Ok(credentials) = client_auth::parse(authorization, field("client_id"), field("client_secret")) else {
-        return Ok(None);
-    };
-    Ok(state.clients.get(state.store.as_ref(), credentials.client_id()).await?)
+    client_auth::parse(authorization, field("client_id"), field("client_secret"))
 }
 
 /// Judges the request's origin by the client it claims to be (`*verdict`); a refused
@@ -68,10 +72,7 @@ pub async fn check_origin(
 
 /// The authenticated client.
 pub async fn authenticate(state: &AppState, headers: &HeaderMap, form: &Form) -> Result<Arc<Client>, TokenError> {
-    let field = |k: &str| form.get(k).map(String::as_str).filter(|v| !v.is_empty());
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let credentials = client_auth::parse(authorization, field("client_id"), field("client_secret"))?;
-    authenticate_credentials(state, &credentials).await
+    authenticate_credentials(state, &credentials(headers, form)?).await
 }
 
 /// Authenticates credentials however they arrived (a form, a dialect's JSON body, a

@@ -187,12 +187,8 @@ pub async fn interaction_for(
     let csrf_token = new_handle();
     let request = serde_json::to_string(&flow.request).map_err(|e| ApiError::Internal(e.to_string()))?;
     let (created_at, expires_at) = (now, now + INTERACTION_LIFETIME);
-    let (handle, id_hash) = match sid {
-        None => {
-            let handle = crate::interaction::seal(state, &csrf_token, &request, created_at, expires_at)?;
-            let id_hash = handle_hash(&handle);
-            (handle, id_hash)
-        }
+    let handle = match sid {
+        None => crate::interaction::seal(state, &csrf_token, &request, created_at, expires_at)?,
         Some(sid) => {
             let handle = new_handle();
             let interaction = Interaction {
@@ -204,18 +200,17 @@ pub async fn interaction_for(
                 expires_at,
             };
             state.store.insert_interaction(&interaction).await?;
-            (handle, interaction.id_hash)
+            handle
         }
     };
-    let interaction = Interaction { id_hash, csrf_token, request: String::new(), sid: None, created_at, expires_at };
     let cookie = cookies::set(
-        &cookies::interaction_cookie_name(&interaction.id_hash),
-        &interaction.csrf_token,
+        &cookies::interaction_cookie_name(&handle_hash(&handle)),
+        &csrf_token,
         "/oauth2/auth",
         INTERACTION_LIFETIME,
         state.settings.secure_cookies(),
     );
-    Ok((handle, interaction.csrf_token, vec![(header::SET_COOKIE, cookie)]))
+    Ok((handle, csrf_token, vec![(header::SET_COOKIE, cookie)]))
 }
 
 pub async fn login_page(

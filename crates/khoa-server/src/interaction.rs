@@ -77,21 +77,18 @@ pub fn seal(
     created_at: i64,
     expires_at: i64,
 ) -> Result<String, ApiError> {
-    use base64::Engine;
     let plain = serde_json::to_vec(&(csrf_token, request, created_at, expires_at))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let sealed = state.master.seal(SEALED_AAD, &plain).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(format!("{SEALED_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)))
+    let sealed = state.master.seal_text(SEALED_AAD, &plain).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(format!("{SEALED_PREFIX}{sealed}"))
 }
 
 /// The interaction a sealed handle carries, if it is ours and unexpired at `now`.
 fn open(state: &AppState, handle: &str, now: i64) -> Option<Interaction> {
-    use base64::Engine;
     if handle.len() > MAX_SEALED_LEN {
         return None;
     }
-    let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(handle.strip_prefix(SEALED_PREFIX)?).ok()?;
-    let plain = state.master.open(SEALED_AAD, &sealed).ok()?;
+    let plain = state.master.open_text(SEALED_AAD, handle.strip_prefix(SEALED_PREFIX)?).ok()?;
     let (csrf_token, request, created_at, expires_at): (String, String, i64, i64) =
         serde_json::from_slice(&plain).ok()?;
     (now < expires_at).then(|| Interaction {

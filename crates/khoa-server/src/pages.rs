@@ -115,15 +115,7 @@ pub fn to_client(
         "default-src 'none'; script-src 'sha256-{hash}'; style-src 'self'; img-src 'self' https: data:; \
          form-action {target}; frame-ancestors 'none'; base-uri 'none'"
     );
-    let mut res = (StatusCode::OK, html).into_response();
-    let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    if let Ok(v) = HeaderValue::from_str(&csp) {
-        h.insert(header::CONTENT_SECURITY_POLICY, v);
-    }
-    res
+    html_page(StatusCode::OK, html, &csp, vec![])
 }
 
 #[derive(Template)]
@@ -161,12 +153,17 @@ pub fn page_with_frames(
         "default-src 'none'; style-src 'self'; img-src 'self' https: data:; form-action {form_action}; \
          frame-ancestors 'none'; base-uri 'none'{frame_src}"
     );
+    html_page(status, html, &csp, extra)
+}
+
+/// An HTML page with the headers every page carries and its `csp`.
+fn html_page(status: StatusCode, html: String, csp: &str, extra: Vec<(HeaderName, String)>) -> Response {
     let mut res = (status, html).into_response();
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    if let Ok(v) = HeaderValue::from_str(&csp) {
+    if let Ok(v) = HeaderValue::from_str(csp) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
     for (name, value) in extra {

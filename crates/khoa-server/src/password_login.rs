@@ -63,10 +63,8 @@ const DEVICE_AAD: &[u8] = b"khoa device cookie v1";
 /// to `username` that is recent enough. The cookie is sealed under the master key, so
 /// it cannot be made or altered, and names the account it was issued for.
 pub fn known_device(state: &AppState, cookie: Option<&str>, username: &str, now: UnixTime) -> Option<String> {
-    use base64::Engine;
     let cookie = cookie.filter(|c| c.len() <= 2048)?;
-    let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cookie.as_bytes()).ok()?;
-    let plain = state.master.open(DEVICE_AAD, &sealed).ok()?;
+    let plain = state.master.open_text(DEVICE_AAD, cookie).ok()?;
     let text = String::from_utf8(plain).ok()?;
     let mut parts = text.splitn(3, '\n');
     let (device, issued_at, account) = (parts.next()?, parts.next()?.parse::<i64>().ok()?, parts.next()?);
@@ -75,10 +73,8 @@ pub fn known_device(state: &AppState, cookie: Option<&str>, username: &str, now:
 
 /// A fresh device cookie (`Set-Cookie` value) for a sign-in to `username` at `now`.
 pub fn device_cookie(state: &AppState, username: &str, now: UnixTime) -> Option<String> {
-    use base64::Engine;
     let plain = format!("{}\n{now}\n{username}", khoa_core::random::random_token::<16>());
-    let sealed = state.master.seal(DEVICE_AAD, plain.as_bytes()).ok()?;
-    let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed);
+    let value = state.master.seal_text(DEVICE_AAD, plain.as_bytes()).ok()?;
     Some(crate::cookies::set(
         DEVICE_COOKIE,
         &value,

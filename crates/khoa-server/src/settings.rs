@@ -55,9 +55,6 @@ pub struct Settings {
     /// As configured, with its scheme and host in lower case (see [`normalise_issuer`]);
     /// `iss` of every token.
     pub issuer: String,
-    /// Whether the issuer is https (decided from the parsed URL): cookies get `Secure`
-    /// and responses HSTS.
-    https: bool,
     pub listen: SocketAddr,
     /// Algorithms khoa keeps keys for; RS256 always among them.
     pub algorithms: Vec<SigningAlgorithm>,
@@ -110,10 +107,8 @@ pub struct Settings {
 
 impl Settings {
     pub fn new(issuer: impl Into<String>, listen: SocketAddr) -> Self {
-        let issuer = normalise_issuer(&issuer.into());
         Self {
-            https: url::Url::parse(&issuer).is_ok_and(|u| u.scheme() == "https"),
-            issuer,
+            issuer: normalise_issuer(&issuer.into()),
             listen,
             algorithms: SigningAlgorithm::ALL.to_vec(),
             lifetimes: Lifetimes::default(),
@@ -142,9 +137,10 @@ impl Settings {
         }
     }
 
-    /// Cookies get `Secure` (and responses HSTS) when the issuer is https.
+    /// Cookies get `Secure` (and responses HSTS) when the issuer is https (its scheme
+    /// is in lower case: `Settings::new` normalises it).
     pub fn secure_cookies(&self) -> bool {
-        self.https
+        self.issuer.starts_with("https://")
     }
 
     /// How long every token signed by a key can live: retired keys stay published at

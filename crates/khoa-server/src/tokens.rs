@@ -15,18 +15,18 @@ pub enum Found {
     Refresh(RefreshTokenRecord),
 }
 
+/// [`Found::is_live`] for an access token: its claims and its record.
+pub fn access_token_is_live(claims: &AccessTokenClaims, record: &AccessTokenRecord, now: khoa_core::UnixTime) -> bool {
+    now < claims.exp && now < record.expires_at && record.revoked_at.is_none() && record.client_id == claims.client_id
+}
+
 impl Found {
     /// The one definition of a live token, for userinfo, introspection, revocation and
     /// the dialects: unexpired at `now` and not revoked; an access token's record must
     /// name the client its claims name; a refresh token must not have been rotated.
     pub fn is_live(&self, now: khoa_core::UnixTime) -> bool {
         match self {
-            Self::Access(claims, record) => {
-                now < claims.exp
-                    && now < record.expires_at
-                    && record.revoked_at.is_none()
-                    && record.client_id == claims.client_id
-            }
+            Self::Access(claims, record) => access_token_is_live(claims, record, now),
             Self::Refresh(record) => record.is_live(now),
         }
     }

@@ -534,6 +534,29 @@ pub(crate) fn partner(
     crate::Partner { code, client_id, key_sealed, require_nonce, created_at }
 }
 
+/// Queues a back-channel notification (inside the caller's transaction): pending, its
+/// first attempt at `$now`, kept until `$keep_until`.
+macro_rules! insert_delivery {
+    ($tx:expr, $d:expr, $now:expr, $keep_until:expr) => {
+        $crate::sql::query(&format!(
+            "INSERT INTO logout_deliveries ({}, claimed_until, expires_at) \
+             VALUES ($1,$2,$3,$4,$5,'pending',0,$6,$6,NULL,NULL,NULL,0,$7)",
+            $crate::sql::DELIVERY_COLUMNS
+        ))
+        .bind(&$d.id)
+        .bind(&$d.client_id)
+        .bind(&$d.uri)
+        .bind(&$d.sub)
+        .bind(&$d.sid)
+        .bind($now)
+        .bind($keep_until)
+        .execute(&mut *$tx)
+        .await?
+    };
+}
+
+pub(crate) use insert_delivery;
+
 pub(crate) const DELIVERY_COLUMNS: &str = "id, client_id, uri, sub, sid, status, attempts, created_at, \
     next_attempt_at, delivered_at, last_status, last_error";
 
@@ -978,20 +1001,7 @@ macro_rules! sql_store {
                         .execute(&mut *tx)
                         .await?;
                         for d in deliveries {
-                            $crate::sql::query(&format!(
-                                "INSERT INTO logout_deliveries ({}, claimed_until, expires_at) \
-                                 VALUES ($1,$2,$3,$4,$5,'pending',0,$6,$6,NULL,NULL,NULL,0,$7)",
-                                $crate::sql::DELIVERY_COLUMNS
-                            ))
-                            .bind(&d.id)
-                            .bind(&d.client_id)
-                            .bind(&d.uri)
-                            .bind(&d.sub)
-                            .bind(&d.sid)
-                            .bind(now)
-                            .bind(keep_until)
-                            .execute(&mut *tx)
-                            .await?;
+                            $crate::sql::insert_delivery!(tx, d, now, keep_until);
                         }
                         Ok(true)
                     })
@@ -1420,21 +1430,15 @@ macro_rules! sql_store {
                             tokens +=
                                 $crate::sql::query(&sql).bind(now).bind(user_id).execute(&mut *tx).await?.rows_affected();
                         }
-                        for (sid, client_id, uri) in &notices {
-                            $crate::sql::query(&format!(
-                                "INSERT INTO logout_deliveries ({}, claimed_until, expires_at) \
-                                 VALUES ($1,$2,$3,$4,$5,'pending',0,$6,$6,NULL,NULL,NULL,0,$7)",
-                                $crate::sql::DELIVERY_COLUMNS
-                            ))
-                            .bind(khoa_core::random::random_token::<16>())
-                            .bind(client_id)
-                            .bind(uri)
-                            .bind(user_id.to_string())
-                            .bind(sid)
-                            .bind(now)
-                            .bind(*keep_until)
-                            .execute(&mut *tx)
-                            .await?;
+                        for (sid, client_id, uri) in notices.iter().cloned() {
+                            let d = $crate::NewDelivery {
+                                id: khoa_core::random::random_token::<16>(),
+                                client_id,
+                                uri,
+                                sub: user_id.to_string(),
+                                sid,
+                            };
+                            $crate::sql::insert_delivery!(tx, &d, now, *keep_until);
                         }
                         match change {
                             $crate::UserChange::None => {}

@@ -301,17 +301,15 @@ fn login_throttle(
         window: th.window,
     };
     let pair = throttle_policy(env, "KHOA_LOGIN", "login_throttle", base, default.account_at_address)?;
-    let shared = |p: khoa_core::throttle::ThrottlePolicy| khoa_core::throttle::ThrottlePolicy {
-        base_delay: pair.base_delay,
-        window: pair.window,
-        ..p
-    };
     let mut t = khoa_core::throttle::LoginThrottle {
         account_at_address: pair,
-        address: shared(default.address),
-        account: shared(default.account),
+        address: khoa_core::throttle::ThrottlePolicy { free_failures: default.address.free_failures, ..pair },
+        account: khoa_core::throttle::ThrottlePolicy {
+            free_failures: default.account.free_failures,
+            max_delay: default.account.max_delay,
+            ..pair
+        },
     };
-    t.address.max_delay = pair.max_delay;
     let free = th.address_free_failures.map(|n| n.to_string());
     if let Some(v) = pick(env, "KHOA_LOGIN_ADDRESS_FREE_FAILURES", "login_throttle.address_free_failures", free) {
         t.address.free_failures = whole_number(&v, 1, 100_000)?;

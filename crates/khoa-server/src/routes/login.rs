@@ -57,7 +57,7 @@ pub(crate) async fn post(
         }
         LoginOutcome::Succeeded(user) => user,
     };
-    let previous = current_session(&state, &headers, crate::now()).await?;
+    let previous = current_session(&state, &headers, now).await?;
     let (session, cookie) = flow::start_session(&state, &user, previous.as_ref()).await?;
     // The interaction is now the session's (a row of its own, if it was sealed).
     let (handle, _, csrf_cookie) =

@@ -46,9 +46,9 @@ async fn grant(
         return Err(TokenEndpointError::UnauthorizedClient("the client may not use this grant type").into());
     }
     let response = match grant {
-        GrantType::AuthorizationCode => grants::authorization_code::handle(&state, &client, &form).await?,
-        GrantType::RefreshToken => grants::refresh_token::handle(&state, &client, &form).await?,
-        GrantType::ClientCredentials => grants::client_credentials::handle(&state, &client, &form).await?,
+        GrantType::AuthorizationCode => grants::authorization_code::handle(state, &client, &form).await?,
+        GrantType::RefreshToken => grants::refresh_token::handle(state, &client, &form).await?,
+        GrantType::ClientCredentials => grants::client_credentials::handle(state, &client, &form).await?,
     };
     Ok(response.into_response())
 }

@@ -107,26 +107,22 @@ async fn answer(
     // A JWT is checked against its signature and then the database, the authority on
     // revocation; an opaque token is found in the database by its hash.
     let found = crate::tokens::access_token(state, &token).await.map_err(BearerError::Store)?;
-    let Some(found @ Found::Access(..)) = found else {
+    let Some(Found::Access(claims, record)) = found else {
         return Err(BearerError::InvalidToken("the access token is invalid or has been revoked"));
     };
     // Judged by the client the token was issued to (`cors.rs`).
     if *verdict != Verdict::NoOrigin {
-        let client = state.clients.get(state.store.as_ref(), found.client_id()).await.map_err(BearerError::Store)?;
+        let client = state.clients.get(state.store.as_ref(), &record.client_id).await.map_err(BearerError::Store)?;
         *verdict = Verdict::of(headers, client.as_deref());
         if verdict.refused() {
             return Err(BearerError::InvalidRequest("the request's Origin is not allowed for this token's client"));
         }
     }
     let now = crate::now();
-    let live = found.is_live(now);
-    let Found::Access(claims, record) = found else {
-        return Err(BearerError::InvalidToken("the access token is invalid or has been revoked"));
-    };
     if now >= claims.exp {
         return Err(BearerError::InvalidToken("the access token has expired"));
     }
-    if !live {
+    if !crate::tokens::access_token_is_live(&claims, &record, now) {
         return Err(BearerError::InvalidToken("the access token has been revoked"));
     }
     // A client_credentials token speaks for a client, not a user.
