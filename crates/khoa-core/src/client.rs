@@ -68,6 +68,44 @@ pub struct ClientLifetimes {
     pub refresh_token: Option<i64>,
 }
 
+/// The server's default lifetimes in seconds (PRODUCT.md), which a client may override.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    pub authorization_code: i64,
+    pub access_token: i64,
+    pub id_token: i64,
+    pub refresh_token: i64,
+    pub session: i64,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Self { authorization_code: 60, access_token: 3600, id_token: 3600, refresh_token: 30 * 86_400, session: 86_400 }
+    }
+}
+
+/// What a lifetime is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    AuthorizationCode,
+    AccessToken,
+    IdToken,
+    RefreshToken,
+}
+
+impl ClientLifetimes {
+    /// The one lifetime rule: the client's own lifetime for `kind`, else the server's.
+    pub fn effective(&self, kind: TokenKind, defaults: &Lifetimes) -> i64 {
+        let (own, default) = match kind {
+            TokenKind::AuthorizationCode => (self.authorization_code, defaults.authorization_code),
+            TokenKind::AccessToken => (self.access_token, defaults.access_token),
+            TokenKind::IdToken => (self.id_token, defaults.id_token),
+            TokenKind::RefreshToken => (self.refresh_token, defaults.refresh_token),
+        };
+        own.unwrap_or(default)
+    }
+}
+
 /// Bounds on every lifetime, globally and per client (seconds).
 pub mod lifetime_bounds {
     /// RFC 6749 §4.1.2: a maximum authorization code lifetime of 10 minutes is recommended.
@@ -520,6 +558,30 @@ impl ClientRegistration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clients_lifetime_overrides_the_servers() {
+        let defaults = Lifetimes::default();
+        let own = ClientLifetimes {
+            authorization_code: Some(30),
+            access_token: None,
+            id_token: Some(600),
+            refresh_token: None,
+        };
+        let cases = [
+            (TokenKind::AuthorizationCode, 30),
+            (TokenKind::AccessToken, 3600),
+            (TokenKind::IdToken, 600),
+            (TokenKind::RefreshToken, 30 * 86_400),
+        ];
+        for (kind, expected) in cases {
+            assert_eq!(own.effective(kind, &defaults), expected, "{kind:?}");
+        }
+        assert_eq!(
+            ClientLifetimes::default().effective(TokenKind::AccessToken, &Lifetimes { access_token: 90, ..defaults }),
+            90
+        );
+    }
     use crate::secret::verify_client_secret;
 
     fn reg() -> ClientRegistration {

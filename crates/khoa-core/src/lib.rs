@@ -7,6 +7,7 @@
 pub mod authorize;
 pub mod client;
 pub mod client_auth;
+pub mod clock;
 pub mod code;
 pub mod discovery;
 pub mod forwarded;
@@ -17,6 +18,7 @@ pub mod password;
 pub mod pkce;
 pub mod random;
 pub mod redirect_uri;
+pub mod refresh;
 pub mod scope;
 pub mod sealing;
 pub mod secret;

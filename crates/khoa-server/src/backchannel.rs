@@ -35,7 +35,7 @@ pub(crate) fn spawn(state: AppState, mut stop: watch::Receiver<bool>) {
                 _ = tick.tick() => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
-            let now = crate::now();
+            let now = state.now();
             let claimed = match state.store.claim_deliveries(&holder, now, now + CLAIM_SECONDS, BATCH).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -60,7 +60,7 @@ fn jitter() -> f64 {
 }
 
 async fn deliver(state: &AppState, http: &reqwest_tls::Client, holder: &str, d: Delivery) {
-    let now = crate::now();
+    let now = state.now();
     let (status, error) = match attempt(state, http, &d, now).await {
         Ok(status) => (Some(status), format!("HTTP {status}")),
         Err(e) => (None, e),
@@ -81,12 +81,12 @@ async fn deliver(state: &AppState, http: &reqwest_tls::Client, holder: &str, d: 
     };
     state.metrics.logout_deliveries.get_or_create(&crate::metrics::OutcomeLabels { outcome: outcome.into() }).inc();
     if outcome == "failed" {
-        tracing::warn!(id = %d.id, client_id = %d.client_id, attempts, "back-channel logout notification failed for good");
+        tracing::warn!(id = %d.notice.id, client_id = %d.notice.client_id, attempts, "back-channel logout notification failed for good");
     } else if outcome == "retry" {
-        tracing::info!(id = %d.id, client_id = %d.client_id, attempts, "back-channel logout notification will be retried");
+        tracing::info!(id = %d.notice.id, client_id = %d.notice.client_id, attempts, "back-channel logout notification will be retried");
     }
-    if let Err(e) = state.store.record_attempt(&d.id, holder, now, &record).await {
-        tracing::warn!(error = %e, id = %d.id, "cannot record a back-channel attempt; it will be retried");
+    if let Err(e) = state.store.record_attempt(&d.notice.id, holder, now, &record).await {
+        tracing::warn!(error = %e, id = %d.notice.id, "cannot record a back-channel attempt; it will be retried");
     }
 }
 
@@ -94,15 +94,15 @@ async fn deliver(state: &AppState, http: &reqwest_tls::Client, holder: &str, d: 
 async fn attempt(state: &AppState, http: &reqwest_tls::Client, d: &Delivery, now: i64) -> Result<u16, String> {
     let client = state
         .clients
-        .get(state.store.as_ref(), &d.client_id)
+        .get(state.store.as_ref(), &d.notice.client_id)
         .await
         .map_err(|e| e.to_string())?
         .ok_or("the client no longer exists")?;
     let keys = state.keys.snapshot();
     let key = keys.signing_key(client.id_token_signed_response_alg, now).ok_or("no signing key")?;
-    let claims = LogoutTokenClaims::new(&state.settings.issuer, &d.sub, &d.client_id, &d.sid, now);
+    let claims = LogoutTokenClaims::new(&state.settings.issuer, &d.notice.sub, &d.notice.client_id, &d.notice.sid, now);
     let token = jwt::encode(&key, Some(LOGOUT_TOKEN_TYP), &claims).map_err(|e| e.to_string())?;
-    let res = http.post(&d.uri).form(&[("logout_token", token)]).send().await.map_err(|e| {
+    let res = http.post(&d.notice.uri).form(&[("logout_token", token)]).send().await.map_err(|e| {
         if e.is_timeout() {
             "timed out".to_string()
         } else {

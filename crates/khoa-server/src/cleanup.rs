@@ -46,7 +46,7 @@ fn cutoff(state: &AppState, kind: Expiring, now: i64) -> i64 {
 }
 
 pub(crate) async fn run_once(state: &AppState, holder: &str) -> Result<bool, khoa_store::StoreError> {
-    let now = crate::now();
+    let now = state.now();
     let lease_for = (state.settings.cleanup_interval.as_secs() as i64 * 2).max(10);
     if !state.store.acquire_lease(LEASE, holder, now, now + lease_for).await? {
         return Ok(false);

@@ -82,7 +82,7 @@ pub async fn authenticate_credentials(
     credentials: &client_auth::ClientCredentials,
 ) -> Result<Arc<Client>, TokenError> {
     let client = state.clients.get(state.store.as_ref(), credentials.client_id()).await?;
-    if let Err(e) = client_auth::verify(credentials, client.as_deref(), crate::now()) {
+    if let Err(e) = client_auth::verify(credentials, client.as_deref(), state.now()) {
         state.metrics.client_auth_failures.inc();
         if let Some(client) = &client {
             throttle_failure(state, &client.client_id).await?;
@@ -104,7 +104,7 @@ pub async fn authenticate_credentials(
 /// by every process; each process remembers the waiting period it last learned there,
 /// so a throttled failure costs no database access.
 async fn throttle_failure(state: &AppState, client_id: &str) -> Result<(), TokenError> {
-    let now = crate::now();
+    let now = state.now();
     if let Some(until) = state.client_auth_blocks.until(client_id).filter(|until| *until > now) {
         state.metrics.client_auth_throttled.inc();
         return Err(TokenError::Throttled { retry_after: until - now });

@@ -87,7 +87,7 @@ pub async fn proceed(
     interaction: Option<(&str, &Interaction)>,
     logged_in_now: bool,
 ) -> Result<Response, ApiError> {
-    let now = crate::now();
+    let now = state.now();
     let r = &flow.request;
     let hint_subject = match &r.id_token_hint {
         Some(hint) => match id_token_hint_subject(state, hint) {
@@ -183,7 +183,7 @@ pub async fn interaction_for(
             return Ok((handle.to_string(), i.csrf_token.clone(), vec![]));
         }
     }
-    let now = crate::now();
+    let now = state.now();
     let csrf_token = new_handle();
     let request = serde_json::to_string(&flow.request).map_err(|e| ApiError::Internal(e.to_string()))?;
     let (created_at, expires_at) = (now, now + INTERACTION_LIFETIME);
@@ -269,9 +269,9 @@ async fn consent_page(
 /// RFC 6749 §4.1.2: a single-use code bound to the client, redirect URI, PKCE challenge,
 /// nonce, scope, session and authentication time; 303 to the client.
 pub async fn issue_code(state: &AppState, flow: &Flow, session: &Session, user: &User) -> Result<Response, ApiError> {
-    let now = crate::now();
+    let now = state.now();
     let handle = new_handle();
-    let lifetime = flow.client.lifetimes.authorization_code.unwrap_or(state.settings.lifetimes.authorization_code);
+    let lifetime = crate::issue::lifetime(state, &flow.client, khoa_core::client::TokenKind::AuthorizationCode);
     let r = &flow.request;
     state
         .store
@@ -309,7 +309,7 @@ pub async fn start_session(
     user: &User,
     previous: Option<&Session>,
 ) -> Result<(Session, (HeaderName, String)), ApiError> {
-    let now = crate::now();
+    let now = state.now();
     if let Some(old) = previous {
         // Front-channel iframes need a page; the login ends in a redirect instead.
         crate::logout::end_session(state, old).await?;

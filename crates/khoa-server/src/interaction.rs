@@ -36,11 +36,11 @@ pub async fn resume(
         )))
     };
     let interaction = if is_sealed(handle) {
-        open(state, handle, crate::now())
+        open(state, handle, state.now())
     } else if handle.is_empty() || handle.len() > 64 {
         None
     } else {
-        state.store.interaction(&handle_hash(handle), crate::now()).await?
+        state.store.interaction(&handle_hash(handle), state.now()).await?
     };
     let Some(interaction) = interaction else {
         return expired();

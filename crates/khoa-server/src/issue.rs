@@ -4,13 +4,13 @@
 use crate::error::TokenError;
 use crate::settings::AccessTokenFormat;
 use crate::state::AppState;
-use khoa_core::client::{Client, GrantType};
+use khoa_core::client::{Client, GrantType, TokenKind};
 use khoa_core::jose::{jwt, SigningAlgorithm};
 use khoa_core::scope::{ScopeSet, OFFLINE_ACCESS, OPENID};
 use khoa_core::session::{handle_hash, new_handle};
 use khoa_core::tokens::{at_hash, AccessTokenClaims, IdTokenClaims, ACCESS_TOKEN_TYP};
 use khoa_core::UnixTime;
-use khoa_store::{NewRefreshToken, RefreshSuccessor, RefreshTokenRecord};
+use khoa_store::{RefreshSuccessor, RefreshToken, RefreshTokenRecord};
 use serde::Serialize;
 
 /// Who and what a token is for.
@@ -23,7 +23,12 @@ pub struct Subject<'a> {
 }
 
 pub fn access_token_lifetime(state: &AppState, client: &Client) -> i64 {
-    client.lifetimes.access_token.unwrap_or(state.settings.lifetimes.access_token)
+    lifetime(state, client, TokenKind::AccessToken)
+}
+
+/// This client's lifetime for `kind` (`ClientLifetimes::effective`).
+pub fn lifetime(state: &AppState, client: &Client, kind: TokenKind) -> i64 {
+    client.lifetimes.effective(kind, &state.settings.lifetimes)
 }
 
 /// The identity of an access token, chosen before the token is recorded: the `jti`
@@ -85,7 +90,7 @@ pub async fn id_token(
         return Ok(None);
     }
     let alg = client.id_token_signed_response_alg;
-    let lifetime = client.lifetimes.id_token.unwrap_or(state.settings.lifetimes.id_token);
+    let lifetime = lifetime(state, client, TokenKind::IdToken);
     let claims = IdTokenClaims {
         iss: state.settings.issuer.clone(),
         sub: s.sub.clone(),
@@ -163,7 +168,7 @@ impl RefreshDecision {
 
 /// A refresh token's lifetime for this client.
 pub fn refresh_token_lifetime(state: &AppState, client: &Client) -> UnixTime {
-    client.lifetimes.refresh_token.unwrap_or(state.settings.lifetimes.refresh_token)
+    lifetime(state, client, TokenKind::RefreshToken)
 }
 
 /// The template of a new refresh token: its handle (for the client) and the row to store.
@@ -182,7 +187,7 @@ pub fn refresh_token(
     state: &AppState,
     t: RefreshTemplate,
     now: UnixTime,
-) -> Result<(String, NewRefreshToken), TokenError> {
+) -> Result<(String, RefreshToken), TokenError> {
     let handle = RefreshHandle::new(state)?;
     let row = handle.row(t, now);
     Ok((handle.handle, row))
@@ -209,8 +214,8 @@ impl RefreshHandle {
     }
 
     /// The row to store for this handle.
-    pub fn row(&self, t: RefreshTemplate, now: UnixTime) -> NewRefreshToken {
-        NewRefreshToken {
+    pub fn row(&self, t: RefreshTemplate, now: UnixTime) -> RefreshToken {
+        RefreshToken {
             token_hash: self.token_hash.clone(),
             family_id: t.family_id.to_string(),
             client_id: t.client_id.to_string(),
@@ -222,7 +227,6 @@ impl RefreshHandle {
             offline: t.scope.contains(OFFLINE_ACCESS),
             issued_at: now,
             expires_at: now + t.lifetime,
-            sealed: self.sealed.clone(),
         }
     }
 }
@@ -245,7 +249,7 @@ impl RefreshHandle {
     /// [`RefreshHandle::row`], or refuses the rotation with `None`.
     pub fn successor<F>(self, row: F) -> Successor
     where
-        F: Fn(&RefreshHandle, &RefreshTokenRecord) -> Option<NewRefreshToken> + Send + Sync + 'static,
+        F: Fn(&RefreshHandle, &RefreshTokenRecord) -> Option<RefreshToken> + Send + Sync + 'static,
     {
         let successor = RefreshSuccessor {
             token_hash: self.token_hash.clone(),

@@ -4,6 +4,7 @@ mod backchannel;
 mod cleanup;
 mod client_authn;
 pub mod clients;
+pub mod clock;
 mod cookies;
 mod cors;
 mod dialects;
@@ -34,11 +35,6 @@ use axum::Router;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
-
-/// Current time in Unix seconds.
-pub fn now() -> khoa_core::UnixTime {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}
 
 /// The application with every route and middleware.
 pub fn router(state: AppState) -> Router {

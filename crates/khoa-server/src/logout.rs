@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use khoa_core::logout::frontchannel_url;
 use khoa_core::session::Session;
-use khoa_store::NewDelivery;
+use khoa_store::Notice;
 
 /// How long delivered and failed notifications stay visible after their horizon.
 const KEEP_AFTER_HORIZON: i64 = 7 * 86_400;
@@ -19,7 +19,7 @@ pub fn keep_deliveries_until(settings: &crate::Settings, now: khoa_core::UnixTim
 /// Ends `session` (if still active) and returns the front-channel logout URLs of the
 /// clients it served.
 pub async fn end_session(state: &AppState, session: &Session) -> Result<Vec<String>, ApiError> {
-    let now = crate::now();
+    let now = state.now();
     let mut frontchannel = vec![];
     let mut deliveries = vec![];
     for client_id in state.store.session_clients(&session.sid).await? {
@@ -28,7 +28,7 @@ pub async fn end_session(state: &AppState, session: &Session) -> Result<Vec<Stri
             frontchannel.push(frontchannel_url(uri, &state.settings.issuer, &session.sid));
         }
         if let Some(uri) = &client.backchannel_logout_uri {
-            deliveries.push(NewDelivery {
+            deliveries.push(Notice {
                 id: khoa_core::random::random_token::<16>(),
                 client_id: client.client_id.clone(),
                 uri: uri.clone(),

@@ -27,7 +27,7 @@ pub async fn password_login(
     origin: LoginOrigin<'_>,
 ) -> Result<LoginOutcome, ApiError> {
     let keys = state.settings.login_throttle.keys(username, origin);
-    let now = crate::now();
+    let now = state.now();
     if let Reservation::Blocked { until } = state.store.reserve_login_attempt(&keys, now).await? {
         state.metrics.login_throttled.inc();
         return Ok(LoginOutcome::Blocked { retry_after: (until - now).max(1) });
@@ -40,7 +40,7 @@ pub async fn password_login(
     let verified = state.verify_password(password.to_string(), hash).await;
     match user.filter(|_| verified) {
         Some(user) => {
-            state.store.settle_login_success(&keys, crate::now()).await?;
+            state.store.settle_login_success(&keys, state.now()).await?;
             Ok(LoginOutcome::Succeeded(user))
         }
         // Already counted by the reservation.

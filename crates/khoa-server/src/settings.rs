@@ -8,21 +8,7 @@ use khoa_core::throttle::{LoginThrottle, ThrottlePolicy};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// Default lifetimes in seconds (PRODUCT.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Lifetimes {
-    pub authorization_code: i64,
-    pub access_token: i64,
-    pub id_token: i64,
-    pub refresh_token: i64,
-    pub session: i64,
-}
-
-impl Default for Lifetimes {
-    fn default() -> Self {
-        Self { authorization_code: 60, access_token: 3600, id_token: 3600, refresh_token: 30 * 86_400, session: 86_400 }
-    }
-}
+pub use khoa_core::client::Lifetimes;
 
 /// How the login, consent and logout pages look (configuration, no rebuild).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,4 +1,5 @@
 use crate::clients::{ClientCache, UserCache};
+use crate::clock::{Clock, SystemClock};
 use crate::keys::{load_snapshot, KeyRing, KeysError};
 use crate::metrics::Metrics;
 use crate::settings::Settings;
@@ -23,6 +24,8 @@ pub struct AppState {
     /// JWT access tokens whose signature has been checked (`tokens.rs`).
     pub verified: Arc<crate::tokens::VerifiedAccessTokens>,
     pub metrics: Arc<Metrics>,
+    /// The time every rule is decided at (`clock.rs`).
+    pub clock: Arc<dyn Clock>,
     /// The discovery document, serialised once.
     pub discovery_json: Arc<str>,
     /// An argon2id hash of nothing, verified against for unknown usernames so that
@@ -39,7 +42,17 @@ impl AppState {
     /// Loads and opens the signing keys. Fails when a stored key cannot be opened with
     /// this master key.
     pub async fn new(settings: Settings, store: Arc<dyn Store>, master: MasterKey) -> Result<Self, KeysError> {
-        let snapshot = load_snapshot(store.as_ref(), &master, &settings, crate::now()).await?;
+        Self::with_clock(settings, store, master, Arc::new(SystemClock)).await
+    }
+
+    /// As [`AppState::new`], on the given clock.
+    pub async fn with_clock(
+        settings: Settings,
+        store: Arc<dyn Store>,
+        master: MasterKey,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, KeysError> {
+        let snapshot = load_snapshot(store.as_ref(), &master, &settings, clock.now()).await?;
         let discovery = ProviderMetadata::new(&settings.issuer, &settings.algorithms);
         Ok(Self {
             discovery_json: serde_json::to_string(&discovery).unwrap_or_default().into(),
@@ -53,12 +66,18 @@ impl AppState {
             verified: Arc::new(crate::tokens::VerifiedAccessTokens::default()),
             client_auth_blocks: Arc::new(crate::client_authn::ClientAuthBlocks::default()),
             metrics: Arc::new(Metrics::default()),
+            clock,
             dummy_hash: Arc::new(tokio::sync::OnceCell::new()),
             password_slots: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             )),
             password_memory: Arc::new(std::sync::Mutex::new(Vec::new())),
         })
+    }
+
+    /// The current time, from the state's clock.
+    pub fn now(&self) -> khoa_core::UnixTime {
+        self.clock.now()
     }
 
     /// Verifies a password off the async executor, at most one per CPU at a time.

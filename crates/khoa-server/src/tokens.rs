@@ -17,7 +17,10 @@ pub enum Found {
 
 /// [`Found::is_live`] for an access token: its claims and its record.
 pub fn access_token_is_live(claims: &AccessTokenClaims, record: &AccessTokenRecord, now: khoa_core::UnixTime) -> bool {
-    now < claims.exp && now < record.expires_at && record.revoked_at.is_none() && record.client_id == claims.client_id
+    now < claims.exp
+        && now < record.token.expires_at
+        && record.revoked_at.is_none()
+        && record.client_id == claims.client_id
 }
 
 impl Found {
@@ -35,7 +38,7 @@ impl Found {
     pub fn client_id(&self) -> &str {
         match self {
             Self::Access(_, record) => &record.client_id,
-            Self::Refresh(record) => &record.client_id,
+            Self::Refresh(record) => &record.token.client_id,
         }
     }
 
@@ -91,9 +94,9 @@ async fn opaque_access_token(state: &AppState, token: &str) -> Result<Option<Fou
         sub: record.user_id.map_or_else(|| record.client_id.clone(), |id| id.to_string()),
         aud: record.client_id.clone(),
         client_id: record.client_id.clone(),
-        exp: record.expires_at,
-        iat: record.issued_at,
-        jti: record.jti.clone(),
+        exp: record.token.expires_at,
+        iat: record.token.issued_at,
+        jti: record.token.jti.clone(),
         scope: record.scope.clone(),
         auth_time: None,
         sid: record.sid.clone(),
@@ -184,14 +187,12 @@ mod tests {
         c.client_id = client.into();
         c.exp = exp;
         let record = AccessTokenRecord {
-            jti: "j".into(),
+            token: khoa_store::NewAccessToken { jti: "j".into(), issued_at: 1000, expires_at: exp },
             grant_id: "g".into(),
             client_id: record_client.into(),
             user_id: Some(1),
             sid: None,
             scope: "openid".into(),
-            issued_at: 1000,
-            expires_at: exp,
             revoked_at: revoked,
         };
         Found::Access(Box::new(c), record)
@@ -199,17 +200,19 @@ mod tests {
 
     fn refresh(client: &str, rotated: Option<i64>, revoked: Option<i64>) -> Found {
         Found::Refresh(RefreshTokenRecord {
-            token_hash: "h".into(),
-            family_id: "f".into(),
-            client_id: client.into(),
-            user_id: 1,
-            sid: None,
-            scope: "openid".into(),
-            auth_time: 1000,
-            amr: vec![],
-            offline: false,
-            issued_at: 1000,
-            expires_at: 2000,
+            token: khoa_store::RefreshToken {
+                token_hash: "h".into(),
+                family_id: "f".into(),
+                client_id: client.into(),
+                user_id: 1,
+                sid: None,
+                scope: "openid".into(),
+                auth_time: 1000,
+                amr: vec![],
+                offline: false,
+                issued_at: 1000,
+                expires_at: 2000,
+            },
             rotated_at: rotated,
             successor_hash: None,
             successor_sealed: None,

@@ -24,7 +24,7 @@ pub(crate) fn spawn(state: AppState, mut stop: watch::Receiver<bool>) {
                     continue;
                 }
             };
-            let now = crate::now();
+            let now = state.now();
             let changed = last_epoch != Some(epoch);
             let keys_due = state.keys.snapshot().valid_until.is_some_and(|t| now >= t);
             if changed {

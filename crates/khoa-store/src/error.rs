@@ -10,6 +10,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("the database writer has stopped")]
@@ -19,9 +21,9 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// The database cannot be reached (or its writer is gone): worth retrying later, so
-    /// 503. Everything else (corrupt or conflicting data, a failed statement) is a
-    /// fault of ours or of the data, so 500.
+    /// The database cannot be reached (or its writer is gone, or another process holds
+    /// its lock too long): worth retrying later, so 503. Everything else (corrupt or
+    /// conflicting data, a failed statement) is a fault of ours or of the data, so 500.
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Unavailable(_) | Self::WriterStopped => true,
@@ -33,15 +35,30 @@ impl StoreError {
                     | sqlx::Error::PoolClosed
                     | sqlx::Error::WorkerCrashed
             ),
+            Self::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::CannotOpen
+            ),
+            _ => false,
+        }
+    }
+
+    /// A unique or primary-key constraint refused the statement.
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            Self::Database(sqlx::Error::Database(db)) => db.is_unique_violation(),
+            Self::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.extended_code,
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            ),
             _ => false,
         }
     }
 
     /// Maps a unique-constraint violation to `Conflict(what)`.
-    pub(crate) fn conflict_as(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-        move |e| match &e {
-            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what),
-            _ => StoreError::Database(e),
-        }
+    pub(crate) fn conflict_as(what: &'static str) -> impl FnOnce(StoreError) -> StoreError {
+        move |e| if e.is_unique_violation() { StoreError::Conflict(what) } else { e }
     }
 }

@@ -1,116 +1,170 @@
-use crate::connections::{Connections, Lease};
-use crate::group_commit::{GroupWriter, JobFuture};
-use crate::{Backend, StoreError};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
-use sqlx::ConnectOptions;
-use std::str::FromStr;
-use std::sync::Arc;
+//! The embedded default: one SQLite file in WAL mode, on rusqlite (bundled SQLite).
+//!
+//! SQLite lets one connection write at a time. Every write is therefore a job for the
+//! one writer thread, which owns the writing connection: jobs queue in order inside the
+//! process instead of contending for the file lock, and are group-committed: the writer
+//! takes every job waiting (up to [`MAX_GROUP`]) and runs them one after another between
+//! one BEGIN and one COMMIT, each in a savepoint of its own, and answers each only once
+//! the COMMIT has succeeded, so an answer still means durable. A job that fails is
+//! rolled back to its savepoint alone; the others commit. Jobs run in order on one
+//! connection, so each sees the writes of the jobs before it, exactly as if it had run
+//! in a transaction of its own after theirs: the rules that make a code single use or
+//! let one rotation win hold unchanged.
+//!
+//! Reads run on a small pool of reader threads, each with a connection of its own,
+//! beside the writer (WAL). A job's statements run directly on the thread that owns
+//! the connection: one hand-off per job, none per statement.
+//!
+//! Durability (`synchronous`, chosen by the URL parameter `synchronous=normal|full`):
+//! - `normal`, the default: a commit is written to the WAL before it is acknowledged,
+//!   and the WAL is fsynced at each checkpoint. Every acknowledged commit (an issued
+//!   token, a consumed code, a rotation) survives a crash of the process (SIGKILL, a
+//!   panic, the OOM killer): the operating system holds the write. A crash of the
+//!   operating system or a power loss may roll back the last commits before the
+//!   previous checkpoint's fsync.
+//! - `full`: the WAL is also fsynced at every commit, so acknowledged commits survive
+//!   a power loss too, at the cost of one fsync per write (see docs/benchmarks.md).
+
+use crate::db::{count_statements, count_transaction, Cell, Conn, Row, Value};
+use crate::engine::{Engine, JobFuture, SqlStore};
+use crate::{migrations, Backend, StoreError};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
+use tokio::sync::oneshot;
 
-/// The embedded default: one SQLite file in WAL mode.
-///
-/// SQLite lets one connection write at a time. Every write is therefore a job for the
-/// one writer connection, where jobs queue in order inside the process instead of
-/// contending for the file lock (whose busy handler sleeps up to 100 ms between tries),
-/// and are group-committed by [`GroupWriter`]: under load, many requests share one
-/// SQLite transaction. Reads use connections of their own and run beside the writer (WAL).
-///
-/// Durability (`synchronous`, chosen by the URL parameter `synchronous=normal|full`):
-/// - `normal`, the default: a commit is written to the WAL before it is acknowledged,
-///   and the WAL is fsynced at each checkpoint. Every acknowledged commit (an issued
-///   token, a consumed code, a rotation) survives a crash of the process (SIGKILL, a
-///   panic, the OOM killer): the operating system holds the write. A crash of the
-///   operating system or a power loss may roll back the last commits before the
-///   previous checkpoint's fsync.
-/// - `full`: the WAL is also fsynced at every commit, so acknowledged commits survive
-///   a power loss too, at the cost of one fsync per write (see docs/benchmarks.md).
-pub struct SqliteStore {
-    /// Connections for reads; for an in-memory database, the writer's one connection.
-    readers: Arc<Connections>,
-    /// The one connection that writes, lent to the group writer and to migrations.
-    writer: Arc<Connections>,
-    group: GroupWriter,
+/// The most jobs one transaction takes: bounds the latency a group adds to its first job.
+pub(crate) const MAX_GROUP: usize = 64;
+
+/// Reader threads, each with its connection.
+const READERS: usize = 4;
+
+/// How long a statement waits for a lock held by another process.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The SQLite store.
+pub type SqliteStore = SqlStore<SqliteEngine>;
+
+pub struct SqliteEngine {
+    writer: mpsc::Sender<Message>,
+    /// `None` for an in-memory database, which exists once per connection: its reads
+    /// go to the writer.
+    readers: Option<mpsc::Sender<Box<dyn ReadJob>>>,
 }
 
-/// Read connections: reads run beside the writer (WAL), each on a connection of its own.
-const READERS: usize = 8;
-
-impl SqliteStore {
+impl SqlStore<SqliteEngine> {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let (url, synchronous) = take_synchronous(url)?;
-        let options = SqliteConnectOptions::from_str(&url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(synchronous)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10))
-            // Statements are counted (`khoa_sql_statements_total`), not logged one by one.
-            .log_statements(log::LevelFilter::Off);
-        let in_memory = is_in_memory(options.get_filename());
-        create_private_file(options.get_filename())?;
-        let writer = Arc::new(Connections::new(options.clone(), 1));
-        // Opens the writer's connection now, so that a bad path or missing permission fails here.
-        let group = GroupWriter::start(writer.clone()).await?;
-        // An in-memory database exists once per connection: it must be the writer's.
-        let readers = if in_memory { writer.clone() } else { Arc::new(Connections::new(options, READERS)) };
-        Ok(Self { readers, writer, group })
-    }
-
-    pub(crate) const BACKEND: Backend = Backend::Sqlite;
-
-    /// A connection to read with.
-    pub(crate) async fn read(&self) -> Result<Lease<'_>, StoreError> {
-        self.readers.acquire().await
-    }
-
-    /// Runs `job` in a write transaction, group-committed with other requests' jobs.
-    pub(crate) async fn write<A, T, F>(&self, args: A, job: F) -> Result<T, StoreError>
-    where
-        A: Send + Sync + 'static,
-        T: Send + 'static,
-        F: for<'c> Fn(&'c mut SqliteConnection, &'c A) -> JobFuture<'c, T> + Send + 'static,
-    {
-        self.group.write(args, job).await
-    }
-
-    pub(crate) async fn run_migrations(&self) -> Result<(), StoreError> {
-        let mut conn = self.writer.acquire().await?;
-        sqlx::migrate!("migrations/sqlite").run_direct(&mut *conn).await?;
-        Ok(())
+        let target = Target::parse(url)?;
+        let opened = target.clone();
+        // Opening creates the file and switches it to WAL; off the async threads.
+        let writer = tokio::task::spawn_blocking(move || opened.open_writer())
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))??;
+        let (jobs, queue) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("khoa-sqlite-writer".into())
+            .spawn(move || write_groups(writer, queue))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer: {e}")))?;
+        let readers = match &target.path {
+            None => None,
+            Some(_) => Some(start_readers(&target)?),
+        };
+        Ok(SqlStore { engine: SqliteEngine { writer: jobs, readers } })
     }
 }
 
-/// Takes `synchronous=normal|full` out of the URL's query (sqlx does not know it).
-fn take_synchronous(url: &str) -> Result<(String, SqliteSynchronous), StoreError> {
-    let Some((base, query)) = url.split_once('?') else {
-        return Ok((url.to_string(), SqliteSynchronous::Normal));
-    };
-    let mut synchronous = SqliteSynchronous::Normal;
-    let mut rest = vec![];
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("synchronous", v)) => {
-                synchronous = match v.to_ascii_lowercase().as_str() {
-                    "normal" => SqliteSynchronous::Normal,
-                    "full" => SqliteSynchronous::Full,
-                    _ => return Err(StoreError::InvalidUrl(format!("synchronous must be normal or full, not {v:?}"))),
+/// Where the database is and how it is opened, from `sqlite://PATH[?…]`,
+/// `sqlite:PATH` or `sqlite::memory:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    /// `None`: in memory.
+    path: Option<PathBuf>,
+    create: bool,
+    synchronous: Synchronous,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Synchronous {
+    Normal,
+    Full,
+}
+
+impl Target {
+    fn parse(url: &str) -> Result<Self, StoreError> {
+        let rest =
+            url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).ok_or(StoreError::UnsupportedUrl)?;
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut target = Target {
+            path: (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path)),
+            create: true,
+            synchronous: Synchronous::Normal,
+        };
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match (name, value.to_ascii_lowercase().as_str()) {
+                ("synchronous", "normal") => target.synchronous = Synchronous::Normal,
+                ("synchronous", "full") => target.synchronous = Synchronous::Full,
+                ("synchronous", v) => {
+                    return Err(StoreError::InvalidUrl(format!("synchronous must be normal or full, not {v:?}")))
                 }
+                ("mode", "rwc") => target.create = true,
+                ("mode", "rw") => target.create = false,
+                ("mode", "memory") => target.path = None,
+                ("mode", v) => {
+                    return Err(StoreError::InvalidUrl(format!("mode must be rwc, rw or memory, not {v:?}")))
+                }
+                (other, _) => return Err(StoreError::InvalidUrl(format!("unknown SQLite parameter {other:?}"))),
             }
-            _ => rest.push(pair),
         }
+        Ok(target)
     }
-    let url = if rest.is_empty() { base.to_string() } else { format!("{base}?{}", rest.join("&")) };
-    Ok((url, synchronous))
-}
 
-fn is_in_memory(path: &std::path::Path) -> bool {
-    path.as_os_str().is_empty() || path.as_os_str() == ":memory:"
+    fn open_writer(&self) -> Result<Connection, StoreError> {
+        let conn = match &self.path {
+            None => Connection::open_in_memory()?,
+            Some(path) => {
+                if self.create {
+                    create_private_file(path)?;
+                }
+                Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?
+            }
+        };
+        let synchronous = match self.synchronous {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        };
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        if self.path.is_some() && !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Unavailable(format!("SQLite refused WAL mode (journal mode {mode})")));
+        }
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;"
+        ))?;
+        conn.set_prepared_statement_cache_capacity(128);
+        Ok(conn)
+    }
+
+    fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Reads only: a slip that writes here fails instead of bypassing the writer.
+        conn.execute_batch("PRAGMA query_only = ON; PRAGMA foreign_keys = ON;")?;
+        conn.set_prepared_statement_cache_capacity(128);
+        Ok(conn)
+    }
 }
 
 /// The database holds password hashes and sealed keys: create it readable by its owner
 /// only (later WAL and SHM files inherit this mode from SQLite).
-fn create_private_file(path: &std::path::Path) -> Result<(), StoreError> {
-    if is_in_memory(path) || path.exists() {
+fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    if path.exists() {
         return Ok(());
     }
     let mut open = std::fs::OpenOptions::new();
@@ -120,23 +174,487 @@ fn create_private_file(path: &std::path::Path) -> Result<(), StoreError> {
     match open.open(path) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(StoreError::Database(sqlx::Error::Io(e))),
+        Err(e) => Err(StoreError::Unavailable(format!("cannot create {}: {e}", path.display()))),
     }
 }
 
-crate::sql::sql_store!(SqliteStore);
+impl Engine for SqliteEngine {
+    type Conn = Connection;
+
+    const BACKEND: Backend = Backend::Sqlite;
+
+    async fn read<T, F>(&self, job: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Connection) -> JobFuture<'c, T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Box<dyn ReadJob> = Box::new(Queued { job: Some(job), outcome: None, reply });
+        match &self.readers {
+            Some(readers) => readers.send(job).map_err(|_| StoreError::WriterStopped)?,
+            None => self.writer.send(Message::Read(job)).map_err(|_| StoreError::WriterStopped)?,
+        }
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    async fn write<T, F>(&self, job: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Connection) -> JobFuture<'c, T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Queued { job: Some(job), outcome: None, reply });
+        self.writer.send(Message::Write(job)).map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.write(|conn| Box::pin(std::future::ready(migrations::apply_sqlite(conn)))).await
+    }
+}
+
+/// Runs a job's future, which completes at once: every statement it awaits runs
+/// synchronously on this thread's connection.
+fn run_now<T>(future: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    let mut future = std::pin::pin!(future);
+    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(outcome) => outcome,
+        Poll::Pending => Err(StoreError::Unavailable("a SQLite job waited for something other than SQLite".into())),
+    }
+}
+
+enum Message {
+    Write(Box<dyn WriteJob>),
+    Read(Box<dyn ReadJob>),
+}
+
+struct Queued<T, F> {
+    job: Option<F>,
+    outcome: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+/// A queued write, its type erased.
+trait WriteJob: Send {
+    /// Runs the job in the open transaction; `false` when it failed.
+    fn run(&mut self, conn: &mut Connection) -> bool;
+    /// Answers the waiting request with the outcome of the run.
+    fn answer(self: Box<Self>);
+    /// Answers with an error: the job's writes did not commit.
+    fn fail(self: Box<Self>, error: StoreError);
+}
+
+/// A queued read, its type erased: runs and answers.
+trait ReadJob: Send {
+    fn run(self: Box<Self>, conn: &mut Connection);
+}
+
+impl<T, F> WriteJob for Queued<T, F>
+where
+    T: Send + 'static,
+    F: for<'c> FnOnce(&'c mut Connection) -> JobFuture<'c, T> + Send + 'static,
+{
+    fn run(&mut self, conn: &mut Connection) -> bool {
+        let outcome = match self.job.take() {
+            Some(job) => run_now(job(conn)),
+            None => Err(StoreError::WriterStopped),
+        };
+        let ok = outcome.is_ok();
+        self.outcome = Some(outcome);
+        ok
+    }
+
+    fn answer(self: Box<Self>) {
+        let outcome = self.outcome.unwrap_or(Err(StoreError::WriterStopped));
+        // The request may have gone away meanwhile; its writes stand.
+        let _ = self.reply.send(outcome);
+    }
+
+    fn fail(self: Box<Self>, error: StoreError) {
+        let _ = self.reply.send(Err(error));
+    }
+}
+
+impl<T, F> ReadJob for Queued<T, F>
+where
+    T: Send + 'static,
+    F: for<'c> FnOnce(&'c mut Connection) -> JobFuture<'c, T> + Send + 'static,
+{
+    fn run(mut self: Box<Self>, conn: &mut Connection) {
+        let outcome = match self.job.take() {
+            Some(job) => run_now(job(conn)),
+            None => Err(StoreError::WriterStopped),
+        };
+        let _ = self.reply.send(outcome);
+    }
+}
+
+fn start_readers(target: &Target) -> Result<mpsc::Sender<Box<dyn ReadJob>>, StoreError> {
+    let Some(path) = &target.path else { return Err(StoreError::UnsupportedUrl) };
+    let (jobs, queue) = mpsc::channel::<Box<dyn ReadJob>>();
+    let queue = Arc::new(Mutex::new(queue));
+    for i in 0..READERS {
+        let mut conn = Target::open_reader(path)?;
+        let queue = queue.clone();
+        std::thread::Builder::new()
+            .name(format!("khoa-sqlite-read{i}"))
+            .spawn(move || loop {
+                // One reader waits on the queue at a time; the others wait for the lock.
+                let next = queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).recv();
+                match next {
+                    Ok(job) => job.run(&mut conn),
+                    // Every sender is gone: the store was dropped.
+                    Err(_) => return,
+                }
+            })
+            .map_err(|e| StoreError::Unavailable(format!("cannot start a SQLite reader: {e}")))?;
+    }
+    Ok(jobs)
+}
+
+fn write_groups(mut conn: Connection, queue: mpsc::Receiver<Message>) {
+    let mut group: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_GROUP);
+    while let Ok(first) = queue.recv() {
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Write(job) => group.push(job),
+                Message::Read(job) => job.run(&mut conn),
+            }
+            if group.len() < MAX_GROUP {
+                next = queue.try_recv().ok();
+            }
+        }
+        commit_group(&mut conn, &mut group);
+    }
+}
+
+fn batch(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    count_statements(1);
+    Ok(conn.execute_batch(sql)?)
+}
+
+/// Runs a group in one transaction, each job of several in a savepoint of its own.
+fn commit_group(conn: &mut Connection, group: &mut Vec<Box<dyn WriteJob>>) {
+    if group.is_empty() {
+        return;
+    }
+    count_transaction();
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let message = e.to_string();
+        for job in group.drain(..) {
+            job.fail(StoreError::Unavailable(message.clone()));
+        }
+        return;
+    }
+    if group.len() == 1 {
+        if !group[0].run(conn) {
+            // Nothing of a failed job stays.
+            let _ = conn.execute_batch("ROLLBACK");
+            for job in group.drain(..) {
+                job.answer();
+            }
+            return;
+        }
+    } else {
+        for job in group.iter_mut() {
+            let outcome = batch(conn, "SAVEPOINT job").map(|()| job.run(conn)).and_then(|ok| {
+                if !ok {
+                    batch(conn, "ROLLBACK TO job")?;
+                }
+                batch(conn, "RELEASE job")
+            });
+            if let Err(e) = outcome {
+                // The connection itself failed: nothing of the group commits.
+                let _ = conn.execute_batch("ROLLBACK");
+                let message = e.to_string();
+                for job in group.drain(..) {
+                    job.fail(StoreError::Unavailable(message.clone()));
+                }
+                return;
+            }
+        }
+    }
+    match conn.execute_batch("COMMIT") {
+        Ok(()) => {
+            for job in group.drain(..) {
+                job.answer();
+            }
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            let message = format!("commit failed: {e}");
+            for job in group.drain(..) {
+                job.fail(StoreError::Unavailable(message.clone()));
+            }
+        }
+    }
+}
+
+/// `$n` placeholders (PostgreSQL's, in which the SQL is written) as SQLite's `?n`.
+fn sqlite_placeholders(sql: &str) -> std::borrow::Cow<'_, str> {
+    if !sql.contains('$') {
+        return sql.into();
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
+fn prepare<'c>(
+    conn: &'c Connection,
+    sql: &str,
+    args: &[Value<'_>],
+) -> Result<rusqlite::CachedStatement<'c>, StoreError> {
+    count_statements(1);
+    let mut stmt = conn.prepare_cached(&sqlite_placeholders(sql))?;
+    if stmt.parameter_count() != args.len() {
+        return Err(StoreError::Corrupt(format!(
+            "{} arguments for {} placeholders in {sql}",
+            args.len(),
+            stmt.parameter_count()
+        )));
+    }
+    for (i, arg) in args.iter().enumerate() {
+        let index = i + 1;
+        match *arg {
+            Value::Int(Some(v)) => stmt.raw_bind_parameter(index, v)?,
+            Value::Bool(v) => stmt.raw_bind_parameter(index, v)?,
+            Value::Text(Some(v)) => stmt.raw_bind_parameter(index, v)?,
+            Value::Bytes(Some(v)) => stmt.raw_bind_parameter(index, v)?,
+            Value::Int(None) | Value::Text(None) | Value::Bytes(None) => {
+                stmt.raw_bind_parameter(index, rusqlite::types::Null)?
+            }
+        }
+    }
+    Ok(stmt)
+}
+
+fn cell(value: ValueRef<'_>) -> Result<Cell, StoreError> {
+    Ok(match value {
+        ValueRef::Null => Cell::Null,
+        ValueRef::Integer(v) => Cell::Int(v),
+        ValueRef::Text(t) => {
+            Cell::Text(String::from_utf8(t.to_vec()).map_err(|_| StoreError::Corrupt("text that is not UTF-8".into()))?)
+        }
+        ValueRef::Blob(b) => Cell::Bytes(b.to_vec()),
+        ValueRef::Real(_) => return Err(StoreError::Corrupt("a real number where none is stored".into())),
+    })
+}
+
+impl Conn for Connection {
+    fn exec(&mut self, sql: &str, args: &[Value<'_>]) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        let outcome = prepare(self, sql, args).and_then(|mut stmt| Ok(stmt.raw_execute()? as u64));
+        std::future::ready(outcome)
+    }
+
+    fn rows(&mut self, sql: &str, args: &[Value<'_>]) -> impl Future<Output = Result<Vec<Row>, StoreError>> + Send {
+        let outcome = prepare(self, sql, args).and_then(|mut stmt| {
+            let columns = stmt.column_count();
+            let mut rows = stmt.raw_query();
+            let mut out = vec![];
+            while let Some(row) = rows.next()? {
+                let cells = (0..columns).map(|i| cell(row.get_ref(i)?)).collect::<Result<Vec<_>, StoreError>>()?;
+                out.push(Row::new(cells));
+            }
+            Ok(out)
+        });
+        std::future::ready(outcome)
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::args;
 
     #[test]
-    fn synchronous_comes_from_the_url() {
-        let (url, s) = take_synchronous("sqlite://khoa.db").unwrap();
-        assert_eq!((url.as_str(), format!("{s:?}")), ("sqlite://khoa.db", "Normal".to_string()));
-        let (url, s) = take_synchronous("sqlite://khoa.db?mode=rwc&synchronous=FULL").unwrap();
-        assert_eq!((url.as_str(), format!("{s:?}")), ("sqlite://khoa.db?mode=rwc", "Full".to_string()));
-        assert!(take_synchronous("sqlite://khoa.db?synchronous=off").is_err(), "OFF would lose commits on a crash");
+    fn the_url_names_the_file_and_its_durability() {
+        let t = Target::parse("sqlite://khoa.db").unwrap();
+        assert_eq!(
+            (t.path.as_deref(), t.create, t.synchronous),
+            (Some(Path::new("khoa.db")), true, Synchronous::Normal)
+        );
+        let t = Target::parse("sqlite://khoa.db?mode=rwc&synchronous=FULL").unwrap();
+        assert_eq!(t.synchronous, Synchronous::Full);
+        assert!(!Target::parse("sqlite:/var/lib/khoa.db?mode=rw").unwrap().create);
+        assert_eq!(Target::parse("sqlite::memory:").unwrap().path, None);
+        assert!(Target::parse("sqlite://khoa.db?synchronous=off").is_err(), "OFF would lose commits on a crash");
+        assert_eq!(
+            Target::parse("sqlite://khoa.db?cache=shared").unwrap_err().to_string(),
+            "database URL: unknown SQLite parameter \"cache\""
+        );
+    }
+
+    #[test]
+    fn placeholders_become_sqlites() {
+        assert_eq!(sqlite_placeholders("SELECT $1, $12 WHERE a = '$x'"), "SELECT ?1, ?12 WHERE a = '$x'");
+    }
+
+    async fn store() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::connect(&format!("sqlite://{}/w.db", dir.path().display())).await.unwrap();
+        store
+            .write(|c| {
+                Box::pin(async move {
+                    c.exec("CREATE TABLE t (id TEXT PRIMARY KEY, used BIGINT NOT NULL DEFAULT 0)", &[]).await
+                })
+            })
+            .await
+            .unwrap();
+        (store, dir)
+    }
+
+    fn insert(id: String) -> impl for<'c> FnOnce(&'c mut Connection) -> JobFuture<'c, ()> + Send + 'static {
+        move |c| {
+            Box::pin(async move {
+                c.exec("INSERT INTO t (id) VALUES ($1)", args![id]).await?;
+                Ok(())
+            })
+        }
+    }
+
+    async fn ids(store: &SqliteStore) -> Vec<String> {
+        store
+            .read(|c| {
+                Box::pin(async move {
+                    Ok(c.fetch_all::<(String,)>("SELECT id FROM t ORDER BY id", &[])
+                        .await?
+                        .into_iter()
+                        .map(|(id,)| id)
+                        .collect())
+                })
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Holds the writer for a moment, so that the jobs sent meanwhile queue up.
+    async fn hold(store: &Arc<SqliteStore>) -> tokio::task::JoinHandle<Result<(), StoreError>> {
+        let s = store.clone();
+        let held = tokio::spawn(async move {
+            s.write(|_| {
+                std::thread::sleep(Duration::from_millis(200));
+                Box::pin(std::future::ready(Ok(())))
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        held
+    }
+
+    #[tokio::test]
+    async fn jobs_queued_together_commit_in_one_transaction() {
+        let (store, _dir) = store().await;
+        let store = Arc::new(store);
+        let held = hold(&store).await;
+        let before = crate::statements().transactions;
+        let jobs: Vec<_> = (0..20)
+            .map(|i| {
+                let s = store.clone();
+                tokio::spawn(async move { s.write(insert(format!("r{i:02}"))).await })
+            })
+            .collect();
+        for j in jobs {
+            j.await.unwrap().unwrap();
+        }
+        held.await.unwrap().unwrap();
+        assert_eq!(ids(&store).await.len(), 20, "every answered write is committed");
+        // The 20 queued jobs as one group (MAX_GROUP is 64); other tests may count too.
+        let groups = crate::statements().transactions - before;
+        assert!(groups >= 1, "{groups}");
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_is_rolled_back_alone() {
+        let (store, _dir) = store().await;
+        let store = Arc::new(store);
+        store.write(insert("dup".into())).await.unwrap();
+        let held = hold(&store).await;
+        let mut jobs = vec![];
+        for i in 0..10 {
+            let s = store.clone();
+            jobs.push(tokio::spawn(async move { s.write(insert(format!("ok{i}"))).await }));
+            if i == 4 {
+                // Writes a row of its own, then fails on a duplicate key: neither stays.
+                let s = store.clone();
+                jobs.push(tokio::spawn(async move {
+                    s.write(|c| {
+                        Box::pin(async move {
+                            c.exec("INSERT INTO t (id) VALUES ('partial')", &[]).await?;
+                            c.exec("INSERT INTO t (id) VALUES ('dup')", &[]).await?;
+                            Ok(())
+                        })
+                    })
+                    .await
+                }));
+            }
+        }
+        let outcomes: Vec<_> = futures::future::join_all(jobs).await.into_iter().map(|j| j.unwrap()).collect();
+        held.await.unwrap().unwrap();
+        assert!(matches!(&outcomes[5], Err(e) if e.is_unique_violation()), "{:?}", outcomes[5]);
+        assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 10, "the others succeed");
+        let mut expected: Vec<String> = (0..10).map(|i| format!("ok{i}")).collect();
+        expected.push("dup".into());
+        expected.sort();
+        assert_eq!(ids(&store).await, expected, "no trace of the failed job");
+    }
+
+    #[tokio::test]
+    async fn a_job_sees_the_writes_of_the_jobs_before_it_in_its_group() {
+        let (store, _dir) = store().await;
+        let store = Arc::new(store);
+        store.write(insert("once".into())).await.unwrap();
+        let held = hold(&store).await;
+        // Ten consumers of one row in one group: exactly one consumes it.
+        let jobs: Vec<_> = (0..10)
+            .map(|_| {
+                let s = store.clone();
+                tokio::spawn(async move {
+                    s.write(|c| {
+                        Box::pin(
+                            async move { c.exec("UPDATE t SET used = 1 WHERE id = 'once' AND used = 0", &[]).await },
+                        )
+                    })
+                    .await
+                })
+            })
+            .collect();
+        let won: u64 = futures::future::join_all(jobs).await.into_iter().map(|j| j.unwrap().unwrap()).sum();
+        held.await.unwrap().unwrap();
+        assert_eq!(won, 1);
+    }
+
+    #[tokio::test]
+    async fn readers_cannot_write() {
+        let (store, _dir) = store().await;
+        let refused =
+            store.read(|c| Box::pin(async move { c.exec("INSERT INTO t (id) VALUES ('x')", &[]).await })).await;
+        assert!(refused.is_err());
+        assert!(ids(&store).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_database_reads_through_its_writer() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        store.write(insert_table()).await.unwrap();
+        store.write(insert("m".into())).await.unwrap();
+        assert_eq!(ids(&store).await, vec!["m".to_string()]);
+    }
+
+    fn insert_table() -> impl for<'c> FnOnce(&'c mut Connection) -> JobFuture<'c, u64> + Send + 'static {
+        |c| {
+            Box::pin(async move {
+                c.exec("CREATE TABLE t (id TEXT PRIMARY KEY, used BIGINT NOT NULL DEFAULT 0)", &[]).await
+            })
+        }
     }
 
     /// Logout revokes a session's tokens through an index, not by scanning the tables.
@@ -144,14 +662,12 @@ mod tests {
     async fn logout_revocations_use_the_sid_indexes() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::connect(&format!("sqlite://{}/khoa.db", dir.path().display())).await.unwrap();
-        store.run_migrations().await.unwrap();
+        store.engine.migrate().await.unwrap();
         for (table, index) in [("access_tokens", "access_tokens_sid"), ("refresh_tokens", "refresh_tokens_sid")] {
-            let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(&format!(
-                "EXPLAIN QUERY PLAN UPDATE {table} SET revoked_at = 1 WHERE sid = 'x' AND revoked_at IS NULL"
-            ))
-            .fetch_all(&mut *store.read().await.unwrap())
-            .await
-            .unwrap();
+            let sql =
+                format!("EXPLAIN QUERY PLAN UPDATE {table} SET revoked_at = 1 WHERE sid = 'x' AND revoked_at IS NULL");
+            let plan: Vec<(i64, i64, i64, String)> =
+                store.read(move |c| Box::pin(async move { c.fetch_all(&sql, &[]).await })).await.unwrap();
             assert!(plan.iter().any(|row| row.3.contains(index)), "{table}: {plan:?}");
         }
     }
@@ -161,45 +677,5 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/missing/folder/khoa.db?mode=rwc", dir.path().display());
         assert!(SqliteStore::connect(&url).await.is_err());
-    }
-
-    /// The cores each of this process's threads may run on: (thread id, name, cores).
-    #[cfg(target_os = "linux")]
-    fn threads_and_cores() -> Vec<(String, String, String)> {
-        let mut found = Vec::new();
-        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-            let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-            let cores = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap_or("").trim();
-            let tid = task.file_name().to_string_lossy().into_owned();
-            found.push((tid, name.trim().to_string(), cores.to_string()));
-        }
-        found
-    }
-
-    /// The writer and the SQLite thread of its connection share one core (hand-offs
-    /// between them are then plain context switches).
-    #[cfg(target_os = "linux")]
-    #[tokio::test]
-    async fn the_writer_and_its_sqlite_thread_share_one_core() {
-        let before = threads_and_cores();
-        let all_cores = before.iter().find(|t| !t.1.starts_with("khoa-sqlite")).unwrap().2.clone();
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::connect(&format!("sqlite://{}/khoa.db", dir.path().display())).await.unwrap();
-        let after = threads_and_cores();
-        // Thread names are cut to 15 bytes ("khoa-sqlite-wri").
-        let writer = after
-            .iter()
-            .find(|t| t.1.starts_with("khoa-sqlite-wri") && !before.iter().any(|b| b.0 == t.0))
-            .unwrap_or_else(|| panic!("no writer thread in {after:?}"));
-        if all_cores.contains(['-', ',']) {
-            assert!(!writer.2.contains(['-', ',']), "writer confined to one core: {writer:?} (process: {all_cores})");
-            // The writer's connection has a SQLite thread of its own on the writer's
-            // core (other tests running meanwhile start theirs too).
-            let new_sqlite: Vec<_> =
-                after.iter().filter(|t| t.1.starts_with("sqlx-sqlite") && !before.iter().any(|b| b.0 == t.0)).collect();
-            assert!(new_sqlite.iter().any(|t| t.2 == writer.2), "{new_sqlite:?} vs writer {writer:?}");
-        }
-        drop(store);
     }
 }

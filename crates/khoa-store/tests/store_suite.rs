@@ -7,9 +7,10 @@ use khoa_core::keyring::KeyTimeline;
 use khoa_core::session::{Interaction, Session};
 use khoa_core::throttle::{OnSuccess, Reservation, ThrottleKey, ThrottlePolicy};
 use khoa_core::user::NewUser;
+use khoa_store::prelude::*;
 use khoa_store::{
-    EndedSessions, Expiring, NewAccessToken, NewRefreshToken, Redemption, RefreshFor, RefreshSuccessor, Rotation,
-    Store, StoreError, StoredKey, UserChange,
+    CodeCheck, EndedSessions, Expiring, NewAccessToken, Redemption, RefreshFor, RefreshSuccessor, RefreshToken,
+    Rotation, StoreError, StoredKey, UserChange,
 };
 use khoa_testkit::{both_backends, TestDatabase};
 use std::sync::Arc;
@@ -114,15 +115,17 @@ async fn users_have_unique_names_and_stable_ids(db: TestDatabase) {
     assert_eq!(store.user_by_username("Alice").await.unwrap(), None);
 
     // Ids are never reused, even after a delete.
-    assert!(store.delete_user("alice").await.unwrap());
+    assert!(store.end_user_sessions("alice", UserChange::Delete, 1_700_000_100, 0).await.unwrap().is_some());
     let b = store.insert_user(&new_user("bob")).await.unwrap();
     assert!(b.id > a.id);
     assert_eq!(store.user_by_id(a.id).await.unwrap(), None);
 
-    assert!(store.set_password_hash("bob", "new-hash", 1_800_000_000).await.unwrap());
+    let change = UserChange::Password { hash: "new-hash".into() };
+    assert!(store.end_user_sessions("bob", change, 1_800_000_000, 0).await.unwrap().is_some());
     let b2 = store.user_by_username("bob").await.unwrap().unwrap();
     assert_eq!((b2.password_hash.as_str(), b2.updated_at, b2.created_at), ("new-hash", 1_800_000_000, 1_700_000_000));
-    assert!(!store.set_password_hash("nobody", "x", 0).await.unwrap());
+    let change = UserChange::Password { hash: "x".into() };
+    assert_eq!(store.end_user_sessions("nobody", change, 0, 0).await.unwrap(), None);
     assert_eq!(store.users().await.unwrap().len(), 1);
 }
 
@@ -184,9 +187,9 @@ async fn every_change_bumps_the_epoch(db: TestDatabase) {
     bumped(store.change_epoch().await.unwrap());
     store.insert_user(&new_user("u")).await.unwrap();
     bumped(store.change_epoch().await.unwrap());
-    store.set_password_hash("u", "h", 1).await.unwrap();
+    store.end_user_sessions("u", UserChange::Password { hash: "h".into() }, 1, 0).await.unwrap();
     bumped(store.change_epoch().await.unwrap());
-    store.delete_user("u").await.unwrap();
+    store.end_user_sessions("u", UserChange::Delete, 1, 0).await.unwrap();
     bumped(store.change_epoch().await.unwrap());
     store.insert_signing_key(&key("k", SigningAlgorithm::EdDSA, 1)).await.unwrap();
     bumped(store.change_epoch().await.unwrap());
@@ -237,6 +240,11 @@ fn code(hash: &str, client_id: &str, sid: &str, user_id: i64) -> AuthorizationCo
     }
 }
 
+/// A code check that passes.
+fn pass() -> CodeCheck {
+    Box::new(|_| Ok(()))
+}
+
 fn token(jti: &str) -> NewAccessToken {
     NewAccessToken { jti: jti.into(), issued_at: 1110, expires_at: 4710 }
 }
@@ -250,8 +258,8 @@ async fn sessions_interactions_and_consents(db: TestDatabase) {
     store.insert_session(&s).await.unwrap();
     assert_eq!(store.session("hash-sid-1").await.unwrap(), Some(s.clone()));
     assert_eq!(store.session_by_sid("sid-1").await.unwrap(), Some(s.clone()));
-    assert!(store.end_session("sid-1", 1500).await.unwrap());
-    assert!(!store.end_session("sid-1", 1600).await.unwrap(), "ends once");
+    assert!(store.logout_session("sid-1", 1500, &[], 9000).await.unwrap());
+    assert!(!store.logout_session("sid-1", 1600, &[], 9000).await.unwrap(), "ends once");
     assert_eq!(store.session("hash-sid-1").await.unwrap().unwrap().ended_at, Some(1500));
 
     let i = Interaction {
@@ -277,7 +285,7 @@ async fn sessions_interactions_and_consents(db: TestDatabase) {
 
     // Deleting the user removes their sessions and consents.
     store.insert_session(&session("sid-2", user.id)).await.unwrap();
-    assert!(store.delete_user("sv").await.unwrap());
+    assert!(store.end_user_sessions("sv", UserChange::Delete, 1700, 9000).await.unwrap().is_some());
     assert_eq!(store.session_by_sid("sid-2").await.unwrap(), None);
     assert_eq!(store.consent(user.id, "portal").await.unwrap(), None);
 }
@@ -291,11 +299,11 @@ async fn codes_are_single_use_and_replay_revokes(db: TestDatabase) {
     assert_eq!(store.session_clients("sid").await.unwrap(), ["mobile", "portal"]);
 
     assert_eq!(
-        store.redeem_code("c1", "mobile", 1120, &token("t0"), Box::new(|_| None)).await.unwrap(),
+        store.redeem_code("c1", "mobile", 1120, pass(), &token("t0"), Box::new(|_| None)).await.unwrap(),
         Redemption::OtherClient
     );
     let Redemption::Redeemed(redeemed) =
-        store.redeem_code("c1", "portal", 1120, &token("t1"), Box::new(|_| None)).await.unwrap()
+        store.redeem_code("c1", "portal", 1120, pass(), &token("t1"), Box::new(|_| None)).await.unwrap()
     else {
         panic!("not redeemed");
     };
@@ -309,13 +317,13 @@ async fn codes_are_single_use_and_replay_revokes(db: TestDatabase) {
 
     // Replay: refused, and the token issued from the code is revoked.
     assert_eq!(
-        store.redeem_code("c1", "portal", 1130, &token("t2"), Box::new(|_| None)).await.unwrap(),
+        store.redeem_code("c1", "portal", 1130, pass(), &token("t2"), Box::new(|_| None)).await.unwrap(),
         Redemption::Replayed { revoked: 1 }
     );
     assert_eq!(store.access_token("t1").await.unwrap().unwrap().revoked_at, Some(1130));
     assert_eq!(store.access_token("t2").await.unwrap(), None);
     assert_eq!(
-        store.redeem_code("nope", "portal", 1130, &token("t3"), Box::new(|_| None)).await.unwrap(),
+        store.redeem_code("nope", "portal", 1130, pass(), &token("t3"), Box::new(|_| None)).await.unwrap(),
         Redemption::Unknown
     );
     // c1 was redeemed with this challenge: another code of portal with it is a reuse.
@@ -323,7 +331,7 @@ async fn codes_are_single_use_and_replay_revokes(db: TestDatabase) {
     assert!(store.code_challenge_reused("portal", challenge, "c9").await.unwrap());
     assert!(!store.code_challenge_reused("portal", challenge, "c1").await.unwrap(), "not its own");
     assert!(!store.code_challenge_reused("mobile", challenge, "c9").await.unwrap(), "c2 of mobile is not redeemed");
-    assert_eq!(store.revoke_grant("c1", 1200).await.unwrap(), 0, "already revoked");
+    assert_eq!(store.revoke_family("c1", 1200).await.unwrap(), 0, "already revoked");
 }
 
 async fn a_code_outlives_no_logout(db: TestDatabase) {
@@ -331,7 +339,7 @@ async fn a_code_outlives_no_logout(db: TestDatabase) {
     let user = store.insert_user(&new_user("sv")).await.unwrap();
     store.insert_session(&session("sid", user.id)).await.unwrap();
     store.insert_code(&code("c1", "portal", "sid", user.id)).await.unwrap();
-    assert!(store.end_session("sid", 1110).await.unwrap());
+    assert!(store.logout_session("sid", 1110, &[], 9000).await.unwrap());
     let built = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let refresh_for: RefreshFor = {
         let (built, user_id) = (built.clone(), user.id);
@@ -341,7 +349,7 @@ async fn a_code_outlives_no_logout(db: TestDatabase) {
         })
     };
     assert_eq!(
-        store.redeem_code("c1", "portal", 1120, &token("t1"), refresh_for).await.unwrap(),
+        store.redeem_code("c1", "portal", 1120, pass(), &token("t1"), refresh_for).await.unwrap(),
         Redemption::SessionEnded
     );
     assert!(!built.load(std::sync::atomic::Ordering::SeqCst), "no refresh token was built");
@@ -349,11 +357,11 @@ async fn a_code_outlives_no_logout(db: TestDatabase) {
     assert_eq!(store.refresh_token("r-late").await.unwrap(), None, "no refresh token recorded");
     // Another client's attempt is still told apart, and nothing was consumed.
     assert_eq!(
-        store.redeem_code("c1", "mobile", 1121, &token("t2"), Box::new(|_| None)).await.unwrap(),
+        store.redeem_code("c1", "mobile", 1121, pass(), &token("t2"), Box::new(|_| None)).await.unwrap(),
         Redemption::OtherClient
     );
     assert_eq!(
-        store.redeem_code("c1", "portal", 1122, &token("t3"), Box::new(|_| None)).await.unwrap(),
+        store.redeem_code("c1", "portal", 1122, pass(), &token("t3"), Box::new(|_| None)).await.unwrap(),
         Redemption::SessionEnded,
         "still not consumed (a consumed code would count as a replay)"
     );
@@ -368,7 +376,7 @@ async fn parallel_redemptions_admit_exactly_one(db: TestDatabase) {
         .map(|i| {
             let s = store.clone();
             tokio::spawn(async move {
-                s.redeem_code("race", "portal", 1120, &token(&format!("t{i}")), Box::new(|_| None)).await
+                s.redeem_code("race", "portal", 1120, pass(), &token(&format!("t{i}")), Box::new(|_| None)).await
             })
         })
         .collect();
@@ -467,8 +475,11 @@ async fn ending_a_users_sessions_revokes_and_notifies_in_one_step(db: TestDataba
     assert!(store.change_epoch().await.unwrap() > epoch, "caches learn the new password");
     let queued = store.deliveries(10).await.unwrap();
     assert_eq!(queued.len(), 1);
-    assert_eq!((queued[0].sid.as_str(), queued[0].client_id.as_str()), ("sid", "portal"));
-    assert_eq!((queued[0].sub.clone(), queued[0].uri.as_str()), (user.to_string(), "https://app.example/bc"));
+    assert_eq!((queued[0].notice.sid.as_str(), queued[0].notice.client_id.as_str()), ("sid", "portal"));
+    assert_eq!(
+        (queued[0].notice.sub.clone(), queued[0].notice.uri.as_str()),
+        (user.to_string(), "https://app.example/bc")
+    );
     // Nothing is left to end; an unknown user changes nothing.
     let again = store.end_user_sessions("sv", UserChange::None, 1600, 9000).await.unwrap().unwrap();
     assert_eq!((again.sessions, again.tokens, again.notifications), (0, 0, 0));
@@ -500,8 +511,8 @@ async fn partner_nonces_are_single_use(db: TestDatabase) {
     assert_eq!(store.delete_expired(Expiring::PartnerNonces, 1301, 10).await.unwrap(), 2);
 }
 
-fn refresh(hash: &str, family: &str, user_id: i64, issued_at: i64) -> NewRefreshToken {
-    NewRefreshToken {
+fn refresh(hash: &str, family: &str, user_id: i64, issued_at: i64) -> RefreshToken {
+    RefreshToken {
         token_hash: hash.into(),
         family_id: family.into(),
         client_id: "portal".into(),
@@ -513,7 +524,6 @@ fn refresh(hash: &str, family: &str, user_id: i64, issued_at: i64) -> NewRefresh
         offline: true,
         issued_at,
         expires_at: issued_at + 3600,
-        sealed: format!("sealed-{hash}").into_bytes(),
     }
 }
 
@@ -523,11 +533,11 @@ fn successor(next: &str, now: i64) -> RefreshSuccessor {
     let template = refresh(next, "unused", 0, now);
     RefreshSuccessor {
         token_hash: template.token_hash.clone(),
-        sealed: template.sealed.clone(),
+        sealed: format!("sealed-{next}").into_bytes(),
         row: Box::new(move |presented| {
-            Some(NewRefreshToken {
-                family_id: presented.family_id.clone(),
-                user_id: presented.user_id,
+            Some(RefreshToken {
+                family_id: presented.token.family_id.clone(),
+                user_id: presented.token.user_id,
                 token_hash: "replaced by the store".into(),
                 ..template.clone()
             })
@@ -541,7 +551,7 @@ async fn family(store: &Arc<dyn Store>) -> i64 {
     store.insert_session(&session("sid", user.id)).await.unwrap();
     store.insert_code(&code("fam", "portal", "sid", user.id)).await.unwrap();
     let redeemed = store
-        .redeem_code("fam", "portal", 1120, &token("a0"), {
+        .redeem_code("fam", "portal", 1120, pass(), &token("a0"), {
             let user_id = user.id;
             Box::new(move |_| Some(refresh("r0", "fam", user_id, 1120)))
         })
@@ -562,7 +572,7 @@ async fn refresh_rotation_grace_and_reuse(db: TestDatabase) {
     };
     match rotate("r0", "r1", "a1", 1200).await {
         Rotation::Rotated { presented, successor } => {
-            assert_eq!((presented.token_hash.as_str(), presented.family_id.as_str()), ("r0", "fam"));
+            assert_eq!((presented.token.token_hash.as_str(), presented.token.family_id.as_str()), ("r0", "fam"));
             assert_eq!(*successor, refresh("r1", "fam", user, 1200), "built from r0, with its own handle");
         }
         other => panic!("{other:?}"),
@@ -570,13 +580,13 @@ async fn refresh_rotation_grace_and_reuse(db: TestDatabase) {
     let r0 = store.refresh_token("r0").await.unwrap().unwrap();
     assert_eq!((r0.rotated_at, r0.successor_hash.as_deref()), (Some(1200), Some("r1")));
     let r1 = store.refresh_token("r1").await.unwrap().unwrap();
-    assert_eq!((r1.family_id.as_str(), r1.user_id, r1.issued_at), ("fam", user, 1200));
+    assert_eq!((r1.token.family_id.as_str(), r1.token.user_id, r1.token.issued_at), ("fam", user, 1200));
     assert_eq!(store.access_token("a1").await.unwrap().unwrap().grant_id, "fam");
     // A duplicate within the grace window gets the same successor and revokes nothing.
     match rotate("r0", "r1-dup", "a2", 1204).await {
         Rotation::Grace { presented, successor, sealed } => {
-            assert_eq!(presented.token_hash, "r0");
-            assert_eq!(successor.token_hash, "r1");
+            assert_eq!(presented.token.token_hash, "r0");
+            assert_eq!(successor.token.token_hash, "r1");
             assert_eq!(sealed, b"sealed-r1");
         }
         other => panic!("{other:?}"),
@@ -599,7 +609,14 @@ async fn refresh_rotation_grace_and_reuse(db: TestDatabase) {
     // An expired, never rotated token.
     store.insert_code(&code("fam2", "portal", "sid", user)).await.unwrap();
     store
-        .redeem_code("fam2", "portal", 1120, &token("b0"), Box::new(move |_| Some(refresh("s0", "fam2", user, 1120))))
+        .redeem_code(
+            "fam2",
+            "portal",
+            1120,
+            pass(),
+            &token("b0"),
+            Box::new(move |_| Some(refresh("s0", "fam2", user, 1120))),
+        )
         .await
         .unwrap();
     assert_eq!(rotate("s0", "s1", "b1", 1120 + 3600).await, Rotation::Expired);
@@ -629,7 +646,7 @@ async fn code_replay_revokes_the_refresh_family(db: TestDatabase) {
     let store = open(&db).await;
     family(&store).await;
     assert_eq!(
-        store.redeem_code("fam", "portal", 1130, &token("z"), Box::new(|_| None)).await.unwrap(),
+        store.redeem_code("fam", "portal", 1130, pass(), &token("z"), Box::new(|_| None)).await.unwrap(),
         Redemption::Replayed { revoked: 2 }
     );
     assert!(store.refresh_token("r0").await.unwrap().unwrap().revoked_at.is_some());
@@ -691,7 +708,104 @@ async fn leases_and_cleanup(db: TestDatabase) {
     assert_eq!(count("session_clients").await, 0, "a session's clients go with it");
 }
 
+async fn a_code_that_fails_its_check_is_spent_without_tokens(db: TestDatabase) {
+    let store = open(&db).await;
+    let user = store.insert_user(&new_user("sv")).await.unwrap();
+    store.insert_session(&session("sid", user.id)).await.unwrap();
+    store.insert_code(&code("c1", "portal", "sid", user.id)).await.unwrap();
+    let refused: CodeCheck = Box::new(|_| Err(khoa_core::code::CodeError::WrongVerifier));
+    let refresh_for: RefreshFor = {
+        let user_id = user.id;
+        Box::new(move |_| Some(refresh("r-never", "c1", user_id, 1120)))
+    };
+    assert_eq!(
+        store.redeem_code("c1", "portal", 1120, refused, &token("t1"), refresh_for).await.unwrap(),
+        Redemption::Refused(khoa_core::code::CodeError::WrongVerifier)
+    );
+    assert_eq!(store.access_token("t1").await.unwrap(), None, "no access token recorded");
+    assert_eq!(store.refresh_token("r-never").await.unwrap(), None, "no refresh token recorded");
+    // Spent: the right verifier now is a replay, with nothing to revoke.
+    assert_eq!(
+        store.redeem_code("c1", "portal", 1121, pass(), &token("t2"), Box::new(|_| None)).await.unwrap(),
+        Redemption::Replayed { revoked: 0 }
+    );
+    assert_eq!(store.access_token("t2").await.unwrap(), None);
+}
+
+/// The SQLite schema is the PostgreSQL one with SQLite's type names: same tables,
+/// columns, types, nullability and indexes.
+#[tokio::test]
+async fn both_backends_have_the_same_schema() {
+    let (sqlite, postgres) = (
+        khoa_testkit::test_database(khoa_store::Backend::Sqlite).await,
+        khoa_testkit::test_database(khoa_store::Backend::Postgres).await,
+    );
+    open(&sqlite).await;
+    open(&postgres).await;
+    // (table, column, type, not null), and index names.
+    type Schema = (Vec<(String, String, String, bool)>, Vec<String>);
+    let lite: Schema = {
+        let path = sqlite.url.trim_start_matches("sqlite://");
+        let conn = rusqlite::Connection::open(path).unwrap();
+        let mut columns = conn
+            .prepare(
+                "SELECT m.name, p.name, p.type, p.\"notnull\" OR p.pk FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+                 WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%'",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, String>(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        columns.sort();
+        let mut indexes = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<Vec<String>, _>>()
+            .unwrap();
+        indexes.sort();
+        (columns, indexes)
+    };
+    let pg: Schema = {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&postgres.url).await.unwrap();
+        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+            "SELECT table_name::text, column_name::text, data_type::text, is_nullable::text FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name NOT LIKE '_sqlx%'",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        let sqlite_type = |t: &str| match t {
+            "bigint" | "integer" => "INTEGER",
+            "text" => "TEXT",
+            "boolean" => "BOOLEAN",
+            "bytea" => "BLOB",
+            other => panic!("a type SQLite has no translation for: {other}"),
+        };
+        let mut columns: Vec<_> =
+            rows.into_iter().map(|(t, c, ty, null)| (t, c, sqlite_type(&ty).to_string(), null == "NO")).collect();
+        columns.sort();
+        // Indexes the migrations create (not those of primary keys and UNIQUE constraints).
+        let mut indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT indexname::text FROM pg_indexes i WHERE schemaname = current_schema() \
+             AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        indexes.sort();
+        (columns, indexes)
+    };
+    assert!(lite.0.len() > 100, "{} columns", lite.0.len());
+    assert_eq!(lite.0, pg.0, "columns");
+    assert_eq!(lite.1, pg.1, "indexes");
+}
+
 both_backends!(
+    a_code_that_fails_its_check_is_spent_without_tokens,
     refresh_rotation_grace_and_reuse,
     a_refused_rotation_changes_nothing,
     code_replay_revokes_the_refresh_family,

@@ -25,6 +25,48 @@ pub struct TestDatabase {
 
 pub const POSTGRES_ENV: &str = "KHOA_TEST_POSTGRES_URL";
 
+impl TestDatabase {
+    /// Runs a statement on the database directly, beside any server using it.
+    #[allow(clippy::expect_used)]
+    pub async fn execute(&self, sql: &str) {
+        match self.backend {
+            Backend::Sqlite => {
+                let conn = rusqlite::Connection::open(self.sqlite_path()).expect("open the test SQLite file");
+                conn.busy_timeout(std::time::Duration::from_secs(10)).expect("busy timeout");
+                conn.execute_batch(sql).expect("statement");
+            }
+            Backend::Postgres => {
+                let mut conn = PgConnection::connect(&self.url).await.expect("connect to the test database");
+                conn.execute(sql).await.expect("statement");
+                let _ = conn.close().await;
+            }
+        }
+    }
+
+    /// The integer a query returns (its first row's first column).
+    #[allow(clippy::expect_used)]
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        match self.backend {
+            Backend::Sqlite => {
+                let conn = rusqlite::Connection::open(self.sqlite_path()).expect("open the test SQLite file");
+                conn.busy_timeout(std::time::Duration::from_secs(10)).expect("busy timeout");
+                conn.query_row(sql, [], |row| row.get(0)).expect("query")
+            }
+            Backend::Postgres => {
+                let mut conn = PgConnection::connect(&self.url).await.expect("connect to the test database");
+                let n = sqlx::query_scalar(sql).fetch_one(&mut conn).await.expect("query");
+                let _ = conn.close().await;
+                n
+            }
+        }
+    }
+
+    /// The SQLite file of a SQLite test database.
+    pub fn sqlite_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("khoa.db")
+    }
+}
+
 #[allow(clippy::expect_used)]
 pub async fn test_database(backend: Backend) -> TestDatabase {
     let dir = tempfile::tempdir().expect("temporary directory");

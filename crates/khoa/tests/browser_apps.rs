@@ -5,6 +5,7 @@
 //! rotated with an overlap. The single-page app on oidc-client-ts in Chromium is in
 //! browser.rs.
 
+use khoa_server::clock::{Clock, SystemClock};
 use khoa_testkit::browser::{inputs, location, query, unescape, Browser};
 use khoa_testkit::flow::{Khoa, CALLBACK, CHALLENGE, PASSWORD, VERIFIER};
 use khoa_testkit::{both_backends, run_cli, stdout_json, test_database, Backend, TestDatabase};
@@ -246,7 +247,7 @@ async fn secrets_rotate_with_an_overlap(db: TestDatabase) {
     let out = stdout_json(&run_cli(BIN, &khoa.db, &["client", "rotate-secret", "svc", "--keep-old-for", "1h"], None));
     let second = out["client_secret"].as_str().unwrap().to_string();
     assert_ne!(second, first);
-    assert!(out["previous_secret_expires_at"].as_i64().unwrap() > khoa_server::now() + 3500);
+    assert!(out["previous_secret_expires_at"].as_i64().unwrap() > SystemClock.now() + 3500);
     within_two_seconds("the new secret", || async { client_credentials(&khoa, &second).await == 200 }).await;
     assert_eq!(client_credentials(&khoa, &first).await, 200, "the old one during the overlap");
     let out = stdout_json(&run_cli(BIN, &khoa.db, &["client", "rotate-secret", "svc"], None));

@@ -3,6 +3,7 @@
 //! durably (retries, restarts, several processes), and every refusal.
 
 use khoa_core::jose::{jwt, SigningAlgorithm, SigningKey};
+use khoa_server::clock::{Clock, SystemClock};
 use khoa_testkit::browser::{inputs, location, query, Browser};
 use khoa_testkit::flow::{jwt_claims, Khoa, CALLBACK};
 use khoa_testkit::receiver::{verify_with_jwks, Receiver};
@@ -232,7 +233,7 @@ async fn logout_by_hint_without_cookie(db: TestDatabase) {
     let code = khoa.code(&browser, "short", &[]).await;
     let hint = khoa.exchange(&code, ("short", &short)).await["id_token"].as_str().unwrap().to_string();
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    assert!(jwt_claims(&hint)["exp"].as_i64().unwrap() < khoa_server::now(), "the hint has expired");
+    assert!(jwt_claims(&hint)["exp"].as_i64().unwrap() < SystemClock.now(), "the hint has expired");
     let cookieless = Browser::new();
     let res = cookieless.post_form(&khoa.url("/oauth2/sessions/logout"), &[("id_token_hint", &hint)]).await;
     assert_eq!(res.status(), 200);

@@ -3,6 +3,7 @@
 
 use khoa_core::jose::SigningAlgorithm;
 use khoa_core::sealing::MasterKey;
+use khoa_server::clock::{Clock, SystemClock};
 use khoa_server::keys::ensure_initial_keys;
 use khoa_server::{AppState, RunningServer, Settings};
 use khoa_testkit::{
@@ -36,7 +37,7 @@ async fn in_process(db: &TestDatabase, tune: impl FnOnce(&mut Settings)) -> Runn
     let master = master_for(db);
     let mut settings = Settings::new("http://127.0.0.1", "127.0.0.1:0".parse().unwrap());
     tune(&mut settings);
-    ensure_initial_keys(store.as_ref(), &master, &settings.algorithms, khoa_server::now()).await.unwrap();
+    ensure_initial_keys(store.as_ref(), &master, &settings.algorithms, SystemClock.now()).await.unwrap();
     khoa_server::start(AppState::new(settings, store, master).await.unwrap()).await.unwrap()
 }
 
@@ -92,7 +93,7 @@ async fn rotated_key_activates_after_the_delay_and_the_old_one_retires(db: TestD
     .await;
     let base = format!("http://{}", server.local_addr);
     let ring = server.state.keys.clone();
-    let signer = || ring.snapshot().signing_key(SigningAlgorithm::RS256, khoa_server::now()).unwrap().kid().to_string();
+    let signer = || ring.snapshot().signing_key(SigningAlgorithm::RS256, SystemClock.now()).unwrap().kid().to_string();
     let old = signer();
 
     let out = run_cli_with(BIN, &db, &[("KHOA_KEY_PREPUBLICATION", "3s")], &["keys", "rotate", "--alg", "RS256"], None);
@@ -101,16 +102,16 @@ async fn rotated_key_activates_after_the_delay_and_the_old_one_retires(db: TestD
     let activates_at = rotated[0]["activates_at"].as_i64().unwrap();
 
     within(Duration::from_secs(2), "new key published", || async { jwks_kids(&base).await.contains(&new) }).await;
-    if khoa_server::now() < activates_at {
+    if SystemClock.now() < activates_at {
         assert_eq!(signer(), old, "the new key must not sign before the pre-publication delay");
     }
     within(Duration::from_secs(5), "new key signs after the delay", || async { signer() == new }).await;
-    assert!(khoa_server::now() >= activates_at);
+    assert!(SystemClock.now() >= activates_at);
     assert!(jwks_kids(&base).await.contains(&old), "the retired key must stay published");
     // Its tokens (2 s lifetime) have expired 2 s after it stopped signing.
     within(Duration::from_secs(5), "retired key unpublished", || async { !jwks_kids(&base).await.contains(&old) })
         .await;
-    assert!(khoa_server::now() >= activates_at + 2, "unpublished too early");
+    assert!(SystemClock.now() >= activates_at + 2, "unpublished too early");
     assert!(jwks_kids(&base).await.contains(&new));
     server.shutdown().await.unwrap();
 }

@@ -7,6 +7,7 @@
 //! labels, anonymous floods, the https issuer and store errors.
 
 use khoa_core::tconnect::PartnerKey;
+use khoa_server::clock::{Clock, SystemClock};
 use khoa_testkit::browser::{inputs, location, query, Browser};
 use khoa_testkit::flow::{Khoa, CALLBACK, PASSWORD};
 use khoa_testkit::receiver::Receiver;
@@ -468,17 +469,7 @@ async fn an_id_token_alone_logs_nobody_out(db: TestDatabase) {
 
 /// A scalar from the test database.
 async fn scalar(db: &TestDatabase, sql: &str) -> i64 {
-    use sqlx::Connection;
-    match db.backend {
-        Backend::Sqlite => {
-            let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-            sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
-        }
-        Backend::Postgres => {
-            let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
-            sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
-        }
-    }
+    db.scalar(sql).await
 }
 
 /// A rotated refresh token's sealed successor is cleared once the grace window ends.
@@ -497,7 +488,7 @@ async fn sealed_successors_do_not_outlive_the_grace_window(db: TestDatabase) {
     let sealed = "SELECT COUNT(*) FROM refresh_tokens WHERE successor_sealed IS NOT NULL";
     assert!(scalar(&khoa.db, sealed).await > 0, "kept during the window");
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let now = khoa_server::now();
+    let now = SystemClock.now();
     let stale = format!("{sealed} AND rotated_at < {}", now - 1);
     assert_eq!(scalar(&khoa.db, &stale).await, 0, "none older than the window");
     assert_eq!(scalar(&khoa.db, sealed).await, 0);
@@ -513,7 +504,7 @@ async fn tconnect_payloads_cannot_be_replayed(db: TestDatabase) {
         p.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         sealed(&key, &p)
     };
-    let now = khoa_server::now();
+    let now = SystemClock.now();
     let fresh = login(json!({"timestamp": now, "nonce": "nonce-0123456789-a"}));
     assert_eq!(tconnect_login(&khoa, &fresh).await.0, 200);
     let (status, body) = tconnect_login(&khoa, &fresh).await;
@@ -534,7 +525,7 @@ async fn tconnect_payloads_cannot_be_replayed(db: TestDatabase) {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (status, body) = tconnect_login(&khoa, &login(json!({}))).await;
     assert_eq!(status, 400, "{body}");
-    let fresh = login(json!({"timestamp": khoa_server::now(), "nonce": "nonce-0123456789-d"}));
+    let fresh = login(json!({"timestamp": SystemClock.now(), "nonce": "nonce-0123456789-d"}));
     assert_eq!(tconnect_login(&khoa, &fresh).await.0, 200);
 }
 
@@ -581,18 +572,7 @@ async fn a_corrupt_row_is_a_server_error(db: TestDatabase) {
     let khoa = Khoa::new(BIN, db);
     khoa.client("portal", &["--skip-consent"]);
     let update = "UPDATE clients SET redirect_uris = 'not json' WHERE client_id = 'portal'";
-    match khoa.db.backend {
-        Backend::Sqlite => {
-            use sqlx::Connection;
-            let mut c = sqlx::SqliteConnection::connect(&khoa.db.url).await.unwrap();
-            sqlx::query(update).execute(&mut c).await.unwrap();
-        }
-        Backend::Postgres => {
-            use sqlx::Connection;
-            let mut c = sqlx::PgConnection::connect(&khoa.db.url).await.unwrap();
-            sqlx::query(update).execute(&mut c).await.unwrap();
-        }
-    }
+    khoa.db.execute(update).await;
     let res = reqwest::get(authorize(&khoa, "portal", &[])).await.unwrap();
     assert_eq!(res.status(), 500);
     let body: Value = res.json().await.unwrap();

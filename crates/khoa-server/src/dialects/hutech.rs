@@ -66,14 +66,20 @@ fn bad_request(detail: &str) -> Failure {
 }
 
 /// The error envelope of seed 002.
-fn error_response(path: &str, e: HutechError, status: StatusCode, detail: Option<String>) -> Response {
+fn error_response(
+    state: &AppState,
+    path: &str,
+    e: HutechError,
+    status: StatusCode,
+    detail: Option<String>,
+) -> Response {
     let message = match detail {
         Some(d) => format!("[{}] {}: {d}", e.0, e.2),
         None => format!("[{}] {}", e.0, e.2),
     };
     let body = json!({
         "statusCode": status.as_u16(),
-        "timestamp": super::iso8601_millis(std::time::SystemTime::now()),
+        "timestamp": super::iso8601_millis(state.clock.now_millis()),
         "path": path,
         "errorMessage": format!("HTTP Exception: {} - {message}", status.as_u16()),
         "reasons": { "message": message, "options": { "code": e.1 } },
@@ -83,7 +89,7 @@ fn error_response(path: &str, e: HutechError, status: StatusCode, detail: Option
     res
 }
 
-fn respond(path: &str, result: Result<Exchanged, Failure>) -> Response {
+fn respond(state: &AppState, path: &str, result: Result<Exchanged, Failure>) -> Response {
     match result {
         Ok(x) => {
             // The same claim release as userinfo for the token's scope: a field the
@@ -109,9 +115,9 @@ fn respond(path: &str, result: Result<Exchanged, Failure>) -> Response {
             crate::grants::no_store(res.headers_mut());
             res
         }
-        Err(Failure::Dialect(e, status, detail)) => error_response(path, e, status, detail),
+        Err(Failure::Dialect(e, status, detail)) => error_response(state, path, e, status, detail),
         Err(Failure::Throttled(retry_after)) => {
-            let mut res = error_response(path, BAD_SECRET, StatusCode::TOO_MANY_REQUESTS, None);
+            let mut res = error_response(state, path, BAD_SECRET, StatusCode::TOO_MANY_REQUESTS, None);
             res.headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(retry_after.max(1)));
             res
@@ -141,7 +147,7 @@ pub(crate) fn read(headers: &HeaderMap, body: &[u8], fields: &[&str]) -> Result<
 }
 
 pub(crate) async fn mobile(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    respond(MOBILE_PATH, mobile_exchange(&state, &headers, &body).await)
+    respond(&state, MOBILE_PATH, mobile_exchange(&state, &headers, &body).await)
 }
 
 async fn mobile_exchange(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Exchanged, Failure> {
@@ -182,7 +188,7 @@ async fn mobile_exchange(state: &AppState, headers: &HeaderMap, body: &[u8]) -> 
 }
 
 pub(crate) async fn web(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    respond(WEB_PATH, web_exchange(&state, &headers, &body).await)
+    respond(&state, WEB_PATH, web_exchange(&state, &headers, &body).await)
 }
 
 async fn web_exchange(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Exchanged, Failure> {

@@ -30,7 +30,7 @@ use khoa_core::jose::{jwt, SigningAlgorithm};
 use khoa_core::scope::ScopeSet;
 use khoa_core::tconnect::PartnerKey;
 use khoa_core::token_error::TokenEndpointError;
-use khoa_store::{AccessTokenRecord, Partner};
+use khoa_store::{AccessTokenRecord, NewAccessToken, Partner};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -165,7 +165,7 @@ fn refresh_jwt(
     handle: &str,
     now: i64,
 ) -> Result<(String, i64), Response> {
-    let lifetime = client.lifetimes.refresh_token.unwrap_or(state.settings.lifetimes.refresh_token);
+    let lifetime = issue::refresh_token_lifetime(state, client);
     let keys = state.keys.snapshot();
     let key = keys
         .signing_key(SigningAlgorithm::RS256, now)
@@ -215,7 +215,7 @@ pub(crate) async fn login(State(state): State<AppState>, headers: HeaderMap, bod
         Ok(client) => client,
         Err(e) => return e.into_response(),
     };
-    if let Err(r) = check_freshness(&state, &partner, &p, crate::now()).await {
+    if let Err(r) = check_freshness(&state, &partner, &p, state.now()).await {
         return r;
     }
     let origin = khoa_core::throttle::LoginOrigin::Partner { code: &partner.code };
@@ -240,7 +240,7 @@ pub(crate) async fn login(State(state): State<AppState>, headers: HeaderMap, bod
 
 /// The first access and refresh token of a new family for a partner login.
 async fn issue_family(state: &AppState, client: &Client, user: &khoa_core::user::User) -> Result<Response, Response> {
-    let now = crate::now();
+    let now = state.now();
     let scope: ScopeSet = client.scopes.iter().cloned().collect();
     let family = format!("partner:{}", khoa_core::random::random_token::<16>());
     let amr = vec!["pwd".to_string()];
@@ -258,14 +258,12 @@ async fn issue_family(state: &AppState, client: &Client, user: &khoa_core::user:
     let lifetime = issue::access_token_lifetime(state, client);
     let minted = issue::new_access_token_id(state);
     let record = AccessTokenRecord {
-        jti: minted.jti.clone(),
+        token: NewAccessToken { jti: minted.jti.clone(), issued_at: now, expires_at: now + lifetime },
         grant_id: family.clone(),
         client_id: client.client_id.clone(),
         user_id: Some(user.id),
         sid: None,
         scope: scope.to_string(),
-        issued_at: now,
-        expires_at: now + lifetime,
         revoked_at: None,
     };
     state
@@ -310,7 +308,7 @@ pub(crate) async fn refresh(State(state): State<AppState>, headers: HeaderMap, b
     let Some(handle) = rotated.refresh_token else {
         return crate::error::ApiError::Internal("rotation without a successor".into()).into_response();
     };
-    match refresh_jwt(&state, &client, &claims.sub, &handle, crate::now()) {
+    match refresh_jwt(&state, &client, &claims.sub, &handle, state.now()) {
         Ok(refresh) => tokens(rotated.access_token, rotated.expires_in, refresh),
         Err(r) => r,
     }

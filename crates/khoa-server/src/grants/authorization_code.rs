@@ -9,7 +9,7 @@ use khoa_core::code::CodeError;
 use khoa_core::scope::ScopeSet;
 use khoa_core::session::handle_hash;
 use khoa_core::token_error::TokenEndpointError;
-use khoa_store::{NewAccessToken, Redemption, RefreshFor};
+use khoa_store::{CodeCheck, NewAccessToken, Redemption, RefreshFor};
 
 pub fn invalid_grant(e: CodeError) -> TokenError {
     TokenEndpointError::InvalidGrant(match e {
@@ -107,7 +107,7 @@ pub async fn handle(state: &AppState, client: &Client, form: &Form) -> Result<To
 }
 
 pub async fn exchange(state: &AppState, client: &Client, x: CodeExchange<'_>) -> Result<Exchanged, ExchangeError> {
-    let now = crate::now();
+    let now = state.now();
     let code_hash = handle_hash(x.code);
     let lifetime = issue::access_token_lifetime(state, client);
     let minted = issue::new_access_token_id(state);
@@ -141,8 +141,25 @@ pub async fn exchange(state: &AppState, client: &Client, x: CodeExchange<'_>) ->
             })
         })
     };
-    let code = match state.store.redeem_code(&code_hash, &client.client_id, now, &token, refresh_for).await? {
+    // RFC 6749 §4.1.3, RFC 7636 §4.6: checked on the code as the store consumes it, so a
+    // failed check spends the code and records no token.
+    let check: CodeCheck = {
+        let redirect_uri = match x.redirect_uri {
+            RedirectUri::Given(uri) => Some(uri.map(str::to_owned)),
+            RedirectUri::NotCarried => None,
+        };
+        let verifier = x.code_verifier.map(str::to_owned);
+        Box::new(move |code: &khoa_core::code::AuthorizationCode| {
+            let presented = match &redirect_uri {
+                Some(given) => given.as_deref(),
+                None => Some(code.redirect_uri.as_str()),
+            };
+            code.check_redemption(presented, verifier.as_deref(), now)
+        })
+    };
+    let code = match state.store.redeem_code(&code_hash, &client.client_id, now, check, &token, refresh_for).await? {
         Redemption::Redeemed(code) => *code,
+        Redemption::Refused(e) => return Err(ExchangeError::Code(e)),
         Redemption::Replayed { revoked } => {
             tracing::warn!(client_id = %client.client_id, revoked, "authorization code replayed; tokens issued from it revoked");
             return Err(ExchangeError::Code(CodeError::Replayed));
@@ -153,15 +170,6 @@ pub async fn exchange(state: &AppState, client: &Client, x: CodeExchange<'_>) ->
         Redemption::Unknown => return Err(ExchangeError::Code(CodeError::Unknown)),
     };
     let scope = ScopeSet::parse(&code.scope).unwrap_or_default();
-    let presented_redirect = match x.redirect_uri {
-        RedirectUri::Given(uri) => uri,
-        RedirectUri::NotCarried => Some(code.redirect_uri.as_str()),
-    };
-    if let Err(e) = code.check_redemption(presented_redirect, x.code_verifier, now) {
-        // The code is spent; the tokens recorded with it are never handed out.
-        state.store.revoke_family(&code.code_hash, now).await?;
-        return Err(ExchangeError::Code(e));
-    }
     let Some(user) = state.users.get(state.store.as_ref(), code.user_id).await? else {
         state.store.revoke_family(&code.code_hash, now).await?;
         return Err(ExchangeError::UserGone);

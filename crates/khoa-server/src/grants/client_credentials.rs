@@ -8,7 +8,7 @@ use crate::state::AppState;
 use khoa_core::client::Client;
 use khoa_core::scope::{ScopeSet, STANDARD_SCOPES};
 use khoa_core::token_error::TokenEndpointError;
-use khoa_store::AccessTokenRecord;
+use khoa_store::{AccessTokenRecord, NewAccessToken};
 
 pub async fn handle(state: &AppState, client: &Client, form: &Form) -> Result<TokenResponse, TokenError> {
     if client.is_public() {
@@ -28,20 +28,18 @@ pub async fn handle(state: &AppState, client: &Client, form: &Form) -> Result<To
             requested
         }
     };
-    let now = crate::now();
+    let now = state.now();
     let lifetime = issue::access_token_lifetime(state, client);
     let minted = issue::new_access_token_id(state);
     state
         .store
         .insert_access_token(&AccessTokenRecord {
-            jti: minted.jti.clone(),
+            token: NewAccessToken { jti: minted.jti.clone(), issued_at: now, expires_at: now + lifetime },
             grant_id: format!("client_credentials:{}", minted.jti),
             client_id: client.client_id.clone(),
             user_id: None,
             sid: None,
             scope: scope.to_string(),
-            issued_at: now,
-            expires_at: now + lifetime,
             revoked_at: None,
         })
         .await?;

@@ -29,7 +29,7 @@ pub async fn rotate(
     presented: &str,
     requested_scope: Option<&str>,
 ) -> Result<TokenResponse, TokenError> {
-    let now = crate::now();
+    let now = state.now();
     let presented_hash = handle_hash(presented);
     let requested = requested_scope
         .map(ScopeSet::parse)
@@ -41,21 +41,17 @@ pub async fn rotate(
         let (client_id, lifetime) = (client.client_id.clone(), issue::refresh_token_lifetime(state, client));
         issue::RefreshHandle::new(state)?.successor(move |handle, current| {
             // RFC 6749 §6: the scope may be narrowed, never widened.
-            let granted = ScopeSet::parse(&current.scope).unwrap_or_default();
-            let scope = match &requested {
-                None => granted,
-                Some(requested) if requested.is_subset(&granted) => requested.clone(),
-                Some(_) => return None,
-            };
+            let granted = ScopeSet::parse(&current.token.scope).unwrap_or_default();
+            let scope = khoa_core::refresh::narrow(granted, requested.as_ref())?;
             let template = RefreshTemplate {
-                family_id: &current.family_id,
+                family_id: &current.token.family_id,
                 client_id: &client_id,
                 lifetime,
-                user_id: current.user_id,
-                sid: current.sid.as_deref(),
+                user_id: current.token.user_id,
+                sid: current.token.sid.as_deref(),
                 scope: &scope,
-                auth_time: current.auth_time,
-                amr: &current.amr,
+                auth_time: current.token.auth_time,
+                amr: &current.token.amr,
             };
             Some(handle.row(template, now))
         })
@@ -74,8 +70,8 @@ pub async fn rotate(
             (presented, successor_handle, ScopeSet::parse(&successor.scope).unwrap_or_default())
         }
         Rotation::Grace { presented, successor, sealed } => {
-            let handle = issue::unseal_refresh_handle(state, &successor.token_hash, &sealed)?;
-            (presented, handle, ScopeSet::parse(&successor.scope).unwrap_or_default())
+            let handle = issue::unseal_refresh_handle(state, &successor.token.token_hash, &sealed)?;
+            (presented, handle, ScopeSet::parse(&successor.token.scope).unwrap_or_default())
         }
         Rotation::Refused => {
             return Err(TokenEndpointError::InvalidScope("the requested scope exceeds the granted scope").into())
@@ -90,19 +86,19 @@ pub async fn rotate(
         Rotation::OtherClient => return Err(invalid_grant("the refresh token was issued to another client")),
         Rotation::Unknown => return Err(invalid_grant("the refresh token is invalid")),
     };
-    let Some(user) = state.users.get(state.store.as_ref(), current.user_id).await? else {
-        state.store.revoke_family(&current.family_id, now).await?;
+    let Some(user) = state.users.get(state.store.as_ref(), current.token.user_id).await? else {
+        state.store.revoke_family(&current.token.family_id, now).await?;
         return Err(invalid_grant("the user no longer exists"));
     };
     let subject = Subject {
         sub: user.subject(),
         scope: &handed_scope,
-        auth_time: Some(current.auth_time),
-        sid: current.sid.as_deref(),
+        auth_time: Some(current.token.auth_time),
+        sid: current.token.sid.as_deref(),
     };
     let access_token = issue::access_token(state, client, &subject, &minted, now).await?;
     // OIDC Core §12.2: a new ID token with the same iss, sub, aud, azp, auth_time; no nonce.
-    let id_token = issue::id_token(state, client, &subject, None, &current.amr, &access_token, now).await?;
+    let id_token = issue::id_token(state, client, &subject, None, &current.token.amr, &access_token, now).await?;
     state.metrics.tokens_issued.inc();
     Ok(TokenResponse {
         access_token,

@@ -51,7 +51,7 @@ async fn authorize(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, St
     };
     let Some(client) = client else { return Err(ApiError::Internal("validated without client".into())) };
     let flow = Flow::new(client, request, headers);
-    let session = current_session(state, headers, crate::now()).await?;
+    let session = current_session(state, headers, state.now()).await?;
     flow::proceed(state, &flow, session, None, false).await
 }
 
@@ -85,7 +85,7 @@ pub(crate) async fn resume_after_login(
         Ok(found) => found,
         Err(page) => return Ok(page),
     };
-    let session = current_session(&state, &headers, crate::now()).await?;
+    let session = current_session(&state, &headers, state.now()).await?;
     // The login of this interaction is the session of this browser.
     let logged_in_now = matches!((&session, &interaction.sid), (Some(s), Some(sid)) if &s.sid == sid);
     flow::proceed(&state, &flow, session, Some((&q.interaction, &interaction)), logged_in_now).await

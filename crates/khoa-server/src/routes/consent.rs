@@ -28,7 +28,7 @@ pub(crate) async fn post(State(state): State<AppState>, headers: HeaderMap, body
         return Ok(expired());
     }
     // The consent belongs to the session that was asked.
-    let session = current_session(&state, &headers, crate::now()).await?;
+    let session = current_session(&state, &headers, state.now()).await?;
     let Some(session) = session.filter(|s| interaction.sid.as_deref() == Some(s.sid.as_str())) else {
         return Ok(expired());
     };
@@ -46,7 +46,7 @@ pub(crate) async fn post(State(state): State<AppState>, headers: HeaderMap, body
             let scope = format!("{before} {}", flow.request.scope);
             let scope =
                 khoa_core::scope::ScopeSet::parse(&scope).unwrap_or_else(|_| flow.request.scope.clone()).to_string();
-            state.store.grant_consent(user.id, &flow.client.client_id, &scope, crate::now()).await?;
+            state.store.grant_consent(user.id, &flow.client.client_id, &scope, state.now()).await?;
             flow::issue_code(&state, &flow, &session, &user).await
         }
         _ => Ok(flow.error_redirect(&state, AuthorizeErrorCode::AccessDenied, "the user denied the request")),

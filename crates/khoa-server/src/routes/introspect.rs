@@ -27,7 +27,7 @@ pub(crate) async fn post(
     let Some(token) = field(&form, "token") else {
         return Err(TokenEndpointError::InvalidRequest("token is required").into());
     };
-    let now = crate::now();
+    let now = state.now();
     let issuer = &state.settings.issuer;
     let username = |user_id: Option<i64>| {
         let state = state.clone();
@@ -55,10 +55,10 @@ pub(crate) async fn post(
         }
         Some(Found::Refresh(r)) => {
             let mut v = json!({
-                "active": true, "scope": r.scope, "client_id": r.client_id, "token_type": "refresh_token",
-                "exp": r.expires_at, "iat": r.issued_at, "sub": r.user_id.to_string(), "aud": r.client_id, "iss": issuer,
+                "active": true, "scope": r.token.scope, "client_id": r.token.client_id, "token_type": "refresh_token",
+                "exp": r.token.expires_at, "iat": r.token.issued_at, "sub": r.token.user_id.to_string(), "aud": r.token.client_id, "iss": issuer,
             });
-            if let Some(name) = username(Some(r.user_id)).await? {
+            if let Some(name) = username(Some(r.token.user_id)).await? {
                 v["username"] = name.into();
             }
             v

@@ -38,7 +38,7 @@ pub(crate) async fn post(
         ));
     }
     let t = flow.locale.texts();
-    let now = crate::now();
+    let now = state.now();
     let username = field("username");
     let device = known_device(&state, crate::cookies::get(&headers, DEVICE_COOKIE).as_deref(), username, now);
     let address = crate::http::client_address(&state.settings, peer.ip(), &headers);

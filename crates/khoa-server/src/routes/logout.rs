@@ -111,7 +111,7 @@ async fn start(state: &AppState, headers: &HeaderMap, r: LogoutRequest) -> Resul
             locale.texts().logout_invalid,
         ));
     };
-    let now = crate::now();
+    let now = state.now();
     let session = current_session(state, headers, now).await?;
     let Some(hint) = checked.hint else {
         return Ok(confirmation_page(state, headers, locale, &r));
@@ -193,7 +193,7 @@ pub(crate) async fn confirm(
         ));
     };
     let mut frames = vec![];
-    if let Some(session) = current_session(&state, &headers, crate::now()).await? {
+    if let Some(session) = current_session(&state, &headers, state.now()).await? {
         frames = crate::logout::end_session(&state, &session).await?;
     }
     Ok(logged_out(&state, locale, frames, checked.redirect))

@@ -43,7 +43,7 @@ async fn revoke(
             TokenEndpointError::UnsupportedTokenType("only access_token and refresh_token can be revoked").into()
         );
     }
-    let now = crate::now();
+    let now = state.now();
     match find(state, token, hint).await? {
         // §2.1: a token of another client is refused, and stays valid.
         Some(found) if found.client_id() != client.client_id => {
@@ -55,7 +55,7 @@ async fn revoke(
         // Revoking a refresh token revokes its family: every refresh token and every
         // access token minted from it.
         Some(Found::Refresh(r)) => {
-            state.store.revoke_family(&r.family_id, now).await?;
+            state.store.revoke_family(&r.token.family_id, now).await?;
         }
         // §2.2: unknown (or already invalid) tokens also get 200.
         None => {}

@@ -118,7 +118,7 @@ async fn answer(
             return Err(BearerError::InvalidRequest("the request's Origin is not allowed for this token's client"));
         }
     }
-    let now = crate::now();
+    let now = state.now();
     if now >= claims.exp {
         return Err(BearerError::InvalidToken("the access token has expired"));
     }

@@ -2,6 +2,7 @@ use super::{print_json, print_table, read_stdin_secret};
 use crate::cli::{ClientCommand, ClientCreate, ClientOptions};
 use anyhow::{bail, Context};
 use khoa_core::client::{ClientRegistration, SecretChoice};
+use khoa_server::clock::{Clock, SystemClock};
 use khoa_store::{Store, StoreError};
 use std::sync::Arc;
 
@@ -104,7 +105,7 @@ pub async fn run(command: ClientCommand, store: &Arc<dyn Store>) -> anyhow::Resu
                 SecretChoice::Given(s) => Some(s.clone()),
                 _ => None,
             };
-            let registered = reg.register(khoa_server::now())?;
+            let registered = reg.register(SystemClock.now())?;
             match store.insert_client(&registered.client).await {
                 Err(StoreError::Conflict(_)) => {
                     bail!("a client with id {:?} already exists", registered.client.client_id)
@@ -150,7 +151,7 @@ pub async fn run(command: ClientCommand, store: &Arc<dyn Store>) -> anyhow::Resu
             let Some(existing) = store.client(&args.id).await? else { bail!("no client with id {:?}", args.id) };
             let mut reg = ClientRegistration::from_client(&existing);
             apply_options(&mut reg, args.options)?;
-            let updated = reg.register_update(&existing, khoa_server::now())?;
+            let updated = reg.register_update(&existing, SystemClock.now())?;
             if !store.update_client(&updated).await? {
                 bail!("no client with id {:?}", existing.client_id);
             }
@@ -158,7 +159,7 @@ pub async fn run(command: ClientCommand, store: &Arc<dyn Store>) -> anyhow::Resu
         }
         ClientCommand::RotateSecret { id, keep_old_for } => {
             let Some(existing) = store.client(&id).await? else { bail!("no client with id {id:?}") };
-            let now = khoa_server::now();
+            let now = SystemClock.now();
             let keep_until = keep_old_for.map(|d| now + d.as_secs() as i64);
             let (rotated, secret) = ClientRegistration::rotate_secret(&existing, keep_until, now)?;
             if !store.update_client(&rotated).await? {

@@ -11,7 +11,7 @@ pub async fn run(command: DeliveriesCommand, store: &Arc<dyn Store>) -> anyhow::
             .iter()
             .map(|d| {
                 serde_json::json!({
-                    "id": d.id, "client_id": d.client_id, "uri": d.uri, "sid": d.sid, "sub": d.sub,
+                    "id": d.notice.id, "client_id": d.notice.client_id, "uri": d.notice.uri, "sid": d.notice.sid, "sub": d.notice.sub,
                     "status": d.status, "attempts": d.attempts, "created_at": d.created_at,
                     "next_attempt_at": d.next_attempt_at, "delivered_at": d.delivered_at,
                     "last_status": d.last_status, "last_error": d.last_error,
@@ -27,7 +27,7 @@ pub async fn run(command: DeliveriesCommand, store: &Arc<dyn Store>) -> anyhow::
             .map(|d| {
                 vec![
                     format_time(d.created_at),
-                    d.client_id.clone(),
+                    d.notice.client_id.clone(),
                     d.status.clone(),
                     d.attempts.to_string(),
                     if d.status == "pending" { format_time(d.next_attempt_at) } else { "-".into() },

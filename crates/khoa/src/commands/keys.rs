@@ -2,13 +2,14 @@ use super::{format_time, print_json, print_table};
 use crate::cli::KeysCommand;
 use crate::config::Config;
 use crate::secret::master_key;
+use khoa_server::clock::{Clock, SystemClock};
 use khoa_server::keys::{ensure_initial_keys, load_snapshot, rotate};
 use khoa_store::Store;
 use std::sync::Arc;
 
 pub async fn run(command: KeysCommand, config: &Config, store: Arc<dyn Store>) -> anyhow::Result<()> {
     let master = master_key(config)?;
-    let now = khoa_server::now();
+    let now = SystemClock.now();
     match command {
         KeysCommand::List(args) => {
             let snapshot = load_snapshot(store.as_ref(), &master, &config.settings, now).await?;

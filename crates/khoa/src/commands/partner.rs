@@ -4,6 +4,7 @@ use crate::config::Config;
 use crate::secret::master_key;
 use anyhow::{bail, Context};
 use khoa_core::tconnect::PartnerKey;
+use khoa_server::clock::{Clock, SystemClock};
 use khoa_store::{Partner, Store, StoreError};
 use std::sync::Arc;
 
@@ -34,7 +35,7 @@ pub async fn run(command: PartnerCommand, config: &Config, store: &Arc<dyn Store
                 client_id,
                 key_sealed: sealed,
                 require_nonce,
-                created_at: khoa_server::now(),
+                created_at: SystemClock.now(),
             };
             match store.insert_partner(&partner).await {
                 Err(StoreError::Conflict(_)) => bail!("a partner with code {code:?} already exists"),

@@ -1,6 +1,7 @@
 use crate::config::Config;
 use crate::secret::master_key;
 use anyhow::Context;
+use khoa_server::clock::{Clock, SystemClock};
 use khoa_server::keys::ensure_initial_keys;
 use khoa_server::AppState;
 use std::io::Write;
@@ -10,7 +11,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let master = master_key(&config)?;
     let store = super::open_store(&config).await?;
-    let created = ensure_initial_keys(store.as_ref(), &master, &config.settings.algorithms, khoa_server::now())
+    let created = ensure_initial_keys(store.as_ref(), &master, &config.settings.algorithms, SystemClock.now())
         .await
         .context("cannot create the first signing keys")?;
     for k in &created {

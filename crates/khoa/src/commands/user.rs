@@ -3,6 +3,7 @@ use crate::cli::{UserCommand, UserCreate};
 use anyhow::bail;
 use khoa_core::password::{hash_password, validate_new_password, PasswordParams};
 use khoa_core::user::UserRegistration;
+use khoa_server::clock::{Clock, SystemClock};
 use khoa_server::Settings;
 use khoa_store::{Store, StoreError, UserChange};
 use std::sync::Arc;
@@ -20,7 +21,7 @@ async fn end_sessions(
     username: &str,
     change: UserChange,
 ) -> anyhow::Result<khoa_store::EndedSessions> {
-    let now = khoa_server::now();
+    let now = SystemClock.now();
     let keep_until = khoa_server::logout::keep_deliveries_until(settings, now);
     match store.end_user_sessions(username, change, now, keep_until).await? {
         Some(ended) => Ok(ended),
@@ -58,7 +59,7 @@ pub async fn run(command: UserCommand, settings: &Settings, store: &Arc<dyn Stor
                 phone_number_verified: phone_verified,
                 picture,
             };
-            let now = khoa_server::now();
+            let now = SystemClock.now();
             let new_user = blocking(move || reg.validate(PasswordParams::default(), now)).await??;
             match store.insert_user(&new_user).await {
                 Ok(user) => print_json(&user),

@@ -1,0 +1,232 @@
+//! Registered clients (relying parties).
+
+use crate::db::{args, change, json, placeholders, to_json, Conn, FromRow, Row, Value};
+use crate::engine::{Engine, SqlStore};
+use crate::StoreError;
+use async_trait::async_trait;
+use khoa_core::client::{Client, ClientLifetimes, ClientType, GrantType};
+
+#[async_trait]
+pub trait ClientStore: Send + Sync + 'static {
+    /// `Conflict` when the client_id exists.
+    async fn insert_client(&self, client: &Client) -> Result<(), StoreError>;
+    /// Replaces every field of the client with this client_id; `false` when there is
+    /// none. Running servers see the change within a watch interval (the change epoch).
+    async fn update_client(&self, client: &Client) -> Result<bool, StoreError>;
+    async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError>;
+    async fn clients(&self) -> Result<Vec<Client>, StoreError>;
+    /// `true` when a client was deleted.
+    async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError>;
+    /// The longest access or ID token lifetime any client overrides to (seconds).
+    async fn longest_client_token_lifetime(&self) -> Result<Option<i64>, StoreError>;
+}
+
+const COLUMNS: &str = "client_id, client_secret_hash, is_public, redirect_uris, \
+    post_logout_redirect_uris, frontchannel_logout_uri, backchannel_logout_uri, grant_types, scopes, \
+    skip_consent, client_name, logo_uri, client_uri, policy_uri, tos_uri, owner, contacts, metadata, \
+    id_token_signed_response_alg, authorization_code_lifetime, access_token_lifetime, id_token_lifetime, \
+    refresh_token_lifetime, created_at, updated_at, always_issue_refresh_token, resource_server, allowed_origins, \
+    previous_secret_hash, previous_secret_expires_at";
+
+/// A client's columns as text, in [`COLUMNS`] order (JSON for the lists).
+struct Columns {
+    redirect_uris: String,
+    post_logout_redirect_uris: String,
+    grant_types: String,
+    scopes: String,
+    contacts: String,
+    metadata: String,
+    allowed_origins: String,
+}
+
+impl Columns {
+    fn of(c: &Client) -> Self {
+        let grant_types: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
+        Columns {
+            redirect_uris: to_json(&c.redirect_uris),
+            post_logout_redirect_uris: to_json(&c.post_logout_redirect_uris),
+            grant_types: to_json(&grant_types),
+            scopes: to_json(&c.scopes),
+            contacts: to_json(&c.contacts),
+            metadata: to_json(&c.metadata),
+            allowed_origins: to_json(&c.allowed_origins),
+        }
+    }
+}
+
+/// Runs `sql` with every column of `c` bound in [`COLUMNS`] order.
+async fn write_client(db: &mut impl Conn, sql: &str, c: &Client) -> Result<u64, StoreError> {
+    let j = Columns::of(c);
+    let alg = c.id_token_signed_response_alg.as_str();
+    let l = &c.lifetimes;
+    let is_public = c.is_public();
+    let args: &[Value<'_>] = args![
+        c.client_id,
+        c.client_secret_hash,
+        is_public,
+        j.redirect_uris,
+        j.post_logout_redirect_uris,
+        c.frontchannel_logout_uri,
+        c.backchannel_logout_uri,
+        j.grant_types,
+        j.scopes,
+        c.skip_consent,
+        c.client_name,
+        c.logo_uri,
+        c.client_uri,
+        c.policy_uri,
+        c.tos_uri,
+        c.owner,
+        j.contacts,
+        j.metadata,
+        alg,
+        l.authorization_code,
+        l.access_token,
+        l.id_token,
+        l.refresh_token,
+        c.created_at,
+        c.updated_at,
+        c.always_issue_refresh_token,
+        c.resource_server,
+        j.allowed_origins,
+        c.previous_secret_hash,
+        c.previous_secret_expires_at,
+    ];
+    change(db, sql, args).await
+}
+
+impl FromRow for Client {
+    fn from_row(r: &mut Row) -> Result<Self, StoreError> {
+        let client_id = r.take()?;
+        let client_secret_hash = r.take()?;
+        let is_public: bool = r.take()?;
+        let redirect_uris = json("redirect_uris", &r.take::<String>()?)?;
+        let post_logout_redirect_uris = json("post_logout_redirect_uris", &r.take::<String>()?)?;
+        let frontchannel_logout_uri = r.take()?;
+        let backchannel_logout_uri = r.take()?;
+        let grant_types: Vec<String> = json("grant_types", &r.take::<String>()?)?;
+        let scopes = json("scopes", &r.take::<String>()?)?;
+        let skip_consent = r.take()?;
+        let client_name = r.take()?;
+        let logo_uri = r.take()?;
+        let client_uri = r.take()?;
+        let policy_uri = r.take()?;
+        let tos_uri = r.take()?;
+        let owner = r.take()?;
+        let contacts = json("contacts", &r.take::<String>()?)?;
+        let metadata = json("metadata", &r.take::<String>()?)?;
+        let alg: String = r.take()?;
+        let lifetimes = ClientLifetimes {
+            authorization_code: r.take()?,
+            access_token: r.take()?,
+            id_token: r.take()?,
+            refresh_token: r.take()?,
+        };
+        Ok(Client {
+            client_id,
+            client_secret_hash,
+            client_type: if is_public { ClientType::Public } else { ClientType::Confidential },
+            redirect_uris,
+            post_logout_redirect_uris,
+            frontchannel_logout_uri,
+            backchannel_logout_uri,
+            grant_types: grant_types
+                .iter()
+                .map(|g| g.parse::<GrantType>().map_err(|e| StoreError::Corrupt(e.to_string())))
+                .collect::<Result<_, _>>()?,
+            scopes,
+            skip_consent,
+            client_name,
+            logo_uri,
+            client_uri,
+            policy_uri,
+            tos_uri,
+            owner,
+            contacts,
+            metadata,
+            id_token_signed_response_alg: alg
+                .parse()
+                .map_err(|e: khoa_core::jose::KeyError| StoreError::Corrupt(e.to_string()))?,
+            lifetimes,
+            created_at: r.take()?,
+            updated_at: r.take()?,
+            always_issue_refresh_token: r.take()?,
+            resource_server: r.take()?,
+            allowed_origins: json("allowed_origins", &r.take::<String>()?)?,
+            previous_secret_hash: r.take()?,
+            previous_secret_expires_at: r.take()?,
+        })
+    }
+}
+
+#[async_trait]
+impl<E: Engine> ClientStore for SqlStore<E> {
+    async fn insert_client(&self, c: &Client) -> Result<(), StoreError> {
+        let c = c.clone();
+        self.write(move |db| {
+            Box::pin(async move {
+                let sql = format!("INSERT INTO clients ({COLUMNS}) VALUES ({})", placeholders(COLUMNS));
+                write_client(db, &sql, &c).await.map_err(StoreError::conflict_as("client"))?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn update_client(&self, c: &Client) -> Result<bool, StoreError> {
+        let c = c.clone();
+        self.write(move |db| {
+            Box::pin(async move {
+                // Every column is replaced; $1 (client_id) stays the key.
+                let set: Vec<String> = COLUMNS
+                    .split(',')
+                    .map(str::trim)
+                    .enumerate()
+                    .skip(1)
+                    .map(|(i, column)| format!("{column} = ${}", i + 1))
+                    .collect();
+                let sql = format!("UPDATE clients SET {} WHERE client_id = $1", set.join(", "));
+                Ok(write_client(db, &sql, &c).await? > 0)
+            })
+        })
+        .await
+    }
+
+    async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        let id = client_id.to_owned();
+        self.read(move |db| {
+            Box::pin(async move {
+                db.fetch_optional(&format!("SELECT {COLUMNS} FROM clients WHERE client_id = $1"), args![id]).await
+            })
+        })
+        .await
+    }
+
+    async fn clients(&self) -> Result<Vec<Client>, StoreError> {
+        self.read(|db| {
+            Box::pin(
+                async move { db.fetch_all(&format!("SELECT {COLUMNS} FROM clients ORDER BY client_id"), &[]).await },
+            )
+        })
+        .await
+    }
+
+    async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
+        let id = client_id.to_owned();
+        self.write(move |db| {
+            Box::pin(async move { Ok(change(db, "DELETE FROM clients WHERE client_id = $1", args![id]).await? > 0) })
+        })
+        .await
+    }
+
+    async fn longest_client_token_lifetime(&self) -> Result<Option<i64>, StoreError> {
+        self.read(|db| {
+            Box::pin(async move {
+                let (a, i): (Option<i64>, Option<i64>) =
+                    db.fetch_one("SELECT MAX(access_token_lifetime), MAX(id_token_lifetime) FROM clients", &[]).await?;
+                Ok(a.max(i))
+            })
+        })
+        .await
+    }
+}
