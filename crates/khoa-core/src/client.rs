@@ -13,12 +13,72 @@ use std::str::FromStr;
 
 pub const MAX_CLIENT_ID_LEN: usize = 128;
 
-/// RFC 6749 §2.1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// RFC 6749 §2.1, with how a confidential client presents its secret at the token
+/// endpoint: a public client has no secret and authenticates with `none`, so a public
+/// client with a secret method cannot be written down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientType {
-    Confidential,
+    Confidential(SecretMethod),
     Public,
+}
+
+/// RFC 7591 §2 `token_endpoint_auth_method` of a confidential client (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SecretMethod {
+    /// `Authorization: Basic` (the RFC 7591 default).
+    #[default]
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the request body.
+    ClientSecretPost,
+}
+
+impl SecretMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+        }
+    }
+}
+
+impl std::str::FromStr for SecretMethod {
+    type Err = RegistrationError;
+
+    fn from_str(s: &str) -> Result<Self, RegistrationError> {
+        match s {
+            "client_secret_basic" => Ok(Self::ClientSecretBasic),
+            "client_secret_post" => Ok(Self::ClientSecretPost),
+            _ => Err(RegistrationError::SecretMethod(s.to_string())),
+        }
+    }
+}
+
+impl ClientType {
+    /// The RFC 7591 `token_endpoint_auth_method`.
+    pub fn token_endpoint_auth_method(self) -> &'static str {
+        match self {
+            Self::Confidential(method) => method.as_str(),
+            Self::Public => "none",
+        }
+    }
+
+    /// From the stored type and method; `None` when they contradict each other.
+    pub fn from_parts(is_public: bool, token_endpoint_auth_method: &str) -> Option<Self> {
+        match (is_public, token_endpoint_auth_method) {
+            (true, "none") => Some(Self::Public),
+            (false, method) => method.parse().ok().map(Self::Confidential),
+            _ => None,
+        }
+    }
+}
+
+impl Serialize for ClientType {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(match self {
+            Self::Confidential(_) => "confidential",
+            Self::Public => "public",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -188,6 +248,11 @@ impl Client {
         self.client_type == ClientType::Public
     }
 
+    /// How this client must authenticate at the token endpoint (RFC 7591 §2).
+    pub fn token_endpoint_auth_method(&self) -> &'static str {
+        self.client_type.token_endpoint_auth_method()
+    }
+
     /// The origins a browser app of this client may call the token, userinfo and
     /// revocation endpoints from: those of its http(s) redirect URIs, and the
     /// `allowed_origins` registered beyond them.
@@ -236,6 +301,8 @@ pub enum SecretChoice {
 pub struct ClientRegistration {
     pub client_id: String,
     pub secret: SecretChoice,
+    /// How a confidential client presents its secret; `None`: client_secret_basic.
+    pub secret_method: Option<SecretMethod>,
     pub redirect_uris: Vec<String>,
     /// Browser origins beyond those of the redirect URIs (`validate_origin`).
     pub allowed_origins: Vec<String>,
@@ -268,6 +335,7 @@ impl ClientRegistration {
         Self {
             client_id: client_id.into(),
             secret: SecretChoice::Generate,
+            secret_method: None,
             redirect_uris: vec![],
             allowed_origins: vec![],
             post_logout_redirect_uris: vec![],
@@ -328,6 +396,10 @@ pub enum RegistrationError {
     Text(&'static str),
     #[error("a public client has no secret to rotate")]
     PublicSecret,
+    #[error("token_endpoint_auth_method must be client_secret_basic or client_secret_post, not {0:?} (a public client uses none)")]
+    SecretMethod(String),
+    #[error("a public client authenticates with none: it has no secret to present")]
+    PublicSecretMethod,
     #[error("always issuing refresh tokens needs the refresh_token grant")]
     AlwaysRefreshWithoutGrant,
 }
@@ -364,7 +436,7 @@ impl ClientRegistration {
     /// client meets every rule a new one does.
     pub fn from_client(client: &Client) -> Self {
         let secret = match (&client.client_secret_hash, client.client_type) {
-            (Some(hash), ClientType::Confidential) => SecretChoice::Keep {
+            (Some(hash), ClientType::Confidential(_)) => SecretChoice::Keep {
                 hash: hash.clone(),
                 previous: client.previous_secret_hash.clone().zip(client.previous_secret_expires_at),
             },
@@ -373,6 +445,10 @@ impl ClientRegistration {
         Self {
             client_id: client.client_id.clone(),
             secret,
+            secret_method: match client.client_type {
+                ClientType::Confidential(method) => Some(method),
+                ClientType::Public => None,
+            },
             redirect_uris: client.redirect_uris.clone(),
             allowed_origins: client.allowed_origins.clone(),
             post_logout_redirect_uris: client.post_logout_redirect_uris.clone(),
@@ -477,9 +553,10 @@ impl ClientRegistration {
         if grant_types.is_empty() {
             return Err(RegistrationError::NoGrantTypes);
         }
-        let client_type = match self.secret {
-            SecretChoice::Public => ClientType::Public,
-            _ => ClientType::Confidential,
+        let client_type = match (&self.secret, self.secret_method) {
+            (SecretChoice::Public, None) => ClientType::Public,
+            (SecretChoice::Public, Some(_)) => return Err(RegistrationError::PublicSecretMethod),
+            (_, method) => ClientType::Confidential(method.unwrap_or_default()),
         };
         if client_type == ClientType::Public && grant_types.contains(&GrantType::ClientCredentials) {
             return Err(RegistrationError::PublicClientCredentials);
@@ -560,6 +637,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_secret_method_is_registered_with_the_client() {
+        let mut r = ClientRegistration::new("web");
+        r.redirect_uris = vec!["https://a.example/cb".into()];
+        let default = r.clone().register(0).unwrap().client;
+        assert_eq!(default.token_endpoint_auth_method(), "client_secret_basic", "RFC 7591 §2 default");
+        r.secret_method = Some(SecretMethod::ClientSecretPost);
+        let post = r.clone().register(0).unwrap().client;
+        assert_eq!(post.token_endpoint_auth_method(), "client_secret_post");
+        assert_eq!(
+            ClientRegistration::from_client(&post).register_update(&post, 5).unwrap().client_type,
+            post.client_type
+        );
+        r.secret = SecretChoice::Public;
+        assert_eq!(r.clone().register(0).unwrap_err(), RegistrationError::PublicSecretMethod);
+        r.secret_method = None;
+        assert_eq!(r.register(0).unwrap().client.token_endpoint_auth_method(), "none");
+        assert_eq!(
+            "private_key_jwt".parse::<SecretMethod>(),
+            Err(RegistrationError::SecretMethod("private_key_jwt".into()))
+        );
+        assert_eq!(ClientType::from_parts(true, "client_secret_basic"), None, "a public client with a secret method");
+        assert_eq!(ClientType::from_parts(false, "none"), None, "a confidential client without one");
+    }
+
+    #[test]
     fn a_clients_lifetime_overrides_the_servers() {
         let defaults = Lifetimes::default();
         let own = ClientLifetimes {
@@ -617,7 +719,7 @@ mod tests {
         let secret = out.plaintext_secret.unwrap();
         let hash = out.client.client_secret_hash.as_deref().unwrap();
         assert!(verify_client_secret(&secret, hash));
-        assert_eq!(out.client.client_type, ClientType::Confidential);
+        assert_eq!(out.client.client_type, ClientType::Confidential(SecretMethod::ClientSecretBasic));
         assert_eq!(out.client.grant_types, GrantType::DEFAULT);
         assert_eq!(out.client.scopes, ["email", "offline_access", "openid", "phone", "profile"]);
         assert_eq!(out.client.id_token_signed_response_alg, SigningAlgorithm::RS256);

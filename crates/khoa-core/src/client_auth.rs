@@ -1,8 +1,9 @@
 //! Client authentication at the token endpoint (RFC 6749 §2.3.1): `client_secret_basic`,
-//! `client_secret_post`, or `none` for public clients. Parsing only; the secret is
-//! checked against the stored hash by [`verify`].
+//! `client_secret_post`, or `none` for public clients. [`parse`] reads how the client
+//! presented itself; [`verify`] accepts only the method the client registered (RFC 7591
+//! §2 `token_endpoint_auth_method`) and checks the secret against the stored hash.
 
-use crate::client::Client;
+use crate::client::{Client, ClientType, SecretMethod};
 use crate::secret::verify_client_secret;
 use crate::token_error::TokenEndpointError;
 use base64::engine::general_purpose::STANDARD;
@@ -109,18 +110,31 @@ pub fn verify(
     let basic = credentials.used_basic();
     let fail = || TokenEndpointError::invalid_client("client authentication failed", basic);
     let client = client.filter(|c| c.client_id == credentials.client_id()).ok_or_else(fail)?;
-    match (credentials, &client.client_secret_hash) {
-        (ClientCredentials::Basic { secret, .. } | ClientCredentials::Post { secret, .. }, Some(_)) => {
-            // Every hash is checked, so the time taken does not tell which matched.
-            let matched = client.secret_hashes(now).fold(false, |m, hash| verify_client_secret(secret, hash) | m);
-            if matched {
-                Ok(())
-            } else {
-                Err(fail())
-            }
+    let secret = match (credentials, client.client_type) {
+        (ClientCredentials::Basic { secret, .. }, ClientType::Confidential(SecretMethod::ClientSecretBasic))
+        | (ClientCredentials::Post { secret, .. }, ClientType::Confidential(SecretMethod::ClientSecretPost)) => secret,
+        (ClientCredentials::None { .. }, ClientType::Public) => return Ok(()),
+        // Another method than the registered one is refused like a wrong secret, with
+        // the method to use (client metadata, not a secret).
+        (_, client_type) => {
+            let description = match client_type {
+                ClientType::Confidential(SecretMethod::ClientSecretBasic) => {
+                    "this client authenticates with client_secret_basic (the Authorization header)"
+                }
+                ClientType::Confidential(SecretMethod::ClientSecretPost) => {
+                    "this client authenticates with client_secret_post (client_id and client_secret in the body)"
+                }
+                ClientType::Public => "this client is public: it sends its client_id and no secret",
+            };
+            return Err(TokenEndpointError::invalid_client(description, basic));
         }
-        (ClientCredentials::None { .. }, None) if client.is_public() => Ok(()),
-        _ => Err(fail()),
+    };
+    // Every hash is checked, so the time taken does not tell which matched.
+    let matched = client.secret_hashes(now).fold(false, |m, hash| verify_client_secret(secret, hash) | m);
+    if matched {
+        Ok(())
+    } else {
+        Err(fail())
     }
 }
 
@@ -137,9 +151,14 @@ mod tests {
     const SECRET: &str = "a:b%c+d-0123456789-0123456789-0123456789";
 
     fn confidential() -> Client {
+        registered(SecretMethod::ClientSecretBasic)
+    }
+
+    fn registered(method: SecretMethod) -> Client {
         let mut r = ClientRegistration::new("web.app");
         r.redirect_uris = vec!["https://a.example/cb".into()];
         r.secret = SecretChoice::Given(SECRET.into());
+        r.secret_method = Some(method);
         r.register(0).unwrap().client
     }
 
@@ -162,10 +181,51 @@ mod tests {
         );
     }
 
+    /// Only the registered method authenticates (RFC 7591 §2), each refusal naming it.
+    #[test]
+    fn the_registered_method_only() {
+        use SecretMethod::{ClientSecretBasic as B, ClientSecretPost as P};
+        let presented = [
+            ("basic", parse(Some(&basic("web.app", SECRET)), None, None).unwrap()),
+            ("post", parse(None, Some("web.app"), Some(SECRET)).unwrap()),
+            ("none", parse(None, Some("web.app"), None).unwrap()),
+        ];
+        let basic_only = "this client authenticates with client_secret_basic (the Authorization header)";
+        let post_only = "this client authenticates with client_secret_post (client_id and client_secret in the body)";
+        let cases: [(SecretMethod, &str, Result<(), &str>); 6] = [
+            (B, "basic", Ok(())),
+            (B, "post", Err(basic_only)),
+            (B, "none", Err(basic_only)),
+            (P, "post", Ok(())),
+            (P, "basic", Err(post_only)),
+            (P, "none", Err(post_only)),
+        ];
+        for (method, how, expected) in cases {
+            let creds = &presented.iter().find(|p| p.0 == how).unwrap().1;
+            let got = verify(creds, Some(&registered(method)), 0);
+            let want = expected.map_err(|d| TokenEndpointError::invalid_client(d, how == "basic"));
+            assert_eq!(got, want, "{method:?} presented as {how}");
+        }
+        assert_eq!(
+            verify(&presented[0].1, Some(&public_named("web.app")), 0),
+            Err(TokenEndpointError::invalid_client(
+                "this client is public: it sends its client_id and no secret",
+                true
+            ))
+        );
+    }
+
+    fn public_named(id: &str) -> Client {
+        let mut r = ClientRegistration::new(id);
+        r.redirect_uris = vec!["https://a.example/cb".into()];
+        r.secret = SecretChoice::Public;
+        r.register(0).unwrap().client
+    }
+
     #[test]
     fn post_and_none() {
         let post = parse(None, Some("web.app"), Some(SECRET)).unwrap();
-        assert_eq!(verify(&post, Some(&confidential()), 0), Ok(()));
+        assert_eq!(verify(&post, Some(&registered(SecretMethod::ClientSecretPost)), 0), Ok(()));
         let none = parse(None, Some("spa"), None).unwrap();
         assert_eq!(verify(&none, Some(&public()), 0), Ok(()));
         // A confidential client cannot skip its secret; a public one has none to send.
@@ -180,7 +240,7 @@ mod tests {
     fn a_rotated_secret_overlaps_with_the_old_one_until_its_time() {
         let old = confidential();
         let (rotated, new_secret) = ClientRegistration::rotate_secret(&old, Some(1000), 10).unwrap();
-        let with = |secret: &str| ClientCredentials::Post { client_id: "web.app".into(), secret: secret.into() };
+        let with = |secret: &str| ClientCredentials::Basic { client_id: "web.app".into(), secret: secret.into() };
         let cases = [
             (SECRET, 999, true),
             (SECRET, 1000, false),

@@ -26,7 +26,7 @@ const COLUMNS: &str = "client_id, client_secret_hash, is_public, redirect_uris, 
     skip_consent, client_name, logo_uri, client_uri, policy_uri, tos_uri, owner, contacts, metadata, \
     id_token_signed_response_alg, authorization_code_lifetime, access_token_lifetime, id_token_lifetime, \
     refresh_token_lifetime, created_at, updated_at, always_issue_refresh_token, resource_server, allowed_origins, \
-    previous_secret_hash, previous_secret_expires_at";
+    previous_secret_hash, previous_secret_expires_at, token_endpoint_auth_method";
 
 /// A client's columns as text, in [`COLUMNS`] order (JSON for the lists).
 struct Columns {
@@ -60,6 +60,7 @@ async fn write_client(db: &mut impl Conn, sql: &str, c: &Client) -> Result<u64, 
     let alg = c.id_token_signed_response_alg.as_str();
     let l = &c.lifetimes;
     let is_public = c.is_public();
+    let method = c.token_endpoint_auth_method();
     let args: &[Value<'_>] = args![
         c.client_id,
         c.client_secret_hash,
@@ -91,6 +92,7 @@ async fn write_client(db: &mut impl Conn, sql: &str, c: &Client) -> Result<u64, 
         j.allowed_origins,
         c.previous_secret_hash,
         c.previous_secret_expires_at,
+        method,
     ];
     change(db, sql, args).await
 }
@@ -99,7 +101,7 @@ impl FromRow for Client {
     fn from_row(r: &mut Row) -> Result<Self, StoreError> {
         let client_id = r.take()?;
         let client_secret_hash = r.take()?;
-        let is_public: bool = r.take()?;
+        let is_public = r.take()?;
         let redirect_uris = json("redirect_uris", &r.take::<String>()?)?;
         let post_logout_redirect_uris = json("post_logout_redirect_uris", &r.take::<String>()?)?;
         let frontchannel_logout_uri = r.take()?;
@@ -122,10 +124,10 @@ impl FromRow for Client {
             id_token: r.take()?,
             refresh_token: r.take()?,
         };
-        Ok(Client {
+        let mut client = Client {
             client_id,
             client_secret_hash,
-            client_type: if is_public { ClientType::Public } else { ClientType::Confidential },
+            client_type: ClientType::Public,
             redirect_uris,
             post_logout_redirect_uris,
             frontchannel_logout_uri,
@@ -155,7 +157,12 @@ impl FromRow for Client {
             allowed_origins: json("allowed_origins", &r.take::<String>()?)?,
             previous_secret_hash: r.take()?,
             previous_secret_expires_at: r.take()?,
-        })
+        };
+        let method: String = r.take()?;
+        client.client_type = ClientType::from_parts(is_public, &method).ok_or_else(|| {
+            StoreError::Corrupt(format!("client {}: is_public {is_public} with {method}", client.client_id))
+        })?;
+        Ok(client)
     }
 }
 

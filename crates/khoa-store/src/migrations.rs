@@ -16,6 +16,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "session token indexes", include_str!("../migrations/0006_session_token_indexes.sql")),
     (7, "security review", include_str!("../migrations/0007_security_review.sql")),
     (8, "browser apps", include_str!("../migrations/0008_browser_apps.sql")),
+    (9, "token endpoint auth method", include_str!("../migrations/0009_token_endpoint_auth_method.sql")),
 ];
 
 /// PostgreSQL's column types as SQLite's: a 64-bit key SQLite assigns, bytes, and

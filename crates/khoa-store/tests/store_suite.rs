@@ -49,6 +49,7 @@ fn full_client(id: &str) -> khoa_core::client::Client {
         refresh_token: None,
     };
     r.secret = SecretChoice::Given("0123456789abcdef0123456789abcdef".into());
+    r.secret_method = Some(khoa_core::client::SecretMethod::ClientSecretPost);
     r.register(1_700_000_000).unwrap().client
 }
 

@@ -2,7 +2,7 @@
 //! database.
 
 use clap::{Args, Parser, Subcommand};
-use khoa_core::client::GrantType;
+use khoa_core::client::{GrantType, SecretMethod};
 use khoa_core::jose::SigningAlgorithm;
 use std::path::PathBuf;
 
@@ -196,6 +196,12 @@ pub struct ClientOptions {
     /// Free-form metadata: a JSON object.
     #[arg(long, value_name = "JSON")]
     pub metadata: Option<String>,
+    /// How a confidential client authenticates at the token endpoint:
+    /// client_secret_basic (the default: the Authorization header) or
+    /// client_secret_post (client_id and client_secret in the body). Public clients use
+    /// none.
+    #[arg(long, value_name = "METHOD")]
+    pub token_endpoint_auth_method: Option<SecretMethod>,
     /// ID token signing algorithm: RS256 (default), ES256 or EdDSA.
     #[arg(long, value_name = "ALG")]
     pub id_token_alg: Option<SigningAlgorithm>,

@@ -549,10 +549,7 @@ async fn token_endpoint_refusals(db: TestDatabase) {
         .await
         .unwrap();
     assert_eq!(json.status(), 400);
-    assert_eq!(
-        err(send(vec![("client_id".into(), "web".into()), ("client_secret".into(), secret.clone())], None).await),
-        (400, "invalid_request".into())
-    );
+    assert_eq!(err(send(vec![], web).await), (400, "invalid_request".into()), "no grant_type");
     for g in ["password", "urn:ietf:params:oauth:grant-type:device_code", "implicit"] {
         assert_eq!(
             err(send(vec![("grant_type".into(), g.into())], web).await),
@@ -780,7 +777,91 @@ async fn branding_by_configuration() {
     assert!(theme.contains("--primary: #c8102e"), "{theme}");
 }
 
+/// RFC 7591 §2: a confidential client authenticates only with the method it
+/// registered; a refusal names the method and spends nothing (the code still works
+/// with the right one); the method is shown and can be changed with the command line.
+async fn only_the_registered_authentication_method_is_accepted(db: TestDatabase) {
+    let khoa = Khoa::new(BIN, db);
+    let basic_secret = khoa.client("by-header", &["--skip-consent"]).unwrap();
+    let post_secret =
+        khoa.client("by-body", &["--skip-consent", "--token-endpoint-auth-method", "client_secret_post"]).unwrap();
+    let b = Browser::new();
+    let grant = |code: &str| {
+        vec![
+            ("grant_type", "authorization_code".to_string()),
+            ("code", code.to_string()),
+            ("redirect_uri", CALLBACK.into()),
+        ]
+    };
+    let in_body = |code: &str, id: &'static str, secret: &str| {
+        let mut form = grant(code);
+        form.extend([("client_id", id.to_string()), ("client_secret", secret.to_string())]);
+        form
+    };
+    let send = |form: Vec<(&'static str, String)>, basic: Option<(&'static str, String)>| {
+        let khoa = &khoa;
+        async move {
+            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let (status, _, body) = khoa.token(&form, basic.as_ref().map(|(id, s)| (*id, s.as_str()))).await;
+            (status, body["error"].clone(), body["error_description"].clone())
+        }
+    };
+    let header_only = "this client authenticates with client_secret_basic (the Authorization header)";
+    let body_only = "this client authenticates with client_secret_post (client_id and client_secret in the body)";
+
+    let code = khoa.code(&b, "by-header", &[]).await;
+    assert_eq!(
+        send(in_body(&code, "by-header", &basic_secret), None).await,
+        (401, "invalid_client".into(), header_only.into()),
+        "the right secret, in the body"
+    );
+    let (status, ..) = send(grant(&code), Some(("by-header", basic_secret.clone()))).await;
+    assert_eq!(status, 200, "the code was not spent by the refusal");
+
+    let code = khoa.code(&b, "by-body", &[]).await;
+    assert_eq!(
+        send(grant(&code), Some(("by-body", post_secret.clone()))).await,
+        (401, "invalid_client".into(), body_only.into()),
+        "the right secret, in the header"
+    );
+    assert_eq!(send(in_body(&code, "by-body", &post_secret), None).await.0, 200);
+
+    // Shown, and changed by `client update`.
+    let shown =
+        khoa_testkit::stdout_json(&khoa_testkit::run_cli(BIN, &khoa.db, &["client", "show", "by-header"], None));
+    assert_eq!(shown["token_endpoint_auth_method"], "client_secret_basic");
+    let args = ["client", "update", "by-header", "--token-endpoint-auth-method", "client_secret_post"];
+    let updated = khoa_testkit::stdout_json(&khoa_testkit::run_cli(BIN, &khoa.db, &args, None));
+    assert_eq!(updated["token_endpoint_auth_method"], "client_secret_post");
+    // A running server sees the change within 2 s (PRODUCT.md).
+    let mut switched = false;
+    for _ in 0..40 {
+        let code = khoa.code(&b, "by-header", &[]).await;
+        if send(in_body(&code, "by-header", &basic_secret), None).await.0 == 200 {
+            switched = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(switched, "the new method is honoured");
+    // A public client has no secret method; an unknown method is refused.
+    for (args, message) in [
+        (
+            &["--public", "--token-endpoint-auth-method", "client_secret_basic"][..],
+            "a public client authenticates with none",
+        ),
+        (&["--token-endpoint-auth-method", "private_key_jwt"][..], "private_key_jwt"),
+    ] {
+        let mut all = vec!["client", "create", "--id", "odd", "--redirect-uri", CALLBACK];
+        all.extend_from_slice(args);
+        let out = khoa_testkit::run_cli(BIN, &khoa.db, &all, None);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains(message), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
 both_backends!(
+    only_the_registered_authentication_method_is_accepted,
     confidential_client_and_single_sign_on,
     public_client_with_pkce,
     parallel_redemptions_give_exactly_one_token,

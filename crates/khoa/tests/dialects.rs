@@ -40,7 +40,8 @@ async fn hutech_exchanges_and_every_error(db: TestDatabase) {
     let khoa = Khoa::new(BIN, db);
     let b = Browser::new();
     khoa.client("hutech-mobile", &["--public", "--skip-consent"]);
-    let web_secret = khoa.client("hutech-web", &["--skip-consent"]).unwrap();
+    let web_secret =
+        khoa.client("hutech-web", &["--skip-consent", "--token-endpoint-auth-method", "client_secret_post"]).unwrap();
     khoa.client("quick", &["--public", "--skip-consent", "--authorization-code-lifetime", "1s"]);
     let pkce = [("code_challenge", CHALLENGE), ("code_challenge_method", "S256")];
     let mobile =
@@ -137,7 +138,18 @@ async fn hutech_exchanges_and_every_error(db: TestDatabase) {
     assert_eq!(post_json(&khoa, WEB, &app("hutech-web"), &web(&code, "hutech-web", &web_secret)).await.0, 200);
     let (s, body) = post_json(&khoa, WEB, &app("hutech-web"), &web(&code, "hutech-web", &web_secret)).await;
     assert_eq!(hutech_error(WEB, s, &body), 35, "a used code");
-    let quick_web = khoa.client("quick-web", &["--skip-consent", "--authorization-code-lifetime", "1s"]).unwrap();
+    let quick_web = khoa
+        .client(
+            "quick-web",
+            &[
+                "--skip-consent",
+                "--authorization-code-lifetime",
+                "1s",
+                "--token-endpoint-auth-method",
+                "client_secret_post",
+            ],
+        )
+        .unwrap();
     let code = khoa.code(&b, "quick-web", &[]).await;
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let (s, body) = post_json(&khoa, WEB, &app("quick-web"), &web(&code, "quick-web", &quick_web)).await;
@@ -158,8 +170,14 @@ async fn hutech_exchanges_and_every_error(db: TestDatabase) {
 
 async fn oneaccess_paths_and_token_form(db: TestDatabase) {
     let khoa = Khoa::new(BIN, db);
-    let with_refresh = khoa.client("oa", &["--skip-consent", "--refresh-token-lifetime", "1h"]).unwrap();
-    let without = khoa.client("oa-plain", &["--skip-consent"]).unwrap();
+    let with_refresh = khoa
+        .client(
+            "oa",
+            &["--skip-consent", "--refresh-token-lifetime", "1h", "--token-endpoint-auth-method", "client_secret_post"],
+        )
+        .unwrap();
+    let without =
+        khoa.client("oa-plain", &["--skip-consent", "--token-endpoint-auth-method", "client_secret_post"]).unwrap();
     let b = Browser::new();
     let authorize = |client: &str| {
         let mut url = url::Url::parse(&khoa.url("/api/v1/oauth2/authorize")).unwrap();
@@ -240,7 +258,8 @@ async fn oneaccess_paths_and_token_form(db: TestDatabase) {
 
 /// A partner `ACME` bound to the confidential client `acme-app`; returns its key.
 fn partner(khoa: &Khoa) -> (String, String) {
-    let secret = khoa.client("acme-app", &["--skip-consent"]).unwrap();
+    let secret =
+        khoa.client("acme-app", &["--skip-consent", "--token-endpoint-auth-method", "client_secret_post"]).unwrap();
     let out =
         stdout_json(&run_cli(BIN, &khoa.db, &["partner", "create", "--code", "ACME", "--client-id", "acme-app"], None));
     let key = out["key_hex"].as_str().unwrap().to_string();
@@ -354,7 +373,7 @@ both_backends!(
 async fn tconnect_every_unreadable_payload_gets_the_same_answer() {
     let khoa = Khoa::new(BIN, test_database(Backend::Sqlite).await);
     let (key, secret) = partner(&khoa);
-    khoa.client("other-app", &[]);
+    khoa.client("other-app", &["--token-endpoint-auth-method", "client_secret_post"]);
     let good = PartnerKey::from_hex(&key).unwrap().encrypt(json!({"refresh_token": "x"}).to_string().as_bytes());
     let bytes = hex::decode(&good).unwrap();
     let mut bodies = vec![

@@ -123,7 +123,7 @@ async fn a_slow_client_cannot_hold_a_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_requests_in_flight() {
     let khoa = Khoa::new(BIN, test_database(Backend::Sqlite).await);
-    let secret = khoa.client("web", &[]).unwrap();
+    let secret = khoa.client("web", &["--token-endpoint-auth-method", "client_secret_post"]).unwrap();
     let body = format!("grant_type=authorization_code&code=not-a-code&client_id=web&client_secret={secret}");
     // The head and half of the body now; the rest after SIGTERM.
     let mut stream = connect(&khoa).await;

@@ -229,7 +229,8 @@ async fn a_distributed_attack_delays_but_never_locks_the_owner_out(db: TestDatab
 
 /// A partner `ACME` bound to the confidential client `acme-app`; its key and secret.
 fn partner(khoa: &Khoa, extra: &[&str]) -> (String, String) {
-    let secret = khoa.client("acme-app", &["--skip-consent"]).unwrap();
+    let secret =
+        khoa.client("acme-app", &["--skip-consent", "--token-endpoint-auth-method", "client_secret_post"]).unwrap();
     let mut args = vec!["partner", "create", "--code", "ACME", "--client-id", "acme-app"];
     args.extend_from_slice(extra);
     let out = stdout_json(&run_cli(BIN, &khoa.db, &args, None));
@@ -419,7 +420,9 @@ async fn introspection_answers_only_for_the_tokens_owner(db: TestDatabase) {
 /// The HUTECH exchange releases exactly what userinfo does for the token's scope.
 async fn the_hutech_exchange_releases_only_granted_claims(db: TestDatabase) {
     let khoa = Khoa::new(BIN, db);
-    let secret = khoa.client("mini", &["--skip-consent", "--scopes", "openid"]).unwrap();
+    let secret = khoa
+        .client("mini", &["--skip-consent", "--scopes", "openid", "--token-endpoint-auth-method", "client_secret_post"])
+        .unwrap();
     let browser = Browser::new();
     let code = khoa.code(&browser, "mini", &[("scope", "openid")]).await;
     let body = json!({"authorization_code": code, "client_id": "mini", "client_secret": secret});

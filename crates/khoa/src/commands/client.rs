@@ -74,6 +74,9 @@ fn apply_options(reg: &mut ClientRegistration, a: ClientOptions) -> anyhow::Resu
     if let Some(alg) = a.id_token_alg {
         reg.id_token_signed_response_alg = Some(alg);
     }
+    if let Some(method) = a.token_endpoint_auth_method {
+        reg.secret_method = Some(method);
+    }
     let l = &mut reg.lifetimes;
     for (field, given) in [
         (&mut l.authorization_code, a.authorization_code_lifetime),
@@ -92,6 +95,7 @@ fn apply_options(reg: &mut ClientRegistration, a: ClientOptions) -> anyhow::Resu
 fn shown(client: &khoa_core::client::Client) -> anyhow::Result<serde_json::Value> {
     let mut out = serde_json::to_value(client)?;
     out["origins"] = serde_json::to_value(client.origins())?;
+    out["token_endpoint_auth_method"] = client.token_endpoint_auth_method().into();
     Ok(out)
 }
 
@@ -126,13 +130,14 @@ pub async fn run(command: ClientCommand, store: &Arc<dyn Store>) -> anyhow::Resu
                 return print_json(&all);
             }
             print_table(
-                &["CLIENT_ID", "TYPE", "NAME", "GRANT_TYPES", "REDIRECT_URIS", "ORIGINS"],
+                &["CLIENT_ID", "TYPE", "AUTH_METHOD", "NAME", "GRANT_TYPES", "REDIRECT_URIS", "ORIGINS"],
                 clients
                     .iter()
                     .map(|c| {
                         vec![
                             c.client_id.clone(),
-                            format!("{:?}", c.client_type).to_lowercase(),
+                            if c.is_public() { "public" } else { "confidential" }.to_string(),
+                            c.token_endpoint_auth_method().to_string(),
                             c.client_name.clone().unwrap_or_default(),
                             c.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(","),
                             c.redirect_uris.join(" "),
