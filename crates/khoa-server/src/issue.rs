@@ -50,7 +50,7 @@ pub fn new_access_token_id(state: &AppState) -> AccessTokenId {
 }
 
 /// The access token for the client: the opaque handle, or an RFC 9068 JWT signed
-/// with the current key of the configured algorithm (RS256 by default).
+/// with the current key of the client's algorithm, else the server's (RS256 by default).
 pub async fn access_token(
     state: &AppState,
     client: &Client,
@@ -73,7 +73,8 @@ pub async fn access_token(
         auth_time: s.auth_time,
         sid: s.sid.map(str::to_string),
     };
-    sign(state, state.settings.access_token_alg, Some(ACCESS_TOKEN_TYP), claims, now).await
+    let alg = client.access_token_signed_response_alg.unwrap_or(state.settings.access_token_alg);
+    sign(state, alg, Some(ACCESS_TOKEN_TYP), claims, now).await
 }
 
 /// Signs an ID token with the client's algorithm when `openid` was granted.

@@ -26,7 +26,8 @@ const COLUMNS: &str = "client_id, client_secret_hash, is_public, redirect_uris, 
     skip_consent, client_name, logo_uri, client_uri, policy_uri, tos_uri, owner, contacts, metadata, \
     id_token_signed_response_alg, authorization_code_lifetime, access_token_lifetime, id_token_lifetime, \
     refresh_token_lifetime, created_at, updated_at, always_issue_refresh_token, resource_server, allowed_origins, \
-    previous_secret_hash, previous_secret_expires_at, token_endpoint_auth_method";
+    previous_secret_hash, previous_secret_expires_at, token_endpoint_auth_method, \
+    access_token_signed_response_alg";
 
 /// A client's columns as text, in [`COLUMNS`] order (JSON for the lists).
 struct Columns {
@@ -61,6 +62,7 @@ async fn write_client(db: &mut impl Conn, sql: &str, c: &Client) -> Result<u64, 
     let l = &c.lifetimes;
     let is_public = c.is_public();
     let method = c.token_endpoint_auth_method();
+    let access_alg = c.access_token_signed_response_alg.map(|a| a.as_str());
     let args: &[Value<'_>] = args![
         c.client_id,
         c.client_secret_hash,
@@ -93,6 +95,7 @@ async fn write_client(db: &mut impl Conn, sql: &str, c: &Client) -> Result<u64, 
         c.previous_secret_hash,
         c.previous_secret_expires_at,
         method,
+        access_alg,
     ];
     change(db, sql, args).await
 }
@@ -157,8 +160,13 @@ impl FromRow for Client {
             allowed_origins: json("allowed_origins", &r.take::<String>()?)?,
             previous_secret_hash: r.take()?,
             previous_secret_expires_at: r.take()?,
+            access_token_signed_response_alg: None,
         };
         let method: String = r.take()?;
+        let access_alg: Option<String> = r.take()?;
+        client.access_token_signed_response_alg = access_alg
+            .map(|a| a.parse().map_err(|e: khoa_core::jose::KeyError| StoreError::Corrupt(e.to_string())))
+            .transpose()?;
         client.client_type = ClientType::from_parts(is_public, &method).ok_or_else(|| {
             StoreError::Corrupt(format!("client {}: is_public {is_public} with {method}", client.client_id))
         })?;

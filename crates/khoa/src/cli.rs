@@ -205,6 +205,10 @@ pub struct ClientOptions {
     /// ID token signing algorithm: RS256 (default), ES256 or EdDSA.
     #[arg(long, value_name = "ALG")]
     pub id_token_alg: Option<SigningAlgorithm>,
+    /// JWT access token signing algorithm for this client: RS256, ES256 or EdDSA
+    /// (default, or an empty value: the server's tokens.access_token_alg).
+    #[arg(long, value_name = "ALG")]
+    pub access_token_alg: Option<String>,
     #[arg(long, value_name = "DURATION")]
     pub authorization_code_lifetime: Option<humantime::Duration>,
     #[arg(long, value_name = "DURATION")]

@@ -860,7 +860,43 @@ async fn only_the_registered_authentication_method_is_accepted(db: TestDatabase)
     }
 }
 
+/// `--access-token-alg`: a client's JWT access tokens are signed with its own
+/// algorithm (its ID tokens keep theirs), published in the JWKS, accepted by userinfo
+/// and introspection; an empty value returns to the server's algorithm.
+async fn a_client_may_have_its_own_access_token_algorithm(db: TestDatabase) {
+    let khoa = Khoa::new(BIN, db);
+    let secret = khoa.client("api-es", &["--skip-consent", "--access-token-alg", "ES256"]).unwrap();
+    let b = Browser::new();
+    let tokens = khoa.exchange(&khoa.code(&b, "api-es", &[]).await, ("api-es", &secret)).await;
+    let (at, id) = (tokens["access_token"].as_str().unwrap(), tokens["id_token"].as_str().unwrap());
+    assert_eq!((jwt_header(at)["alg"].as_str(), jwt_header(at)["typ"].as_str()), (Some("ES256"), Some("at+jwt")));
+    assert_eq!(jwt_header(id)["alg"], "RS256", "the ID token keeps its own algorithm");
+    let kid = jwt_header(at)["kid"].as_str().unwrap().to_string();
+    assert!(khoa_testkit::jwks_kids(&khoa.url("")).await.contains(&kid), "published");
+    assert_eq!(khoa.userinfo(at).await.0, 200);
+    assert_eq!(khoa.introspect(("api-es", &secret), at).await.2["active"], true);
+
+    let show = |args: &[&str]| khoa_testkit::stdout_json(&khoa_testkit::run_cli(BIN, &khoa.db, args, None));
+    assert_eq!(show(&["client", "show", "api-es"])["access_token_signed_response_alg"], "ES256");
+    let cleared = show(&["client", "update", "api-es", "--access-token-alg="]);
+    assert!(cleared.get("access_token_signed_response_alg").is_none(), "{cleared}");
+    let mut rs256 = false;
+    for _ in 0..40 {
+        let tokens = khoa.exchange(&khoa.code(&b, "api-es", &[]).await, ("api-es", &secret)).await;
+        if jwt_header(tokens["access_token"].as_str().unwrap())["alg"] == "RS256" {
+            rs256 = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(rs256, "back to the server's algorithm");
+    let out =
+        khoa_testkit::run_cli(BIN, &khoa.db, &["client", "update", "api-es", "--access-token-alg", "HS256"], None);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--access-token-alg"));
+}
+
 both_backends!(
+    a_client_may_have_its_own_access_token_algorithm,
     only_the_registered_authentication_method_is_accepted,
     confidential_client_and_single_sign_on,
     public_client_with_pkce,

@@ -74,6 +74,10 @@ fn apply_options(reg: &mut ClientRegistration, a: ClientOptions) -> anyhow::Resu
     if let Some(alg) = a.id_token_alg {
         reg.id_token_signed_response_alg = Some(alg);
     }
+    if let Some(alg) = a.access_token_alg {
+        reg.access_token_signed_response_alg =
+            if alg.is_empty() { None } else { Some(alg.parse().context("--access-token-alg")?) };
+    }
     if let Some(method) = a.token_endpoint_auth_method {
         reg.secret_method = Some(method);
     }
