@@ -465,5 +465,7 @@ impl RedirectError {
     }
 }
 
+pub mod step;
+
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,7 @@ use crate::pages::{self, ConsentPage, LoginPage};
 use crate::state::AppState;
 use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::response::Response;
+use khoa_core::authorize::step::{self, Authentication, Signed, Step};
 use khoa_core::authorize::{AuthorizationRequest, AuthorizeErrorCode, RedirectError};
 use khoa_core::client::Client;
 use khoa_core::code::AuthorizationCode;
@@ -76,8 +77,9 @@ pub fn id_token_hint_subject(state: &AppState, hint: &str) -> Result<String, ()>
     Ok(claims.sub)
 }
 
-/// Decides the next step for a request in a browser with `session`: the login page, the
-/// consent page, or the code. `logged_in_now` and `interaction` are set when the user
+/// Takes the next step for a request in a browser with `session`, as
+/// `khoa_core::authorize::step` decides it: the login page, the consent page, an error
+/// for `prompt=none`, or the code. `logged_in_now` and `interaction` are set when the user
 /// has just logged in during this interaction (so `prompt=login` and `max_age` are
 /// satisfied).
 pub async fn proceed(
@@ -106,30 +108,36 @@ pub async fn proceed(
         Some(s) => state.users.get(state.store.as_ref(), s.user_id).await?,
         None => None,
     };
-    let needs_login = match (&session, &user) {
-        (Some(s), Some(u)) => {
-            let too_old = r.max_age.is_some_and(|max| now - s.auth_time > max);
-            let other_user = hint_subject.as_ref().is_some_and(|sub| *sub != u.subject());
-            !logged_in_now && (r.prompt.login || too_old || other_user)
-        }
-        _ => true,
+    let subject = user.as_ref().map(|u| u.subject());
+    let signed = match (&session, &subject) {
+        (Some(s), Some(subject)) => Some(Signed { subject, auth_time: s.auth_time }),
+        _ => None,
     };
-    if needs_login {
-        if r.prompt.none {
-            return Ok(flow.error_redirect(state, AuthorizeErrorCode::LoginRequired, "the user is not logged in"));
-        }
-        return login_page(state, flow, interaction, None, StatusCode::OK).await;
-    }
-    let (Some(session), Some(user)) = (session, user) else {
-        return Err(ApiError::Internal("session without user after login check".into()));
+    let authentication = Authentication {
+        prompt: r.prompt,
+        max_age: r.max_age,
+        hint_subject: hint_subject.as_deref(),
+        session: signed,
+        logged_in_now,
     };
-
-    if needs_consent(state, flow, &user).await? {
-        if r.prompt.none {
-            return Ok(flow.error_redirect(state, AuthorizeErrorCode::ConsentRequired, "the user has not consented"));
+    let step = match step::authentication(&authentication, now) {
+        Some(step) => step,
+        None => {
+            let granted = match (&user, step::consent_on_record_matters(r.prompt, flow.client.skip_consent)) {
+                (Some(user), true) => state.store.consent(user.id, &flow.client.client_id).await?,
+                _ => None,
+            };
+            let granted = granted.and_then(|g| ScopeSet::parse(&g).ok());
+            step::consent(r.prompt, flow.client.skip_consent, &r.scope, granted.as_ref())
         }
-        return consent_page(state, flow, interaction, &session).await;
-    }
+    };
+    let (session, user) = match (step, session, user) {
+        (Step::Refuse(code, description), ..) => return Ok(flow.error_redirect(state, code, description)),
+        (Step::Login, ..) => return login_page(state, flow, interaction, None, StatusCode::OK).await,
+        (Step::Consent, Some(session), _) => return consent_page(state, flow, interaction, &session).await,
+        (Step::Issue, Some(session), Some(user)) => (session, user),
+        _ => return Err(ApiError::Internal("an authorization step without its session".into())),
+    };
     if let Some((handle, i)) = interaction {
         // Completes once, even if the form is submitted twice (a sealed interaction
         // never gets here without a session: it has become a row by then).
@@ -143,20 +151,6 @@ pub async fn proceed(
         }
     }
     issue_code(state, flow, &session, &user).await
-}
-
-/// Consent is needed unless the client skips it, or the user already granted every
-/// requested scope to this client (and `prompt=consent` does not ask again).
-async fn needs_consent(state: &AppState, flow: &Flow, user: &User) -> Result<bool, ApiError> {
-    if flow.client.skip_consent {
-        return Ok(false);
-    }
-    if flow.request.prompt.consent {
-        return Ok(true);
-    }
-    let granted = state.store.consent(user.id, &flow.client.client_id).await?;
-    let granted = granted.and_then(|g| ScopeSet::parse(&g).ok()).unwrap_or_default();
-    Ok(!flow.request.scope.is_subset(&granted))
 }
 
 /// The interaction for the request (the one in progress, or a new one) with its cookie,
