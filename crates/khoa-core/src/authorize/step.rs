@@ -101,7 +101,8 @@ mod tests {
         let alice = Some(Signed { subject: "alice", auth_time: NOW - 100 });
         let login_required = Some(Step::Refuse(AuthorizeErrorCode::LoginRequired, "the user is not logged in"));
         // (name, prompt, max_age, id_token_hint's subject, session, logged in now, outcome)
-        let cases: &[(&str, &str, Option<i64>, Option<&str>, Option<Signed>, bool, Option<Step>)] = &[
+        type Case<'a> = (&'a str, &'a str, Option<i64>, Option<&'a str>, Option<Signed<'a>>, bool, Option<Step>);
+        let cases: &[Case] = &[
             ("no session", "", None, None, None, false, Some(Step::Login)),
             ("no session, prompt=none", "none", None, None, None, false, login_required),
             ("a session", "", None, None, alice, false, None),
