@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::browser::{inputs, location, query, Browser};
+use crate::embedded::Embedded;
 use crate::{run_cli, stdout_json, KhoaProcess, TestDatabase};
 use base64::Engine;
 use serde_json::Value;
@@ -17,8 +18,15 @@ pub const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 pub struct Khoa {
     pub bin: String,
+    pub server: Server,
+    /// Declared last: the server stops before its database goes.
     pub db: TestDatabase,
-    pub server: KhoaProcess,
+}
+
+/// A `khoa serve` process, or a server in the test's own process on a manual clock.
+pub enum Server {
+    Process(KhoaProcess),
+    Embedded(Embedded),
 }
 
 impl Khoa {
@@ -28,18 +36,54 @@ impl Khoa {
     }
 
     pub fn with_env(bin: &str, db: TestDatabase, env: &[(&str, &str)]) -> Self {
-        let server = KhoaProcess::start(bin, &db, env);
+        let server = Server::Process(KhoaProcess::start(bin, &db, env));
         let k = Self { bin: bin.to_string(), db, server };
         k.user("sv01");
         k
     }
 
+    /// A server in this process on a [`ManualClock`](khoa_core::clock::ManualClock)
+    /// (`khoa.clock()`), with the user `sv01`; `configure` adjusts its settings.
+    pub async fn embedded(bin: &str, db: TestDatabase, configure: impl FnOnce(&mut khoa_server::Settings)) -> Self {
+        let server = Server::Embedded(Embedded::start(&db, configure).await);
+        let k = Self { bin: bin.to_string(), db, server };
+        k.user("sv01");
+        k
+    }
+
+    /// The clock of an embedded server.
+    pub fn clock(&self) -> &khoa_core::clock::ManualClock {
+        match &self.server {
+            Server::Embedded(e) => &e.clock,
+            Server::Process(_) => panic!("a khoa process runs on the wall clock"),
+        }
+    }
+
+    /// The `khoa serve` process.
+    pub fn process(&self) -> &KhoaProcess {
+        match &self.server {
+            Server::Process(p) => p,
+            Server::Embedded(_) => panic!("an embedded server is no process"),
+        }
+    }
+
+    /// The `khoa serve` process, to stop it.
+    pub fn into_process(self) -> KhoaProcess {
+        match self.server {
+            Server::Process(p) => p,
+            Server::Embedded(_) => panic!("an embedded server is no process"),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
-        self.server.url(path)
+        format!("{}{path}", self.issuer())
     }
 
     pub fn issuer(&self) -> String {
-        self.server.base_url.clone()
+        match &self.server {
+            Server::Process(p) => p.base_url.clone(),
+            Server::Embedded(e) => e.base_url.clone(),
+        }
     }
 
     /// Registers a client with the test callback; returns its secret (if confidential).

@@ -5,6 +5,7 @@
 //! sets it; a PostgreSQL test without it fails (it never silently skips).
 
 pub mod browser;
+pub mod embedded;
 pub mod flow;
 pub mod receiver;
 mod server;

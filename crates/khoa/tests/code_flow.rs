@@ -304,7 +304,7 @@ async fn authorization_endpoint_refusals(db: TestDatabase) {
 }
 
 async fn pages_sessions_consent_and_prompts(db: TestDatabase) {
-    let khoa = Khoa::new(BIN, db);
+    let khoa = Khoa::embedded(BIN, db, |_| {}).await;
     let secret = khoa.client("web", &["--logo-uri", "https://app.example/logo.png"]).unwrap();
     let b = Browser::new();
     let auth = |extra: &[(&'static str, &'static str)]| {
@@ -453,7 +453,7 @@ async fn pages_sessions_consent_and_prompts(db: TestDatabase) {
     assert!(res.text().await.unwrap().contains("value=\"allow\""));
 
     // prompt=login: a new login, a later auth_time, and a new session id.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    khoa.clock().advance(1);
     let res = b.get(&auth(&[("prompt", "login")])).await;
     let html = res.text().await.unwrap();
     assert!(html.contains("action=\"/oauth2/auth/login\""), "prompt=login shows the login page");
@@ -473,7 +473,7 @@ async fn pages_sessions_consent_and_prompts(db: TestDatabase) {
     assert_eq!(query(&location(&res, &khoa.issuer()))["error"], "login_required");
 
     // max_age exceeded forces a login.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    khoa.clock().advance(1);
     let res = b.get(&auth(&[("max_age", "0")])).await;
     assert!(res.text().await.unwrap().contains("action=\"/oauth2/auth/login\""));
 }
@@ -517,7 +517,7 @@ async fn login_throttling(db: TestDatabase) {
 }
 
 async fn token_endpoint_refusals(db: TestDatabase) {
-    let khoa = Khoa::new(BIN, db);
+    let khoa = Khoa::embedded(BIN, db, |_| {}).await;
     let secret = khoa.client("web", &["--skip-consent"]).unwrap();
     let other = khoa.client("other", &["--skip-consent"]).unwrap();
     khoa.client("quick", &["--skip-consent", "--public", "--authorization-code-lifetime", "1s"]);
@@ -609,16 +609,16 @@ async fn token_endpoint_refusals(db: TestDatabase) {
     downgrade.push(("code_verifier".into(), VERIFIER.into()));
     assert_eq!(err(send(downgrade, web).await), (400, "invalid_grant".into()), "verifier without challenge");
 
-    // Expired code (1 s lifetime).
+    // Expired code (1 s lifetime): expired at its expiry second.
     let code = khoa.code(&b, "quick", &pkce).await;
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    khoa.clock().advance(1);
     let mut expired = grant(&code);
     expired.extend([("client_id".into(), "quick".into()), ("code_verifier".into(), VERIFIER.into())]);
     assert_eq!(err(send(expired, None).await), (400, "invalid_grant".into()));
 }
 
 async fn userinfo_rules(db: TestDatabase) {
-    let khoa = Khoa::new(BIN, db);
+    let khoa = Khoa::embedded(BIN, db, |_| {}).await;
     let secret = khoa.client("web", &["--skip-consent"]).unwrap();
     khoa.client("short", &["--skip-consent", "--public", "--access-token-lifetime", "1s"]);
     let b = Browser::new();
@@ -688,14 +688,16 @@ async fn userinfo_rules(db: TestDatabase) {
         Some(VERIFIER),
     )
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    assert_eq!(khoa.userinfo(short["access_token"].as_str().unwrap()).await.0, 401, "expired");
+    let short = short["access_token"].as_str().unwrap();
+    assert_eq!(khoa.userinfo(short).await.0, 200, "live until its expiry second");
+    khoa.clock().advance(1);
+    assert_eq!(khoa.userinfo(short).await.0, 401, "expired");
 }
 
 /// The status of a form POST with a `len`-byte body, written over a raw socket.
 async fn raw_status(khoa: &Khoa, path: &str, len: usize) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", khoa.server.port)).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", khoa.process().port)).await.unwrap();
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
     );

@@ -154,14 +154,14 @@ async fn crash_under_load(backend: Backend) {
     while answered.lock().unwrap().codes.len() < 60 && started.elapsed() < Duration::from_secs(20) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let pid = khoa.server.pid();
+    let pid = khoa.process().pid();
     assert!(std::process::Command::new("kill").arg("-KILL").arg(pid.to_string()).status().unwrap().success());
     for w in workers {
         w.await.unwrap();
     }
     // Restarted on the same database, as the same issuer (a new port behind it).
     let restarted = KhoaProcess::start(BIN, &khoa.db, &[env[0], env[1], ("KHOA_ISSUER", &issuer)]);
-    drop(std::mem::replace(&mut khoa.server, restarted));
+    drop(std::mem::replace(&mut khoa.server, khoa_testkit::flow::Server::Process(restarted)));
     let base = khoa.url("");
     let a = Arc::try_unwrap(answered).ok().unwrap().into_inner().unwrap();
     assert!(a.codes.len() >= 60 && !a.rotated.is_empty(), "load ran: {} codes", a.codes.len());
@@ -179,7 +179,7 @@ async fn crash_under_load(backend: Backend) {
         "{backend:?}: {} of {} access tokens wrong: {wrong:?}\n{}",
         wrong.len(),
         a.access.len(),
-        khoa.server.logs()
+        khoa.process().logs()
     );
     // The newest refresh token of each live chain still rotates.
     for refresh in &a.newest {

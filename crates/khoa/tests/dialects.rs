@@ -37,7 +37,7 @@ fn hutech_error(path: &str, status: u16, body: &Value) -> u8 {
 }
 
 async fn hutech_exchanges_and_every_error(db: TestDatabase) {
-    let khoa = Khoa::new(BIN, db);
+    let khoa = Khoa::embedded(BIN, db, |_| {}).await;
     let b = Browser::new();
     khoa.client("hutech-mobile", &["--public", "--skip-consent"]);
     let web_secret =
@@ -106,7 +106,7 @@ async fn hutech_exchanges_and_every_error(db: TestDatabase) {
     // [26]: expired.
     let (v2, c2) = (verifier(2), challenge_of(&verifier(2)));
     let code = khoa.code(&b, "quick", &[("code_challenge", &c2), ("code_challenge_method", "S256")]).await;
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    khoa.clock().advance(1);
     let (s, body) = post_json(&khoa, MOBILE, &app("quick"), &mobile(&code, &v2)).await;
     expect(26, s, body);
     // [31]: the session ended (logout) before the exchange.
@@ -151,7 +151,7 @@ async fn hutech_exchanges_and_every_error(db: TestDatabase) {
         )
         .unwrap();
     let code = khoa.code(&b, "quick-web", &[]).await;
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    khoa.clock().advance(1);
     let (s, body) = post_json(&khoa, WEB, &app("quick-web"), &web(&code, "quick-web", &quick_web)).await;
     assert_eq!(hutech_error(WEB, s, &body), 34);
 
@@ -284,7 +284,7 @@ fn sealed(key: &str, payload: Value) -> String {
 }
 
 async fn tconnect_login_two_refreshes_and_reuse(db: TestDatabase) {
-    let khoa = Khoa::new(BIN, db);
+    let khoa = Khoa::embedded(BIN, db, |_| {}).await;
     let (key, secret) = partner(&khoa);
     let login = |password: &str, client_secret: &str| json!({"username": "sv01", "password": password, "client_id": "acme-app", "client_secret": client_secret});
     let (status, body) =
@@ -318,8 +318,8 @@ async fn tconnect_login_two_refreshes_and_reuse(db: TestDatabase) {
     assert_eq!(s2, 200, "{b2}");
     let third: Value = serde_json::from_str(&b2).unwrap();
     assert_ne!(second["refresh_token"], third["refresh_token"]);
-    // Reuse (outside the 5 s grace: wait it out): refused, and the family is revoked.
-    tokio::time::sleep(std::time::Duration::from_millis(6100)).await;
+    // Reuse (outside the 5 s grace): refused, and the family is revoked.
+    khoa.clock().advance(6);
     let (s, body) = tconnect_call(
         &khoa,
         "/openapi/v1/auth/refresh",

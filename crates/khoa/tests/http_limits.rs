@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 const BIN: &str = env!("CARGO_BIN_EXE_khoa");
 
 async fn connect(khoa: &Khoa) -> TcpStream {
-    TcpStream::connect(("127.0.0.1", khoa.server.port)).await.unwrap()
+    TcpStream::connect(("127.0.0.1", khoa.process().port)).await.unwrap()
 }
 
 /// Everything the server sends until it closes (or 15 s pass).
@@ -136,11 +136,11 @@ async fn sigterm_finishes_requests_in_flight() {
     stream.write_all(first.as_bytes()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let pid = khoa.server.pid();
+    let pid = khoa.process().pid();
     assert!(std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap().success());
     // The listener stops accepting soon after the signal.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while TcpStream::connect(("127.0.0.1", khoa.server.port)).await.is_ok() {
+    while TcpStream::connect(("127.0.0.1", khoa.process().port)).await.is_ok() {
         assert!(Instant::now() < deadline, "still accepting new connections 5 s after SIGTERM");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -155,7 +155,7 @@ async fn sigterm_finishes_requests_in_flight() {
     assert!(response.contains("invalid_grant"), "{response}");
 
     // And the process exits cleanly.
-    let status = khoa.server.terminate();
+    let status = khoa.into_process().terminate();
     assert!(status.success(), "{status:?}");
 }
 

@@ -3,9 +3,9 @@
 //! durably (retries, restarts, several processes), and every refusal.
 
 use khoa_core::jose::{jwt, SigningAlgorithm, SigningKey};
-use khoa_server::clock::{Clock, SystemClock};
+use khoa_server::clock::Clock;
 use khoa_testkit::browser::{inputs, location, query, Browser};
-use khoa_testkit::flow::{jwt_claims, Khoa, CALLBACK};
+use khoa_testkit::flow::{jwt_claims, Khoa, Server, CALLBACK};
 use khoa_testkit::receiver::{verify_with_jwks, Receiver};
 use khoa_testkit::{both_backends, run_cli, stdout_json, Backend, KhoaProcess, TestDatabase};
 use serde_json::Value;
@@ -225,15 +225,15 @@ async fn confirmation_without_hint(db: TestDatabase) {
 /// by POST. Without the session's cookie (another browser), the same hint ends nothing
 /// (security.rs: an_id_token_alone_logs_nobody_out).
 async fn logout_by_hint_without_cookie(db: TestDatabase) {
-    let khoa = Khoa::with_env(BIN, db, ENV);
+    let khoa = Khoa::embedded(BIN, db, |s| s.backchannel.base_delay = 1).await;
     let rp = Receiver::start(0).await;
     let browser = Browser::new();
     signed_in(&khoa, &rp, &browser).await;
     let short = khoa.client("short", &["--skip-consent", "--id-token-lifetime", "1s"]).unwrap();
     let code = khoa.code(&browser, "short", &[]).await;
     let hint = khoa.exchange(&code, ("short", &short)).await["id_token"].as_str().unwrap().to_string();
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    assert!(jwt_claims(&hint)["exp"].as_i64().unwrap() < SystemClock.now(), "the hint has expired");
+    khoa.clock().advance(2);
+    assert!(jwt_claims(&hint)["exp"].as_i64().unwrap() < khoa.clock().now(), "the hint has expired");
     let cookieless = Browser::new();
     let res = cookieless.post_form(&khoa.url("/oauth2/sessions/logout"), &[("id_token_hint", &hint)]).await;
     assert_eq!(res.status(), 200);
@@ -311,7 +311,7 @@ async fn notifications_survive_a_restart() {
         let res = browser.get(&logout_url(&khoa, &[("id_token_hint", tokens["id_token"].as_str().unwrap())])).await;
         assert_eq!(res.status(), 200);
         // Killed (SIGKILL) while the notification is pending.
-        let old = std::mem::replace(&mut khoa.server, KhoaProcess::start(BIN, &khoa.db, ENV));
+        let old = std::mem::replace(&mut khoa.server, Server::Process(KhoaProcess::start(BIN, &khoa.db, ENV)));
         drop(old);
         let rp = Receiver::start(port).await;
         let got = rp.wait_for("/bc", 1, 30).await;

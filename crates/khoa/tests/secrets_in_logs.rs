@@ -164,7 +164,7 @@ async fn no_secret_or_token_is_logged(db: TestDatabase) {
 
     // Let the last log lines be written.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let logs = khoa.server.logs();
+    let logs = khoa.process().logs();
     // Every request's access line is there, and the verbose levels are on.
     assert!(logs.lines().filter(|l| l.contains("request method=")).count() >= 17, "{logs}");
     assert!(logs.contains("DEBUG"), "{logs}");

@@ -93,7 +93,7 @@ async fn rotation_scopes_and_id_tokens(db: TestDatabase) {
 }
 
 async fn reuse_revokes_the_family_and_grace_forgives_duplicates(db: TestDatabase) {
-    let khoa = Khoa::with_env(BIN, db, &[("KHOA_REFRESH_GRACE", "1s")]);
+    let khoa = Khoa::embedded(BIN, db, |s| s.refresh_grace = 1).await;
     let (secret, _, first) = setup(&khoa).await;
     let app = ("app", secret.as_str());
     let rt1 = first["refresh_token"].as_str().unwrap();
@@ -103,8 +103,12 @@ async fn reuse_revokes_the_family_and_grace_forgives_duplicates(db: TestDatabase
     assert_eq!(a["refresh_token"], b["refresh_token"], "one successor");
     let rt2 = a["refresh_token"].as_str().unwrap().to_string();
     let at2 = a["access_token"].as_str().unwrap().to_string();
+    // At the grace window's last second a duplicate still gets the same successor.
+    khoa.clock().advance(1);
+    let (status, c) = refresh(&khoa, rt1, app, None).await;
+    assert_eq!((status, &c["refresh_token"]), (200, &a["refresh_token"]), "{c}");
     // Reuse after the grace window: refused, and the whole family dies.
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    khoa.clock().advance(1);
     let (status, body) = refresh(&khoa, rt1, app, None).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
     let (status, body) = refresh(&khoa, &rt2, app, None).await;
@@ -233,7 +237,7 @@ async fn revocation(db: TestDatabase) {
 }
 
 async fn introspection(db: TestDatabase) {
-    let khoa = Khoa::new(BIN, db);
+    let khoa = Khoa::embedded(BIN, db, |_| {}).await;
     let (secret, other, first) = setup(&khoa).await;
     let app = ("app", secret.as_str());
     khoa.client("spa", &["--public", "--skip-consent"]);
@@ -272,10 +276,13 @@ async fn introspection(db: TestDatabase) {
     let short = khoa.client("short", &["--skip-consent", "--access-token-lifetime", "1s"]).unwrap();
     let code = khoa.code(&Browser::new(), "short", &[]).await;
     let body = khoa.exchange(&code, ("short", &short)).await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let own = ("short", short.as_str());
+    assert_eq!(introspect(&khoa, body["access_token"].as_str().unwrap(), own).await["active"], true);
+    khoa.clock().advance(1);
     assert_eq!(
-        introspect(&khoa, body["access_token"].as_str().unwrap(), app).await,
-        serde_json::json!({"active": false})
+        introspect(&khoa, body["access_token"].as_str().unwrap(), own).await,
+        serde_json::json!({"active": false}),
+        "expired at its expiry second"
     );
 }
 
@@ -341,8 +348,11 @@ async fn es256_access_tokens(db: TestDatabase) {
 /// client_id is public, so failures must not lock its owner out); other clients and
 /// unknown client_ids are not affected; counted in /metrics.
 async fn client_authentication_failures_are_throttled(db: TestDatabase) {
-    let env = [("KHOA_CLIENT_AUTH_FREE_FAILURES", "3"), ("KHOA_CLIENT_AUTH_BASE_DELAY", "2s")];
-    let khoa = Khoa::with_env(BIN, db, &env);
+    let khoa = Khoa::embedded(BIN, db, |s| {
+        s.client_auth_throttle.free_failures = 3;
+        s.client_auth_throttle.base_delay = 2;
+    })
+    .await;
     let m2m = ["--grant-types", "client_credentials", "--scopes", "api"];
     let secret = khoa.client("m2m", &m2m).unwrap();
     let other = khoa.client("m2m-2", &m2m).unwrap();
@@ -358,8 +368,7 @@ async fn client_authentication_failures_are_throttled(db: TestDatabase) {
     // Now 429 with Retry-After, at the token endpoint and at introspection alike.
     let (status, headers, body) = try_with("m2m", "wrong".into()).await;
     assert_eq!((status, body["error"].as_str()), (429, Some("invalid_client")), "{body}");
-    let retry: i64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!((1..=2).contains(&retry), "{retry}");
+    assert_eq!(headers["retry-after"], "2");
     assert_eq!(headers["cache-control"], "no-store");
     let (status, _, _) = post(&khoa, "/oauth2/introspect", &[("token", "x")], Some(("m2m", "wrong"))).await;
     assert_eq!(status, 429);
@@ -371,19 +380,21 @@ async fn client_authentication_failures_are_throttled(db: TestDatabase) {
     for _ in 0..6 {
         assert_eq!(try_with("nobody", "wrong".into()).await.0, 401);
     }
+    // A second before the period ends: still 429, and one second to wait.
+    khoa.clock().advance(1);
+    let (status, headers, _) = try_with("m2m", "wrong".into()).await;
+    assert_eq!((status, headers["retry-after"].to_str().unwrap()), (429, "1"));
     // After the period, a failure is counted again (401), and doubles the next one.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    khoa.clock().advance(1);
     assert_eq!(try_with("m2m", "wrong".into()).await.0, 401);
     let (status, headers, _) = try_with("m2m", "wrong".into()).await;
-    assert_eq!(status, 429);
-    let retry: i64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!((3..=4).contains(&retry), "doubled: {retry}");
+    assert_eq!((status, headers["retry-after"].to_str().unwrap()), (429, "4"), "doubled");
     let metrics = reqwest::get(khoa.url("/metrics")).await.unwrap().text().await.unwrap();
     let count = |name: &str| {
         metrics.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
     };
-    assert_eq!(count("khoa_client_auth_throttled_total"), Some(3.0), "{metrics}");
-    assert_eq!(count("khoa_client_auth_failures_total"), Some(14.0), "{metrics}");
+    assert_eq!(count("khoa_client_auth_throttled_total"), Some(4.0), "{metrics}");
+    assert_eq!(count("khoa_client_auth_failures_total"), Some(15.0), "{metrics}");
 }
 
 both_backends!(

@@ -1,5 +1,5 @@
-//! `POST /oauth2/token` (RFC 6749 §3.2): client authentication, then the handler of
-//! the grant type.
+//! `POST /oauth2/token` (RFC 6749 §3.2): client authentication, then the handler the
+//! grant registry (`grants::REGISTRY`) holds for the grant type.
 
 use crate::client_authn::{authenticate, check_origin, read_form};
 use crate::cors::Verdict;
@@ -10,7 +10,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use khoa_core::client::GrantType;
 use khoa_core::token_error::TokenEndpointError;
 
 pub(crate) async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -34,21 +33,15 @@ async fn grant(
     // A foreign origin is refused before anything is spent (`cors.rs`).
     check_origin(state, headers, &form, verdict).await?;
     let client = authenticate(state, headers, &form).await?;
-    let grant = match field(&form, "grant_type") {
-        None => return Err(TokenEndpointError::InvalidRequest("grant_type is required").into()),
-        Some("authorization_code") => GrantType::AuthorizationCode,
-        Some("refresh_token") => GrantType::RefreshToken,
-        Some("client_credentials") => GrantType::ClientCredentials,
-        // RFC 9700 §2.4: the resource owner password grant is not offered.
-        Some(_) => return Err(TokenEndpointError::UnsupportedGrantType("the grant type is not supported").into()),
+    let Some(name) = field(&form, "grant_type") else {
+        return Err(TokenEndpointError::InvalidRequest("grant_type is required").into());
     };
-    if !client.allows_grant(grant) {
+    let Some(grant) = grants::find(name) else {
+        return Err(TokenEndpointError::UnsupportedGrantType("the grant type is not supported").into());
+    };
+    // RFC 6749 §5.2 unauthorized_client: a grant type the client is not registered for.
+    if !client.allows_grant(grant.grant_type) {
         return Err(TokenEndpointError::UnauthorizedClient("the client may not use this grant type").into());
     }
-    let response = match grant {
-        GrantType::AuthorizationCode => grants::authorization_code::handle(state, &client, &form).await?,
-        GrantType::RefreshToken => grants::refresh_token::handle(state, &client, &form).await?,
-        GrantType::ClientCredentials => grants::client_credentials::handle(state, &client, &form).await?,
-    };
-    Ok(response.into_response())
+    Ok((grant.handle)(state, &client, &form).await?.into_response())
 }
