@@ -414,12 +414,14 @@ both_backends!(
 async fn cleanup_deletes_expired_rows() {
     for backend in [Backend::Sqlite, Backend::Postgres] {
         let db = test_database(backend).await;
-        let env = [
-            ("KHOA_CLEANUP_INTERVAL", "1s"),
-            ("KHOA_AUTHORIZATION_CODE_LIFETIME", "1s"),
-            ("KHOA_ACCESS_TOKEN_LIFETIME", "1s"),
-        ];
-        let khoa = Khoa::with_env(BIN, db, &env);
+        // Codes and access tokens of 1 s, a cleanup every 100 ms: nothing expires until
+        // the test moves the server's clock.
+        let khoa = Khoa::embedded(BIN, db, |s| {
+            s.cleanup_interval = Duration::from_millis(100);
+            s.lifetimes.authorization_code = 1;
+            s.lifetimes.access_token = 1;
+        })
+        .await;
         let secret = khoa.client("app", &["--skip-consent"]).unwrap();
         let browser = Browser::new();
         for _ in 0..3 {
@@ -432,8 +434,10 @@ async fn cleanup_deletes_expired_rows() {
             let store = store.clone();
             async move { store.row_counts().await.unwrap().into_iter().find(|(t, _)| *t == table).unwrap().1 }
         };
-        assert_eq!(rows("authorization_codes").await, 4);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(rows("authorization_codes").await, 4, "nothing expired yet ({backend:?})");
         assert_eq!(rows("access_tokens").await, 3);
+        khoa.clock().advance(2);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while rows("authorization_codes").await + rows("access_tokens").await > 0 {
             assert!(std::time::Instant::now() < deadline, "expired rows not cleaned up ({backend:?})");
