@@ -25,6 +25,8 @@ mod password_login;
 mod routes;
 pub mod settings;
 pub mod state;
+#[cfg(test)]
+mod testing;
 mod tokens;
 mod watcher;
 

@@ -45,3 +45,234 @@ async fn grant(
     }
     Ok((grant.handle)(state, &client, &form).await?.into_response())
 }
+
+/// The token endpoint's refusals, one rule a test, in-process through the router.
+#[cfg(test)]
+mod tests {
+    use crate::testing::{TestApp, CALLBACK, NOW};
+    use axum::body::Body;
+    use axum::http::{header, Request};
+    use khoa_core::client::{SecretChoice, SecretMethod};
+    use khoa_core::code::AuthorizationCode;
+    use khoa_core::session::Session;
+
+    const TOKEN: &str = "/oauth2/token";
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
+
+    async fn app_with_web() -> TestApp {
+        let app = TestApp::new().await;
+        app.client("web", |r| r.secret = SecretChoice::Given(SECRET.into())).await;
+        app
+    }
+
+    #[tokio::test]
+    async fn grant_type_is_required() {
+        let app = app_with_web().await;
+        let answer = app.post_form(TOKEN, &[], Some(("web", SECRET))).await;
+        assert_eq!(answer.error(), (400, "invalid_request", "grant_type is required"));
+        assert_eq!(answer.headers[header::CACHE_CONTROL], "no-store");
+    }
+
+    #[tokio::test]
+    async fn only_registered_grant_types_are_served() {
+        let app = app_with_web().await;
+        // RFC 9700 §2.4: no resource owner password grant.
+        for grant in ["password", "implicit", "urn:ietf:params:oauth:grant-type:device_code"] {
+            let answer = app.post_form(TOKEN, &[("grant_type", grant)], Some(("web", SECRET))).await;
+            assert_eq!(answer.error(), (400, "unsupported_grant_type", "the grant type is not supported"), "{grant}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_uses_only_its_grant_types() {
+        let app = app_with_web().await;
+        let answer = app.post_form(TOKEN, &[("grant_type", "client_credentials")], Some(("web", SECRET))).await;
+        assert_eq!(answer.error(), (400, "unauthorized_client", "the client may not use this grant type"));
+    }
+
+    #[tokio::test]
+    async fn the_body_is_a_form_without_repeated_parameters() {
+        let app = app_with_web().await;
+        let json = Request::post(TOKEN)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(r#"{"grant_type":"client_credentials"}"#))
+            .unwrap();
+        assert_eq!(
+            app.send(json).await.error(),
+            (400, "invalid_request", "the body must be application/x-www-form-urlencoded")
+        );
+        let twice = [("grant_type", "authorization_code"), ("grant_type", "refresh_token")];
+        assert_eq!(
+            app.post_form(TOKEN, &twice, Some(("web", SECRET))).await.error(),
+            (400, "invalid_request", "a parameter appears more than once")
+        );
+    }
+
+    #[tokio::test]
+    async fn one_authentication_method_at_a_time() {
+        let app = app_with_web().await;
+        let form = [("grant_type", "authorization_code"), ("client_secret", SECRET)];
+        assert_eq!(
+            app.post_form(TOKEN, &form, Some(("web", SECRET))).await.error(),
+            (400, "invalid_request", "use one client authentication method, not Basic and client_secret")
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_clients_and_wrong_secrets_fail_alike() {
+        let app = app_with_web().await;
+        for (id, secret) in [("ghost", SECRET), ("web", "wrong-0123456789abcdef0123456789abcdef")] {
+            let answer = app.post_form(TOKEN, &[("grant_type", "authorization_code")], Some((id, secret))).await;
+            assert_eq!(answer.error(), (401, "invalid_client", "client authentication failed"), "{id}");
+            assert_eq!(answer.headers[header::WWW_AUTHENTICATE], "Basic realm=\"khoa\"");
+        }
+        let answer = app.post_form(TOKEN, &[("grant_type", "authorization_code")], None).await;
+        assert_eq!(answer.error(), (401, "invalid_client", "client authentication is required"));
+        assert!(answer.headers.get(header::WWW_AUTHENTICATE).is_none(), "no Basic attempted");
+    }
+
+    #[tokio::test]
+    async fn only_the_registered_method_authenticates() {
+        let app = app_with_web().await;
+        app.client("by-body", |r| {
+            r.secret = SecretChoice::Given(SECRET.into());
+            r.secret_method = Some(SecretMethod::ClientSecretPost);
+        })
+        .await;
+        let in_body = [("grant_type", "authorization_code"), ("client_id", "web"), ("client_secret", SECRET)];
+        assert_eq!(
+            app.post_form(TOKEN, &in_body, None).await.error(),
+            (401, "invalid_client", "this client authenticates with client_secret_basic (the Authorization header)")
+        );
+        let answer = app.post_form(TOKEN, &[("grant_type", "authorization_code")], Some(("by-body", SECRET))).await;
+        assert_eq!(
+            answer.error(),
+            (
+                401,
+                "invalid_client",
+                "this client authenticates with client_secret_post (client_id and client_secret in the body)"
+            )
+        );
+    }
+
+    /// A code and its session, stored as the authorization endpoint would.
+    async fn stored_code(app: &TestApp, hash_of: &str) {
+        let user = app.state.store.insert_user(&test_user()).await.unwrap();
+        let session = Session {
+            id_hash: "session-hash".into(),
+            sid: "sid-1".into(),
+            user_id: user.id,
+            auth_time: NOW,
+            amr: vec!["pwd".into()],
+            created_at: NOW,
+            expires_at: NOW + 3600,
+            ended_at: None,
+        };
+        app.state.store.insert_session(&session).await.unwrap();
+        let code = AuthorizationCode {
+            code_hash: khoa_core::session::handle_hash(hash_of),
+            client_id: "web".into(),
+            user_id: user.id,
+            sid: "sid-1".into(),
+            redirect_uri: CALLBACK.into(),
+            redirect_uri_sent: true,
+            scope: "openid".into(),
+            nonce: None,
+            code_challenge: None,
+            auth_time: NOW,
+            amr: vec!["pwd".into()],
+            created_at: NOW,
+            expires_at: NOW + 60,
+        };
+        app.state.store.insert_code(&code).await.unwrap();
+    }
+
+    fn test_user() -> khoa_core::user::NewUser {
+        khoa_core::user::NewUser {
+            username: "sv01".into(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            email: None,
+            email_verified: false,
+            name: None,
+            phone_number: None,
+            phone_number_verified: false,
+            picture: None,
+            created_at: NOW,
+        }
+    }
+
+    #[tokio::test]
+    async fn codes_are_checked_at_redemption() {
+        let app = app_with_web().await;
+        let exchange = |code: &'static str, redirect_uri: &'static str| {
+            [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", redirect_uri)]
+        };
+        let web = Some(("web", SECRET));
+        assert_eq!(
+            app.post_form(TOKEN, &[("grant_type", "authorization_code")], web).await.error(),
+            (400, "invalid_request", "code is required")
+        );
+        assert_eq!(
+            app.post_form(TOKEN, &exchange("no-such-code", CALLBACK), web).await.error(),
+            (400, "invalid_grant", "the authorization code is invalid")
+        );
+        // Expired at its expiry second, on the server's clock.
+        stored_code(&app, "code-1").await;
+        app.clock.advance(60);
+        assert_eq!(
+            app.post_form(TOKEN, &exchange("code-1", CALLBACK), web).await.error(),
+            (400, "invalid_grant", "the authorization code has expired")
+        );
+        // Spent by the refusal: presented again, it is a replay.
+        app.clock.set(NOW);
+        assert_eq!(
+            app.post_form(TOKEN, &exchange("code-1", CALLBACK), web).await.error(),
+            (400, "invalid_grant", "the authorization code was already used")
+        );
+        assert_eq!(app.state.store.row_counts().await.unwrap().iter().find(|r| r.0 == "access_tokens").unwrap().1, 0);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_redirect_uri_spends_the_code() {
+        let app = app_with_web().await;
+        stored_code(&app, "code-2").await;
+        let web = Some(("web", SECRET));
+        let form =
+            [("grant_type", "authorization_code"), ("code", "code-2"), ("redirect_uri", "https://app.example/other")];
+        assert_eq!(
+            app.post_form(TOKEN, &form, web).await.error(),
+            (400, "invalid_grant", "redirect_uri does not match the authorization request")
+        );
+        let form = [("grant_type", "authorization_code"), ("code", "code-2"), ("redirect_uri", CALLBACK)];
+        assert_eq!(app.post_form(TOKEN, &form, web).await.error().2, "the authorization code was already used");
+    }
+
+    #[tokio::test]
+    async fn a_redeemed_code_gives_tokens() {
+        let app = app_with_web().await;
+        stored_code(&app, "code-3").await;
+        let form = [("grant_type", "authorization_code"), ("code", "code-3"), ("redirect_uri", CALLBACK)];
+        let answer = app.post_form(TOKEN, &form, Some(("web", SECRET))).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(
+            (answer.body["token_type"].as_str(), answer.body["expires_in"].as_i64()),
+            (Some("Bearer"), Some(3600))
+        );
+        assert!(answer.body["id_token"].is_string() && answer.body["access_token"].is_string());
+        assert_eq!(answer.headers[header::CACHE_CONTROL], "no-store");
+    }
+
+    #[tokio::test]
+    async fn unknown_refresh_tokens_are_invalid() {
+        let app = app_with_web().await;
+        let form = [("grant_type", "refresh_token"), ("refresh_token", "nope")];
+        assert_eq!(
+            app.post_form(TOKEN, &form, Some(("web", SECRET))).await.error(),
+            (400, "invalid_grant", "the refresh token is invalid")
+        );
+        assert_eq!(
+            app.post_form(TOKEN, &[("grant_type", "refresh_token")], Some(("web", SECRET))).await.error(),
+            (400, "invalid_request", "refresh_token is required")
+        );
+    }
+}
