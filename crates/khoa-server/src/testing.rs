@@ -7,7 +7,10 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use base64::Engine;
 use khoa_core::client::{Client, ClientRegistration, SecretChoice};
+use khoa_core::clock::Clock;
+use khoa_core::code::AuthorizationCode;
 use khoa_core::sealing::MasterKey;
+use khoa_core::session::Session;
 use serde_json::Value;
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -74,10 +77,64 @@ impl TestApp {
         self.send(req.body(Body::from(body)).expect("request")).await
     }
 
+    /// Stores the code `handle` of the client `web` for a user `sv01` in a session
+    /// `sid-1`, as the authorization endpoint would (redirect URI [`CALLBACK`], scope
+    /// `openid`, no PKCE, 60 s).
+    pub async fn stored_code(&self, handle: &str) {
+        let store = &self.state.store;
+        let user = match store.user_by_username("sv01").await.expect("read") {
+            Some(u) => u,
+            None => store.insert_user(&test_user()).await.expect("insert user"),
+        };
+        if store.session_by_sid("sid-1").await.expect("read").is_none() {
+            let session = Session {
+                id_hash: "session-hash".into(),
+                sid: "sid-1".into(),
+                user_id: user.id,
+                auth_time: NOW,
+                amr: vec!["pwd".into()],
+                created_at: NOW,
+                expires_at: NOW + 3600,
+                ended_at: None,
+            };
+            store.insert_session(&session).await.expect("insert session");
+        }
+        let code = AuthorizationCode {
+            code_hash: khoa_core::session::handle_hash(handle),
+            client_id: "web".into(),
+            user_id: user.id,
+            sid: "sid-1".into(),
+            redirect_uri: CALLBACK.into(),
+            redirect_uri_sent: true,
+            scope: "openid".into(),
+            nonce: None,
+            code_challenge: None,
+            auth_time: NOW,
+            amr: vec!["pwd".into()],
+            created_at: self.clock.now(),
+            expires_at: self.clock.now() + 60,
+        };
+        store.insert_code(&code).await.expect("insert code");
+    }
+
     pub async fn send(&self, req: Request<Body>) -> Answer {
         let res = crate::router(self.state.clone()).oneshot(req).await.expect("the router answers");
         let (status, headers) = (res.status(), res.headers().clone());
         let bytes = axum::body::to_bytes(res.into_body(), 1 << 20).await.expect("body");
         Answer { status, headers, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
+    }
+}
+
+fn test_user() -> khoa_core::user::NewUser {
+    khoa_core::user::NewUser {
+        username: "sv01".into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        email: Some("sv01@hutech.edu.vn".into()),
+        email_verified: true,
+        name: Some("Nguyễn Văn A".into()),
+        phone_number: None,
+        phone_number_verified: false,
+        picture: None,
+        created_at: NOW,
     }
 }

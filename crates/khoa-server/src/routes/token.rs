@@ -53,8 +53,6 @@ mod tests {
     use axum::body::Body;
     use axum::http::{header, Request};
     use khoa_core::client::{SecretChoice, SecretMethod};
-    use khoa_core::code::AuthorizationCode;
-    use khoa_core::session::Session;
 
     const TOKEN: &str = "/oauth2/token";
     const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
@@ -155,52 +153,6 @@ mod tests {
         );
     }
 
-    /// A code and its session, stored as the authorization endpoint would.
-    async fn stored_code(app: &TestApp, hash_of: &str) {
-        let user = app.state.store.insert_user(&test_user()).await.unwrap();
-        let session = Session {
-            id_hash: "session-hash".into(),
-            sid: "sid-1".into(),
-            user_id: user.id,
-            auth_time: NOW,
-            amr: vec!["pwd".into()],
-            created_at: NOW,
-            expires_at: NOW + 3600,
-            ended_at: None,
-        };
-        app.state.store.insert_session(&session).await.unwrap();
-        let code = AuthorizationCode {
-            code_hash: khoa_core::session::handle_hash(hash_of),
-            client_id: "web".into(),
-            user_id: user.id,
-            sid: "sid-1".into(),
-            redirect_uri: CALLBACK.into(),
-            redirect_uri_sent: true,
-            scope: "openid".into(),
-            nonce: None,
-            code_challenge: None,
-            auth_time: NOW,
-            amr: vec!["pwd".into()],
-            created_at: NOW,
-            expires_at: NOW + 60,
-        };
-        app.state.store.insert_code(&code).await.unwrap();
-    }
-
-    fn test_user() -> khoa_core::user::NewUser {
-        khoa_core::user::NewUser {
-            username: "sv01".into(),
-            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
-            email: None,
-            email_verified: false,
-            name: None,
-            phone_number: None,
-            phone_number_verified: false,
-            picture: None,
-            created_at: NOW,
-        }
-    }
-
     #[tokio::test]
     async fn codes_are_checked_at_redemption() {
         let app = app_with_web().await;
@@ -217,7 +169,7 @@ mod tests {
             (400, "invalid_grant", "the authorization code is invalid")
         );
         // Expired at its expiry second, on the server's clock.
-        stored_code(&app, "code-1").await;
+        app.stored_code("code-1").await;
         app.clock.advance(60);
         assert_eq!(
             app.post_form(TOKEN, &exchange("code-1", CALLBACK), web).await.error(),
@@ -235,7 +187,7 @@ mod tests {
     #[tokio::test]
     async fn a_wrong_redirect_uri_spends_the_code() {
         let app = app_with_web().await;
-        stored_code(&app, "code-2").await;
+        app.stored_code("code-2").await;
         let web = Some(("web", SECRET));
         let form =
             [("grant_type", "authorization_code"), ("code", "code-2"), ("redirect_uri", "https://app.example/other")];
@@ -250,7 +202,7 @@ mod tests {
     #[tokio::test]
     async fn a_redeemed_code_gives_tokens() {
         let app = app_with_web().await;
-        stored_code(&app, "code-3").await;
+        app.stored_code("code-3").await;
         let form = [("grant_type", "authorization_code"), ("code", "code-3"), ("redirect_uri", CALLBACK)];
         let answer = app.post_form(TOKEN, &form, Some(("web", SECRET))).await;
         assert_eq!(answer.status, 200, "{}", answer.body);

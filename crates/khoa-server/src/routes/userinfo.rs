@@ -140,3 +140,103 @@ async fn answer(
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
 }
+
+/// RFC 6750 refusals at userinfo, one rule a test, in-process on a manual clock.
+#[cfg(test)]
+mod tests {
+    use crate::testing::{Answer, TestApp, CALLBACK};
+    use axum::body::Body;
+    use axum::http::{header, Request};
+    use khoa_core::client::{GrantType, SecretChoice};
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
+
+    /// An app with the client `web` and an access token of `sv01` for it.
+    async fn with_token() -> (TestApp, String) {
+        let app = TestApp::new().await;
+        app.client("web", |r| r.secret = SecretChoice::Given(SECRET.into())).await;
+        app.stored_code("code").await;
+        let form = [("grant_type", "authorization_code"), ("code", "code"), ("redirect_uri", CALLBACK)];
+        let answer = app.post_form("/oauth2/token", &form, Some(("web", SECRET))).await;
+        let token = answer.body["access_token"].as_str().expect("an access token").to_string();
+        (app, token)
+    }
+
+    async fn userinfo(app: &TestApp, authorization: Option<&str>) -> Answer {
+        let mut req = Request::get("/userinfo");
+        if let Some(a) = authorization {
+            req = req.header(header::AUTHORIZATION, a);
+        }
+        app.send(req.body(Body::empty()).unwrap()).await
+    }
+
+    fn challenge(a: &Answer) -> &str {
+        a.headers.get(header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn a_live_token_gets_the_claims_of_its_scope() {
+        let (app, token) = with_token().await;
+        let a = userinfo(&app, Some(&format!("Bearer {token}"))).await;
+        assert_eq!(a.status, 200);
+        assert_eq!(a.body["preferred_username"], serde_json::Value::Null, "scope openid only: no profile claims");
+        assert!(a.body["sub"].is_string());
+    }
+
+    #[tokio::test]
+    async fn no_token_gets_a_bare_challenge() {
+        let (app, _) = with_token().await;
+        let a = userinfo(&app, None).await;
+        assert_eq!((a.status.as_u16(), challenge(&a)), (401, "Bearer realm=\"khoa\""));
+    }
+
+    #[tokio::test]
+    async fn a_token_expires_at_its_expiry_second() {
+        let (app, token) = with_token().await;
+        let bearer = format!("Bearer {token}");
+        app.clock.advance(3599);
+        assert_eq!(userinfo(&app, Some(&bearer)).await.status, 200);
+        app.clock.advance(1);
+        let a = userinfo(&app, Some(&bearer)).await;
+        assert_eq!(a.error(), (401, "invalid_token", "the access token has expired"));
+        assert_eq!(
+            challenge(&a),
+            "Bearer realm=\"khoa\", error=\"invalid_token\", error_description=\"the access token has expired\""
+        );
+    }
+
+    #[tokio::test]
+    async fn a_revoked_token_is_refused() {
+        let (app, token) = with_token().await;
+        let revoked = app.post_form("/oauth2/revoke", &[("token", &token)], Some(("web", SECRET))).await;
+        assert_eq!(revoked.status, 200);
+        let a = userinfo(&app, Some(&format!("Bearer {token}"))).await;
+        assert_eq!(a.error(), (401, "invalid_token", "the access token has been revoked"));
+    }
+
+    #[tokio::test]
+    async fn a_token_of_no_user_is_refused() {
+        let app = TestApp::new().await;
+        app.client("m2m", |r| {
+            r.secret = SecretChoice::Given(SECRET.into());
+            r.grant_types = Some(vec![GrantType::ClientCredentials]);
+            r.redirect_uris = vec![];
+            r.scopes = Some("api".into());
+        })
+        .await;
+        let answer =
+            app.post_form("/oauth2/token", &[("grant_type", "client_credentials")], Some(("m2m", SECRET))).await;
+        let token = answer.body["access_token"].as_str().expect("a token").to_string();
+        let a = userinfo(&app, Some(&format!("Bearer {token}"))).await;
+        assert_eq!(a.error(), (401, "invalid_token", "the access token has no user"));
+    }
+
+    #[tokio::test]
+    async fn what_is_not_our_token_is_invalid() {
+        let (app, _) = with_token().await;
+        for token in ["nope", "a.b.c", "eyJhbGciOiJub25lIn0.e30."] {
+            let a = userinfo(&app, Some(&format!("Bearer {token}"))).await;
+            assert_eq!(a.error(), (401, "invalid_token", "the access token is invalid or has been revoked"), "{token}");
+        }
+    }
+}
