@@ -5,7 +5,7 @@
 
 use khoa_core::client::Client;
 use khoa_core::user::User;
-use khoa_store::{Store, StoreError};
+use khoa_store::{ClientStore, StoreError, UserStore};
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, RwLock};
@@ -69,13 +69,13 @@ pub type ClientCache = EpochCache<String, Client>;
 pub type UserCache = EpochCache<i64, User>;
 
 impl EpochCache<String, Client> {
-    pub async fn get(&self, store: &dyn Store, client_id: &str) -> Result<Option<Arc<Client>>, StoreError> {
+    pub async fn get(&self, store: &dyn ClientStore, client_id: &str) -> Result<Option<Arc<Client>>, StoreError> {
         self.get_or_load(&client_id.to_string(), || store.client(client_id)).await
     }
 }
 
 impl EpochCache<i64, User> {
-    pub async fn get(&self, store: &dyn Store, user_id: i64) -> Result<Option<Arc<User>>, StoreError> {
+    pub async fn get(&self, store: &dyn UserStore, user_id: i64) -> Result<Option<Arc<User>>, StoreError> {
         self.get_or_load(&user_id, || store.user_by_id(user_id)).await
     }
 }

@@ -13,7 +13,7 @@ use crate::state::AppState;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use khoa_core::client::Client;
-use khoa_store::{Store, StoreError};
+use khoa_store::{ClientStore, StoreError};
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
@@ -30,7 +30,7 @@ pub struct OriginIndex {
 }
 
 impl OriginIndex {
-    pub async fn contains(&self, store: &dyn Store, origin: &str) -> Result<bool, StoreError> {
+    pub async fn contains(&self, store: &dyn ClientStore, origin: &str) -> Result<bool, StoreError> {
         let cached = self.origins.read().ok().and_then(|o| o.clone());
         let origins = match cached {
             Some(o) => o,

@@ -7,7 +7,7 @@ use khoa_core::jose::{Jwk, JwkSet, KeyError, SigningAlgorithm, SigningKey};
 use khoa_core::keyring::{self, KeyState, KeyTimeline};
 use khoa_core::sealing::{MasterKey, SealingError};
 use khoa_core::UnixTime;
-use khoa_store::{Store, StoreError, StoredKey};
+use khoa_store::{ClientStore, KeyStore, Store, StoreError, StoredKey};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -29,7 +29,7 @@ pub enum KeysError {
 
 /// Generates, seals and stores a key of `alg` as `generation`.
 async fn create_key(
-    store: &dyn Store,
+    store: &dyn KeyStore,
     master: &MasterKey,
     alg: SigningAlgorithm,
     generation: i64,
@@ -59,7 +59,7 @@ async fn create_key(
 /// First start: a key for every configured algorithm that has none, active at once.
 /// Several processes starting together on one database create exactly one each.
 pub async fn ensure_initial_keys(
-    store: &dyn Store,
+    store: &dyn KeyStore,
     master: &MasterKey,
     algorithms: &[SigningAlgorithm],
     now: UnixTime,
@@ -82,7 +82,7 @@ pub async fn ensure_initial_keys(
 /// Rotation: a new generation of each algorithm, published at once, signing from
 /// `activates_at`.
 pub async fn rotate(
-    store: &dyn Store,
+    store: &dyn KeyStore,
     master: &MasterKey,
     algorithms: &[SigningAlgorithm],
     now: UnixTime,
@@ -104,7 +104,7 @@ pub async fn rotate(
 
 /// How long retired keys stay published, given the configuration and every client's
 /// lifetime overrides.
-pub async fn retention(store: &dyn Store, settings: &Settings) -> Result<i64, StoreError> {
+pub async fn retention(store: &dyn ClientStore, settings: &Settings) -> Result<i64, StoreError> {
     Ok(settings.signed_token_horizon(store.longest_client_token_lifetime().await?))
 }
 
