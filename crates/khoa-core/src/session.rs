@@ -1,5 +1,5 @@
-//! SSO sessions and pending interactions (an authorization request waiting for the
-//! user to log in or consent).
+//! SSO sessions and pending interactions (a request waiting for the user to log in or
+//! consent).
 
 use crate::UnixTime;
 use aws_lc_rs::digest::{digest, SHA256};
@@ -46,13 +46,36 @@ impl Session {
     }
 }
 
-/// An authorization request parked while the user logs in or consents.
+/// What an interaction waits to complete once the user has logged in (and consented).
+/// Only the authorization request today, answered by a redirect to the client; a
+/// device authorization (RFC 8628), answered by a page of the server's own, will be a
+/// variant of its own rather than a request that pretends to have a redirect URI.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pending {
+    Authorization(crate::authorize::AuthorizationRequest),
+}
+
+impl Pending {
+    /// As stored in [`Interaction::request`].
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Reads what [`Pending::to_json`] wrote, or a bare authorization request (the
+    /// form of interactions stored by earlier versions); `None` when it is neither.
+    pub fn from_json(text: &str) -> Option<Self> {
+        serde_json::from_str(text).ok().or_else(|| serde_json::from_str(text).ok().map(Self::Authorization))
+    }
+}
+
+/// A pending request parked while the user logs in or consents.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interaction {
     pub id_hash: String,
     /// Compared with the form's token in constant time.
     pub csrf_token: String,
-    /// The validated request, serialised (see `authorize::AuthorizationRequest`).
+    /// What waits, serialised ([`Pending::to_json`]).
     pub request: String,
     /// Set once the user has logged in during this interaction.
     pub sid: Option<String>,
@@ -63,6 +86,33 @@ pub struct Interaction {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pending_request_reads_back_in_both_stored_forms() {
+        let client = {
+            let mut r = crate::client::ClientRegistration::new("web");
+            r.redirect_uris = vec!["https://app.example/cb".into()];
+            r.register(0).unwrap().client
+        };
+        let params = crate::authorize::Params::new(
+            [
+                ("client_id", "web"),
+                ("response_type", "code"),
+                ("redirect_uri", "https://app.example/cb"),
+                ("scope", "openid"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let request = crate::authorize::validate(&params, Some(&client)).unwrap();
+        let pending = Pending::Authorization(request.clone());
+        assert!(pending.to_json().starts_with("{\"authorization\":"), "{}", pending.to_json());
+        assert_eq!(Pending::from_json(&pending.to_json()), Some(pending.clone()));
+        // Stored by an earlier version: the bare request.
+        assert_eq!(Pending::from_json(&serde_json::to_string(&request).unwrap()), Some(pending));
+        assert_eq!(Pending::from_json("{\"device\":{}}"), None);
+        assert_eq!(Pending::from_json("not json"), None);
+    }
 
     #[test]
     fn handles_are_random_and_hashed() {

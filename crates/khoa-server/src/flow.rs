@@ -179,7 +179,7 @@ pub async fn interaction_for(
     }
     let now = state.now();
     let csrf_token = new_handle();
-    let request = serde_json::to_string(&flow.request).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let request = khoa_core::session::Pending::Authorization(flow.request.clone()).to_json();
     let (created_at, expires_at) = (now, now + INTERACTION_LIFETIME);
     let handle = match sid {
         None => crate::interaction::seal(state, &csrf_token, &request, created_at, expires_at)?,

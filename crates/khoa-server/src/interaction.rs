@@ -10,8 +10,7 @@ use crate::pages;
 use crate::state::AppState;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
-use khoa_core::authorize::AuthorizationRequest;
-use khoa_core::session::{handle_hash, Interaction};
+use khoa_core::session::{handle_hash, Interaction, Pending};
 use subtle::ConstantTimeEq;
 
 pub fn tokens_match(a: &str, b: &str) -> bool {
@@ -49,7 +48,7 @@ pub async fn resume(
     if !cookie.is_some_and(|c| tokens_match(&c, &interaction.csrf_token)) {
         return expired();
     }
-    let Ok(request) = serde_json::from_str::<AuthorizationRequest>(&interaction.request) else {
+    let Some(Pending::Authorization(request)) = Pending::from_json(&interaction.request) else {
         return expired();
     };
     let Some(client) = state.clients.get(state.store.as_ref(), &request.client_id).await? else {
