@@ -117,6 +117,15 @@ impl TestApp {
         store.insert_code(&code).await.expect("insert code");
     }
 
+    /// The token response of the client `web` (secret `secret`) for a fresh code.
+    pub async fn tokens_of_web(&self, secret: &str, handle: &str) -> Value {
+        self.stored_code(handle).await;
+        let form = [("grant_type", "authorization_code"), ("code", handle), ("redirect_uri", CALLBACK)];
+        let answer = self.post_form("/oauth2/token", &form, Some(("web", secret))).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        answer.body
+    }
+
     pub async fn send(&self, req: Request<Body>) -> Answer {
         let res = crate::router(self.state.clone()).oneshot(req).await.expect("the router answers");
         let (status, headers) = (res.status(), res.headers().clone());

@@ -69,3 +69,68 @@ pub(crate) async fn post(
     no_store(res.headers_mut());
     Ok(res)
 }
+
+/// RFC 7662 at the introspection endpoint, one rule a test, in-process.
+#[cfg(test)]
+mod tests {
+    use crate::testing::TestApp;
+    use khoa_core::client::SecretChoice;
+    use serde_json::json;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
+    const PATH: &str = "/oauth2/introspect";
+
+    async fn app() -> TestApp {
+        let app = TestApp::new().await;
+        app.client("web", |r| r.secret = SecretChoice::Given(SECRET.into())).await;
+        app.client("other", |r| r.secret = SecretChoice::Given(SECRET.into())).await;
+        app.client("spa", |r| r.secret = SecretChoice::Public).await;
+        app
+    }
+
+    #[tokio::test]
+    async fn a_client_learns_about_its_own_live_token() {
+        let app = app().await;
+        let tokens = app.tokens_of_web(SECRET, "c1").await;
+        let at = tokens["access_token"].as_str().unwrap();
+        let answer = app.post_form(PATH, &[("token", at)], Some(("web", SECRET))).await;
+        assert_eq!((answer.body["active"].as_bool(), answer.body["client_id"].as_str()), (Some(true), Some("web")));
+        assert_eq!(answer.body["username"], "sv01");
+    }
+
+    #[tokio::test]
+    async fn another_clients_token_is_inactive() {
+        let app = app().await;
+        let tokens = app.tokens_of_web(SECRET, "c1").await;
+        let at = tokens["access_token"].as_str().unwrap();
+        let answer = app.post_form(PATH, &[("token", at)], Some(("other", SECRET))).await;
+        assert_eq!((answer.status.as_u16(), answer.body.clone()), (200, json!({"active": false})));
+    }
+
+    #[tokio::test]
+    async fn an_expired_token_is_inactive_from_its_expiry_second() {
+        let app = app().await;
+        let tokens = app.tokens_of_web(SECRET, "c1").await;
+        let at = tokens["access_token"].as_str().unwrap();
+        app.clock.advance(3599);
+        assert_eq!(app.post_form(PATH, &[("token", at)], Some(("web", SECRET))).await.body["active"], true);
+        app.clock.advance(1);
+        assert_eq!(app.post_form(PATH, &[("token", at)], Some(("web", SECRET))).await.body, json!({"active": false}));
+    }
+
+    #[tokio::test]
+    async fn public_clients_cannot_introspect() {
+        let app = app().await;
+        let answer = app.post_form(PATH, &[("token", "x"), ("client_id", "spa")], None).await;
+        assert_eq!(answer.error(), (401, "invalid_client", "introspection requires a confidential client"));
+    }
+
+    #[tokio::test]
+    async fn the_token_is_required() {
+        let app = app().await;
+        assert_eq!(
+            app.post_form(PATH, &[], Some(("web", SECRET))).await.error(),
+            (400, "invalid_request", "token is required")
+        );
+    }
+}

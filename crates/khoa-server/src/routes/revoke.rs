@@ -64,3 +64,63 @@ async fn revoke(
     no_store(res.headers_mut());
     Ok(res)
 }
+
+/// RFC 7009 at the revocation endpoint, one rule a test, in-process.
+#[cfg(test)]
+mod tests {
+    use crate::testing::TestApp;
+    use khoa_core::client::SecretChoice;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
+    const PATH: &str = "/oauth2/revoke";
+
+    async fn app() -> TestApp {
+        let app = TestApp::new().await;
+        app.client("web", |r| r.secret = SecretChoice::Given(SECRET.into())).await;
+        app.client("other", |r| r.secret = SecretChoice::Given(SECRET.into())).await;
+        app
+    }
+
+    #[tokio::test]
+    async fn unknown_tokens_get_200() {
+        let app = app().await;
+        let answer = app.post_form(PATH, &[("token", "never-issued")], Some(("web", SECRET))).await;
+        assert_eq!(answer.status.as_u16(), 200);
+        assert_eq!(answer.headers[axum::http::header::CACHE_CONTROL], "no-store");
+    }
+
+    #[tokio::test]
+    async fn another_clients_token_is_refused_and_stays_valid() {
+        let app = app().await;
+        let tokens = app.tokens_of_web(SECRET, "c1").await;
+        let at = tokens["access_token"].as_str().unwrap();
+        let answer = app.post_form(PATH, &[("token", at)], Some(("other", SECRET))).await;
+        assert_eq!(answer.error(), (400, "unauthorized_client", "the token was issued to another client"));
+        let live = app.post_form("/oauth2/introspect", &[("token", at)], Some(("web", SECRET))).await;
+        assert_eq!(live.body["active"], true, "still valid");
+    }
+
+    #[tokio::test]
+    async fn only_access_and_refresh_tokens_are_revoked() {
+        let app = app().await;
+        let form = [("token", "x"), ("token_type_hint", "id_token")];
+        assert_eq!(
+            app.post_form(PATH, &form, Some(("web", SECRET))).await.error(),
+            (400, "unsupported_token_type", "only access_token and refresh_token can be revoked")
+        );
+        assert_eq!(
+            app.post_form(PATH, &[], Some(("web", SECRET))).await.error(),
+            (400, "invalid_request", "token is required")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_revoked_access_token_is_inactive() {
+        let app = app().await;
+        let tokens = app.tokens_of_web(SECRET, "c1").await;
+        let at = tokens["access_token"].as_str().unwrap();
+        assert_eq!(app.post_form(PATH, &[("token", at)], Some(("web", SECRET))).await.status.as_u16(), 200);
+        let gone = app.post_form("/oauth2/introspect", &[("token", at)], Some(("web", SECRET))).await;
+        assert_eq!(gone.body, serde_json::json!({"active": false}));
+    }
+}
