@@ -4,8 +4,8 @@
 //!
 //! Not part of khoa's interface; the functions exist only for those two callers.
 
-use crate::client_authn::read_form;
 use crate::dialects::{hutech, tconnect};
+use crate::service::client_authn::read_form;
 use axum::http::{header, HeaderMap, HeaderValue};
 use khoa_core::authorize::{self, Params};
 use khoa_core::client::{Client, ClientRegistration, SecretChoice};

@@ -1,34 +1,24 @@
 //! khoa's HTTP layer: a thin axum application over the protocol core and the store.
 
-mod backchannel;
-mod cleanup;
-mod client_authn;
-pub mod clients;
-pub mod clock;
-mod cookies;
-mod cors;
+// Layers, each using only those listed before it (`layers_do_not_reach_upwards`):
+// app (state, settings, clock, metrics, caches, keys, background jobs), http (the
+// accept loop, forms, cookies, errors, pages, CORS), service (client authentication,
+// grants, issuing, the authorization flow, logout), then the adapters (routes,
+// dialects).
+pub mod app;
+pub mod http;
+pub mod service;
+
 mod dialects;
-pub mod error;
-mod flow;
 #[doc(hidden)]
 pub mod fuzzing;
-mod grants;
-pub mod http;
-pub mod i18n;
-mod interaction;
-mod issue;
-pub mod keys;
-pub mod logout;
-pub mod metrics;
-mod pages;
-mod password_login;
 mod routes;
-pub mod settings;
-pub mod state;
 #[cfg(test)]
 mod testing;
-mod tokens;
-mod watcher;
+
+pub use app::{clients, clock, keys, metrics, settings, state};
+pub use http::{error, i18n};
+pub use service::logout;
 
 pub use settings::{Branding, Lifetimes, Settings};
 pub use state::AppState;
@@ -80,9 +70,9 @@ pub async fn start(state: AppState) -> std::io::Result<RunningServer> {
     };
     let metrics_addr = metrics_listener.as_ref().map(TcpListener::local_addr).transpose()?;
     let (tx, rx) = tokio::sync::watch::channel(false);
-    watcher::spawn(state.clone(), rx.clone());
-    cleanup::spawn(state.clone(), rx.clone());
-    backchannel::spawn(state.clone(), rx.clone());
+    app::watcher::spawn(state.clone(), rx.clone());
+    app::cleanup::spawn(state.clone(), rx.clone());
+    service::backchannel::spawn(state.clone(), rx.clone());
     let app = router(state.clone());
     let (header_read_timeout, drain) = (state.settings.header_read_timeout, state.settings.request_timeout);
     if let Some(metrics) = metrics_listener {
@@ -95,4 +85,46 @@ pub async fn start(state: AppState) -> std::io::Result<RunningServer> {
     // Give the accept loop a moment to be scheduled before callers connect.
     tokio::time::sleep(Duration::from_millis(1)).await;
     Ok(RunningServer { local_addr, metrics_addr, state, shutdown: tx, task })
+}
+
+#[cfg(test)]
+mod layer_tests {
+    /// Each layer uses only the layers below it: app ← http ← service ← adapters.
+    #[test]
+    fn layers_do_not_reach_upwards() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let rules: [(&str, &[&str]); 3] = [
+            ("app", &["http", "service", "routes", "dialects", "fuzzing"]),
+            ("http", &["service", "routes", "dialects", "fuzzing"]),
+            ("service", &["routes", "dialects", "fuzzing"]),
+        ];
+        let mut seen = 0;
+        for (layer, above) in rules {
+            let mut dirs = vec![root.join(layer)];
+            while let Some(dir) = dirs.pop() {
+                for entry in std::fs::read_dir(&dir).unwrap() {
+                    let path = entry.unwrap().path();
+                    if path.is_dir() {
+                        dirs.push(path);
+                        continue;
+                    }
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    seen += 1;
+                    for upper in above {
+                        for pattern in [format!("crate::{upper}::"), format!("crate::{upper};")] {
+                            assert!(!text.contains(&pattern), "{} ({layer}) uses {pattern}", path.display());
+                        }
+                        // `use crate::{…}` lists.
+                        for list in text.split("crate::{").skip(1) {
+                            let names = list.split('}').next().unwrap_or_default();
+                            let reaches =
+                                names.split([',', ' ', '\n']).any(|n| n.trim().split("::").next() == Some(upper));
+                            assert!(!reaches, "{} ({layer}) uses crate::{{{upper}…}}", path.display());
+                        }
+                    }
+                }
+            }
+        }
+        assert!(seen > 20, "read {seen} files");
+    }
 }

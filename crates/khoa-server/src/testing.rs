@@ -1,7 +1,7 @@
 //! In-process tests through the router: an [`AppState`] on an in-memory SQLite
 //! database and a [`ManualClock`], requests sent with `oneshot`, answers read whole.
 
-use crate::clock::ManualClock;
+use crate::app::clock::ManualClock;
 use crate::{AppState, Settings};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
@@ -44,7 +44,7 @@ impl TestApp {
         store.migrate().await.expect("migrate");
         let master = MasterKey::generate().0;
         let settings = Settings::new("https://sso.example.vn", ([127, 0, 0, 1], 0).into());
-        crate::keys::ensure_initial_keys(store.as_ref(), &master, &settings.algorithms, NOW).await.expect("keys");
+        crate::app::keys::ensure_initial_keys(store.as_ref(), &master, &settings.algorithms, NOW).await.expect("keys");
         let clock = Arc::new(ManualClock::new(NOW));
         let state = AppState::with_clock(settings, store, master, clock.clone()).await.expect("state");
         Self { state, clock }

@@ -16,10 +16,12 @@
 //! | [35] | -2 | web: the code is unknown, another app's, already used, needs PKCE, or its session ended |
 //! | [36] | -9 | either: unreadable request (no app-key, malformed JSON, missing field) — HTTP 400 |
 
-use crate::client_authn::authenticate_credentials;
-use crate::error::TokenError;
-use crate::grants::authorization_code::{exchange, CodeExchange, ExchangeError, Exchanged, RedirectUri, RefreshPolicy};
-use crate::state::AppState;
+use crate::app::state::AppState;
+use crate::http::error::TokenError;
+use crate::service::client_authn::authenticate_credentials;
+use crate::service::grants::authorization_code::{
+    exchange, CodeExchange, ExchangeError, Exchanged, RedirectUri, RefreshPolicy,
+};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -85,7 +87,7 @@ fn error_response(
         "reasons": { "message": message, "options": { "code": e.1 } },
     });
     let mut res = (status, Json(body)).into_response();
-    crate::grants::no_store(res.headers_mut());
+    crate::service::grants::no_store(res.headers_mut());
     res
 }
 
@@ -112,7 +114,7 @@ fn respond(state: &AppState, path: &str, result: Result<Exchanged, Failure>) -> 
                 }
             });
             let mut res = Json(body).into_response();
-            crate::grants::no_store(res.headers_mut());
+            crate::service::grants::no_store(res.headers_mut());
             res
         }
         Err(Failure::Dialect(e, status, detail)) => error_response(state, path, e, status, detail),

@@ -4,11 +4,11 @@
 //! to clients with a refresh lifetime configured, and answers every error with 400
 //! `{"error","error_description"}`.
 
-use crate::client_authn::{authenticate, read_form};
-use crate::error::TokenError;
-use crate::grants::authorization_code::{exchange, CodeExchange, ExchangeError, RedirectUri, RefreshPolicy};
-use crate::grants::{field, refresh_token, TokenResponse};
-use crate::state::AppState;
+use crate::app::state::AppState;
+use crate::http::error::TokenError;
+use crate::service::client_authn::{authenticate, read_form};
+use crate::service::grants::authorization_code::{exchange, CodeExchange, ExchangeError, RedirectUri, RefreshPolicy};
+use crate::service::grants::{field, refresh_token, TokenResponse};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -24,7 +24,7 @@ pub const USERINFO_PATH: &str = "/api/v1/oauth2/userinfo";
 fn error(code: &str, description: &str) -> Response {
     let mut res = (StatusCode::BAD_REQUEST, Json(serde_json::json!({"error": code, "error_description": description})))
         .into_response();
-    crate::grants::no_store(res.headers_mut());
+    crate::service::grants::no_store(res.headers_mut());
     res
 }
 

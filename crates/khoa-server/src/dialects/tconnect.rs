@@ -13,12 +13,12 @@
 // path of the handlers, and boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
-use crate::client_authn::authenticate_credentials;
-use crate::error::TokenError;
-use crate::grants::{no_store, refresh_token};
-use crate::issue::{self, RefreshTemplate, Subject};
-use crate::password_login::{password_login, LoginOutcome};
-use crate::state::AppState;
+use crate::app::state::AppState;
+use crate::http::error::TokenError;
+use crate::service::client_authn::authenticate_credentials;
+use crate::service::grants::{no_store, refresh_token};
+use crate::service::issue::{self, RefreshTemplate, Subject};
+use crate::service::password_login::{password_login, LoginOutcome};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -102,7 +102,7 @@ async fn check_freshness(state: &AppState, partner: &Partner, p: &LoginPayload, 
     match state.store.use_partner_nonce(&partner.code, nonce, keep_until).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(refuse("the payload was used before")),
-        Err(e) => Err(crate::error::ApiError::from(e).into_response()),
+        Err(e) => Err(crate::http::error::ApiError::from(e).into_response()),
     }
 }
 
@@ -138,17 +138,17 @@ async fn partner(state: &AppState, headers: &HeaderMap) -> Result<(Partner, Part
     let partner = match state.store.partner(code).await {
         Ok(Some(p)) => p,
         Ok(None) => return Err(not_found()),
-        Err(e) => return Err(crate::error::ApiError::from(e).into_response()),
+        Err(e) => return Err(crate::http::error::ApiError::from(e).into_response()),
     };
     let aad = format!("partner:{}", partner.code);
     let key = state.master.open(aad.as_bytes(), &partner.key_sealed).ok().and_then(|k| PartnerKey::from_bytes(&k));
     let Some(key) = key else {
-        return Err(crate::error::ApiError::Internal("a partner key cannot be opened".into()).into_response());
+        return Err(crate::http::error::ApiError::Internal("a partner key cannot be opened".into()).into_response());
     };
     match state.clients.get(state.store.as_ref(), &partner.client_id).await {
         Ok(Some(client)) => Ok((partner, key, client)),
         Ok(None) => Err(not_found()),
-        Err(e) => Err(crate::error::ApiError::from(e).into_response()),
+        Err(e) => Err(crate::http::error::ApiError::from(e).into_response()),
     }
 }
 
@@ -169,7 +169,7 @@ fn refresh_jwt(
     let keys = state.keys.snapshot();
     let key = keys
         .signing_key(SigningAlgorithm::RS256, now)
-        .ok_or_else(|| crate::error::ApiError::Internal("no RS256 key".into()).into_response())?;
+        .ok_or_else(|| crate::http::error::ApiError::Internal("no RS256 key".into()).into_response())?;
     let claims = RefreshClaims {
         iss: state.settings.issuer.clone(),
         sub: sub.to_string(),
@@ -179,7 +179,7 @@ fn refresh_jwt(
         rt: handle.to_string(),
     };
     let token = jwt::encode(&key, Some(REFRESH_TYP), &claims)
-        .map_err(|e| crate::error::ApiError::Internal(e.to_string()).into_response())?;
+        .map_err(|e| crate::http::error::ApiError::Internal(e.to_string()).into_response())?;
     Ok((token, lifetime))
 }
 
@@ -270,7 +270,7 @@ async fn issue_family(state: &AppState, client: &Client, user: &khoa_core::user:
         .store
         .insert_token_family(&record, &refresh_row)
         .await
-        .map_err(|e| crate::error::ApiError::from(e).into_response())?;
+        .map_err(|e| crate::http::error::ApiError::from(e).into_response())?;
     let subject = Subject { sub: user.subject(), scope: &scope, auth_time: Some(now), sid: None };
     let access_token =
         issue::access_token(state, client, &subject, &minted, now).await.map_err(IntoResponse::into_response)?;
@@ -306,7 +306,7 @@ pub(crate) async fn refresh(State(state): State<AppState>, headers: HeaderMap, b
         Err(e) => return e.into_response(),
     };
     let Some(handle) = rotated.refresh_token else {
-        return crate::error::ApiError::Internal("rotation without a successor".into()).into_response();
+        return crate::http::error::ApiError::Internal("rotation without a successor".into()).into_response();
     };
     match refresh_jwt(&state, &client, &claims.sub, &handle, state.now()) {
         Ok(refresh) => tokens(rotated.access_token, rotated.expires_in, refresh),

@@ -11,7 +11,7 @@ pub(crate) async fn css() -> impl IntoResponse {
 
 /// `GET /assets/theme.css`: the configured primary colour (branding without a rebuild).
 pub(crate) async fn theme(
-    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    axum::extract::State(state): axum::extract::State<crate::app::state::AppState>,
 ) -> impl IntoResponse {
     let css = format!(":root {{ --primary: {}; }}\n", state.settings.branding.primary_color);
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=300")], css)

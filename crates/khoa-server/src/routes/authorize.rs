@@ -2,12 +2,12 @@
 //! `GET /oauth2/auth/continue` (after the login form).
 
 use super::{form_pairs, query_pairs};
-use crate::error::ApiError;
-use crate::flow::{self, current_session, Flow};
-use crate::i18n::Locale;
-use crate::interaction::resume;
-use crate::pages;
-use crate::state::AppState;
+use crate::app::state::AppState;
+use crate::http::error::ApiError;
+use crate::http::i18n::Locale;
+use crate::http::pages;
+use crate::service::flow::{self, current_session, Flow};
+use crate::service::interaction::resume;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};

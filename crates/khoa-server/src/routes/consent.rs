@@ -2,11 +2,11 @@
 //! sends the code; `deny` returns `access_denied` to the client.
 
 use super::form_pairs;
-use crate::error::ApiError;
-use crate::flow::{self, current_session};
-use crate::interaction::{resume, tokens_match};
-use crate::pages;
-use crate::state::AppState;
+use crate::app::state::AppState;
+use crate::http::error::ApiError;
+use crate::http::pages;
+use crate::service::flow::{self, current_session};
+use crate::service::interaction::{resume, tokens_match};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};

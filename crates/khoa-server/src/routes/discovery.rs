@@ -1,7 +1,7 @@
 //! `GET /.well-known/openid-configuration` (OpenID Connect Discovery 1.0 §4).
 
 use super::public_json;
-use crate::state::AppState;
+use crate::app::state::AppState;
 use axum::extract::State;
 use axum::response::Response;
 

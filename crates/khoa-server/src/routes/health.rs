@@ -1,7 +1,7 @@
 //! `GET /health/alive` (the process serves) and `GET /health/ready` (and its database
 //! answers within two seconds).
 
-use crate::state::AppState;
+use crate::app::state::AppState;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -1,10 +1,10 @@
 //! `POST /oauth2/introspect` (RFC 7662), for authenticated confidential clients.
 
-use crate::client_authn::{authenticate, read_form};
-use crate::error::TokenError;
-use crate::grants::{field, no_store};
-use crate::state::AppState;
-use crate::tokens::{find, Found};
+use crate::app::state::AppState;
+use crate::http::error::TokenError;
+use crate::service::client_authn::{authenticate, read_form};
+use crate::service::grants::{field, no_store};
+use crate::service::tokens::{find, Found};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;

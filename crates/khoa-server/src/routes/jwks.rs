@@ -2,7 +2,7 @@
 //! pending keys included (pre-publication), retired keys until their tokens expired.
 
 use super::public_json;
-use crate::state::AppState;
+use crate::app::state::AppState;
 use axum::extract::State;
 use axum::response::Response;
 

@@ -3,11 +3,11 @@
 //! work for both.
 
 use super::form_pairs;
-use crate::error::ApiError;
-use crate::flow::{self, current_session};
-use crate::interaction::{resume, tokens_match};
-use crate::password_login::{device_cookie, known_device, password_login, LoginOutcome, DEVICE_COOKIE};
-use crate::state::AppState;
+use crate::app::state::AppState;
+use crate::http::error::ApiError;
+use crate::service::flow::{self, current_session};
+use crate::service::interaction::{resume, tokens_match};
+use crate::service::password_login::{device_cookie, known_device, password_login, LoginOutcome, DEVICE_COOKIE};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -30,7 +30,7 @@ pub(crate) async fn post(
         Err(page) => return Ok(page),
     };
     if !tokens_match(field("csrf_token"), &interaction.csrf_token) {
-        return Ok(crate::pages::error_page(
+        return Ok(crate::http::pages::error_page(
             &state.settings.branding,
             flow.locale,
             StatusCode::BAD_REQUEST,
@@ -40,7 +40,7 @@ pub(crate) async fn post(
     let t = flow.locale.texts();
     let now = state.now();
     let username = field("username");
-    let device = known_device(&state, crate::cookies::get(&headers, DEVICE_COOKIE).as_deref(), username, now);
+    let device = known_device(&state, crate::http::cookies::get(&headers, DEVICE_COOKIE).as_deref(), username, now);
     let address = crate::http::client_address(&state.settings, peer.ip(), &headers);
     let origin = LoginOrigin::Browser { address, device: device.as_deref() };
     let user = match password_login(&state, username, field("password"), origin).await? {

@@ -10,13 +10,13 @@
 //! error page and never redirects.
 
 use super::{form_pairs, query_pairs};
-use crate::cookies;
-use crate::error::ApiError;
-use crate::flow::current_session;
-use crate::i18n::Locale;
-use crate::interaction::tokens_match;
-use crate::pages::{self, LoggedOutPage, LogoutPage};
-use crate::state::AppState;
+use crate::app::state::AppState;
+use crate::http::cookies;
+use crate::http::error::ApiError;
+use crate::http::i18n::Locale;
+use crate::http::pages::{self, LoggedOutPage, LogoutPage};
+use crate::service::flow::current_session;
+use crate::service::interaction::tokens_match;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
@@ -121,7 +121,7 @@ async fn start(state: &AppState, headers: &HeaderMap, r: LogoutRequest) -> Resul
         None => Ok(logged_out(state, locale, vec![], checked.redirect)),
         // The hint names this browser's session (its expiry does not matter).
         Some(session) if hint_names(&hint, &session) => {
-            let frames = crate::logout::end_session(state, &session).await?;
+            let frames = crate::service::logout::end_session(state, &session).await?;
             Ok(logged_out(state, locale, frames, checked.redirect))
         }
         // Another session than this browser's: the user decides.
@@ -194,7 +194,7 @@ pub(crate) async fn confirm(
     };
     let mut frames = vec![];
     if let Some(session) = current_session(&state, &headers, state.now()).await? {
-        frames = crate::logout::end_session(&state, &session).await?;
+        frames = crate::service::logout::end_session(&state, &session).await?;
     }
     Ok(logged_out(&state, locale, frames, checked.redirect))
 }

@@ -1,6 +1,6 @@
 //! `GET /metrics`: Prometheus / OpenMetrics text.
 
-use crate::state::AppState;
+use crate::app::state::AppState;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -9,7 +9,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics.published_keys.set(state.keys.snapshot().published_count as i64);
     if let Ok(counts) = state.store.delivery_counts().await {
         for (status, n) in counts {
-            state.metrics.logout_outbox.get_or_create(&crate::metrics::StatusLabels { status }).set(n);
+            state.metrics.logout_outbox.get_or_create(&crate::app::metrics::StatusLabels { status }).set(n);
         }
     }
     (

@@ -14,10 +14,10 @@ mod revoke;
 mod token;
 mod userinfo;
 
+use crate::app::metrics::{RequestLabels, RouteLabels};
+use crate::app::state::AppState;
 use crate::dialects::{hutech, oneaccess, tconnect};
-use crate::error::ApiError;
-use crate::metrics::{RequestLabels, RouteLabels};
-use crate::state::AppState;
+use crate::http::error::ApiError;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -167,16 +167,7 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     res
 }
 
-/// Pairs of an `application/x-www-form-urlencoded` body. Invalid UTF-8 is replaced
-/// (U+FFFD), so it can only fail to match, never crash.
-pub(crate) fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(body).into_owned().collect()
-}
-
-/// Pairs of the query string.
-pub(crate) fn query_pairs(uri: &axum::http::Uri) -> Vec<(String, String)> {
-    form_pairs(uri.query().unwrap_or("").as_bytes())
-}
+pub(crate) use crate::http::forms::{form_pairs, query_pairs};
 
 /// A JSON body with a public cache lifetime and open CORS: relying parties, including
 /// single-page apps, fetch discovery and JWKS from other origins.

@@ -1,11 +1,11 @@
 //! `POST /oauth2/revoke` (RFC 7009).
 
-use crate::client_authn::{authenticate, check_origin, read_form};
-use crate::cors::Verdict;
-use crate::error::TokenError;
-use crate::grants::{field, no_store};
-use crate::state::AppState;
-use crate::tokens::{find, Found};
+use crate::app::state::AppState;
+use crate::http::cors::Verdict;
+use crate::http::error::TokenError;
+use crate::service::client_authn::{authenticate, check_origin, read_form};
+use crate::service::grants::{field, no_store};
+use crate::service::tokens::{find, Found};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -20,7 +20,7 @@ pub(crate) async fn post(State(state): State<AppState>, headers: HeaderMap, body
 
 /// A CORS preflight (browser apps).
 pub(crate) async fn preflight(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    crate::cors::preflight(&state, &headers, "POST").await
+    crate::http::cors::preflight(&state, &headers, "POST").await
 }
 
 async fn revoke(

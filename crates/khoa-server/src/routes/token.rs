@@ -1,11 +1,11 @@
 //! `POST /oauth2/token` (RFC 6749 §3.2): client authentication, then the handler the
 //! grant registry (`grants::REGISTRY`) holds for the grant type.
 
-use crate::client_authn::{authenticate, check_origin, read_form};
-use crate::cors::Verdict;
-use crate::error::TokenError;
-use crate::grants::{self, field};
-use crate::state::AppState;
+use crate::app::state::AppState;
+use crate::http::cors::Verdict;
+use crate::http::error::TokenError;
+use crate::service::client_authn::{authenticate, check_origin, read_form};
+use crate::service::grants::{self, field};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -20,7 +20,7 @@ pub(crate) async fn post(State(state): State<AppState>, headers: HeaderMap, body
 
 /// A CORS preflight (browser apps).
 pub(crate) async fn preflight(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    crate::cors::preflight(&state, &headers, "POST").await
+    crate::http::cors::preflight(&state, &headers, "POST").await
 }
 
 async fn grant(

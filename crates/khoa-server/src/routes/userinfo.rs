@@ -2,9 +2,9 @@
 //! the header, §2.2 in a form body).
 
 use super::form_pairs;
-use crate::cors::Verdict;
-use crate::state::AppState;
-use crate::tokens::Found;
+use crate::app::state::AppState;
+use crate::http::cors::Verdict;
+use crate::service::tokens::Found;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -36,7 +36,7 @@ impl IntoResponse for BearerError {
                 format!("Bearer realm=\"khoa\", error=\"invalid_token\", error_description=\"{d}\""),
                 Some(("invalid_token", d)),
             ),
-            Self::Store(e) => return crate::error::ApiError::from(e).into_response(),
+            Self::Store(e) => return crate::http::error::ApiError::from(e).into_response(),
         };
         let mut res = match body {
             Some((error, description)) => {
@@ -93,7 +93,7 @@ pub(crate) async fn userinfo(
 
 /// A CORS preflight (browser apps).
 pub(crate) async fn preflight(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    crate::cors::preflight(&state, &headers, "GET, POST").await
+    crate::http::cors::preflight(&state, &headers, "GET, POST").await
 }
 
 async fn answer(
@@ -106,7 +106,7 @@ async fn answer(
     let token = bearer_token(method, headers, body)?;
     // A JWT is checked against its signature and then the database, the authority on
     // revocation; an opaque token is found in the database by its hash.
-    let found = crate::tokens::access_token(state, &token).await.map_err(BearerError::Store)?;
+    let found = crate::service::tokens::access_token(state, &token).await.map_err(BearerError::Store)?;
     let Some(Found::Access(claims, record)) = found else {
         return Err(BearerError::InvalidToken("the access token is invalid or has been revoked"));
     };
@@ -122,7 +122,7 @@ async fn answer(
     if now >= claims.exp {
         return Err(BearerError::InvalidToken("the access token has expired"));
     }
-    if !crate::tokens::access_token_is_live(&claims, &record, now) {
+    if !crate::service::tokens::access_token_is_live(&claims, &record, now) {
         return Err(BearerError::InvalidToken("the access token has been revoked"));
     }
     // A client_credentials token speaks for a client, not a user.

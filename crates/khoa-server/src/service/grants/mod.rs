@@ -6,8 +6,8 @@ pub mod authorization_code;
 pub mod client_credentials;
 pub mod refresh_token;
 
-use crate::error::TokenError;
-use crate::state::AppState;
+use crate::app::state::AppState;
+use crate::http::error::TokenError;
 use khoa_core::client::{Client, GrantType};
 use std::future::Future;
 use std::pin::Pin;
@@ -39,15 +39,8 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use std::collections::HashMap;
 
-/// The token request's form (duplicates already refused).
-pub type Form = HashMap<String, String>;
-
-/// A non-empty form field.
-pub fn field<'a>(form: &'a Form, name: &str) -> Option<&'a str> {
-    form.get(name).map(String::as_str).filter(|v| !v.is_empty())
-}
+pub use crate::http::forms::{field, Form};
 
 /// RFC 6749 §5.1.
 #[derive(Debug, Serialize)]

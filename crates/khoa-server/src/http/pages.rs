@@ -1,7 +1,7 @@
 //! Server-rendered pages (askama templates in `templates/`, escaped by default) and the
 //! headers every page carries.
 
-use crate::i18n::{Locale, Texts};
+use crate::http::i18n::{Locale, Texts};
 use askama::Template;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 #[derive(Template)]
 #[template(path = "login.html")]
 pub struct LoginPage<'a> {
-    pub brand: &'a crate::settings::Branding,
+    pub brand: &'a crate::app::settings::Branding,
     pub lang: &'static str,
     pub title: &'static str,
     pub t: &'static Texts,
@@ -24,7 +24,7 @@ pub struct LoginPage<'a> {
 #[derive(Template)]
 #[template(path = "consent.html")]
 pub struct ConsentPage<'a> {
-    pub brand: &'a crate::settings::Branding,
+    pub brand: &'a crate::app::settings::Branding,
     pub lang: &'static str,
     pub title: &'static str,
     pub t: &'static Texts,
@@ -38,7 +38,7 @@ pub struct ConsentPage<'a> {
 #[derive(Template)]
 #[template(path = "error.html")]
 pub struct ErrorPage<'a> {
-    pub brand: &'a crate::settings::Branding,
+    pub brand: &'a crate::app::settings::Branding,
     pub lang: &'static str,
     pub title: &'static str,
     pub t: &'static Texts,
@@ -49,7 +49,7 @@ pub struct ErrorPage<'a> {
 #[derive(Template)]
 #[template(path = "logout.html")]
 pub struct LogoutPage<'a> {
-    pub brand: &'a crate::settings::Branding,
+    pub brand: &'a crate::app::settings::Branding,
     pub lang: &'static str,
     pub title: &'static str,
     pub t: &'static Texts,
@@ -65,7 +65,7 @@ pub struct LogoutPage<'a> {
 #[derive(Template)]
 #[template(path = "form_post.html")]
 pub struct FormPostPage<'a> {
-    pub brand: &'a crate::settings::Branding,
+    pub brand: &'a crate::app::settings::Branding,
     pub lang: &'static str,
     pub title: &'static str,
     pub t: &'static Texts,
@@ -82,7 +82,7 @@ pub const FORM_POST_SCRIPT: &str = "document.forms[0].submit();";
 /// request asked: a 303 with the parameters in the query, or a form_post page whose
 /// CSP allows that one script and a form to that one URI.
 pub fn to_client(
-    brand: &crate::settings::Branding,
+    brand: &crate::app::settings::Branding,
     locale: Locale,
     redirect_uri: &str,
     mode: khoa_core::authorize::ResponseMode,
@@ -121,7 +121,7 @@ pub fn to_client(
 #[derive(Template)]
 #[template(path = "logged_out.html")]
 pub struct LoggedOutPage<'a> {
-    pub brand: &'a crate::settings::Branding,
+    pub brand: &'a crate::app::settings::Branding,
     pub lang: &'static str,
     pub t: &'static Texts,
     /// Front-channel logout iframes (OIDC Front-Channel Logout 1.0 §2).
@@ -175,12 +175,17 @@ fn html_page(status: StatusCode, html: String, csp: &str, extra: Vec<(HeaderName
 }
 
 /// Renders a template; a template error (a bug, never input) becomes a plain 500.
-pub fn render(t: &impl Template) -> Result<String, crate::error::ApiError> {
-    t.render().map_err(|e| crate::error::ApiError::Internal(format!("template: {e}")))
+pub fn render(t: &impl Template) -> Result<String, crate::http::error::ApiError> {
+    t.render().map_err(|e| crate::http::error::ApiError::Internal(format!("template: {e}")))
 }
 
 /// The error page shown when a request cannot be returned to its client.
-pub fn error_page(brand: &crate::settings::Branding, locale: Locale, status: StatusCode, message: &str) -> Response {
+pub fn error_page(
+    brand: &crate::app::settings::Branding,
+    locale: Locale,
+    status: StatusCode,
+    message: &str,
+) -> Response {
     let t = locale.texts();
     let html = ErrorPage { brand, lang: locale.tag(), title: t.error_title, t, intro: t.error_intro, message }
         .render()

@@ -2,8 +2,8 @@
 //! `watch_interval` and reloads clients and keys when it moves, and reloads keys when a
 //! pre-published key activates or a retired key's publication ends.
 
-use crate::keys::load_snapshot;
-use crate::state::AppState;
+use crate::app::keys::load_snapshot;
+use crate::app::state::AppState;
 use tokio::sync::watch;
 
 pub(crate) fn spawn(state: AppState, mut stop: watch::Receiver<bool>) {

@@ -10,6 +10,13 @@
 //! - On stop the listener closes at once; requests in flight finish (for up to
 //!   `request_timeout`), idle keep-alive connections are closed.
 
+pub(crate) mod cookies;
+pub(crate) mod cors;
+pub mod error;
+pub(crate) mod forms;
+pub mod i18n;
+pub(crate) mod pages;
+
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;

@@ -2,11 +2,11 @@
 //! to the client: who must log in, who must consent, and issuing the code. Shared by
 //! the authorize, login, continue and consent handlers.
 
-use crate::cookies;
-use crate::error::ApiError;
-use crate::i18n::Locale;
-use crate::pages::{self, ConsentPage, LoginPage};
-use crate::state::AppState;
+use crate::app::state::AppState;
+use crate::http::cookies;
+use crate::http::error::ApiError;
+use crate::http::i18n::Locale;
+use crate::http::pages::{self, ConsentPage, LoginPage};
 use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::response::Response;
 use khoa_core::authorize::step::{self, Authentication, Signed, Step};
@@ -141,7 +141,7 @@ pub async fn proceed(
     if let Some((handle, i)) = interaction {
         // Completes once, even if the form is submitted twice (a sealed interaction
         // never gets here without a session: it has become a row by then).
-        if crate::interaction::is_sealed(handle) || !state.store.delete_interaction(&i.id_hash).await? {
+        if crate::service::interaction::is_sealed(handle) || !state.store.delete_interaction(&i.id_hash).await? {
             return Ok(pages::error_page(
                 &state.settings.branding,
                 flow.locale,
@@ -157,7 +157,7 @@ pub async fn proceed(
 /// bound to the session `sid` when given.
 ///
 /// Until somebody logs in, an interaction is stored nowhere: its handle is the pending
-/// request sealed under the master key (`crate::interaction::seal`), so anonymous
+/// request sealed under the master key (`crate::service::interaction::seal`), so anonymous
 /// requests, however many, cannot grow the database. Once a login or a session exists,
 /// it is a row of its own (a new handle and anti-forgery token), which completes once.
 pub async fn interaction_for(
@@ -167,7 +167,7 @@ pub async fn interaction_for(
     sid: Option<&str>,
 ) -> Result<(String, String, Vec<(HeaderName, String)>), ApiError> {
     if let Some((handle, i)) = existing {
-        let sealed = crate::interaction::is_sealed(handle);
+        let sealed = crate::service::interaction::is_sealed(handle);
         if !sealed {
             if let Some(sid) = sid {
                 state.store.set_interaction_session(&i.id_hash, sid).await?;
@@ -182,7 +182,7 @@ pub async fn interaction_for(
     let request = khoa_core::session::Pending::Authorization(flow.request.clone()).to_json();
     let (created_at, expires_at) = (now, now + INTERACTION_LIFETIME);
     let handle = match sid {
-        None => crate::interaction::seal(state, &csrf_token, &request, created_at, expires_at)?,
+        None => crate::service::interaction::seal(state, &csrf_token, &request, created_at, expires_at)?,
         Some(sid) => {
             let handle = new_handle();
             let interaction = Interaction {
@@ -265,7 +265,8 @@ async fn consent_page(
 pub async fn issue_code(state: &AppState, flow: &Flow, session: &Session, user: &User) -> Result<Response, ApiError> {
     let now = state.now();
     let handle = new_handle();
-    let lifetime = crate::issue::lifetime(state, &flow.client, khoa_core::client::TokenKind::AuthorizationCode);
+    let lifetime =
+        crate::service::issue::lifetime(state, &flow.client, khoa_core::client::TokenKind::AuthorizationCode);
     let r = &flow.request;
     state
         .store
@@ -306,7 +307,7 @@ pub async fn start_session(
     let now = state.now();
     if let Some(old) = previous {
         // Front-channel iframes need a page; the login ends in a redirect instead.
-        crate::logout::end_session(state, old).await?;
+        crate::service::logout::end_session(state, old).await?;
     }
     let handle = new_handle();
     let session = Session {

@@ -2,12 +2,12 @@
 //! interaction must exist, be unexpired, and belong to this browser (its anti-forgery
 //! cookie carries the interaction's token).
 
-use crate::cookies;
-use crate::error::ApiError;
-use crate::flow::Flow;
-use crate::i18n::Locale;
-use crate::pages;
-use crate::state::AppState;
+use crate::app::state::AppState;
+use crate::http::cookies;
+use crate::http::error::ApiError;
+use crate::http::i18n::Locale;
+use crate::http::pages;
+use crate::service::flow::Flow;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use khoa_core::session::{handle_hash, Interaction, Pending};

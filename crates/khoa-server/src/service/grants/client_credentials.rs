@@ -2,9 +2,9 @@
 //! token only (no ID token, no refresh token); scopes limited to the client's own.
 
 use super::{field, Form, TokenResponse};
-use crate::error::TokenError;
-use crate::issue::{self, Subject};
-use crate::state::AppState;
+use crate::app::state::AppState;
+use crate::http::error::TokenError;
+use crate::service::issue::{self, Subject};
 use khoa_core::client::Client;
 use khoa_core::scope::{ScopeSet, STANDARD_SCOPES};
 use khoa_core::token_error::TokenEndpointError;

@@ -3,34 +3,16 @@
 //! endpoints): the credentials, then `khoa_core::client_auth` (constant-time secret
 //! check), the failure metric and the per-client throttle.
 
-use crate::error::TokenError;
-use crate::grants::Form;
-use crate::routes::form_pairs;
-use crate::state::AppState;
+use crate::app::state::AppState;
+use crate::http::error::TokenError;
+use crate::service::grants::Form;
 use axum::http::{header, HeaderMap};
 use khoa_core::client::Client;
 use khoa_core::client_auth;
 use khoa_core::token_error::TokenEndpointError;
-use std::collections::HashMap;
 use std::sync::Arc;
 
-/// The form of an `application/x-www-form-urlencoded` body, refusing repeated
-/// parameters (RFC 6749 §3.2).
-pub fn read_form(headers: &HeaderMap, body: &[u8]) -> Result<Form, TokenEndpointError> {
-    let form_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
-        v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
-    });
-    if !form_type {
-        return Err(TokenEndpointError::InvalidRequest("the body must be application/x-www-form-urlencoded"));
-    }
-    let mut form = HashMap::new();
-    for (k, v) in form_pairs(body) {
-        if form.insert(k, v).is_some() {
-            return Err(TokenEndpointError::InvalidRequest("a parameter appears more than once"));
-        }
-    }
-    Ok(form)
-}
+pub use crate::http::forms::read_form;
 
 /// The client a request claims to be (its credentials not yet checked), if known:
 /// what its `Origin` is judged by before anything else happens.
@@ -57,13 +39,13 @@ pub async fn check_origin(
     state: &AppState,
     headers: &HeaderMap,
     form: &Form,
-    verdict: &mut crate::cors::Verdict,
+    verdict: &mut crate::http::cors::Verdict,
 ) -> Result<(), TokenError> {
-    if *verdict == crate::cors::Verdict::NoOrigin {
+    if *verdict == crate::http::cors::Verdict::NoOrigin {
         return Ok(());
     }
     let client = claimed_client(state, headers, form).await?;
-    *verdict = crate::cors::Verdict::of(headers, client.as_deref());
+    *verdict = crate::http::cors::Verdict::of(headers, client.as_deref());
     if verdict.refused() {
         return Err(TokenEndpointError::InvalidRequest("the request's Origin is not allowed for this client").into());
     }
@@ -113,22 +95,4 @@ async fn throttle_failure(state: &AppState, client_id: &str) -> Result<(), Token
     let until = state.store.record_login_failure(&key, now, &state.settings.client_auth_throttle).await?;
     state.client_auth_blocks.set(client_id, until);
     Ok(())
-}
-
-/// The waiting period of each throttled client, as this process last learned it.
-#[derive(Default)]
-pub struct ClientAuthBlocks {
-    until: std::sync::Mutex<HashMap<String, i64>>,
-}
-
-impl ClientAuthBlocks {
-    fn until(&self, client_id: &str) -> Option<i64> {
-        self.until.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(client_id).copied()
-    }
-
-    /// Registered clients only, so the map is bounded by the number of clients.
-    fn set(&self, client_id: &str, until: i64) {
-        let mut map = self.until.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        map.insert(client_id.to_string(), until);
-    }
 }

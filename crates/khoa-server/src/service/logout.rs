@@ -2,8 +2,8 @@
 //! page) and their back-channel notifications, queued in the same transaction that
 //! ends the session (so no notification is lost, whatever happens next).
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::app::state::AppState;
+use crate::http::error::ApiError;
 use khoa_core::logout::frontchannel_url;
 use khoa_core::session::Session;
 use khoa_store::Notice;

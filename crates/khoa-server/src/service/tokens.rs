@@ -2,13 +2,12 @@
 //! the database, the authority on revocation, or an opaque handle found there by its
 //! hash) or one of our refresh tokens.
 
-use crate::state::AppState;
+use crate::app::state::AppState;
 use khoa_core::jose::jwt;
 use khoa_core::session::handle_hash;
 use khoa_core::tokens::{AccessTokenClaims, ACCESS_TOKEN_TYP};
 use khoa_store::{AccessTokenRecord, RefreshTokenRecord, StoreError};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 pub enum Found {
     Access(Box<AccessTokenClaims>, AccessTokenRecord),
@@ -126,61 +125,12 @@ pub async fn find(state: &AppState, token: &str, hint: Option<&str>) -> Result<O
     refresh_token(state, token).await
 }
 
-/// The SHA-256 of a presented token: the key of [`VerifiedAccessTokens`].
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TokenDigest([u8; 32]);
-
-impl TokenDigest {
-    pub fn of(token: &str) -> Self {
-        Self(khoa_core::session::sha256(token.as_bytes()))
-    }
-}
-
-/// JWT access tokens whose signature, header and issuer have been checked, by the
-/// SHA-256 of the whole token.
-///
-/// Checking a signature is a pure function of the token's bytes and the key, so its
-/// outcome can be remembered: a resource server that introspects a token, or calls
-/// userinfo with it, on every API call then costs one RS256 or ES256 verification per
-/// token instead of one per call. Only that check is remembered: the token's record is
-/// still read on every use, so revocation and expiry take effect at once. An entry
-/// counts only while the key that signed it is still in the keyring, so a key that is
-/// removed stops its tokens here as it does in verification. Only tokens that passed
-/// the check are kept, so forged ones cannot fill it; it holds at most
-/// [`VerifiedAccessTokens::CAPACITY`] entries and is emptied whole when full.
-#[derive(Default)]
-pub struct VerifiedAccessTokens {
-    entries: Mutex<HashMap<TokenDigest, (String, Arc<AccessTokenClaims>)>>,
-}
-
-impl VerifiedAccessTokens {
-    /// About 2 MB at most (a few hundred bytes of claims per entry).
-    pub const CAPACITY: usize = 4096;
-
-    /// The claims of a token checked before, if the key it names is still there.
-    pub fn get(&self, digest: &TokenDigest, key_present: impl Fn(&str) -> bool) -> Option<Arc<AccessTokenClaims>> {
-        let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (kid, claims) = entries.get(digest)?;
-        key_present(kid).then(|| claims.clone())
-    }
-
-    pub fn insert(&self, digest: TokenDigest, kid: String, claims: Arc<AccessTokenClaims>) {
-        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if entries.len() >= Self::CAPACITY {
-            entries.clear();
-        }
-        entries.insert(digest, (kid, claims));
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
-    }
-}
+use crate::app::caches::TokenDigest;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::caches::VerifiedAccessTokens;
 
     fn access(client: &str, record_client: &str, exp: i64, revoked: Option<i64>) -> Found {
         let mut c = (*claims("j")).clone();

@@ -1,8 +1,8 @@
-use crate::clients::{ClientCache, UserCache};
-use crate::clock::{Clock, SystemClock};
-use crate::keys::{load_snapshot, KeyRing, KeysError};
-use crate::metrics::Metrics;
-use crate::settings::Settings;
+use crate::app::clients::{ClientCache, UserCache};
+use crate::app::clock::{Clock, SystemClock};
+use crate::app::keys::{load_snapshot, KeyRing, KeysError};
+use crate::app::metrics::Metrics;
+use crate::app::settings::Settings;
 use khoa_core::discovery::ProviderMetadata;
 use khoa_core::sealing::MasterKey;
 use khoa_store::Store;
@@ -18,11 +18,11 @@ pub struct AppState {
     pub clients: Arc<ClientCache>,
     pub users: Arc<UserCache>,
     /// Clients whose failed authentications are throttled (`client_authn.rs`).
-    pub client_auth_blocks: Arc<crate::client_authn::ClientAuthBlocks>,
+    pub client_auth_blocks: Arc<crate::app::caches::ClientAuthBlocks>,
     /// Every origin some client allows (CORS preflights, `cors.rs`).
-    pub origins: Arc<crate::cors::OriginIndex>,
+    pub origins: Arc<crate::app::caches::OriginIndex>,
     /// JWT access tokens whose signature has been checked (`tokens.rs`).
-    pub verified: Arc<crate::tokens::VerifiedAccessTokens>,
+    pub verified: Arc<crate::app::caches::VerifiedAccessTokens>,
     pub metrics: Arc<Metrics>,
     /// The time every rule is decided at (`clock.rs`).
     pub clock: Arc<dyn Clock>,
@@ -62,9 +62,9 @@ impl AppState {
             keys: Arc::new(KeyRing::new(snapshot)),
             clients: Arc::new(ClientCache::default()),
             users: Arc::new(UserCache::default()),
-            origins: Arc::new(crate::cors::OriginIndex::default()),
-            verified: Arc::new(crate::tokens::VerifiedAccessTokens::default()),
-            client_auth_blocks: Arc::new(crate::client_authn::ClientAuthBlocks::default()),
+            origins: Arc::new(crate::app::caches::OriginIndex::default()),
+            verified: Arc::new(crate::app::caches::VerifiedAccessTokens::default()),
+            client_auth_blocks: Arc::new(crate::app::caches::ClientAuthBlocks::default()),
             metrics: Arc::new(Metrics::default()),
             clock,
             dummy_hash: Arc::new(tokio::sync::OnceCell::new()),

@@ -1,9 +1,9 @@
 //! Minting tokens: JWT access tokens (RFC 9068), ID tokens (OIDC Core §2, §12.2 on
 //! refresh) and opaque refresh tokens. Shared by every grant.
 
-use crate::error::TokenError;
-use crate::settings::AccessTokenFormat;
-use crate::state::AppState;
+use crate::app::settings::AccessTokenFormat;
+use crate::app::state::AppState;
+use crate::http::error::TokenError;
 use khoa_core::client::{Client, GrantType, TokenKind};
 use khoa_core::jose::{jwt, SigningAlgorithm};
 use khoa_core::scope::{ScopeSet, OFFLINE_ACCESS, OPENID};

@@ -2,7 +2,7 @@
 //! handler signs with. Private keys are sealed with the master key before they reach
 //! the store and opened only here.
 
-use crate::settings::Settings;
+use crate::app::settings::Settings;
 use khoa_core::jose::{Jwk, JwkSet, KeyError, SigningAlgorithm, SigningKey};
 use khoa_core::keyring::{self, KeyState, KeyTimeline};
 use khoa_core::sealing::{MasterKey, SealingError};

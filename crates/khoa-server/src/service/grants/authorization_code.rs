@@ -1,9 +1,9 @@
 //! `grant_type=authorization_code` (RFC 6749 §4.1.3, RFC 7636 §4.6).
 
 use super::{field, Form, TokenResponse};
-use crate::error::TokenError;
-use crate::issue::{self, RefreshDecision, RefreshTemplate, Subject};
-use crate::state::AppState;
+use crate::app::state::AppState;
+use crate::http::error::TokenError;
+use crate::service::issue::{self, RefreshDecision, RefreshTemplate, Subject};
 use khoa_core::client::Client;
 use khoa_core::code::CodeError;
 use khoa_core::scope::ScopeSet;

@@ -9,49 +9,15 @@
 //! from the app, so carrying it out would only lose what it gave. Requests without
 //! `Origin` (servers, native apps) are untouched.
 
-use crate::state::AppState;
+use crate::app::state::AppState;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use khoa_core::client::Client;
-use khoa_store::{ClientStore, StoreError};
-use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
 
 /// Request headers a browser app may send (RFC 6750 Bearer, form bodies, DPoP).
 const ALLOWED_HEADERS: &str = "authorization, content-type, dpop";
 /// How long a browser may cache a preflight's answer (seconds).
 const MAX_AGE: &str = "600";
-
-/// Every origin some client allows, for preflights (which name no client); emptied by
-/// the watcher whenever clients change.
-#[derive(Default)]
-pub struct OriginIndex {
-    origins: RwLock<Option<Arc<HashSet<String>>>>,
-}
-
-impl OriginIndex {
-    pub async fn contains(&self, store: &dyn ClientStore, origin: &str) -> Result<bool, StoreError> {
-        let cached = self.origins.read().ok().and_then(|o| o.clone());
-        let origins = match cached {
-            Some(o) => o,
-            None => {
-                let all: HashSet<String> = store.clients().await?.iter().flat_map(Client::origins).collect();
-                let all = Arc::new(all);
-                if let Ok(mut o) = self.origins.write() {
-                    *o = Some(all.clone());
-                }
-                all
-            }
-        };
-        Ok(origins.contains(origin))
-    }
-
-    pub fn clear(&self) {
-        if let Ok(mut o) = self.origins.write() {
-            *o = None;
-        }
-    }
-}
 
 /// The request's `Origin`, if it sent one we can read.
 pub fn origin(headers: &HeaderMap) -> Option<String> {
@@ -137,7 +103,7 @@ pub async fn preflight(state: &AppState, headers: &HeaderMap, methods: &'static 
     };
     let allowed = match state.origins.contains(state.store.as_ref(), &origin).await {
         Ok(allowed) => allowed,
-        Err(e) => return crate::error::ApiError::from(e).into_response(),
+        Err(e) => return crate::http::error::ApiError::from(e).into_response(),
     };
     let mut res = if allowed { StatusCode::NO_CONTENT.into_response() } else { StatusCode::FORBIDDEN.into_response() };
     let h = res.headers_mut();

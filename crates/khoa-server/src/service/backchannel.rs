@@ -3,7 +3,7 @@
 //! gets a freshly signed logout token per attempt, and is retried with exponential
 //! backoff and jitter until delivered, refused with 400, or out of attempts or time.
 
-use crate::state::AppState;
+use crate::app::state::AppState;
 use khoa_core::jose::jwt;
 use khoa_core::logout::{classify, AttemptResult, LogoutTokenClaims, LOGOUT_TOKEN_TYP};
 use khoa_store::{AttemptRecord, Delivery};
@@ -79,7 +79,11 @@ async fn deliver(state: &AppState, http: &reqwest_tls::Client, holder: &str, d: 
         AttemptRecord::Retry { .. } => "retry",
         AttemptRecord::Failed { .. } => "failed",
     };
-    state.metrics.logout_deliveries.get_or_create(&crate::metrics::OutcomeLabels { outcome: outcome.into() }).inc();
+    state
+        .metrics
+        .logout_deliveries
+        .get_or_create(&crate::app::metrics::OutcomeLabels { outcome: outcome.into() })
+        .inc();
     if outcome == "failed" {
         tracing::warn!(id = %d.notice.id, client_id = %d.notice.client_id, attempts, "back-channel logout notification failed for good");
     } else if outcome == "retry" {

@@ -3,7 +3,7 @@
 //! lease in the database makes one process at a time run it; the others wait for
 //! their next turn.
 
-use crate::state::AppState;
+use crate::app::state::AppState;
 use khoa_store::Expiring;
 use tokio::sync::watch;
 
@@ -78,7 +78,7 @@ where
     Fut: std::future::Future<Output = Result<u64, khoa_store::StoreError>>,
 {
     let counter =
-        state.metrics.cleanup_deleted.get_or_create(&crate::metrics::TableLabels { table: label.into() }).clone();
+        state.metrics.cleanup_deleted.get_or_create(&crate::app::metrics::TableLabels { table: label.into() }).clone();
     for _ in 0..MAX_BATCHES {
         let n = step().await?;
         counter.inc_by(n);

@@ -5,8 +5,8 @@
 //! Each attempt is reserved in the store before its password is checked, so however
 //! many arrive at once, no more passwords are checked than the limits allow.
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::app::state::AppState;
+use crate::http::error::ApiError;
 use khoa_core::throttle::{LoginOrigin, Reservation};
 use khoa_core::user::User;
 use khoa_core::UnixTime;
@@ -75,7 +75,7 @@ pub fn known_device(state: &AppState, cookie: Option<&str>, username: &str, now:
 pub fn device_cookie(state: &AppState, username: &str, now: UnixTime) -> Option<String> {
     let plain = format!("{}\n{now}\n{username}", khoa_core::random::random_token::<16>());
     let value = state.master.seal_text(DEVICE_AAD, plain.as_bytes()).ok()?;
-    Some(crate::cookies::set(
+    Some(crate::http::cookies::set(
         DEVICE_COOKIE,
         &value,
         "/oauth2/auth/login",

@@ -3,9 +3,9 @@
 //! revokes the family, except for honest duplicates within the grace window.
 
 use super::{field, Form, TokenResponse};
-use crate::error::TokenError;
-use crate::issue::{self, RefreshTemplate, Subject};
-use crate::state::AppState;
+use crate::app::state::AppState;
+use crate::http::error::TokenError;
+use crate::service::issue::{self, RefreshTemplate, Subject};
 use khoa_core::client::Client;
 use khoa_core::scope::ScopeSet;
 use khoa_core::session::handle_hash;
