@@ -92,9 +92,70 @@ pub fn userinfo_claims(user: &User, scope: &ScopeSet) -> Map<String, Value> {
     m
 }
 
+/// What the liveness of an access token looks at: its claims, and the record the
+/// database keeps of it (the authority on revocation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessTokenState<'a> {
+    pub claims_client_id: &'a str,
+    pub claims_exp: UnixTime,
+    pub record_client_id: &'a str,
+    pub record_expires_at: UnixTime,
+    pub revoked: bool,
+}
+
+/// The one definition of a live access token, for userinfo, introspection,
+/// revocation and the dialects: unexpired by its claims and by its record at `now`,
+/// not revoked, and its record names the client its claims name.
+pub fn access_token_is_live(t: &AccessTokenState<'_>, now: UnixTime) -> bool {
+    now < t.claims_exp && now < t.record_expires_at && !t.revoked && t.record_client_id == t.claims_client_id
+}
+
+/// Whether a client may learn about a token by introspection (RFC 7662 §2.2, §4; RFC
+/// 9700 §4.14): a client its own tokens; a resource server every access token (they
+/// are meant for the deployment's APIs); a refresh token only the client it was issued
+/// to.
+pub fn introspectable(token_client_id: &str, is_access_token: bool, client_id: &str, resource_server: bool) -> bool {
+    token_client_id == client_id || (resource_server && is_access_token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn when_an_access_token_is_live() {
+        let live = AccessTokenState {
+            claims_client_id: "app",
+            claims_exp: 2000,
+            record_client_id: "app",
+            record_expires_at: 2000,
+            revoked: false,
+        };
+        let cases = [
+            ("live", live, 1999, true),
+            ("at its expiry second", live, 2000, false),
+            ("its record expired first", AccessTokenState { record_expires_at: 1500, ..live }, 1600, false),
+            ("revoked", AccessTokenState { revoked: true, ..live }, 1000, false),
+            ("a record of another client", AccessTokenState { record_client_id: "other", ..live }, 1000, false),
+        ];
+        for (name, t, now, expected) in cases {
+            assert_eq!(access_token_is_live(&t, now), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn who_may_introspect_a_token() {
+        let cases = [
+            ("its own access token", "app", true, "app", false, true),
+            ("its own refresh token", "app", false, "app", false, true),
+            ("another's access token", "app", true, "other", false, false),
+            ("a resource server, another's access token", "app", true, "api", true, true),
+            ("a resource server, another's refresh token", "app", false, "api", true, false),
+        ];
+        for (name, owner, access, client, resource_server, expected) in cases {
+            assert_eq!(introspectable(owner, access, client, resource_server), expected, "{name}");
+        }
+    }
 
     #[test]
     fn at_hash_of_the_oidc_example() {

@@ -14,12 +14,17 @@ pub enum Found {
     Refresh(RefreshTokenRecord),
 }
 
-/// [`Found::is_live`] for an access token: its claims and its record.
+/// [`Found::is_live`] for an access token: `khoa_core::tokens::access_token_is_live` on
+/// its claims and its record.
 pub fn access_token_is_live(claims: &AccessTokenClaims, record: &AccessTokenRecord, now: khoa_core::UnixTime) -> bool {
-    now < claims.exp
-        && now < record.token.expires_at
-        && record.revoked_at.is_none()
-        && record.client_id == claims.client_id
+    let state = khoa_core::tokens::AccessTokenState {
+        claims_client_id: &claims.client_id,
+        claims_exp: claims.exp,
+        record_client_id: &record.client_id,
+        record_expires_at: record.token.expires_at,
+        revoked: record.revoked_at.is_some(),
+    };
+    khoa_core::tokens::access_token_is_live(&state, now)
 }
 
 impl Found {
@@ -41,12 +46,11 @@ impl Found {
         }
     }
 
-    /// Whether `client` may learn about this token by introspection (RFC 7662 §2.2, §4;
-    /// RFC 9700 §4.14): a client its own tokens; a resource server every access token
-    /// (khoa's access tokens are meant for the deployment's APIs); a refresh token
-    /// only the client it was issued to.
+    /// Whether `client` may learn about this token by introspection
+    /// (`khoa_core::tokens::introspectable`).
     pub fn introspectable_by(&self, client: &khoa_core::client::Client) -> bool {
-        self.client_id() == client.client_id || (client.resource_server && matches!(self, Self::Access(..)))
+        let is_access = matches!(self, Self::Access(..));
+        khoa_core::tokens::introspectable(self.client_id(), is_access, &client.client_id, client.resource_server)
     }
 }
 
