@@ -256,7 +256,13 @@ both_backends!(
 /// a receiver that answers 400: given up at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backchannel_retries_and_permanent_failures() {
-    let khoa = Khoa::with_env(BIN, khoa_testkit::test_database(Backend::Sqlite).await, ENV);
+    // Retries are due by the server's clock, which the test moves; the worker looks
+    // for due notices every 50 ms.
+    let khoa = Khoa::embedded(BIN, khoa_testkit::test_database(Backend::Sqlite).await, |s| {
+        s.backchannel.base_delay = 1;
+        s.backchannel_poll = std::time::Duration::from_millis(50);
+    })
+    .await;
     let rp = Receiver::start(0).await;
     rp.answer_with("/bc", &[503, 500]);
     let browser = Browser::new();
@@ -265,7 +271,19 @@ async fn backchannel_retries_and_permanent_failures() {
     browser
         .post_form(&khoa.url("/oauth2/sessions/logout/confirm"), &[("csrf_token", &inputs(&html)["csrf_token"])])
         .await;
-    let tokens = rp.wait_for("/bc", 3, 20).await;
+    // First attempt at once; each retry only once its delay (1 s, then 2 s) has passed.
+    let mut tokens = rp.wait_for("/bc", 1, 10).await;
+    assert_eq!(tokens.len(), 1, "the first attempt");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(rp.received("/bc").len(), 1, "no retry before its delay has passed");
+    for _ in 0..60 {
+        if tokens.len() == 3 {
+            break;
+        }
+        khoa.clock().advance(1);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokens = rp.received("/bc");
+    }
     assert_eq!(tokens.len(), 3, "two failures, then delivered");
     let jtis: std::collections::HashSet<String> =
         tokens.iter().map(|t| jwt_claims(t)["jti"].as_str().unwrap().to_string()).collect();
@@ -284,8 +302,15 @@ async fn backchannel_retries_and_permanent_failures() {
     rp.answer_with("/bc", &[400]);
     let html = b2.get(&logout_url(&khoa, &[])).await.text().await.unwrap();
     b2.post_form(&khoa.url("/oauth2/sessions/logout/confirm"), &[("csrf_token", &inputs(&html)["csrf_token"])]).await;
-    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
-    let list = stdout_json(&run_cli(BIN, &khoa.db, &["logout-deliveries", "list", "--json"], None));
+    let deliveries = || stdout_json(&run_cli(BIN, &khoa.db, &["logout-deliveries", "list", "--json"], None));
+    let mut list = deliveries();
+    for _ in 0..50 {
+        if list.as_array().unwrap().iter().any(|d| d["status"] == "failed") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        list = deliveries();
+    }
     let failed: Vec<&Value> = list.as_array().unwrap().iter().filter(|d| d["status"] == "failed").collect();
     assert_eq!(failed.len(), 1, "{list}");
     assert_eq!((failed[0]["attempts"].as_i64(), failed[0]["last_status"].as_i64()), (Some(1), Some(400)));
