@@ -5,7 +5,7 @@
 //! Not part of khoa's interface; the functions exist only for those two callers.
 
 use crate::dialects::{hutech, tconnect};
-use crate::service::client_authn::read_form;
+use crate::http::forms::read_form;
 use axum::http::{header, HeaderMap, HeaderValue};
 use khoa_core::authorize::{self, Params};
 use khoa_core::client::{Client, ClientRegistration, SecretChoice};

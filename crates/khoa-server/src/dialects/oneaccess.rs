@@ -6,7 +6,8 @@
 
 use crate::app::state::AppState;
 use crate::http::error::TokenError;
-use crate::service::client_authn::{authenticate, read_form};
+use crate::http::forms::read_form;
+use crate::service::client_authn::authenticate;
 use crate::service::grants::authorization_code::{exchange, CodeExchange, ExchangeError, RedirectUri, RefreshPolicy};
 use crate::service::grants::{field, refresh_token, TokenResponse};
 use axum::body::Bytes;

@@ -1,9 +1,9 @@
 //! `GET, POST /oauth2/auth` (RFC 6749 §4.1.1, OIDC Core §3.1.2) and
 //! `GET /oauth2/auth/continue` (after the login form).
 
-use super::{form_pairs, query_pairs};
 use crate::app::state::AppState;
 use crate::http::error::ApiError;
+use crate::http::forms::{form_pairs, query_pairs};
 use crate::http::i18n::Locale;
 use crate::http::pages;
 use crate::service::flow::{self, current_session, Flow};

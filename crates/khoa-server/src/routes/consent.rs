@@ -1,9 +1,9 @@
 //! `POST /oauth2/auth/consent`: the user's decision. `allow` stores the consent and
 //! sends the code; `deny` returns `access_denied` to the client.
 
-use super::form_pairs;
 use crate::app::state::AppState;
 use crate::http::error::ApiError;
+use crate::http::forms::form_pairs;
 use crate::http::pages;
 use crate::service::flow::{self, current_session};
 use crate::service::interaction::{resume, tokens_match};

@@ -2,7 +2,8 @@
 
 use crate::app::state::AppState;
 use crate::http::error::TokenError;
-use crate::service::client_authn::{authenticate, read_form};
+use crate::http::forms::read_form;
+use crate::service::client_authn::authenticate;
 use crate::service::grants::{field, no_store};
 use crate::service::tokens::{find, Found};
 use axum::body::Bytes;

@@ -2,9 +2,9 @@
 //! address; one message for unknown users and wrong passwords, with the same argon2id
 //! work for both.
 
-use super::form_pairs;
 use crate::app::state::AppState;
 use crate::http::error::ApiError;
+use crate::http::forms::form_pairs;
 use crate::service::flow::{self, current_session};
 use crate::service::interaction::{resume, tokens_match};
 use crate::service::password_login::{device_cookie, known_device, password_login, LoginOutcome, DEVICE_COOKIE};

@@ -9,10 +9,10 @@
 //! when it exactly matches one registered for the client; anything doubtful shows an
 //! error page and never redirects.
 
-use super::{form_pairs, query_pairs};
 use crate::app::state::AppState;
 use crate::http::cookies;
 use crate::http::error::ApiError;
+use crate::http::forms::{form_pairs, query_pairs};
 use crate::http::i18n::Locale;
 use crate::http::pages::{self, LoggedOutPage, LogoutPage};
 use crate::service::flow::current_session;

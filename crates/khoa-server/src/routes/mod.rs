@@ -167,8 +167,6 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     res
 }
 
-pub(crate) use crate::http::forms::{form_pairs, query_pairs};
-
 /// A JSON body with a public cache lifetime and open CORS: relying parties, including
 /// single-page apps, fetch discovery and JWKS from other origins.
 pub(crate) fn public_json(body: impl Into<String>, max_age: u32) -> Response {

@@ -3,7 +3,8 @@
 use crate::app::state::AppState;
 use crate::http::cors::Verdict;
 use crate::http::error::TokenError;
-use crate::service::client_authn::{authenticate, check_origin, read_form};
+use crate::http::forms::read_form;
+use crate::service::client_authn::{authenticate, check_origin};
 use crate::service::grants::{field, no_store};
 use crate::service::tokens::{find, Found};
 use axum::body::Bytes;

@@ -1,9 +1,9 @@
 //! `GET, POST /userinfo` (OIDC Core §5.3) with a Bearer access token (RFC 6750 §2.1 in
 //! the header, §2.2 in a form body).
 
-use super::form_pairs;
 use crate::app::state::AppState;
 use crate::http::cors::Verdict;
+use crate::http::forms::form_pairs;
 use crate::service::tokens::Found;
 use axum::body::Bytes;
 use axum::extract::State;

@@ -12,8 +12,6 @@ use khoa_core::client_auth;
 use khoa_core::token_error::TokenEndpointError;
 use std::sync::Arc;
 
-pub use crate::http::forms::read_form;
-
 /// The client a request claims to be (its credentials not yet checked), if known:
 /// what its `Origin` is judged by before anything else happens.
 pub async fn claimed_client(
