@@ -4,6 +4,7 @@
 use crate::app::clock::ManualClock;
 use crate::{AppState, Settings};
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{header, Request, StatusCode};
 use base64::Engine;
 use khoa_core::client::{Client, ClientRegistration, SecretChoice};
@@ -12,22 +13,28 @@ use khoa_core::code::AuthorizationCode;
 use khoa_core::sealing::MasterKey;
 use khoa_core::session::Session;
 use serde_json::Value;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tower::ServiceExt;
 
 pub(crate) const NOW: i64 = 1_800_000_000;
 pub(crate) const CALLBACK: &str = "https://app.example/cb";
+/// The session cookie's value for the session `sid-1` of [`TestApp::stored_code`].
+pub(crate) const SESSION_HANDLE: &str = "the-session-handle";
+/// The client address of requests sent by [`TestApp::send`].
+pub(crate) const PEER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7)), 40000);
 
 pub(crate) struct TestApp {
     pub state: AppState,
     pub clock: Arc<ManualClock>,
 }
 
-/// An answer: status, headers and the body as JSON (`Null` when it is not JSON).
+/// An answer: status, headers, the body as text and as JSON (`Null` when it is not JSON).
 pub(crate) struct Answer {
     pub status: StatusCode,
     pub headers: axum::http::HeaderMap,
     pub body: Value,
+    pub text: String,
 }
 
 impl Answer {
@@ -36,14 +43,52 @@ impl Answer {
         let text = |k: &str| self.body[k].as_str().unwrap_or_default();
         (self.status.as_u16(), text("error"), text("error_description"))
     }
+
+    /// The `Location` header ("" when there is none).
+    pub fn location(&self) -> &str {
+        self.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or_default()
+    }
+
+    /// The query parameters of the `Location` header.
+    pub fn redirect_query(&self) -> std::collections::HashMap<String, String> {
+        let location = self.location();
+        let query = location.split_once('?').map(|(_, q)| q).unwrap_or_default();
+        url::form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+    }
+
+    /// `name=value` of every `Set-Cookie`, attributes dropped.
+    pub fn cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.split(';').next())
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// The value of `<input name="NAME" value="…">` in a page.
+pub(crate) fn input(page: &str, name: &str) -> Option<String> {
+    let at = page.find(&format!("name=\"{name}\""))?;
+    let tag_start = page[..at].rfind('<')?;
+    let tag = &page[tag_start..tag_start + page[tag_start..].find('>')?];
+    let value = tag.split("value=\"").nth(1)?.split('"').next()?;
+    Some(value.replace("&amp;", "&").replace("&quot;", "\"").replace("&#x27;", "'"))
 }
 
 impl TestApp {
     pub async fn new() -> Self {
+        Self::with_settings(|_| {}).await
+    }
+
+    /// An app whose settings `change` adjusts.
+    pub async fn with_settings(change: impl FnOnce(&mut Settings)) -> Self {
         let store = khoa_store::connect("sqlite::memory:").await.expect("in-memory SQLite");
         store.migrate().await.expect("migrate");
         let master = MasterKey::generate().0;
-        let settings = Settings::new("https://sso.example.vn", ([127, 0, 0, 1], 0).into());
+        let mut settings = Settings::new("https://sso.example.vn", ([127, 0, 0, 1], 0).into());
+        change(&mut settings);
         crate::app::keys::ensure_initial_keys(store.as_ref(), &master, &settings.algorithms, NOW).await.expect("keys");
         let clock = Arc::new(ManualClock::new(NOW));
         let state = AppState::with_clock(settings, store, master, clock.clone()).await.expect("state");
@@ -78,9 +123,14 @@ impl TestApp {
     }
 
     /// Stores the code `handle` of the client `web` for a user `sv01` in a session
-    /// `sid-1`, as the authorization endpoint would (redirect URI [`CALLBACK`], scope
+    /// `sid-1` (cookie [`Self::session_cookie`]), as the authorization endpoint would (redirect URI [`CALLBACK`], scope
     /// `openid`, no PKCE, 60 s).
     pub async fn stored_code(&self, handle: &str) {
+        self.stored_code_with(handle, |_| {}).await
+    }
+
+    /// [`Self::stored_code`], the code adjusted by `change` before it is stored.
+    pub async fn stored_code_with(&self, handle: &str, change: impl FnOnce(&mut AuthorizationCode)) {
         let store = &self.state.store;
         let user = match store.user_by_username("sv01").await.expect("read") {
             Some(u) => u,
@@ -88,7 +138,7 @@ impl TestApp {
         };
         if store.session_by_sid("sid-1").await.expect("read").is_none() {
             let session = Session {
-                id_hash: "session-hash".into(),
+                id_hash: khoa_core::session::handle_hash(SESSION_HANDLE),
                 sid: "sid-1".into(),
                 user_id: user.id,
                 auth_time: NOW,
@@ -99,7 +149,7 @@ impl TestApp {
             };
             store.insert_session(&session).await.expect("insert session");
         }
-        let code = AuthorizationCode {
+        let mut code = AuthorizationCode {
             code_hash: khoa_core::session::handle_hash(handle),
             client_id: "web".into(),
             user_id: user.id,
@@ -114,6 +164,7 @@ impl TestApp {
             created_at: self.clock.now(),
             expires_at: self.clock.now() + 60,
         };
+        change(&mut code);
         store.insert_code(&code).await.expect("insert code");
     }
 
@@ -126,11 +177,45 @@ impl TestApp {
         answer.body
     }
 
-    pub async fn send(&self, req: Request<Body>) -> Answer {
+    /// A GET with the given `Cookie` header values (`name=value`).
+    pub async fn get(&self, path: &str, cookies: &[String]) -> Answer {
+        let mut req = Request::get(path);
+        if !cookies.is_empty() {
+            req = req.header(header::COOKIE, cookies.join("; "));
+        }
+        self.send(req.body(Body::empty()).expect("request")).await
+    }
+
+    /// Stores the user `sv01` with the password `password`, unless it exists.
+    pub async fn user_with_password(&self, password: &str) {
+        let store = &self.state.store;
+        if store.user_by_username("sv01").await.expect("read").is_none() {
+            let hash = khoa_core::password::hash_password(password, Default::default()).expect("hash");
+            store.insert_user(&khoa_core::user::NewUser { password_hash: hash, ..test_user() }).await.expect("insert");
+        }
+    }
+
+    /// The `Cookie` of the browser signed in to the session `sid-1`.
+    pub fn session_cookie() -> String {
+        format!("{}={SESSION_HANDLE}", crate::http::cookies::SESSION_COOKIE)
+    }
+
+    /// The rows of `table`.
+    pub async fn rows(&self, table: &str) -> i64 {
+        let counts = self.state.store.row_counts().await.expect("counts");
+        counts.iter().find(|(t, _)| *t == table).map(|(_, n)| *n).expect("a counted table")
+    }
+
+    /// Sends a request from the client address [`PEER`] (unless it names its own).
+    pub async fn send(&self, mut req: Request<Body>) -> Answer {
+        if req.extensions().get::<ConnectInfo<SocketAddr>>().is_none() {
+            req.extensions_mut().insert(ConnectInfo(PEER));
+        }
         let res = crate::router(self.state.clone()).oneshot(req).await.expect("the router answers");
         let (status, headers) = (res.status(), res.headers().clone());
         let bytes = axum::body::to_bytes(res.into_body(), 1 << 20).await.expect("body");
-        Answer { status, headers, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        Answer { status, headers, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null), text }
     }
 }
 

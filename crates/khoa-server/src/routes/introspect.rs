@@ -134,4 +134,48 @@ mod tests {
             (400, "invalid_request", "token is required")
         );
     }
+
+    #[tokio::test]
+    async fn the_caller_must_authenticate() {
+        let app = app().await;
+        let tokens = app.tokens_of_web(SECRET, "c1").await;
+        let at = tokens["access_token"].as_str().unwrap();
+        assert_eq!(
+            app.post_form(PATH, &[("token", at)], None).await.error(),
+            (401, "invalid_client", "client authentication is required")
+        );
+        assert_eq!(
+            app.post_form(PATH, &[("token", at)], Some(("web", "wrong-0123456789abcdef0123456789abcdef")))
+                .await
+                .error(),
+            (401, "invalid_client", "client authentication failed")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refresh_token_is_described_to_its_client_only() {
+        // RFC 7662 §2.2, RFC 9700 §4.14.
+        let app = app().await;
+        app.stored_code_with("c-offline", |c| c.scope = "openid offline_access".into()).await;
+        let form =
+            [("grant_type", "authorization_code"), ("code", "c-offline"), ("redirect_uri", crate::testing::CALLBACK)];
+        let tokens = app.post_form("/oauth2/token", &form, Some(("web", SECRET))).await.body;
+        let rt = tokens["refresh_token"].as_str().expect("a refresh token");
+        let own = app.post_form(PATH, &[("token", rt)], Some(("web", SECRET))).await.body;
+        assert_eq!(
+            (own["active"].as_bool(), own["token_type"].as_str(), own["scope"].as_str()),
+            (Some(true), Some("refresh_token"), Some("offline_access openid"))
+        );
+        let other = app.post_form(PATH, &[("token", rt)], Some(("other", SECRET))).await.body;
+        assert_eq!(other, json!({"active": false}));
+    }
+
+    #[tokio::test]
+    async fn what_is_not_our_token_is_inactive() {
+        let app = app().await;
+        for token in ["unknown", "a.b.c", "eyJhbGciOiJub25lIn0.e30."] {
+            let answer = app.post_form(PATH, &[("token", token)], Some(("web", SECRET))).await;
+            assert_eq!((answer.status.as_u16(), answer.body), (200, json!({"active": false})), "{token}");
+        }
+    }
 }

@@ -72,3 +72,136 @@ pub(crate) async fn post(
     }
     Ok(res)
 }
+
+/// The login form's rules, in-process: one answer for unknown users and wrong passwords,
+/// anti-forgery, throttling per account and address, and a login that completes once.
+#[cfg(test)]
+mod tests {
+    use crate::testing::{input, Answer, TestApp, CALLBACK, PEER};
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use axum::http::{header, Request};
+    use khoa_core::throttle::ThrottlePolicy;
+    use std::net::SocketAddr;
+
+    const PASSWORD: &str = "correct horse battery staple";
+
+    /// The login page of a request of `web`: its cookies, interaction and token.
+    struct Page {
+        cookies: Vec<String>,
+        interaction: String,
+        csrf: String,
+    }
+
+    async fn app() -> TestApp {
+        let app = TestApp::with_settings(|s| {
+            s.login_throttle.account_at_address =
+                ThrottlePolicy { free_failures: 2, base_delay: 60, max_delay: 600, window: 3600 };
+        })
+        .await;
+        app.client("web", |_| {}).await;
+        app.user_with_password(PASSWORD).await;
+        app
+    }
+
+    async fn login_page(app: &TestApp) -> Page {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([("client_id", "web"), ("redirect_uri", CALLBACK), ("response_type", "code")])
+            .append_pair("scope", "openid")
+            .finish();
+        let a = app.get(&format!("/oauth2/auth?{query}"), &[]).await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        Page {
+            cookies: a.cookies(),
+            interaction: input(&a.text, "interaction").expect("an interaction"),
+            csrf: input(&a.text, "csrf_token").expect("a token"),
+        }
+    }
+
+    async fn attempt(app: &TestApp, page: &Page, username: &str, password: &str, peer: SocketAddr) -> Answer {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("interaction", page.interaction.as_str()),
+                ("csrf_token", page.csrf.as_str()),
+                ("username", username),
+                ("password", password),
+            ])
+            .finish();
+        let mut req = Request::post("/oauth2/auth/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT_LANGUAGE, "en");
+        if !page.cookies.is_empty() {
+            req = req.header(header::COOKIE, page.cookies.join("; "));
+        }
+        let mut req = req.body(Body::from(body)).unwrap();
+        req.extensions_mut().insert(ConnectInfo(peer));
+        app.send(req).await
+    }
+
+    #[tokio::test]
+    async fn unknown_users_and_wrong_passwords_get_one_answer() {
+        let app = app().await;
+        let page = login_page(&app).await;
+        let unknown = attempt(&app, &page, "nobody", PASSWORD, PEER).await;
+        let wrong = attempt(&app, &page, "sv01", "wrong password", PEER).await;
+        for a in [&unknown, &wrong] {
+            assert_eq!(a.status, 200);
+            assert!(a.text.contains("Incorrect username or password."), "{}", a.text);
+            assert!(a.cookies().iter().all(|c| !c.starts_with(crate::http::cookies::SESSION_COOKIE)));
+        }
+        assert_eq!(app.rows("sessions").await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_forged_form_is_refused_before_the_password_is_checked() {
+        let app = app().await;
+        let page = login_page(&app).await;
+        let forged = Page { csrf: "A".repeat(43), ..page };
+        let a = attempt(&app, &forged, "sv01", PASSWORD, PEER).await;
+        assert_eq!(a.status, 400);
+        assert_eq!(app.rows("sessions").await, 0);
+        let none = Page { interaction: "no-such-interaction".into(), ..forged };
+        assert_eq!(attempt(&app, &none, "sv01", PASSWORD, PEER).await.status, 400);
+    }
+
+    #[tokio::test]
+    async fn an_account_is_throttled_at_an_address_without_locking_out_others() {
+        let app = app().await;
+        let page = login_page(&app).await;
+        for _ in 0..2 {
+            assert_eq!(attempt(&app, &page, "sv01", "wrong password", PEER).await.status, 200);
+        }
+        // Blocked at this address: even the right password is refused, with Retry-After.
+        let blocked = attempt(&app, &page, "sv01", PASSWORD, PEER).await;
+        assert_eq!(blocked.status, 429);
+        assert_eq!(blocked.headers[header::RETRY_AFTER], "60");
+        assert!(blocked.text.contains("Too many attempts. Please wait and try again."));
+        // Another account at this address, and this account at another address, are not.
+        assert_eq!(attempt(&app, &page, "someone-else", "whatever", PEER).await.status, 200);
+        let elsewhere: SocketAddr = ([198, 51, 100, 9], 50000).into();
+        assert_eq!(attempt(&app, &page, "sv01", PASSWORD, elsewhere).await.status, 303);
+        // The waiting period ends on the server's clock.
+        app.clock.advance(60);
+        let page = login_page(&app).await;
+        assert_eq!(attempt(&app, &page, "sv01", PASSWORD, PEER).await.status, 303);
+    }
+
+    #[tokio::test]
+    async fn a_login_gives_one_code_and_completes_once() {
+        let app = app().await;
+        let page = login_page(&app).await;
+        let a = attempt(&app, &page, "sv01", PASSWORD, PEER).await;
+        assert_eq!(a.status, 303, "{}", a.text);
+        assert!(a.location().starts_with("/oauth2/auth/continue?interaction="), "{}", a.location());
+        let mut cookies = page.cookies.clone();
+        cookies.extend(a.cookies());
+        let done = app.get(a.location(), &cookies).await;
+        assert_eq!(done.status, 303, "{}", done.text);
+        assert!(done.location().starts_with(&format!("{CALLBACK}?code=")), "{}", done.location());
+        assert_eq!(app.rows("authorization_codes").await, 1);
+        // The same interaction again (a second tab, a replayed request): no second code.
+        let again = app.get(a.location(), &cookies).await;
+        assert_eq!(again.status, 400, "{}", again.location());
+        assert_eq!(app.rows("authorization_codes").await, 1);
+    }
+}

@@ -228,3 +228,146 @@ fn logged_out(state: &AppState, locale: Locale, frames: Vec<String>, redirect: O
     let sources: Vec<String> = frames.iter().map(|f| f.split('?').next().unwrap_or(f).to_string()).collect();
     pages::page_with_frames(StatusCode::OK, html, None, &sources, vec![(header::SET_COOKIE, clear)])
 }
+
+/// RP-Initiated Logout refusals, in-process: an error page, never a redirect, and the
+/// session stays.
+#[cfg(test)]
+mod tests {
+    use crate::testing::{Answer, TestApp, CALLBACK};
+    use axum::http::header;
+    use khoa_core::client::SecretChoice;
+    use khoa_core::jose::{jwt, SigningAlgorithm, SigningKey};
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
+    const BYE: &str = "https://app.example/bye";
+    const LIBRARY_BYE: &str = "https://library.example/bye";
+    const INVALID: &str = "This sign-out request is not valid";
+
+    /// `web` (post-logout URI [`BYE`], a back-channel URI) and `library` (post-logout
+    /// URI [`LIBRARY_BYE`]), each with an
+    /// ID token of the session `sid-1`.
+    async fn signed_in() -> (TestApp, String, String) {
+        let app = TestApp::new().await;
+        for id in ["web", "library"] {
+            app.client(id, |r| {
+                r.secret = SecretChoice::Given(SECRET.into());
+                if id == "web" {
+                    r.post_logout_redirect_uris = vec![BYE.into()];
+                    r.backchannel_logout_uri = Some("https://app.example/bc".into());
+                } else {
+                    r.post_logout_redirect_uris = vec![LIBRARY_BYE.into()];
+                }
+            })
+            .await;
+        }
+        let web = app.tokens_of_web(SECRET, "code-web").await;
+        app.stored_code_with("code-library", |c| c.client_id = "library".into()).await;
+        let form = [("grant_type", "authorization_code"), ("code", "code-library"), ("redirect_uri", CALLBACK)];
+        let library = app.post_form("/oauth2/token", &form, Some(("library", SECRET))).await.body;
+        let id_token = |v: &serde_json::Value| v["id_token"].as_str().expect("an ID token").to_string();
+        (app, id_token(&web), id_token(&library))
+    }
+
+    async fn logout(app: &TestApp, params: &[(&str, &str)]) -> Answer {
+        let query = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+        let req = axum::http::Request::get(format!("/oauth2/sessions/logout?{query}"))
+            .header(header::COOKIE, TestApp::session_cookie())
+            .header(header::ACCEPT_LANGUAGE, "en")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        app.send(req).await
+    }
+
+    async fn session_is_active(app: &TestApp) -> bool {
+        let session = app.state.store.session_by_sid("sid-1").await.unwrap().expect("the session");
+        session.is_active(app.state.now())
+    }
+
+    #[tokio::test]
+    async fn refusals_never_redirect_nor_end_the_session() {
+        let (app, hint, library) = signed_in().await;
+        let b64 = |v: serde_json::Value| {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let payload = hint.split('.').nth(1).unwrap().to_string();
+        let kid = hint.split('.').next().map(|h| {
+            use base64::Engine;
+            let h = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h).unwrap();
+            serde_json::from_slice::<serde_json::Value>(&h).unwrap()["kid"].clone()
+        });
+        let unsigned = format!("{}.{payload}.", b64(serde_json::json!({"alg": "none", "typ": "JWT"})));
+        let unsigned_kid = format!("{}.{payload}.AAAA", b64(serde_json::json!({"alg": "none", "kid": kid})));
+        let foreign = {
+            use base64::Engine;
+            let key = SigningKey::generate(SigningAlgorithm::RS256).unwrap();
+            let claims: serde_json::Value =
+                serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&payload).unwrap())
+                    .unwrap();
+            jwt::encode(&key, Some("JWT"), &claims).unwrap()
+        };
+        let cases: Vec<Vec<(&str, &str)>> = vec![
+            vec![("id_token_hint", &unsigned), ("post_logout_redirect_uri", BYE)],
+            vec![("id_token_hint", &unsigned_kid), ("post_logout_redirect_uri", BYE)],
+            vec![("id_token_hint", &foreign), ("post_logout_redirect_uri", BYE)],
+            vec![("id_token_hint", "garbage"), ("post_logout_redirect_uri", BYE)],
+            // §2: client_id must be the hint's audience.
+            vec![("id_token_hint", &hint), ("client_id", "library"), ("post_logout_redirect_uri", LIBRARY_BYE)],
+            // §3: the URI must be registered for the hint's client, exactly.
+            vec![("id_token_hint", &library), ("post_logout_redirect_uri", BYE)],
+            vec![("id_token_hint", &hint), ("post_logout_redirect_uri", "https://app.example/bye/extra")],
+            vec![("id_token_hint", &hint), ("post_logout_redirect_uri", "https://app.example/bye?x=1")],
+            vec![("id_token_hint", &hint), ("post_logout_redirect_uri", "https://evil.example/")],
+            vec![("post_logout_redirect_uri", BYE)],
+            vec![("client_id", "ghost"), ("post_logout_redirect_uri", BYE)],
+        ];
+        for params in cases {
+            let a = logout(&app, &params).await;
+            assert_eq!((a.status.as_u16(), a.location()), (400, ""), "{params:?}");
+            assert!(a.text.contains(INVALID), "{params:?}: {}", a.text);
+            assert!(!a.text.contains("http-equiv=\"refresh\""), "{params:?}");
+            assert!(session_is_active(&app).await, "a refused logout must not end the session: {params:?}");
+        }
+        assert_eq!(app.rows("logout_deliveries").await, 0, "no notice for a refused logout");
+    }
+
+    #[tokio::test]
+    async fn a_valid_hint_ends_the_session_and_goes_back_with_state() {
+        let (app, hint, _) = signed_in().await;
+        let a = logout(&app, &[("id_token_hint", &hint), ("post_logout_redirect_uri", BYE), ("state", "x y")]).await;
+        assert_eq!((a.status.as_u16(), a.location()), (303, "https://app.example/bye?state=x+y"), "{}", a.text);
+        assert!(a.cookies().contains(&format!("{}=", crate::http::cookies::SESSION_COOKIE)), "the cookie is cleared");
+        assert!(!session_is_active(&app).await);
+        assert_eq!(app.rows("logout_deliveries").await, 1, "a back-channel notice for web");
+    }
+
+    #[tokio::test]
+    async fn without_a_hint_the_user_confirms_with_the_pages_token() {
+        let (app, _, _) = signed_in().await;
+        let page = logout(&app, &[("client_id", "web"), ("post_logout_redirect_uri", BYE)]).await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        assert!(session_is_active(&app).await, "nothing ends before the user confirms");
+        let csrf = crate::testing::input(&page.text, "csrf_token").expect("the form's token");
+        let confirm = |cookie: String, token: String| {
+            let body = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs([("csrf_token", token.as_str()), ("client_id", "web"), ("post_logout_redirect_uri", BYE)])
+                .finish();
+            let req = axum::http::Request::post("/oauth2/sessions/logout/confirm")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::COOKIE, cookie)
+                .body(axum::body::Body::from(body))
+                .unwrap();
+            app.send(req)
+        };
+        // A forged confirmation (no cookie of the page, or another token) ends nothing.
+        let cookie_of_page = page.cookies().into_iter().find(|c| c.starts_with("khoa_logout_csrf=")).unwrap();
+        let forged = confirm(TestApp::session_cookie(), csrf.clone()).await;
+        assert_eq!(forged.status, 400);
+        let wrong = confirm(format!("{}; {cookie_of_page}", TestApp::session_cookie()), "x".repeat(43)).await;
+        assert_eq!(wrong.status, 400);
+        assert!(session_is_active(&app).await);
+        let done = confirm(format!("{}; {cookie_of_page}", TestApp::session_cookie()), csrf).await;
+        assert_eq!((done.status.as_u16(), done.location()), (303, BYE), "{}", done.text);
+        assert!(!session_is_active(&app).await);
+    }
+}

@@ -124,4 +124,29 @@ mod tests {
         let gone = app.post_form("/oauth2/introspect", &[("token", at)], Some(("web", SECRET))).await;
         assert_eq!(gone.body, serde_json::json!({"active": false}));
     }
+
+    #[tokio::test]
+    async fn the_caller_must_authenticate() {
+        // RFC 7009 §2.1.
+        let app = app().await;
+        let tokens = app.tokens_of_web(SECRET, "c1").await;
+        let at = tokens["access_token"].as_str().unwrap();
+        let answer = app.post_form(PATH, &[("token", at)], None).await;
+        assert_eq!(answer.error(), (401, "invalid_client", "client authentication is required"));
+        let live = app.post_form("/oauth2/introspect", &[("token", at)], Some(("web", SECRET))).await;
+        assert_eq!(live.body["active"], true, "still valid");
+    }
+
+    #[tokio::test]
+    async fn a_wrong_hint_does_not_hide_the_token_and_a_second_revocation_is_200() {
+        // RFC 7009 §2.1: the server extends its search beyond the hinted type.
+        let app = app().await;
+        let tokens = app.tokens_of_web(SECRET, "c1").await;
+        let at = tokens["access_token"].as_str().unwrap();
+        let form = [("token", at), ("token_type_hint", "refresh_token")];
+        assert_eq!(app.post_form(PATH, &form, Some(("web", SECRET))).await.status.as_u16(), 200);
+        let gone = app.post_form("/oauth2/introspect", &[("token", at)], Some(("web", SECRET))).await;
+        assert_eq!(gone.body, serde_json::json!({"active": false}));
+        assert_eq!(app.post_form(PATH, &form, Some(("web", SECRET))).await.status.as_u16(), 200);
+    }
 }

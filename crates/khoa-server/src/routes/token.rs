@@ -182,7 +182,7 @@ mod tests {
             app.post_form(TOKEN, &exchange("code-1", CALLBACK), web).await.error(),
             (400, "invalid_grant", "the authorization code was already used")
         );
-        assert_eq!(app.state.store.row_counts().await.unwrap().iter().find(|r| r.0 == "access_tokens").unwrap().1, 0);
+        assert_eq!(app.rows("access_tokens").await, 0);
     }
 
     #[tokio::test]
@@ -227,5 +227,90 @@ mod tests {
             app.post_form(TOKEN, &[("grant_type", "refresh_token")], Some(("web", SECRET))).await.error(),
             (400, "invalid_request", "refresh_token is required")
         );
+    }
+
+    #[tokio::test]
+    async fn the_endpoint_takes_only_post() {
+        let app = app_with_web().await;
+        assert_eq!(app.get(TOKEN, &[]).await.status, 405);
+    }
+
+    #[tokio::test]
+    async fn another_clients_attempt_does_not_spend_the_code() {
+        let app = app_with_web().await;
+        app.client("other", |r| r.secret = SecretChoice::Given(SECRET.into())).await;
+        app.stored_code("code-4").await;
+        let form = [("grant_type", "authorization_code"), ("code", "code-4"), ("redirect_uri", CALLBACK)];
+        assert_eq!(
+            app.post_form(TOKEN, &form, Some(("other", SECRET))).await.error(),
+            (400, "invalid_grant", "the authorization code was issued to another client")
+        );
+        assert_eq!(app.post_form(TOKEN, &form, Some(("web", SECRET))).await.status, 200);
+    }
+
+    #[tokio::test]
+    async fn a_redirect_uri_sent_at_authorization_must_be_sent_again() {
+        // RFC 6749 §4.1.3.
+        let app = app_with_web().await;
+        app.stored_code("code-5").await;
+        let form = [("grant_type", "authorization_code"), ("code", "code-5")];
+        assert_eq!(
+            app.post_form(TOKEN, &form, Some(("web", SECRET))).await.error(),
+            (400, "invalid_grant", "redirect_uri does not match the authorization request")
+        );
+    }
+
+    #[tokio::test]
+    async fn pkce_is_checked_both_ways() {
+        // RFC 7636 §4.6, and RFC 9700 §4.8.2 against downgrade.
+        const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        let app = app_with_web().await;
+        let web = Some(("web", SECRET));
+        let cases = [
+            (Some(CHALLENGE), None, Some("code_verifier is required")),
+            (
+                Some(CHALLENGE),
+                Some("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXA"),
+                Some("code_verifier does not match the code_challenge"),
+            ),
+            (None, Some(VERIFIER), Some("code_verifier was sent but the authorization request had no code_challenge")),
+            (Some(CHALLENGE), Some(VERIFIER), None),
+        ];
+        for (n, (challenge, verifier, refusal)) in cases.into_iter().enumerate() {
+            let handle = format!("pkce-{n}");
+            app.stored_code_with(&handle, |c| c.code_challenge = challenge.map(str::to_string)).await;
+            let mut form = vec![("grant_type", "authorization_code"), ("code", &handle), ("redirect_uri", CALLBACK)];
+            form.extend(verifier.map(|v| ("code_verifier", v)));
+            let answer = app.post_form(TOKEN, &form, web).await;
+            match refusal {
+                Some(description) => assert_eq!(answer.error(), (400, "invalid_grant", description), "{n}"),
+                None => assert_eq!(answer.status, 200, "{}", answer.body),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn client_credentials_give_only_the_clients_own_scopes() {
+        let app = app_with_web().await;
+        app.client("m2m", |r| {
+            r.secret = SecretChoice::Given(SECRET.into());
+            r.grant_types = Some(vec![khoa_core::client::GrantType::ClientCredentials]);
+            r.redirect_uris = vec![];
+            r.scopes = Some("api:read api:write openid".into());
+        })
+        .await;
+        let m2m = Some(("m2m", SECRET));
+        let all = app.post_form(TOKEN, &[("grant_type", "client_credentials")], m2m).await;
+        assert_eq!(all.body["scope"], "api:read api:write", "no OpenID scope without a user");
+        assert!(all.body.get("refresh_token").is_none() && all.body.get("id_token").is_none());
+        for scope in ["api:admin", "openid", "api:read offline_access"] {
+            let form = [("grant_type", "client_credentials"), ("scope", scope)];
+            assert_eq!(
+                app.post_form(TOKEN, &form, m2m).await.error(),
+                (400, "invalid_scope", "the client may not request one of the scopes"),
+                "{scope}"
+            );
+        }
     }
 }

@@ -239,4 +239,74 @@ mod tests {
             assert_eq!(a.error(), (401, "invalid_token", "the access token is invalid or has been revoked"), "{token}");
         }
     }
+
+    /// The token response of `web` for a code of the scope `scope`.
+    async fn tokens(app: &TestApp, scope: &'static str) -> serde_json::Value {
+        let handle = format!("code-{}", scope.replace(' ', "-"));
+        app.stored_code_with(&handle, |c| c.scope = scope.into()).await;
+        let form = [("grant_type", "authorization_code"), ("code", &handle), ("redirect_uri", CALLBACK)];
+        app.post_form("/oauth2/token", &form, Some(("web", SECRET))).await.body
+    }
+
+    #[tokio::test]
+    async fn the_email_scope_releases_the_email_claims_only() {
+        let (app, _) = with_token().await;
+        let token = tokens(&app, "openid email").await;
+        let a = userinfo(&app, Some(&format!("Bearer {}", token["access_token"].as_str().unwrap()))).await;
+        assert_eq!(a.status, 200);
+        assert_eq!(a.headers[header::CACHE_CONTROL], "no-store");
+        let sub = a.body["sub"].clone();
+        assert_eq!(
+            a.body,
+            serde_json::json!({"sub": sub, "email": "sv01@hutech.edu.vn", "email_verified": true}),
+            "no profile claims without the profile scope"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_token_comes_once_in_the_header_or_a_post_form() {
+        // RFC 6750 §2.1 and §2.2.
+        let (app, token) = with_token().await;
+        let post = |authorization: Option<String>, form: Option<String>| {
+            let mut req = Request::post("/userinfo");
+            if let Some(a) = authorization {
+                req = req.header(header::AUTHORIZATION, a);
+            }
+            if form.is_some() {
+                req = req.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+            }
+            app.send(req.body(Body::from(form.unwrap_or_default())).unwrap())
+        };
+        let bearer = format!("Bearer {token}");
+        let in_form = format!("access_token={token}");
+        assert_eq!(post(Some(bearer.clone()), None).await.status, 200);
+        assert_eq!(post(None, Some(in_form.clone())).await.status, 200);
+        assert_eq!(
+            post(Some(bearer), Some(in_form)).await.error(),
+            (400, "invalid_request", "send the access token once, not in two places")
+        );
+        assert_eq!(
+            userinfo(&app, Some(&format!("Basic {token}"))).await.error(),
+            (400, "invalid_request", "the Authorization header must be Bearer")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tampered_token_or_an_id_token_is_invalid() {
+        use base64::Engine;
+        let (app, _) = with_token().await;
+        let body = tokens(&app, "openid profile").await;
+        let at = body["access_token"].as_str().unwrap();
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut parts: Vec<String> = at.split('.').map(str::to_string).collect();
+        let mut claims: serde_json::Value = serde_json::from_slice(&b64.decode(&parts[1]).unwrap()).unwrap();
+        claims["scope"] = "openid profile email phone".into();
+        parts[1] = b64.encode(claims.to_string());
+        let tampered = parts.join(".");
+        for token in [tampered.as_str(), body["id_token"].as_str().unwrap()] {
+            let a = userinfo(&app, Some(&format!("Bearer {token}"))).await;
+            assert_eq!(a.error(), (401, "invalid_token", "the access token is invalid or has been revoked"));
+        }
+        assert_eq!(userinfo(&app, Some(&format!("Bearer {at}"))).await.status, 200, "the original still works");
+    }
 }

@@ -174,23 +174,13 @@ async fn client_credentials(db: TestDatabase) {
     let (status, _, body) =
         post(&khoa, "/oauth2/token", &[("grant_type", "client_credentials"), ("scope", "api:read")], Some(m2m)).await;
     assert_eq!((status, body["scope"].as_str()), (200, Some("api:read")));
-    for scope in ["api:admin", "openid", "api:read offline_access"] {
-        let (status, _, body) =
-            post(&khoa, "/oauth2/token", &[("grant_type", "client_credentials"), ("scope", scope)], Some(m2m)).await;
-        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_scope")), "{scope}");
-    }
     assert_eq!(khoa.userinfo(at).await.0, 401, "no user behind a client_credentials token");
     assert_eq!(introspect(&khoa, at, m2m).await["active"], true);
-    // A client without the grant.
-    let web = khoa.client("web", &[]).unwrap();
-    let (status, _, body) =
-        post(&khoa, "/oauth2/token", &[("grant_type", "client_credentials")], Some(("web", &web))).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("unauthorized_client")));
 }
 
 async fn revocation(db: TestDatabase) {
     let khoa = Khoa::new(BIN, db);
-    let (secret, other, first) = setup(&khoa).await;
+    let (secret, _, first) = setup(&khoa).await;
     let app = ("app", secret.as_str());
     let revoke = |token: String, hint: Option<&'static str>, basic: Option<(String, String)>| {
         let khoa = &khoa;
@@ -207,25 +197,12 @@ async fn revocation(db: TestDatabase) {
     let creds = |id: &str, s: &str| Some((id.to_string(), s.to_string()));
     let at = first["access_token"].as_str().unwrap().to_string();
     let rt = first["refresh_token"].as_str().unwrap().to_string();
-    // Unauthenticated, missing token, unknown hint type.
-    assert_eq!(revoke(at.clone(), None, None).await.0, 401);
-    let (status, _, body) = post(&khoa, "/oauth2/revoke", &[("token_type_hint", "access_token")], Some(app)).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")));
-    let (status, _, body) = revoke(at.clone(), Some("id_token"), creds("app", &secret)).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("unsupported_token_type")));
-    // Another client's token is refused and stays valid.
-    let (status, _, body) = revoke(at.clone(), None, creds("other", &other)).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("unauthorized_client")));
-    assert_eq!(khoa.userinfo(&at).await.0, 200);
-    // Unknown tokens: 200.
-    assert_eq!(revoke("not-a-token".into(), None, creds("app", &secret)).await.0, 200);
-    // An access token, found despite a wrong hint; revoking again is still 200.
-    let (status, headers, _) = revoke(at.clone(), Some("refresh_token"), creds("app", &secret)).await;
+    // An access token (the refusals are in-process, beside the route).
+    let (status, headers, _) = revoke(at.clone(), None, creds("app", &secret)).await;
     assert_eq!(status, 200);
     assert_eq!(headers["cache-control"], "no-store");
     assert_eq!(khoa.userinfo(&at).await.0, 401);
     assert_eq!(introspect(&khoa, &at, app).await, serde_json::json!({"active": false}));
-    assert_eq!(revoke(at.clone(), None, creds("app", &secret)).await.0, 200);
     // A refresh token: its family's access tokens die with it.
     let (_, second) = refresh(&khoa, &rt, app, None).await;
     let (rt2, at2) =
@@ -237,23 +214,12 @@ async fn revocation(db: TestDatabase) {
 }
 
 async fn introspection(db: TestDatabase) {
-    let khoa = Khoa::embedded(BIN, db, |_| {}).await;
-    let (secret, other, first) = setup(&khoa).await;
+    let khoa = Khoa::new(BIN, db);
+    let (secret, _, first) = setup(&khoa).await;
     let app = ("app", secret.as_str());
-    khoa.client("spa", &["--public", "--skip-consent"]);
     let at = first["access_token"].as_str().unwrap();
     let rt = first["refresh_token"].as_str().unwrap();
-    // The caller must authenticate as a confidential client.
-    assert_eq!(post(&khoa, "/oauth2/introspect", &[("token", at)], None).await.0, 401);
-    assert_eq!(post(&khoa, "/oauth2/introspect", &[("token", at), ("client_id", "spa")], None).await.0, 401);
-    assert_eq!(
-        post(&khoa, "/oauth2/introspect", &[("token", at)], Some(("app", "wrong-secret-0123456789abcdef0123"))).await.0,
-        401
-    );
-
-    // RFC 7662 §2.2, RFC 9700 §4.14: another client learns nothing of app's tokens.
-    assert_eq!(introspect(&khoa, at, ("other", &other)).await, serde_json::json!({"active": false}));
-    assert_eq!(introspect(&khoa, rt, ("other", &other)).await, serde_json::json!({"active": false}));
+    // What another client is told, and every refusal, are tested in-process.
     let a = introspect(&khoa, at, app).await;
     assert_eq!(a["active"], true);
     for field in ["scope", "client_id", "username", "token_type", "exp", "iat", "sub", "aud", "iss", "jti"] {
@@ -267,23 +233,6 @@ async fn introspection(db: TestDatabase) {
     let r = introspect(&khoa, rt, app).await;
     assert_eq!((r["active"].as_bool(), r["token_type"].as_str()), (Some(true), Some("refresh_token")));
     assert_eq!(r["scope"], "offline_access openid profile");
-    for inactive in ["unknown", "a.b.c", "eyJhbGciOiJub25lIn0.e30."] {
-        assert_eq!(introspect(&khoa, inactive, app).await, serde_json::json!({"active": false}), "{inactive}");
-    }
-    let (status, _, body) = post(&khoa, "/oauth2/introspect", &[("token", "")], Some(app)).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")), "the token parameter is required");
-    // Expired.
-    let short = khoa.client("short", &["--skip-consent", "--access-token-lifetime", "1s"]).unwrap();
-    let code = khoa.code(&Browser::new(), "short", &[]).await;
-    let body = khoa.exchange(&code, ("short", &short)).await;
-    let own = ("short", short.as_str());
-    assert_eq!(introspect(&khoa, body["access_token"].as_str().unwrap(), own).await["active"], true);
-    khoa.clock().advance(1);
-    assert_eq!(
-        introspect(&khoa, body["access_token"].as_str().unwrap(), own).await,
-        serde_json::json!({"active": false}),
-        "expired at its expiry second"
-    );
 }
 
 /// `KHOA_ACCESS_TOKEN_FORMAT=opaque`: access tokens are random handles, found by their
