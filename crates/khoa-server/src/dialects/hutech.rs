@@ -223,3 +223,186 @@ async fn web_exchange(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Res
         _ => fail(WEB_BAD_CODE),
     })
 }
+
+/// Every error of the dialect, one rule a test, in-process: the seed's envelope, its
+/// number, `options.code` and status.
+#[cfg(test)]
+mod tests {
+    use super::{MOBILE_PATH, WEB_PATH};
+    use crate::testing::{Answer, TestApp};
+    use axum::body::Body;
+    use axum::http::{header, Request};
+    use khoa_core::client::{SecretChoice, SecretMethod};
+    use khoa_core::pkce::CodeChallenge;
+    use serde_json::json;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
+
+    fn verifier(n: u8) -> String {
+        format!("{}{n}", "v".repeat(43))
+    }
+
+    async fn app() -> TestApp {
+        let app = TestApp::new().await;
+        app.client("hutech-mobile", |r| r.secret = SecretChoice::Public).await;
+        app.client("hutech-web", |r| {
+            r.secret = SecretChoice::Given(SECRET.into());
+            r.secret_method = Some(SecretMethod::ClientSecretPost);
+        })
+        .await;
+        app
+    }
+
+    /// A code of `client` for `openid profile`, with the challenge of `verifier(n)` when `n` is given.
+    async fn code(app: &TestApp, handle: &str, client: &str, n: Option<u8>) {
+        app.stored_code_with(handle, |c| {
+            c.client_id = client.into();
+            c.scope = "openid profile".into();
+            c.code_challenge = n.map(|n| CodeChallenge::s256(&verifier(n)).as_str().to_string());
+        })
+        .await;
+    }
+
+    async fn call(app: &TestApp, path: &str, app_key: Option<&str>, body: String) -> Answer {
+        let mut req = Request::post(path).header(header::CONTENT_TYPE, "application/json");
+        if let Some(key) = app_key {
+            req = req.header("app-key", key);
+        }
+        app.send(req.body(Body::from(body)).unwrap()).await
+    }
+
+    async fn mobile(app: &TestApp, app_key: &str, code: &str, verifier: &str) -> Answer {
+        call(
+            app,
+            MOBILE_PATH,
+            Some(app_key),
+            json!({"authorization_code": code, "code_verifier": verifier}).to_string(),
+        )
+        .await
+    }
+
+    async fn web(app: &TestApp, app_key: &str, code: &str, client_id: &str, secret: &str) -> Answer {
+        let body = json!({"authorization_code": code, "client_id": client_id, "client_secret": secret});
+        call(app, WEB_PATH, Some(app_key), body.to_string()).await
+    }
+
+    /// `(status, number, options.code)`, the envelope checked around them.
+    fn error(a: &Answer, path: &str) -> (u16, u8, i64) {
+        let b = &a.body;
+        let message = b["reasons"]["message"].as_str().unwrap_or_default();
+        assert_eq!(b["statusCode"], a.status.as_u16(), "{b}");
+        assert_eq!(b["path"], path);
+        assert_eq!(b["timestamp"], "2027-01-15T08:00:00.000Z", "ISO 8601 in milliseconds, from the clock");
+        assert_eq!(b["errorMessage"], format!("HTTP Exception: {} - {message}", a.status.as_u16()));
+        assert_eq!(a.headers[header::CACHE_CONTROL], "no-store");
+        (a.status.as_u16(), message[1..3].parse().unwrap_or(0), b["reasons"]["options"]["code"].as_i64().unwrap_or(0))
+    }
+
+    #[tokio::test]
+    async fn a_mobile_exchange_gives_the_envelope_and_spends_the_challenge() {
+        let app = app().await;
+        code(&app, "m1", "hutech-mobile", Some(1)).await;
+        let a = mobile(&app, "hutech-mobile", "m1", &verifier(1)).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert_eq!((a.body["version"].as_str(), a.body["data"]["username"].as_str()), (Some("1.0.0"), Some("sv01")));
+        assert_eq!(a.body["data"]["data"]["ho_ten"], "Nguyễn Văn A");
+        assert_eq!(a.body["data"]["data"]["email"], "", "no email scope, no email");
+        // [28] the same code again; [30] another code with the redeemed challenge.
+        assert_eq!(error(&mobile(&app, "hutech-mobile", "m1", &verifier(1)).await, MOBILE_PATH), (403, 28, -3));
+        code(&app, "m2", "hutech-mobile", Some(1)).await;
+        assert_eq!(error(&mobile(&app, "hutech-mobile", "m2", &verifier(1)).await, MOBILE_PATH), (403, 30, -5));
+    }
+
+    #[tokio::test]
+    async fn mobile_27_unknown_code_or_app() {
+        let app = app().await;
+        code(&app, "m1", "hutech-mobile", Some(1)).await;
+        for (key, handle) in [("hutech-mobile", "no-such-code"), ("nobody", "m1"), ("hutech-web", "m1")] {
+            let a = mobile(&app, key, handle, &verifier(1)).await;
+            assert_eq!(error(&a, MOBILE_PATH), (403, 27, -2), "{key} {handle}");
+        }
+        assert_eq!(mobile(&app, "hutech-mobile", "m1", &verifier(1)).await.status, 200, "the refusals spent nothing");
+    }
+
+    #[tokio::test]
+    async fn mobile_28_a_code_without_pkce() {
+        let app = app().await;
+        code(&app, "m1", "hutech-mobile", None).await;
+        assert_eq!(error(&mobile(&app, "hutech-mobile", "m1", &verifier(1)).await, MOBILE_PATH), (403, 28, -3));
+    }
+
+    #[tokio::test]
+    async fn mobile_29_a_wrong_verifier() {
+        let app = app().await;
+        code(&app, "m1", "hutech-mobile", Some(1)).await;
+        assert_eq!(error(&mobile(&app, "hutech-mobile", "m1", &verifier(9)).await, MOBILE_PATH), (403, 29, -4));
+    }
+
+    #[tokio::test]
+    async fn mobile_26_an_expired_code() {
+        let app = app().await;
+        code(&app, "m1", "hutech-mobile", Some(1)).await;
+        app.clock.advance(60);
+        let a = mobile(&app, "hutech-mobile", "m1", &verifier(1)).await;
+        assert_eq!(a.body["statusCode"], 403);
+        assert_eq!(a.body["reasons"]["options"]["code"], -1);
+        assert!(a.body["reasons"]["message"].as_str().unwrap().starts_with("[26] "), "{}", a.body);
+    }
+
+    #[tokio::test]
+    async fn mobile_31_the_session_has_ended() {
+        let app = app().await;
+        code(&app, "m1", "hutech-mobile", Some(1)).await;
+        let session = app.state.store.session_by_sid("sid-1").await.unwrap().unwrap();
+        crate::service::logout::end_session(&app.state, &session).await.unwrap();
+        assert_eq!(error(&mobile(&app, "hutech-mobile", "m1", &verifier(1)).await, MOBILE_PATH), (403, 31, -6));
+    }
+
+    #[tokio::test]
+    async fn web_32_and_33_the_client_and_its_secret() {
+        let app = app().await;
+        code(&app, "w1", "hutech-web", None).await;
+        for (key, id, secret) in
+            [("hutech-web", "hutech-mobile", SECRET), ("hutech-mobile", "hutech-mobile", "x"), ("ghost", "ghost", "x")]
+        {
+            assert_eq!(error(&web(&app, key, "w1", id, secret).await, WEB_PATH), (403, 32, -7), "{key} {id}");
+        }
+        let wrong = web(&app, "hutech-web", "w1", "hutech-web", "wrong-0123456789abcdef0123456789abcdef").await;
+        assert_eq!(error(&wrong, WEB_PATH), (403, 33, -8));
+        let a = web(&app, "hutech-web", "w1", "hutech-web", SECRET).await;
+        assert_eq!((a.status.as_u16(), a.body["data"]["username"].as_str()), (200, Some("sv01")), "{}", a.body);
+    }
+
+    #[tokio::test]
+    async fn web_34_and_35_the_code() {
+        let app = app().await;
+        let exchange = |handle: &'static str| web(&app, "hutech-web", handle, "hutech-web", SECRET);
+        assert_eq!(error(&exchange("no-such-code").await, WEB_PATH), (403, 35, -2));
+        code(&app, "w1", "hutech-web", None).await;
+        assert_eq!(exchange("w1").await.status, 200);
+        assert_eq!(error(&exchange("w1").await, WEB_PATH), (403, 35, -2), "a used code");
+        code(&app, "w2", "hutech-mobile", Some(2)).await;
+        assert_eq!(error(&exchange("w2").await, WEB_PATH), (403, 35, -2), "another app's code");
+        code(&app, "w3", "hutech-web", None).await;
+        app.clock.advance(60);
+        let expired = exchange("w3").await;
+        assert_eq!(expired.body["reasons"]["options"]["code"], -1);
+        assert!(expired.body["reasons"]["message"].as_str().unwrap().starts_with("[34] "), "{}", expired.body);
+    }
+
+    #[tokio::test]
+    async fn unreadable_requests_are_36_in_the_same_envelope() {
+        let app = app().await;
+        let cases = [
+            (MOBILE_PATH, None, json!({"authorization_code": "c", "code_verifier": verifier(1)}).to_string()),
+            (MOBILE_PATH, Some("hutech-mobile"), "{not json".to_string()),
+            (MOBILE_PATH, Some("hutech-mobile"), json!({"authorization_code": "c"}).to_string()),
+            (WEB_PATH, Some("hutech-web"), json!({"authorization_code": 5, "client_id": "x"}).to_string()),
+            (WEB_PATH, Some("hutech-web"), String::from_utf8_lossy(b"\xff\xfe").to_string()),
+        ];
+        for (path, key, body) in cases {
+            let a = call(&app, path, key, body.clone()).await;
+            assert_eq!(error(&a, path), (400, 36, -9), "{body}");
+        }
+    }
+}
