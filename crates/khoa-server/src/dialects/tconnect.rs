@@ -273,7 +273,7 @@ async fn issue_family(state: &AppState, client: &Client, user: &khoa_core::user:
         .map_err(|e| crate::http::error::ApiError::from(e).into_response())?;
     let subject = Subject { sub: user.subject(), scope: &scope, auth_time: Some(now), sid: None };
     let access_token =
-        issue::access_token(state, client, &subject, &minted, now).await.map_err(IntoResponse::into_response)?;
+        issue::access_token(state, client, &subject, &minted, now).map_err(IntoResponse::into_response)?;
     let refresh = refresh_jwt(state, client, &user.subject(), &handle, now)?;
     state.metrics.tokens_issued.inc();
     Ok(tokens(access_token, lifetime, refresh))

@@ -51,7 +51,7 @@ pub fn new_access_token_id(state: &AppState) -> AccessTokenId {
 
 /// The access token for the client: the opaque handle, or an RFC 9068 JWT signed
 /// with the current key of the client's algorithm, else the server's (RS256 by default).
-pub async fn access_token(
+pub fn access_token(
     state: &AppState,
     client: &Client,
     s: &Subject<'_>,
@@ -74,11 +74,11 @@ pub async fn access_token(
         sid: s.sid.map(str::to_string),
     };
     let alg = client.access_token_signed_response_alg.unwrap_or(state.settings.access_token_alg);
-    sign(state, alg, Some(ACCESS_TOKEN_TYP), claims, now).await
+    sign(state, alg, Some(ACCESS_TOKEN_TYP), &claims, now)
 }
 
 /// Signs an ID token with the client's algorithm when `openid` was granted.
-pub async fn id_token(
+pub fn id_token(
     state: &AppState,
     client: &Client,
     s: &Subject<'_>,
@@ -105,21 +105,23 @@ pub async fn id_token(
         sid: s.sid.map(str::to_string),
         amr: amr.to_vec(),
     };
-    sign(state, alg, Some("JWT"), claims, now).await.map(Some)
+    sign(state, alg, Some("JWT"), &claims, now).map(Some)
 }
 
-/// Signs `claims` with the current key of `alg`.
+/// Signs `claims` with the current key of `alg`, on the worker that asks.
 ///
-/// An RS256 signature costs about 0.3 ms of CPU, long enough to hold up every task
-/// queued behind it on an async worker, among them tasks that hold the database's
-/// one writer connection between two statements. It runs on the blocking pool, where
-/// the operating system shares the cores fairly. ES256 and EdDSA (tens of
-/// microseconds) are cheaper than the hand-off, so they stay inline.
-async fn sign<C: Serialize + Send + 'static>(
+/// An RS256 signature costs about 0.25 ms of CPU. It once ran on the blocking pool,
+/// so that it would not hold up a task that held the SQLite writer connection between
+/// two statements; since the SQLite engine runs every statement on the thread that
+/// owns its connection, no task holds a connection across an await, and the hand-off
+/// (two thread switches a signature, about 8 % of the server's CPU in the sso
+/// profile of docs/benchmarks.md) bought nothing. The other worker steals what queues
+/// behind a signature.
+fn sign<C: Serialize>(
     state: &AppState,
     alg: SigningAlgorithm,
     typ: Option<&'static str>,
-    claims: C,
+    claims: &C,
     now: UnixTime,
 ) -> Result<String, TokenError> {
     let key = state
@@ -127,14 +129,7 @@ async fn sign<C: Serialize + Send + 'static>(
         .snapshot()
         .signing_key(alg, now)
         .ok_or_else(|| TokenError::internal(&format!("no {} signing key", alg.as_str())))?;
-    let signed = if alg == SigningAlgorithm::RS256 {
-        tokio::task::spawn_blocking(move || jwt::encode(&key, typ, &claims))
-            .await
-            .map_err(|e| TokenError::internal(&format!("signing task: {e}")))?
-    } else {
-        jwt::encode(&key, typ, &claims)
-    };
-    signed.map_err(|e| TokenError::internal(&e.to_string()))
+    jwt::encode(&key, typ, claims).map_err(|e| TokenError::internal(&e.to_string()))
 }
 
 /// Whether a code exchange yields a refresh token, decided from the code's scope.

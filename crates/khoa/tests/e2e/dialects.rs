@@ -260,11 +260,7 @@ async fn tconnect_login_two_refreshes_and_reuse(db: TestDatabase) {
     assert_eq!((s, serde_json::from_str::<Value>(&body).unwrap()["error"].as_str()), (401, Some("invalid_client")));
 }
 
-both_backends!(
-    hutech_exchanges,
-    oneaccess_paths_and_token_form,
-    tconnect_login_two_refreshes_and_reuse
-);
+both_backends!(hutech_exchanges, oneaccess_paths_and_token_form, tconnect_login_two_refreshes_and_reuse);
 
 /// Bit-flipped, truncated, non-hex, non-JSON payloads, another client's payload: one
 /// identical answer for all of them (no padding oracle).

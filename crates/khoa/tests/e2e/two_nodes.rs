@@ -43,8 +43,10 @@ async fn metric(base: &str, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_one_postgres_act_as_one_server() {
+    // Codes live 2 s: a code expires at its expiry second, so a 1 s code fetched late in
+    // one second would be expired at the next.
     let env =
-        [("KHOA_REFRESH_GRACE", "1s"), ("KHOA_CLEANUP_INTERVAL", "1s"), ("KHOA_AUTHORIZATION_CODE_LIFETIME", "1s")];
+        [("KHOA_REFRESH_GRACE", "1s"), ("KHOA_CLEANUP_INTERVAL", "1s"), ("KHOA_AUTHORIZATION_CODE_LIFETIME", "2s")];
     let khoa = Khoa::with_env(BIN, test_database(Backend::Postgres).await, &env);
     let issuer = khoa.issuer();
     let b = KhoaProcess::start(BIN, &khoa.db, &[env[0], env[1], env[2], ("KHOA_ISSUER", &issuer)]);
@@ -128,7 +130,7 @@ async fn two_nodes_on_one_postgres_act_as_one_server() {
     assert_eq!(kids[0], kids[1], "one new key for both");
 
     // Cleanup runs on both without conflicts: the expired codes above go, no errors.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
     let runs = metric(&a_url, "khoa_cleanup_runs_total").await + metric(&b_url, "khoa_cleanup_runs_total").await;
     assert!(runs >= 2.0, "cleanup ran: {runs}");
     for base in [&a_url, &b_url] {

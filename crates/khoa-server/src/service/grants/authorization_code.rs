@@ -175,9 +175,8 @@ pub async fn exchange(state: &AppState, client: &Client, x: CodeExchange<'_>) ->
         return Err(ExchangeError::UserGone);
     };
     let subject = Subject { sub: user.subject(), scope: &scope, auth_time: Some(code.auth_time), sid: Some(&code.sid) };
-    let access_token = issue::access_token(state, client, &subject, &minted, now).await?;
-    let id_token =
-        issue::id_token(state, client, &subject, code.nonce.as_deref(), &code.amr, &access_token, now).await?;
+    let access_token = issue::access_token(state, client, &subject, &minted, now)?;
+    let id_token = issue::id_token(state, client, &subject, code.nonce.as_deref(), &code.amr, &access_token, now)?;
     state.metrics.tokens_issued.inc();
     let response = TokenResponse {
         access_token,

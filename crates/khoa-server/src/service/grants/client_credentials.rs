@@ -44,7 +44,7 @@ pub async fn handle(state: &AppState, client: &Client, form: &Form) -> Result<To
         })
         .await?;
     let subject = Subject { sub: client.client_id.clone(), scope: &scope, auth_time: None, sid: None };
-    let access_token = issue::access_token(state, client, &subject, &minted, now).await?;
+    let access_token = issue::access_token(state, client, &subject, &minted, now)?;
     state.metrics.tokens_issued.inc();
     Ok(TokenResponse {
         access_token,

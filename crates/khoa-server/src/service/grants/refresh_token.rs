@@ -96,9 +96,9 @@ pub async fn rotate(
         auth_time: Some(current.token.auth_time),
         sid: current.token.sid.as_deref(),
     };
-    let access_token = issue::access_token(state, client, &subject, &minted, now).await?;
+    let access_token = issue::access_token(state, client, &subject, &minted, now)?;
     // OIDC Core §12.2: a new ID token with the same iss, sub, aud, azp, auth_time; no nonce.
-    let id_token = issue::id_token(state, client, &subject, None, &current.token.amr, &access_token, now).await?;
+    let id_token = issue::id_token(state, client, &subject, None, &current.token.amr, &access_token, now)?;
     state.metrics.tokens_issued.inc();
     Ok(TokenResponse {
         access_token,
