@@ -8,17 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
-
-pg_bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
-
-PGBIN=$(pg_bindir)
-if [ -z "$PGBIN" ] || [ ! -x "$PGBIN/initdb" ]; then
-  echo "test.sh: installing PostgreSQL (Debian package postgresql)"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-  PGBIN=$(pg_bindir)
-fi
+. scripts/lib/postgres.sh
 
 # Browser tests drive Debian's Chromium through ChromeDriver.
 if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; then
@@ -40,42 +30,10 @@ if command -v python3 >/dev/null && ! python3 -c 'import cryptography' 2>/dev/nu
   python3 -m pip install --quiet cryptography || as_root python3 -m pip install --quiet cryptography
 fi
 
-# PostgreSQL refuses to run as root: use an unprivileged account.
-if [ "$(id -u)" = 0 ]; then
-  PGUSER_OS=postgres
-  id "$PGUSER_OS" >/dev/null 2>&1 || useradd --system --no-create-home "$PGUSER_OS"
-  run_pg() { runuser -u "$PGUSER_OS" -- "$@"; }
-else
-  PGUSER_OS=$(id -un)
-  run_pg() { "$@"; }
-fi
-
-PGDIR=$(mktemp -d /tmp/khoa-pg.XXXXXX)
-chmod 755 "$PGDIR"
-chown "$PGUSER_OS" "$PGDIR"
-cleanup() {
-  run_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$PGDIR"
-}
-trap cleanup EXIT INT TERM
-
-run_pg "$PGBIN/initdb" -D "$PGDIR/data" -U khoa -A trust --no-sync >"$PGDIR/initdb.log" 2>&1 \
-  || { cat "$PGDIR/initdb.log"; exit 1; }
-
-started=""
-for _ in 1 2 3 4 5 6 7 8; do
-  PGPORT=$((20000 + RANDOM % 20000))
-  if run_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/server.log" -w -t 30 \
-      -o "-c listen_addresses=127.0.0.1 -p $PGPORT -k $PGDIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400" \
-      start >/dev/null 2>&1; then
-    started=yes
-    break
-  fi
-done
-[ -n "$started" ] || { echo "test.sh: PostgreSQL did not start"; cat "$PGDIR/server.log"; exit 1; }
-
-export KHOA_TEST_POSTGRES_URL="postgres://khoa@127.0.0.1:$PGPORT/postgres"
-echo "test.sh: throwaway PostgreSQL at 127.0.0.1:$PGPORT"
+trap stop_throwaway_postgres EXIT INT TERM
+start_throwaway_postgres test.sh \
+  "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400"
+export KHOA_TEST_POSTGRES_URL="$POSTGRES_URL"
 
 # Totals over every test binary, as the last line (cargo's own last line is often a
 # doc-test run with nothing in it).

@@ -143,7 +143,7 @@ async fn start_khoa(
         ("KHOA_SECRET", "bench-master-secret-0123456789abcdef".into()),
         ("KHOA_LISTEN", format!("127.0.0.1:{port}")),
         ("KHOA_ISSUER", base.clone()),
-        ("KHOA_LOG", "warn".into()),
+        // Otherwise the default configuration (an access log line per request at info).
         // Every login of the load is the same account from one address, many at once:
         // login throttling counts attempts in flight, so its limits are lifted here.
         ("KHOA_LOGIN_FREE_FAILURES", "1000".into()),
@@ -153,9 +153,15 @@ async fn start_khoa(
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    env.extend(env_extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    for (k, v) in env_extra {
+        env.retain(|(key, _)| key != k);
+        env.push((k.to_string(), v.to_string()));
+    }
     let (secret, m2m_secret) = prepare(&bin, &env, "bench", &["--id-token-alg", id_token_alg]);
-    let server = serve_until_ready(&bin, &env, &base, Stdio::null()).await;
+    // Its log (a line per request at the default level) goes to a file, as in a
+    // deployment that keeps one.
+    let log = std::fs::File::create(dir.join("khoa.log")).map(Stdio::from).unwrap_or_else(|_| Stdio::null());
+    let server = serve_until_ready(&bin, &env, &base, Stdio::null(), log).await;
     (server, env, base, secret, m2m_secret, dir)
 }
 
@@ -177,8 +183,20 @@ fn prepare(bin: &str, env: &[(String, String)], client_id: &str, extra: &[&str])
 }
 
 /// Starts `khoa serve` and waits until it is ready.
-async fn serve_until_ready(bin: &str, env: &[(String, String)], base: &str, stdout: Stdio) -> std::process::Child {
-    let server = Command::new(bin).arg("serve").envs(env.iter().cloned()).stdout(stdout).spawn().expect("khoa serve");
+async fn serve_until_ready(
+    bin: &str,
+    env: &[(String, String)],
+    base: &str,
+    stdout: Stdio,
+    stderr: Stdio,
+) -> std::process::Child {
+    let server = Command::new(bin)
+        .arg("serve")
+        .envs(env.iter().cloned())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .expect("khoa serve");
     let deadline = Instant::now() + Duration::from_secs(30);
     while reqwest::get(format!("{base}/health/ready")).await.map(|r| r.status() != 200).unwrap_or(true) {
         assert!(Instant::now() < deadline, "khoa did not become ready");
@@ -194,8 +212,11 @@ struct RunOptions {
     chart: Option<String>,
     alg: khoa_core::jose::SigningAlgorithm,
     opaque: bool,
-    /// node-oidc-provider, started by scripts/bench.sh, for the comparison.
-    peer: Option<String>,
+    /// node-oidc-provider set-ups started by scripts/bench.sh, for the comparison:
+    /// (label, issuer URL, the processes whose CPU time is theirs).
+    peers: Vec<(String, String, Vec<u32>)>,
+    /// Also runs khoa on this (empty) PostgreSQL database.
+    postgres: Option<String>,
 }
 
 fn run_options(args: &[String]) -> RunOptions {
@@ -206,8 +227,14 @@ fn run_options(args: &[String]) -> RunOptions {
         chart: None,
         alg: khoa_core::jose::SigningAlgorithm::RS256,
         opaque: false,
-        peer: None,
+        peers: vec![],
+        postgres: None,
     };
+    // KHOA_BENCH_PEER_PIDS: for each --peer in order, its process ids (with their
+    // descendants), e.g. "4242;4250,4251".
+    let pids =
+        std::env::var("KHOA_BENCH_PEER_PIDS").or_else(|_| std::env::var("KHOA_BENCH_PEER_PID")).unwrap_or_default();
+    let mut pids = pids.split(';').map(|p| p.split(',').filter_map(|p| p.trim().parse().ok()).collect::<Vec<u32>>());
     let mut it = args.iter().skip(2);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -218,7 +245,16 @@ fn run_options(args: &[String]) -> RunOptions {
                 })
             }
             "--opaque" => o.opaque = true,
-            "--peer" => o.peer = it.next().cloned(),
+            // --peer [LABEL=]URL, once per set-up.
+            "--peer" => {
+                let Some(v) = it.next() else { continue };
+                let (label, url) = match v.split_once('=') {
+                    Some((label, url)) if !label.contains(':') => (label.to_string(), url.to_string()),
+                    _ => ("node-oidc-provider".to_string(), v.clone()),
+                };
+                o.peers.push((label, url, pids.next().unwrap_or_default()));
+            }
+            "--postgres" => o.postgres = it.next().cloned(),
             _ => positional.push(a.clone()),
         }
     }
@@ -246,10 +282,11 @@ async fn run(args: &[String]) {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let alg = o.alg.as_str();
     println!(
-        "khoa-bench run: {} s per scenario, concurrency {}, {cores} cores, SQLite, {alg}{}",
+        "khoa-bench run: {} s per scenario, concurrency {}, {cores} cores, SQLite{}, {alg}{}",
         o.secs,
         o.concurrency,
-        if o.peer.is_some() { ", against node-oidc-provider" } else { "" }
+        if o.postgres.is_some() { " and PostgreSQL" } else { "" },
+        if o.peers.is_empty() { "" } else { ", against node-oidc-provider" }
     );
     let sign = signing_limit(o.alg, Duration::from_secs(3));
     let argon = argon2_limit(Duration::from_secs(3));
@@ -258,20 +295,24 @@ async fn run(args: &[String]) {
     let mut suites = vec![];
     // With the peer, khoa runs with its JWT default and with opaque access tokens,
     // the peer's default; otherwise as asked.
-    let formats: Vec<bool> = if o.peer.is_some() { vec![false, true] } else { vec![o.opaque] };
+    let formats: Vec<bool> = if o.peers.is_empty() { vec![o.opaque] } else { vec![false, true] };
     for opaque in formats {
-        suites.push(khoa_suite(&o, opaque).await);
+        suites.push(khoa_suite(&o, opaque, None).await);
     }
-    if let Some(peer) = &o.peer {
-        let t = Arc::new(Target::peer(peer, PASSWORD, CALLBACK));
+    let khoa_suites = suites.len();
+    for (label, url, pids) in &o.peers {
+        let t = Arc::new(Target::peer(url, PASSWORD, CALLBACK));
         let mut browsers = vec![];
         for _ in 0..o.concurrency {
             browsers.push(peer_logged_in_browser(&t).await.expect("peer login"));
         }
-        // Its process id, from scripts/bench.sh, for its CPU time per operation.
-        server_under_test(std::env::var("KHOA_BENCH_PEER_PID").ok().and_then(|p| p.parse().ok()));
+        server_under_test(pids);
         let outcomes = scenario_suite(&o, t, browsers, (1.0, 1.0, 0.0, 0.0)).await;
-        suites.push(Suite { label: "node-oidc-provider (opaque)".into(), outcomes, steps: vec![], rss: None });
+        suites.push(Suite { label: format!("{label} (opaque)"), outcomes, steps: vec![], rss: None });
+    }
+    let compared = suites.len();
+    if let Some(url) = &o.postgres {
+        suites.push(khoa_suite(&o, o.opaque, Some(url)).await);
     }
 
     for suite in &suites {
@@ -304,21 +345,28 @@ async fn run(args: &[String]) {
             println!("\nserver RSS: idle {} MiB, peak under load {} MiB", idle / 1024, peak / 1024);
         }
     }
-    if o.peer.is_some() && suites.len() == 3 {
-        println!("\n| scenario | khoa, JWT access tokens | khoa, opaque | node-oidc-provider | khoa opaque ÷ peer |");
-        println!("|---|---|---|---|---|");
-        for ((jwt, opaque), peer) in suites[0].outcomes.iter().zip(&suites[1].outcomes).zip(&suites[2].outcomes) {
-            let ratio = if peer.per_second > 0.0 {
-                format!("{:.1}×", opaque.per_second / peer.per_second)
-            } else {
-                "-".into()
-            };
+    if !o.peers.is_empty() {
+        // The peer at its best: for each scenario, the faster of its set-ups.
+        let peers = &suites[khoa_suites..compared];
+        let labels: Vec<&str> = peers.iter().map(|p| p.label.as_str()).collect();
+        println!(
+            "\n| scenario | khoa, JWT access tokens | khoa, opaque | {} | khoa opaque ÷ the best peer |",
+            labels.join(" | ")
+        );
+        println!("|---|---|---|{}---|", "---|".repeat(peers.len()));
+        for (i, jwt) in suites[0].outcomes.iter().enumerate() {
+            let opaque = &suites[1].outcomes[i];
+            let each: Vec<f64> = peers.iter().map(|p| p.outcomes.get(i).map_or(0.0, |o| o.per_second)).collect();
+            let best = each.iter().copied().fold(0.0, f64::max);
+            let ratio = if best > 0.0 { format!("{:.1}×", opaque.per_second / best) } else { "-".into() };
+            let each: Vec<String> =
+                each.iter().map(|v| if *v > 0.0 { format!("{v:.0}") } else { "not compared".into() }).collect();
             println!(
                 "| {} | {:.0} | {:.0} | {} | {ratio} |",
                 jwt.name,
                 jwt.per_second,
                 opaque.per_second,
-                if peer.per_second > 0.0 { format!("{:.0}", peer.per_second) } else { "not compared".into() }
+                each.join(" | ")
             );
         }
     }
@@ -329,12 +377,15 @@ async fn run(args: &[String]) {
 }
 
 /// Starts khoa on a fresh SQLite database and runs every scenario against it.
-async fn khoa_suite(o: &RunOptions, opaque: bool) -> Suite {
+async fn khoa_suite(o: &RunOptions, opaque: bool, postgres: Option<&str>) -> Suite {
     use scenarios::*;
     let alg = o.alg.as_str();
     let mut env = vec![("KHOA_ACCESS_TOKEN_ALG", alg)];
     if opaque {
         env.push(("KHOA_ACCESS_TOKEN_FORMAT", "opaque"));
+    }
+    if let Some(url) = postgres {
+        env.push(("KHOA_DATABASE_URL", url));
     }
     let (mut server, _env, base, secret, m2m_secret, dir) = start_khoa(&env, alg).await;
     let pid = server.id();
@@ -358,14 +409,18 @@ async fn khoa_suite(o: &RunOptions, opaque: bool) -> Suite {
     let steps = sql_per_step(&t, &browsers[0], &reqwest::Client::new(), &access).await;
     // Signatures per operation: an ID token for openid, and a JWT access token.
     let at = if opaque { 0.0 } else { 1.0 };
-    server_under_test(Some(pid));
+    server_under_test(&[pid]);
     let outcomes = scenario_suite(o, t, browsers, (1.0 + at, 1.0 + at, at, at)).await;
     let peak_rss = peak.load(Ordering::Relaxed);
     sampler.abort();
     let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
     let _ = server.wait();
     let _ = std::fs::remove_dir_all(&dir);
-    let label = format!("khoa, {} access tokens, {alg}", if opaque { "opaque" } else { "JWT (RFC 9068)" });
+    let label = format!(
+        "khoa, {} access tokens, {alg}, {}",
+        if opaque { "opaque" } else { "JWT (RFC 9068)" },
+        if postgres.is_some() { "PostgreSQL" } else { "SQLite" }
+    );
     Suite { label, outcomes, steps, rss: Some((idle_rss, peak_rss)) }
 }
 
@@ -565,7 +620,7 @@ async fn sql_per_step(
 /// Grouped horizontal bars of operations per second (log scale), one colour per
 /// server, as SVG.
 fn svg_chart(suites: &[Suite]) -> String {
-    let colours = ["#0b5fff", "#00a36c", "#d9480f"];
+    let colours = ["#0b5fff", "#00a36c", "#d9480f", "#9c36b5", "#f08c00"];
     let max =
         suites.iter().flat_map(|s| s.outcomes.iter().map(|o| o.per_second)).fold(10.0f64, f64::max).log10().ceil();
     let names: Vec<&str> = suites.first().map(|s| s.outcomes.iter().map(|o| o.name).collect()).unwrap_or_default();
@@ -635,7 +690,7 @@ async fn soak(args: &[String]) {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     let (secret, m2m_secret) = prepare(&bin, &env, "app", &[]);
-    let mut server = serve_until_ready(&bin, &env, &base, Stdio::piped()).await;
+    let mut server = serve_until_ready(&bin, &env, &base, Stdio::piped(), Stdio::inherit()).await;
     let pid = server.id();
     let store = khoa_store::connect(&database_url).await.expect("database");
     let counters = Arc::new(Counters::default());

@@ -6,7 +6,6 @@ use khoa_core::jose::{SigningAlgorithm, SigningKey};
 use khoa_core::password::{hash_password, verify_password, PasswordParams};
 use khoa_core::pkce::CodeChallenge;
 use khoa_testkit::browser::{inputs, location, query, Browser};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -89,12 +88,13 @@ pub struct Outcome {
     pub cpu_ms: Option<(f64, f64)>,
 }
 
-/// The process under load, whose CPU time each scenario reports (0: unknown).
-static SERVER_PID: AtomicU32 = AtomicU32::new(0);
+/// The processes under load, whose CPU time each scenario reports (empty: unknown).
+/// Each counts with its descendants (a Node.js cluster's workers).
+static SERVER_PIDS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 
-/// Names the process the next scenarios load.
-pub fn server_under_test(pid: Option<u32>) {
-    SERVER_PID.store(pid.unwrap_or(0), Ordering::Relaxed);
+/// Names the processes the next scenarios load.
+pub fn server_under_test(pids: &[u32]) {
+    *SERVER_PIDS.lock().unwrap_or_else(|p| p.into_inner()) = pids.to_vec();
 }
 
 /// CPU time a process has used so far, in ms (user + system, from /proc/PID/stat;
@@ -107,12 +107,30 @@ fn cpu_ms(pid: &str) -> Option<f64> {
     Some(ticks as f64 * 10.0)
 }
 
+/// A process and its descendants (from /proc/PID/task/*/children).
+fn with_descendants(pid: u32, out: &mut Vec<u32>) {
+    out.push(pid);
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return };
+    for task in tasks.flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+            with_descendants(child, out);
+        }
+    }
+}
+
 /// (server, load generator) CPU time so far, in ms.
 fn cpu_now() -> Option<(f64, f64)> {
-    match SERVER_PID.load(Ordering::Relaxed) {
-        0 => None,
-        pid => Some((cpu_ms(&pid.to_string())?, cpu_ms("self")?)),
+    let roots = SERVER_PIDS.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if roots.is_empty() {
+        return None;
     }
+    let mut pids = vec![];
+    for root in roots {
+        with_descendants(root, &mut pids);
+    }
+    let server = pids.iter().map(|pid| cpu_ms(&pid.to_string())).sum::<Option<f64>>()?;
+    Some((server, cpu_ms("self")?))
 }
 
 /// Runs `op` from `concurrency` tasks for `duration`; each call is one operation.

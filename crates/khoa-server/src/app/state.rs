@@ -8,9 +8,21 @@ use khoa_core::sealing::MasterKey;
 use khoa_store::Store;
 use std::sync::Arc;
 
-/// Shared by every handler; cheap to clone.
+/// Shared by every handler; cheap to clone (one reference count: axum clones the state
+/// for every request).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What the [`AppState`] holds.
+pub struct Shared {
     pub settings: Arc<Settings>,
     pub store: Arc<dyn Store>,
     pub master: Arc<MasterKey>,
@@ -54,7 +66,7 @@ impl AppState {
     ) -> Result<Self, KeysError> {
         let snapshot = load_snapshot(store.as_ref(), &master, &settings, clock.now()).await?;
         let discovery = ProviderMetadata::new(&settings.issuer, &settings.algorithms);
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             discovery_json: serde_json::to_string(&discovery).unwrap_or_default().into(),
             settings: Arc::new(settings),
             store,
@@ -72,7 +84,7 @@ impl AppState {
                 std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             )),
             password_memory: Arc::new(std::sync::Mutex::new(Vec::new())),
-        })
+        })))
     }
 
     /// The current time, from the state's clock.
