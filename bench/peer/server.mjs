@@ -22,13 +22,18 @@ import Provider from 'oidc-provider';
 // and so drops live tokens under load (userinfo then answers 401). This adapter
 // keeps the same in-memory semantics without eviction; entries expire by their TTL.
 const entries = new Map();
-class MemoryAdapter {
+
+// An entry's key: its model and id (both adapters).
+class Keyed {
   constructor(model) {
     this.model = model;
   }
   key(id) {
     return `${this.model}:${id}`;
   }
+}
+
+class MemoryAdapter extends Keyed {
   async upsert(id, payload, expiresIn) {
     const key = this.key(id);
     entries.set(key, { payload, expiresAt: expiresIn ? Date.now() + expiresIn * 1000 : undefined });
@@ -75,13 +80,7 @@ class MemoryAdapter {
 async function redisAdapter() {
   const { default: Redis } = await import('ioredis');
   const redis = new Redis(process.env.REDIS_URL, { enableAutoPipelining: true });
-  return class RedisAdapter {
-    constructor(model) {
-      this.model = model;
-    }
-    key(id) {
-      return `${this.model}:${id}`;
-    }
+  return class RedisAdapter extends Keyed {
     async upsert(id, payload, expiresIn) {
       const key = this.key(id);
       const m = redis.multi().del(key).hset(key, 'payload', JSON.stringify(payload));
