@@ -313,3 +313,110 @@ pub(crate) async fn refresh(State(state): State<AppState>, headers: HeaderMap, b
         Err(r) => r,
     }
 }
+
+/// The answers that must not tell one failure from another, in-process.
+#[cfg(test)]
+mod tests {
+    use crate::testing::{Answer, TestApp, NOW};
+    use axum::body::Body;
+    use axum::http::{header, Request};
+    use khoa_core::client::{SecretChoice, SecretMethod};
+    use khoa_core::tconnect::PartnerKey;
+    use serde_json::json;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
+    const UNREADABLE: &str =
+        r#"{"error":"invalid_request","error_description":"the encrypted payload could not be read"}"#;
+
+    /// The partner `ACME` of the client `acme-app`, and its key.
+    async fn app() -> (TestApp, PartnerKey) {
+        let app = TestApp::new().await;
+        for id in ["acme-app", "other-app"] {
+            app.client(id, |r| {
+                r.secret = SecretChoice::Given(SECRET.into());
+                r.secret_method = Some(SecretMethod::ClientSecretPost);
+            })
+            .await;
+        }
+        let key = PartnerKey::generate();
+        let key_sealed = app.state.master.seal(b"partner:ACME", key.as_bytes()).unwrap();
+        let partner = khoa_store::Partner {
+            code: "ACME".into(),
+            client_id: "acme-app".into(),
+            key_sealed,
+            require_nonce: false,
+            created_at: NOW,
+        };
+        app.state.store.insert_partner(&partner).await.unwrap();
+        (app, key)
+    }
+
+    async fn call(app: &TestApp, path: &str, partner: Option<&str>, body: String) -> Answer {
+        let mut req = Request::post(path).header(header::CONTENT_TYPE, "application/json");
+        if let Some(code) = partner {
+            req = req.header("partner-code", code);
+        }
+        app.send(req.body(Body::from(body)).unwrap()).await
+    }
+
+    fn sealed(key: &PartnerKey, payload: serde_json::Value) -> String {
+        json!({"data": key.encrypt(payload.to_string().as_bytes())}).to_string()
+    }
+
+    #[tokio::test]
+    async fn every_unreadable_payload_gets_one_answer() {
+        // No padding oracle: a flipped bit of the IV or of the last block, a truncated
+        // or foreign ciphertext, bad JSON inside or outside, all answer alike.
+        let (app, key) = app().await;
+        let good = key.encrypt(json!({"refresh_token": "x"}).to_string().as_bytes());
+        let bytes = hex::decode(&good).unwrap();
+        let mut bodies = vec![
+            "{}".to_string(),
+            "not json".to_string(),
+            json!({"data": 5}).to_string(),
+            json!({"data": "zz"}).to_string(),
+            json!({"data": &good[..good.len() - 2]}).to_string(),
+            json!({"data": &good[..32]}).to_string(),
+            sealed(&key, json!(["not", "an", "object"])),
+            sealed(&PartnerKey::generate(), json!({"refresh_token": "x"})),
+            json!({"data": key.encrypt(b"not json at all")}).to_string(),
+        ];
+        for i in (0..16).chain(bytes.len() - 16..bytes.len()) {
+            for bit in 0..8 {
+                let mut flipped = bytes.clone();
+                flipped[i] ^= 1 << bit;
+                bodies.push(json!({"data": hex::encode(flipped)}).to_string());
+            }
+        }
+        let mut answers = std::collections::HashSet::new();
+        for body in bodies {
+            let a = call(&app, "/openapi/v1/auth/refresh", Some("ACME"), body).await;
+            // A flip that still decrypts to a readable payload is an unknown token.
+            if a.body["error"] != "invalid_grant" {
+                answers.insert((a.status.as_u16(), a.text));
+            }
+        }
+        // A payload naming another client than the partner's is refused the same way.
+        let other = sealed(
+            &key,
+            json!({"username": "sv01", "password": "x", "client_id": "other-app", "client_secret": SECRET}),
+        );
+        let a = call(&app, "/openapi/v1/auth/login", Some("ACME"), other).await;
+        answers.insert((a.status.as_u16(), a.text));
+        assert_eq!(answers.into_iter().collect::<Vec<_>>(), vec![(400, UNREADABLE.to_string())]);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_or_missing_partner_code_is_404() {
+        let (app, key) = app().await;
+        let body = sealed(&key, json!({"refresh_token": "x"}));
+        for code in [None, Some(""), Some("NOPE")] {
+            let a = call(&app, "/openapi/v1/auth/refresh", code, body.clone()).await;
+            assert_eq!(
+                (a.status.as_u16(), a.text.as_str()),
+                (404, r#"{"error":"not_found","error_description":"unknown Partner-Code"}"#),
+                "{code:?}"
+            );
+        }
+    }
+}
