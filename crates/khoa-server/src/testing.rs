@@ -19,6 +19,11 @@ use tower::ServiceExt;
 
 pub(crate) const NOW: i64 = 1_800_000_000;
 pub(crate) const CALLBACK: &str = "https://app.example/cb";
+/// A client secret for the tests' confidential clients.
+pub(crate) const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
+/// RFC 7636 Appendix B's verifier and its S256 challenge.
+pub(crate) const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub(crate) const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 /// The session cookie's value for the session `sid-1` of [`TestApp::stored_code`].
 pub(crate) const SESSION_HANDLE: &str = "the-session-handle";
 /// The client address of requests sent by [`TestApp::send`].

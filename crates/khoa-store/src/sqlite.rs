@@ -171,10 +171,16 @@ impl Target {
         Ok(conn)
     }
 
-    fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    /// Another connection to the writer's (existing) file.
+    fn open_beside(path: &Path) -> Result<Connection, StoreError> {
         let conn =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         tune(&conn)?;
+        Ok(conn)
+    }
+
+    fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+        let conn = Self::open_beside(path)?;
         // Reads only: a slip that writes here fails instead of bypassing the writer.
         conn.execute_batch("PRAGMA query_only = ON; PRAGMA foreign_keys = ON;")?;
         Ok(conn)
@@ -322,8 +328,7 @@ where
 /// written by many transactions is copied into the database once, and the database
 /// file is synced a few times a second instead of at every 1,000 WAL pages.
 fn start_checkpointer(path: &Path) -> Result<mpsc::Sender<()>, StoreError> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-    tune(&conn)?;
+    let conn = Target::open_beside(path)?;
     let (stop, stopped) = mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("khoa-sqlite-checkpoint".into())

@@ -23,29 +23,29 @@ impl std::ops::Deref for AppState {
 
 /// What the [`AppState`] holds.
 pub struct Shared {
-    pub settings: Arc<Settings>,
+    pub settings: Settings,
     pub store: Arc<dyn Store>,
-    pub master: Arc<MasterKey>,
-    pub keys: Arc<KeyRing>,
-    pub clients: Arc<ClientCache>,
-    pub users: Arc<UserCache>,
+    pub master: MasterKey,
+    pub keys: KeyRing,
+    pub clients: ClientCache,
+    pub users: UserCache,
     /// Clients whose failed authentications are throttled (`client_authn.rs`).
-    pub client_auth_blocks: Arc<crate::app::caches::ClientAuthBlocks>,
+    pub client_auth_blocks: crate::app::caches::ClientAuthBlocks,
     /// Every origin some client allows (CORS preflights, `cors.rs`).
-    pub origins: Arc<crate::app::caches::OriginIndex>,
+    pub origins: crate::app::caches::OriginIndex,
     /// JWT access tokens whose signature has been checked (`tokens.rs`).
-    pub verified: Arc<crate::app::caches::VerifiedAccessTokens>,
-    pub metrics: Arc<Metrics>,
+    pub verified: crate::app::caches::VerifiedAccessTokens,
+    pub metrics: Metrics,
     /// The time every rule is decided at (`clock.rs`).
     pub clock: Arc<dyn Clock>,
     /// The discovery document, serialised once.
-    pub discovery_json: Arc<str>,
+    pub discovery_json: String,
     /// An argon2id hash of nothing, verified against for unknown usernames so that
     /// they take as long as wrong passwords.
-    dummy_hash: Arc<tokio::sync::OnceCell<String>>,
+    dummy_hash: tokio::sync::OnceCell<String>,
     /// argon2id verifications in progress at once: each takes 19 MiB, so an unbounded
     /// number of concurrent logins would be a memory-exhaustion attack. Extra logins wait.
-    password_slots: Arc<tokio::sync::Semaphore>,
+    password_slots: tokio::sync::Semaphore,
     /// One reusable argon2 buffer per slot, so verifications allocate nothing large.
     password_memory: Arc<std::sync::Mutex<Vec<khoa_core::password::VerifyMemory>>>,
 }
@@ -67,22 +67,22 @@ impl AppState {
         let snapshot = load_snapshot(store.as_ref(), &master, &settings, clock.now()).await?;
         let discovery = ProviderMetadata::new(&settings.issuer, &settings.algorithms);
         Ok(Self(Arc::new(Shared {
-            discovery_json: serde_json::to_string(&discovery).unwrap_or_default().into(),
-            settings: Arc::new(settings),
+            discovery_json: serde_json::to_string(&discovery).unwrap_or_default(),
+            settings,
             store,
-            master: Arc::new(master),
-            keys: Arc::new(KeyRing::new(snapshot)),
-            clients: Arc::new(ClientCache::default()),
-            users: Arc::new(UserCache::default()),
-            origins: Arc::new(crate::app::caches::OriginIndex::default()),
-            verified: Arc::new(crate::app::caches::VerifiedAccessTokens::default()),
-            client_auth_blocks: Arc::new(crate::app::caches::ClientAuthBlocks::default()),
-            metrics: Arc::new(Metrics::default()),
+            master,
+            keys: KeyRing::new(snapshot),
+            clients: ClientCache::default(),
+            users: UserCache::default(),
+            origins: crate::app::caches::OriginIndex::default(),
+            verified: crate::app::caches::VerifiedAccessTokens::default(),
+            client_auth_blocks: crate::app::caches::ClientAuthBlocks::default(),
+            metrics: Metrics::default(),
             clock,
-            dummy_hash: Arc::new(tokio::sync::OnceCell::new()),
-            password_slots: Arc::new(tokio::sync::Semaphore::new(
+            dummy_hash: tokio::sync::OnceCell::new(),
+            password_slots: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
-            )),
+            ),
             password_memory: Arc::new(std::sync::Mutex::new(Vec::new())),
         })))
     }

@@ -229,14 +229,12 @@ async fn web_exchange(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Res
 #[cfg(test)]
 mod tests {
     use super::{MOBILE_PATH, WEB_PATH};
-    use crate::testing::{Answer, TestApp};
+    use crate::testing::{Answer, TestApp, SECRET};
     use axum::body::Body;
     use axum::http::{header, Request};
     use khoa_core::client::{SecretChoice, SecretMethod};
     use khoa_core::pkce::CodeChallenge;
     use serde_json::json;
-
-    const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
 
     fn verifier(n: u8) -> String {
         format!("{}{n}", "v".repeat(43))

@@ -317,14 +317,13 @@ pub(crate) async fn refresh(State(state): State<AppState>, headers: HeaderMap, b
 /// The answers that must not tell one failure from another, in-process.
 #[cfg(test)]
 mod tests {
-    use crate::testing::{Answer, TestApp, NOW};
+    use crate::testing::{Answer, TestApp, NOW, SECRET};
     use axum::body::Body;
     use axum::http::{header, Request};
     use khoa_core::client::{SecretChoice, SecretMethod};
     use khoa_core::tconnect::PartnerKey;
     use serde_json::json;
 
-    const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
     const UNREADABLE: &str =
         r#"{"error":"invalid_request","error_description":"the encrypted payload could not be read"}"#;
 

@@ -96,14 +96,13 @@ pub(crate) async fn resume_after_login(
 /// `authorize` tests; these check how each kind of refusal is answered.)
 #[cfg(test)]
 mod tests {
-    use crate::testing::{Answer, TestApp, CALLBACK};
+    use crate::testing::{Answer, TestApp, CALLBACK, CHALLENGE};
     use axum::body::Body;
     use axum::http::{header, Request};
     use khoa_core::client::SecretChoice;
 
     const LOOPBACK: &str = "http://127.0.0.1/callback";
     const STATE: &str = "s&t=ä";
-    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
     async fn app() -> TestApp {
         let app = TestApp::new().await;

@@ -6,5 +6,5 @@ use axum::extract::State;
 use axum::response::Response;
 
 pub(crate) async fn openid_configuration(State(state): State<AppState>) -> Response {
-    public_json(state.discovery_json.as_ref(), state.settings.metadata_max_age)
+    public_json(&state.discovery_json, state.settings.metadata_max_age)
 }

@@ -74,11 +74,10 @@ pub(crate) async fn post(
 /// RFC 7662 at the introspection endpoint, one rule a test, in-process.
 #[cfg(test)]
 mod tests {
-    use crate::testing::TestApp;
+    use crate::testing::{TestApp, SECRET};
     use khoa_core::client::SecretChoice;
     use serde_json::json;
 
-    const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
     const PATH: &str = "/oauth2/introspect";
 
     async fn app() -> TestApp {

@@ -233,12 +233,11 @@ fn logged_out(state: &AppState, locale: Locale, frames: Vec<String>, redirect: O
 /// session stays.
 #[cfg(test)]
 mod tests {
-    use crate::testing::{Answer, TestApp, CALLBACK};
+    use crate::testing::{Answer, TestApp, CALLBACK, SECRET};
     use axum::http::header;
     use khoa_core::client::SecretChoice;
     use khoa_core::jose::{jwt, SigningAlgorithm, SigningKey};
 
-    const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
     const BYE: &str = "https://app.example/bye";
     const LIBRARY_BYE: &str = "https://library.example/bye";
     const INVALID: &str = "This sign-out request is not valid";

@@ -69,10 +69,9 @@ async fn revoke(
 /// RFC 7009 at the revocation endpoint, one rule a test, in-process.
 #[cfg(test)]
 mod tests {
-    use crate::testing::TestApp;
+    use crate::testing::{TestApp, SECRET};
     use khoa_core::client::SecretChoice;
 
-    const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
     const PATH: &str = "/oauth2/revoke";
 
     async fn app() -> TestApp {

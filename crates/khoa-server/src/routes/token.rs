@@ -50,13 +50,12 @@ async fn grant(
 /// The token endpoint's refusals, one rule a test, in-process through the router.
 #[cfg(test)]
 mod tests {
-    use crate::testing::{TestApp, CALLBACK, NOW};
+    use crate::testing::{TestApp, CALLBACK, CHALLENGE, NOW, SECRET, VERIFIER};
     use axum::body::Body;
     use axum::http::{header, Request};
     use khoa_core::client::{SecretChoice, SecretMethod};
 
     const TOKEN: &str = "/oauth2/token";
-    const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
 
     async fn app_with_web() -> TestApp {
         let app = TestApp::new().await;
@@ -263,8 +262,6 @@ mod tests {
     #[tokio::test]
     async fn pkce_is_checked_both_ways() {
         // RFC 7636 §4.6, and RFC 9700 §4.8.2 against downgrade.
-        const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-        const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
         let app = app_with_web().await;
         let web = Some(("web", SECRET));
         let cases = [

@@ -144,12 +144,10 @@ async fn answer(
 /// RFC 6750 refusals at userinfo, one rule a test, in-process on a manual clock.
 #[cfg(test)]
 mod tests {
-    use crate::testing::{Answer, TestApp, CALLBACK};
+    use crate::testing::{Answer, TestApp, CALLBACK, SECRET};
     use axum::body::Body;
     use axum::http::{header, Request};
     use khoa_core::client::{GrantType, SecretChoice};
-
-    const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
 
     /// An app with the client `web` and an access token of `sv01` for it.
     async fn with_token() -> (TestApp, String) {

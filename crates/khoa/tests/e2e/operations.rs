@@ -92,8 +92,9 @@ async fn rotated_key_activates_after_the_delay_and_the_old_one_retires(db: TestD
     })
     .await;
     let base = format!("http://{}", server.local_addr);
-    let ring = server.state.keys.clone();
-    let signer = || ring.snapshot().signing_key(SigningAlgorithm::RS256, SystemClock.now()).unwrap().kid().to_string();
+    let ring = server.state.clone();
+    let signer =
+        || ring.keys.snapshot().signing_key(SigningAlgorithm::RS256, SystemClock.now()).unwrap().kid().to_string();
     let old = signer();
 
     let out = run_cli_with(BIN, &db, &[("KHOA_KEY_PREPUBLICATION", "3s")], &["keys", "rotate", "--alg", "RS256"], None);
