@@ -15,7 +15,7 @@ start_once() { # sets ms (exec to readiness) and pid; leaves the server running
   local t0 t1
   t0=$(date +%s%N)
   rm -f out.txt
-  "$bin" serve > out.txt 2> err.txt &
+  KHOA_ADMIN_LISTEN=127.0.0.1:0 "$bin" serve > out.txt 2> err.txt &
   pid=$!
   until grep -q "khoa listening on" out.txt 2>/dev/null; do
     kill -0 "$pid" 2>/dev/null || { cat err.txt; exit 1; }

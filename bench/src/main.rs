@@ -142,6 +142,7 @@ async fn start_khoa(
         ("KHOA_DATABASE_URL", format!("sqlite://{}/khoa.db", dir.display())),
         ("KHOA_SECRET", "bench-master-secret-0123456789abcdef".into()),
         ("KHOA_LISTEN", format!("127.0.0.1:{port}")),
+        ("KHOA_ADMIN_LISTEN", "127.0.0.1:0".into()),
         ("KHOA_ISSUER", base.clone()),
         // Otherwise the default configuration (an access log line per request at info).
         // Every login of the load is the same account from one address, many at once:
@@ -673,6 +674,7 @@ async fn soak(args: &[String]) {
         ("KHOA_DATABASE_URL", database_url.as_str()),
         ("KHOA_SECRET", "bench-master-secret-0123456789abcdef"),
         ("KHOA_LISTEN", &format!("127.0.0.1:{port}")),
+        ("KHOA_ADMIN_LISTEN", "127.0.0.1:0"),
         ("KHOA_ISSUER", &base),
         ("KHOA_LOG", "warn"),
         ("KHOA_AUTHORIZATION_CODE_LIFETIME", "10s"),

@@ -268,6 +268,11 @@ fn check_scope(p: &Params, c: &Client, r: &mut AuthorizationRequest) -> Result<(
     }
     let scope = ScopeSet::parse(p.get("scope").unwrap_or(""))
         .map_err(|_| (AuthorizeErrorCode::InvalidScope, "scope contains invalid characters"))?;
+    // The admin scopes are granted by client_credentials alone: a user's consent never
+    // hands the admin API to an application.
+    if scope.iter().any(crate::scope::is_reserved) {
+        return Err((AuthorizeErrorCode::InvalidScope, "the khoa: scopes are granted by client_credentials only"));
+    }
     if !scope.iter().all(|s| c.scopes.iter().any(|allowed| allowed == s)) {
         return Err((AuthorizeErrorCode::InvalidScope, "the client may not request one of the scopes"));
     }

@@ -4,7 +4,7 @@ use crate::jose::SigningAlgorithm;
 use crate::redirect_uri::{
     origin_of, validate_link_uri, validate_origin, validate_redirect_uri, validate_web_uri, UriError,
 };
-use crate::scope::{ScopeError, ScopeSet, DEFAULT_CLIENT_SCOPES};
+use crate::scope::{is_reserved, ScopeError, ScopeSet, ADMIN_SCOPES, DEFAULT_CLIENT_SCOPES};
 use crate::secret::{generate_client_secret, hash_client_secret, validate_client_secret, SecretError};
 use crate::UnixTime;
 use serde::{Deserialize, Serialize};
@@ -246,6 +246,9 @@ pub struct Client {
     pub lifetimes: ClientLifetimes,
     pub created_at: UnixTime,
     pub updated_at: UnixTime,
+    /// Raised by the store at every change (the admin API's ETag); 0 before storing.
+    #[serde(skip)]
+    pub revision: i64,
 }
 
 impl Client {
@@ -410,6 +413,38 @@ pub enum RegistrationError {
     PublicSecretMethod,
     #[error("always issuing refresh tokens needs the refresh_token grant")]
     AlwaysRefreshWithoutGrant,
+    #[error("scope {0:?} is reserved: the scopes beginning with khoa: are khoa:admin and khoa:admin.read")]
+    ReservedScope(String),
+    #[error("the admin scopes are for confidential clients with the client_credentials grant")]
+    AdminScopeWithoutClientCredentials,
+}
+
+impl RegistrationError {
+    /// The registration field (RFC 7591 metadata name) the error is about, for a
+    /// problem document that names it.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::ClientId => "client_id",
+            Self::RedirectUri(_) | Self::NoRedirectUri => "redirect_uris",
+            Self::PostLogoutRedirectUri(_) => "post_logout_redirect_uris",
+            Self::Origin(_) => "allowed_origins",
+            Self::Uri(name, _) | Self::Text(name) => name,
+            Self::Secret(_) | Self::PublicSecret => "client_secret",
+            Self::UnknownGrantType(_) | Self::NoGrantTypes | Self::PublicClientCredentials => "grant_types",
+            Self::PublicResourceServer => "resource_server",
+            Self::Scope(_) | Self::ReservedScope(_) | Self::AdminScopeWithoutClientCredentials => "scope",
+            Self::Metadata => "metadata",
+            Self::Contact(_) => "contacts",
+            Self::Lifetime { name, .. } => match *name {
+                "authorization code" => "lifetimes.authorization_code",
+                "access token" => "lifetimes.access_token",
+                "ID token" => "lifetimes.id_token",
+                _ => "lifetimes.refresh_token",
+            },
+            Self::SecretMethod(_) | Self::PublicSecretMethod => "token_endpoint_auth_method",
+            Self::AlwaysRefreshWithoutGrant => "always_issue_refresh_token",
+        }
+    }
 }
 
 fn check_text(name: &'static str, v: &Option<String>) -> Result<(), RegistrationError> {
@@ -581,6 +616,13 @@ impl ClientRegistration {
         }
 
         let scopes = ScopeSet::parse(self.scopes.as_deref().unwrap_or(&DEFAULT_CLIENT_SCOPES.join(" ")))?.to_vec();
+        if let Some(reserved) = scopes.iter().find(|s| is_reserved(s) && !ADMIN_SCOPES.contains(&s.as_str())) {
+            return Err(RegistrationError::ReservedScope(reserved.clone()));
+        }
+        let admin = scopes.iter().any(|s| ADMIN_SCOPES.contains(&s.as_str()));
+        if admin && (client_type == ClientType::Public || !grant_types.contains(&GrantType::ClientCredentials)) {
+            return Err(RegistrationError::AdminScopeWithoutClientCredentials);
+        }
         let metadata = match self.metadata {
             None => serde_json::Value::Object(Default::default()),
             Some(v @ serde_json::Value::Object(_)) => v,
@@ -636,6 +678,7 @@ impl ClientRegistration {
                 lifetimes: self.lifetimes,
                 created_at: now,
                 updated_at: now,
+                revision: 0,
             },
             plaintext_secret,
         })
@@ -811,5 +854,50 @@ mod tests {
         let out = r.register(0).unwrap();
         assert!(out.client.is_public());
         assert!(out.client.client_secret_hash.is_none() && out.plaintext_secret.is_none());
+    }
+
+    #[test]
+    fn admin_scopes_are_for_confidential_client_credentials_clients() {
+        let service = |scopes: &str, grants: Vec<GrantType>, secret: SecretChoice| {
+            let mut r = ClientRegistration::new("ops");
+            r.redirect_uris = vec!["https://ops.example/cb".into()];
+            r.scopes = Some(scopes.into());
+            r.grant_types = Some(grants);
+            r.secret = secret;
+            r.register(0).map(|out| out.client.scopes)
+        };
+        let cc = || vec![GrantType::ClientCredentials];
+        assert_eq!(service("khoa:admin", cc(), SecretChoice::Generate).unwrap(), ["khoa:admin"]);
+        assert!(service("khoa:admin.read api:x", cc(), SecretChoice::Generate).is_ok());
+        let refused = [
+            (service("khoa:root", cc(), SecretChoice::Generate), RegistrationError::ReservedScope("khoa:root".into())),
+            (
+                service("khoa:admin", GrantType::DEFAULT.to_vec(), SecretChoice::Generate),
+                RegistrationError::AdminScopeWithoutClientCredentials,
+            ),
+            (
+                service("khoa:admin.read", vec![GrantType::AuthorizationCode], SecretChoice::Public),
+                RegistrationError::AdminScopeWithoutClientCredentials,
+            ),
+        ];
+        for (outcome, expected) in refused {
+            let error = outcome.unwrap_err();
+            assert_eq!(error, expected);
+            assert_eq!(error.field(), "scope");
+        }
+    }
+
+    #[test]
+    fn every_error_names_its_field() {
+        let mut r = ClientRegistration::new("web");
+        r.redirect_uris = vec!["https://a.example/cb".into()];
+        r.lifetimes.refresh_token = Some(0);
+        assert_eq!(r.clone().register(0).unwrap_err().field(), "lifetimes.refresh_token");
+        r.lifetimes = ClientLifetimes::default();
+        r.client_name = Some(" ".into());
+        assert_eq!(r.clone().register(0).unwrap_err().field(), "client_name");
+        r.client_name = None;
+        r.redirect_uris = vec![];
+        assert_eq!(r.register(0).unwrap_err().field(), "redirect_uris");
     }
 }

@@ -4,6 +4,8 @@
 //! configuration files. The HTTP layer (`khoa-server`) and the storage layer
 //! (`khoa-store`) translate their inputs into these types and back.
 
+pub mod admin;
+pub mod audit;
 pub mod authorize;
 pub mod client;
 pub mod client_auth;

@@ -8,6 +8,18 @@ pub const OFFLINE_ACCESS: &str = "offline_access";
 pub const DEFAULT_CLIENT_SCOPES: &[&str] = &["openid", "profile", "email", "phone", "offline_access"];
 /// OpenID Connect Core §5.4 scopes khoa knows claims for, plus `offline_access` (§11).
 pub const STANDARD_SCOPES: &[&str] = &["openid", "profile", "email", "phone", "offline_access"];
+/// The admin API's scopes: everything, and reading only. Granted by client_credentials
+/// alone, never at the authorization endpoint.
+pub const ADMIN: &str = "khoa:admin";
+pub const ADMIN_READ: &str = "khoa:admin.read";
+pub const ADMIN_SCOPES: &[&str] = &[ADMIN, ADMIN_READ];
+/// Scopes beginning with this are khoa's own: only [`ADMIN_SCOPES`] exist.
+pub const RESERVED_PREFIX: &str = "khoa:";
+
+/// Whether `scope` is one of khoa's own (reserved) scopes.
+pub fn is_reserved(scope: &str) -> bool {
+    scope.starts_with(RESERVED_PREFIX)
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid scope token {0:?}: scopes are printable ASCII without spaces, quotes or backslashes")]

@@ -33,11 +33,18 @@ pub fn router(state: AppState) -> Router {
     routes::router(state)
 }
 
+/// The admin listener's application (`/admin/*`, health, metrics).
+pub fn admin_router(state: AppState) -> Router {
+    routes::admin_router(state)
+}
+
 /// A running server: its address and the handle that stops it.
 pub struct RunningServer {
     pub local_addr: SocketAddr,
     /// The `metrics.listen` listener's address, when configured.
     pub metrics_addr: Option<SocketAddr>,
+    /// The admin API's address (`admin.listen`), when configured.
+    pub admin_addr: Option<SocketAddr>,
     pub state: AppState,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -69,6 +76,13 @@ pub async fn start(state: AppState) -> std::io::Result<RunningServer> {
         None => None,
     };
     let metrics_addr = metrics_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    let admin_listener = match state.settings.admin_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot listen on {addr} for the admin API (admin.listen): {e}"))
+        })?),
+        None => None,
+    };
+    let admin_addr = admin_listener.as_ref().map(TcpListener::local_addr).transpose()?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     app::watcher::spawn(state.clone(), rx.clone());
     app::cleanup::spawn(state.clone(), rx.clone());
@@ -80,11 +94,16 @@ pub async fn start(state: AppState) -> std::io::Result<RunningServer> {
         tokio::spawn(http::serve(metrics, app, header_read_timeout, drain, rx.clone()));
         tracing::info!(metrics_addr = ?metrics_addr, "metrics listening");
     }
+    if let Some(admin) = admin_listener {
+        let app = routes::admin_router(state.clone());
+        tokio::spawn(http::serve(admin, app, header_read_timeout, drain, rx.clone()));
+        tracing::info!(admin_addr = ?admin_addr, "admin API listening");
+    }
     let task = tokio::spawn(http::serve(listener, app, header_read_timeout, drain, rx));
     tracing::info!(%local_addr, issuer = %state.settings.issuer, "khoa listening");
     // Give the accept loop a moment to be scheduled before callers connect.
     tokio::time::sleep(Duration::from_millis(1)).await;
-    Ok(RunningServer { local_addr, metrics_addr, state, shutdown: tx, task })
+    Ok(RunningServer { local_addr, metrics_addr, admin_addr, state, shutdown: tx, task })
 }
 
 #[cfg(test)]

@@ -111,7 +111,8 @@ impl TestApp {
             _ => None,
         };
         let registered = r.register(NOW).expect("a valid registration");
-        self.state.store.insert_client(&registered.client).await.expect("insert");
+        let event = khoa_core::audit::Event::new(NOW, "client.created", khoa_core::audit::Actor::CommandLine);
+        self.state.store.insert_client(&registered.client, &event).await.expect("insert");
         (registered.client, registered.plaintext_secret.or(given))
     }
 
@@ -212,11 +213,53 @@ impl TestApp {
     }
 
     /// Sends a request from the client address [`PEER`] (unless it names its own).
-    pub async fn send(&self, mut req: Request<Body>) -> Answer {
+    pub async fn send(&self, req: Request<Body>) -> Answer {
+        Self::answer(crate::router(self.state.clone()), req).await
+    }
+
+    /// Sends a request to the admin listener's application.
+    pub async fn send_admin(&self, req: Request<Body>) -> Answer {
+        Self::answer(crate::admin_router(self.state.clone()), req).await
+    }
+
+    /// An admin API request with `token` as its Bearer token (none: no header) and a
+    /// JSON body (with `Content-Type: application/json`) when given.
+    pub async fn admin(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(json) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Body::from(json.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.send_admin(req.body(body).expect("request")).await
+    }
+
+    /// Registers an admin client `id` with `scope` and returns a client_credentials
+    /// access token for it.
+    pub async fn admin_token(&self, id: &str, scope: &str) -> String {
+        let scopes = scope.to_string();
+        self.client(id, move |r| {
+            r.redirect_uris.clear();
+            r.grant_types = Some(vec![khoa_core::client::GrantType::ClientCredentials]);
+            r.scopes = Some(scopes);
+            r.secret = SecretChoice::Given(SECRET.into());
+        })
+        .await;
+        let answer = self.post_form("/oauth2/token", &[("grant_type", "client_credentials")], Some((id, SECRET))).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        answer.body["access_token"].as_str().expect("an access token").to_string()
+    }
+
+    async fn answer(app: axum::Router, mut req: Request<Body>) -> Answer {
         if req.extensions().get::<ConnectInfo<SocketAddr>>().is_none() {
             req.extensions_mut().insert(ConnectInfo(PEER));
         }
-        let res = crate::router(self.state.clone()).oneshot(req).await.expect("the router answers");
+        let res = app.oneshot(req).await.expect("the router answers");
         let (status, headers) = (res.status(), res.headers().clone());
         let bytes = axum::body::to_bytes(res.into_body(), 1 << 20).await.expect("body");
         let text = String::from_utf8_lossy(&bytes).into_owned();

@@ -1,22 +1,41 @@
 //! Registered clients (relying parties).
 
+use crate::audit;
 use crate::db::{args, change, json, placeholders, to_json, Conn, FromRow, Row, Value};
 use crate::engine::{Engine, SqlStore};
 use crate::StoreError;
 use async_trait::async_trait;
+use khoa_core::audit::Event;
 use khoa_core::client::{Client, ClientLifetimes, ClientType, GrantType};
 
+/// What an update found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Updated {
+    /// Written; the client's new revision.
+    Done(i64),
+    /// No client has this client_id.
+    Missing,
+    /// The client changed since the revision the caller read (a lost update refused).
+    Stale,
+}
+
+/// Every change writes its audit event in the same transaction: no change without its
+/// record, no record of a change that did not happen.
 #[async_trait]
 pub trait ClientStore: Send + Sync + 'static {
     /// `Conflict` when the client_id exists.
-    async fn insert_client(&self, client: &Client) -> Result<(), StoreError>;
-    /// Replaces every field of the client with this client_id; `false` when there is
-    /// none. Running servers see the change within a watch interval (the change epoch).
-    async fn update_client(&self, client: &Client) -> Result<bool, StoreError>;
+    async fn insert_client(&self, client: &Client, audit: &Event) -> Result<(), StoreError>;
+    /// Replaces every field of the client with this client_id, if its revision is still
+    /// `expected` (any revision when `None`), and raises the revision. Running servers
+    /// see the change within a watch interval (the change epoch).
+    async fn update_client(&self, client: &Client, expected: Option<i64>, audit: &Event)
+        -> Result<Updated, StoreError>;
     async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError>;
     async fn clients(&self) -> Result<Vec<Client>, StoreError>;
-    /// `true` when a client was deleted.
-    async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError>;
+    /// Up to `limit` clients in client_id order, after `after` when given.
+    async fn clients_page(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>, StoreError>;
+    /// `true` when a client was deleted (and the event recorded).
+    async fn delete_client(&self, client_id: &str, audit: &Event) -> Result<bool, StoreError>;
     /// The longest access or ID token lifetime any client overrides to (seconds).
     async fn longest_client_token_lifetime(&self) -> Result<Option<i64>, StoreError>;
 }
@@ -28,6 +47,11 @@ const COLUMNS: &str = "client_id, client_secret_hash, is_public, redirect_uris, 
     refresh_token_lifetime, created_at, updated_at, always_issue_refresh_token, resource_server, allowed_origins, \
     previous_secret_hash, previous_secret_expires_at, token_endpoint_auth_method, \
     access_token_signed_response_alg";
+
+/// What is read: the written columns, then the revision the database keeps.
+fn read_columns() -> String {
+    format!("{COLUMNS}, revision")
+}
 
 /// A client's columns as text, in [`COLUMNS`] order (JSON for the lists).
 struct Columns {
@@ -161,6 +185,7 @@ impl FromRow for Client {
             previous_secret_hash: r.take()?,
             previous_secret_expires_at: r.take()?,
             access_token_signed_response_alg: None,
+            revision: 0,
         };
         let method: String = r.take()?;
         let access_alg: Option<String> = r.take()?;
@@ -170,29 +195,32 @@ impl FromRow for Client {
         client.client_type = ClientType::from_parts(is_public, &method).ok_or_else(|| {
             StoreError::Corrupt(format!("client {}: is_public {is_public} with {method}", client.client_id))
         })?;
+        client.revision = r.take()?;
         Ok(client)
     }
 }
 
 #[async_trait]
 impl<E: Engine> ClientStore for SqlStore<E> {
-    async fn insert_client(&self, c: &Client) -> Result<(), StoreError> {
-        let c = c.clone();
+    async fn insert_client(&self, c: &Client, audit: &Event) -> Result<(), StoreError> {
+        let (c, audit) = (c.clone(), audit.clone());
         self.write(move |db| {
             Box::pin(async move {
                 let sql = format!("INSERT INTO clients ({COLUMNS}) VALUES ({})", placeholders(COLUMNS));
                 write_client(db, &sql, &c).await.map_err(StoreError::conflict_as("client"))?;
-                Ok(())
+                audit::insert(db, &audit).await
             })
         })
         .await
     }
 
-    async fn update_client(&self, c: &Client) -> Result<bool, StoreError> {
-        let c = c.clone();
+    async fn update_client(&self, c: &Client, expected: Option<i64>, audit: &Event) -> Result<Updated, StoreError> {
+        let (c, audit) = (c.clone(), audit.clone());
         self.write(move |db| {
             Box::pin(async move {
-                // Every column is replaced; $1 (client_id) stays the key.
+                // Every column is replaced; $1 (client_id) stays the key. The revision
+                // check and the write are one statement, so of two updates made from
+                // the same revision one loses, whichever process made them.
                 let set: Vec<String> = COLUMNS
                     .split(',')
                     .map(str::trim)
@@ -200,8 +228,23 @@ impl<E: Engine> ClientStore for SqlStore<E> {
                     .skip(1)
                     .map(|(i, column)| format!("{column} = ${}", i + 1))
                     .collect();
-                let sql = format!("UPDATE clients SET {} WHERE client_id = $1", set.join(", "));
-                Ok(write_client(db, &sql, &c).await? > 0)
+                let mut sql =
+                    format!("UPDATE clients SET {}, revision = revision + 1 WHERE client_id = $1", set.join(", "));
+                if let Some(revision) = expected {
+                    // An integer of ours, not input text.
+                    sql.push_str(&format!(" AND revision = {revision}"));
+                }
+                let written = write_client(db, &sql, &c).await? > 0;
+                if written {
+                    audit::insert(db, &audit).await?;
+                }
+                let revision: Option<i64> =
+                    db.scalar("SELECT revision FROM clients WHERE client_id = $1", args![c.client_id]).await?;
+                Ok(match (written, revision) {
+                    (true, Some(revision)) => Updated::Done(revision),
+                    (_, None) => Updated::Missing,
+                    (false, Some(_)) => Updated::Stale,
+                })
             })
         })
         .await
@@ -211,7 +254,8 @@ impl<E: Engine> ClientStore for SqlStore<E> {
         let id = client_id.to_owned();
         self.read(move |db| {
             Box::pin(async move {
-                db.fetch_optional(&format!("SELECT {COLUMNS} FROM clients WHERE client_id = $1"), args![id]).await
+                db.fetch_optional(&format!("SELECT {} FROM clients WHERE client_id = $1", read_columns()), args![id])
+                    .await
             })
         })
         .await
@@ -219,17 +263,37 @@ impl<E: Engine> ClientStore for SqlStore<E> {
 
     async fn clients(&self) -> Result<Vec<Client>, StoreError> {
         self.read(|db| {
-            Box::pin(
-                async move { db.fetch_all(&format!("SELECT {COLUMNS} FROM clients ORDER BY client_id"), &[]).await },
-            )
+            Box::pin(async move {
+                db.fetch_all(&format!("SELECT {} FROM clients ORDER BY client_id", read_columns()), &[]).await
+            })
         })
         .await
     }
 
-    async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
-        let id = client_id.to_owned();
+    async fn clients_page(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>, StoreError> {
+        let (after, limit) = (after.map(str::to_owned), i64::from(limit));
+        self.read(move |db| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT {} FROM clients WHERE ($1 IS NULL OR client_id > $1) ORDER BY client_id LIMIT $2",
+                    read_columns()
+                );
+                db.fetch_all(&sql, args![after, limit]).await
+            })
+        })
+        .await
+    }
+
+    async fn delete_client(&self, client_id: &str, audit: &Event) -> Result<bool, StoreError> {
+        let (id, audit) = (client_id.to_owned(), audit.clone());
         self.write(move |db| {
-            Box::pin(async move { Ok(change(db, "DELETE FROM clients WHERE client_id = $1", args![id]).await? > 0) })
+            Box::pin(async move {
+                let deleted = change(db, "DELETE FROM clients WHERE client_id = $1", args![id]).await? > 0;
+                if deleted {
+                    audit::insert(db, &audit).await?;
+                }
+                Ok(deleted)
+            })
         })
         .await
     }

@@ -9,6 +9,7 @@
 //! | aggregate | trait | file |
 //! |---|---|---|
 //! | clients | [`ClientStore`] | `clients.rs` |
+//! | the audit trail | [`AuditStore`] | `audit.rs` |
 //! | users | [`UserStore`] | `users.rs` |
 //! | signing keys | [`KeyStore`] | `keys.rs` |
 //! | sessions, interactions, consents | [`SessionStore`] | `sessions.rs` |
@@ -19,6 +20,7 @@
 //! | TCONNECT partners | [`PartnerStore`] | `partners.rs` |
 //! | migrations, leases, cleanup | [`MaintenanceStore`] | `maintenance.rs` |
 
+mod audit;
 mod clients;
 mod codes;
 mod db;
@@ -36,7 +38,8 @@ mod throttle;
 mod tokens;
 mod users;
 
-pub use clients::ClientStore;
+pub use audit::{AuditFilter, AuditRecord, AuditStore};
+pub use clients::{ClientStore, Updated};
 pub use codes::{CodeCheck, CodeStore, Redemption, RefreshFor};
 pub use engine::SqlStore;
 pub use error::StoreError;
@@ -59,7 +62,7 @@ use std::sync::Arc;
 /// Every aggregate's trait, for `use khoa_store::prelude::*`.
 pub mod prelude {
     pub use crate::{
-        ClientStore, CodeStore, KeyStore, LogoutStore, MaintenanceStore, PartnerStore, SessionStore, Store,
+        AuditStore, ClientStore, CodeStore, KeyStore, LogoutStore, MaintenanceStore, PartnerStore, SessionStore, Store,
         ThrottleStore, TokenStore, UserStore,
     };
 }
@@ -90,6 +93,7 @@ pub enum Backend {
 /// transaction. Code that needs one aggregate takes its trait (`&dyn ClientStore`).
 pub trait Store:
     ClientStore
+    + AuditStore
     + UserStore
     + KeyStore
     + SessionStore
@@ -104,6 +108,7 @@ pub trait Store:
 
 impl<T> Store for T where
     T: ClientStore
+        + AuditStore
         + UserStore
         + KeyStore
         + SessionStore

@@ -160,7 +160,7 @@ impl<E: Engine> MaintenanceStore for SqlStore<E> {
         self.read(|db| {
             Box::pin(async move {
                 let mut out = vec![];
-                for table in ["clients", "users", "signing_keys", "session_clients", "consents"]
+                for table in ["clients", "users", "signing_keys", "session_clients", "consents", "audit_events"]
                     .into_iter()
                     .chain(Expiring::ALL.iter().map(|k| k.table()))
                 {

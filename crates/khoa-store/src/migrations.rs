@@ -18,6 +18,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "browser apps", include_str!("../migrations/0008_browser_apps.sql")),
     (9, "token endpoint auth method", include_str!("../migrations/0009_token_endpoint_auth_method.sql")),
     (10, "access token alg", include_str!("../migrations/0010_access_token_alg.sql")),
+    (11, "admin api", include_str!("../migrations/0011_admin_api.sql")),
 ];
 
 /// PostgreSQL's column types as SQLite's: a 64-bit key SQLite assigns, bytes, and

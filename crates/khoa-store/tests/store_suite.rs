@@ -1,5 +1,6 @@
 //! The storage test suite: every test runs against SQLite and against PostgreSQL.
 
+use khoa_core::audit::{Actor, Event};
 use khoa_core::client::{ClientLifetimes, ClientRegistration, GrantType, SecretChoice};
 use khoa_core::code::AuthorizationCode;
 use khoa_core::jose::SigningAlgorithm;
@@ -9,8 +10,8 @@ use khoa_core::throttle::{OnSuccess, Reservation, ThrottleKey, ThrottlePolicy};
 use khoa_core::user::NewUser;
 use khoa_store::prelude::*;
 use khoa_store::{
-    CodeCheck, EndedSessions, Expiring, NewAccessToken, Redemption, RefreshFor, RefreshSuccessor, RefreshToken,
-    Rotation, StoreError, StoredKey, UserChange,
+    AuditFilter, CodeCheck, EndedSessions, Expiring, NewAccessToken, Redemption, RefreshFor, RefreshSuccessor,
+    RefreshToken, Rotation, StoreError, StoredKey, Updated, UserChange,
 };
 use khoa_testkit::{both_backends, TestDatabase};
 use std::sync::Arc;
@@ -75,13 +76,22 @@ fn key(kid: &str, alg: SigningAlgorithm, generation: i64) -> StoredKey {
     }
 }
 
+fn audit(kind: &'static str, client_id: &str) -> Event {
+    Event::new(1_700_000_000, kind, Actor::CommandLine).client(client_id)
+}
+
 async fn clients_round_trip_every_field(db: TestDatabase) {
     let store = open(&db).await;
     let client = full_client("portal");
-    store.insert_client(&client).await.unwrap();
-    assert_eq!(store.client("portal").await.unwrap(), Some(client.clone()));
-    assert!(matches!(store.insert_client(&client).await, Err(StoreError::Conflict("client"))));
-    store.insert_client(&full_client("another")).await.unwrap();
+    store.insert_client(&client, &audit("client.created", "portal")).await.unwrap();
+    let stored = store.client("portal").await.unwrap().unwrap();
+    assert_eq!(stored.revision, 1);
+    assert_eq!(stored, khoa_core::client::Client { revision: 1, ..client.clone() });
+    assert!(matches!(
+        store.insert_client(&client, &audit("client.created", "portal")).await,
+        Err(StoreError::Conflict("client"))
+    ));
+    store.insert_client(&full_client("another"), &audit("client.created", "another")).await.unwrap();
     let ids: Vec<_> = store.clients().await.unwrap().into_iter().map(|c| c.client_id).collect();
     assert_eq!(ids, ["another", "portal"]);
     assert_eq!(store.longest_client_token_lifetime().await.unwrap(), Some(1200));
@@ -92,16 +102,107 @@ async fn clients_round_trip_every_field(db: TestDatabase) {
     reg.skip_consent = false;
     let updated = reg.register_update(&client, 1_700_000_100).unwrap();
     let (rotated, _) = ClientRegistration::rotate_secret(&updated, Some(1_700_000_500), 1_700_000_100).unwrap();
-    assert!(store.update_client(&rotated).await.unwrap());
-    assert_eq!(store.client("portal").await.unwrap(), Some(rotated.clone()));
+    assert_eq!(
+        store.update_client(&rotated, None, &audit("client.updated", "portal")).await.unwrap(),
+        Updated::Done(2)
+    );
+    assert_eq!(
+        store.client("portal").await.unwrap(),
+        Some(khoa_core::client::Client { revision: 2, ..rotated.clone() })
+    );
     assert!(store.change_epoch().await.unwrap() > epoch);
     let mut unknown = rotated.clone();
     unknown.client_id = "no-such-client".into();
-    assert!(!store.update_client(&unknown).await.unwrap());
-    assert!(store.delete_client("portal").await.unwrap());
-    assert!(!store.delete_client("portal").await.unwrap());
+    assert_eq!(store.update_client(&unknown, None, &audit("client.updated", "x")).await.unwrap(), Updated::Missing);
+    assert!(store.delete_client("portal", &audit("client.deleted", "portal")).await.unwrap());
+    assert!(!store.delete_client("portal", &audit("client.deleted", "portal")).await.unwrap());
     assert_eq!(store.client("portal").await.unwrap(), None);
     assert_eq!(store.client("no-such-client").await.unwrap(), None);
+    // Each change that happened is recorded once; the refused ones are not.
+    let all = store.audit_events(&AuditFilter { limit: 100, ..Default::default() }).await.unwrap();
+    let kinds: Vec<(&str, Option<&str>)> = all.iter().map(|e| (e.kind.as_str(), e.client_id.as_deref())).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("client.deleted", Some("portal")),
+            ("client.updated", Some("portal")),
+            ("client.created", Some("another")),
+            ("client.created", Some("portal")),
+        ]
+    );
+}
+
+/// If-Match: of two updates from the same revision, exactly one is written, and a
+/// refused update leaves no audit record.
+async fn client_updates_are_conditional(db: TestDatabase) {
+    let store = open(&db).await;
+    store.insert_client(&full_client("portal"), &audit("client.created", "portal")).await.unwrap();
+    let read = store.client("portal").await.unwrap().unwrap();
+    let mut a = read.clone();
+    a.client_name = Some("A".into());
+    let mut b = read.clone();
+    b.client_name = Some("B".into());
+    let event = audit("client.updated", "portal");
+    let (ra, rb) = tokio::join!(
+        store.update_client(&a, Some(read.revision), &event),
+        store.update_client(&b, Some(read.revision), &event),
+    );
+    let outcomes = [ra.unwrap(), rb.unwrap()];
+    assert_eq!(outcomes.iter().filter(|o| **o == Updated::Done(2)).count(), 1, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|o| **o == Updated::Stale).count(), 1, "{outcomes:?}");
+    let winner = if outcomes[0] == Updated::Done(2) { "A" } else { "B" };
+    assert_eq!(store.client("portal").await.unwrap().unwrap().client_name.as_deref(), Some(winner));
+    let updates = AuditFilter { kind: Some("client.updated".into()), limit: 10, ..Default::default() };
+    assert_eq!(store.audit_events(&updates).await.unwrap().len(), 1);
+}
+
+async fn audit_events_filter_and_page(db: TestDatabase) {
+    let store = open(&db).await;
+    for i in 0..25 {
+        let mut event =
+            Event::new(1_000 + i, if i % 2 == 0 { "login.succeeded" } else { "login.failed" }, Actor::Anonymous)
+                .detail(serde_json::json!({"n": i}));
+        event.user_id = Some(i % 3);
+        event.client_id = Some(format!("c{}", i % 5));
+        store.record(&event).await.unwrap();
+    }
+    let page = |before_id, limit| AuditFilter { before_id, limit, ..Default::default() };
+    let first = store.audit_events(&page(None, 10)).await.unwrap();
+    assert_eq!(first.len(), 10);
+    assert_eq!(first[0].detail, serde_json::json!({"n": 24}), "newest first");
+    let second = store.audit_events(&page(first.last().map(|e| e.id), 10)).await.unwrap();
+    let third = store.audit_events(&page(second.last().map(|e| e.id), 10)).await.unwrap();
+    assert_eq!(third.len(), 5);
+    let ns: Vec<i64> = first.iter().chain(&second).chain(&third).map(|e| e.detail["n"].as_i64().unwrap()).collect();
+    assert_eq!(ns, (0..25).rev().collect::<Vec<_>>());
+    let failed_user_1 =
+        AuditFilter { kind: Some("login.failed".into()), user_id: Some(1), limit: 100, ..Default::default() };
+    let got: Vec<i64> = store.audit_events(&failed_user_1).await.unwrap().iter().map(|e| e.at - 1_000).collect();
+    assert_eq!(got, [19, 13, 7, 1]);
+    let since = AuditFilter { client_id: Some("c0".into()), since: Some(1_010), limit: 100, ..Default::default() };
+    let got: Vec<i64> = store.audit_events(&since).await.unwrap().iter().map(|e| e.at - 1_000).collect();
+    assert_eq!(got, [20, 15, 10]);
+    assert_eq!(first[0].actor, "anonymous");
+    // Retention: bounded batches, oldest first.
+    assert_eq!(store.delete_audit_events_before(1_020, 8).await.unwrap(), 8);
+    assert_eq!(store.delete_audit_events_before(1_020, 8).await.unwrap(), 8);
+    assert_eq!(store.delete_audit_events_before(1_020, 8).await.unwrap(), 4);
+    assert_eq!(store.delete_audit_events_before(1_020, 8).await.unwrap(), 0);
+    assert_eq!(store.audit_events(&page(None, 100)).await.unwrap().len(), 5);
+}
+
+async fn clients_are_listed_by_pages(db: TestDatabase) {
+    let store = open(&db).await;
+    for i in 0..7 {
+        let id = format!("client-{i}");
+        store.insert_client(&full_client(&id), &audit("client.created", &id)).await.unwrap();
+    }
+    let first = store.clients_page(None, 3).await.unwrap();
+    let second = store.clients_page(Some(&first[2].client_id), 3).await.unwrap();
+    let third = store.clients_page(Some(&second[2].client_id), 3).await.unwrap();
+    let ids: Vec<String> = first.iter().chain(&second).chain(&third).map(|c| c.client_id.clone()).collect();
+    assert_eq!(ids, (0..7).map(|i| format!("client-{i}")).collect::<Vec<_>>());
+    assert!(store.clients_page(Some("client-6"), 3).await.unwrap().is_empty());
 }
 
 async fn users_have_unique_names_and_stable_ids(db: TestDatabase) {
@@ -182,9 +283,9 @@ async fn every_change_bumps_the_epoch(db: TestDatabase) {
         assert!(now > last, "epoch did not move: {now} <= {last}");
         last = now;
     };
-    store.insert_client(&full_client("c")).await.unwrap();
+    store.insert_client(&full_client("c"), &audit("client.created", "c")).await.unwrap();
     bumped(store.change_epoch().await.unwrap());
-    store.delete_client("c").await.unwrap();
+    store.delete_client("c", &audit("client.deleted", "c")).await.unwrap();
     bumped(store.change_epoch().await.unwrap());
     store.insert_user(&new_user("u")).await.unwrap();
     bumped(store.change_epoch().await.unwrap());
@@ -253,7 +354,7 @@ fn token(jti: &str) -> NewAccessToken {
 async fn sessions_interactions_and_consents(db: TestDatabase) {
     let store = open(&db).await;
     let user = store.insert_user(&new_user("sv")).await.unwrap();
-    store.insert_client(&full_client("portal")).await.unwrap();
+    store.insert_client(&full_client("portal"), &audit("client.created", "portal")).await.unwrap();
 
     let s = session("sid-1", user.id);
     store.insert_session(&s).await.unwrap();
@@ -462,7 +563,7 @@ async fn a_successful_login_settles_its_reservation(db: TestDatabase) {
 
 async fn ending_a_users_sessions_revokes_and_notifies_in_one_step(db: TestDatabase) {
     let store = open(&db).await;
-    store.insert_client(&full_client("portal")).await.unwrap();
+    store.insert_client(&full_client("portal"), &audit("client.created", "portal")).await.unwrap();
     let user = family(&store).await;
     store.insert_user(&new_user("other")).await.unwrap();
     let epoch = store.change_epoch().await.unwrap();
@@ -824,6 +925,9 @@ both_backends!(
     sealed_successors_are_cleared_after_the_grace_window,
     partner_nonces_are_single_use,
     clients_round_trip_every_field,
+    client_updates_are_conditional,
+    audit_events_filter_and_page,
+    clients_are_listed_by_pages,
     users_have_unique_names_and_stable_ids,
     concurrent_signups_for_one_username_admit_exactly_one,
     signing_key_generations_are_unique_per_algorithm,

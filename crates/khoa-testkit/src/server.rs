@@ -18,7 +18,12 @@ pub fn free_port() -> u16 {
 
 /// The environment a khoa process needs for `db`.
 pub fn khoa_env(db: &TestDatabase) -> Vec<(String, String)> {
-    let mut env = vec![("KHOA_DATABASE_URL".to_string(), db.url.clone()), ("KHOA_LOG".into(), "info".into())];
+    let mut env = vec![
+        ("KHOA_DATABASE_URL".to_string(), db.url.clone()),
+        ("KHOA_LOG".into(), "info".into()),
+        // Each test server's admin API on a port of its own (the default, 8081, is one).
+        ("KHOA_ADMIN_LISTEN".into(), "127.0.0.1:0".into()),
+    ];
     if db.backend == Backend::Postgres {
         env.push(("KHOA_SECRET".into(), TEST_SECRET.into()));
     }
@@ -63,6 +68,8 @@ pub struct KhoaProcess {
     child: Option<Child>,
     pub port: u16,
     pub base_url: String,
+    /// `http://ADDR` of the admin API, when it listens.
+    pub admin_url: Option<String>,
     pub stderr_path: PathBuf,
 }
 
@@ -96,15 +103,18 @@ impl KhoaProcess {
             let stdout = child.stdout.take().expect("stdout");
             let (tx, rx) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
+                let mut admin_url = None;
                 for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if let Some(addr) = line.strip_prefix("khoa admin listening on ") {
+                        admin_url = Some(format!("http://{addr}"));
+                    }
                     if line.starts_with("khoa listening on") {
-                        let _ = tx.send(());
+                        let _ = tx.send(admin_url.take());
                     }
                 }
             });
-            let ready = rx.recv_timeout(Duration::from_secs(60)).is_ok();
-            if ready {
-                return Self { child: Some(child), port, base_url, stderr_path };
+            if let Ok(admin_url) = rx.recv_timeout(Duration::from_secs(60)) {
+                return Self { child: Some(child), port, base_url, admin_url, stderr_path };
             }
             let _ = child.kill();
             let _ = child.wait();

@@ -47,6 +47,46 @@ pub enum Command {
     /// Inspect back-channel logout notifications.
     #[command(subcommand, name = "logout-deliveries")]
     LogoutDeliveries(DeliveriesCommand),
+    /// The admin API's first client.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Read the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create the first admin API client (client_credentials, scope khoa:admin) and
+    /// print it once as JSON, its client_secret included.
+    Bootstrap {
+        #[arg(long, default_value = "khoa-admin")]
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Audit events, newest first.
+    List {
+        /// Only this type, such as client.updated.
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// Only events about this client_id.
+        #[arg(long)]
+        client: Option<String>,
+        /// Only events about this user id.
+        #[arg(long)]
+        user: Option<i64>,
+        /// Only events this recent, such as 1h or 7d.
+        #[arg(long)]
+        since: Option<humantime::Duration>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

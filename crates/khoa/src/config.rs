@@ -78,6 +78,11 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ),
     ("KHOA_METRICS_LISTEN", "metrics.listen: serve /metrics on this address:port instead of the public listener"),
     (
+        "KHOA_ADMIN_LISTEN",
+        "admin.listen: the admin API's address:port, or off (default 127.0.0.1:8081)",
+    ),
+    ("KHOA_AUDIT_RETENTION", "audit.retention: how long audit events are kept (default 365d)"),
+    (
         "KHOA_CLIENT_AUTH_FREE_FAILURES",
         "client_auth_throttle.free_failures: failed authentications per client before its failures get 429 (default 10)",
     ),
@@ -121,6 +126,10 @@ struct FileConfig {
     #[serde(default)]
     metrics: MetricsSection,
     #[serde(default)]
+    admin: MetricsSection,
+    #[serde(default)]
+    audit: AuditSection,
+    #[serde(default)]
     client_auth_throttle: ThrottleSection,
     #[serde(default)]
     backchannel: BackchannelSection,
@@ -138,11 +147,21 @@ struct HttpSection {
     trusted_proxies: Option<Vec<String>>,
 }
 
+/// `[metrics]` and `[admin]`: where a listener of their own binds.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MetricsSection {
     listen: Option<String>,
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditSection {
+    retention: Option<String>,
+}
+
+/// The admin listener when nothing is configured (PRODUCT.md).
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8081";
 
 /// `[login_throttle]`: the per-account-and-address policy at the top level (the keys
 /// of every throttle), and the looser per-address and per-account limits.
@@ -629,6 +648,27 @@ pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
         }
         settings.metrics_listen = Some(addr);
     }
+    let admin = pick(env, "KHOA_ADMIN_LISTEN", "admin.listen", file.admin.listen);
+    settings.admin_listen = match admin {
+        Some(v) if v.raw.eq_ignore_ascii_case("off") => None,
+        Some(v) => {
+            let addr: SocketAddr = v.raw.parse().map_err(|_| {
+                invalid(&v.key, format!("{:?} is not an address:port such as 127.0.0.1:8081, nor off", v.raw))
+            })?;
+            if addr == listen_addr || Some(addr) == settings.metrics_listen {
+                return Err(invalid(&v.key, "must differ from the public and metrics listen addresses"));
+            }
+            Some(addr)
+        }
+        None => DEFAULT_ADMIN_LISTEN.parse().ok().filter(|a| *a != listen_addr),
+    };
+    if let Some(v) = pick(env, "KHOA_AUDIT_RETENTION", "audit.retention", file.audit.retention) {
+        let d = duration(&v)?;
+        if d < Duration::from_secs(86_400) {
+            return Err(invalid(&v.key, "must be at least 1d"));
+        }
+        settings.audit_retention = d.as_secs() as i64;
+    }
 
     Ok(Config { settings, database_url: database.raw, secret, log_filter: log_filter.raw, log_format })
 }
@@ -710,6 +750,22 @@ mod tests {
         assert!(c.settings.secure_cookies());
         let c = load(None, &env_of(&[("KHOA_SECRET", "0123456789abcdef0123456789abcdef")])).unwrap();
         assert!(matches!(c.secret, SecretSource::Secret(_)));
+    }
+
+    #[test]
+    fn the_admin_listener_is_on_by_default_and_can_be_moved_or_turned_off() {
+        let default = load(None, &env_of(&[])).unwrap().settings;
+        assert_eq!(default.admin_listen, Some("127.0.0.1:8081".parse().unwrap()));
+        assert_eq!(default.audit_retention, 365 * 86_400);
+        let off = load(None, &env_of(&[("KHOA_ADMIN_LISTEN", "off")])).unwrap().settings;
+        assert_eq!(off.admin_listen, None);
+        let f = file("[admin]\nlisten = \"127.0.0.1:9443\"\n[audit]\nretention = \"30d\"\n");
+        let moved = load(Some(f.path()), &env_of(&[])).unwrap().settings;
+        assert_eq!(moved.admin_listen, Some("127.0.0.1:9443".parse().unwrap()));
+        assert_eq!(moved.audit_retention, 30 * 86_400);
+        assert!(err(None, &[("KHOA_ADMIN_LISTEN", "admin")]).starts_with("KHOA_ADMIN_LISTEN:"));
+        assert!(err(None, &[("KHOA_ADMIN_LISTEN", "127.0.0.1:8080")]).contains("must differ"));
+        assert!(err(None, &[("KHOA_AUDIT_RETENTION", "1h")]).starts_with("KHOA_AUDIT_RETENTION:"));
     }
 
     #[test]

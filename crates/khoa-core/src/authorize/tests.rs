@@ -294,3 +294,25 @@ fn every_kept_parameter_has_a_cap() {
         }
     }
 }
+
+#[test]
+fn admin_scopes_are_never_granted_here() {
+    // Even a client registered with khoa:admin (and the code grant) cannot get it for a user.
+    let mut r = ClientRegistration::new("ops");
+    r.redirect_uris = vec!["https://app.example/cb".into()];
+    r.grant_types =
+        Some(vec![crate::client::GrantType::AuthorizationCode, crate::client::GrantType::ClientCredentials]);
+    r.scopes = Some("openid khoa:admin khoa:admin.read".into());
+    let ops = r.register(0).unwrap().client;
+    for scope in ["openid khoa:admin", "khoa:admin.read", "openid khoa:anything"] {
+        let request = base(&[("client_id", "ops"), ("scope", scope)]);
+        match validate(&request, Some(&ops)) {
+            Err(AuthorizeError::Redirect(e)) => {
+                assert_eq!(e.code, AuthorizeErrorCode::InvalidScope, "{scope}");
+                assert_eq!(e.description, "the khoa: scopes are granted by client_credentials only");
+            }
+            other => panic!("{scope}: {other:?}"),
+        }
+    }
+    assert!(validate(&base(&[("client_id", "ops"), ("scope", "openid")]), Some(&ops)).is_ok());
+}

@@ -1,4 +1,5 @@
-//! Deletes expired codes, tokens, sessions, interactions and throttling entries in
+//! Deletes expired codes, tokens, sessions, interactions, throttling entries and audit
+//! events past their retention in
 //! bounded batches (short statements by primary key, never a long transaction). A
 //! lease in the database makes one process at a time run it; the others wait for
 //! their next turn.
@@ -64,6 +65,10 @@ pub(crate) async fn run_once(state: &AppState, holder: &str) -> Result<bool, kho
     // A rotated token's sealed successor is needed only within the grace window.
     let before = now - state.settings.refresh_grace;
     in_batches(state, "sealed_successors", || state.store.clear_sealed_successors(before, batch)).await?;
+    // The audit trail is kept for `audit.retention`.
+    let before = now - state.settings.audit_retention;
+    let audit_batch = u32::try_from(batch).unwrap_or(u32::MAX);
+    in_batches(state, "audit_events", || state.store.delete_audit_events_before(before, audit_batch)).await?;
     state.metrics.cleanup_lag.set(lag);
     state.metrics.cleanup_runs.inc();
     state.metrics.cleanup_duration.observe(started.elapsed().as_secs_f64());

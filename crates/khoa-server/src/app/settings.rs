@@ -70,6 +70,10 @@ pub struct Settings {
     pub trusted_proxies: Vec<IpNet>,
     /// Where `/metrics` is served instead of the public listener, when set.
     pub metrics_listen: Option<SocketAddr>,
+    /// The admin API's listener (`/admin/*`, health and metrics); none: no admin API.
+    pub admin_listen: Option<SocketAddr>,
+    /// How long audit events are kept (seconds).
+    pub audit_retention: i64,
     /// Throttling of failed client authentications, per client.
     pub client_auth_throttle: ThrottlePolicy,
     /// Duplicates of a refresh token within this many seconds of its rotation get the
@@ -108,6 +112,8 @@ impl Settings {
             login_throttle: LoginThrottle::default(),
             trusted_proxies: vec![],
             metrics_listen: None,
+            admin_listen: None,
+            audit_retention: 365 * 86_400,
             // A client's secret has at least 256 bits or 32 characters: the throttle
             // bounds the cost of failures, it is not what stops guessing.
             client_auth_throttle: ThrottlePolicy { free_failures: 10, base_delay: 1, max_delay: 300, window: 3600 },

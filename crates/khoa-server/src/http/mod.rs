@@ -16,6 +16,7 @@ pub mod error;
 pub(crate) mod forms;
 pub mod i18n;
 pub(crate) mod pages;
+pub mod problem;
 
 use axum::extract::ConnectInfo;
 use axum::Router;

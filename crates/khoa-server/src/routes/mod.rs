@@ -1,5 +1,6 @@
 //! One file per endpoint; this module wires them and the middleware.
 
+mod admin;
 mod assets;
 mod authorize;
 mod consent;
@@ -69,6 +70,15 @@ pub(crate) fn router(state: AppState) -> Router {
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// The listener of `admin.listen`: the admin API, health and metrics.
+pub(crate) fn admin_router(state: AppState) -> Router {
+    let body_limit = state.settings.body_limit;
+    admin::router(state.clone())
+        .layer(middleware::from_fn_with_state(body_limit, refuse_oversized_bodies))
+        .layer(middleware::from_fn(limit_uri))
+        .layer(middleware::from_fn_with_state(state, observe))
 }
 
 /// The listener of `metrics.listen`: `/metrics` and the health checks, nothing else.

@@ -3,8 +3,14 @@ use crate::cli::{ClientCommand, ClientCreate, ClientOptions};
 use anyhow::{bail, Context};
 use khoa_core::client::{ClientRegistration, SecretChoice};
 use khoa_server::clock::{Clock, SystemClock};
-use khoa_store::{Store, StoreError};
+use khoa_server::service::admin::{clients, ChangeError, Who};
+use khoa_store::Store;
 use std::sync::Arc;
+
+/// Changes made here are recorded as the command line's.
+fn who() -> Who {
+    Who::command_line(SystemClock.now())
+}
 
 fn seconds(d: Option<humantime::Duration>) -> Option<i64> {
     d.map(|d| d.as_secs() as i64)
@@ -113,15 +119,13 @@ pub async fn run(command: ClientCommand, store: &Arc<dyn Store>) -> anyhow::Resu
                 SecretChoice::Given(s) => Some(s.clone()),
                 _ => None,
             };
-            let registered = reg.register(SystemClock.now())?;
-            match store.insert_client(&registered.client).await {
-                Err(StoreError::Conflict(_)) => {
-                    bail!("a client with id {:?} already exists", registered.client.client_id)
-                }
+            let id = reg.client_id.clone();
+            let (client, generated) = match clients::create(store.as_ref(), reg, &who()).await {
+                Err(ChangeError::Exists(_)) => bail!("a client with id {id:?} already exists"),
                 other => other?,
-            }
-            let mut out = shown(&registered.client)?;
-            if let Some(secret) = registered.plaintext_secret.or(shown_secret) {
+            };
+            let mut out = shown(&client)?;
+            if let Some(secret) = generated.or(shown_secret) {
                 out["client_secret"] = serde_json::Value::String(secret);
             }
             println!("{}", serde_json::to_string(&out)?);
@@ -160,27 +164,28 @@ pub async fn run(command: ClientCommand, store: &Arc<dyn Store>) -> anyhow::Resu
             let Some(existing) = store.client(&args.id).await? else { bail!("no client with id {:?}", args.id) };
             let mut reg = ClientRegistration::from_client(&existing);
             apply_options(&mut reg, args.options)?;
-            let updated = reg.register_update(&existing, SystemClock.now())?;
-            if !store.update_client(&updated).await? {
-                bail!("no client with id {:?}", existing.client_id);
-            }
+            let (updated, _) = match clients::update(store.as_ref(), &existing, reg, None, &who()).await {
+                Err(ChangeError::NotFound) => bail!("no client with id {:?}", existing.client_id),
+                other => other?,
+            };
             print_json(&shown(&updated)?)
         }
         ClientCommand::RotateSecret { id, keep_old_for } => {
             let Some(existing) = store.client(&id).await? else { bail!("no client with id {id:?}") };
-            let now = SystemClock.now();
-            let keep_until = keep_old_for.map(|d| now + d.as_secs() as i64);
-            let (rotated, secret) = ClientRegistration::rotate_secret(&existing, keep_until, now)?;
-            if !store.update_client(&rotated).await? {
-                bail!("no client with id {id:?}");
-            }
+            let who = who();
+            let keep_until = keep_old_for.map(|d| who.now + d.as_secs() as i64);
+            let (rotated, secret) =
+                match clients::rotate_secret(store.as_ref(), &existing, keep_until, None, &who).await {
+                    Err(ChangeError::NotFound) => bail!("no client with id {id:?}"),
+                    other => other?,
+                };
             let mut out = shown(&rotated)?;
             out["client_secret"] = serde_json::Value::String(secret);
             println!("{}", serde_json::to_string(&out)?);
             Ok(())
         }
         ClientCommand::Delete { id } => {
-            if !store.delete_client(&id).await? {
+            if !clients::delete(store.as_ref(), &id, &who()).await? {
                 bail!("no client with id {id:?}");
             }
             println!("client {id} deleted");

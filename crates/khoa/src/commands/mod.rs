@@ -1,3 +1,4 @@
+mod admin;
 mod client;
 mod deliveries;
 mod keys;
@@ -25,6 +26,8 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Keys(c) => keys::run(c, &config, open_store(&config).await?).await,
         Command::Partner(c) => partner::run(c, &config, &open_store(&config).await?).await,
         Command::LogoutDeliveries(c) => deliveries::run(c, &open_store(&config).await?).await,
+        Command::Admin(c) => admin::bootstrap(c, &open_store(&config).await?).await,
+        Command::Audit(c) => admin::audit(c, &open_store(&config).await?).await,
     }
 }
 

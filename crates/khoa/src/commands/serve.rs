@@ -25,7 +25,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let server =
         khoa_server::start(state).await.with_context(|| format!("cannot listen on {}", config.settings.listen))?;
     tracing::info!(ready_ms = started.elapsed().as_millis() as u64, "ready");
-    // One machine-readable line on standard output, for scripts and tests.
+    // Machine-readable lines on standard output, for scripts and tests; the public
+    // listener's comes last.
+    if let Some(admin) = server.admin_addr {
+        println!("khoa admin listening on {admin}");
+    }
     println!("khoa listening on {}", server.local_addr);
     let _ = std::io::stdout().flush();
 

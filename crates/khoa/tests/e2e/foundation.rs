@@ -338,7 +338,8 @@ async fn bad_configuration_fails_at_start() {
             .current_dir(db.dir.path())
             .env_clear()
             .env("KHOA_DATABASE_URL", &db.url)
-            .env("KHOA_LISTEN", "127.0.0.1:0");
+            .env("KHOA_LISTEN", "127.0.0.1:0")
+            .env("KHOA_ADMIN_LISTEN", "127.0.0.1:0");
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -1,0 +1,124 @@
+//! The audit trail: who changed what, and the security events, as records that never
+//! hold a secret (the changes are taken from representations without secrets).
+
+use crate::UnixTime;
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// Who did it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// `khoa …` on the database host.
+    CommandLine,
+    /// A client of the admin API, by its client_id.
+    AdminClient(String),
+    /// A signed-in user, by id.
+    User(i64),
+    /// Someone not (yet) authenticated, such as a failed login.
+    Anonymous,
+    /// khoa itself (key rotation by schedule, cleanup).
+    System,
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::CommandLine => f.write_str("command_line"),
+            Self::AdminClient(id) => write!(f, "admin_client:{id}"),
+            Self::User(id) => write!(f, "user:{id}"),
+            Self::Anonymous => f.write_str("anonymous"),
+            Self::System => f.write_str("system"),
+        }
+    }
+}
+
+/// Event types (`type` of a record).
+pub mod kind {
+    pub const CLIENT_CREATED: &str = "client.created";
+    pub const CLIENT_UPDATED: &str = "client.updated";
+    pub const CLIENT_DELETED: &str = "client.deleted";
+    pub const CLIENT_SECRET_ROTATED: &str = "client.secret_rotated";
+}
+
+/// One event, as the store writes it in the transaction of what it records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub at: UnixTime,
+    pub kind: &'static str,
+    pub actor: Actor,
+    /// The client concerned (the one changed, or the one a user signed in to).
+    pub client_id: Option<String>,
+    pub user_id: Option<i64>,
+    /// The address the request came from, when there was a request.
+    pub address: Option<String>,
+    /// A JSON object: for a change, `{"changes": {field: {"before", "after"}}}`.
+    pub detail: Value,
+}
+
+impl Event {
+    pub fn new(at: UnixTime, kind: &'static str, actor: Actor) -> Self {
+        Self { at, kind, actor, client_id: None, user_id: None, address: None, detail: Value::Object(Map::new()) }
+    }
+
+    pub fn client(mut self, client_id: &str) -> Self {
+        self.client_id = Some(client_id.to_string());
+        self
+    }
+
+    pub fn from_address(mut self, address: Option<String>) -> Self {
+        self.address = address;
+        self
+    }
+
+    pub fn detail(mut self, detail: Value) -> Self {
+        self.detail = detail;
+        self
+    }
+}
+
+/// The fields that differ between two representations (JSON objects without secrets),
+/// each with its value before and after; a field only in one side has `null` on the
+/// other. Both sides not objects: the whole values.
+pub fn changes(before: &Value, after: &Value) -> Value {
+    let (Value::Object(b), Value::Object(a)) = (before, after) else {
+        return serde_json::json!({ "before": before, "after": after });
+    };
+    let mut out = Map::new();
+    let keys: std::collections::BTreeSet<&String> = b.keys().chain(a.keys()).collect();
+    for key in keys {
+        let (old, new) = (b.get(key).unwrap_or(&Value::Null), a.get(key).unwrap_or(&Value::Null));
+        if old != new {
+            out.insert(key.clone(), serde_json::json!({ "before": old, "after": new }));
+        }
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn changes_name_the_fields_that_differ() {
+        let before = json!({"client_name": "A", "redirect_uris": ["https://a/cb"], "skip_consent": false, "gone": 1});
+        let after = json!({"client_name": "B", "redirect_uris": ["https://a/cb"], "skip_consent": true, "new": "x"});
+        assert_eq!(
+            changes(&before, &after),
+            json!({
+                "client_name": {"before": "A", "after": "B"},
+                "gone": {"before": 1, "after": null},
+                "new": {"before": null, "after": "x"},
+                "skip_consent": {"before": false, "after": true},
+            })
+        );
+        assert_eq!(changes(&before, &before), json!({}));
+    }
+
+    #[test]
+    fn actors_are_written_as_text() {
+        assert_eq!(Actor::CommandLine.to_string(), "command_line");
+        assert_eq!(Actor::AdminClient("ops".into()).to_string(), "admin_client:ops");
+        assert_eq!(Actor::User(7).to_string(), "user:7");
+    }
+}

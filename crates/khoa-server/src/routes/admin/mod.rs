@@ -1,0 +1,259 @@
+//! The admin API (`admin.listen`): JSON resources under `/admin`, authenticated by
+//! access tokens khoa issued by client_credentials with `khoa:admin` (everything) or
+//! `khoa:admin.read` (reads). Errors are RFC 9457 problem documents; the OpenAPI
+//! document is generated from these handlers (`/admin/openapi.json`).
+
+mod audit;
+mod clients;
+mod openapi;
+
+use crate::app::state::AppState;
+use crate::http::problem::Problem;
+use crate::service::admin::{ChangeError, Who};
+use crate::service::tokens::{self, Found};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use base64::Engine as _;
+use khoa_core::admin::{permit, Access, Denial, Presented};
+use khoa_core::audit::Actor;
+use khoa_core::scope::{ScopeSet, ADMIN, ADMIN_READ};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+/// Largest page of a listing.
+pub const MAX_LIMIT: u32 = 500;
+/// A listing's page when `limit` is not given.
+pub const DEFAULT_LIMIT: u32 = 100;
+
+/// The admin listener's application: `/admin/*` (authenticated), the OpenAPI document,
+/// health and metrics.
+pub(crate) fn router(state: AppState) -> Router {
+    let resources = Router::new()
+        .route("/admin/clients", get(clients::list).post(clients::create))
+        .route(
+            "/admin/clients/{client_id}",
+            get(clients::show).put(clients::replace).patch(clients::patch).delete(clients::delete),
+        )
+        .route("/admin/clients/{client_id}/secret", axum::routing::post(clients::rotate_secret))
+        .route("/admin/audit-events", get(audit::list))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .merge(resources)
+        .route("/admin/openapi.json", get(openapi::document))
+        .route("/metrics", get(super::metrics::metrics))
+        .route("/health/alive", get(super::health::alive))
+        .route("/health/ready", get(super::health::ready))
+        .fallback(|| async { Problem::no_such_endpoint() })
+        .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })
+        .layer(RequestBodyLimitLayer::new(state.settings.body_limit))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, state.settings.request_timeout))
+        .with_state(state)
+}
+
+/// The authenticated caller of an admin request.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub client_id: String,
+    pub address: Option<String>,
+}
+
+impl Caller {
+    pub fn who(&self, state: &AppState) -> Who {
+        Who { actor: Actor::AdminClient(self.client_id.clone()), address: self.address.clone(), now: state.now() }
+    }
+}
+
+/// RFC 6750 §2.1: `Authorization: Bearer TOKEN` (the scheme is case-insensitive).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+/// Every `/admin` resource: the token decides (`khoa_core::admin::permit`), then the
+/// handler runs with its [`Caller`].
+async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let access = Access::of_method(req.method().as_str());
+    let found = match bearer(req.headers()) {
+        None => None,
+        Some(token) => match tokens::access_token(&state, token).await {
+            Ok(found) => Some(found),
+            Err(e) => return Problem::from(e).into_response(),
+        },
+    };
+    let now = state.now();
+    let (mut scope, mut client_scopes, mut live, mut client_id) = (ScopeSet::default(), None, false, None);
+    if let Some(Some(Found::Access(claims, record))) = &found {
+        live = crate::service::tokens::access_token_is_live(claims, record, now) && record.user_id.is_none();
+        scope = ScopeSet::parse(&record.scope).unwrap_or_default();
+        // The client as stored now, not as cached: a withdrawn scope ends at once.
+        client_scopes = match state.store.client(&record.client_id).await {
+            Ok(client) => client.map(|c| c.scopes),
+            Err(e) => return Problem::from(e).into_response(),
+        };
+        client_id = Some(record.client_id.clone());
+    }
+    let presented = found.as_ref().map(|_| Presented {
+        live_client_token: live,
+        scope: &scope,
+        client_scopes: client_scopes.as_deref(),
+    });
+    match permit(presented, access) {
+        Ok(()) => {}
+        Err(denial) => return refusal(denial, access).into_response(),
+    }
+    let address = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| crate::http::client_address(&state.settings, c.0.ip(), req.headers()).to_string());
+    req.extensions_mut().insert(Caller { client_id: client_id.unwrap_or_default(), address });
+    next.run(req).await
+}
+
+fn refusal(denial: Denial, access: Access) -> Problem {
+    match denial {
+        Denial::NoToken => {
+            Problem::unauthorized(None, "a Bearer access token with scope khoa:admin or khoa:admin.read is required")
+        }
+        Denial::InvalidToken => Problem::unauthorized(
+            Some("invalid_token"),
+            "the access token is unknown, expired or revoked, or its client no longer holds the admin scope",
+        ),
+        Denial::InsufficientScope => match access {
+            Access::Read => Problem::insufficient_scope(
+                &format!("{ADMIN_READ} {ADMIN}"),
+                "reading needs khoa:admin.read or khoa:admin",
+            ),
+            Access::Write => Problem::insufficient_scope(ADMIN, "changes need khoa:admin"),
+        },
+    }
+}
+
+impl From<ChangeError> for Problem {
+    fn from(e: ChangeError) -> Self {
+        match e {
+            ChangeError::Invalid { field, detail } => Problem::invalid(&field, detail),
+            ChangeError::NotFound => Problem::not_found("no such resource"),
+            ChangeError::Exists(detail) => Problem::conflict(detail),
+            ChangeError::Stale => Problem::precondition_failed(
+                "the resource changed since the ETag given in If-Match; read it again and retry",
+            ),
+            ChangeError::Store(e) => Problem::from(e),
+        }
+    }
+}
+
+/// A JSON object from a request body. `merge_patch`: RFC 7396's media type is taken too.
+pub(crate) fn json_object(
+    headers: &HeaderMap,
+    body: &Bytes,
+    merge_patch: bool,
+) -> Result<serde_json::Map<String, serde_json::Value>, Problem> {
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let accepted = media == "application/json" || (merge_patch && media == "application/merge-patch+json");
+    if !accepted {
+        return Err(Problem::unsupported_media_type(if merge_patch {
+            "application/merge-patch+json or application/json"
+        } else {
+            "application/json"
+        }));
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err(Problem::malformed("the body must be a JSON object")),
+        Err(e) => Err(Problem::malformed(format!("the body is not JSON: {e}"))),
+    }
+}
+
+/// Reads `T` from a JSON value, naming the member that does not fit.
+pub(crate) fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, Problem> {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let message = e.inner().to_string();
+        // An unknown member is the last element of the path.
+        let field = path;
+        Problem::invalid(&field, message)
+    })
+}
+
+/// The query's parameters; any other than `allowed` is refused by name, and each may
+/// appear once.
+pub(crate) fn query(raw: Option<&str>, allowed: &[&str]) -> Result<BTreeMap<String, String>, Problem> {
+    let mut out = BTreeMap::new();
+    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if !allowed.contains(&k.as_ref()) {
+            return Err(Problem::invalid(&k, format!("unknown query parameter {k:?} (known: {})", allowed.join(", "))));
+        }
+        if out.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(Problem::invalid(&k, format!("{k} is given twice")));
+        }
+    }
+    Ok(out)
+}
+
+/// `limit`: 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when not given.
+pub(crate) fn limit(q: &BTreeMap<String, String>) -> Result<u32, Problem> {
+    match q.get("limit") {
+        None => Ok(DEFAULT_LIMIT),
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| Problem::invalid("limit", format!("limit must be a whole number from 1 to {MAX_LIMIT}"))),
+    }
+}
+
+/// A cursor: where the next page starts, opaque to callers.
+pub(crate) fn encode_cursor(position: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(position)
+}
+
+pub(crate) fn decode_cursor(q: &BTreeMap<String, String>) -> Result<Option<String>, Problem> {
+    let Some(c) = q.get("cursor") else { return Ok(None) };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .filter(|s| !s.is_empty())
+        .map(Some)
+        .ok_or_else(|| Problem::invalid("cursor", "cursor is not one this API gave (take it from a listing's next)"))
+}
+
+/// RFC 9110 §13.1.1 If-Match against the current ETag: `None` when absent; `Some(true)`
+/// when it matches (strong comparison, or `*`).
+pub(crate) fn if_match(headers: &HeaderMap, current: &str) -> Option<bool> {
+    let values: Vec<&str> = headers.get_all(header::IF_MATCH).iter().filter_map(|v| v.to_str().ok()).collect();
+    if values.is_empty() {
+        return None;
+    }
+    Some(values.iter().flat_map(|v| v.split(',')).map(str::trim).any(|tag| tag == "*" || tag == current))
+}
+
+/// The answer with its ETag header.
+pub(crate) fn with_etag(mut res: Response, etag: &str) -> Response {
+    if let Ok(v) = header::HeaderValue::from_str(etag) {
+        res.headers_mut().insert(header::ETAG, v);
+    }
+    no_store(res)
+}
+
+/// Admin answers are never cached (they may carry a secret, and they change).
+pub(crate) fn no_store(mut res: Response) -> Response {
+    res.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    res
+}
+
+#[cfg(test)]
+mod tests;

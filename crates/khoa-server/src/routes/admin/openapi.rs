@@ -1,0 +1,46 @@
+//! The OpenAPI 3.1 document of the admin API, generated from its handlers and types.
+
+use super::{audit, clients};
+use crate::app::state::AppState;
+use crate::http::problem::ProblemDocument;
+use crate::service::admin::clients::{ClientDocument, ClientSettings, LifetimeSettings};
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use utoipa::openapi::security::{ClientCredentials, Flow, OAuth2, Scopes, SecurityScheme};
+use utoipa::OpenApi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "khoa admin API", description = "Clients, users, keys, partners and the audit trail of a khoa server. \
+        Authenticate with an access token from khoa's own token endpoint (client_credentials, scope khoa:admin or khoa:admin.read)."),
+    paths(
+        clients::list, clients::create, clients::show, clients::replace, clients::patch, clients::delete,
+        clients::rotate_secret, audit::list,
+    ),
+    components(schemas(
+        ClientDocument, ClientSettings, LifetimeSettings, clients::NewClient, clients::ClientList, clients::SecretRotation,
+        audit::AuditEventDocument, audit::AuditEventList, ProblemDocument,
+    )),
+    tags((name = "clients", description = "OAuth 2.0 clients (RFC 7591 metadata names)"),
+         (name = "audit", description = "The audit trail"))
+)]
+struct AdminApi;
+
+/// The document for this server: its token endpoint in the security scheme.
+pub(crate) fn build(issuer: &str) -> utoipa::openapi::OpenApi {
+    let mut doc = AdminApi::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    let scopes = Scopes::from_iter([("khoa:admin", "everything"), ("khoa:admin.read", "reading only")]);
+    let flow = Flow::ClientCredentials(ClientCredentials::new(format!("{issuer}/oauth2/token"), scopes));
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme("admin", SecurityScheme::OAuth2(OAuth2::new([flow])));
+    doc
+}
+
+pub(crate) async fn document(State(state): State<AppState>) -> Response {
+    let body = build(&state.settings.issuer).to_json().unwrap_or_default();
+    let mut res = body.into_response();
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}

@@ -1,0 +1,429 @@
+//! The admin API in-process: who may call it, the resources' conventions, bad input,
+//! and the audit trail each change leaves.
+
+use crate::testing::{TestApp, CALLBACK, NOW, SECRET};
+use axum::http::{header, StatusCode};
+use serde_json::{json, Value};
+
+/// `(status, type, field)` of a problem document, after checking its media type.
+fn problem(a: &crate::testing::Answer) -> (u16, String, String) {
+    assert_eq!(a.headers.get(header::CONTENT_TYPE).unwrap(), "application/problem+json", "{}", a.text);
+    assert_eq!(a.body["status"], a.status.as_u16(), "{}", a.text);
+    assert!(a.body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{}", a.text);
+    let text = |k: &str| a.body[k].as_str().unwrap_or_default().to_string();
+    (a.status.as_u16(), text("type"), text("field"))
+}
+
+fn www_authenticate(a: &crate::testing::Answer) -> String {
+    a.headers.get(header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+}
+
+fn etag(a: &crate::testing::Answer) -> String {
+    a.headers.get(header::ETAG).and_then(|v| v.to_str().ok()).expect("an ETag").to_string()
+}
+
+fn web_client() -> Value {
+    json!({
+        "client_id": "portal",
+        "client_name": "Cổng sinh viên",
+        "redirect_uris": [CALLBACK],
+        "scope": "openid profile email",
+        "skip_consent": true,
+    })
+}
+
+#[tokio::test]
+async fn only_live_admin_tokens_of_the_right_scope_get_in() {
+    let app = TestApp::new().await;
+    let admin = app.admin_token("ops", "khoa:admin").await;
+    let reader = app.admin_token("auditor", "khoa:admin.read").await;
+    let other = app.admin_token("billing", "api:read").await;
+    let (_, web_secret) = app.client("web", |_| {}).await;
+    let user_token =
+        app.tokens_of_web(&web_secret.unwrap(), "code-1").await["access_token"].as_str().unwrap().to_string();
+
+    let none = app.admin("GET", "/admin/clients", None, None).await;
+    assert_eq!(problem(&none), (401, "urn:khoa:problem:unauthorized".into(), String::new()));
+    assert_eq!(www_authenticate(&none), "Bearer realm=\"khoa-admin\"");
+    for bad in ["garbage", user_token.as_str()] {
+        let a = app.admin("GET", "/admin/clients", Some(bad), None).await;
+        assert_eq!(problem(&a).0, 401);
+        assert_eq!(a.body["error"], "invalid_token");
+        assert!(www_authenticate(&a).contains("error=\"invalid_token\""), "{}", www_authenticate(&a));
+    }
+    let basic = app
+        .send_admin(
+            axum::http::Request::get("/admin/clients")
+                .header(header::AUTHORIZATION, "Basic b3BzOnNlY3JldA==")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(problem(&basic).0, 401);
+
+    let a = app.admin("GET", "/admin/clients", Some(&other), None).await;
+    assert_eq!(problem(&a).0, 403);
+    assert_eq!(a.body["error"], "insufficient_scope");
+    assert_eq!(app.admin("GET", "/admin/clients", Some(&reader), None).await.status, StatusCode::OK);
+    let write = app.admin("POST", "/admin/clients", Some(&reader), Some(web_client())).await;
+    assert_eq!(problem(&write).0, 403);
+    assert!(www_authenticate(&write).contains("scope=\"khoa:admin\""), "{}", www_authenticate(&write));
+    assert_eq!(app.rows("clients").await, 4, "the refused creation wrote nothing");
+    assert_eq!(app.admin("GET", "/admin/clients", Some(&admin), None).await.status, StatusCode::OK);
+
+    // Revoked: refused at once.
+    let revoked = app.admin_token("ops2", "khoa:admin").await;
+    let r = app.post_form("/oauth2/revoke", &[("token", &revoked)], Some(("ops2", SECRET))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(app.admin("GET", "/admin/clients", Some(&revoked), None).await.body["error"], "invalid_token");
+
+    // The scope taken from the client: its live token stops working at once.
+    let patch = json!({"scope": "khoa:admin.read"});
+    let a = app.admin("PATCH", "/admin/clients/ops", Some(&admin), Some(patch)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(app.admin("GET", "/admin/clients", Some(&admin), None).await.body["error"], "invalid_token");
+
+    // Expired.
+    app.clock.advance(3601);
+    assert_eq!(app.admin("GET", "/admin/clients", Some(&reader), None).await.body["error"], "invalid_token");
+}
+
+#[tokio::test]
+async fn clients_are_created_read_replaced_patched_and_deleted() {
+    let app = TestApp::new().await;
+    let token = app.admin_token("ops", "khoa:admin").await;
+    let t = Some(token.as_str());
+
+    let created = app.admin("POST", "/admin/clients", t, Some(web_client())).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.location(), "/admin/clients/portal");
+    assert_eq!(created.headers.get(header::CACHE_CONTROL).unwrap(), "no-store");
+    let secret = created.body["client_secret"].as_str().expect("the secret, once").to_string();
+    assert_eq!(created.body["client_secret_expires_at"], 0);
+    assert_eq!(created.body["token_endpoint_auth_method"], "client_secret_basic");
+    assert_eq!(created.body["grant_types"], json!(["authorization_code", "refresh_token"]));
+    assert_eq!(created.body["scope"], "email openid profile");
+    assert_eq!(created.body["client_id_issued_at"], NOW);
+    // The new client works at once, with the secret shown.
+    let cc = app.post_form("/oauth2/token", &[("grant_type", "client_credentials")], Some(("portal", &secret))).await;
+    assert_eq!(cc.error().1, "unauthorized_client", "authenticated, but not allowed this grant: {}", cc.text);
+
+    let shown = app.admin("GET", "/admin/clients/portal", t, None).await;
+    assert_eq!(shown.status, StatusCode::OK);
+    assert!(shown.body.get("client_secret").is_none(), "{}", shown.text);
+    assert!(!shown.text.contains(&secret));
+    let tag = etag(&shown);
+    assert_eq!(tag, etag(&created));
+
+    let again = app.admin("POST", "/admin/clients", t, Some(web_client())).await;
+    assert_eq!(problem(&again), (409, "urn:khoa:problem:conflict".into(), String::new()));
+
+    // PATCH (RFC 7396): given members change, null resets, the rest stays.
+    let patch = |body: Value, if_match: Option<&str>| {
+        let mut req = axum::http::Request::patch("/admin/clients/portal")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/merge-patch+json");
+        if let Some(tag) = if_match {
+            req = req.header(header::IF_MATCH, tag);
+        }
+        app.send_admin(req.body(axum::body::Body::from(body.to_string())).unwrap())
+    };
+    let patched =
+        patch(json!({"client_name": "Portal", "skip_consent": null, "lifetimes": {"access_token": 600}}), Some(&tag))
+            .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    assert_eq!(patched.body["client_name"], "Portal");
+    assert_eq!(patched.body["skip_consent"], false);
+    assert_eq!(patched.body["lifetimes"]["access_token"], 600);
+    assert_eq!(patched.body["redirect_uris"], json!([CALLBACK]));
+    let new_tag = etag(&patched);
+    assert_ne!(new_tag, tag);
+    // A lost update: the old ETag is refused, and nothing changes.
+    let lost = patch(json!({"client_name": "Lost"}), Some(&tag)).await;
+    assert_eq!(problem(&lost).0, 412);
+    assert_eq!(app.admin("GET", "/admin/clients/portal", t, None).await.body["client_name"], "Portal");
+
+    // PUT replaces the whole: what is not given is the default again. The document as
+    // read (read-only members included) can be sent back.
+    let mut doc = app.admin("GET", "/admin/clients/portal", t, None).await.body;
+    doc["client_name"] = json!("Portal 2");
+    let mut req = axum::http::Request::put("/admin/clients/portal")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::IF_MATCH, &new_tag);
+    let replaced = app.send_admin(req.body(axum::body::Body::from(doc.to_string())).unwrap()).await;
+    assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.text);
+    assert_eq!(replaced.body["lifetimes"]["access_token"], 600);
+    req = axum::http::Request::put("/admin/clients/portal")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::IF_MATCH, &new_tag);
+    let stale = app.send_admin(req.body(axum::body::Body::from(web_client().to_string())).unwrap()).await;
+    assert_eq!(problem(&stale).0, 412);
+    let whole = app.admin("PUT", "/admin/clients/portal", t, Some(json!({"redirect_uris": [CALLBACK]}))).await;
+    assert_eq!(whole.status, StatusCode::OK, "{}", whole.text);
+    assert_eq!(whole.body["client_name"], Value::Null);
+    assert_eq!(whole.body["lifetimes"]["access_token"], Value::Null);
+    assert_eq!(whole.body["scope"], "email offline_access openid phone profile");
+    // The secret survived every update.
+    let cc = app.post_form("/oauth2/token", &[("grant_type", "client_credentials")], Some(("portal", &secret))).await;
+    assert_eq!(cc.error().1, "unauthorized_client", "{}", cc.text);
+
+    // Public → the secret is gone; confidential again → a new secret, shown once.
+    let public =
+        app.admin("PATCH", "/admin/clients/portal", t, Some(json!({"token_endpoint_auth_method": "none"}))).await;
+    assert_eq!(public.body["token_endpoint_auth_method"], "none", "{}", public.text);
+    let back = app
+        .admin("PATCH", "/admin/clients/portal", t, Some(json!({"token_endpoint_auth_method": "client_secret_post"})))
+        .await;
+    assert!(back.body["client_secret"].as_str().is_some_and(|s| s != secret), "{}", back.text);
+
+    let nobody = app.admin("PUT", "/admin/clients/nobody", t, Some(json!({"redirect_uris": [CALLBACK]}))).await;
+    assert_eq!(problem(&nobody).0, 404);
+    let deleted = app.admin("DELETE", "/admin/clients/portal", t, None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.admin("DELETE", "/admin/clients/portal", t, None).await.status,
+        StatusCode::NO_CONTENT,
+        "idempotent"
+    );
+    let gone = app.admin("GET", "/admin/clients/portal", t, None).await;
+    assert_eq!(problem(&gone), (404, "urn:khoa:problem:not-found".into(), String::new()));
+}
+
+#[tokio::test]
+async fn a_rotated_secret_overlaps_for_the_time_asked() {
+    let app = TestApp::new().await;
+    let token = app.admin_token("ops", "khoa:admin").await;
+    let t = Some(token.as_str());
+    let body = json!({"client_id": "m2m", "grant_types": ["client_credentials"], "scope": "api:read"});
+    let old =
+        app.admin("POST", "/admin/clients", t, Some(body)).await.body["client_secret"].as_str().unwrap().to_string();
+    let rotated = app.admin("POST", "/admin/clients/m2m/secret", t, Some(json!({"keep_old_for": 600}))).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text);
+    let new = rotated.body["client_secret"].as_str().unwrap().to_string();
+    assert_eq!(rotated.body["previous_secret_expires_at"], NOW + 600);
+    let works = |secret: String| {
+        let app = &app;
+        async move {
+            app.post_form("/oauth2/token", &[("grant_type", "client_credentials")], Some(("m2m", &secret))).await.status
+        }
+    };
+    assert_eq!(works(old.clone()).await, StatusCode::OK);
+    assert_eq!(works(new.clone()).await, StatusCode::OK);
+    app.clock.advance(601);
+    assert_eq!(works(old).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(works(new).await, StatusCode::OK);
+    let bad = app.admin("POST", "/admin/clients/m2m/secret", t, Some(json!({"keep_old_for": -1}))).await;
+    assert_eq!(problem(&bad).2, "keep_old_for");
+    let public = json!({"client_id": "spa", "token_endpoint_auth_method": "none", "redirect_uris": [CALLBACK]});
+    assert_eq!(app.admin("POST", "/admin/clients", t, Some(public)).await.status, StatusCode::CREATED);
+    let refused = app.admin("POST", "/admin/clients/spa/secret", t, None).await;
+    assert_eq!(problem(&refused).2, "client_secret");
+    assert_eq!(app.admin("POST", "/admin/clients/none/secret", t, None).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_problem_naming_the_field() {
+    let app = TestApp::new().await;
+    let token = app.admin_token("ops", "khoa:admin").await;
+    let t = Some(token.as_str());
+    let with = |member: &str, value: Value| {
+        let mut body = web_client();
+        body[member] = value;
+        body
+    };
+    let cases: Vec<(Value, &str)> = vec![
+        (with("redirect_uri", json!([CALLBACK])), "redirect_uri"),
+        (with("redirect_uris", json!("https://a.example/cb")), "redirect_uris"),
+        (with("redirect_uris", json!(["https://a.example/cb#frag"])), "redirect_uris"),
+        (with("redirect_uris", json!([])), "redirect_uris"),
+        (with("skip_consent", json!("yes")), "skip_consent"),
+        (with("lifetimes", json!({"access_token": 0})), "lifetimes.access_token"),
+        (with("lifetimes", json!({"access_tokens": 60})), "lifetimes.access_tokens"),
+        (with("grant_types", json!(["implicit"])), "grant_types"),
+        (with("scope", json!("openid khoa:root")), "scope"),
+        (with("scope", json!("khoa:admin")), "scope"),
+        (with("token_endpoint_auth_method", json!("private_key_jwt")), "token_endpoint_auth_method"),
+        (with("id_token_signed_response_alg", json!("HS256")), "id_token_signed_response_alg"),
+        (with("metadata", json!([1])), "metadata"),
+        (with("client_id", json!("12345")), "client_id"),
+        (with("client_id", json!(7)), "client_id"),
+        (with("client_secret", json!("short")), "client_secret"),
+        (with("client_name", json!(" ")), "client_name"),
+        (with("backchannel_logout_uri", json!("ftp://x")), "backchannel_logout_uri"),
+        (with("contacts", json!([""])), "contacts"),
+    ];
+    for (body, field) in cases {
+        let a = app.admin("POST", "/admin/clients", t, Some(body.clone())).await;
+        assert_eq!(
+            problem(&a),
+            (400, "urn:khoa:problem:invalid-field".into(), field.to_string()),
+            "{body}: {}",
+            a.text
+        );
+    }
+    let raw = |method: &str, path: &str, content_type: &str, body: &str| {
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap();
+        app.send_admin(req)
+    };
+    assert_eq!(
+        problem(&raw("POST", "/admin/clients", "application/json", "{\"a\":").await).1,
+        "urn:khoa:problem:malformed-request"
+    );
+    assert_eq!(
+        problem(&raw("POST", "/admin/clients", "application/json", "[1]").await).1,
+        "urn:khoa:problem:malformed-request"
+    );
+    assert_eq!(problem(&raw("POST", "/admin/clients", "application/json", "\u{0}\u{ff}").await).0, 400);
+    assert_eq!(problem(&raw("POST", "/admin/clients", "text/plain", "{}").await).0, 415);
+    assert_eq!(problem(&raw("PATCH", "/admin/clients/ops", "application/xml", "{}").await).0, 415);
+    let big = format!("{{\"client_name\": \"{}\"}}", "x".repeat(70 * 1024));
+    assert_eq!(raw("POST", "/admin/clients", "application/json", &big).await.status, StatusCode::PAYLOAD_TOO_LARGE);
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("limit=x", "limit"),
+        ("cursor=%%%", "cursor"),
+        ("cursor=AAAA_", "cursor"),
+        ("page=2", "page"),
+        ("limit=1&limit=2", "limit"),
+    ] {
+        let a = app.admin("GET", &format!("/admin/clients?{query}"), t, None).await;
+        assert_eq!(problem(&a).2, field, "{query}: {}", a.text);
+    }
+    app.admin("POST", "/admin/clients", t, Some(web_client())).await;
+    let secret = app.admin("PATCH", "/admin/clients/portal", t, Some(json!({"client_secret": SECRET}))).await;
+    assert_eq!(problem(&secret).2, "client_secret");
+    let renamed = app.admin("PUT", "/admin/clients/portal", t, Some(with("client_id", json!("other")))).await;
+    assert_eq!(problem(&renamed).2, "client_id");
+    let audit = app.admin("GET", "/admin/audit-events?user=me", t, None).await;
+    assert_eq!(problem(&audit).2, "user");
+    assert_eq!(problem(&app.admin("GET", "/admin/nothing", t, None).await).0, 404);
+    assert_eq!(problem(&app.admin("POST", "/admin/clients/portal", t, None).await).0, 405);
+    // Nothing of it was stored: the admin client and the one good creation.
+    assert_eq!(app.rows("clients").await, 2);
+}
+
+#[tokio::test]
+async fn listings_are_paged_by_cursor() {
+    let app = TestApp::new().await;
+    let token = app.admin_token("ops", "khoa:admin.read").await;
+    for i in 0..11 {
+        app.client(&format!("app-{i:02}"), |_| {}).await;
+    }
+    let mut seen = vec![];
+    let mut path = "/admin/clients?limit=4".to_string();
+    let mut pages = 0;
+    loop {
+        let a = app.admin("GET", &path, Some(&token), None).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+        pages += 1;
+        for item in a.body["items"].as_array().unwrap() {
+            seen.push(item["client_id"].as_str().unwrap().to_string());
+            assert!(item.get("client_secret").is_none());
+        }
+        match a.body["next"].as_str() {
+            Some(next) => path = format!("/admin/clients?limit=4&cursor={next}"),
+            None => break,
+        }
+    }
+    let mut expected: Vec<String> = (0..11).map(|i| format!("app-{i:02}")).collect();
+    expected.push("ops".into());
+    assert_eq!(seen, expected);
+    assert_eq!(pages, 3);
+}
+
+#[tokio::test]
+async fn every_change_is_audited_and_no_secret_reaches_the_trail() {
+    let app = TestApp::new().await;
+    let token = app.admin_token("ops", "khoa:admin").await;
+    let t = Some(token.as_str());
+    let given = "a-secret-the-operator-chose-0123456789";
+    let mut body = web_client();
+    body["client_secret"] = json!(given);
+    let created = app.admin("POST", "/admin/clients", t, Some(body)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert!(created.body.get("client_secret").is_none(), "an operator's own secret is not echoed");
+    app.admin("PATCH", "/admin/clients/portal", t, Some(json!({"client_name": "Portal"}))).await;
+    let rotated = app.admin("POST", "/admin/clients/portal/secret", t, None).await;
+    let new_secret = rotated.body["client_secret"].as_str().unwrap().to_string();
+    app.admin("DELETE", "/admin/clients/portal", t, None).await;
+    app.admin("DELETE", "/admin/clients/portal", t, None).await;
+
+    let trail = app.admin("GET", "/admin/audit-events?client=portal", t, None).await;
+    assert_eq!(trail.status, StatusCode::OK, "{}", trail.text);
+    let items = trail.body["items"].as_array().unwrap();
+    let kinds: Vec<&str> = items.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["client.deleted", "client.secret_rotated", "client.updated", "client.created"]);
+    for e in items {
+        assert_eq!(e["actor"], "admin_client:ops");
+        assert_eq!(e["address"], "192.0.2.7");
+        assert_eq!(e["at"], NOW);
+    }
+    let update = &items[2]["detail"]["changes"];
+    assert_eq!(update, &json!({"client_name": {"before": "Cổng sinh viên", "after": "Portal"}}));
+    assert_eq!(items[3]["detail"]["changes"]["redirect_uris"], json!({"before": null, "after": [CALLBACK]}));
+    let everything = app.admin("GET", "/admin/audit-events?limit=500", t, None).await.text;
+    let stored =
+        app.state.store.audit_events(&khoa_store::AuditFilter { limit: 500, ..Default::default() }).await.unwrap();
+    let stored = format!("{stored:?}");
+    for secret in [given, new_secret.as_str(), SECRET, token.as_str()] {
+        assert!(!everything.contains(secret) && !stored.contains(secret), "a secret in the trail");
+    }
+    assert!(!everything.contains("$argon2") && !everything.contains("client_secret_hash"));
+    let only_updates = app.admin("GET", "/admin/audit-events?type=client.updated", t, None).await;
+    assert_eq!(only_updates.body["items"].as_array().unwrap().len(), 1);
+    let later = app.admin("GET", &format!("/admin/audit-events?since={}", NOW + 1), t, None).await;
+    assert_eq!(later.body["items"], json!([]));
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let app = TestApp::new().await;
+    let a = app.admin("GET", "/admin/openapi.json", None, None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body["openapi"], "3.1.0");
+    let paths = a.body["paths"].as_object().unwrap();
+    for (path, methods) in [
+        ("/admin/clients", &["get", "post"][..]),
+        ("/admin/clients/{client_id}", &["get", "put", "patch", "delete"]),
+        ("/admin/clients/{client_id}/secret", &["post"]),
+        ("/admin/audit-events", &["get"]),
+    ] {
+        for m in methods {
+            assert!(paths[path].get(*m).is_some(), "{m} {path}");
+        }
+    }
+    let flow = &a.body["components"]["securitySchemes"]["admin"]["flows"]["clientCredentials"];
+    assert_eq!(flow["tokenUrl"], "https://sso.example.vn/oauth2/token");
+}
+
+#[tokio::test]
+async fn audit_events_are_kept_for_the_retention_then_cleaned_up() {
+    let app = TestApp::with_settings(|s| {
+        s.audit_retention = 86_400;
+        s.cleanup_batch = 2;
+    })
+    .await;
+    let token = app.admin_token("ops", "khoa:admin").await;
+    for i in 0..5 {
+        let body = json!({"client_id": format!("c{i}"), "redirect_uris": [CALLBACK]});
+        assert_eq!(app.admin("POST", "/admin/clients", Some(&token), Some(body)).await.status, StatusCode::CREATED);
+    }
+    assert!(crate::app::cleanup::run_once(&app.state, "test").await.unwrap());
+    assert_eq!(app.rows("audit_events").await, 6, "younger than the retention (the admin client and five)");
+    app.clock.advance(86_401);
+    let recent = khoa_core::audit::Event::new(NOW + 86_401, "client.updated", khoa_core::audit::Actor::CommandLine);
+    app.state.store.record(&recent).await.unwrap();
+    // Two lease holders cannot both run; the same one may run again once its lease ends.
+    app.clock.advance(3600);
+    assert!(crate::app::cleanup::run_once(&app.state, "test").await.unwrap());
+    assert_eq!(app.rows("audit_events").await, 1, "the six old ones went, in batches of two; the recent one stays");
+}

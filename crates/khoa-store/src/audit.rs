@@ -1,0 +1,119 @@
+//! The audit trail. Events are written by the other aggregates in the transaction of
+//! the change they record ([`insert`]), or on their own ([`AuditStore::record`]).
+
+use crate::db::{args, json, to_json, Conn, FromRow, Row};
+use crate::engine::{Engine, SqlStore};
+use crate::StoreError;
+use async_trait::async_trait;
+use khoa_core::audit::Event;
+use khoa_core::UnixTime;
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    /// Increasing: the listing's order and cursor.
+    pub id: i64,
+    pub at: UnixTime,
+    pub kind: String,
+    pub actor: String,
+    pub client_id: Option<String>,
+    pub user_id: Option<i64>,
+    pub address: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+/// Which events to list: every filter given must hold. Newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub kind: Option<String>,
+    pub client_id: Option<String>,
+    pub user_id: Option<i64>,
+    /// At or after this time.
+    pub since: Option<UnixTime>,
+    /// Older than the event with this id (the previous page's last).
+    pub before_id: Option<i64>,
+    pub limit: u32,
+}
+
+#[async_trait]
+pub trait AuditStore: Send + Sync + 'static {
+    /// Records an event that goes with no other change (a failed login, say).
+    async fn record(&self, event: &Event) -> Result<(), StoreError>;
+    async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Deletes up to `batch` events older than `before`; returns how many.
+    async fn delete_audit_events_before(&self, before: UnixTime, batch: u32) -> Result<u64, StoreError>;
+}
+
+const COLUMNS: &str = "id, at, type, actor, client_id, user_id, address, detail";
+
+/// Writes `event` on `db`, inside the caller's transaction.
+pub(crate) async fn insert(db: &mut impl Conn, event: &Event) -> Result<(), StoreError> {
+    let actor = event.actor.to_string();
+    let detail = to_json(&event.detail);
+    db.exec(
+        "INSERT INTO audit_events (at, type, actor, client_id, user_id, address, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        args![event.at, event.kind, actor, event.client_id, event.user_id, event.address, detail],
+    )
+    .await?;
+    Ok(())
+}
+
+impl FromRow for AuditRecord {
+    fn from_row(r: &mut Row) -> Result<Self, StoreError> {
+        Ok(AuditRecord {
+            id: r.take()?,
+            at: r.take()?,
+            kind: r.take()?,
+            actor: r.take()?,
+            client_id: r.take()?,
+            user_id: r.take()?,
+            address: r.take()?,
+            detail: json("detail", &r.take::<String>()?)?,
+        })
+    }
+}
+
+#[async_trait]
+impl<E: Engine> AuditStore for SqlStore<E> {
+    async fn record(&self, event: &Event) -> Result<(), StoreError> {
+        let event = event.clone();
+        self.write(move |db| Box::pin(async move { insert(db, &event).await })).await
+    }
+
+    async fn audit_events(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        let f = f.clone();
+        self.read(move |db| {
+            Box::pin(async move {
+                // A NULL filter matches everything (its argument keeps its type).
+                let limit = i64::from(f.limit);
+                db.fetch_all(
+                    &format!(
+                        "SELECT {COLUMNS} FROM audit_events \
+                         WHERE ($1 IS NULL OR type = $1) AND ($2 IS NULL OR client_id = $2) \
+                         AND ($3 IS NULL OR user_id = $3) AND ($4 IS NULL OR at >= $4) \
+                         AND ($5 IS NULL OR id < $5) ORDER BY id DESC LIMIT $6"
+                    ),
+                    args![f.kind, f.client_id, f.user_id, f.since, f.before_id, limit],
+                )
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn delete_audit_events_before(&self, before: UnixTime, batch: u32) -> Result<u64, StoreError> {
+        let batch = i64::from(batch);
+        self.write(move |db| {
+            Box::pin(async move {
+                db.exec(
+                    "DELETE FROM audit_events WHERE id IN \
+                     (SELECT id FROM audit_events WHERE at < $1 ORDER BY id LIMIT $2)",
+                    args![before, batch],
+                )
+                .await
+            })
+        })
+        .await
+    }
+}
