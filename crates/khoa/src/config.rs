@@ -643,7 +643,7 @@ pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
             .raw
             .parse()
             .map_err(|_| invalid(&v.key, format!("{:?} is not an address:port such as 127.0.0.1:9090", v.raw)))?;
-        if addr == listen_addr {
+        if addr.port() != 0 && addr == listen_addr {
             return Err(invalid(&v.key, "must differ from the public listen address"));
         }
         settings.metrics_listen = Some(addr);
@@ -655,7 +655,8 @@ pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
             let addr: SocketAddr = v.raw.parse().map_err(|_| {
                 invalid(&v.key, format!("{:?} is not an address:port such as 127.0.0.1:8081, nor off", v.raw))
             })?;
-            if addr == listen_addr || Some(addr) == settings.metrics_listen {
+            // Port 0 asks the system for a free port: never the same as another's.
+            if addr.port() != 0 && (addr == listen_addr || Some(addr) == settings.metrics_listen) {
                 return Err(invalid(&v.key, "must differ from the public and metrics listen addresses"));
             }
             Some(addr)
@@ -765,6 +766,8 @@ mod tests {
         assert_eq!(moved.audit_retention, 30 * 86_400);
         assert!(err(None, &[("KHOA_ADMIN_LISTEN", "admin")]).starts_with("KHOA_ADMIN_LISTEN:"));
         assert!(err(None, &[("KHOA_ADMIN_LISTEN", "127.0.0.1:8080")]).contains("must differ"));
+        let any = [("KHOA_LISTEN", "127.0.0.1:0"), ("KHOA_ADMIN_LISTEN", "127.0.0.1:0")];
+        assert!(load(None, &env_of(&any)).is_ok(), "port 0 twice: two free ports");
         assert!(err(None, &[("KHOA_AUDIT_RETENTION", "1h")]).starts_with("KHOA_AUDIT_RETENTION:"));
     }
 
