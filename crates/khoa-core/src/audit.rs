@@ -38,6 +38,13 @@ pub mod kind {
     pub const CLIENT_UPDATED: &str = "client.updated";
     pub const CLIENT_DELETED: &str = "client.deleted";
     pub const CLIENT_SECRET_ROTATED: &str = "client.secret_rotated";
+    pub const USER_CREATED: &str = "user.created";
+    pub const USER_UPDATED: &str = "user.updated";
+    pub const USER_DELETED: &str = "user.deleted";
+    pub const USER_DISABLED: &str = "user.disabled";
+    pub const USER_ENABLED: &str = "user.enabled";
+    pub const USER_PASSWORD_CHANGED: &str = "user.password_changed";
+    pub const USER_SESSIONS_REVOKED: &str = "user.sessions_revoked";
 }
 
 /// One event, as the store writes it in the transaction of what it records.

@@ -181,6 +181,9 @@ mod tests {
             picture: None,
             created_at: 1,
             updated_at: 2,
+            disabled_at: None,
+            attributes: Default::default(),
+            revision: 1,
         };
         let only_openid = userinfo_claims(&user, &ScopeSet::parse("openid").unwrap());
         assert_eq!(Value::Object(only_openid), serde_json::json!({"sub": "7"}));

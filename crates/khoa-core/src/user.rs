@@ -4,6 +4,7 @@ use crate::password::{hash_password, validate_new_password, PasswordError, Passw
 use crate::redirect_uri::validate_link_uri;
 use crate::UnixTime;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 pub const MAX_USERNAME_LEN: usize = 64;
 
@@ -22,9 +23,20 @@ pub struct User {
     pub picture: Option<String>,
     pub created_at: UnixTime,
     pub updated_at: UnixTime,
+    /// Since when the account is disabled: no sign-in, no tokens.
+    pub disabled_at: Option<UnixTime>,
+    /// The organisation's own key/value attributes (e.g. `student_id`).
+    pub attributes: BTreeMap<String, String>,
+    /// Raised by the store at every change (the admin API's ETag).
+    #[serde(skip)]
+    pub revision: i64,
 }
 
 impl User {
+    pub fn is_disabled(&self) -> bool {
+        self.disabled_at.is_some()
+    }
+
     /// OIDC Core §2: the subject identifier (≤ 255 ASCII characters).
     pub fn subject(&self) -> String {
         self.id.to_string()
@@ -35,6 +47,7 @@ impl User {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewUser {
     pub username: String,
+    /// A PHC string; empty: no password (the account cannot sign in with one yet).
     pub password_hash: String,
     pub email: Option<String>,
     pub email_verified: bool,
@@ -42,7 +55,125 @@ pub struct NewUser {
     pub phone_number: Option<String>,
     pub phone_number_verified: bool,
     pub picture: Option<String>,
+    pub attributes: BTreeMap<String, String>,
     pub created_at: UnixTime,
+}
+
+/// What a user is, but for their password: what an operator (or the user) edits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    pub username: String,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub name: Option<String>,
+    pub phone_number: Option<String>,
+    pub phone_number_verified: bool,
+    pub picture: Option<String>,
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// The most custom attributes one user has.
+pub const MAX_ATTRIBUTES: usize = 64;
+/// Claims khoa releases itself: an attribute cannot take their name.
+pub const RESERVED_CLAIMS: &[&str] = &[
+    "sub",
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "jti",
+    "auth_time",
+    "nonce",
+    "acr",
+    "amr",
+    "azp",
+    "sid",
+    "scope",
+    "client_id",
+    "name",
+    "given_name",
+    "family_name",
+    "middle_name",
+    "nickname",
+    "preferred_username",
+    "profile",
+    "picture",
+    "website",
+    "email",
+    "email_verified",
+    "gender",
+    "birthdate",
+    "zoneinfo",
+    "locale",
+    "phone_number",
+    "phone_number_verified",
+    "address",
+    "updated_at",
+];
+
+impl Profile {
+    /// The profile of a stored user.
+    pub fn of(user: &User) -> Self {
+        Self {
+            username: user.username.clone(),
+            email: user.email.clone(),
+            email_verified: user.email_verified,
+            name: user.name.clone(),
+            phone_number: user.phone_number.clone(),
+            phone_number_verified: user.phone_number_verified,
+            picture: user.picture.clone(),
+            attributes: user.attributes.clone(),
+        }
+    }
+
+    /// Every rule of a profile; the phone number comes back in E.164.
+    pub fn validate(mut self) -> Result<Self, UserError> {
+        validate_username(&self.username)?;
+        if let Some(e) = &self.email {
+            validate_email(e)?;
+        }
+        self.phone_number = self.phone_number.as_deref().map(normalize_phone).transpose()?;
+        if let Some(p) = &self.picture {
+            validate_link_uri(p).map_err(|e| UserError::Picture(e.to_string()))?;
+        }
+        if let Some(n) = &self.name {
+            if n.trim().is_empty() || n.chars().count() > 200 || n.chars().any(char::is_control) {
+                return Err(UserError::Name);
+            }
+        }
+        if self.attributes.len() > MAX_ATTRIBUTES {
+            return Err(UserError::TooManyAttributes);
+        }
+        for (key, value) in &self.attributes {
+            let key_ok = (1..=64).contains(&key.len())
+                && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+                && !RESERVED_CLAIMS.contains(&key.as_str());
+            if !key_ok {
+                return Err(UserError::AttributeName(key.clone()));
+            }
+            if value.chars().count() > 1024 || value.chars().any(char::is_control) {
+                return Err(UserError::AttributeValue(key.clone()));
+            }
+        }
+        Ok(self)
+    }
+
+    /// The user to store with this profile and password hash (empty: none).
+    pub fn into_new_user(self, password_hash: String, now: UnixTime) -> NewUser {
+        NewUser {
+            username: self.username,
+            password_hash,
+            email: self.email,
+            email_verified: self.email_verified,
+            name: self.name,
+            phone_number: self.phone_number,
+            phone_number_verified: self.phone_number_verified,
+            picture: self.picture,
+            attributes: self.attributes,
+            created_at: now,
+        }
+    }
 }
 
 /// What an operator gives for a new user.
@@ -72,6 +203,27 @@ pub enum UserError {
     Name,
     #[error("{0}")]
     Password(#[from] PasswordError),
+    #[error("at most {MAX_ATTRIBUTES} attributes")]
+    TooManyAttributes,
+    #[error("attribute name {0:?}: 1 to 64 characters of A-Z a-z 0-9 _ . -, and not a standard claim")]
+    AttributeName(String),
+    #[error("attribute {0:?}: at most 1024 characters, no control characters")]
+    AttributeValue(String),
+}
+
+impl UserError {
+    /// The member of a user document the error is about.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::Username => "username",
+            Self::Email(_) => "email",
+            Self::Phone(_) => "phone_number",
+            Self::Picture(_) => "picture",
+            Self::Name => "name",
+            Self::Password(_) => "password",
+            Self::TooManyAttributes | Self::AttributeName(_) | Self::AttributeValue(_) => "attributes",
+        }
+    }
 }
 
 pub fn validate_username(username: &str) -> Result<(), UserError> {
@@ -109,32 +261,20 @@ fn normalize_phone(phone: &str) -> Result<String, UserError> {
 
 impl UserRegistration {
     pub fn validate(self, params: PasswordParams, now: UnixTime) -> Result<NewUser, UserError> {
-        validate_username(&self.username)?;
-        if let Some(e) = &self.email {
-            validate_email(e)?;
-        }
-        let phone_number = self.phone_number.as_deref().map(normalize_phone).transpose()?;
-        if let Some(p) = &self.picture {
-            validate_link_uri(p).map_err(|e| UserError::Picture(e.to_string()))?;
-        }
-        if let Some(n) = &self.name {
-            if n.trim().is_empty() || n.chars().count() > 200 || n.chars().any(char::is_control) {
-                return Err(UserError::Name);
-            }
-        }
-        validate_new_password(&self.password)?;
-        let password_hash = hash_password(&self.password, params)?;
-        Ok(NewUser {
+        let profile = Profile {
             username: self.username,
-            password_hash,
             email: self.email,
             email_verified: self.email_verified,
             name: self.name,
-            phone_number,
+            phone_number: self.phone_number,
             phone_number_verified: self.phone_number_verified,
             picture: self.picture,
-            created_at: now,
-        })
+            attributes: BTreeMap::new(),
+        }
+        .validate()?;
+        validate_new_password(&self.password)?;
+        let password_hash = hash_password(&self.password, params)?;
+        Ok(profile.into_new_user(password_hash, now))
     }
 }
 
@@ -180,5 +320,26 @@ mod tests {
         let mut r = reg();
         r.password = "short".into();
         assert_eq!(r.validate(cheap(), 0).unwrap_err(), UserError::Password(PasswordError::TooShort));
+    }
+
+    #[test]
+    fn attributes_have_names_of_their_own() {
+        let profile = |key: &str, value: &str| Profile {
+            username: "sv01".into(),
+            attributes: [(key.to_string(), value.to_string())].into(),
+            ..Default::default()
+        };
+        assert!(profile("student_id", "2280600348").validate().is_ok());
+        for key in ["", "has space", "email", "sub", "x".repeat(65).as_str(), "ý"] {
+            assert_eq!(profile(key, "v").validate().unwrap_err().field(), "attributes", "{key:?}");
+        }
+        assert!(matches!(profile("k", "a\nb").validate(), Err(UserError::AttributeValue(_))));
+        assert!(matches!(profile("k", &"v".repeat(1025)).validate(), Err(UserError::AttributeValue(_))));
+        let many = Profile {
+            username: "sv01".into(),
+            attributes: (0..65).map(|i| (format!("k{i}"), "v".to_string())).collect(),
+            ..Default::default()
+        };
+        assert_eq!(many.validate().unwrap_err(), UserError::TooManyAttributes);
     }
 }

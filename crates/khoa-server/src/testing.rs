@@ -140,7 +140,7 @@ impl TestApp {
         let store = &self.state.store;
         let user = match store.user_by_username("sv01").await.expect("read") {
             Some(u) => u,
-            None => store.insert_user(&test_user()).await.expect("insert user"),
+            None => store.insert_user(&test_user(), &user_event()).await.expect("insert user"),
         };
         if store.session_by_sid("sid-1").await.expect("read").is_none() {
             let session = Session {
@@ -197,7 +197,8 @@ impl TestApp {
         let store = &self.state.store;
         if store.user_by_username("sv01").await.expect("read").is_none() {
             let hash = khoa_core::password::hash_password(password, Default::default()).expect("hash");
-            store.insert_user(&khoa_core::user::NewUser { password_hash: hash, ..test_user() }).await.expect("insert");
+            let user = khoa_core::user::NewUser { password_hash: hash, ..test_user() };
+            store.insert_user(&user, &user_event()).await.expect("insert");
         }
     }
 
@@ -267,6 +268,10 @@ impl TestApp {
     }
 }
 
+fn user_event() -> khoa_core::audit::Event {
+    khoa_core::audit::Event::new(NOW, "user.created", khoa_core::audit::Actor::CommandLine)
+}
+
 fn test_user() -> khoa_core::user::NewUser {
     khoa_core::user::NewUser {
         username: "sv01".into(),
@@ -277,6 +282,7 @@ fn test_user() -> khoa_core::user::NewUser {
         phone_number: None,
         phone_number_verified: false,
         picture: None,
+        attributes: Default::default(),
         created_at: NOW,
     }
 }

@@ -18,3 +18,10 @@ CREATE INDEX audit_events_at ON audit_events (at);
 CREATE INDEX audit_events_type ON audit_events (type, id);
 CREATE INDEX audit_events_client_id ON audit_events (client_id, id);
 CREATE INDEX audit_events_user_id ON audit_events (user_id, id);
+
+-- Users: a revision for If-Match, disabling, and the organisation's own attributes
+-- (a JSON object of strings).
+ALTER TABLE users ADD COLUMN revision BIGINT NOT NULL DEFAULT 1;
+ALTER TABLE users ADD COLUMN disabled_at BIGINT;
+ALTER TABLE users ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}';
+CREATE INDEX users_email ON users (email);

@@ -55,7 +55,7 @@ pub use tokens::{
     AccessTokenRecord, NewAccessToken, RefreshSuccessor, RefreshToken, RefreshTokenRecord, Rotation, SuccessorRow,
     TokenStore,
 };
-pub use users::{EndedSessions, UserChange, UserStore};
+pub use users::{ActiveSession, Consent, EndedSessions, UserChange, UserQuery, UserRef, UserStore};
 
 use std::sync::Arc;
 

@@ -28,7 +28,7 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn grant_consent(&self, user_id: i64, client_id: &str, scope: &str, now: UnixTime) -> Result<(), StoreError>;
 }
 
-const SESSION_COLUMNS: &str = "id_hash, sid, user_id, auth_time, amr, created_at, expires_at, ended_at";
+pub(crate) const SESSION_COLUMNS: &str = "id_hash, sid, user_id, auth_time, amr, created_at, expires_at, ended_at";
 const INTERACTION_COLUMNS: &str = "id_hash, csrf_token, request, sid, created_at, expires_at";
 
 impl FromRow for Session {

@@ -1,31 +1,91 @@
 //! Users, and the changes that end all of a user's sessions.
 
-use crate::db::{args, change, Conn, FromRow, Row};
+use crate::audit;
+use crate::clients::Updated;
+use crate::db::{args, change, json, to_json, Conn, FromRow, Row};
 use crate::engine::{Engine, SqlStore};
 use crate::logout::{queue_notice, Notice};
 use crate::StoreError;
 use async_trait::async_trait;
-use khoa_core::user::{NewUser, User};
+use khoa_core::audit::Event;
+use khoa_core::session::Session;
+use khoa_core::user::{NewUser, Profile, User};
 use khoa_core::UnixTime;
 
+/// Which user: by stable id (the admin API) or by username (the command line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserRef {
+    Id(i64),
+    Username(String),
+}
+
+impl From<&str> for UserRef {
+    fn from(username: &str) -> Self {
+        Self::Username(username.to_string())
+    }
+}
+
+/// A page of users in id order: after `after_id`, the usernames and emails starting
+/// with the given prefixes (case-insensitive).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserQuery {
+    pub after_id: Option<i64>,
+    pub username_prefix: Option<String>,
+    pub email_prefix: Option<String>,
+    pub limit: u32,
+}
+
+/// A user's active session, with the clients it signed in to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveSession {
+    pub session: Session,
+    pub clients: Vec<String>,
+}
+
+/// A consent: the client, the scope granted, when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consent {
+    pub client_id: String,
+    pub scope: String,
+    pub granted_at: UnixTime,
+}
+
+/// Every change writes its audit event (`audit`) in its own transaction; the event's
+/// `user_id` is filled in when the caller did not know it.
 #[async_trait]
 pub trait UserStore: Send + Sync + 'static {
     /// `Conflict` when the username is taken. Returns the user with its new stable id.
-    async fn insert_user(&self, user: &NewUser) -> Result<User, StoreError>;
+    async fn insert_user(&self, user: &NewUser, audit: &Event) -> Result<User, StoreError>;
     async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
     async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError>;
     async fn users(&self) -> Result<Vec<User>, StoreError>;
-    /// Ends every active SSO session of the user named `username` and revokes every
-    /// access and refresh token issued to them (offline ones included), queues the
-    /// back-channel notices of the ended sessions (kept until `keep_until`), and
-    /// applies `change` to the user — all in one transaction. `None` when there is no
-    /// such user (and nothing changed).
+    async fn users_page(&self, query: &UserQuery) -> Result<Vec<User>, StoreError>;
+    /// Replaces the profile of user `id` if its revision is still `expected` (any when
+    /// `None`). `Conflict` when the new username is taken.
+    async fn update_user_profile(
+        &self,
+        id: i64,
+        profile: &Profile,
+        expected: Option<i64>,
+        now: UnixTime,
+        audit: &Event,
+    ) -> Result<Updated, StoreError>;
+    /// Enables a disabled user (disabling is a [`UserChange`]: it ends the sessions).
+    async fn enable_user(&self, id: i64, now: UnixTime, audit: &Event) -> Result<Updated, StoreError>;
+    async fn user_sessions(&self, id: i64, now: UnixTime) -> Result<Vec<ActiveSession>, StoreError>;
+    async fn user_consents(&self, id: i64) -> Result<Vec<Consent>, StoreError>;
+    /// Ends every active SSO session of `user` and revokes every access and refresh
+    /// token issued to them (offline ones included), queues the back-channel notices
+    /// of the ended sessions (kept until `keep_until`), applies `change` to the user
+    /// and records `audit` (with what was ended in its detail) — all in one
+    /// transaction. `None` when there is no such user (and nothing changed).
     async fn end_user_sessions(
         &self,
-        username: &str,
+        user: UserRef,
         change: UserChange,
         now: UnixTime,
         keep_until: UnixTime,
+        audit: &Event,
     ) -> Result<Option<EndedSessions>, StoreError>;
 }
 
@@ -38,6 +98,8 @@ pub enum UserChange {
     Password { hash: String },
     /// The user is deleted (their consents go with them).
     Delete,
+    /// The user is disabled: no sign-in until enabled again.
+    Disable,
 }
 
 /// What [`UserStore::end_user_sessions`] ended.
@@ -50,7 +112,7 @@ pub struct EndedSessions {
 }
 
 const COLUMNS: &str = "id, username, password_hash, email, email_verified, name, \
-    phone_number, phone_number_verified, picture, created_at, updated_at";
+    phone_number, phone_number_verified, picture, created_at, updated_at, disabled_at, attributes, revision";
 
 impl FromRow for User {
     fn from_row(r: &mut Row) -> Result<Self, StoreError> {
@@ -66,18 +128,49 @@ impl FromRow for User {
             picture: r.take()?,
             created_at: r.take()?,
             updated_at: r.take()?,
+            disabled_at: r.take()?,
+            attributes: json("attributes", &r.take::<String>()?)?,
+            revision: r.take()?,
         })
     }
 }
 
+/// `audit` for `user_id`, unless it names a user already.
+fn for_user(audit: &Event, user_id: i64) -> Event {
+    let mut event = audit.clone();
+    event.user_id = event.user_id.or(Some(user_id));
+    event
+}
+
+/// `LIKE` of a prefix typed by someone: its wildcards match only themselves. The match
+/// ignores the case of ASCII letters (both sides are lowered).
+fn like_prefix(prefix: &str) -> String {
+    let escaped: String = prefix
+        .to_ascii_lowercase()
+        .chars()
+        .flat_map(|c| match c {
+            '\\' | '%' | '_' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    format!("{escaped}%")
+}
+
 async fn end_sessions(
     db: &mut impl Conn,
-    username: &str,
+    user: &UserRef,
     user_change: &UserChange,
     now: UnixTime,
     keep_until: UnixTime,
+    audit_event: &Event,
 ) -> Result<Option<EndedSessions>, StoreError> {
-    let Some(user_id) = db.scalar::<i64>("SELECT id FROM users WHERE username = $1", args![username]).await? else {
+    let found: Option<(i64, String)> = match user {
+        UserRef::Id(id) => db.fetch_optional("SELECT id, username FROM users WHERE id = $1", args![*id]).await?,
+        UserRef::Username(name) => {
+            db.fetch_optional("SELECT id, username FROM users WHERE username = $1", args![name]).await?
+        }
+    };
+    let Some((user_id, username)) = found else {
         return Ok(None);
     };
     // Back-channel notices for the clients of every session that ends.
@@ -116,28 +209,51 @@ async fn end_sessions(
     match user_change {
         UserChange::None => {}
         UserChange::Password { hash } => {
-            change(db, "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3", args![hash, now, user_id])
-                .await?;
+            change(
+                db,
+                "UPDATE users SET password_hash = $1, updated_at = $2, revision = revision + 1 WHERE id = $3",
+                args![hash, now, user_id],
+            )
+            .await?;
         }
         UserChange::Delete => {
             change(db, "DELETE FROM users WHERE id = $1", args![user_id]).await?;
         }
+        UserChange::Disable => {
+            change(
+                db,
+                "UPDATE users SET disabled_at = COALESCE(disabled_at, $1), updated_at = $1, revision = revision + 1 \
+                 WHERE id = $2",
+                args![now, user_id],
+            )
+            .await?;
+        }
     }
-    Ok(Some(EndedSessions { user_id, sessions, tokens, notifications: notices.len() as u64 }))
+    let ended = EndedSessions { user_id, sessions, tokens, notifications: notices.len() as u64 };
+    let mut event = for_user(audit_event, user_id);
+    if let serde_json::Value::Object(detail) = &mut event.detail {
+        detail.insert("username".into(), username.into());
+        detail.insert("sessions_ended".into(), ended.sessions.into());
+        detail.insert("tokens_revoked".into(), ended.tokens.into());
+        detail.insert("backchannel_notices".into(), ended.notifications.into());
+    }
+    audit::insert(db, &event).await?;
+    Ok(Some(ended))
 }
 
 #[async_trait]
 impl<E: Engine> UserStore for SqlStore<E> {
-    async fn insert_user(&self, u: &NewUser) -> Result<User, StoreError> {
-        let u = u.clone();
+    async fn insert_user(&self, u: &NewUser, audit_event: &Event) -> Result<User, StoreError> {
+        let (u, audit_event) = (u.clone(), audit_event.clone());
         self.write(move |db| {
             Box::pin(async move {
+                let attributes = to_json(&u.attributes);
                 let user: User = db
                     .fetch_one(
                         &format!(
                             "INSERT INTO users (username, password_hash, email, email_verified, name, phone_number, \
-                             phone_number_verified, picture, created_at, updated_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {COLUMNS}"
+                             phone_number_verified, picture, created_at, updated_at, attributes) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING {COLUMNS}"
                         ),
                         args![
                             u.username,
@@ -148,13 +264,148 @@ impl<E: Engine> UserStore for SqlStore<E> {
                             u.phone_number,
                             u.phone_number_verified,
                             u.picture,
-                            u.created_at
+                            u.created_at,
+                            attributes
                         ],
                     )
                     .await
                     .map_err(StoreError::conflict_as("username"))?;
                 db.exec(crate::db::BUMP_EPOCH, &[]).await?;
+                audit::insert(db, &for_user(&audit_event, user.id)).await?;
                 Ok(user)
+            })
+        })
+        .await
+    }
+
+    async fn users_page(&self, q: &UserQuery) -> Result<Vec<User>, StoreError> {
+        let limit = i64::from(q.limit);
+        let after = q.after_id;
+        let username = q.username_prefix.as_deref().map(like_prefix);
+        let email = q.email_prefix.as_deref().map(like_prefix);
+        self.read(move |db| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM users WHERE ($1 IS NULL OR id > $1) \
+                     AND ($2 IS NULL OR LOWER(username) LIKE $2 ESCAPE '\\') \
+                     AND ($3 IS NULL OR LOWER(email) LIKE $3 ESCAPE '\\') ORDER BY id LIMIT $4"
+                );
+                db.fetch_all(&sql, args![after, username, email, limit]).await
+            })
+        })
+        .await
+    }
+
+    async fn update_user_profile(
+        &self,
+        id: i64,
+        p: &Profile,
+        expected: Option<i64>,
+        now: UnixTime,
+        audit_event: &Event,
+    ) -> Result<Updated, StoreError> {
+        let (p, audit_event) = (p.clone(), audit_event.clone());
+        self.write(move |db| {
+            Box::pin(async move {
+                let attributes = to_json(&p.attributes);
+                let mut sql = "UPDATE users SET username = $1, email = $2, email_verified = $3, name = $4, \
+                     phone_number = $5, phone_number_verified = $6, picture = $7, attributes = $8, updated_at = $9, \
+                     revision = revision + 1 WHERE id = $10"
+                    .to_string();
+                if let Some(revision) = expected {
+                    // An integer of ours, not input text.
+                    sql.push_str(&format!(" AND revision = {revision}"));
+                }
+                let n = change(
+                    db,
+                    &sql,
+                    args![
+                        p.username,
+                        p.email,
+                        p.email_verified,
+                        p.name,
+                        p.phone_number,
+                        p.phone_number_verified,
+                        p.picture,
+                        attributes,
+                        now,
+                        id
+                    ],
+                )
+                .await
+                .map_err(StoreError::conflict_as("username"))?;
+                if n > 0 {
+                    audit::insert(db, &for_user(&audit_event, id)).await?;
+                }
+                revision_outcome(db, id, n > 0).await
+            })
+        })
+        .await
+    }
+
+    async fn enable_user(&self, id: i64, now: UnixTime, audit_event: &Event) -> Result<Updated, StoreError> {
+        let audit_event = audit_event.clone();
+        self.write(move |db| {
+            Box::pin(async move {
+                let n = change(
+                    db,
+                    "UPDATE users SET disabled_at = NULL, updated_at = $1, revision = revision + 1 \
+                     WHERE id = $2 AND disabled_at IS NOT NULL",
+                    args![now, id],
+                )
+                .await?;
+                if n > 0 {
+                    audit::insert(db, &for_user(&audit_event, id)).await?;
+                }
+                // Enabling an enabled user changes nothing, and succeeds.
+                revision_outcome(db, id, true).await
+            })
+        })
+        .await
+    }
+
+    async fn user_sessions(&self, id: i64, now: UnixTime) -> Result<Vec<ActiveSession>, StoreError> {
+        self.read(move |db| {
+            Box::pin(async move {
+                let sessions: Vec<Session> = db
+                    .fetch_all(
+                        &format!(
+                            "SELECT {} FROM sessions WHERE user_id = $1 AND ended_at IS NULL AND expires_at > $2 \
+                             ORDER BY created_at DESC, sid",
+                            crate::sessions::SESSION_COLUMNS
+                        ),
+                        args![id, now],
+                    )
+                    .await?;
+                let mut out = Vec::with_capacity(sessions.len());
+                for session in sessions {
+                    let clients: Vec<(String,)> = db
+                        .fetch_all(
+                            "SELECT client_id FROM session_clients WHERE sid = $1 ORDER BY first_at, client_id",
+                            args![session.sid],
+                        )
+                        .await?;
+                    out.push(ActiveSession { session, clients: clients.into_iter().map(|(c,)| c).collect() });
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+
+    async fn user_consents(&self, id: i64) -> Result<Vec<Consent>, StoreError> {
+        self.read(move |db| {
+            Box::pin(async move {
+                let rows: Vec<(String, String, i64)> = db
+                    .fetch_all(
+                        "SELECT client_id, scope, granted_at FROM consents WHERE user_id = $1 ORDER BY client_id",
+                        args![id],
+                    )
+                    .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(client_id, scope, granted_at)| Consent { client_id, scope, granted_at })
+                    .collect())
             })
         })
         .await
@@ -188,13 +439,26 @@ impl<E: Engine> UserStore for SqlStore<E> {
 
     async fn end_user_sessions(
         &self,
-        username: &str,
+        user: UserRef,
         user_change: UserChange,
         now: UnixTime,
         keep_until: UnixTime,
+        audit_event: &Event,
     ) -> Result<Option<EndedSessions>, StoreError> {
-        let username = username.to_owned();
-        self.write(move |db| Box::pin(async move { end_sessions(db, &username, &user_change, now, keep_until).await }))
-            .await
+        let audit_event = audit_event.clone();
+        self.write(move |db| {
+            Box::pin(async move { end_sessions(db, &user, &user_change, now, keep_until, &audit_event).await })
+        })
+        .await
     }
+}
+
+/// What a conditional update of user `id` came to.
+async fn revision_outcome(db: &mut impl Conn, id: i64, written: bool) -> Result<Updated, StoreError> {
+    let revision: Option<i64> = db.scalar("SELECT revision FROM users WHERE id = $1", args![id]).await?;
+    Ok(match (written, revision) {
+        (true, Some(revision)) => Updated::Done(revision),
+        (_, None) => Updated::Missing,
+        (false, Some(_)) => Updated::Stale,
+    })
 }

@@ -11,7 +11,7 @@ use khoa_core::user::NewUser;
 use khoa_store::prelude::*;
 use khoa_store::{
     AuditFilter, CodeCheck, EndedSessions, Expiring, NewAccessToken, Redemption, RefreshFor, RefreshSuccessor,
-    RefreshToken, Rotation, StoreError, StoredKey, Updated, UserChange,
+    RefreshToken, Rotation, StoreError, StoredKey, Updated, UserChange, UserQuery, UserRef,
 };
 use khoa_testkit::{both_backends, TestDatabase};
 use std::sync::Arc;
@@ -64,6 +64,7 @@ fn new_user(username: &str) -> NewUser {
         phone_number: Some("+84976535298".into()),
         phone_number_verified: false,
         picture: None,
+        attributes: Default::default(),
         created_at: 1_700_000_000,
     }
 }
@@ -74,6 +75,10 @@ fn key(kid: &str, alg: SigningAlgorithm, generation: i64) -> StoredKey {
         public_jwk: format!("{{\"kid\":\"{kid}\"}}"),
         private_key_sealed: vec![0, 1, 2, 255],
     }
+}
+
+fn user_event() -> Event {
+    Event::new(1_700_000_000, "user.changed", Actor::CommandLine)
 }
 
 fn audit(kind: &'static str, client_id: &str) -> Event {
@@ -207,28 +212,99 @@ async fn clients_are_listed_by_pages(db: TestDatabase) {
 
 async fn users_have_unique_names_and_stable_ids(db: TestDatabase) {
     let store = open(&db).await;
-    let a = store.insert_user(&new_user("alice")).await.unwrap();
+    let a = store.insert_user(&new_user("alice"), &user_event()).await.unwrap();
     assert_eq!(a.username, "alice");
     assert_eq!(a.name.as_deref(), Some("Nguyễn Văn A"));
     assert!(a.email_verified && !a.phone_number_verified);
-    assert!(matches!(store.insert_user(&new_user("alice")).await, Err(StoreError::Conflict("username"))));
+    assert!(matches!(
+        store.insert_user(&new_user("alice"), &user_event()).await,
+        Err(StoreError::Conflict("username"))
+    ));
     assert_eq!(store.user_by_username("alice").await.unwrap(), Some(a.clone()));
     assert_eq!(store.user_by_id(a.id).await.unwrap(), Some(a.clone()));
     assert_eq!(store.user_by_username("Alice").await.unwrap(), None);
 
     // Ids are never reused, even after a delete.
-    assert!(store.end_user_sessions("alice", UserChange::Delete, 1_700_000_100, 0).await.unwrap().is_some());
-    let b = store.insert_user(&new_user("bob")).await.unwrap();
+    assert!(store
+        .end_user_sessions("alice".into(), UserChange::Delete, 1_700_000_100, 0, &user_event())
+        .await
+        .unwrap()
+        .is_some());
+    let b = store.insert_user(&new_user("bob"), &user_event()).await.unwrap();
     assert!(b.id > a.id);
     assert_eq!(store.user_by_id(a.id).await.unwrap(), None);
 
     let change = UserChange::Password { hash: "new-hash".into() };
-    assert!(store.end_user_sessions("bob", change, 1_800_000_000, 0).await.unwrap().is_some());
+    assert!(store.end_user_sessions("bob".into(), change, 1_800_000_000, 0, &user_event()).await.unwrap().is_some());
     let b2 = store.user_by_username("bob").await.unwrap().unwrap();
     assert_eq!((b2.password_hash.as_str(), b2.updated_at, b2.created_at), ("new-hash", 1_800_000_000, 1_700_000_000));
     let change = UserChange::Password { hash: "x".into() };
-    assert_eq!(store.end_user_sessions("nobody", change, 0, 0).await.unwrap(), None);
+    assert_eq!(store.end_user_sessions("nobody".into(), change, 0, 0, &user_event()).await.unwrap(), None);
     assert_eq!(store.users().await.unwrap().len(), 1);
+}
+
+async fn users_are_paged_searched_disabled_and_updated_conditionally(db: TestDatabase) {
+    let store = open(&db).await;
+    for name in ["An_1", "an%2", "binh", "anh"] {
+        let mut u = new_user(name);
+        u.attributes = [("student_id".to_string(), format!("id-{name}"))].into();
+        store.insert_user(&u, &user_event()).await.unwrap();
+    }
+    let page = |username: Option<&str>, email: Option<&str>, after_id, limit| UserQuery {
+        after_id,
+        username_prefix: username.map(str::to_string),
+        email_prefix: email.map(str::to_string),
+        limit,
+    };
+    let names = |users: Vec<khoa_core::user::User>| users.into_iter().map(|u| u.username).collect::<Vec<_>>();
+    assert_eq!(names(store.users_page(&page(Some("AN"), None, None, 10)).await.unwrap()), ["An_1", "an%2", "anh"]);
+    assert_eq!(names(store.users_page(&page(Some("an%"), None, None, 10)).await.unwrap()), ["an%2"], "% is literal");
+    assert_eq!(names(store.users_page(&page(Some("an_"), None, None, 10)).await.unwrap()), ["An_1"], "_ is literal");
+    assert_eq!(names(store.users_page(&page(None, Some("BINH@"), None, 10)).await.unwrap()), ["binh"]);
+    let first = store.users_page(&page(None, None, None, 3)).await.unwrap();
+    let rest = store.users_page(&page(None, None, Some(first[2].id), 3)).await.unwrap();
+    assert_eq!((first.len(), names(rest)), (3, vec!["anh".to_string()]));
+    let binh = store.user_by_username("binh").await.unwrap().unwrap();
+    assert_eq!(binh.attributes["student_id"], "id-binh");
+    assert_eq!(binh.revision, 1);
+
+    let mut profile = khoa_core::user::Profile::of(&binh);
+    profile.name = Some("Bình".into());
+    profile.attributes.insert("class".into(), "22DTHA1".into());
+    let event = user_event();
+    let (a, b) = tokio::join!(
+        store.update_user_profile(binh.id, &profile, Some(1), 1_700_000_500, &event),
+        store.update_user_profile(binh.id, &profile, Some(1), 1_700_000_500, &event),
+    );
+    let mut outcomes = [a.unwrap(), b.unwrap()];
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(outcomes, [Updated::Done(2), Updated::Stale]);
+    let read = store.user_by_id(binh.id).await.unwrap().unwrap();
+    assert_eq!((read.name.as_deref(), read.attributes.len(), read.updated_at), (Some("Bình"), 2, 1_700_000_500));
+    profile.username = "anh".into();
+    assert!(matches!(
+        store.update_user_profile(binh.id, &profile, None, 1, &event).await,
+        Err(StoreError::Conflict("username"))
+    ));
+    assert_eq!(store.update_user_profile(999_999, &profile, None, 1, &event).await.unwrap(), Updated::Missing);
+
+    store
+        .end_user_sessions(UserRef::Id(binh.id), UserChange::Disable, 1_700_000_600, 0, &event)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.user_by_id(binh.id).await.unwrap().unwrap().disabled_at, Some(1_700_000_600));
+    assert!(matches!(store.enable_user(binh.id, 1_700_000_700, &event).await.unwrap(), Updated::Done(_)));
+    assert!(
+        matches!(store.enable_user(binh.id, 1_700_000_800, &event).await.unwrap(), Updated::Done(_)),
+        "already enabled"
+    );
+    assert_eq!(store.user_by_id(binh.id).await.unwrap().unwrap().disabled_at, None);
+    let changes = AuditFilter { user_id: Some(binh.id), limit: 100, ..Default::default() };
+    // Created, updated once (the stale one and the refused ones left nothing), disabled, enabled once.
+    assert_eq!(store.audit_events(&changes).await.unwrap().len(), 4);
+    assert_eq!(store.user_consents(binh.id).await.unwrap(), vec![]);
+    assert_eq!(store.user_sessions(binh.id, 0).await.unwrap(), vec![]);
 }
 
 async fn concurrent_signups_for_one_username_admit_exactly_one(db: TestDatabase) {
@@ -236,7 +312,7 @@ async fn concurrent_signups_for_one_username_admit_exactly_one(db: TestDatabase)
     let tasks: Vec<_> = (0..16)
         .map(|_| {
             let s = store.clone();
-            tokio::spawn(async move { s.insert_user(&new_user("race")).await })
+            tokio::spawn(async move { s.insert_user(&new_user("race"), &user_event()).await })
         })
         .collect();
     let mut ok = 0;
@@ -287,11 +363,11 @@ async fn every_change_bumps_the_epoch(db: TestDatabase) {
     bumped(store.change_epoch().await.unwrap());
     store.delete_client("c", &audit("client.deleted", "c")).await.unwrap();
     bumped(store.change_epoch().await.unwrap());
-    store.insert_user(&new_user("u")).await.unwrap();
+    store.insert_user(&new_user("u"), &user_event()).await.unwrap();
     bumped(store.change_epoch().await.unwrap());
-    store.end_user_sessions("u", UserChange::Password { hash: "h".into() }, 1, 0).await.unwrap();
+    store.end_user_sessions("u".into(), UserChange::Password { hash: "h".into() }, 1, 0, &user_event()).await.unwrap();
     bumped(store.change_epoch().await.unwrap());
-    store.end_user_sessions("u", UserChange::Delete, 1, 0).await.unwrap();
+    store.end_user_sessions("u".into(), UserChange::Delete, 1, 0, &user_event()).await.unwrap();
     bumped(store.change_epoch().await.unwrap());
     store.insert_signing_key(&key("k", SigningAlgorithm::EdDSA, 1)).await.unwrap();
     bumped(store.change_epoch().await.unwrap());
@@ -303,7 +379,7 @@ async fn every_change_bumps_the_epoch(db: TestDatabase) {
 
 async fn migrations_are_idempotent_and_data_survives_reopen(db: TestDatabase) {
     let store = open(&db).await;
-    store.insert_user(&new_user("keep")).await.unwrap();
+    store.insert_user(&new_user("keep"), &user_event()).await.unwrap();
     store.migrate().await.unwrap();
     drop(store);
     let again = open(&db).await;
@@ -353,7 +429,7 @@ fn token(jti: &str) -> NewAccessToken {
 
 async fn sessions_interactions_and_consents(db: TestDatabase) {
     let store = open(&db).await;
-    let user = store.insert_user(&new_user("sv")).await.unwrap();
+    let user = store.insert_user(&new_user("sv"), &user_event()).await.unwrap();
     store.insert_client(&full_client("portal"), &audit("client.created", "portal")).await.unwrap();
 
     let s = session("sid-1", user.id);
@@ -387,14 +463,18 @@ async fn sessions_interactions_and_consents(db: TestDatabase) {
 
     // Deleting the user removes their sessions and consents.
     store.insert_session(&session("sid-2", user.id)).await.unwrap();
-    assert!(store.end_user_sessions("sv", UserChange::Delete, 1700, 9000).await.unwrap().is_some());
+    assert!(store
+        .end_user_sessions("sv".into(), UserChange::Delete, 1700, 9000, &user_event())
+        .await
+        .unwrap()
+        .is_some());
     assert_eq!(store.session_by_sid("sid-2").await.unwrap(), None);
     assert_eq!(store.consent(user.id, "portal").await.unwrap(), None);
 }
 
 async fn codes_are_single_use_and_replay_revokes(db: TestDatabase) {
     let store = open(&db).await;
-    let user = store.insert_user(&new_user("sv")).await.unwrap();
+    let user = store.insert_user(&new_user("sv"), &user_event()).await.unwrap();
     store.insert_session(&session("sid", user.id)).await.unwrap();
     store.insert_code(&code("c1", "portal", "sid", user.id)).await.unwrap();
     store.insert_code(&code("c2", "mobile", "sid", user.id)).await.unwrap();
@@ -438,7 +518,7 @@ async fn codes_are_single_use_and_replay_revokes(db: TestDatabase) {
 
 async fn a_code_outlives_no_logout(db: TestDatabase) {
     let store = open(&db).await;
-    let user = store.insert_user(&new_user("sv")).await.unwrap();
+    let user = store.insert_user(&new_user("sv"), &user_event()).await.unwrap();
     store.insert_session(&session("sid", user.id)).await.unwrap();
     store.insert_code(&code("c1", "portal", "sid", user.id)).await.unwrap();
     assert!(store.logout_session("sid", 1110, &[], 9000).await.unwrap());
@@ -471,7 +551,7 @@ async fn a_code_outlives_no_logout(db: TestDatabase) {
 
 async fn parallel_redemptions_admit_exactly_one(db: TestDatabase) {
     let store = open(&db).await;
-    let user = store.insert_user(&new_user("sv")).await.unwrap();
+    let user = store.insert_user(&new_user("sv"), &user_event()).await.unwrap();
     store.insert_session(&session("sid", user.id)).await.unwrap();
     store.insert_code(&code("race", "portal", "sid", user.id)).await.unwrap();
     let tasks: Vec<_> = (0..20)
@@ -565,10 +645,10 @@ async fn ending_a_users_sessions_revokes_and_notifies_in_one_step(db: TestDataba
     let store = open(&db).await;
     store.insert_client(&full_client("portal"), &audit("client.created", "portal")).await.unwrap();
     let user = family(&store).await;
-    store.insert_user(&new_user("other")).await.unwrap();
+    store.insert_user(&new_user("other"), &user_event()).await.unwrap();
     let epoch = store.change_epoch().await.unwrap();
     let change = UserChange::Password { hash: "$argon2id$new".into() };
-    let ended = store.end_user_sessions("sv", change, 1500, 9000).await.unwrap().unwrap();
+    let ended = store.end_user_sessions("sv".into(), change, 1500, 9000, &user_event()).await.unwrap().unwrap();
     assert_eq!(ended, EndedSessions { user_id: user, sessions: 1, tokens: 2, notifications: 1 });
     assert!(!store.session_by_sid("sid").await.unwrap().unwrap().is_active(1500));
     assert_eq!(store.access_token("a0").await.unwrap().unwrap().revoked_at, Some(1500));
@@ -583,10 +663,14 @@ async fn ending_a_users_sessions_revokes_and_notifies_in_one_step(db: TestDataba
         (user.to_string(), "https://app.example/bc")
     );
     // Nothing is left to end; an unknown user changes nothing.
-    let again = store.end_user_sessions("sv", UserChange::None, 1600, 9000).await.unwrap().unwrap();
+    let again =
+        store.end_user_sessions("sv".into(), UserChange::None, 1600, 9000, &user_event()).await.unwrap().unwrap();
     assert_eq!((again.sessions, again.tokens, again.notifications), (0, 0, 0));
-    assert_eq!(store.end_user_sessions("nobody", UserChange::Delete, 1600, 9000).await.unwrap(), None);
-    store.end_user_sessions("sv", UserChange::Delete, 1700, 9000).await.unwrap().unwrap();
+    assert_eq!(
+        store.end_user_sessions("nobody".into(), UserChange::Delete, 1600, 9000, &user_event()).await.unwrap(),
+        None
+    );
+    store.end_user_sessions("sv".into(), UserChange::Delete, 1700, 9000, &user_event()).await.unwrap().unwrap();
     assert_eq!(store.user_by_username("sv").await.unwrap(), None);
     assert!(store.user_by_username("other").await.unwrap().is_some());
 }
@@ -649,7 +733,7 @@ fn successor(next: &str, now: i64) -> RefreshSuccessor {
 
 /// A family born of a code, with its first refresh token `r0`.
 async fn family(store: &Arc<dyn Store>) -> i64 {
-    let user = store.insert_user(&new_user("sv")).await.unwrap();
+    let user = store.insert_user(&new_user("sv"), &user_event()).await.unwrap();
     store.insert_session(&session("sid", user.id)).await.unwrap();
     store.insert_code(&code("fam", "portal", "sid", user.id)).await.unwrap();
     let redeemed = store
@@ -812,7 +896,7 @@ async fn leases_and_cleanup(db: TestDatabase) {
 
 async fn a_code_that_fails_its_check_is_spent_without_tokens(db: TestDatabase) {
     let store = open(&db).await;
-    let user = store.insert_user(&new_user("sv")).await.unwrap();
+    let user = store.insert_user(&new_user("sv"), &user_event()).await.unwrap();
     store.insert_session(&session("sid", user.id)).await.unwrap();
     store.insert_code(&code("c1", "portal", "sid", user.id)).await.unwrap();
     let refused: CodeCheck = Box::new(|_| Err(khoa_core::code::CodeError::WrongVerifier));
@@ -929,6 +1013,7 @@ both_backends!(
     audit_events_filter_and_page,
     clients_are_listed_by_pages,
     users_have_unique_names_and_stable_ids,
+    users_are_paged_searched_disabled_and_updated_conditionally,
     concurrent_signups_for_one_username_admit_exactly_one,
     signing_key_generations_are_unique_per_algorithm,
     every_change_bumps_the_epoch,

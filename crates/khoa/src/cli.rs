@@ -279,6 +279,11 @@ pub enum UserCommand {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// Disable a user: no sign-in until enabled; their sessions end and their tokens
+    /// are revoked (back-channel logout notices are sent).
+    Disable { username: String },
+    /// Enable a disabled user.
+    Enable { username: String },
 }
 
 #[derive(Debug, Args)]

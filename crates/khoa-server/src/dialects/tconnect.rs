@@ -224,6 +224,7 @@ pub(crate) async fn login(State(state): State<AppState>, headers: HeaderMap, bod
         Ok(LoginOutcome::Failed) => {
             return oauth_error(TokenEndpointError::InvalidGrant("invalid username or password"))
         }
+        Ok(LoginOutcome::Disabled) => return oauth_error(TokenEndpointError::InvalidGrant("the account is disabled")),
         Ok(LoginOutcome::Blocked { retry_after }) => {
             let body = serde_json::json!({"error": "invalid_grant", "error_description": "too many failed logins; try again later"});
             let mut res = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();

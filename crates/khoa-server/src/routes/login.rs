@@ -55,6 +55,10 @@ pub(crate) async fn post(
             let interaction = Some((handle, &interaction));
             return flow::login_page(&state, &flow, interaction, Some(t.bad_credentials), StatusCode::OK).await;
         }
+        LoginOutcome::Disabled => {
+            let interaction = Some((handle, &interaction));
+            return flow::login_page(&state, &flow, interaction, Some(t.disabled), StatusCode::FORBIDDEN).await;
+        }
         LoginOutcome::Succeeded(user) => user,
     };
     let previous = current_session(&state, &headers, now).await?;
@@ -150,6 +154,30 @@ mod tests {
             assert!(a.cookies().iter().all(|c| !c.starts_with(crate::http::cookies::SESSION_COOKIE)));
         }
         assert_eq!(app.rows("sessions").await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_disabled_account_is_told_so_only_with_its_password() {
+        let app = app().await;
+        let who = crate::service::admin::Who::command_line(crate::testing::NOW);
+        let (store, settings) = (app.state.store.as_ref(), &app.state.settings);
+        let disable = khoa_store::UserChange::Disable;
+        crate::service::admin::users::end_sessions(store, settings, "sv01".into(), disable, &who).await.unwrap();
+        app.state.users.clear();
+        let page = login_page(&app).await;
+        let refused = attempt(&app, &page, "sv01", PASSWORD, PEER).await;
+        assert_eq!(refused.status, 403);
+        assert!(
+            refused.text.contains("This account is disabled. Please contact your administrator."),
+            "{}",
+            refused.text
+        );
+        let wrong = attempt(&app, &page, "sv01", "wrong password", PEER).await;
+        assert!(wrong.text.contains("Incorrect username or password.") && !wrong.text.contains("disabled"));
+        assert_eq!(app.rows("sessions").await, 0);
+        let user = app.state.store.user_by_username("sv01").await.unwrap().unwrap();
+        crate::service::admin::users::enable(store, user.id, &who).await.unwrap();
+        assert_eq!(attempt(&app, &page, "sv01", PASSWORD, PEER).await.status, 303);
     }
 
     #[tokio::test]

@@ -17,7 +17,10 @@ pub enum LoginOutcome {
         retry_after: i64,
     },
     Failed,
-    Succeeded(User),
+    /// The password was right, but the account is disabled (said only then, so that
+    /// it tells nothing to someone without the password).
+    Disabled,
+    Succeeded(Box<User>),
 }
 
 pub async fn password_login(
@@ -39,9 +42,13 @@ pub async fn password_login(
     };
     let verified = state.verify_password(password.to_string(), hash).await;
     match user.filter(|_| verified) {
+        Some(user) if user.is_disabled() => {
+            state.store.settle_login_success(&keys, state.now()).await?;
+            Ok(LoginOutcome::Disabled)
+        }
         Some(user) => {
             state.store.settle_login_success(&keys, state.now()).await?;
-            Ok(LoginOutcome::Succeeded(user))
+            Ok(LoginOutcome::Succeeded(Box::new(user)))
         }
         // Already counted by the reservation.
         None => {

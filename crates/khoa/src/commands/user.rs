@@ -1,31 +1,28 @@
 use super::{format_time, print_json, print_table, read_stdin_secret};
 use crate::cli::{UserCommand, UserCreate};
 use anyhow::bail;
-use khoa_core::password::{hash_password, validate_new_password, PasswordParams};
-use khoa_core::user::UserRegistration;
+use khoa_core::user::Profile;
 use khoa_server::clock::{Clock, SystemClock};
+use khoa_server::service::admin::{users, ChangeError, Who};
 use khoa_server::Settings;
-use khoa_store::{Store, StoreError, UserChange};
+use khoa_store::{Store, UserChange};
 use std::sync::Arc;
 
-/// argon2id is deliberately slow: keep it off the async executor.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
-    Ok(tokio::task::spawn_blocking(f).await?)
+/// Changes made here are recorded as the command line's.
+fn who() -> Who {
+    Who::command_line(SystemClock.now())
 }
 
-/// Ends the user's sessions and tokens together with `change`, in one transaction;
-/// their clients get back-channel logout notices (sent by the running servers).
+/// Ends the user's sessions and tokens together with `change`, in one transaction.
 async fn end_sessions(
     store: &Arc<dyn Store>,
     settings: &Settings,
     username: &str,
     change: UserChange,
 ) -> anyhow::Result<khoa_store::EndedSessions> {
-    let now = SystemClock.now();
-    let keep_until = khoa_server::logout::keep_deliveries_until(settings, now);
-    match store.end_user_sessions(username, change, now, keep_until).await? {
-        Some(ended) => Ok(ended),
-        None => bail!("no user named {username:?}"),
+    match users::end_sessions(store.as_ref(), settings, username.into(), change, &who()).await {
+        Err(ChangeError::NotFound) => bail!("no user named {username:?}"),
+        other => Ok(other?),
     }
 }
 
@@ -49,25 +46,18 @@ pub async fn run(command: UserCommand, settings: &Settings, store: &Arc<dyn Stor
             picture,
         }) => {
             let password = read_stdin_secret("password")?;
-            let reg = UserRegistration {
+            let profile = Profile {
                 username,
-                password,
                 email,
                 email_verified,
                 name,
                 phone_number: phone,
                 phone_number_verified: phone_verified,
                 picture,
+                attributes: Default::default(),
             };
-            let now = SystemClock.now();
-            let new_user = blocking(move || reg.validate(PasswordParams::default(), now)).await??;
-            match store.insert_user(&new_user).await {
-                Ok(user) => print_json(&user),
-                Err(StoreError::Conflict(_)) => {
-                    bail!("the username {:?} is taken", new_user.username)
-                }
-                Err(e) => Err(e.into()),
-            }
+            let user = users::create(store.as_ref(), profile, Some(password), &who()).await?;
+            print_json(&user)
         }
         UserCommand::List(args) => {
             let users = store.users().await?;
@@ -106,10 +96,20 @@ pub async fn run(command: UserCommand, settings: &Settings, store: &Arc<dyn Stor
                 bail!("no user named {username:?}");
             }
             let password = read_stdin_secret("password")?;
-            validate_new_password(&password)?;
-            let hash = blocking(move || hash_password(&password, PasswordParams::default())).await??;
+            let hash = users::hash_new_password(password).await?;
             let ended = end_sessions(store, settings, &username, UserChange::Password { hash }).await?;
             println!("password of {username} changed; {}", ended_text(&ended));
+            Ok(())
+        }
+        UserCommand::Disable { username } => {
+            let ended = end_sessions(store, settings, &username, UserChange::Disable).await?;
+            println!("user {username} disabled; {}", ended_text(&ended));
+            Ok(())
+        }
+        UserCommand::Enable { username } => {
+            let Some(user) = store.user_by_username(&username).await? else { bail!("no user named {username:?}") };
+            users::enable(store.as_ref(), user.id, &who()).await?;
+            println!("user {username} enabled");
             Ok(())
         }
     }

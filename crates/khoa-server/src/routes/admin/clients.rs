@@ -261,7 +261,7 @@ pub(crate) async fn patch(
 }
 
 /// RFC 7396 §2: JSON merge patch.
-fn merge(target: &mut Value, patch: &Value) {
+pub(crate) fn merge(target: &mut Value, patch: &Value) {
     let Value::Object(patch) = patch else {
         *target = patch.clone();
         return;

@@ -6,6 +6,7 @@
 mod audit;
 mod clients;
 mod openapi;
+mod users;
 
 use crate::app::state::AppState;
 use crate::http::problem::Problem;
@@ -42,6 +43,14 @@ pub(crate) fn router(state: AppState) -> Router {
             get(clients::show).put(clients::replace).patch(clients::patch).delete(clients::delete),
         )
         .route("/admin/clients/{client_id}/secret", axum::routing::post(clients::rotate_secret))
+        .route("/admin/users", get(users::list).post(users::create))
+        .route("/admin/users/{id}", get(users::show).patch(users::patch).delete(users::delete))
+        .route("/admin/users/{id}/disable", axum::routing::post(users::disable))
+        .route("/admin/users/{id}/enable", axum::routing::post(users::enable))
+        .route("/admin/users/{id}/password", axum::routing::put(users::set_password))
+        .route("/admin/users/{id}/revoke-sessions", axum::routing::post(users::revoke_sessions))
+        .route("/admin/users/{id}/sessions", get(users::sessions))
+        .route("/admin/users/{id}/consents", get(users::consents))
         .route("/admin/audit-events", get(audit::list))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()

@@ -1,9 +1,10 @@
 //! The OpenAPI 3.1 document of the admin API, generated from its handlers and types.
 
-use super::{audit, clients};
+use super::{audit, clients, users};
 use crate::app::state::AppState;
 use crate::http::problem::ProblemDocument;
 use crate::service::admin::clients::{ClientDocument, ClientSettings, LifetimeSettings};
+use crate::service::admin::users::{UserDocument, UserSettings};
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -16,13 +17,18 @@ use utoipa::OpenApi;
         Authenticate with an access token from khoa's own token endpoint (client_credentials, scope khoa:admin or khoa:admin.read)."),
     paths(
         clients::list, clients::create, clients::show, clients::replace, clients::patch, clients::delete,
-        clients::rotate_secret, audit::list,
+        clients::rotate_secret, users::list, users::create, users::show, users::patch, users::delete,
+        users::disable, users::enable, users::set_password, users::revoke_sessions, users::sessions, users::consents,
+        audit::list,
     ),
     components(schemas(
         ClientDocument, ClientSettings, LifetimeSettings, clients::NewClient, clients::ClientList, clients::SecretRotation,
+        UserDocument, UserSettings, users::NewUser, users::UserList, users::NewPassword, users::Ended,
+        users::SessionDocument, users::SessionList, users::ConsentDocument, users::ConsentList,
         audit::AuditEventDocument, audit::AuditEventList, ProblemDocument,
     )),
     tags((name = "clients", description = "OAuth 2.0 clients (RFC 7591 metadata names)"),
+         (name = "users", description = "Accounts, their sessions and consents"),
          (name = "audit", description = "The audit trail"))
 )]
 struct AdminApi;

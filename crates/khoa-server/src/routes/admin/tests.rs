@@ -427,3 +427,145 @@ async fn audit_events_are_kept_for_the_retention_then_cleaned_up() {
     assert!(crate::app::cleanup::run_once(&app.state, "test").await.unwrap());
     assert_eq!(app.rows("audit_events").await, 1, "the six old ones went, in batches of two; the recent one stays");
 }
+
+fn student(username: &str) -> Value {
+    json!({
+        "username": username,
+        "password": "a long enough password",
+        "email": format!("{username}@hutech.edu.vn"),
+        "email_verified": true,
+        "name": "Nguyễn Văn A",
+        "phone_number": "+84 976 535 298",
+        "attributes": {"student_id": "2280600348", "faculty": "IT"},
+    })
+}
+
+#[tokio::test]
+async fn users_are_created_searched_patched_disabled_and_deleted() {
+    let app = TestApp::new().await;
+    let token = app.admin_token("ops", "khoa:admin").await;
+    let t = Some(token.as_str());
+    let created = app.admin("POST", "/admin/users", t, Some(student("sv01"))).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let id = created.body["id"].as_i64().unwrap();
+    assert_eq!(created.location(), format!("/admin/users/{id}"));
+    assert_eq!(created.body["phone_number"], "+84976535298");
+    assert_eq!(created.body["attributes"], json!({"student_id": "2280600348", "faculty": "IT"}));
+    assert_eq!(created.body["has_password"], true);
+    assert!(!created.text.contains("a long enough password") && !created.text.contains("argon2"));
+    let again = app.admin("POST", "/admin/users", t, Some(student("sv01"))).await;
+    assert_eq!(problem(&again).0, 409);
+    let nopass = app.admin("POST", "/admin/users", t, Some(json!({"username": "sv02", "email": "B@Example.vn"}))).await;
+    assert_eq!(nopass.body["has_password"], false, "{}", nopass.text);
+    for i in 3..=9 {
+        app.admin("POST", "/admin/users", t, Some(json!({"username": format!("gv{i}")}))).await;
+    }
+    let names = |a: &crate::testing::Answer| -> Vec<String> {
+        a.body["items"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(names(&app.admin("GET", "/admin/users?username=SV", t, None).await), ["sv01", "sv02"]);
+    assert_eq!(names(&app.admin("GET", "/admin/users?email=b%40ex", t, None).await), ["sv02"]);
+    assert_eq!(
+        names(&app.admin("GET", "/admin/users?username=%25", t, None).await),
+        Vec::<String>::new(),
+        "% is literal"
+    );
+    let page = app.admin("GET", "/admin/users?limit=4", t, None).await;
+    assert_eq!(names(&page), ["sv01", "sv02", "gv3", "gv4"]);
+    let next = page.body["next"].as_str().unwrap();
+    let rest = app.admin("GET", &format!("/admin/users?limit=4&cursor={next}"), t, None).await;
+    assert_eq!(names(&rest), ["gv5", "gv6", "gv7", "gv8"]);
+
+    // A merge patch: attributes merge by name, null removes.
+    let path = format!("/admin/users/{id}");
+    let tag = etag(&app.admin("GET", &path, t, None).await);
+    let patch = json!({"name": "Trần Thị B", "attributes": {"faculty": null, "class": "22DTHA1"}});
+    let patched = app.admin("PATCH", &path, t, Some(patch)).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    assert_eq!(patched.body["attributes"], json!({"student_id": "2280600348", "class": "22DTHA1"}));
+    assert_eq!(patched.body["email"], "sv01@hutech.edu.vn");
+    let taken = app.admin("PATCH", &path, t, Some(json!({"username": "sv02"}))).await;
+    assert_eq!(problem(&taken).0, 409);
+    let mut req = axum::http::Request::patch(path.as_str())
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/merge-patch+json")
+        .header(header::IF_MATCH, &tag);
+    let lost = app.send_admin(req.body(axum::body::Body::from("{\"name\": \"Lost\"}")).unwrap()).await;
+    assert_eq!(problem(&lost).0, 412);
+    for (body, field) in [
+        (json!({"attributes": {"email": "x"}}), "attributes"),
+        (json!({"attributes": {"k": 1}}), "attributes.k"),
+        (json!({"email": "not-an-email"}), "email"),
+        (json!({"phone_number": "0976"}), "phone_number"),
+        (json!({"username": "has space"}), "username"),
+        (json!({"password": "new password 123"}), "password"),
+        (json!({"nickname": "x"}), "nickname"),
+    ] {
+        let a = app.admin("PATCH", &path, t, Some(body.clone())).await;
+        assert_eq!(problem(&a).2, field, "{body}: {}", a.text);
+    }
+
+    // Disable: sessions end, tokens are revoked; enable again.
+    app.client("web", |_| {}).await;
+    app.state.store.grant_consent(id, "web", "openid profile", NOW).await.unwrap();
+    let session = khoa_core::session::Session {
+        id_hash: "h".into(),
+        sid: "sid-9".into(),
+        user_id: id,
+        auth_time: NOW,
+        amr: vec!["pwd".into()],
+        created_at: NOW,
+        expires_at: NOW + 3600,
+        ended_at: None,
+    };
+    app.state.store.insert_session(&session).await.unwrap();
+    let sessions = app.admin("GET", &format!("{path}/sessions"), t, None).await;
+    assert_eq!(sessions.body["items"][0]["sid"], "sid-9", "{}", sessions.text);
+    let consents = app.admin("GET", &format!("{path}/consents"), t, None).await;
+    assert_eq!(consents.body["items"], json!([{"client_id": "web", "scope": "openid profile", "granted_at": NOW}]));
+    req = axum::http::Request::post(format!("{path}/disable")).header(header::AUTHORIZATION, format!("Bearer {token}"));
+    let disabled = app.send_admin(req.body(axum::body::Body::empty()).unwrap()).await;
+    assert_eq!(disabled.body["disabled"], true, "{}", disabled.text);
+    assert_eq!(disabled.body["disabled_at"], NOW);
+    assert_eq!(app.admin("GET", &format!("{path}/sessions"), t, None).await.body["items"], json!([]));
+    let enabled = app.admin("POST", &format!("{path}/enable"), t, None).await;
+    assert_eq!(enabled.body["disabled"], false);
+
+    // A new password ends the sessions it had.
+    app.state
+        .store
+        .insert_session(&khoa_core::session::Session { sid: "sid-10".into(), id_hash: "h2".into(), ..session })
+        .await
+        .unwrap();
+    let set = app.admin("PUT", &format!("{path}/password"), t, Some(json!({"password": "short"}))).await;
+    assert_eq!(problem(&set).2, "password");
+    let set =
+        app.admin("PUT", &format!("{path}/password"), t, Some(json!({"password": "another long password"}))).await;
+    assert_eq!(set.body, json!({"sessions_ended": 1, "tokens_revoked": 0, "backchannel_notices": 0}), "{}", set.text);
+    let revoked = app.admin("POST", &format!("{path}/revoke-sessions"), t, None).await;
+    assert_eq!(revoked.body["sessions_ended"], 0);
+
+    assert_eq!(problem(&app.admin("GET", "/admin/users/abc", t, None).await).0, 404);
+    assert_eq!(problem(&app.admin("GET", "/admin/users/999999", t, None).await).0, 404);
+    assert_eq!(app.admin("DELETE", &path, t, None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.admin("DELETE", &path, t, None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(problem(&app.admin("GET", &path, t, None).await).0, 404);
+
+    let trail = app.admin("GET", &format!("/admin/audit-events?user={id}"), t, None).await;
+    let kinds: Vec<&str> =
+        trail.body["items"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "user.deleted",
+            "user.sessions_revoked",
+            "user.password_changed",
+            "user.enabled",
+            "user.disabled",
+            "user.updated",
+            "user.created"
+        ]
+    );
+    assert!(!trail.text.contains("long password") && !trail.text.contains("argon2"), "{}", trail.text);
+    assert_eq!(trail.body["items"][0]["detail"]["username"], "sv01");
+}

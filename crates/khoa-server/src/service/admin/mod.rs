@@ -2,6 +2,7 @@
 //! rules and recorded in the audit trail in its own transaction.
 
 pub mod clients;
+pub mod users;
 
 use khoa_core::audit::{Actor, Event};
 use khoa_core::client::RegistrationError;

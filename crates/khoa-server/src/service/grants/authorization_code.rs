@@ -170,7 +170,9 @@ pub async fn exchange(state: &AppState, client: &Client, x: CodeExchange<'_>) ->
         Redemption::Unknown => return Err(ExchangeError::Code(CodeError::Unknown)),
     };
     let scope = ScopeSet::parse(&code.scope).unwrap_or_default();
-    let Some(user) = state.users.get(state.store.as_ref(), code.user_id).await? else {
+    // A disabled account gets nothing (disabling ended its sessions; this covers a cache).
+    let user = state.users.get(state.store.as_ref(), code.user_id).await?.filter(|u| !u.is_disabled());
+    let Some(user) = user else {
         state.store.revoke_family(&code.code_hash, now).await?;
         return Err(ExchangeError::UserGone);
     };

@@ -86,9 +86,10 @@ pub async fn rotate(
         Rotation::OtherClient => return Err(invalid_grant("the refresh token was issued to another client")),
         Rotation::Unknown => return Err(invalid_grant("the refresh token is invalid")),
     };
-    let Some(user) = state.users.get(state.store.as_ref(), current.token.user_id).await? else {
+    let user = state.users.get(state.store.as_ref(), current.token.user_id).await?;
+    let Some(user) = user.filter(|u| !u.is_disabled()) else {
         state.store.revoke_family(&current.token.family_id, now).await?;
-        return Err(invalid_grant("the user no longer exists"));
+        return Err(invalid_grant("the user no longer exists or is disabled"));
     };
     let subject = Subject {
         sub: user.subject(),

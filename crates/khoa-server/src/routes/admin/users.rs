@@ -1,0 +1,367 @@
+//! `/admin/users`: accounts, their sessions and consents.
+
+use super::{decode_cursor, encode_cursor, if_match, json_object, limit, no_store, query, typed, with_etag, Caller};
+use crate::app::state::AppState;
+use crate::http::problem::{Problem, ProblemDocument};
+use crate::service::admin::users::{self as service, etag, UserDocument, UserSettings, READ_ONLY};
+use crate::service::admin::ChangeError;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use khoa_core::user::User;
+use khoa_store::{EndedSessions, UserChange, UserQuery, UserRef};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserList {
+    pub items: Vec<UserDocument>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// A new user: its settings and, optionally, a password (at least 8 characters; without
+/// one the account cannot sign in with a password until one is set).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct NewUser {
+    pub password: Option<String>,
+    #[serde(flatten)]
+    pub settings: UserSettings,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPassword {
+    pub password: String,
+}
+
+/// What ending a user's sessions ended.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ended {
+    pub sessions_ended: u64,
+    pub tokens_revoked: u64,
+    /// Back-channel logout notices queued for the clients of the ended sessions.
+    pub backchannel_notices: u64,
+}
+
+impl From<EndedSessions> for Ended {
+    fn from(e: EndedSessions) -> Self {
+        Self { sessions_ended: e.sessions, tokens_revoked: e.tokens, backchannel_notices: e.notifications }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionDocument {
+    /// The `sid` claim.
+    pub sid: String,
+    pub auth_time: i64,
+    /// RFC 8176 methods.
+    pub amr: Vec<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// The clients signed in to through this session.
+    pub clients: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionList {
+    pub items: Vec<SessionDocument>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsentDocument {
+    pub client_id: String,
+    pub scope: String,
+    pub granted_at: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsentList {
+    pub items: Vec<ConsentDocument>,
+}
+
+fn document(user: &User, status: StatusCode) -> Response {
+    with_etag((status, Json(UserDocument::of(user))).into_response(), &etag(user))
+}
+
+/// The id of a path: a user that cannot exist is simply not found.
+fn user_id(raw: &str) -> Result<i64, Problem> {
+    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| Problem::not_found(format!("no user has id {raw:?}")))
+}
+
+async fn existing(state: &AppState, raw: &str) -> Result<User, Problem> {
+    let id = user_id(raw)?;
+    state.store.user_by_id(id).await?.ok_or_else(|| Problem::not_found(format!("no user has id {id}")))
+}
+
+fn changed(state: &AppState) {
+    state.users.clear();
+}
+
+fn settings(mut body: Map<String, Value>) -> Result<UserSettings, Problem> {
+    for member in READ_ONLY {
+        body.remove(*member);
+    }
+    typed(Value::Object(body))
+}
+
+#[utoipa::path(get, path = "/admin/users", tag = "users",
+    params(("limit" = Option<u32>, Query, description = "1 to 500 (default 100)"),
+           ("cursor" = Option<String>, Query, description = "`next` of the previous page"),
+           ("username" = Option<String>, Query, description = "usernames starting with this (ASCII case ignored)"),
+           ("email" = Option<String>, Query, description = "emails starting with this (ASCII case ignored)")),
+    responses((status = 200, body = UserList), (status = 400, body = ProblemDocument),
+              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+    security(("admin" = ["khoa:admin.read"])))]
+pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, Problem> {
+    let q = query(raw.as_deref(), &["limit", "cursor", "username", "email"])?;
+    let limit = limit(&q)?;
+    let after_id = match decode_cursor(&q)? {
+        None => None,
+        Some(c) => Some(c.parse::<i64>().map_err(|_| Problem::invalid("cursor", "cursor is not one this API gave"))?),
+    };
+    let query = UserQuery {
+        after_id,
+        username_prefix: q.get("username").cloned().filter(|s| !s.is_empty()),
+        email_prefix: q.get("email").cloned().filter(|s| !s.is_empty()),
+        limit: limit + 1,
+    };
+    let mut page = state.store.users_page(&query).await?;
+    let next = if page.len() > limit as usize {
+        page.truncate(limit as usize);
+        page.last().map(|u| encode_cursor(&u.id.to_string()))
+    } else {
+        None
+    };
+    let items = page.iter().map(UserDocument::of).collect();
+    Ok(no_store(Json(UserList { items, next }).into_response()))
+}
+
+#[utoipa::path(post, path = "/admin/users", tag = "users", request_body = NewUser,
+    responses((status = 201, body = UserDocument, headers(("Location" = String), ("ETag" = String))),
+              (status = 400, body = ProblemDocument), (status = 409, body = ProblemDocument),
+              (status = 415, body = ProblemDocument), (status = 401, body = ProblemDocument),
+              (status = 403, body = ProblemDocument)),
+    security(("admin" = ["khoa:admin"])))]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let mut body = json_object(&headers, &body, false)?;
+    let password = match body.remove("password") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(p)) => Some(p),
+        Some(_) => return Err(Problem::invalid("password", "password must be a string")),
+    };
+    let profile = settings(body)?.profile()?;
+    let user = service::create(state.store.as_ref(), profile, password, &caller.who(&state)).await?;
+    changed(&state);
+    let mut res = document(&user, StatusCode::CREATED);
+    if let Ok(v) = HeaderValue::from_str(&format!("/admin/users/{}", user.id)) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
+}
+
+#[utoipa::path(get, path = "/admin/users/{id}", tag = "users", params(("id" = i64, Path)),
+    responses((status = 200, body = UserDocument, headers(("ETag" = String))), (status = 404, body = ProblemDocument),
+              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+    security(("admin" = ["khoa:admin.read"])))]
+pub(crate) async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
+    Ok(document(&existing(&state, &id).await?, StatusCode::OK))
+}
+
+#[utoipa::path(patch, path = "/admin/users/{id}", tag = "users",
+    request_body(content = UserSettings, content_type = "application/merge-patch+json",
+                 description = "RFC 7396: members given replace, null removes (attributes merge by name)"),
+    params(("id" = i64, Path), ("If-Match" = Option<String>, Header, description = "the ETag read")),
+    responses((status = 200, body = UserDocument, headers(("ETag" = String))), (status = 400, body = ProblemDocument),
+              (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument),
+              (status = 412, body = ProblemDocument), (status = 415, body = ProblemDocument),
+              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+    security(("admin" = ["khoa:admin"])))]
+pub(crate) async fn patch(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let mut patch = json_object(&headers, &body, true)?;
+    if patch.get("password").is_some() {
+        return Err(Problem::invalid("password", "a password is set by PUT /admin/users/{id}/password"));
+    }
+    for member in READ_ONLY {
+        patch.remove(*member);
+    }
+    for _ in 0..3 {
+        let current = existing(&state, &id).await?;
+        let conditional = match if_match(&headers, &etag(&current)) {
+            Some(false) => return Err(stale(&etag(&current))),
+            Some(true) => true,
+            None => false,
+        };
+        let mut doc = serde_json::to_value(UserSettings::of(&current)).unwrap_or(Value::Null);
+        super::clients::merge(&mut doc, &Value::Object(patch.clone()));
+        let profile = settings(doc.as_object().cloned().unwrap_or_default())?.profile()?;
+        match service::update(state.store.as_ref(), &current, profile, Some(current.revision), &caller.who(&state))
+            .await
+        {
+            Ok(user) => {
+                changed(&state);
+                return Ok(document(&user, StatusCode::OK));
+            }
+            Err(ChangeError::Stale) if !conditional => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Problem::precondition_failed("the user kept changing while this update was made; retry"))
+}
+
+fn stale(current: &str) -> Problem {
+    Problem::precondition_failed(format!(
+        "If-Match does not name the user's current ETag {current}; read it again and retry"
+    ))
+}
+
+#[utoipa::path(delete, path = "/admin/users/{id}", tag = "users", params(("id" = i64, Path)),
+    responses((status = 204, description = "Deleted (sessions ended, tokens revoked), or there was no such user"),
+              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+    security(("admin" = ["khoa:admin"])))]
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let Ok(id) = user_id(&id) else { return Ok(StatusCode::NO_CONTENT.into_response()) };
+    match service::end_sessions(
+        state.store.as_ref(),
+        &state.settings,
+        UserRef::Id(id),
+        UserChange::Delete,
+        &caller.who(&state),
+    )
+    .await
+    {
+        Ok(_) | Err(ChangeError::NotFound) => {}
+        Err(e) => return Err(e.into()),
+    }
+    changed(&state);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn ended(state: &AppState, caller: &Caller, id: &str, change: UserChange) -> Result<EndedSessions, Problem> {
+    let user = existing(state, id).await?;
+    let ended =
+        service::end_sessions(state.store.as_ref(), &state.settings, UserRef::Id(user.id), change, &caller.who(state))
+            .await?;
+    changed(state);
+    Ok(ended)
+}
+
+#[utoipa::path(post, path = "/admin/users/{id}/disable", tag = "users", params(("id" = i64, Path)),
+    responses((status = 200, body = UserDocument, description = "Disabled; its sessions ended and tokens revoked"),
+              (status = 404, body = ProblemDocument), (status = 401, body = ProblemDocument),
+              (status = 403, body = ProblemDocument)),
+    security(("admin" = ["khoa:admin"])))]
+pub(crate) async fn disable(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    ended(&state, &caller, &id, UserChange::Disable).await?;
+    Ok(document(&existing(&state, &id).await?, StatusCode::OK))
+}
+
+#[utoipa::path(post, path = "/admin/users/{id}/enable", tag = "users", params(("id" = i64, Path)),
+    responses((status = 200, body = UserDocument), (status = 404, body = ProblemDocument),
+              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+    security(("admin" = ["khoa:admin"])))]
+pub(crate) async fn enable(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let user = existing(&state, &id).await?;
+    let user = service::enable(state.store.as_ref(), user.id, &caller.who(&state)).await?;
+    changed(&state);
+    Ok(document(&user, StatusCode::OK))
+}
+
+#[utoipa::path(put, path = "/admin/users/{id}/password", tag = "users", request_body = NewPassword,
+    params(("id" = i64, Path)),
+    responses((status = 200, body = Ended, description = "Set; the user's sessions ended and tokens revoked"),
+              (status = 400, body = ProblemDocument), (status = 404, body = ProblemDocument),
+              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+    security(("admin" = ["khoa:admin"])))]
+pub(crate) async fn set_password(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    existing(&state, &id).await?;
+    let NewPassword { password } = typed(Value::Object(json_object(&headers, &body, false)?))?;
+    let hash = service::hash_new_password(password).await?;
+    let ended = ended(&state, &caller, &id, UserChange::Password { hash }).await?;
+    Ok(no_store(Json(Ended::from(ended)).into_response()))
+}
+
+#[utoipa::path(post, path = "/admin/users/{id}/revoke-sessions", tag = "users", params(("id" = i64, Path)),
+    responses((status = 200, body = Ended), (status = 404, body = ProblemDocument),
+              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+    security(("admin" = ["khoa:admin"])))]
+pub(crate) async fn revoke_sessions(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let ended = ended(&state, &caller, &id, UserChange::None).await?;
+    Ok(no_store(Json(Ended::from(ended)).into_response()))
+}
+
+#[utoipa::path(get, path = "/admin/users/{id}/sessions", tag = "users", params(("id" = i64, Path)),
+    responses((status = 200, body = SessionList), (status = 404, body = ProblemDocument),
+              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+    security(("admin" = ["khoa:admin.read"])))]
+pub(crate) async fn sessions(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
+    let user = existing(&state, &id).await?;
+    let items = state
+        .store
+        .user_sessions(user.id, state.now())
+        .await?
+        .into_iter()
+        .map(|a| SessionDocument {
+            sid: a.session.sid,
+            auth_time: a.session.auth_time,
+            amr: a.session.amr,
+            created_at: a.session.created_at,
+            expires_at: a.session.expires_at,
+            clients: a.clients,
+        })
+        .collect();
+    Ok(no_store(Json(SessionList { items }).into_response()))
+}
+
+#[utoipa::path(get, path = "/admin/users/{id}/consents", tag = "users", params(("id" = i64, Path)),
+    responses((status = 200, body = ConsentList), (status = 404, body = ProblemDocument),
+              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+    security(("admin" = ["khoa:admin.read"])))]
+pub(crate) async fn consents(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
+    let user = existing(&state, &id).await?;
+    let items = state
+        .store
+        .user_consents(user.id)
+        .await?
+        .into_iter()
+        .map(|c| ConsentDocument { client_id: c.client_id, scope: c.scope, granted_at: c.granted_at })
+        .collect();
+    Ok(no_store(Json(ConsentList { items }).into_response()))
+}
