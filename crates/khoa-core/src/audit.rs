@@ -14,6 +14,8 @@ pub enum Actor {
     AdminClient(String),
     /// A signed-in user, by id.
     User(i64),
+    /// A client at the token endpoint, by its client_id.
+    Client(String),
     /// Someone not (yet) authenticated, such as a failed login.
     Anonymous,
     /// khoa itself (key rotation by schedule, cleanup).
@@ -26,6 +28,7 @@ impl fmt::Display for Actor {
             Self::CommandLine => f.write_str("command_line"),
             Self::AdminClient(id) => write!(f, "admin_client:{id}"),
             Self::User(id) => write!(f, "user:{id}"),
+            Self::Client(id) => write!(f, "client:{id}"),
             Self::Anonymous => f.write_str("anonymous"),
             Self::System => f.write_str("system"),
         }
@@ -45,6 +48,20 @@ pub mod kind {
     pub const USER_ENABLED: &str = "user.enabled";
     pub const USER_PASSWORD_CHANGED: &str = "user.password_changed";
     pub const USER_SESSIONS_REVOKED: &str = "user.sessions_revoked";
+    pub const KEY_CREATED: &str = "key.created";
+    pub const KEY_ROTATED: &str = "key.rotated";
+    pub const PARTNER_CREATED: &str = "partner.created";
+    pub const PARTNER_DELETED: &str = "partner.deleted";
+    pub const BACKCHANNEL_RETRIED: &str = "backchannel.retried";
+    pub const LOGIN_SUCCEEDED: &str = "login.succeeded";
+    pub const LOGIN_FAILED: &str = "login.failed";
+    pub const LOGIN_THROTTLED: &str = "login.throttled";
+    pub const LOGIN_DISABLED: &str = "login.refused_disabled";
+    pub const LOGOUT: &str = "logout";
+    /// A spent authorization code presented again (RFC 6749 §4.1.2): its tokens revoked.
+    pub const CODE_REPLAYED: &str = "code.replayed";
+    /// A rotated refresh token presented again (RFC 9700 §4.14.2): its family revoked.
+    pub const REFRESH_TOKEN_REUSED: &str = "refresh_token.reused";
 }
 
 /// One event, as the store writes it in the transaction of what it records.

@@ -111,7 +111,8 @@ impl TestApp {
             _ => None,
         };
         let registered = r.register(NOW).expect("a valid registration");
-        let event = khoa_core::audit::Event::new(NOW, "client.created", khoa_core::audit::Actor::CommandLine);
+        let event = khoa_core::audit::Event::new(NOW, "client.created", khoa_core::audit::Actor::CommandLine)
+            .client(&registered.client.client_id);
         self.state.store.insert_client(&registered.client, &event).await.expect("insert");
         (registered.client, registered.plaintext_secret.or(given))
     }

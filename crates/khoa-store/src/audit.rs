@@ -46,10 +46,17 @@ pub trait AuditStore: Send + Sync + 'static {
 
 const COLUMNS: &str = "id, at, type, actor, client_id, user_id, address, detail";
 
-/// Writes `event` on `db`, inside the caller's transaction.
+/// Writes `event` on `db`, inside the caller's transaction, and logs it as one JSON
+/// line (target `khoa::audit`; should the transaction then fail, the store's error
+/// follows it in the log).
 pub(crate) async fn insert(db: &mut impl Conn, event: &Event) -> Result<(), StoreError> {
     let actor = event.actor.to_string();
     let detail = to_json(&event.detail);
+    let line = serde_json::json!({
+        "at": event.at, "type": event.kind, "actor": actor, "client_id": event.client_id,
+        "user_id": event.user_id, "address": event.address, "detail": event.detail,
+    });
+    tracing::info!(target: "khoa::audit", event = %line, "audit");
     db.exec(
         "INSERT INTO audit_events (at, type, actor, client_id, user_id, address, detail) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",

@@ -5,6 +5,7 @@ use crate::engine::{Engine, SqlStore};
 use crate::tokens::{insert_access, insert_refresh, revoke_family, NewAccessToken, RefreshToken};
 use crate::StoreError;
 use async_trait::async_trait;
+use khoa_core::audit::{kind, Actor, Event};
 use khoa_core::code::{AuthorizationCode, CodeError};
 use khoa_core::UnixTime;
 
@@ -151,14 +152,25 @@ async fn redeem(
         }
         return Ok(Redemption::Redeemed(Box::new(code)));
     }
-    let state: Option<(Option<i64>, String)> = db
-        .fetch_optional("SELECT consumed_at, client_id FROM authorization_codes WHERE code_hash = $1", args![code_hash])
+    let state: Option<(Option<i64>, String, i64)> = db
+        .fetch_optional(
+            "SELECT consumed_at, client_id, user_id FROM authorization_codes WHERE code_hash = $1",
+            args![code_hash],
+        )
         .await?;
     Ok(match state {
         None => Redemption::Unknown,
-        Some((None, owner)) if owner != client_id => Redemption::OtherClient,
-        Some((None, _)) => Redemption::SessionEnded,
-        Some((Some(_), _)) => Redemption::Replayed { revoked: revoke_family(db, code_hash, now).await? },
+        Some((None, owner, _)) if owner != client_id => Redemption::OtherClient,
+        Some((None, _, _)) => Redemption::SessionEnded,
+        Some((Some(_), owner, user_id)) => {
+            let revoked = revoke_family(db, code_hash, now).await?;
+            // The attack is recorded with what it revoked, in the same transaction.
+            let mut event = Event::new(now, kind::CODE_REPLAYED, Actor::Client(client_id.to_string())).client(&owner);
+            event.user_id = Some(user_id);
+            event.detail = serde_json::json!({ "tokens_revoked": revoked });
+            crate::audit::insert(db, &event).await?;
+            Redemption::Replayed { revoked }
+        }
     })
 }
 

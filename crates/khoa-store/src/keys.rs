@@ -1,16 +1,19 @@
 //! Signing keys, their private halves sealed under the master key.
 
+use crate::audit;
 use crate::db::{args, change, Conn, FromRow, Row};
 use crate::engine::{Engine, SqlStore};
 use crate::StoreError;
 use async_trait::async_trait;
+use khoa_core::audit::Event;
 use khoa_core::keyring::KeyTimeline;
 
 #[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
     /// `Conflict` when a key of the same algorithm and generation exists (another
-    /// process generated or rotated at the same moment).
-    async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StoreError>;
+    /// process generated or rotated at the same moment). `audit` is recorded with the
+    /// key's id, algorithm, generation and activation time in its detail.
+    async fn insert_signing_key(&self, key: &StoredKey, audit: &Event) -> Result<(), StoreError>;
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
 }
 
@@ -47,8 +50,8 @@ impl FromRow for StoredKey {
 
 #[async_trait]
 impl<E: Engine> KeyStore for SqlStore<E> {
-    async fn insert_signing_key(&self, k: &StoredKey) -> Result<(), StoreError> {
-        let k = k.clone();
+    async fn insert_signing_key(&self, k: &StoredKey, audit_event: &Event) -> Result<(), StoreError> {
+        let (k, mut audit_event) = (k.clone(), audit_event.clone());
         self.write(move |db| {
             Box::pin(async move {
                 let t = &k.timeline;
@@ -67,7 +70,13 @@ impl<E: Engine> KeyStore for SqlStore<E> {
                 )
                 .await
                 .map_err(StoreError::conflict_as("signing key generation"))?;
-                Ok(())
+                if let serde_json::Value::Object(detail) = &mut audit_event.detail {
+                    detail.insert("kid".into(), t.kid.clone().into());
+                    detail.insert("alg".into(), t.alg.as_str().into());
+                    detail.insert("generation".into(), t.generation.into());
+                    detail.insert("activates_at".into(), t.activates_at.into());
+                }
+                audit::insert(db, &audit_event).await
             })
         })
         .await

@@ -1,23 +1,26 @@
 //! Logout of an SSO session, and the outbox of back-channel logout notices it fills.
 
+use crate::audit;
 use crate::db::{args, Conn, FromRow, Row};
 use crate::engine::{Engine, SqlStore};
 use crate::{Backend, StoreError};
 use async_trait::async_trait;
+use khoa_core::audit::Event;
 use khoa_core::UnixTime;
 
 #[async_trait]
 pub trait LogoutStore: Send + Sync + 'static {
     /// Ends the session `sid`, revokes its access tokens and the refresh tokens that
     /// were not granted `offline_access` (OIDC Core §11), and queues `notices`
-    /// (first attempt at `now`, kept until `keep_until`). `false` (and nothing
-    /// queued) if the session had already ended.
+    /// (first attempt at `now`, kept until `keep_until`), recording `audit`. `false`
+    /// (and nothing queued or recorded) if the session had already ended.
     async fn logout_session(
         &self,
         sid: &str,
         now: UnixTime,
         notices: &[Notice],
         keep_until: UnixTime,
+        audit: &Event,
     ) -> Result<bool, StoreError>;
     /// Claims up to `limit` due notices for `holder` until `claim_until`; a notice is
     /// claimed by one worker at a time.
@@ -38,6 +41,18 @@ pub trait LogoutStore: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// The newest notices first.
     async fn deliveries(&self, limit: i64) -> Result<Vec<Delivery>, StoreError>;
+    /// A page of notices, newest first: of `status` when given, older than `before`
+    /// (the previous page's last: its creation time and id).
+    async fn deliveries_page(
+        &self,
+        status: Option<&str>,
+        before: Option<(UnixTime, String)>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError>;
+    /// Makes a failed or pending notice due at `now` again, with fresh attempts, and
+    /// records `audit`; `None` when there is no such notice, `Some(false)` when it was
+    /// delivered already (and nothing changed).
+    async fn retry_delivery(&self, id: &str, now: UnixTime, audit: &Event) -> Result<Option<bool>, StoreError>;
     /// Notices by status.
     async fn delivery_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
 }
@@ -127,6 +142,7 @@ async fn logout(
     now: UnixTime,
     notices: &[Notice],
     keep_until: UnixTime,
+    audit_event: &Event,
 ) -> Result<bool, StoreError> {
     let ended =
         db.exec("UPDATE sessions SET ended_at = $1 WHERE sid = $2 AND ended_at IS NULL", args![now, sid]).await?;
@@ -143,6 +159,7 @@ async fn logout(
     for n in notices {
         queue_notice(db, n, now, keep_until).await?;
     }
+    audit::insert(db, audit_event).await?;
     Ok(true)
 }
 
@@ -154,9 +171,60 @@ impl<E: Engine> LogoutStore for SqlStore<E> {
         now: UnixTime,
         notices: &[Notice],
         keep_until: UnixTime,
+        audit_event: &Event,
     ) -> Result<bool, StoreError> {
-        let (sid, notices) = (sid.to_owned(), notices.to_vec());
-        self.write(move |db| Box::pin(async move { logout(db, &sid, now, &notices, keep_until).await })).await
+        let (sid, notices, audit_event) = (sid.to_owned(), notices.to_vec(), audit_event.clone());
+        self.write(move |db| Box::pin(async move { logout(db, &sid, now, &notices, keep_until, &audit_event).await }))
+            .await
+    }
+
+    async fn deliveries_page(
+        &self,
+        status: Option<&str>,
+        before: Option<(UnixTime, String)>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let status = status.map(str::to_owned);
+        let (before_at, before_id) = before.unzip();
+        let limit = i64::from(limit);
+        self.read(move |db| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM logout_deliveries WHERE ($1 IS NULL OR status = $1) \
+                     AND ($2 IS NULL OR created_at < $2 OR (created_at = $2 AND id > $3)) \
+                     ORDER BY created_at DESC, id LIMIT $4"
+                );
+                db.fetch_all(&sql, args![status, before_at, before_id, limit]).await
+            })
+        })
+        .await
+    }
+
+    async fn retry_delivery(&self, id: &str, now: UnixTime, audit_event: &Event) -> Result<Option<bool>, StoreError> {
+        let (id, audit_event) = (id.to_owned(), audit_event.clone());
+        self.write(move |db| {
+            Box::pin(async move {
+                let Some(status) =
+                    db.scalar::<String>("SELECT status FROM logout_deliveries WHERE id = $1", args![id]).await?
+                else {
+                    return Ok(None);
+                };
+                if status == "delivered" {
+                    return Ok(Some(false));
+                }
+                // Due at once, with its attempts counted afresh; any claim is dropped.
+                db.exec(
+                    "UPDATE logout_deliveries SET status = 'pending', attempts = 0, next_attempt_at = $1, \
+                     claimed_by = NULL, claimed_until = 0, expires_at = CASE WHEN expires_at < $2 THEN $2 \
+                     ELSE expires_at END WHERE id = $3",
+                    args![now, now + 86_400, id],
+                )
+                .await?;
+                audit::insert(db, &audit_event).await?;
+                Ok(Some(true))
+            })
+        })
+        .await
     }
 
     async fn claim_deliveries(

@@ -1,18 +1,21 @@
 //! TCONNECT partners and the nonces their login payloads used.
 
+use crate::audit;
 use crate::db::{args, change, Conn, FromRow, Row};
 use crate::engine::{Engine, SqlStore};
 use crate::StoreError;
 use async_trait::async_trait;
+use khoa_core::audit::Event;
 use khoa_core::UnixTime;
 
 #[async_trait]
 pub trait PartnerStore: Send + Sync + 'static {
     /// `Conflict` when the code exists.
-    async fn insert_partner(&self, partner: &Partner) -> Result<(), StoreError>;
+    async fn insert_partner(&self, partner: &Partner, audit: &Event) -> Result<(), StoreError>;
     async fn partner(&self, code: &str) -> Result<Option<Partner>, StoreError>;
     async fn partners(&self) -> Result<Vec<Partner>, StoreError>;
-    async fn delete_partner(&self, code: &str) -> Result<bool, StoreError>;
+    /// `true` when a partner was deleted (and `audit` recorded).
+    async fn delete_partner(&self, code: &str, audit: &Event) -> Result<bool, StoreError>;
     /// Records that `partner` used `nonce` (remembered until `expires_at`); `false`
     /// when it was used before (a replay).
     async fn use_partner_nonce(&self, partner: &str, nonce: &str, expires_at: UnixTime) -> Result<bool, StoreError>;
@@ -46,8 +49,8 @@ impl FromRow for Partner {
 
 #[async_trait]
 impl<E: Engine> PartnerStore for SqlStore<E> {
-    async fn insert_partner(&self, p: &Partner) -> Result<(), StoreError> {
-        let p = p.clone();
+    async fn insert_partner(&self, p: &Partner, audit_event: &Event) -> Result<(), StoreError> {
+        let (p, audit_event) = (p.clone(), audit_event.clone());
         self.write(move |db| {
             Box::pin(async move {
                 change(
@@ -57,7 +60,7 @@ impl<E: Engine> PartnerStore for SqlStore<E> {
                 )
                 .await
                 .map_err(StoreError::conflict_as("partner"))?;
-                Ok(())
+                audit::insert(db, &audit_event).await
             })
         })
         .await
@@ -80,10 +83,16 @@ impl<E: Engine> PartnerStore for SqlStore<E> {
         .await
     }
 
-    async fn delete_partner(&self, code: &str) -> Result<bool, StoreError> {
-        let code = code.to_owned();
+    async fn delete_partner(&self, code: &str, audit_event: &Event) -> Result<bool, StoreError> {
+        let (code, audit_event) = (code.to_owned(), audit_event.clone());
         self.write(move |db| {
-            Box::pin(async move { Ok(change(db, "DELETE FROM partners WHERE code = $1", args![code]).await? > 0) })
+            Box::pin(async move {
+                let deleted = change(db, "DELETE FROM partners WHERE code = $1", args![code]).await? > 0;
+                if deleted {
+                    audit::insert(db, &audit_event).await?;
+                }
+                Ok(deleted)
+            })
         })
         .await
     }

@@ -5,6 +5,7 @@ use crate::db::{args, json, to_json, Conn, FromRow, Row};
 use crate::engine::{Engine, SqlStore};
 use crate::StoreError;
 use async_trait::async_trait;
+use khoa_core::audit::{kind, Actor, Event};
 use khoa_core::refresh::{self, Outcome, Presented};
 use khoa_core::UnixTime;
 
@@ -252,6 +253,23 @@ async fn refresh_record(db: &mut impl Conn, token_hash: &str) -> Result<Option<R
         .await
 }
 
+/// RFC 9700 §4.14.2: a rotated token presented again revokes its family; the
+/// detection is recorded in the same transaction.
+async fn reused(
+    db: &mut impl Conn,
+    presented: &RefreshTokenRecord,
+    client_id: &str,
+    now: UnixTime,
+) -> Result<Rotation, StoreError> {
+    let revoked = revoke_family(db, &presented.token.family_id, now).await?;
+    let mut event = Event::new(now, kind::REFRESH_TOKEN_REUSED, Actor::Client(client_id.to_string()))
+        .client(&presented.token.client_id);
+    event.user_id = Some(presented.token.user_id);
+    event.detail = serde_json::json!({ "tokens_revoked": revoked });
+    crate::audit::insert(db, &event).await?;
+    Ok(Rotation::Reused { revoked })
+}
+
 async fn rotate(
     db: &mut impl Conn,
     token_hash: &str,
@@ -301,7 +319,7 @@ async fn rotate(
         // The conditional update above found it not live: expired (Rotate cannot
         // happen here, the update having just refused it).
         Outcome::Expired | Outcome::Rotate => Rotation::Expired,
-        Outcome::Reuse => Rotation::Reused { revoked: revoke_family(db, &presented.token.family_id, now).await? },
+        Outcome::Reuse => reused(db, &presented, client_id, now).await?,
         Outcome::Duplicate => {
             let successor = match &presented.successor_hash {
                 Some(h) => refresh_record(db, h).await?,
@@ -319,7 +337,7 @@ async fn rotate(
                         .await?;
                     Rotation::Grace { presented: Box::new(presented), successor: Box::new(next), sealed }
                 }
-                _ => Rotation::Reused { revoked: revoke_family(db, &presented.token.family_id, now).await? },
+                _ => reused(db, &presented, client_id, now).await?,
             }
         }
     })

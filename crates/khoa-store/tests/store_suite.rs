@@ -328,20 +328,20 @@ async fn concurrent_signups_for_one_username_admit_exactly_one(db: TestDatabase)
 
 async fn signing_key_generations_are_unique_per_algorithm(db: TestDatabase) {
     let store = open(&db).await;
-    store.insert_signing_key(&key("r1", SigningAlgorithm::RS256, 1)).await.unwrap();
-    store.insert_signing_key(&key("e1", SigningAlgorithm::ES256, 1)).await.unwrap();
+    store.insert_signing_key(&key("r1", SigningAlgorithm::RS256, 1), &user_event()).await.unwrap();
+    store.insert_signing_key(&key("e1", SigningAlgorithm::ES256, 1), &user_event()).await.unwrap();
     // Generation 1 of RS256 again (another process starting at the same moment).
     assert!(matches!(
-        store.insert_signing_key(&key("r1-bis", SigningAlgorithm::RS256, 1)).await,
+        store.insert_signing_key(&key("r1-bis", SigningAlgorithm::RS256, 1), &user_event()).await,
         Err(StoreError::Conflict(_))
     ));
     // Many processes rotating at once: exactly one wins generation 2.
     let tasks: Vec<_> = (0..8)
         .map(|i| {
             let s = store.clone();
-            tokio::spawn(
-                async move { s.insert_signing_key(&key(&format!("r2-{i}"), SigningAlgorithm::RS256, 2)).await },
-            )
+            tokio::spawn(async move {
+                s.insert_signing_key(&key(&format!("r2-{i}"), SigningAlgorithm::RS256, 2), &user_event()).await
+            })
         })
         .collect();
     let wins = futures::future::join_all(tasks).await.into_iter().filter(|r| matches!(r, Ok(Ok(())))).count();
@@ -369,11 +369,11 @@ async fn every_change_bumps_the_epoch(db: TestDatabase) {
     bumped(store.change_epoch().await.unwrap());
     store.end_user_sessions("u".into(), UserChange::Delete, 1, 0, &user_event()).await.unwrap();
     bumped(store.change_epoch().await.unwrap());
-    store.insert_signing_key(&key("k", SigningAlgorithm::EdDSA, 1)).await.unwrap();
+    store.insert_signing_key(&key("k", SigningAlgorithm::EdDSA, 1), &user_event()).await.unwrap();
     bumped(store.change_epoch().await.unwrap());
     // A refused change leaves no trace.
     let before = store.change_epoch().await.unwrap();
-    assert!(store.insert_signing_key(&key("k2", SigningAlgorithm::EdDSA, 1)).await.is_err());
+    assert!(store.insert_signing_key(&key("k2", SigningAlgorithm::EdDSA, 1), &user_event()).await.is_err());
     assert_eq!(store.change_epoch().await.unwrap(), before);
 }
 
@@ -436,8 +436,8 @@ async fn sessions_interactions_and_consents(db: TestDatabase) {
     store.insert_session(&s).await.unwrap();
     assert_eq!(store.session("hash-sid-1").await.unwrap(), Some(s.clone()));
     assert_eq!(store.session_by_sid("sid-1").await.unwrap(), Some(s.clone()));
-    assert!(store.logout_session("sid-1", 1500, &[], 9000).await.unwrap());
-    assert!(!store.logout_session("sid-1", 1600, &[], 9000).await.unwrap(), "ends once");
+    assert!(store.logout_session("sid-1", 1500, &[], 9000, &user_event()).await.unwrap());
+    assert!(!store.logout_session("sid-1", 1600, &[], 9000, &user_event()).await.unwrap(), "ends once");
     assert_eq!(store.session("hash-sid-1").await.unwrap().unwrap().ended_at, Some(1500));
 
     let i = Interaction {
@@ -521,7 +521,7 @@ async fn a_code_outlives_no_logout(db: TestDatabase) {
     let user = store.insert_user(&new_user("sv"), &user_event()).await.unwrap();
     store.insert_session(&session("sid", user.id)).await.unwrap();
     store.insert_code(&code("c1", "portal", "sid", user.id)).await.unwrap();
-    assert!(store.logout_session("sid", 1110, &[], 9000).await.unwrap());
+    assert!(store.logout_session("sid", 1110, &[], 9000, &user_event()).await.unwrap());
     let built = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let refresh_for: RefreshFor = {
         let (built, user_id) = (built.clone(), user.id);

@@ -3,6 +3,7 @@
 //! the store and opened only here.
 
 use crate::app::settings::Settings;
+use khoa_core::audit::{kind, Actor, Event};
 use khoa_core::jose::{Jwk, JwkSet, KeyError, SigningAlgorithm, SigningKey};
 use khoa_core::keyring::{self, KeyState, KeyTimeline};
 use khoa_core::sealing::{MasterKey, SealingError};
@@ -27,14 +28,14 @@ pub enum KeysError {
     RotationRace(SigningAlgorithm),
 }
 
-/// Generates, seals and stores a key of `alg` as `generation`.
+/// Generates, seals and stores a key of `alg` as `generation`, recording `audit`.
 async fn create_key(
     store: &dyn KeyStore,
     master: &MasterKey,
     alg: SigningAlgorithm,
     generation: i64,
-    now: UnixTime,
-    activates_at: UnixTime,
+    (now, activates_at): (UnixTime, UnixTime),
+    audit: &Event,
 ) -> Result<KeyTimeline, KeysError> {
     // RSA generation takes tens of milliseconds: keep it off the async executor.
     let key = tokio::task::spawn_blocking(move || SigningKey::generate(alg))
@@ -46,13 +47,12 @@ async fn create_key(
     let sealed =
         master.seal(kid.as_bytes(), &pkcs8).map_err(|source| KeysError::Unseal { kid: kid.clone(), source })?;
     let timeline = KeyTimeline { kid, alg, generation, created_at: now, activates_at };
-    store
-        .insert_signing_key(&StoredKey {
-            timeline: timeline.clone(),
-            public_jwk: serde_json::to_string(key.public_jwk()).unwrap_or_default(),
-            private_key_sealed: sealed,
-        })
-        .await?;
+    let stored = StoredKey {
+        timeline: timeline.clone(),
+        public_jwk: serde_json::to_string(key.public_jwk()).unwrap_or_default(),
+        private_key_sealed: sealed,
+    };
+    store.insert_signing_key(&stored, audit).await?;
     Ok(timeline)
 }
 
@@ -70,7 +70,8 @@ pub async fn ensure_initial_keys(
         if existing.iter().any(|k| k.timeline.alg == alg) {
             continue;
         }
-        match create_key(store, master, alg, 1, now, now).await {
+        let event = Event::new(now, kind::KEY_CREATED, Actor::System);
+        match create_key(store, master, alg, 1, (now, now), &event).await {
             Ok(t) => created.push(t),
             Err(KeysError::Store(StoreError::Conflict(_))) => {} // another process won
             Err(e) => return Err(e),
@@ -80,20 +81,21 @@ pub async fn ensure_initial_keys(
 }
 
 /// Rotation: a new generation of each algorithm, published at once, signing from
-/// `activates_at`.
+/// `activates_at`; each recorded as `actor`'s (from `address`).
 pub async fn rotate(
     store: &dyn KeyStore,
     master: &MasterKey,
     algorithms: &[SigningAlgorithm],
-    now: UnixTime,
-    activates_at: UnixTime,
+    (now, activates_at): (UnixTime, UnixTime),
+    (actor, address): (Actor, Option<String>),
 ) -> Result<Vec<KeyTimeline>, KeysError> {
     let existing = store.signing_keys().await?;
     let mut created = vec![];
     for &alg in algorithms {
         let generation =
             existing.iter().filter(|k| k.timeline.alg == alg).map(|k| k.timeline.generation).max().unwrap_or(0) + 1;
-        match create_key(store, master, alg, generation, now, activates_at).await {
+        let event = Event::new(now, kind::KEY_ROTATED, actor.clone()).from_address(address.clone());
+        match create_key(store, master, alg, generation, (now, activates_at), &event).await {
             Ok(t) => created.push(t),
             Err(KeysError::Store(StoreError::Conflict(_))) => return Err(KeysError::RotationRace(alg)),
             Err(e) => return Err(e),

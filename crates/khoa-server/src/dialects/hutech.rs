@@ -352,7 +352,8 @@ mod tests {
         let app = app().await;
         code(&app, "m1", "hutech-mobile", Some(1)).await;
         let session = app.state.store.session_by_sid("sid-1").await.unwrap().unwrap();
-        crate::service::logout::end_session(&app.state, &session).await.unwrap();
+        let reason = crate::service::logout::LogoutReason::RpInitiated;
+        crate::service::logout::end_session(&app.state, &session, reason, None, None).await.unwrap();
         assert_eq!(error(&mobile(&app, "hutech-mobile", "m1", &verifier(1)).await, MOBILE_PATH), (403, 31, -6));
     }
 

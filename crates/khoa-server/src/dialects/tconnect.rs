@@ -219,7 +219,7 @@ pub(crate) async fn login(State(state): State<AppState>, headers: HeaderMap, bod
         return r;
     }
     let origin = khoa_core::throttle::LoginOrigin::Partner { code: &partner.code };
-    let user = match password_login(&state, &p.username, &p.password, origin).await {
+    let user = match password_login(&state, &p.username, &p.password, origin, &client.client_id).await {
         Ok(LoginOutcome::Succeeded(user)) => user,
         Ok(LoginOutcome::Failed) => {
             return oauth_error(TokenEndpointError::InvalidGrant("invalid username or password"))
@@ -347,7 +347,8 @@ mod tests {
             require_nonce: false,
             created_at: NOW,
         };
-        app.state.store.insert_partner(&partner).await.unwrap();
+        let event = khoa_core::audit::Event::new(NOW, "partner.created", khoa_core::audit::Actor::CommandLine);
+        app.state.store.insert_partner(&partner, &event).await.unwrap();
         (app, key)
     }
 

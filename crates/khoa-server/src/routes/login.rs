@@ -43,7 +43,7 @@ pub(crate) async fn post(
     let device = known_device(&state, crate::http::cookies::get(&headers, DEVICE_COOKIE).as_deref(), username, now);
     let address = crate::http::client_address(&state.settings, peer.ip(), &headers);
     let origin = LoginOrigin::Browser { address, device: device.as_deref() };
-    let user = match password_login(&state, username, field("password"), origin).await? {
+    let user = match password_login(&state, username, field("password"), origin, &flow.client.client_id).await? {
         LoginOutcome::Blocked { retry_after } => {
             let interaction = Some((handle, &interaction));
             let status = StatusCode::TOO_MANY_REQUESTS;
@@ -154,6 +154,17 @@ mod tests {
             assert!(a.cookies().iter().all(|c| !c.starts_with(crate::http::cookies::SESSION_COOKIE)));
         }
         assert_eq!(app.rows("sessions").await, 0);
+        // Both recorded; what was typed as a username or password is not.
+        let failed = khoa_store::AuditFilter { kind: Some("login.failed".into()), limit: 10, ..Default::default() };
+        let events = app.state.store.audit_events(&failed).await.unwrap();
+        let reasons: Vec<(&str, bool)> =
+            events.iter().map(|e| (e.detail["reason"].as_str().unwrap(), e.user_id.is_some())).collect();
+        assert_eq!(reasons, [("wrong_password", true), ("unknown_user", false)]);
+        assert!(events
+            .iter()
+            .all(|e| e.address.as_deref() == Some("192.0.2.7") && e.client_id.as_deref() == Some("web")));
+        let text = format!("{events:?}");
+        assert!(!text.contains("nobody") && !text.contains("wrong password") && !text.contains(PASSWORD));
     }
 
     #[tokio::test]
@@ -178,6 +189,10 @@ mod tests {
         let user = app.state.store.user_by_username("sv01").await.unwrap().unwrap();
         crate::service::admin::users::enable(store, user.id, &who).await.unwrap();
         assert_eq!(attempt(&app, &page, "sv01", PASSWORD, PEER).await.status, 303);
+        let all =
+            app.state.store.audit_events(&khoa_store::AuditFilter { limit: 50, ..Default::default() }).await.unwrap();
+        let kinds: Vec<&str> = all.iter().map(|e| e.kind.as_str()).filter(|k| k.starts_with("login.")).collect();
+        assert_eq!(kinds, ["login.succeeded", "login.failed", "login.refused_disabled"]);
     }
 
     #[tokio::test]
@@ -202,6 +217,11 @@ mod tests {
         // Blocked at this address: even the right password is refused, with Retry-After.
         let blocked = attempt(&app, &page, "sv01", PASSWORD, PEER).await;
         assert_eq!(blocked.status, 429);
+        let throttled =
+            khoa_store::AuditFilter { kind: Some("login.throttled".into()), limit: 10, ..Default::default() };
+        let events = app.state.store.audit_events(&throttled).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].detail["retry_after"], 60);
         assert_eq!(blocked.headers[header::RETRY_AFTER], "60");
         assert!(blocked.text.contains("Too many attempts. Please wait and try again."));
         // Another account at this address, and this account at another address, are not.

@@ -121,7 +121,9 @@ async fn start(state: &AppState, headers: &HeaderMap, r: LogoutRequest) -> Resul
         None => Ok(logged_out(state, locale, vec![], checked.redirect)),
         // The hint names this browser's session (its expiry does not matter).
         Some(session) if hint_names(&hint, &session) => {
-            let frames = crate::service::logout::end_session(state, &session).await?;
+            let asked_by = r.get("client_id").or(Some(hint.aud.as_str()));
+            let reason = crate::service::logout::LogoutReason::RpInitiated;
+            let frames = crate::service::logout::end_session(state, &session, reason, asked_by, None).await?;
             Ok(logged_out(state, locale, frames, checked.redirect))
         }
         // Another session than this browser's: the user decides.
@@ -194,7 +196,8 @@ pub(crate) async fn confirm(
     };
     let mut frames = vec![];
     if let Some(session) = current_session(&state, &headers, state.now()).await? {
-        frames = crate::service::logout::end_session(&state, &session).await?;
+        let reason = crate::service::logout::LogoutReason::Confirmed;
+        frames = crate::service::logout::end_session(&state, &session, reason, r.get("client_id"), None).await?;
     }
     Ok(logged_out(&state, locale, frames, checked.redirect))
 }

@@ -307,7 +307,8 @@ pub async fn start_session(
     let now = state.now();
     if let Some(old) = previous {
         // Front-channel iframes need a page; the login ends in a redirect instead.
-        crate::service::logout::end_session(state, old).await?;
+        let replaced = crate::service::logout::LogoutReason::Replaced;
+        crate::service::logout::end_session(state, old, replaced, None, None).await?;
     }
     let handle = new_handle();
     let session = Session {

@@ -4,6 +4,7 @@
 
 use crate::app::state::AppState;
 use crate::http::error::ApiError;
+use khoa_core::audit::{kind, Actor, Event};
 use khoa_core::logout::frontchannel_url;
 use khoa_core::session::Session;
 use khoa_store::Notice;
@@ -16,9 +17,36 @@ pub fn keep_deliveries_until(settings: &crate::Settings, now: khoa_core::UnixTim
     now + settings.backchannel.horizon + KEEP_AFTER_HORIZON
 }
 
+/// Why a session ends, as the audit trail records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogoutReason {
+    /// RP-initiated logout (with a valid id_token_hint, or confirmed by the user).
+    RpInitiated,
+    /// The user confirmed on khoa's own logout page.
+    Confirmed,
+    /// A new sign-in in the same browser replaced the session.
+    Replaced,
+}
+
+impl LogoutReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::RpInitiated => "rp_initiated",
+            Self::Confirmed => "confirmed",
+            Self::Replaced => "replaced_by_new_login",
+        }
+    }
+}
+
 /// Ends `session` (if still active) and returns the front-channel logout URLs of the
-/// clients it served.
-pub async fn end_session(state: &AppState, session: &Session) -> Result<Vec<String>, ApiError> {
+/// clients it served. `client_id`: the relying party that asked, if one did.
+pub async fn end_session(
+    state: &AppState,
+    session: &Session,
+    reason: LogoutReason,
+    client_id: Option<&str>,
+    address: Option<String>,
+) -> Result<Vec<String>, ApiError> {
     let now = state.now();
     let mut frontchannel = vec![];
     let mut deliveries = vec![];
@@ -38,7 +66,17 @@ pub async fn end_session(state: &AppState, session: &Session) -> Result<Vec<Stri
         }
     }
     let keep_until = keep_deliveries_until(&state.settings, now);
-    if !state.store.logout_session(&session.sid, now, &deliveries, keep_until).await? {
+    let mut event = Event::new(now, kind::LOGOUT, Actor::User(session.user_id)).from_address(address);
+    event.user_id = Some(session.user_id);
+    event.client_id = client_id.map(str::to_string);
+    // Which channels carry the logout to the relying parties.
+    event.detail = serde_json::json!({
+        "sid": session.sid,
+        "reason": reason.as_str(),
+        "frontchannel": frontchannel.len(),
+        "backchannel": deliveries.len(),
+    });
+    if !state.store.logout_session(&session.sid, now, &deliveries, keep_until, &event).await? {
         return Ok(vec![]);
     }
     state.metrics.logouts.inc();

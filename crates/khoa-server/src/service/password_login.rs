@@ -7,9 +7,11 @@
 
 use crate::app::state::AppState;
 use crate::http::error::ApiError;
+use khoa_core::audit::{kind, Actor, Event};
 use khoa_core::throttle::{LoginOrigin, Reservation};
 use khoa_core::user::User;
 use khoa_core::UnixTime;
+use serde_json::json;
 
 pub enum LoginOutcome {
     /// Too many failures: refused without checking the password.
@@ -23,17 +25,33 @@ pub enum LoginOutcome {
     Succeeded(Box<User>),
 }
 
+/// The audit event of an attempt: where it came from and for which client. What was
+/// typed as a username is never recorded (people type passwords there); the account
+/// is, by id, when it exists.
+fn attempt_event(kind: &'static str, origin: &LoginOrigin<'_>, client_id: &str, now: UnixTime) -> Event {
+    let (address, via) = match origin {
+        LoginOrigin::Browser { address, .. } => (Some(address.to_string()), "browser".to_string()),
+        LoginOrigin::Partner { code } => (None, format!("partner:{code}")),
+    };
+    Event::new(now, kind, Actor::Anonymous).client(client_id).from_address(address).detail(json!({ "via": via }))
+}
+
 pub async fn password_login(
     state: &AppState,
     username: &str,
     password: &str,
     origin: LoginOrigin<'_>,
+    client_id: &str,
 ) -> Result<LoginOutcome, ApiError> {
     let keys = state.settings.login_throttle.keys(username, origin);
     let now = state.now();
     if let Reservation::Blocked { until } = state.store.reserve_login_attempt(&keys, now).await? {
         state.metrics.login_throttled.inc();
-        return Ok(LoginOutcome::Blocked { retry_after: (until - now).max(1) });
+        let retry_after = (until - now).max(1);
+        let mut event = attempt_event(kind::LOGIN_THROTTLED, &origin, client_id, now);
+        event.detail["retry_after"] = retry_after.into();
+        state.store.record(&event).await?;
+        return Ok(LoginOutcome::Blocked { retry_after });
     }
     let user = if username.is_empty() { None } else { state.store.user_by_username(username).await? };
     let hash = match &user {
@@ -41,18 +59,30 @@ pub async fn password_login(
         None => state.dummy_password_hash().await,
     };
     let verified = state.verify_password(password.to_string(), hash).await;
-    match user.filter(|_| verified) {
-        Some(user) if user.is_disabled() => {
-            state.store.settle_login_success(&keys, state.now()).await?;
+    let now = state.now();
+    match (user, verified) {
+        (Some(user), true) if user.is_disabled() => {
+            state.store.settle_login_success(&keys, now).await?;
+            let mut event = attempt_event(kind::LOGIN_DISABLED, &origin, client_id, now);
+            event.user_id = Some(user.id);
+            state.store.record(&event).await?;
             Ok(LoginOutcome::Disabled)
         }
-        Some(user) => {
-            state.store.settle_login_success(&keys, state.now()).await?;
+        (Some(user), true) => {
+            state.store.settle_login_success(&keys, now).await?;
+            let mut event = attempt_event(kind::LOGIN_SUCCEEDED, &origin, client_id, now);
+            event.actor = Actor::User(user.id);
+            event.user_id = Some(user.id);
+            state.store.record(&event).await?;
             Ok(LoginOutcome::Succeeded(Box::new(user)))
         }
         // Already counted by the reservation.
-        None => {
+        (user, _) => {
             state.metrics.login_failures.inc();
+            let mut event = attempt_event(kind::LOGIN_FAILED, &origin, client_id, now);
+            event.user_id = user.as_ref().map(|u| u.id);
+            event.detail["reason"] = if user.is_some() { "wrong_password" } else { "unknown_user" }.into();
+            state.store.record(&event).await?;
             Ok(LoginOutcome::Failed)
         }
     }

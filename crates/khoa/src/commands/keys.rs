@@ -57,7 +57,8 @@ pub async fn run(command: KeysCommand, config: &Config, store: Arc<dyn Store>) -
             // Make sure generation 1 exists first, so a rotation never produces the first key.
             ensure_initial_keys(store.as_ref(), &master, &algorithms, now).await?;
             let activates_at = if immediately { now } else { now + config.settings.key_prepublication };
-            let created = rotate(store.as_ref(), &master, &algorithms, now, activates_at).await?;
+            let by = (khoa_core::audit::Actor::CommandLine, None);
+            let created = rotate(store.as_ref(), &master, &algorithms, (now, activates_at), by).await?;
             let out: Vec<serde_json::Value> = created
                 .iter()
                 .map(|t| serde_json::json!({"kid": t.kid, "alg": t.alg.as_str(), "generation": t.generation, "activates_at": t.activates_at}))

@@ -5,7 +5,10 @@
 
 mod audit;
 mod clients;
+mod deliveries;
+mod keys;
 mod openapi;
+mod partners;
 mod users;
 
 use crate::app::state::AppState;
@@ -51,6 +54,12 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/admin/users/{id}/revoke-sessions", axum::routing::post(users::revoke_sessions))
         .route("/admin/users/{id}/sessions", get(users::sessions))
         .route("/admin/users/{id}/consents", get(users::consents))
+        .route("/admin/keys", get(keys::list))
+        .route("/admin/keys/rotate", axum::routing::post(keys::rotate_keys))
+        .route("/admin/partners", get(partners::list).post(partners::create))
+        .route("/admin/partners/{code}", get(partners::show).delete(partners::delete))
+        .route("/admin/backchannel-deliveries", get(deliveries::list))
+        .route("/admin/backchannel-deliveries/{id}/retry", axum::routing::post(deliveries::retry))
         .route("/admin/audit-events", get(audit::list))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
@@ -191,8 +200,14 @@ pub(crate) fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) ->
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
         let message = e.inner().to_string();
-        // An unknown member is the last element of the path.
-        let field = path;
+        // An unknown member is the last element of the path; a missing one is named
+        // in the message only.
+        let missing = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
+        let field = match missing {
+            Some(name) if path.is_empty() => name.to_string(),
+            Some(name) => format!("{path}.{name}"),
+            None => path,
+        };
         Problem::invalid(&field, message)
     })
 }

@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document of the admin API, generated from its handlers and types.
 
-use super::{audit, clients, users};
+use super::{audit, clients, deliveries, keys, partners, users};
 use crate::app::state::AppState;
 use crate::http::problem::ProblemDocument;
 use crate::service::admin::clients::{ClientDocument, ClientSettings, LifetimeSettings};
@@ -19,16 +19,22 @@ use utoipa::OpenApi;
         clients::list, clients::create, clients::show, clients::replace, clients::patch, clients::delete,
         clients::rotate_secret, users::list, users::create, users::show, users::patch, users::delete,
         users::disable, users::enable, users::set_password, users::revoke_sessions, users::sessions, users::consents,
-        audit::list,
+        keys::list, keys::rotate_keys, partners::list, partners::create, partners::show, partners::delete,
+        deliveries::list, deliveries::retry, audit::list,
     ),
     components(schemas(
         ClientDocument, ClientSettings, LifetimeSettings, clients::NewClient, clients::ClientList, clients::SecretRotation,
         UserDocument, UserSettings, users::NewUser, users::UserList, users::NewPassword, users::Ended,
         users::SessionDocument, users::SessionList, users::ConsentDocument, users::ConsentList,
+        keys::KeyDocument, keys::KeyList, keys::KeyRotation, partners::PartnerDocument, partners::PartnerList,
+        partners::PartnerInput, deliveries::DeliveryDocument, deliveries::DeliveryList,
         audit::AuditEventDocument, audit::AuditEventList, ProblemDocument,
     )),
     tags((name = "clients", description = "OAuth 2.0 clients (RFC 7591 metadata names)"),
          (name = "users", description = "Accounts, their sessions and consents"),
+         (name = "keys", description = "Signing keys"),
+         (name = "partners", description = "TCONNECT partners"),
+         (name = "backchannel", description = "Back-channel logout deliveries"),
          (name = "audit", description = "The audit trail"))
 )]
 struct AdminApi;

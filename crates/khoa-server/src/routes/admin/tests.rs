@@ -413,19 +413,20 @@ async fn audit_events_are_kept_for_the_retention_then_cleaned_up() {
     })
     .await;
     let token = app.admin_token("ops", "khoa:admin").await;
+    let before = app.rows("audit_events").await;
     for i in 0..5 {
         let body = json!({"client_id": format!("c{i}"), "redirect_uris": [CALLBACK]});
         assert_eq!(app.admin("POST", "/admin/clients", Some(&token), Some(body)).await.status, StatusCode::CREATED);
     }
     assert!(crate::app::cleanup::run_once(&app.state, "test").await.unwrap());
-    assert_eq!(app.rows("audit_events").await, 6, "younger than the retention (the admin client and five)");
+    assert_eq!(app.rows("audit_events").await, before + 5, "younger than the retention");
     app.clock.advance(86_401);
     let recent = khoa_core::audit::Event::new(NOW + 86_401, "client.updated", khoa_core::audit::Actor::CommandLine);
     app.state.store.record(&recent).await.unwrap();
     // Two lease holders cannot both run; the same one may run again once its lease ends.
     app.clock.advance(3600);
     assert!(crate::app::cleanup::run_once(&app.state, "test").await.unwrap());
-    assert_eq!(app.rows("audit_events").await, 1, "the six old ones went, in batches of two; the recent one stays");
+    assert_eq!(app.rows("audit_events").await, 1, "the old ones went, in batches of two; the recent one stays");
 }
 
 fn student(username: &str) -> Value {
@@ -568,4 +569,152 @@ async fn users_are_created_searched_patched_disabled_and_deleted() {
     );
     assert!(!trail.text.contains("long password") && !trail.text.contains("argon2"), "{}", trail.text);
     assert_eq!(trail.body["items"][0]["detail"]["username"], "sv01");
+}
+
+#[tokio::test]
+async fn keys_are_listed_and_rotated() {
+    let app = TestApp::new().await;
+    let token = app.admin_token("ops", "khoa:admin").await;
+    let t = Some(token.as_str());
+    let keys = app.admin("GET", "/admin/keys", t, None).await;
+    assert_eq!(keys.status, StatusCode::OK, "{}", keys.text);
+    let items = keys.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    assert!(items.iter().all(|k| k["state"] == "active" && k["generation"] == 1), "{}", keys.text);
+    let rotated =
+        app.admin("POST", "/admin/keys/rotate", t, Some(json!({"algorithms": ["ES256"], "immediately": true}))).await;
+    assert_eq!(rotated.status, StatusCode::CREATED, "{}", rotated.text);
+    let new = &rotated.body["items"][0];
+    assert_eq!(
+        (new["alg"].as_str(), new["generation"].as_i64(), new["state"].as_str()),
+        (Some("ES256"), Some(2), Some("active"))
+    );
+    // This process signs with it at once.
+    let kid = new["kid"].as_str().unwrap();
+    assert!(app.state.keys.snapshot().timelines.iter().any(|t| t.kid == kid));
+    let later = app.admin("POST", "/admin/keys/rotate", t, None).await;
+    assert_eq!(later.body["items"].as_array().unwrap().len(), 3);
+    assert!(later.body["items"].as_array().unwrap().iter().all(|k| k["state"] == "pending"), "{}", later.text);
+    let bad = app.admin("POST", "/admin/keys/rotate", t, Some(json!({"algorithms": ["HS256"]}))).await;
+    assert_eq!(problem(&bad).2, "algorithms");
+    let trail = app.admin("GET", "/admin/audit-events?type=key.rotated", t, None).await;
+    let events = trail.body["items"].as_array().unwrap();
+    assert_eq!(events.len(), 4);
+    assert!(events.iter().all(|e| e["actor"] == "admin_client:ops" && e["detail"]["kid"].is_string()));
+    assert!(!trail.text.contains("BEGIN") && !trail.text.contains("\"d\""), "no private key material");
+}
+
+#[tokio::test]
+async fn partners_are_created_with_their_key_shown_once() {
+    let app = TestApp::new().await;
+    let token = app.admin_token("ops", "khoa:admin").await;
+    let t = Some(token.as_str());
+    app.client("acme-app", |_| {}).await;
+    app.client("spa", |r| r.secret = khoa_core::client::SecretChoice::Public).await;
+    let created = app.admin("POST", "/admin/partners", t, Some(json!({"code": "ACME", "client_id": "acme-app"}))).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.location(), "/admin/partners/ACME");
+    let key = created.body["key_hex"].as_str().unwrap().to_string();
+    assert_eq!(key.len(), 64);
+    let shown = app.admin("GET", "/admin/partners/ACME", t, None).await;
+    assert!(shown.body.get("key_hex").is_none() && !shown.text.contains(&key));
+    assert!(!app.admin("GET", "/admin/partners", t, None).await.text.contains(&key));
+    let own = json!({"code": "B2", "client_id": "acme-app", "key_hex": "00".repeat(32), "require_nonce": true});
+    let given = app.admin("POST", "/admin/partners", t, Some(own)).await;
+    assert!(given.body.get("key_hex").is_none(), "an operator's own key is not echoed: {}", given.text);
+    for (body, status, field) in [
+        (json!({"code": "ACME", "client_id": "acme-app"}), 409, ""),
+        (json!({"code": "has space", "client_id": "acme-app"}), 400, "code"),
+        (json!({"code": "C", "client_id": "spa"}), 400, "client_id"),
+        (json!({"code": "C", "client_id": "nobody"}), 400, "client_id"),
+        (json!({"code": "C", "client_id": "acme-app", "key_hex": "zz"}), 400, "key_hex"),
+        (json!({"code": "C"}), 400, "client_id"),
+    ] {
+        let a = app.admin("POST", "/admin/partners", t, Some(body.clone())).await;
+        assert_eq!((problem(&a).0, problem(&a).2), (status, field.to_string()), "{body}: {}", a.text);
+    }
+    assert_eq!(app.admin("DELETE", "/admin/partners/ACME", t, None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.admin("DELETE", "/admin/partners/ACME", t, None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(problem(&app.admin("GET", "/admin/partners/ACME", t, None).await).0, 404);
+    let trail = app.admin("GET", "/admin/audit-events?client=acme-app", t, None).await;
+    let kinds: Vec<&str> =
+        trail.body["items"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["partner.deleted", "partner.created", "partner.created", "client.created"]);
+    assert!(!trail.text.contains(&key) && !trail.text.contains(&"00".repeat(32)));
+}
+
+#[tokio::test]
+async fn backchannel_deliveries_are_listed_and_retried() {
+    let app = TestApp::new().await;
+    let token = app.admin_token("ops", "khoa:admin").await;
+    let t = Some(token.as_str());
+    let (_, secret) = app.client("web", |r| r.backchannel_logout_uri = Some("https://app.example/bc".into())).await;
+    app.tokens_of_web(&secret.unwrap(), "code-1").await;
+    let session = app.state.store.session_by_sid("sid-1").await.unwrap().unwrap();
+    let reason = crate::service::logout::LogoutReason::RpInitiated;
+    crate::service::logout::end_session(&app.state, &session, reason, Some("web"), None).await.unwrap();
+    let listed = app.admin("GET", "/admin/backchannel-deliveries?status=pending", t, None).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    let item = &listed.body["items"][0];
+    assert_eq!((item["client_id"].as_str(), item["sid"].as_str()), (Some("web"), Some("sid-1")));
+    let id = item["id"].as_str().unwrap().to_string();
+    // It fails for good, then an operator retries it.
+    let claimed = app.state.store.claim_deliveries("w", NOW, NOW + 30, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let failed = khoa_store::AttemptRecord::Failed { status: Some(400), error: "refused".into() };
+    app.state.store.record_attempt(&id, "w", NOW, &failed).await.unwrap();
+    assert_eq!(
+        app.admin("GET", "/admin/backchannel-deliveries?status=failed", t, None).await.body["items"][0]["id"],
+        json!(id)
+    );
+    let retried = app.admin("POST", &format!("/admin/backchannel-deliveries/{id}/retry"), t, None).await;
+    assert_eq!(retried.status, StatusCode::ACCEPTED, "{}", retried.text);
+    let again = &app.admin("GET", "/admin/backchannel-deliveries", t, None).await.body["items"][0];
+    assert_eq!((again["status"].as_str(), again["attempts"].as_i64()), (Some("pending"), Some(0)));
+    assert_eq!(app.state.store.claim_deliveries("w", NOW, NOW + 30, 10).await.unwrap().len(), 1, "due at once");
+    let delivered = khoa_store::AttemptRecord::Delivered { status: 200 };
+    app.state.store.record_attempt(&id, "w", NOW, &delivered).await.unwrap();
+    assert_eq!(problem(&app.admin("POST", &format!("/admin/backchannel-deliveries/{id}/retry"), t, None).await).0, 409);
+    assert_eq!(problem(&app.admin("POST", "/admin/backchannel-deliveries/nope/retry", t, None).await).0, 404);
+    assert_eq!(problem(&app.admin("GET", "/admin/backchannel-deliveries?status=lost", t, None).await).2, "status");
+    let logout = app.admin("GET", "/admin/audit-events?type=logout", t, None).await;
+    let event = &logout.body["items"][0];
+    assert_eq!(event["detail"], json!({"sid": "sid-1", "reason": "rp_initiated", "frontchannel": 0, "backchannel": 1}));
+    assert_eq!(event["client_id"], "web");
+}
+
+#[tokio::test]
+async fn attacks_on_codes_and_refresh_tokens_are_recorded() {
+    let app = TestApp::new().await;
+    let token = app.admin_token("ops", "khoa:admin.read").await;
+    let (_, secret) = app.client("web", |r| r.always_issue_refresh_token = true).await;
+    let secret = secret.unwrap();
+    app.tokens_of_web(&secret, "code-1").await;
+    let form = [("grant_type", "authorization_code"), ("code", "code-1"), ("redirect_uri", CALLBACK)];
+    let replay = app.post_form("/oauth2/token", &form, Some(("web", &secret))).await;
+    assert_eq!(replay.error().1, "invalid_grant");
+    let trail = app.admin("GET", "/admin/audit-events?type=code.replayed", Some(&token), None).await;
+    let event = &trail.body["items"][0];
+    assert_eq!(
+        (event["actor"].as_str(), event["client_id"].as_str()),
+        (Some("client:web"), Some("web")),
+        "{}",
+        trail.text
+    );
+    assert!(event["detail"]["tokens_revoked"].as_u64().unwrap() >= 1);
+
+    let tokens = app.tokens_of_web(&secret, "code-2").await;
+    let refresh = tokens["refresh_token"].as_str().expect("a refresh token").to_string();
+    let rotate = [("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())];
+    assert_eq!(app.post_form("/oauth2/token", &rotate, Some(("web", &secret))).await.status, StatusCode::OK);
+    app.clock.advance(60);
+    let reuse = app.post_form("/oauth2/token", &rotate, Some(("web", &secret))).await;
+    assert_eq!(reuse.error().1, "invalid_grant", "{}", reuse.text);
+    let trail = app.admin("GET", "/admin/audit-events?type=refresh_token.reused", Some(&token), None).await;
+    assert_eq!(trail.body["items"].as_array().unwrap().len(), 1, "{}", trail.text);
+    assert!(trail.body["items"][0]["user_id"].is_i64());
+    for secret_value in [refresh.as_str(), tokens["access_token"].as_str().unwrap(), "code-1", "code-2"] {
+        let all = app.admin("GET", "/admin/audit-events?limit=500", Some(&token), None).await.text;
+        assert!(!all.contains(secret_value));
+    }
 }

@@ -2,6 +2,7 @@
 //! rules and recorded in the audit trail in its own transaction.
 
 pub mod clients;
+pub mod partners;
 pub mod users;
 
 use khoa_core::audit::{Actor, Event};
@@ -22,7 +23,7 @@ impl Who {
         Self { actor: Actor::CommandLine, address: None, now }
     }
 
-    pub(crate) fn event(&self, kind: &'static str) -> Event {
+    pub fn event(&self, kind: &'static str) -> Event {
         Event::new(self.now, kind, self.actor.clone()).from_address(self.address.clone())
     }
 }

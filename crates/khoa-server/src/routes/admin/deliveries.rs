@@ -1,0 +1,105 @@
+//! `/admin/backchannel-deliveries`: the outbox of back-channel logout notices.
+
+use super::{decode_cursor, encode_cursor, limit, no_store, query, Caller};
+use crate::app::state::AppState;
+use crate::http::problem::{Problem, ProblemDocument};
+use axum::extract::{Path, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use khoa_core::audit::kind;
+use khoa_store::Delivery;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryDocument {
+    pub id: String,
+    pub client_id: String,
+    /// The client's backchannel_logout_uri.
+    pub uri: String,
+    pub sid: String,
+    pub sub: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    pub attempts: i64,
+    pub created_at: i64,
+    pub next_attempt_at: i64,
+    pub delivered_at: Option<i64>,
+    /// The HTTP status of the last attempt.
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryList {
+    pub items: Vec<DeliveryDocument>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+fn document(d: Delivery) -> DeliveryDocument {
+    DeliveryDocument {
+        id: d.notice.id,
+        client_id: d.notice.client_id,
+        uri: d.notice.uri,
+        sid: d.notice.sid,
+        sub: d.notice.sub,
+        status: d.status,
+        attempts: d.attempts,
+        created_at: d.created_at,
+        next_attempt_at: d.next_attempt_at,
+        delivered_at: d.delivered_at,
+        last_status: d.last_status,
+        last_error: d.last_error,
+    }
+}
+
+#[utoipa::path(get, path = "/admin/backchannel-deliveries", tag = "backchannel",
+    params(("status" = Option<String>, Query, description = "pending, delivered or failed"),
+           ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = DeliveryList), (status = 400, body = ProblemDocument),
+              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+    security(("admin" = ["khoa:admin.read"])))]
+pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, Problem> {
+    let q = query(raw.as_deref(), &["status", "limit", "cursor"])?;
+    let status = q.get("status").map(String::as_str);
+    if status.is_some_and(|s| !["pending", "delivered", "failed"].contains(&s)) {
+        return Err(Problem::invalid("status", "status is pending, delivered or failed"));
+    }
+    let limit = limit(&q)?;
+    let before = match decode_cursor(&q)? {
+        None => None,
+        Some(c) => {
+            let parsed = c.split_once(':').and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_string())));
+            Some(parsed.ok_or_else(|| Problem::invalid("cursor", "cursor is not one this API gave"))?)
+        }
+    };
+    let mut page = state.store.deliveries_page(status, before, limit + 1).await?;
+    let next = if page.len() > limit as usize {
+        page.truncate(limit as usize);
+        page.last().map(|d| encode_cursor(&format!("{}:{}", d.created_at, d.notice.id)))
+    } else {
+        None
+    };
+    let items = page.into_iter().map(document).collect();
+    Ok(no_store(Json(DeliveryList { items, next }).into_response()))
+}
+
+#[utoipa::path(post, path = "/admin/backchannel-deliveries/{id}/retry", tag = "backchannel", params(("id" = String, Path)),
+    responses((status = 202, description = "Due again: the next delivery round sends it"),
+              (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument, description = "Delivered already"),
+              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+    security(("admin" = ["khoa:admin"])))]
+pub(crate) async fn retry(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let who = caller.who(&state);
+    let event = who.event(kind::BACKCHANNEL_RETRIED).detail(serde_json::json!({ "delivery": id }));
+    match state.store.retry_delivery(&id, who.now, &event).await? {
+        None => Err(Problem::not_found(format!("no back-channel delivery has id {id:?}"))),
+        Some(false) => Err(Problem::conflict("the notice was delivered already")),
+        Some(true) => Ok(axum::http::StatusCode::ACCEPTED.into_response()),
+    }
+}
