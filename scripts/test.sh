@@ -30,6 +30,12 @@ if command -v python3 >/dev/null && ! python3 -c 'import cryptography' 2>/dev/nu
   python3 -m pip install --quiet cryptography || as_root python3 -m pip install --quiet cryptography
 fi
 
+# The admin API's OpenAPI document is checked by an independent validator.
+if command -v python3 >/dev/null && ! python3 -c 'import openapi_spec_validator' 2>/dev/null; then
+  echo "test.sh: installing the Python package openapi-spec-validator"
+  python3 -m pip install --quiet openapi-spec-validator || as_root python3 -m pip install --quiet openapi-spec-validator
+fi
+
 trap stop_throwaway_postgres EXIT INT TERM
 start_throwaway_postgres test.sh \
   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400"

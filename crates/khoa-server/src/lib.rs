@@ -12,7 +12,7 @@ pub mod service;
 mod dialects;
 #[doc(hidden)]
 pub mod fuzzing;
-mod routes;
+pub(crate) mod routes;
 #[cfg(test)]
 mod testing;
 

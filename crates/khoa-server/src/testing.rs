@@ -219,9 +219,20 @@ impl TestApp {
         Self::answer(crate::router(self.state.clone()), req).await
     }
 
-    /// Sends a request to the admin listener's application.
+    /// Sends a request to the admin listener's application; its answer must be one the
+    /// OpenAPI document describes.
     pub async fn send_admin(&self, req: Request<Body>) -> Answer {
-        Self::answer(crate::admin_router(self.state.clone()), req).await
+        let (method, path) = (req.method().to_string(), req.uri().to_string());
+        let answer = Self::answer(crate::admin_router(self.state.clone()), req).await;
+        let content_type = answer.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        crate::routes::admin::openapi::check_response(
+            &method,
+            &path,
+            answer.status.as_u16(),
+            content_type,
+            answer.text.as_bytes(),
+        );
+        answer
     }
 
     /// An admin API request with `token` as its Bearer token (none: no header) and a

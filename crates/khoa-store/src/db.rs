@@ -94,6 +94,14 @@ impl<'a> From<&'a Option<Vec<u8>>> for Value<'a> {
     }
 }
 
+/// Refuses text arguments with a NUL character, on both backends alike.
+pub(crate) fn refuse_nul(args: &[Value<'_>]) -> Result<(), StoreError> {
+    if args.iter().any(|a| matches!(a, Value::Text(Some(t)) if t.contains('\0'))) {
+        return Err(StoreError::NulInText);
+    }
+    Ok(())
+}
+
 /// The arguments of a statement, in placeholder order: `args![a, b]` is `&[Value]`.
 macro_rules! args {
     ($($e:expr),* $(,)?) => {

@@ -18,6 +18,10 @@ pub enum StoreError {
     WriterStopped,
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// Text with a NUL character: PostgreSQL can neither store nor compare it, so
+    /// neither backend takes it (it is bad input, never in the database).
+    #[error("text with a NUL character")]
+    NulInText,
 }
 
 impl StoreError {

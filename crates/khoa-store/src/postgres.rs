@@ -73,6 +73,7 @@ impl Engine for PostgresEngine {
 }
 
 fn arguments(args: &[Value<'_>]) -> Result<PgArguments, StoreError> {
+    crate::db::refuse_nul(args)?;
     let mut out = PgArguments::default();
     for arg in args {
         let added = match *arg {

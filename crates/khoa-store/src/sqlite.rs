@@ -477,6 +477,7 @@ fn prepare<'c>(
     sql: &str,
     args: &[Value<'_>],
 ) -> Result<rusqlite::CachedStatement<'c>, StoreError> {
+    crate::db::refuse_nul(args)?;
     count_statements(1);
     let mut stmt = conn.prepare_cached(&sqlite_placeholders(sql))?;
     if stmt.parameter_count() != args.len() {

@@ -16,6 +16,8 @@ pub enum ApiError {
     UriTooLong(usize),
     #[error("the database is unreachable")]
     Unavailable,
+    #[error("a parameter contains a NUL character")]
+    NulInText,
     #[error("internal error")]
     Internal(String),
 }
@@ -27,6 +29,7 @@ impl ApiError {
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "invalid_request"),
             Self::UriTooLong(_) => (StatusCode::URI_TOO_LONG, "invalid_request"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
+            Self::NulInText => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
         }
     }
@@ -36,6 +39,9 @@ impl ApiError {
 /// or conflicting row, a refused statement) is 500, with its cause in the log only.
 impl From<khoa_store::StoreError> for ApiError {
     fn from(e: khoa_store::StoreError) -> Self {
+        if matches!(e, khoa_store::StoreError::NulInText) {
+            return Self::NulInText;
+        }
         if e.is_unavailable() {
             tracing::error!(error = %e, "database unavailable");
             Self::Unavailable

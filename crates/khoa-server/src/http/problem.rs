@@ -126,6 +126,19 @@ impl Problem {
         p
     }
 
+    /// A refusal made before any admin handler ran (the body limit, the URI limit, the
+    /// request timeout), as a problem.
+    pub fn of_status(status: StatusCode) -> Self {
+        let detail = match status.as_u16() {
+            413 => "the request body is larger than the server accepts",
+            414 => "the request URI is too long",
+            408 => "the request took too long",
+            _ => "the request cannot be served",
+        };
+        let title = status.canonical_reason().unwrap_or("Error");
+        Self::new(status, &format!("http-{}", status.as_u16()), title, detail)
+    }
+
     pub fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
@@ -133,6 +146,9 @@ impl Problem {
 
 impl From<khoa_store::StoreError> for Problem {
     fn from(e: khoa_store::StoreError) -> Self {
+        if matches!(e, khoa_store::StoreError::NulInText) {
+            return Self::malformed("a parameter contains a NUL character");
+        }
         if e.is_unavailable() {
             tracing::error!(error = %e, "database unavailable");
             Self::unavailable()

@@ -1,6 +1,6 @@
 //! One file per endpoint; this module wires them and the middleware.
 
-mod admin;
+pub(crate) mod admin;
 mod assets;
 mod authorize;
 mod consent;
@@ -78,6 +78,7 @@ pub(crate) fn admin_router(state: AppState) -> Router {
     admin::router(state.clone())
         .layer(middleware::from_fn_with_state(body_limit, refuse_oversized_bodies))
         .layer(middleware::from_fn(limit_uri))
+        .layer(middleware::from_fn(admin::problems_only))
         .layer(middleware::from_fn_with_state(state, observe))
 }
 

@@ -51,13 +51,13 @@ impl From<AuditRecord> for AuditEventDocument {
     }
 }
 
-#[utoipa::path(get, path = "/admin/audit-events", tag = "audit",
+#[utoipa::path(get, path = "/admin/audit-events", tag = "audit", operation_id = "audit.list",
     params(("type" = Option<String>, Query), ("client" = Option<String>, Query, description = "client_id"),
            ("user" = Option<i64>, Query, description = "user id"),
            ("since" = Option<i64>, Query, description = "seconds since the epoch"),
            ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, body = AuditEventList), (status = 400, body = ProblemDocument),
-              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+    responses((status = 200, body = AuditEventList), (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, Problem> {
     let q = query(raw.as_deref(), &["type", "client", "user", "since", "limit", "cursor"])?;

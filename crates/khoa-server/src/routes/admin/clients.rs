@@ -39,7 +39,6 @@ pub struct NewClient {
 
 /// How a rotation treats the secret it replaces.
 #[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct SecretRotation {
     /// Seconds the old secret keeps working (0 or absent: it stops at once).
     #[serde(default)]
@@ -74,10 +73,10 @@ fn changed(state: &AppState) {
     state.origins.clear();
 }
 
-#[utoipa::path(get, path = "/admin/clients", tag = "clients",
+#[utoipa::path(get, path = "/admin/clients", tag = "clients", operation_id = "clients.list",
     params(("limit" = Option<u32>, Query, description = "1 to 500 (default 100)"),
            ("cursor" = Option<String>, Query, description = "`next` of the previous page")),
-    responses((status = 200, body = ClientList), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+    responses((status = 200, body = ClientList), (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, Problem> {
     let q = query(raw.as_deref(), &["limit", "cursor"])?;
@@ -95,11 +94,11 @@ pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery)
     Ok(super::no_store(Json(ClientList { items, next }).into_response()))
 }
 
-#[utoipa::path(post, path = "/admin/clients", tag = "clients", request_body = NewClient,
+#[utoipa::path(post, path = "/admin/clients", tag = "clients", operation_id = "clients.create", request_body = NewClient,
     responses((status = 201, body = ClientDocument, description = "Created; `client_secret` shown once",
                headers(("Location" = String), ("ETag" = String))),
-              (status = 400, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 415, body = ProblemDocument),
-              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+              (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json"), (status = 415, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -139,10 +138,10 @@ fn generate_client_id() -> String {
     format!("c-{}", khoa_core::random::random_token::<12>())
 }
 
-#[utoipa::path(get, path = "/admin/clients/{client_id}", tag = "clients",
+#[utoipa::path(get, path = "/admin/clients/{client_id}", tag = "clients", operation_id = "clients.show",
     params(("client_id" = String, Path)),
-    responses((status = 200, body = ClientDocument, headers(("ETag" = String))), (status = 404, body = ProblemDocument),
-              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+    responses((status = 200, body = ClientDocument, headers(("ETag" = String))), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn show(State(state): State<AppState>, Path(client_id): Path<String>) -> Result<Response, Problem> {
     let client = existing(&state, &client_id).await?;
@@ -209,11 +208,11 @@ fn same_id(body: &mut Map<String, Value>, client_id: &str) -> Result<(), Problem
     }
 }
 
-#[utoipa::path(put, path = "/admin/clients/{client_id}", tag = "clients", request_body = ClientSettings,
+#[utoipa::path(put, path = "/admin/clients/{client_id}", tag = "clients", operation_id = "clients.replace", request_body = ClientSettings,
     params(("client_id" = String, Path), ("If-Match" = Option<String>, Header, description = "the ETag read")),
-    responses((status = 200, body = ClientDocument, headers(("ETag" = String))), (status = 400, body = ProblemDocument),
-              (status = 404, body = ProblemDocument), (status = 412, body = ProblemDocument), (status = 415, body = ProblemDocument),
-              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+    responses((status = 200, body = ClientDocument, headers(("ETag" = String))), (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 412, body = ProblemDocument, content_type = "application/problem+json"), (status = 415, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn replace(
     State(state): State<AppState>,
@@ -230,13 +229,13 @@ pub(crate) async fn replace(
     updated(&state, &caller, &client_id, &headers, |_| Ok(replacement.clone())).await
 }
 
-#[utoipa::path(patch, path = "/admin/clients/{client_id}", tag = "clients",
+#[utoipa::path(patch, path = "/admin/clients/{client_id}", tag = "clients", operation_id = "clients.patch",
     request_body(content = ClientSettings, content_type = "application/merge-patch+json",
                  description = "RFC 7396: members given replace, null removes (back to the default)"),
     params(("client_id" = String, Path), ("If-Match" = Option<String>, Header, description = "the ETag read")),
-    responses((status = 200, body = ClientDocument, headers(("ETag" = String))), (status = 400, body = ProblemDocument),
-              (status = 404, body = ProblemDocument), (status = 412, body = ProblemDocument), (status = 415, body = ProblemDocument),
-              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+    responses((status = 200, body = ClientDocument, headers(("ETag" = String))), (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 412, body = ProblemDocument, content_type = "application/problem+json"), (status = 415, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn patch(
     State(state): State<AppState>,
@@ -280,10 +279,10 @@ pub(crate) fn merge(target: &mut Value, patch: &Value) {
     }
 }
 
-#[utoipa::path(delete, path = "/admin/clients/{client_id}", tag = "clients",
+#[utoipa::path(delete, path = "/admin/clients/{client_id}", tag = "clients", operation_id = "clients.delete",
     params(("client_id" = String, Path), ("If-Match" = Option<String>, Header)),
-    responses((status = 204, description = "Deleted, or there was no such client"), (status = 412, body = ProblemDocument),
-              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+    responses((status = 204, description = "Deleted, or there was no such client"), (status = 412, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
@@ -302,11 +301,11 @@ pub(crate) async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[utoipa::path(post, path = "/admin/clients/{client_id}/secret", tag = "clients", request_body = SecretRotation,
+#[utoipa::path(post, path = "/admin/clients/{client_id}/secret", tag = "clients", operation_id = "clients.rotate_secret", request_body = SecretRotation,
     params(("client_id" = String, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 200, body = ClientDocument, description = "The new `client_secret`, shown once"),
-              (status = 400, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 412, body = ProblemDocument),
-              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+              (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 412, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn rotate_secret(
     State(state): State<AppState>,

@@ -54,11 +54,11 @@ fn document(d: Delivery) -> DeliveryDocument {
     }
 }
 
-#[utoipa::path(get, path = "/admin/backchannel-deliveries", tag = "backchannel",
+#[utoipa::path(get, path = "/admin/backchannel-deliveries", tag = "backchannel", operation_id = "backchannel.list",
     params(("status" = Option<String>, Query, description = "pending, delivered or failed"),
            ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, body = DeliveryList), (status = 400, body = ProblemDocument),
-              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+    responses((status = 200, body = DeliveryList), (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, Problem> {
     let q = query(raw.as_deref(), &["status", "limit", "cursor"])?;
@@ -85,10 +85,10 @@ pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery)
     Ok(no_store(Json(DeliveryList { items, next }).into_response()))
 }
 
-#[utoipa::path(post, path = "/admin/backchannel-deliveries/{id}/retry", tag = "backchannel", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/admin/backchannel-deliveries/{id}/retry", tag = "backchannel", operation_id = "backchannel.retry", params(("id" = String, Path)),
     responses((status = 202, description = "Due again: the next delivery round sends it"),
-              (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument, description = "Delivered already"),
-              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+              (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json", description = "Delivered already"),
+              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn retry(
     State(state): State<AppState>,

@@ -40,7 +40,6 @@ pub struct KeyList {
 /// absent), published at once and signing after the pre-publication delay, or at
 /// once with `immediately`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct KeyRotation {
     #[serde(default)]
     pub algorithms: Option<Vec<String>>,
@@ -59,8 +58,8 @@ fn document(t: &KeyTimeline, state: &str) -> KeyDocument {
     }
 }
 
-#[utoipa::path(get, path = "/admin/keys", tag = "keys",
-    responses((status = 200, body = KeyList), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+#[utoipa::path(get, path = "/admin/keys", tag = "keys", operation_id = "keys.list",
+    responses((status = 200, body = KeyList), (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Response, Problem> {
     let now = state.now();
@@ -71,10 +70,10 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Response, Prob
     Ok(no_store(Json(KeyList { items }).into_response()))
 }
 
-#[utoipa::path(post, path = "/admin/keys/rotate", tag = "keys", request_body = KeyRotation,
-    responses((status = 201, body = KeyList, description = "The keys created"), (status = 400, body = ProblemDocument),
-              (status = 409, body = ProblemDocument), (status = 401, body = ProblemDocument),
-              (status = 403, body = ProblemDocument)),
+#[utoipa::path(post, path = "/admin/keys/rotate", tag = "keys", operation_id = "keys.rotate_keys", request_body = KeyRotation,
+    responses((status = 201, body = KeyList, description = "The keys created"), (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 409, body = ProblemDocument, content_type = "application/problem+json"), (status = 401, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn rotate_keys(
     State(state): State<AppState>,

@@ -7,7 +7,7 @@ mod audit;
 mod clients;
 mod deliveries;
 mod keys;
-mod openapi;
+pub(crate) mod openapi;
 mod partners;
 mod users;
 
@@ -73,6 +73,21 @@ pub(crate) fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(state.settings.body_limit))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, state.settings.request_timeout))
         .with_state(state)
+}
+
+/// Every refusal of the admin listener is a problem document, those of the shared
+/// limits (413, 414, 408) included.
+pub(crate) async fn problems_only(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    let problem = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v == crate::http::problem::CONTENT_TYPE);
+    if res.status().as_u16() >= 400 && !problem {
+        let mut replaced = Problem::of_status(res.status()).into_response();
+        if let Some(close) = res.headers().get(header::CONNECTION) {
+            replaced.headers_mut().insert(header::CONNECTION, close.clone());
+        }
+        return replaced;
+    }
+    res
 }
 
 /// The authenticated caller of an admin request.
@@ -194,22 +209,33 @@ pub(crate) fn json_object(
     }
 }
 
-/// Reads `T` from a JSON value, naming the member that does not fit.
+/// Reads `T` from a JSON value, naming the member that does not fit, and refusing
+/// members `T` does not have (a typo must not pass for a default).
 pub(crate) fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, Problem> {
-    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
-        let path = e.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        let message = e.inner().to_string();
-        // An unknown member is the last element of the path; a missing one is named
-        // in the message only.
-        let missing = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
-        let field = match missing {
-            Some(name) if path.is_empty() => name.to_string(),
-            Some(name) => format!("{path}.{name}"),
-            None => path,
-        };
-        Problem::invalid(&field, message)
-    })
+    let mut unknown = Vec::new();
+    let mut note = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+    let ignoring = serde_ignored::Deserializer::new(value, &mut note);
+    let read = serde_path_to_error::deserialize::<_, T>(ignoring);
+    match read {
+        Ok(_) if !unknown.is_empty() => {
+            let field = unknown.swap_remove(0);
+            Err(Problem::invalid(&field, format!("unknown member {field:?}")))
+        }
+        Ok(value) => Ok(value),
+        Err(e) => {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            let message = e.inner().to_string();
+            // A missing member is named in the message only.
+            let missing = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
+            let field = match missing {
+                Some(name) if path.is_empty() => name.to_string(),
+                Some(name) => format!("{path}.{name}"),
+                None => path,
+            };
+            Err(Problem::invalid(&field, message))
+        }
+    }
 }
 
 /// The query's parameters; any other than `allowed` is refused by name, and each may

@@ -33,7 +33,6 @@ pub struct PartnerList {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct PartnerInput {
     /// 1 to 64 characters of A-Z a-z 0-9 - _ .
     pub code: String,
@@ -55,18 +54,18 @@ fn document(p: &Partner, key_hex: Option<String>) -> PartnerDocument {
     }
 }
 
-#[utoipa::path(get, path = "/admin/partners", tag = "partners",
-    responses((status = 200, body = PartnerList), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+#[utoipa::path(get, path = "/admin/partners", tag = "partners", operation_id = "partners.list",
+    responses((status = 200, body = PartnerList), (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Response, Problem> {
     let items = state.store.partners().await?.iter().map(|p| document(p, None)).collect();
     Ok(no_store(Json(PartnerList { items }).into_response()))
 }
 
-#[utoipa::path(post, path = "/admin/partners", tag = "partners", request_body = PartnerInput,
-    responses((status = 201, body = PartnerDocument, headers(("Location" = String))), (status = 400, body = ProblemDocument),
-              (status = 409, body = ProblemDocument), (status = 401, body = ProblemDocument),
-              (status = 403, body = ProblemDocument)),
+#[utoipa::path(post, path = "/admin/partners", tag = "partners", operation_id = "partners.create", request_body = PartnerInput,
+    responses((status = 201, body = PartnerDocument, headers(("Location" = String))), (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 409, body = ProblemDocument, content_type = "application/problem+json"), (status = 401, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -89,9 +88,9 @@ pub(crate) async fn create(
     Ok(res)
 }
 
-#[utoipa::path(get, path = "/admin/partners/{code}", tag = "partners", params(("code" = String, Path)),
-    responses((status = 200, body = PartnerDocument), (status = 404, body = ProblemDocument),
-              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+#[utoipa::path(get, path = "/admin/partners/{code}", tag = "partners", operation_id = "partners.show", params(("code" = String, Path)),
+    responses((status = 200, body = PartnerDocument), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn show(State(state): State<AppState>, Path(code): Path<String>) -> Result<Response, Problem> {
     let partner =
@@ -99,9 +98,9 @@ pub(crate) async fn show(State(state): State<AppState>, Path(code): Path<String>
     Ok(no_store(Json(document(&partner, None)).into_response()))
 }
 
-#[utoipa::path(delete, path = "/admin/partners/{code}", tag = "partners", params(("code" = String, Path)),
+#[utoipa::path(delete, path = "/admin/partners/{code}", tag = "partners", operation_id = "partners.delete", params(("code" = String, Path)),
     responses((status = 204, description = "Deleted, or there was no such partner"),
-              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn delete(
     State(state): State<AppState>,

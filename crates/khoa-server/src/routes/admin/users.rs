@@ -34,7 +34,6 @@ pub struct NewUser {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct NewPassword {
     pub password: String,
 }
@@ -109,13 +108,13 @@ fn settings(mut body: Map<String, Value>) -> Result<UserSettings, Problem> {
     typed(Value::Object(body))
 }
 
-#[utoipa::path(get, path = "/admin/users", tag = "users",
+#[utoipa::path(get, path = "/admin/users", tag = "users", operation_id = "users.list",
     params(("limit" = Option<u32>, Query, description = "1 to 500 (default 100)"),
            ("cursor" = Option<String>, Query, description = "`next` of the previous page"),
            ("username" = Option<String>, Query, description = "usernames starting with this (ASCII case ignored)"),
            ("email" = Option<String>, Query, description = "emails starting with this (ASCII case ignored)")),
-    responses((status = 200, body = UserList), (status = 400, body = ProblemDocument),
-              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+    responses((status = 200, body = UserList), (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, Problem> {
     let q = query(raw.as_deref(), &["limit", "cursor", "username", "email"])?;
@@ -141,11 +140,11 @@ pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery)
     Ok(no_store(Json(UserList { items, next }).into_response()))
 }
 
-#[utoipa::path(post, path = "/admin/users", tag = "users", request_body = NewUser,
+#[utoipa::path(post, path = "/admin/users", tag = "users", operation_id = "users.create", request_body = NewUser,
     responses((status = 201, body = UserDocument, headers(("Location" = String), ("ETag" = String))),
-              (status = 400, body = ProblemDocument), (status = 409, body = ProblemDocument),
-              (status = 415, body = ProblemDocument), (status = 401, body = ProblemDocument),
-              (status = 403, body = ProblemDocument)),
+              (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 415, body = ProblemDocument, content_type = "application/problem+json"), (status = 401, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -169,22 +168,22 @@ pub(crate) async fn create(
     Ok(res)
 }
 
-#[utoipa::path(get, path = "/admin/users/{id}", tag = "users", params(("id" = i64, Path)),
-    responses((status = 200, body = UserDocument, headers(("ETag" = String))), (status = 404, body = ProblemDocument),
-              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+#[utoipa::path(get, path = "/admin/users/{id}", tag = "users", operation_id = "users.show", params(("id" = i64, Path)),
+    responses((status = 200, body = UserDocument, headers(("ETag" = String))), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
     Ok(document(&existing(&state, &id).await?, StatusCode::OK))
 }
 
-#[utoipa::path(patch, path = "/admin/users/{id}", tag = "users",
+#[utoipa::path(patch, path = "/admin/users/{id}", tag = "users", operation_id = "users.patch",
     request_body(content = UserSettings, content_type = "application/merge-patch+json",
                  description = "RFC 7396: members given replace, null removes (attributes merge by name)"),
     params(("id" = i64, Path), ("If-Match" = Option<String>, Header, description = "the ETag read")),
-    responses((status = 200, body = UserDocument, headers(("ETag" = String))), (status = 400, body = ProblemDocument),
-              (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument),
-              (status = 412, body = ProblemDocument), (status = 415, body = ProblemDocument),
-              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+    responses((status = 200, body = UserDocument, headers(("ETag" = String))), (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 412, body = ProblemDocument, content_type = "application/problem+json"), (status = 415, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn patch(
     State(state): State<AppState>,
@@ -230,9 +229,9 @@ fn stale(current: &str) -> Problem {
     ))
 }
 
-#[utoipa::path(delete, path = "/admin/users/{id}", tag = "users", params(("id" = i64, Path)),
+#[utoipa::path(delete, path = "/admin/users/{id}", tag = "users", operation_id = "users.delete", params(("id" = i64, Path)),
     responses((status = 204, description = "Deleted (sessions ended, tokens revoked), or there was no such user"),
-              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
@@ -265,10 +264,10 @@ async fn ended(state: &AppState, caller: &Caller, id: &str, change: UserChange) 
     Ok(ended)
 }
 
-#[utoipa::path(post, path = "/admin/users/{id}/disable", tag = "users", params(("id" = i64, Path)),
+#[utoipa::path(post, path = "/admin/users/{id}/disable", tag = "users", operation_id = "users.disable", params(("id" = i64, Path)),
     responses((status = 200, body = UserDocument, description = "Disabled; its sessions ended and tokens revoked"),
-              (status = 404, body = ProblemDocument), (status = 401, body = ProblemDocument),
-              (status = 403, body = ProblemDocument)),
+              (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 401, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn disable(
     State(state): State<AppState>,
@@ -279,9 +278,9 @@ pub(crate) async fn disable(
     Ok(document(&existing(&state, &id).await?, StatusCode::OK))
 }
 
-#[utoipa::path(post, path = "/admin/users/{id}/enable", tag = "users", params(("id" = i64, Path)),
-    responses((status = 200, body = UserDocument), (status = 404, body = ProblemDocument),
-              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+#[utoipa::path(post, path = "/admin/users/{id}/enable", tag = "users", operation_id = "users.enable", params(("id" = i64, Path)),
+    responses((status = 200, body = UserDocument), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn enable(
     State(state): State<AppState>,
@@ -294,11 +293,11 @@ pub(crate) async fn enable(
     Ok(document(&user, StatusCode::OK))
 }
 
-#[utoipa::path(put, path = "/admin/users/{id}/password", tag = "users", request_body = NewPassword,
+#[utoipa::path(put, path = "/admin/users/{id}/password", tag = "users", operation_id = "users.set_password", request_body = NewPassword,
     params(("id" = i64, Path)),
     responses((status = 200, body = Ended, description = "Set; the user's sessions ended and tokens revoked"),
-              (status = 400, body = ProblemDocument), (status = 404, body = ProblemDocument),
-              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+              (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn set_password(
     State(state): State<AppState>,
@@ -314,9 +313,9 @@ pub(crate) async fn set_password(
     Ok(no_store(Json(Ended::from(ended)).into_response()))
 }
 
-#[utoipa::path(post, path = "/admin/users/{id}/revoke-sessions", tag = "users", params(("id" = i64, Path)),
-    responses((status = 200, body = Ended), (status = 404, body = ProblemDocument),
-              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+#[utoipa::path(post, path = "/admin/users/{id}/revoke-sessions", tag = "users", operation_id = "users.revoke_sessions", params(("id" = i64, Path)),
+    responses((status = 200, body = Ended), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn revoke_sessions(
     State(state): State<AppState>,
@@ -327,9 +326,9 @@ pub(crate) async fn revoke_sessions(
     Ok(no_store(Json(Ended::from(ended)).into_response()))
 }
 
-#[utoipa::path(get, path = "/admin/users/{id}/sessions", tag = "users", params(("id" = i64, Path)),
-    responses((status = 200, body = SessionList), (status = 404, body = ProblemDocument),
-              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+#[utoipa::path(get, path = "/admin/users/{id}/sessions", tag = "users", operation_id = "users.sessions", params(("id" = i64, Path)),
+    responses((status = 200, body = SessionList), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn sessions(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
     let user = existing(&state, &id).await?;
@@ -350,9 +349,9 @@ pub(crate) async fn sessions(State(state): State<AppState>, Path(id): Path<Strin
     Ok(no_store(Json(SessionList { items }).into_response()))
 }
 
-#[utoipa::path(get, path = "/admin/users/{id}/consents", tag = "users", params(("id" = i64, Path)),
-    responses((status = 200, body = ConsentList), (status = 404, body = ProblemDocument),
-              (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument)),
+#[utoipa::path(get, path = "/admin/users/{id}/consents", tag = "users", operation_id = "users.consents", params(("id" = i64, Path)),
+    responses((status = 200, body = ConsentList), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn consents(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
     let user = existing(&state, &id).await?;

@@ -13,7 +13,6 @@ use utoipa::ToSchema;
 /// What an operator sets on a client: every writable member of its document.
 /// Members left out take their defaults (a replacement is whole).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ClientSettings {
     /// Shown on the consent page.
     #[serde(default)]
@@ -78,7 +77,6 @@ pub struct ClientSettings {
 
 /// Per-client lifetimes in seconds; null: the server's default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct LifetimeSettings {
     #[serde(default)]
     pub authorization_code: Option<i64>,

@@ -21,7 +21,6 @@ impl From<UserError> for ChangeError {
 /// What an operator sets on a user (its password apart). Members left out take their
 /// defaults: absent or null.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct UserSettings {
     /// 1 to 64 characters without spaces; unique.
     pub username: String,
