@@ -114,6 +114,7 @@ fn dir_size(dir: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
+mod admin;
 mod scenarios;
 
 #[tokio::main]
@@ -122,8 +123,9 @@ async fn main() {
     match args.get(1).map(String::as_str) {
         Some("soak") => soak(&args).await,
         Some("run") => run(&args).await,
+        Some("admin") => admin::admin(&args).await,
         _ => {
-            eprintln!("usage: khoa-bench soak [MINUTES] [SIGN-INS PER SECOND]\n       khoa-bench run [SECONDS PER SCENARIO] [CONCURRENCY] [CHART.svg]");
+            eprintln!("usage: khoa-bench soak [MINUTES] [SIGN-INS PER SECOND]\n       khoa-bench run [SECONDS PER SCENARIO] [CONCURRENCY] [CHART.svg]\n       khoa-bench admin [USERS] [CLIENTS] [CONCURRENCY]");
             std::process::exit(2);
         }
     }
