@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 fn cpu_ms(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
     let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
     (ticks(11) + ticks(12)) as f64 * 10.0
 }
@@ -152,7 +153,8 @@ pub async fn admin(args: &[String]) {
                 url.push_str(&format!("&cursor={c}"));
             }
             let t = Instant::now();
-            let page: Value = http.get(&url).bearer_auth(&token).send().await.expect("a page").json().await.expect("JSON");
+            let page: Value =
+                http.get(&url).bearer_auth(&token).send().await.expect("a page").json().await.expect("JSON");
             latencies.push(t.elapsed());
             seen += page["items"].as_array().map_or(0, Vec::len);
             match page["next"].as_str() {
@@ -200,6 +202,8 @@ pub async fn admin(args: &[String]) {
 fn rss_peak_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }

@@ -1,7 +1,7 @@
 //! The audit trail. Events are written by the other aggregates in the transaction of
 //! the change they record ([`insert`]), or on their own ([`AuditStore::record`]).
 
-use crate::db::{args, json, to_json, Conn, FromRow, Row};
+use crate::db::{args, json, to_json, Conditions, Conn, FromRow, Row, Value};
 use crate::engine::{Engine, SqlStore};
 use crate::StoreError;
 use async_trait::async_trait;
@@ -92,18 +92,20 @@ impl<E: Engine> AuditStore for SqlStore<E> {
         let f = f.clone();
         self.read(move |db| {
             Box::pin(async move {
-                // A NULL filter matches everything (its argument keeps its type).
                 let limit = i64::from(f.limit);
-                db.fetch_all(
-                    &format!(
-                        "SELECT {COLUMNS} FROM audit_events \
-                         WHERE ($1 IS NULL OR type = $1) AND ($2 IS NULL OR client_id = $2) \
-                         AND ($3 IS NULL OR user_id = $3) AND ($4 IS NULL OR at >= $4) \
-                         AND ($5 IS NULL OR id < $5) ORDER BY id DESC LIMIT $6"
-                    ),
-                    args![f.kind, f.client_id, f.user_id, f.since, f.before_id, limit],
-                )
-                .await
+                let mut c = Conditions::default();
+                c.when("type = ?", f.kind.as_ref())
+                    .when("client_id = ?", f.client_id.as_ref())
+                    .when("user_id = ?", f.user_id.as_ref())
+                    .when("at >= ?", f.since.as_ref())
+                    .when("id < ?", f.before_id.as_ref());
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM audit_events{} ORDER BY id DESC LIMIT {}",
+                    c.where_sql(),
+                    c.next_placeholder()
+                );
+                c.args.push(Value::from(&limit));
+                db.fetch_all(&sql, &c.args).await
             })
         })
         .await

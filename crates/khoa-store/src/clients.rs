@@ -1,7 +1,7 @@
 //! Registered clients (relying parties).
 
 use crate::audit;
-use crate::db::{args, change, json, placeholders, to_json, Conn, FromRow, Row, Value};
+use crate::db::{args, change, json, placeholders, to_json, Conditions, Conn, FromRow, Row, Value};
 use crate::engine::{Engine, SqlStore};
 use crate::StoreError;
 use async_trait::async_trait;
@@ -274,11 +274,16 @@ impl<E: Engine> ClientStore for SqlStore<E> {
         let (after, limit) = (after.map(str::to_owned), i64::from(limit));
         self.read(move |db| {
             Box::pin(async move {
+                let mut c = Conditions::default();
+                c.when("client_id > ?", after.as_ref());
                 let sql = format!(
-                    "SELECT {} FROM clients WHERE ($1 IS NULL OR client_id > $1) ORDER BY client_id LIMIT $2",
-                    read_columns()
+                    "SELECT {} FROM clients{} ORDER BY client_id LIMIT {}",
+                    read_columns(),
+                    c.where_sql(),
+                    c.next_placeholder()
                 );
-                db.fetch_all(&sql, args![after, limit]).await
+                c.args.push(Value::from(&limit));
+                db.fetch_all(&sql, &c.args).await
             })
         })
         .await

@@ -94,6 +94,51 @@ impl<'a> From<&'a Option<Vec<u8>>> for Value<'a> {
     }
 }
 
+/// The conditions of a listing, each with its argument, only for the filters given:
+/// a condition that is always true for an absent filter (`$1 IS NULL OR id > $1`)
+/// keeps the planner from using an index, so a page deep in a listing would scan every
+/// row before it.
+#[derive(Default)]
+pub(crate) struct Conditions<'a> {
+    clauses: Vec<String>,
+    pub args: Vec<Value<'a>>,
+}
+
+impl<'a> Conditions<'a> {
+    /// Adds `clause`, its `?` the placeholder of `value`, when `value` is given.
+    pub fn when<T>(&mut self, clause: &str, value: Option<&'a T>) -> &mut Self
+    where
+        Value<'a>: From<&'a T>,
+        T: ?Sized,
+    {
+        if let Some(v) = value {
+            self.args.push(Value::from(v));
+            self.clauses.push(clause.replace('?', &format!("${}", self.args.len())));
+        }
+        self
+    }
+
+    /// A clause whose placeholders the caller numbered (its arguments pushed already).
+    pub fn raw(&mut self, clause: &str) -> &mut Self {
+        self.clauses.push(clause.to_string());
+        self
+    }
+
+    /// ` WHERE a AND b`, or nothing.
+    pub fn where_sql(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.clauses.join(" AND "))
+        }
+    }
+
+    /// The next placeholder, for what follows the conditions (`LIMIT`).
+    pub fn next_placeholder(&self) -> String {
+        format!("${}", self.args.len() + 1)
+    }
+}
+
 /// Refuses text arguments with a NUL character, on both backends alike.
 pub(crate) fn refuse_nul(args: &[Value<'_>]) -> Result<(), StoreError> {
     if args.iter().any(|a| matches!(a, Value::Text(Some(t)) if t.contains('\0'))) {

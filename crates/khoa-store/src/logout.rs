@@ -1,7 +1,7 @@
 //! Logout of an SSO session, and the outbox of back-channel logout notices it fills.
 
 use crate::audit;
-use crate::db::{args, Conn, FromRow, Row};
+use crate::db::{args, Conditions, Conn, FromRow, Row, Value};
 use crate::engine::{Engine, SqlStore};
 use crate::{Backend, StoreError};
 use async_trait::async_trait;
@@ -189,12 +189,21 @@ impl<E: Engine> LogoutStore for SqlStore<E> {
         let limit = i64::from(limit);
         self.read(move |db| {
             Box::pin(async move {
+                let mut c = Conditions::default();
+                c.when("status = ?", status.as_ref());
+                if let (Some(at), Some(id)) = (&before_at, &before_id) {
+                    c.args.push(Value::from(at));
+                    c.args.push(Value::from(id));
+                    let (a, b) = (c.args.len() - 1, c.args.len());
+                    c.raw(&format!("(created_at < ${a} OR (created_at = ${a} AND id > ${b}))"));
+                }
                 let sql = format!(
-                    "SELECT {COLUMNS} FROM logout_deliveries WHERE ($1 IS NULL OR status = $1) \
-                     AND ($2 IS NULL OR created_at < $2 OR (created_at = $2 AND id > $3)) \
-                     ORDER BY created_at DESC, id LIMIT $4"
+                    "SELECT {COLUMNS} FROM logout_deliveries{} ORDER BY created_at DESC, id LIMIT {}",
+                    c.where_sql(),
+                    c.next_placeholder()
                 );
-                db.fetch_all(&sql, args![status, before_at, before_id, limit]).await
+                c.args.push(Value::from(&limit));
+                db.fetch_all(&sql, &c.args).await
             })
         })
         .await

@@ -2,7 +2,7 @@
 
 use crate::audit;
 use crate::clients::Updated;
-use crate::db::{args, change, json, to_json, Conn, FromRow, Row};
+use crate::db::{args, change, json, to_json, Conditions, Conn, FromRow, Row, Value};
 use crate::engine::{Engine, SqlStore};
 use crate::logout::{queue_notice, Notice};
 use crate::StoreError;
@@ -285,12 +285,14 @@ impl<E: Engine> UserStore for SqlStore<E> {
         let email = q.email_prefix.as_deref().map(like_prefix);
         self.read(move |db| {
             Box::pin(async move {
-                let sql = format!(
-                    "SELECT {COLUMNS} FROM users WHERE ($1 IS NULL OR id > $1) \
-                     AND ($2 IS NULL OR LOWER(username) LIKE $2 ESCAPE '\\') \
-                     AND ($3 IS NULL OR LOWER(email) LIKE $3 ESCAPE '\\') ORDER BY id LIMIT $4"
-                );
-                db.fetch_all(&sql, args![after, username, email, limit]).await
+                let mut c = Conditions::default();
+                c.when("id > ?", after.as_ref())
+                    .when("LOWER(username) LIKE ? ESCAPE '\\'", username.as_ref())
+                    .when("LOWER(email) LIKE ? ESCAPE '\\'", email.as_ref());
+                let sql =
+                    format!("SELECT {COLUMNS} FROM users{} ORDER BY id LIMIT {}", c.where_sql(), c.next_placeholder());
+                c.args.push(Value::from(&limit));
+                db.fetch_all(&sql, &c.args).await
             })
         })
         .await

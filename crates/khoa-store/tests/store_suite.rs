@@ -427,6 +427,52 @@ fn token(jti: &str) -> NewAccessToken {
     NewAccessToken { jti: jti.into(), issued_at: 1110, expires_at: 4710 }
 }
 
+/// The outbox page by page (newest first, by creation time then id), by status, and a
+/// retry that makes a notice due again, once recorded.
+async fn deliveries_are_paged_and_retried(db: TestDatabase) {
+    let store = open(&db).await;
+    let user = store.insert_user(&new_user("sv"), &user_event()).await.unwrap();
+    for (i, at) in [(0, 1000), (1, 1000), (2, 1001), (3, 1002), (4, 1002)] {
+        let sid = format!("sid-{i}");
+        store.insert_session(&session(&sid, user.id)).await.unwrap();
+        let notice = khoa_store::Notice {
+            id: format!("n{i}"),
+            client_id: "portal".into(),
+            uri: "https://app.example/bc".into(),
+            sub: user.id.to_string(),
+            sid: sid.clone(),
+        };
+        assert!(store.logout_session(&sid, at, &[notice], 9000, &user_event()).await.unwrap());
+    }
+    let mut seen = vec![];
+    let mut before = None;
+    loop {
+        let page = store.deliveries_page(None, before.clone(), 2).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        before = page.last().map(|d| (d.created_at, d.notice.id.clone()));
+        seen.extend(page.into_iter().map(|d| d.notice.id));
+    }
+    assert_eq!(seen, ["n3", "n4", "n2", "n0", "n1"]);
+    let claimed = store.claim_deliveries("w", 1002, 1030, 10).await.unwrap();
+    assert_eq!(claimed.len(), 5);
+    let failed = khoa_store::AttemptRecord::Failed { status: Some(400), error: "refused".into() };
+    assert!(store.record_attempt("n2", "w", 1003, &failed).await.unwrap());
+    let delivered = khoa_store::AttemptRecord::Delivered { status: 200 };
+    assert!(store.record_attempt("n0", "w", 1003, &delivered).await.unwrap());
+    let failed_ones = store.deliveries_page(Some("failed"), None, 10).await.unwrap();
+    assert_eq!(failed_ones.iter().map(|d| d.notice.id.as_str()).collect::<Vec<_>>(), ["n2"]);
+    let event = Event::new(1004, "backchannel.retried", Actor::CommandLine);
+    assert_eq!(store.retry_delivery("n2", 1004, &event).await.unwrap(), Some(true));
+    assert_eq!(store.retry_delivery("n0", 1004, &event).await.unwrap(), Some(false), "delivered");
+    assert_eq!(store.retry_delivery("nope", 1004, &event).await.unwrap(), None);
+    let again = store.claim_deliveries("w2", 1004, 1034, 10).await.unwrap();
+    assert_eq!(again.iter().map(|d| (d.notice.id.as_str(), d.attempts)).collect::<Vec<_>>(), [("n2", 0)]);
+    let retried = AuditFilter { kind: Some("backchannel.retried".into()), limit: 10, ..Default::default() };
+    assert_eq!(store.audit_events(&retried).await.unwrap().len(), 1);
+}
+
 async fn sessions_interactions_and_consents(db: TestDatabase) {
     let store = open(&db).await;
     let user = store.insert_user(&new_user("sv"), &user_event()).await.unwrap();
@@ -998,6 +1044,7 @@ both_backends!(
     fifty_concurrent_rotations_leave_one_live_descendant,
     leases_and_cleanup,
     sessions_interactions_and_consents,
+    deliveries_are_paged_and_retried,
     codes_are_single_use_and_replay_revokes,
     a_code_outlives_no_logout,
     parallel_redemptions_admit_exactly_one,
