@@ -1,6 +1,6 @@
 //! `/admin/audit-events`: the audit trail, newest first.
 
-use super::{decode_cursor, encode_cursor, limit, no_store, query};
+use super::{decode_cursor, limit, no_store, page_of, query, Page};
 use crate::app::state::AppState;
 use crate::http::problem::{Problem, ProblemDocument};
 use axum::extract::{RawQuery, State};
@@ -29,13 +29,6 @@ pub struct AuditEventDocument {
     pub detail: serde_json::Value,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditEventList {
-    pub items: Vec<AuditEventDocument>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next: Option<String>,
-}
-
 impl From<AuditRecord> for AuditEventDocument {
     fn from(r: AuditRecord) -> Self {
         Self {
@@ -56,7 +49,7 @@ impl From<AuditRecord> for AuditEventDocument {
            ("user" = Option<i64>, Query, description = "user id"),
            ("since" = Option<i64>, Query, description = "seconds since the epoch"),
            ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, body = AuditEventList), (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
+    responses((status = 200, body = Page<AuditEventDocument>), (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
               (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, Problem> {
@@ -79,13 +72,7 @@ pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery)
         before_id,
         limit: limit + 1,
     };
-    let mut events = state.store.audit_events(&filter).await?;
-    let next = if events.len() > limit as usize {
-        events.truncate(limit as usize);
-        events.last().map(|e| encode_cursor(&e.id.to_string()))
-    } else {
-        None
-    };
-    let items = events.into_iter().map(AuditEventDocument::from).collect();
-    Ok(no_store(Json(AuditEventList { items, next }).into_response()))
+    let events = state.store.audit_events(&filter).await?;
+    let page = page_of(events, limit, |e| e.id.to_string(), AuditEventDocument::from);
+    Ok(no_store(Json(page).into_response()))
 }

@@ -1,6 +1,6 @@
 //! `/admin/clients`: OAuth 2.0 clients in RFC 7591 metadata names.
 
-use super::{decode_cursor, encode_cursor, if_match, json_object, limit, query, typed, with_etag, Caller};
+use super::{decode_cursor, if_match, json_object, limit, page_of, query, typed, with_etag, Caller, Page};
 use crate::app::state::AppState;
 use crate::http::problem::{Problem, ProblemDocument};
 use crate::service::admin::clients::{self as service, etag, kept_secret, ClientDocument, ClientSettings, READ_ONLY};
@@ -11,18 +11,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use khoa_core::client::{Client, SecretChoice};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
-
-/// A page of clients in client_id order.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ClientList {
-    pub items: Vec<ClientDocument>,
-    /// The `cursor` of the next page; absent on the last.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next: Option<String>,
-}
 
 /// A new client: its settings, and optionally its id (generated when absent) and secret
 /// (at least 32 characters; generated when absent and shown once). The schema of a
@@ -76,22 +67,16 @@ fn changed(state: &AppState) {
 #[utoipa::path(get, path = "/admin/clients", tag = "clients", operation_id = "clients.list",
     params(("limit" = Option<u32>, Query, description = "1 to 500 (default 100)"),
            ("cursor" = Option<String>, Query, description = "`next` of the previous page")),
-    responses((status = 200, body = ClientList), (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+    responses((status = 200, body = Page<ClientDocument>), (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, Problem> {
     let q = query(raw.as_deref(), &["limit", "cursor"])?;
     let limit = limit(&q)?;
     let after = decode_cursor(&q)?;
     // One more than asked tells whether a next page exists.
-    let mut page = state.store.clients_page(after.as_deref(), limit + 1).await?;
-    let next = if page.len() > limit as usize {
-        page.truncate(limit as usize);
-        page.last().map(|c| encode_cursor(&c.client_id))
-    } else {
-        None
-    };
-    let items = page.iter().map(ClientDocument::of).collect();
-    Ok(super::no_store(Json(ClientList { items, next }).into_response()))
+    let rows = state.store.clients_page(after.as_deref(), limit + 1).await?;
+    let page = page_of(rows, limit, |c| c.client_id.clone(), |c| ClientDocument::of(&c));
+    Ok(super::no_store(Json(page).into_response()))
 }
 
 #[utoipa::path(post, path = "/admin/clients", tag = "clients", operation_id = "clients.create", request_body = NewClient,

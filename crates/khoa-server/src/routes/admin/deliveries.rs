@@ -1,6 +1,6 @@
 //! `/admin/backchannel-deliveries`: the outbox of back-channel logout notices.
 
-use super::{decode_cursor, encode_cursor, limit, no_store, query, Caller};
+use super::{decode_cursor, limit, no_store, page_of, query, Caller, Page};
 use crate::app::state::AppState;
 use crate::http::problem::{Problem, ProblemDocument};
 use axum::extract::{Path, RawQuery, State};
@@ -30,13 +30,6 @@ pub struct DeliveryDocument {
     pub last_error: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DeliveryList {
-    pub items: Vec<DeliveryDocument>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next: Option<String>,
-}
-
 fn document(d: Delivery) -> DeliveryDocument {
     DeliveryDocument {
         id: d.notice.id,
@@ -57,7 +50,7 @@ fn document(d: Delivery) -> DeliveryDocument {
 #[utoipa::path(get, path = "/admin/backchannel-deliveries", tag = "backchannel", operation_id = "backchannel.list",
     params(("status" = Option<String>, Query, description = "pending, delivered or failed"),
            ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, body = DeliveryList), (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
+    responses((status = 200, body = Page<DeliveryDocument>), (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
               (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, Problem> {
@@ -74,15 +67,9 @@ pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery)
             Some(parsed.ok_or_else(|| Problem::invalid("cursor", "cursor is not one this API gave"))?)
         }
     };
-    let mut page = state.store.deliveries_page(status, before, limit + 1).await?;
-    let next = if page.len() > limit as usize {
-        page.truncate(limit as usize);
-        page.last().map(|d| encode_cursor(&format!("{}:{}", d.created_at, d.notice.id)))
-    } else {
-        None
-    };
-    let items = page.into_iter().map(document).collect();
-    Ok(no_store(Json(DeliveryList { items, next }).into_response()))
+    let rows = state.store.deliveries_page(status, before, limit + 1).await?;
+    let page = page_of(rows, limit, |d| format!("{}:{}", d.created_at, d.notice.id), document);
+    Ok(no_store(Json(page).into_response()))
 }
 
 #[utoipa::path(post, path = "/admin/backchannel-deliveries/{id}/retry", tag = "backchannel", operation_id = "backchannel.retry", params(("id" = String, Path)),

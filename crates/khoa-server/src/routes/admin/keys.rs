@@ -1,6 +1,6 @@
 //! `/admin/keys`: the signing keys' timelines, and rotation.
 
-use super::{json_object, no_store, typed, Caller};
+use super::{json_object, no_store, typed, Caller, Items};
 use crate::app::keys::{load_snapshot, rotate, KeysError};
 use crate::app::state::AppState;
 use crate::http::problem::{Problem, ProblemDocument};
@@ -31,11 +31,6 @@ pub struct KeyDocument {
     pub activates_at: i64,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct KeyList {
-    pub items: Vec<KeyDocument>,
-}
-
 /// A rotation: a new generation of each algorithm named (all configured ones when
 /// absent), published at once and signing after the pre-publication delay, or at
 /// once with `immediately`.
@@ -59,7 +54,7 @@ fn document(t: &KeyTimeline, state: &str) -> KeyDocument {
 }
 
 #[utoipa::path(get, path = "/admin/keys", tag = "keys", operation_id = "keys.list",
-    responses((status = 200, body = KeyList), (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+    responses((status = 200, body = Items<KeyDocument>), (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Response, Problem> {
     let now = state.now();
@@ -67,11 +62,11 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Response, Prob
     let snapshot =
         load_snapshot(state.store.as_ref(), &state.master, &state.settings, now).await.map_err(keys_problem)?;
     let items = snapshot.timelines.iter().map(|t| document(t, snapshot.state_of(t, now).as_str())).collect();
-    Ok(no_store(Json(KeyList { items }).into_response()))
+    Ok(no_store(Json(Items { items }).into_response()))
 }
 
 #[utoipa::path(post, path = "/admin/keys/rotate", tag = "keys", operation_id = "keys.rotate_keys", request_body = KeyRotation,
-    responses((status = 201, body = KeyList, description = "The keys created"), (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
+    responses((status = 201, body = Items<KeyDocument>, description = "The keys created"), (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
               (status = 409, body = ProblemDocument, content_type = "application/problem+json"), (status = 401, body = ProblemDocument, content_type = "application/problem+json"),
               (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
@@ -112,7 +107,7 @@ pub(crate) async fn rotate_keys(
         load_snapshot(state.store.as_ref(), &state.master, &state.settings, now).await.map_err(keys_problem)?;
     let items = created.iter().map(|t| document(t, snapshot.state_of(t, now).as_str())).collect();
     state.keys.replace(snapshot);
-    Ok(no_store((StatusCode::CREATED, Json(KeyList { items })).into_response()))
+    Ok(no_store((StatusCode::CREATED, Json(Items { items })).into_response()))
 }
 
 fn keys_problem(e: KeysError) -> Problem {

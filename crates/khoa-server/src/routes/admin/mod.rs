@@ -265,6 +265,38 @@ pub(crate) fn limit(q: &BTreeMap<String, String>) -> Result<u32, Problem> {
     }
 }
 
+/// A page of a listing: its items and, when there is more, the cursor of the next page.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Page<T: utoipa::ToSchema> {
+    pub items: Vec<T>,
+    /// The `cursor` of the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// A whole (short) collection.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Items<T: utoipa::ToSchema> {
+    pub items: Vec<T>,
+}
+
+/// The page of `rows` read with one more than `limit` asked for: when the extra one
+/// came back there is a next page, starting after the last item kept (`position`).
+pub(crate) fn page_of<R, T: utoipa::ToSchema>(
+    mut rows: Vec<R>,
+    limit: u32,
+    position: impl Fn(&R) -> String,
+    document: impl Fn(R) -> T,
+) -> Page<T> {
+    let next = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| encode_cursor(&position(r)))
+    } else {
+        None
+    };
+    Page { items: rows.into_iter().map(document).collect(), next }
+}
+
 /// A cursor: where the next page starts, opaque to callers.
 pub(crate) fn encode_cursor(position: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(position)

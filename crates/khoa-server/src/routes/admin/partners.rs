@@ -1,6 +1,6 @@
 //! `/admin/partners`: TCONNECT partners (the key is shown once, at creation).
 
-use super::{json_object, no_store, typed, Caller};
+use super::{json_object, no_store, typed, Caller, Items};
 use crate::app::state::AppState;
 use crate::http::problem::{Problem, ProblemDocument};
 use crate::service::admin::partners::{self as service, NewPartner};
@@ -27,11 +27,6 @@ pub struct PartnerDocument {
     pub key_hex: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PartnerList {
-    pub items: Vec<PartnerDocument>,
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PartnerInput {
     /// 1 to 64 characters of A-Z a-z 0-9 - _ .
@@ -55,11 +50,11 @@ fn document(p: &Partner, key_hex: Option<String>) -> PartnerDocument {
 }
 
 #[utoipa::path(get, path = "/admin/partners", tag = "partners", operation_id = "partners.list",
-    responses((status = 200, body = PartnerList), (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+    responses((status = 200, body = Items<PartnerDocument>), (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Response, Problem> {
     let items = state.store.partners().await?.iter().map(|p| document(p, None)).collect();
-    Ok(no_store(Json(PartnerList { items }).into_response()))
+    Ok(no_store(Json(Items { items }).into_response()))
 }
 
 #[utoipa::path(post, path = "/admin/partners", tag = "partners", operation_id = "partners.create", request_body = PartnerInput,

@@ -1,6 +1,8 @@
 //! `/admin/users`: accounts, their sessions and consents.
 
-use super::{decode_cursor, encode_cursor, if_match, json_object, limit, no_store, query, typed, with_etag, Caller};
+use super::{
+    decode_cursor, if_match, json_object, limit, no_store, page_of, query, typed, with_etag, Caller, Items, Page,
+};
 use crate::app::state::AppState;
 use crate::http::problem::{Problem, ProblemDocument};
 use crate::service::admin::users::{self as service, etag, UserDocument, UserSettings, READ_ONLY};
@@ -15,13 +17,6 @@ use khoa_store::{EndedSessions, UserChange, UserQuery, UserRef};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UserList {
-    pub items: Vec<UserDocument>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next: Option<String>,
-}
 
 /// A new user: its settings and, optionally, a password (at least 8 characters; without
 /// one the account cannot sign in with a password until one is set).
@@ -67,20 +62,10 @@ pub struct SessionDocument {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SessionList {
-    pub items: Vec<SessionDocument>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
 pub struct ConsentDocument {
     pub client_id: String,
     pub scope: String,
     pub granted_at: i64,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ConsentList {
-    pub items: Vec<ConsentDocument>,
 }
 
 fn document(user: &User, status: StatusCode) -> Response {
@@ -113,7 +98,7 @@ fn settings(mut body: Map<String, Value>) -> Result<UserSettings, Problem> {
            ("cursor" = Option<String>, Query, description = "`next` of the previous page"),
            ("username" = Option<String>, Query, description = "usernames starting with this (ASCII case ignored)"),
            ("email" = Option<String>, Query, description = "emails starting with this (ASCII case ignored)")),
-    responses((status = 200, body = UserList), (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
+    responses((status = 200, body = Page<UserDocument>), (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
               (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, Problem> {
@@ -129,15 +114,9 @@ pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery)
         email_prefix: q.get("email").cloned().filter(|s| !s.is_empty()),
         limit: limit + 1,
     };
-    let mut page = state.store.users_page(&query).await?;
-    let next = if page.len() > limit as usize {
-        page.truncate(limit as usize);
-        page.last().map(|u| encode_cursor(&u.id.to_string()))
-    } else {
-        None
-    };
-    let items = page.iter().map(UserDocument::of).collect();
-    Ok(no_store(Json(UserList { items, next }).into_response()))
+    let rows = state.store.users_page(&query).await?;
+    let page = page_of(rows, limit, |u| u.id.to_string(), |u| UserDocument::of(&u));
+    Ok(no_store(Json(page).into_response()))
 }
 
 #[utoipa::path(post, path = "/admin/users", tag = "users", operation_id = "users.create", request_body = NewUser,
@@ -327,7 +306,7 @@ pub(crate) async fn revoke_sessions(
 }
 
 #[utoipa::path(get, path = "/admin/users/{id}/sessions", tag = "users", operation_id = "users.sessions", params(("id" = i64, Path)),
-    responses((status = 200, body = SessionList), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+    responses((status = 200, body = Items<SessionDocument>), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
               (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn sessions(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
@@ -346,11 +325,11 @@ pub(crate) async fn sessions(State(state): State<AppState>, Path(id): Path<Strin
             clients: a.clients,
         })
         .collect();
-    Ok(no_store(Json(SessionList { items }).into_response()))
+    Ok(no_store(Json(Items { items }).into_response()))
 }
 
 #[utoipa::path(get, path = "/admin/users/{id}/consents", tag = "users", operation_id = "users.consents", params(("id" = i64, Path)),
-    responses((status = 200, body = ConsentList), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+    responses((status = 200, body = Items<ConsentDocument>), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
               (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn consents(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
@@ -362,5 +341,5 @@ pub(crate) async fn consents(State(state): State<AppState>, Path(id): Path<Strin
         .into_iter()
         .map(|c| ConsentDocument { client_id: c.client_id, scope: c.scope, granted_at: c.granted_at })
         .collect();
-    Ok(no_store(Json(ConsentList { items }).into_response()))
+    Ok(no_store(Json(Items { items }).into_response()))
 }
