@@ -7,6 +7,7 @@
 pub mod browser;
 pub mod embedded;
 pub mod flow;
+pub mod openapi;
 pub mod receiver;
 mod server;
 

@@ -26,22 +26,42 @@ async fn token(base: &str, id: &str, secret: &str, scope: Option<&str>) -> (u16,
     (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
 }
 
+/// An admin API caller; every answer it receives is checked against the server's
+/// own OpenAPI document.
 struct Admin {
     base: String,
     token: String,
     http: reqwest::Client,
+    doc: Value,
 }
 
 impl Admin {
+    async fn new(base: &str, token: &str) -> Self {
+        let doc = reqwest::get(format!("{base}/admin/openapi.json")).await.unwrap().json().await.unwrap();
+        Self { base: base.to_string(), token: token.to_string(), http: reqwest::Client::new(), doc }
+    }
+
     async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value, reqwest::header::HeaderMap) {
         let mut req =
             self.http.request(method.parse().unwrap(), format!("{}{path}", self.base)).bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(&b);
         }
+        self.checked(method, path, req).await
+    }
+
+    async fn checked(
+        &self,
+        method: &str,
+        path: &str,
+        req: reqwest::RequestBuilder,
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
         let res = req.send().await.unwrap();
         let (status, headers) = (res.status().as_u16(), res.headers().clone());
-        (status, res.json().await.unwrap_or(Value::Null), headers)
+        let bytes = res.bytes().await.unwrap();
+        let media = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        khoa_testkit::openapi::check_response(&self.doc, method, path, status, media, &bytes);
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null), headers)
     }
 }
 
@@ -62,11 +82,7 @@ async fn the_admin_api_end_to_end(db: TestDatabase) {
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("exists"));
     let (status, issued) = token(&khoa.issuer(), &admin_id, &admin_secret, None).await;
     assert_eq!(status, 200, "{issued}");
-    let a = Admin {
-        base: admin_base.clone(),
-        token: issued["access_token"].as_str().unwrap().into(),
-        http: reqwest::Client::new(),
-    };
+    let a = Admin::new(&admin_base, issued["access_token"].as_str().unwrap()).await;
     let mut secrets = vec![admin_secret.clone(), a.token.clone(), PASSWORD.to_string(), TEST_SECRET.to_string()];
 
     // The document, by an independent validator (openapi-spec-validator, Python).
@@ -92,11 +108,7 @@ async fn the_admin_api_end_to_end(db: TestDatabase) {
     assert_eq!(status, 201, "{created}");
     let reader_secret = created["client_secret"].as_str().unwrap().to_string();
     let (_, read_token) = token(&khoa.issuer(), "auditor", &reader_secret, None).await;
-    let r = Admin {
-        base: admin_base.clone(),
-        token: read_token["access_token"].as_str().unwrap().into(),
-        http: a.http.clone(),
-    };
+    let r = Admin::new(&admin_base, read_token["access_token"].as_str().unwrap()).await;
     assert_eq!(r.send("GET", "/admin/clients", None).await.0, 200);
     let (status, body, _) =
         r.send("POST", "/admin/clients", Some(json!({"client_id": "x", "redirect_uris": []}))).await;
@@ -144,11 +156,11 @@ async fn the_admin_api_end_to_end(db: TestDatabase) {
             .header(CONTENT_TYPE, "application/merge-patch+json")
             .header(IF_MATCH, tag)
             .body(body.to_string())
-            .send()
     };
-    assert_eq!(patch("{\"client_name\": \"Billing 2\"}", &tag).await.unwrap().status(), 200);
-    let lost = patch("{\"client_name\": \"Lost\"}", &tag).await.unwrap();
-    assert_eq!(lost.status(), 412);
+    let path = "/admin/clients/billing";
+    assert_eq!(a.checked("PATCH", path, patch("{\"client_name\": \"Billing 2\"}", &tag)).await.0, 200);
+    let (status, lost, _) = a.checked("PATCH", path, patch("{\"client_name\": \"Lost\"}", &tag)).await;
+    assert_eq!((status, lost["type"].as_str()), (412, Some("urn:khoa:problem:precondition-failed")));
     assert_eq!(a.send("GET", "/admin/clients/billing", None).await.1["client_name"], "Billing 2");
 
     // 1,200 users, then every one of them, page by page.
@@ -214,10 +226,9 @@ async fn the_admin_api_end_to_end(db: TestDatabase) {
         if !media.is_empty() {
             req = req.header(CONTENT_TYPE, media);
         }
-        let res = req.body(body).send().await.unwrap();
-        let status = res.status().as_u16();
+        let (status, _, headers) = a.checked(method, &path, req.body(body)).await;
         assert!((400..500).contains(&status), "{method} {}: {status}", &path[..path.len().min(80)]);
-        let media = res.headers().get(CONTENT_TYPE).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        let media = headers.get(CONTENT_TYPE).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
         assert_eq!(media, "application/problem+json", "{method} {}", &path[..path.len().min(80)]);
     }
 
@@ -241,6 +252,13 @@ async fn the_admin_api_end_to_end(db: TestDatabase) {
         a.send("PUT", &format!("/admin/users/{id}/password"), Some(json!({"password": "second password 456"}))).await;
     assert_eq!(status, 200);
     secrets.extend(["first password 123".to_string(), "second password 456".to_string()]);
+    // The command line's disable and enable, seen through the API.
+    let user_path = format!("/admin/users/{id}");
+    assert!(run_cli(BIN, &khoa.db, &["user", "disable", "gv01"], None).status.success());
+    assert_eq!(a.send("GET", &user_path, None).await.1["disabled"], true);
+    assert!(run_cli(BIN, &khoa.db, &["user", "enable", "gv01"], None).status.success());
+    assert_eq!(a.send("GET", &user_path, None).await.1["disabled"], false);
+    assert!(!run_cli(BIN, &khoa.db, &["user", "disable", "nobody"], None).status.success());
 
     // The trail: the command line's and the API's changes, by whom; no secret in it,
     // nor in the log (where every event is a JSON line too).

@@ -125,7 +125,7 @@ fn generate_client_id() -> String {
 
 #[utoipa::path(get, path = "/admin/clients/{client_id}", tag = "clients", operation_id = "clients.show",
     params(("client_id" = String, Path)),
-    responses((status = 200, body = ClientDocument, headers(("ETag" = String))), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 200, body = ClientDocument, headers(("ETag" = String))), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
               (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn show(State(state): State<AppState>, Path(client_id): Path<String>) -> Result<Response, Problem> {
@@ -266,7 +266,7 @@ pub(crate) fn merge(target: &mut Value, patch: &Value) {
 
 #[utoipa::path(delete, path = "/admin/clients/{client_id}", tag = "clients", operation_id = "clients.delete",
     params(("client_id" = String, Path), ("If-Match" = Option<String>, Header)),
-    responses((status = 204, description = "Deleted, or there was no such client"), (status = 412, body = ProblemDocument, content_type = "application/problem+json"),
+    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 204, description = "Deleted, or there was no such client"), (status = 412, body = ProblemDocument, content_type = "application/problem+json"),
               (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn delete(

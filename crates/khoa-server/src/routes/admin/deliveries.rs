@@ -73,7 +73,7 @@ pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery)
 }
 
 #[utoipa::path(post, path = "/admin/backchannel-deliveries/{id}/retry", tag = "backchannel", operation_id = "backchannel.retry", params(("id" = String, Path)),
-    responses((status = 202, description = "Due again: the next delivery round sends it"),
+    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 202, description = "Due again: the next delivery round sends it"),
               (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json", description = "Delivered already"),
               (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]

@@ -84,7 +84,7 @@ pub(crate) async fn create(
 }
 
 #[utoipa::path(get, path = "/admin/partners/{code}", tag = "partners", operation_id = "partners.show", params(("code" = String, Path)),
-    responses((status = 200, body = PartnerDocument), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 200, body = PartnerDocument), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
               (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn show(State(state): State<AppState>, Path(code): Path<String>) -> Result<Response, Problem> {
@@ -94,7 +94,7 @@ pub(crate) async fn show(State(state): State<AppState>, Path(code): Path<String>
 }
 
 #[utoipa::path(delete, path = "/admin/partners/{code}", tag = "partners", operation_id = "partners.delete", params(("code" = String, Path)),
-    responses((status = 204, description = "Deleted, or there was no such partner"),
+    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 204, description = "Deleted, or there was no such partner"),
               (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn delete(

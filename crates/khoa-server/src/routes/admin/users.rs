@@ -148,7 +148,7 @@ pub(crate) async fn create(
 }
 
 #[utoipa::path(get, path = "/admin/users/{id}", tag = "users", operation_id = "users.show", params(("id" = i64, Path)),
-    responses((status = 200, body = UserDocument, headers(("ETag" = String))), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 200, body = UserDocument, headers(("ETag" = String))), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
               (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
@@ -209,7 +209,7 @@ fn stale(current: &str) -> Problem {
 }
 
 #[utoipa::path(delete, path = "/admin/users/{id}", tag = "users", operation_id = "users.delete", params(("id" = i64, Path)),
-    responses((status = 204, description = "Deleted (sessions ended, tokens revoked), or there was no such user"),
+    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 204, description = "Deleted (sessions ended, tokens revoked), or there was no such user"),
               (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn delete(
@@ -244,7 +244,7 @@ async fn ended(state: &AppState, caller: &Caller, id: &str, change: UserChange) 
 }
 
 #[utoipa::path(post, path = "/admin/users/{id}/disable", tag = "users", operation_id = "users.disable", params(("id" = i64, Path)),
-    responses((status = 200, body = UserDocument, description = "Disabled; its sessions ended and tokens revoked"),
+    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 200, body = UserDocument, description = "Disabled; its sessions ended and tokens revoked"),
               (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 401, body = ProblemDocument, content_type = "application/problem+json"),
               (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
@@ -258,7 +258,7 @@ pub(crate) async fn disable(
 }
 
 #[utoipa::path(post, path = "/admin/users/{id}/enable", tag = "users", operation_id = "users.enable", params(("id" = i64, Path)),
-    responses((status = 200, body = UserDocument), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 200, body = UserDocument), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
               (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn enable(
@@ -293,7 +293,7 @@ pub(crate) async fn set_password(
 }
 
 #[utoipa::path(post, path = "/admin/users/{id}/revoke-sessions", tag = "users", operation_id = "users.revoke_sessions", params(("id" = i64, Path)),
-    responses((status = 200, body = Ended), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 200, body = Ended), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
               (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn revoke_sessions(
@@ -306,7 +306,7 @@ pub(crate) async fn revoke_sessions(
 }
 
 #[utoipa::path(get, path = "/admin/users/{id}/sessions", tag = "users", operation_id = "users.sessions", params(("id" = i64, Path)),
-    responses((status = 200, body = Items<SessionDocument>), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 200, body = Items<SessionDocument>), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
               (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn sessions(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
@@ -329,7 +329,7 @@ pub(crate) async fn sessions(State(state): State<AppState>, Path(id): Path<Strin
 }
 
 #[utoipa::path(get, path = "/admin/users/{id}/consents", tag = "users", operation_id = "users.consents", params(("id" = i64, Path)),
-    responses((status = 200, body = Items<ConsentDocument>), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 200, body = Items<ConsentDocument>), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
               (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn consents(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
