@@ -69,17 +69,25 @@ impl RunningServer {
 
 /// Binds the listener, starts the change watcher and serves until shut down.
 pub async fn start(state: AppState) -> std::io::Result<RunningServer> {
-    let listener = TcpListener::bind(state.settings.listen).await?;
+    let listen = state.settings.listen;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {listen} (listen): {e}")))?;
     let local_addr = listener.local_addr()?;
-    let metrics_listener = match state.settings.metrics_listen {
-        Some(addr) => Some(TcpListener::bind(addr).await?),
-        None => None,
-    };
+    let metrics_listener =
+        match state.settings.metrics_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {addr} (metrics.listen): {e}"))
+            })?),
+            None => None,
+        };
     let metrics_addr = metrics_listener.as_ref().map(TcpListener::local_addr).transpose()?;
     let admin_listener = match state.settings.admin_listen {
-        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot listen on {addr} for the admin API (admin.listen): {e}"))
-        })?),
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr} (admin.listen): {e}")))?,
+        ),
         None => None,
     };
     let admin_addr = admin_listener.as_ref().map(TcpListener::local_addr).transpose()?;

@@ -22,8 +22,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
     let state = AppState::new(config.settings.clone(), store, master).await?;
-    let server =
-        khoa_server::start(state).await.with_context(|| format!("cannot listen on {}", config.settings.listen))?;
+    let server = khoa_server::start(state).await.context("cannot start the server")?;
     tracing::info!(ready_ms = started.elapsed().as_millis() as u64, "ready");
     // Machine-readable lines on standard output, for scripts and tests; the public
     // listener's comes last.

@@ -294,3 +294,23 @@ async fn the_admin_api_end_to_end(db: TestDatabase) {
 }
 
 both_backends!(the_admin_api_end_to_end);
+
+/// The admin listener's address taken: `serve` stops with a message naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_admin_address_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let db = khoa_testkit::test_database(khoa_testkit::Backend::Sqlite).await;
+    let out = std::process::Command::new(BIN)
+        .arg("serve")
+        .current_dir(db.dir.path())
+        .env_clear()
+        .env("KHOA_DATABASE_URL", &db.url)
+        .env("KHOA_LISTEN", "127.0.0.1:0")
+        .env("KHOA_ADMIN_LISTEN", &addr)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&format!("cannot listen on {addr} (admin.listen)")), "{err}");
+}
