@@ -207,3 +207,106 @@ fn rss_peak_kib(pid: u32) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// `khoa-bench import [USERS]` (default 100000): writes a JSON-lines file of USERS
+/// users with hashes of every accepted kind and times `khoa user import FILE` on a
+/// fresh SQLite database (or `KHOA_BENCH_POSTGRES_URL`), then once more (every line
+/// already there), then the same file through `POST /admin/users/import` into another
+/// database in requests of 20,000 lines.
+pub async fn import(args: &[String]) {
+    let users: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let bin = khoa_bin();
+    let dir = tempfile_dir();
+    let hashes = [
+        "$2b$10$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW",
+        "pbkdf2_sha256$600000$seasalt2$a75qzbogeVhNFeMqhdgyyoqGKpIzYUo651sq57RERew=",
+        "$pbkdf2-sha256$i=25000,l=32$a2hvYS1pbXBvcnQtc2FsdA$L72/oLT1NZn8p/vZA/jIwV3SohGQzcHqIYv/mrOasoQ",
+        "$scrypt$ln=12,r=8,p=1$a2hvYS1pbXBvcnQtc2FsdA$/qxYk/lpA5omQlk/yXy6BAIlRcHyjp8BFygvmZAtCY8",
+        "$argon2id$v=19$m=19456,t=2,p=1$MDEyMzQ1Njc4OWFiY2RlZg$4wB1YVk1K8Ca2tmUi9Hz9AIRWfYfCd5QLO1T6ZJ2QQ8",
+    ];
+    let lines: Vec<String> = (0..users)
+        .map(|i| {
+            json!({"username": format!("sv{i:06}"), "password_hash": hashes[i % hashes.len()],
+                   "email": format!("sv{i:06}@hutech.edu.vn"), "email_verified": true, "name": "Nguyễn Văn A",
+                   "phone": "+84976535298", "attributes": {"student_id": format!("{i:010}")}})
+            .to_string()
+        })
+        .collect();
+    let file = dir.join("users.jsonl");
+    std::fs::write(&file, lines.join("\n")).expect("the import file");
+    let postgres = std::env::var("KHOA_BENCH_POSTGRES_URL").ok();
+    let backend = if postgres.is_some() { "PostgreSQL" } else { "SQLite" };
+    let env_for = |db: &str| -> Vec<(String, String)> {
+        let url = postgres.clone().unwrap_or_else(|| format!("sqlite://{}/{db}.db", dir.display()));
+        vec![("KHOA_DATABASE_URL".into(), url), ("KHOA_SECRET".into(), "bench-master-secret-0123456789abcdef".into())]
+    };
+    println!(
+        "khoa-bench import: {users} users, {backend}, {} MB of JSON lines\n",
+        std::fs::metadata(&file).map_or(0, |m| m.len()) >> 20
+    );
+    println!("| run | time | users/s | result |");
+    println!("|---|---|---|---|");
+    let env = env_for("cli");
+    cli(&bin, &env, &["migrate"], None);
+    for run in ["khoa user import (fresh database)", "khoa user import (again: every user exists)"] {
+        let started = Instant::now();
+        let out = cli(&bin, &env, &["user", "import", file.to_str().unwrap_or_default()], None);
+        let elapsed = started.elapsed();
+        println!(
+            "| {run} | {:.2} s | {:.0} | `{}` |",
+            elapsed.as_secs_f64(),
+            users as f64 / elapsed.as_secs_f64(),
+            out.trim()
+        );
+    }
+    if postgres.is_some() {
+        // One database: the API run would find every user there already.
+        return;
+    }
+    let env = env_for("api");
+    let (port, admin_port) = (khoa_testkit::free_port(), khoa_testkit::free_port());
+    let base = format!("http://127.0.0.1:{port}");
+    let mut env = env;
+    env.push(("KHOA_LISTEN".into(), format!("127.0.0.1:{port}")));
+    env.push(("KHOA_ADMIN_LISTEN".into(), format!("127.0.0.1:{admin_port}")));
+    env.push(("KHOA_ISSUER".into(), base.clone()));
+    let boot: Value = serde_json::from_str(&cli(&bin, &env, &["admin", "bootstrap"], None)).expect("bootstrap JSON");
+    let mut server = serve_until_ready(&bin, &env, &base, Stdio::null(), Stdio::null()).await;
+    let http = reqwest::Client::new();
+    let token: Value = http
+        .post(format!("{base}/oauth2/token"))
+        .basic_auth(boot["client_id"].as_str().unwrap_or_default(), boot["client_secret"].as_str())
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("a token")
+        .json()
+        .await
+        .expect("JSON");
+    let token = token["access_token"].as_str().unwrap_or_default().to_string();
+    let started = Instant::now();
+    let mut created = 0;
+    for chunk in lines.chunks(20_000) {
+        let res = http
+            .post(format!("http://127.0.0.1:{admin_port}/admin/users/import"))
+            .bearer_auth(&token)
+            .header("content-type", "application/x-ndjson")
+            .body(chunk.join("\n"))
+            .send()
+            .await
+            .expect("an import");
+        let status = res.status();
+        let report: Value = res.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 200, "{report}");
+        created += report["created"].as_u64().unwrap_or(0);
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "| POST /admin/users/import, 20,000 lines a request | {:.2} s | {:.0} | {created} created |",
+        elapsed.as_secs_f64(),
+        users as f64 / elapsed.as_secs_f64()
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -124,8 +124,9 @@ async fn main() {
         Some("soak") => soak(&args).await,
         Some("run") => run(&args).await,
         Some("admin") => admin::admin(&args).await,
+        Some("import") => admin::import(&args).await,
         _ => {
-            eprintln!("usage: khoa-bench soak [MINUTES] [SIGN-INS PER SECOND]\n       khoa-bench run [SECONDS PER SCENARIO] [CONCURRENCY] [CHART.svg]\n       khoa-bench admin [USERS] [CLIENTS] [CONCURRENCY]");
+            eprintln!("usage: khoa-bench soak [MINUTES] [SIGN-INS PER SECOND]\n       khoa-bench run [SECONDS PER SCENARIO] [CONCURRENCY] [CHART.svg]\n       khoa-bench admin [USERS] [CLIENTS] [CONCURRENCY]\n       khoa-bench import [USERS]");
             std::process::exit(2);
         }
     }

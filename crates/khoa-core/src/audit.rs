@@ -48,6 +48,9 @@ pub mod kind {
     pub const USER_ENABLED: &str = "user.enabled";
     pub const USER_PASSWORD_CHANGED: &str = "user.password_changed";
     pub const USER_SESSIONS_REVOKED: &str = "user.sessions_revoked";
+    pub const USER_IMPORTED: &str = "user.imported";
+    /// An imported password hash replaced by argon2id at the first login it verified.
+    pub const USER_PASSWORD_UPGRADED: &str = "user.password_upgraded";
     pub const KEY_CREATED: &str = "key.created";
     pub const KEY_ROTATED: &str = "key.rotated";
     pub const PARTNER_CREATED: &str = "partner.created";

@@ -13,6 +13,7 @@ pub mod clock;
 pub mod code;
 pub mod discovery;
 pub mod forwarded;
+pub mod hashes;
 pub mod jose;
 pub mod keyring;
 pub mod logout;

@@ -52,11 +52,7 @@ const COLUMNS: &str = "id, at, type, actor, client_id, user_id, address, detail"
 pub(crate) async fn insert(db: &mut impl Conn, event: &Event) -> Result<(), StoreError> {
     let actor = event.actor.to_string();
     let detail = to_json(&event.detail);
-    let line = serde_json::json!({
-        "at": event.at, "type": event.kind, "actor": actor, "client_id": event.client_id,
-        "user_id": event.user_id, "address": event.address, "detail": event.detail,
-    });
-    tracing::info!(target: "khoa::audit", event = %line, "audit");
+    tracing::info!(target: "khoa::audit", event = %log_line(event, &actor), "audit");
     db.exec(
         "INSERT INTO audit_events (at, type, actor, client_id, user_id, address, detail) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -64,6 +60,52 @@ pub(crate) async fn insert(db: &mut impl Conn, event: &Event) -> Result<(), Stor
     )
     .await?;
     Ok(())
+}
+
+/// Writes `events` in as few statements as the backends allow, inside the caller's
+/// transaction (an import's), and logs each.
+pub(crate) async fn insert_many(db: &mut impl Conn, events: &[Event]) -> Result<(), StoreError> {
+    for chunk in events.chunks(500) {
+        let texts: Vec<(String, String)> = chunk.iter().map(|e| (e.actor.to_string(), to_json(&e.detail))).collect();
+        let mut values = Vec::with_capacity(chunk.len());
+        let mut args: Vec<Value<'_>> = Vec::with_capacity(chunk.len() * 7);
+        for (e, (actor, detail)) in chunk.iter().zip(&texts) {
+            let n = args.len();
+            values.push(format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5,
+                n + 6,
+                n + 7
+            ));
+            args.extend([
+                Value::from(&e.at),
+                Value::from(e.kind),
+                Value::from(actor),
+                Value::from(&e.client_id),
+                Value::from(&e.user_id),
+                Value::from(&e.address),
+                Value::from(detail),
+            ]);
+            tracing::info!(target: "khoa::audit", event = %log_line(e, actor), "audit");
+        }
+        let sql = format!(
+            "INSERT INTO audit_events (at, type, actor, client_id, user_id, address, detail) VALUES {}",
+            values.join(", ")
+        );
+        db.exec(&sql, &args).await?;
+    }
+    Ok(())
+}
+
+fn log_line(event: &Event, actor: &str) -> serde_json::Value {
+    serde_json::json!({
+        "at": event.at, "type": event.kind, "actor": actor, "client_id": event.client_id,
+        "user_id": event.user_id, "address": event.address, "detail": event.detail,
+    })
 }
 
 impl FromRow for AuditRecord {

@@ -70,6 +70,21 @@ pub trait UserStore: Send + Sync + 'static {
         now: UnixTime,
         audit: &Event,
     ) -> Result<Updated, StoreError>;
+    /// Stores `users` in one transaction, each that is not taken already, with an
+    /// `audit` event per user created; for each, its new id or `None` when its username
+    /// exists (import is idempotent: a second run creates nothing).
+    async fn import_users(&self, users: &[NewUser], audit: &Event) -> Result<Vec<Option<i64>>, StoreError>;
+    /// Replaces a verified password hash by khoa's own, if it is still `old` (a
+    /// concurrent change wins); `true` when replaced. Sessions and tokens stay: the
+    /// password is the same.
+    async fn upgrade_password_hash(
+        &self,
+        id: i64,
+        old: &str,
+        new: &str,
+        now: UnixTime,
+        audit: &Event,
+    ) -> Result<bool, StoreError>;
     /// Enables a disabled user (disabling is a [`UserChange`]: it ends the sessions).
     async fn enable_user(&self, id: i64, now: UnixTime, audit: &Event) -> Result<Updated, StoreError>;
     async fn user_sessions(&self, id: i64, now: UnixTime) -> Result<Vec<ActiveSession>, StoreError>;
@@ -278,6 +293,51 @@ impl<E: Engine> UserStore for SqlStore<E> {
         .await
     }
 
+    async fn import_users(&self, users: &[NewUser], audit_event: &Event) -> Result<Vec<Option<i64>>, StoreError> {
+        let (users, audit_event) = (users.to_vec(), audit_event.clone());
+        self.write(move |db| {
+            Box::pin(async move {
+                let mut out = Vec::with_capacity(users.len());
+                // Many rows a statement: one round trip for each chunk, not for each user.
+                for chunk in users.chunks(IMPORT_ROWS_PER_STATEMENT) {
+                    out.extend(import_chunk(db, chunk, &audit_event).await?);
+                }
+                if out.iter().any(Option::is_some) {
+                    db.exec(crate::db::BUMP_EPOCH, &[]).await?;
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+
+    async fn upgrade_password_hash(
+        &self,
+        id: i64,
+        old: &str,
+        new: &str,
+        now: UnixTime,
+        audit_event: &Event,
+    ) -> Result<bool, StoreError> {
+        let (old, new, audit_event) = (old.to_owned(), new.to_owned(), audit_event.clone());
+        self.write(move |db| {
+            Box::pin(async move {
+                let n = change(
+                    db,
+                    "UPDATE users SET password_hash = $1, updated_at = $2, revision = revision + 1 \
+                     WHERE id = $3 AND password_hash = $4",
+                    args![new, now, id, old],
+                )
+                .await?;
+                if n > 0 {
+                    audit::insert(db, &for_user(&audit_event, id)).await?;
+                }
+                Ok(n > 0)
+            })
+        })
+        .await
+    }
+
     async fn users_page(&self, q: &UserQuery) -> Result<Vec<User>, StoreError> {
         let limit = i64::from(q.limit);
         let after = q.after_id;
@@ -463,4 +523,75 @@ async fn revision_outcome(db: &mut impl Conn, id: i64, written: bool) -> Result<
         (_, None) => Updated::Missing,
         (false, Some(_)) => Updated::Stale,
     })
+}
+
+/// Users one import statement inserts (11 arguments each, far below either backend's
+/// limit on arguments).
+const IMPORT_ROWS_PER_STATEMENT: usize = 500;
+
+/// Inserts `chunk` in one statement, skipping taken usernames, and records an event
+/// per user created; the new id of each, or `None` (a username that existed, or that
+/// came earlier in the same import).
+async fn import_chunk(
+    db: &mut impl Conn,
+    chunk: &[NewUser],
+    audit_event: &Event,
+) -> Result<Vec<Option<i64>>, StoreError> {
+    let attributes: Vec<String> = chunk.iter().map(|u| to_json(&u.attributes)).collect();
+    let mut values = Vec::with_capacity(chunk.len());
+    let mut args: Vec<Value<'_>> = Vec::with_capacity(chunk.len() * 11);
+    for (u, attributes) in chunk.iter().zip(&attributes) {
+        let n = args.len();
+        values.push(format!(
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            n + 1,
+            n + 2,
+            n + 3,
+            n + 4,
+            n + 5,
+            n + 6,
+            n + 7,
+            n + 8,
+            n + 9,
+            n + 10,
+            n + 11
+        ));
+        args.extend([
+            Value::from(&u.username),
+            Value::from(&u.password_hash),
+            Value::from(&u.email),
+            Value::from(&u.email_verified),
+            Value::from(&u.name),
+            Value::from(&u.phone_number),
+            Value::from(&u.phone_number_verified),
+            Value::from(&u.picture),
+            Value::from(&u.created_at),
+            Value::from(&u.created_at),
+            Value::from(attributes),
+        ]);
+    }
+    let sql = format!(
+        "INSERT INTO users (username, password_hash, email, email_verified, name, phone_number, \
+         phone_number_verified, picture, created_at, updated_at, attributes) VALUES {} \
+         ON CONFLICT (username) DO NOTHING RETURNING id, username",
+        values.join(", ")
+    );
+    let inserted: Vec<(i64, String)> = db.fetch_all(&sql, &args).await?;
+    let mut ids: std::collections::HashMap<String, i64> = inserted.into_iter().map(|(id, name)| (name, id)).collect();
+    let mut out = Vec::with_capacity(chunk.len());
+    let mut events = Vec::new();
+    for u in chunk {
+        // The first line of a username gets its id; a later one of the same is a duplicate.
+        let id = ids.remove(&u.username);
+        if let Some(id) = id {
+            let mut event = for_user(audit_event, id);
+            if let serde_json::Value::Object(detail) = &mut event.detail {
+                detail.insert("username".into(), u.username.clone().into());
+            }
+            events.push(event);
+        }
+        out.push(id);
+    }
+    audit::insert_many(db, &events).await?;
+    Ok(out)
 }

@@ -307,6 +307,33 @@ async fn users_are_paged_searched_disabled_and_updated_conditionally(db: TestDat
     assert_eq!(store.user_sessions(binh.id, 0).await.unwrap(), vec![]);
 }
 
+/// An import in many-row statements: existing usernames and repeats within it are
+/// skipped, each created user is recorded once, and a second run creates nothing.
+async fn imports_skip_what_exists_and_repeat_nothing(db: TestDatabase) {
+    let store = open(&db).await;
+    store.insert_user(&new_user("exists"), &user_event()).await.unwrap();
+    let mut users: Vec<NewUser> = (0..1203).map(|i| new_user(&format!("im{i:04}"))).collect();
+    users.insert(700, new_user("exists"));
+    users.insert(800, new_user("im0005"));
+    let event = Event::new(1_700_000_000, "user.imported", Actor::CommandLine);
+    let ids = store.import_users(&users, &event).await.unwrap();
+    assert_eq!(ids.len(), 1205);
+    assert_eq!(ids.iter().filter(|id| id.is_some()).count(), 1203);
+    assert_eq!((ids[700], ids[800]), (None, None), "the existing one and the repeat");
+    let created: Vec<i64> = ids.iter().flatten().copied().collect();
+    let mut sorted = created.clone();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 1203, "distinct ids");
+    let read = store.user_by_username("im1202").await.unwrap().unwrap();
+    assert_eq!(Some(read.id), ids[1204]);
+    assert_eq!(read.email.as_deref(), Some("im1202@example.vn"));
+    let imported = AuditFilter { kind: Some("user.imported".into()), limit: 5000, ..Default::default() };
+    assert_eq!(store.audit_events(&imported).await.unwrap().len(), 1203);
+    let again = store.import_users(&users, &event).await.unwrap();
+    assert!(again.iter().all(Option::is_none));
+    assert_eq!(store.audit_events(&imported).await.unwrap().len(), 1203);
+}
+
 async fn concurrent_signups_for_one_username_admit_exactly_one(db: TestDatabase) {
     let store = open(&db).await;
     let tasks: Vec<_> = (0..16)
@@ -1061,6 +1088,7 @@ both_backends!(
     clients_are_listed_by_pages,
     users_have_unique_names_and_stable_ids,
     users_are_paged_searched_disabled_and_updated_conditionally,
+    imports_skip_what_exists_and_repeat_nothing,
     concurrent_signups_for_one_username_admit_exactly_one,
     signing_key_generations_are_unique_per_algorithm,
     every_change_bumps_the_epoch,

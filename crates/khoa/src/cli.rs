@@ -284,6 +284,11 @@ pub enum UserCommand {
     Disable { username: String },
     /// Enable a disabled user.
     Enable { username: String },
+    /// Import users with the password hashes they have (JSON lines: username,
+    /// password_hash, and optionally email, email_verified, name, phone, picture,
+    /// attributes; `-` for standard input). Restartable: existing usernames are
+    /// reported and skipped. Exits 1 when a line could not be imported.
+    Import { file: std::path::PathBuf },
 }
 
 #[derive(Debug, Args)]

@@ -17,7 +17,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&config);
+    // A command's changes are in the audit trail (`khoa audit list`); its terminal
+    // gets the events' log lines only when asked for (KHOA_LOG=khoa::audit=info).
+    let quiet_audit = !matches!(cli.command, cli::Command::Serve) && !config.log_filter.contains("khoa::audit");
+    init_logging(&config, quiet_audit);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -35,9 +38,11 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to standard error (standard output carries command results).
-fn init_logging(config: &config::Config) {
+fn init_logging(config: &config::Config, quiet_audit: bool) {
+    let filter =
+        if quiet_audit { format!("{},khoa::audit=warn", config.log_filter) } else { config.log_filter.clone() };
     let filter = tracing_subscriber::EnvFilter::builder()
-        .parse(&config.log_filter)
+        .parse(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

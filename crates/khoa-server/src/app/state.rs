@@ -92,13 +92,14 @@ impl AppState {
         self.clock.now()
     }
 
-    /// Verifies a password off the async executor, at most one per CPU at a time.
+    /// Verifies a password off the async executor, at most one per CPU at a time,
+    /// against khoa's argon2id or any hash an import brought (`khoa_core::hashes`).
     pub async fn verify_password(&self, password: String, phc: String) -> bool {
         let Ok(_slot) = self.password_slots.acquire().await else { return false };
         let pool = self.password_memory.clone();
         tokio::task::spawn_blocking(move || {
             let mut memory = pool.lock().ok().and_then(|mut p| p.pop()).unwrap_or_default();
-            let ok = khoa_core::password::verify_password_reusing(&password, &phc, &mut memory);
+            let ok = khoa_core::hashes::verify_any(&password, &phc, &mut memory);
             if let Ok(mut p) = pool.lock() {
                 p.push(memory);
             }

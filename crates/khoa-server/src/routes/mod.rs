@@ -74,7 +74,8 @@ pub(crate) fn router(state: AppState) -> Router {
 
 /// The listener of `admin.listen`: the admin API, health and metrics.
 pub(crate) fn admin_router(state: AppState) -> Router {
-    let body_limit = state.settings.body_limit;
+    // The import's limit; every other admin route has the usual one of its own.
+    let body_limit = admin::users::IMPORT_LIMIT.max(state.settings.body_limit);
     admin::router(state.clone())
         .layer(middleware::from_fn_with_state(body_limit, refuse_oversized_bodies))
         .layer(middleware::from_fn(limit_uri))

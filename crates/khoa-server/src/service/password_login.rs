@@ -70,6 +70,7 @@ pub async fn password_login(
         }
         (Some(user), true) => {
             state.store.settle_login_success(&keys, now).await?;
+            upgrade_hash(state, &user, password).await?;
             let mut event = attempt_event(kind::LOGIN_SUCCEEDED, &origin, client_id, now);
             event.actor = Actor::User(user.id);
             event.user_id = Some(user.id);
@@ -86,6 +87,28 @@ pub async fn password_login(
             Ok(LoginOutcome::Failed)
         }
     }
+}
+
+/// An imported hash (bcrypt, PBKDF2, scrypt, argon2i or other argon2id costs) that just
+/// verified is replaced by khoa's own argon2id, transparently: the password is the
+/// same, so sessions and tokens stay.
+async fn upgrade_hash(state: &AppState, user: &User, password: &str) -> Result<(), ApiError> {
+    let params = khoa_core::password::PasswordParams::default();
+    if user.password_hash.is_empty() || !khoa_core::hashes::needs_rehash(&user.password_hash, params) {
+        return Ok(());
+    }
+    let from = khoa_core::hashes::scheme_of(&user.password_hash).map(|s| s.as_str()).unwrap_or("unknown");
+    let password = password.to_string();
+    let hashed = tokio::task::spawn_blocking(move || khoa_core::password::hash_password(&password, params)).await;
+    let Ok(Ok(new_hash)) = hashed else {
+        tracing::warn!(user_id = user.id, "could not re-hash an imported password; it stays as imported");
+        return Ok(());
+    };
+    let now = state.now();
+    let mut event = Event::new(now, kind::USER_PASSWORD_UPGRADED, Actor::User(user.id)).detail(json!({ "from": from }));
+    event.user_id = Some(user.id);
+    state.store.upgrade_password_hash(user.id, &user.password_hash, &new_hash, now, &event).await?;
+    Ok(())
 }
 
 /// The device cookie: proof that this browser signed in to an account before (OWASP's

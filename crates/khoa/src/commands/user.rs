@@ -106,6 +106,35 @@ pub async fn run(command: UserCommand, settings: &Settings, store: &Arc<dyn Stor
             println!("user {username} disabled; {}", ended_text(&ended));
             Ok(())
         }
+        UserCommand::Import { file } => {
+            let text = if file.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+                s
+            } else {
+                std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?
+            };
+            let report = users::import(store.as_ref(), text.lines(), &who()).await?;
+            // Every failure by line; of the existing ones (a re-run), the first hundred.
+            for l in report.existing.iter().take(100) {
+                eprintln!("line {}: {} exists, not imported again", l.line, l.username.as_deref().unwrap_or(""));
+            }
+            if report.existing.len() > 100 {
+                eprintln!("… and {} more existing usernames", report.existing.len() - 100);
+            }
+            for l in &report.failed {
+                let field = l.field.as_deref().filter(|f| !f.is_empty()).map(|f| format!(" {f}:")).unwrap_or_default();
+                eprintln!("line {}:{field} {}", l.line, l.detail);
+            }
+            let summary = serde_json::json!({
+                "created": report.created, "existing": report.existing.len(), "failed": report.failed.len(),
+            });
+            println!("{summary}");
+            if !report.failed.is_empty() {
+                bail!("{} line(s) could not be imported", report.failed.len());
+            }
+            Ok(())
+        }
         UserCommand::Enable { username } => {
             let Some(user) = store.user_by_username(&username).await? else { bail!("no user named {username:?}") };
             users::enable(store.as_ref(), user.id, &who()).await?;

@@ -314,3 +314,50 @@ async fn a_taken_admin_address_is_a_clear_error() {
     assert!(!out.status.success());
     assert!(err.contains(&format!("cannot listen on {addr} (admin.listen)")), "{err}");
 }
+
+/// `khoa user import`: a file from another system, its bad lines reported by number
+/// without stopping, a second run creating nothing, and the imported users signing in
+/// with the passwords they had there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_are_imported_from_a_file_and_sign_in_with_their_old_passwords() {
+    let khoa = Khoa::new(BIN, khoa_testkit::test_database(khoa_testkit::Backend::Sqlite).await);
+    khoa.client("app", &["--skip-consent"]).unwrap();
+    let lines = [
+        r#"{"username": "bcrypt-user", "password_hash": "$2y$05$CCCCCCCCCCCCCCCCCCCCC.VGOzA784oUp/Z0DY336zx7pLYAy0lwK", "email": "b@hutech.edu.vn"}"#,
+        r#"{"username": "django-user", "password_hash": "pbkdf2_sha256$30000$seasalt2$a75qzbogeVhNFeMqhdgyyoqGKpIzYUo651sq57RERew=", "attributes": {"student_id": "2280600348"}}"#,
+        r#"{"username": "broken", "password_hash": "md5:5f4dcc3b5aa765d61d8327deb882cf99"}"#,
+        r#"not json"#,
+        r#"{"username": "sv01", "password_hash": "$2y$05$CCCCCCCCCCCCCCCCCCCCC.VGOzA784oUp/Z0DY336zx7pLYAy0lwK"}"#,
+    ];
+    let file = khoa.db.dir.path().join("users.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let path = file.to_str().unwrap();
+    let out = run_cli(BIN, &khoa.db, &["user", "import", path], None);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "a failed line makes the exit status 1");
+    assert_eq!(
+        serde_json::from_str::<Value>(stdout.trim()).unwrap(),
+        json!({"created": 2, "existing": 1, "failed": 2})
+    );
+    assert!(stderr.contains("line 3: password_hash: not a password hash khoa can import"), "{stderr}");
+    assert!(stderr.contains("line 4: not JSON"), "{stderr}");
+    assert!(stderr.contains("line 5: sv01 exists, not imported again"), "{stderr}");
+    let again = run_cli(BIN, &khoa.db, &["user", "import", path], None);
+    let summary: Value = serde_json::from_str(String::from_utf8_lossy(&again.stdout).trim()).unwrap();
+    assert_eq!(summary, json!({"created": 0, "existing": 3, "failed": 2}));
+
+    // The old passwords sign in, through the login page, twice (the second time against
+    // the argon2id hash the first one left).
+    for (username, password) in [("bcrypt-user", "U*U*"), ("django-user", "lètmein")] {
+        for _ in 0..2 {
+            let browser = khoa_testkit::browser::Browser::new();
+            let code = khoa.code_as(&browser, "app", username, password).await;
+            assert!(!code.is_empty(), "{username}");
+        }
+    }
+    let listed = run_cli(BIN, &khoa.db, &["audit", "list", "--json", "--type", "user.password_upgraded"], None);
+    let events: Vec<Value> =
+        String::from_utf8_lossy(&listed.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let froms: Vec<&str> = events.iter().map(|e| e["detail"]["from"].as_str().unwrap()).collect();
+    assert_eq!(froms, ["django pbkdf2_sha256", "bcrypt"], "each upgraded once, newest first");
+}

@@ -9,7 +9,7 @@ mod deliveries;
 mod keys;
 pub(crate) mod openapi;
 mod partners;
-mod users;
+pub(crate) mod users;
 
 use crate::app::state::AppState;
 use crate::http::problem::Problem;
@@ -61,16 +61,24 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/admin/backchannel-deliveries", get(deliveries::list))
         .route("/admin/backchannel-deliveries/{id}/retry", axum::routing::post(deliveries::retry))
         .route("/admin/audit-events", get(audit::list))
+        .layer(RequestBodyLimitLayer::new(state.settings.body_limit))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    // An import's body is large: a limit of its own.
+    let import = Router::new()
+        .route("/admin/users/import", axum::routing::post(users::import))
+        .layer(RequestBodyLimitLayer::new(users::IMPORT_LIMIT))
+        // axum's own limit for a `Bytes` body (2 MB) is lifted to the import's.
+        .layer(axum::extract::DefaultBodyLimit::max(users::IMPORT_LIMIT))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .merge(resources)
+        .merge(import)
         .route("/admin/openapi.json", get(openapi::document))
         .route("/metrics", get(super::metrics::metrics))
         .route("/health/alive", get(super::health::alive))
         .route("/health/ready", get(super::health::ready))
         .fallback(|| async { Problem::no_such_endpoint() })
         .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })
-        .layer(RequestBodyLimitLayer::new(state.settings.body_limit))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, state.settings.request_timeout))
         .with_state(state)
 }
@@ -209,33 +217,9 @@ pub(crate) fn json_object(
     }
 }
 
-/// Reads `T` from a JSON value, naming the member that does not fit, and refusing
-/// members `T` does not have (a typo must not pass for a default).
+/// Reads `T` from a JSON value (`service::admin::read_json`), as a problem.
 pub(crate) fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, Problem> {
-    let mut unknown = Vec::new();
-    let mut note = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
-    let ignoring = serde_ignored::Deserializer::new(value, &mut note);
-    let read = serde_path_to_error::deserialize::<_, T>(ignoring);
-    match read {
-        Ok(_) if !unknown.is_empty() => {
-            let field = unknown.swap_remove(0);
-            Err(Problem::invalid(&field, format!("unknown member {field:?}")))
-        }
-        Ok(value) => Ok(value),
-        Err(e) => {
-            let path = e.path().to_string();
-            let path = if path == "." { String::new() } else { path };
-            let message = e.inner().to_string();
-            // A missing member is named in the message only.
-            let missing = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
-            let field = match missing {
-                Some(name) if path.is_empty() => name.to_string(),
-                Some(name) => format!("{path}.{name}"),
-                None => path,
-            };
-            Err(Problem::invalid(&field, message))
-        }
-    }
+    crate::service::admin::read_json(value).map_err(Problem::from)
 }
 
 /// The query's parameters; any other than `allowed` is refused by name, and each may

@@ -4,7 +4,7 @@ use super::{audit, clients, deliveries, keys, partners, users};
 use crate::app::state::AppState;
 use crate::http::problem::ProblemDocument;
 use crate::service::admin::clients::{ClientDocument, ClientSettings, LifetimeSettings};
-use crate::service::admin::users::{UserDocument, UserSettings};
+use crate::service::admin::users::{ImportLine, ImportReport, ImportedUser, UserDocument, UserSettings};
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -18,13 +18,13 @@ use utoipa::OpenApi;
     paths(
         clients::list, clients::create, clients::show, clients::replace, clients::patch, clients::delete,
         clients::rotate_secret, users::list, users::create, users::show, users::patch, users::delete,
-        users::disable, users::enable, users::set_password, users::revoke_sessions, users::sessions, users::consents,
+        users::import, users::disable, users::enable, users::set_password, users::revoke_sessions, users::sessions, users::consents,
         keys::list, keys::rotate_keys, partners::list, partners::create, partners::show, partners::delete,
         deliveries::list, deliveries::retry, audit::list,
     ),
     components(schemas(
         ClientDocument, ClientSettings, LifetimeSettings, clients::NewClient, clients::SecretRotation,
-        UserDocument, UserSettings, users::NewUser, users::NewPassword, users::Ended,
+        UserDocument, UserSettings, ImportedUser, ImportReport, ImportLine, users::NewUser, users::NewPassword, users::Ended,
         users::SessionDocument, users::ConsentDocument,
         keys::KeyDocument, keys::KeyRotation, partners::PartnerDocument,
         partners::PartnerInput, deliveries::DeliveryDocument,

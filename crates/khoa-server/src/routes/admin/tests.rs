@@ -718,3 +718,134 @@ async fn attacks_on_codes_and_refresh_tokens_are_recorded() {
         assert!(!all.contains(secret_value));
     }
 }
+
+/// Hashes other systems made (Python's hashlib, the crypt_blowfish vectors), with
+/// their passwords.
+fn foreign_users() -> Vec<(&'static str, String, &'static str)> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+    let params = argon2::Params::new(4096, 3, 1, None).unwrap();
+    let argon2i = argon2::Argon2::new(argon2::Algorithm::Argon2i, argon2::Version::V0x13, params)
+        .hash_password("lètmein".as_bytes(), &salt)
+        .unwrap()
+        .to_string();
+    vec![
+        ("bcrypt-2a", "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW".into(), "U*U"),
+        ("bcrypt-2b", "$2b$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW".into(), "U*U"),
+        ("bcrypt-2y", "$2y$05$CCCCCCCCCCCCCCCCCCCCC.VGOzA784oUp/Z0DY336zx7pLYAy0lwK".into(), "U*U*"),
+        ("django", "pbkdf2_sha256$30000$seasalt2$a75qzbogeVhNFeMqhdgyyoqGKpIzYUo651sq57RERew=".into(), "lètmein"),
+        (
+            "pbkdf2",
+            "$pbkdf2-sha256$i=25000,l=32$a2hvYS1pbXBvcnQtc2FsdA$L72/oLT1NZn8p/vZA/jIwV3SohGQzcHqIYv/mrOasoQ".into(),
+            "lètmein",
+        ),
+        (
+            "scrypt",
+            "$scrypt$ln=12,r=8,p=1$a2hvYS1pbXBvcnQtc2FsdA$/qxYk/lpA5omQlk/yXy6BAIlRcHyjp8BFygvmZAtCY8".into(),
+            "lètmein",
+        ),
+        ("argon2i", argon2i, "lètmein"),
+    ]
+}
+
+#[tokio::test]
+async fn users_are_imported_with_their_hashes_and_upgraded_at_first_login() {
+    let app = TestApp::new().await;
+    let token = app.admin_token("ops", "khoa:admin").await;
+    let users = foreign_users();
+    let mut body: Vec<String> = users
+        .iter()
+        .map(|(name, hash, _)| {
+            json!({"username": name, "password_hash": hash, "email": format!("{name}@hutech.edu.vn"), "email_verified": true,
+                   "name": "Nguyễn Văn A", "phone": "+84 976 535 298", "attributes": {"student_id": format!("id-{name}")}})
+            .to_string()
+        })
+        .collect();
+    let bad = [
+        ("{\"username\": ", ""),
+        ("{\"username\": \"x1\"}", "password_hash"),
+        ("{\"username\": \"x2\", \"password_hash\": \"$1$md5$abc\"}", "password_hash"),
+        ("{\"username\": \"x3\", \"password_hash\": \"plain text password\"}", "password_hash"),
+        ("{\"username\": \"x4\", \"password_hash\": \"$2b$31$abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyza\"}", "password_hash"),
+        ("{\"username\": \"x5 space\", \"password_hash\": \"$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW\"}", "username"),
+        ("{\"username\": \"x6\", \"email\": \"no-at\", \"password_hash\": \"$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW\"}", "email"),
+        ("{\"username\": \"x7\", \"shoe_size\": 42, \"password_hash\": \"$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW\"}", "shoe_size"),
+        ("[1, 2]", ""),
+    ];
+    body.insert(2, String::new()); // an empty line is skipped
+    for (line, _) in bad {
+        body.push(line.to_string());
+    }
+    // The same username twice in one file: the second is reported, not duplicated.
+    body.push(json!({"username": "bcrypt-2a", "password_hash": users[0].1}).to_string());
+    let import = |text: String| {
+        let req = axum::http::Request::post("/admin/users/import")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/x-ndjson")
+            .body(axum::body::Body::from(text))
+            .unwrap();
+        app.send_admin(req)
+    };
+    let report = import(body.join("\n")).await;
+    assert_eq!(report.status, StatusCode::OK, "{}", report.text);
+    assert_eq!(report.body["created"], 7, "{}", report.text);
+    let failed = report.body["failed"].as_array().unwrap();
+    let fields: Vec<&str> = failed.iter().map(|f| f["field"].as_str().unwrap_or("")).collect();
+    assert_eq!(fields, bad.iter().map(|(_, f)| *f).collect::<Vec<_>>(), "{}", report.text);
+    assert_eq!(failed[0]["line"], 9, "lines are counted as in the file");
+    assert_eq!(report.body["existing"].as_array().unwrap().len(), 1);
+    assert!(!report.text.contains("CCCCCCCC") && !report.text.contains("seasalt2"), "no hash in the report");
+    // A second run creates nothing.
+    let again = import(body.join("\n")).await;
+    assert_eq!((again.body["created"].as_i64(), again.body["existing"].as_array().map(Vec::len)), (Some(0), Some(8)));
+    let wrong_type = app.admin("POST", "/admin/users/import", Some(&token), Some(json!({}))).await;
+    assert_eq!(problem(&wrong_type).0, 415);
+
+    // Each verifies at login, and is then argon2id; the second login verifies that.
+    let origin = khoa_core::throttle::LoginOrigin::Browser { address: crate::testing::PEER.ip(), device: None };
+    for (name, hash, password) in &users {
+        let wrong = crate::service::password_login::password_login(&app.state, name, "wrong password", origin, "web");
+        assert!(matches!(wrong.await.unwrap(), crate::service::password_login::LoginOutcome::Failed), "{name}");
+        let right = crate::service::password_login::password_login(&app.state, name, password, origin, "web").await;
+        assert!(matches!(right.unwrap(), crate::service::password_login::LoginOutcome::Succeeded(_)), "{name}");
+        let stored = app.state.store.user_by_username(name).await.unwrap().unwrap();
+        assert!(
+            stored.password_hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{name}: {}",
+            stored.password_hash
+        );
+        assert_ne!(&stored.password_hash, hash);
+        assert_eq!(stored.attributes["student_id"], format!("id-{name}"));
+        let again = crate::service::password_login::password_login(&app.state, name, password, origin, "web").await;
+        assert!(matches!(again.unwrap(), crate::service::password_login::LoginOutcome::Succeeded(_)), "{name}");
+    }
+    let upgraded = app.admin("GET", "/admin/audit-events?type=user.password_upgraded", Some(&token), None).await;
+    let froms: Vec<&str> =
+        upgraded.body["items"].as_array().unwrap().iter().map(|e| e["detail"]["from"].as_str().unwrap()).collect();
+    assert_eq!(froms, ["argon2i", "scrypt", "pbkdf2-sha256", "django pbkdf2_sha256", "bcrypt", "bcrypt", "bcrypt"]);
+    let imported = app.admin("GET", "/admin/audit-events?type=user.imported", Some(&token), None).await;
+    assert_eq!(imported.body["items"].as_array().unwrap().len(), 7);
+    assert!(!imported.text.contains("CCCCCCCC"), "no hash in the trail");
+}
+
+#[tokio::test]
+async fn an_import_may_be_larger_than_other_requests() {
+    let app = TestApp::new().await;
+    let token = app.admin_token("ops", "khoa:admin").await;
+    let hash = "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW";
+    let body: Vec<String> = (0..12_000)
+        .map(|i| json!({"username": format!("u{i:05}"), "password_hash": hash, "email": format!("u{i:05}@hutech.edu.vn"),
+                        "name": "Nguyễn Văn A", "attributes": {"student_id": format!("{i:010}")}}).to_string())
+        .collect();
+    let body = body.join("\n");
+    assert!(body.len() > 2 * 1024 * 1024, "beyond axum's default limit and the 64 KiB of other routes");
+    let req = axum::http::Request::post("/admin/users/import")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .body(axum::body::Body::from(body))
+        .unwrap();
+    let report = app.send_admin(req).await;
+    assert_eq!(report.status, StatusCode::OK, "{}", &report.text[..report.text.len().min(300)]);
+    assert_eq!(report.body["created"], 12_000);
+    assert_eq!(app.rows("users").await, 12_000);
+}

@@ -5,7 +5,9 @@ use super::{
 };
 use crate::app::state::AppState;
 use crate::http::problem::{Problem, ProblemDocument};
-use crate::service::admin::users::{self as service, etag, UserDocument, UserSettings, READ_ONLY};
+use crate::service::admin::users::{
+    self as service, etag, ImportReport, ImportedUser, UserDocument, UserSettings, READ_ONLY,
+};
 use crate::service::admin::ChangeError;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -342,4 +344,33 @@ pub(crate) async fn consents(State(state): State<AppState>, Path(id): Path<Strin
         .map(|c| ConsentDocument { client_id: c.client_id, scope: c.scope, granted_at: c.granted_at })
         .collect();
     Ok(no_store(Json(Items { items }).into_response()))
+}
+
+/// The largest import one request takes (about 100,000 users).
+pub const IMPORT_LIMIT: usize = 32 * 1024 * 1024;
+
+#[utoipa::path(post, path = "/admin/users/import", tag = "users", operation_id = "users.import",
+    request_body(content = ImportedUser, content_type = "application/x-ndjson",
+                 description = "JSON lines, one user each; at most 32 MiB"),
+    responses((status = 200, body = ImportReport, description = "What was created, what existed, what failed (by line)"),
+              (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 415, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 401, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+    security(("admin" = ["khoa:admin"])))]
+pub(crate) async fn import(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let media = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media = media.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if !["application/x-ndjson", "application/jsonl", "application/json-lines"].contains(&media.as_str()) {
+        return Err(Problem::unsupported_media_type("application/x-ndjson (JSON lines)"));
+    }
+    let text = std::str::from_utf8(&body).map_err(|_| Problem::malformed("the body is not UTF-8"))?;
+    let report = service::import(state.store.as_ref(), text.lines(), &caller.who(&state)).await?;
+    changed(&state);
+    Ok(no_store(Json(report).into_response()))
 }

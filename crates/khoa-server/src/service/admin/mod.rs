@@ -52,6 +52,34 @@ impl ChangeError {
     }
 }
 
+/// Reads `T` from a JSON value, naming the member that does not fit, and refusing
+/// members `T` does not have (a typo must not pass for a default).
+pub fn read_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ChangeError> {
+    let mut unknown = Vec::new();
+    let mut note = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+    let ignoring = serde_ignored::Deserializer::new(value, &mut note);
+    match serde_path_to_error::deserialize::<_, T>(ignoring) {
+        Ok(_) if !unknown.is_empty() => {
+            let field = unknown.swap_remove(0);
+            Err(ChangeError::invalid(&field, format!("unknown member {field:?}")))
+        }
+        Ok(value) => Ok(value),
+        Err(e) => {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            let message = e.inner().to_string();
+            // A missing member is named in the message only.
+            let missing = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
+            let field = match missing {
+                Some(name) if path.is_empty() => name.to_string(),
+                Some(name) => format!("{path}.{name}"),
+                None => path,
+            };
+            Err(ChangeError::invalid(&field, message))
+        }
+    }
+}
+
 impl From<RegistrationError> for ChangeError {
     fn from(e: RegistrationError) -> Self {
         Self::invalid(e.field(), e.to_string())

@@ -232,3 +232,138 @@ pub async fn enable(store: &dyn Store, id: i64, who: &Who) -> Result<User, Chang
     settled(store.enable_user(id, who.now, &event).await)?;
     store.user_by_id(id).await.map_err(ChangeError::Store)?.ok_or(ChangeError::NotFound)
 }
+
+/// One line of an import: what another system knows of a user, its password hash as
+/// that system made it (`khoa_core::hashes`: nothing is hashed at import).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct ImportedUser {
+    pub username: String,
+    /// bcrypt (`$2a$`, `$2b$`, `$2y$`), argon2id or argon2i, PBKDF2-SHA256 (PHC or
+    /// Django's `pbkdf2_sha256$…`) or scrypt (PHC). Re-hashed to argon2id at the first
+    /// login.
+    pub password_hash: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub email_verified: bool,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, alias = "phone_number")]
+    pub phone: Option<String>,
+    #[serde(default, alias = "phone_number_verified")]
+    pub phone_verified: bool,
+    #[serde(default)]
+    pub picture: Option<String>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// A line of an import that was not imported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ImportLine {
+    /// 1 for the first line.
+    pub line: usize,
+    /// The username, when the line had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The member at fault (for a failure).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub detail: String,
+}
+
+/// What an import did: it goes on past bad lines, and a second run of the same file
+/// creates nothing (every username exists).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ImportReport {
+    pub created: usize,
+    /// Lines whose username exists already (not imported again).
+    pub existing: Vec<ImportLine>,
+    /// Lines that could not be read or break a rule.
+    pub failed: Vec<ImportLine>,
+}
+
+/// How many users go to the database in one transaction.
+const IMPORT_BATCH: usize = 1000;
+
+/// Imports JSON lines (empty lines are skipped), in batches.
+pub async fn import<'a>(
+    store: &dyn Store,
+    lines: impl Iterator<Item = &'a str>,
+    who: &Who,
+) -> Result<ImportReport, ChangeError> {
+    let mut report = ImportReport::default();
+    let mut batch: Vec<(usize, khoa_core::user::NewUser)> = Vec::with_capacity(IMPORT_BATCH);
+    for (i, line) in lines.enumerate() {
+        let line_no = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match read_line(line, who.now) {
+            Ok(user) => batch.push((line_no, user)),
+            Err((username, field, detail)) => {
+                report.failed.push(ImportLine { line: line_no, username, field: Some(field), detail })
+            }
+        }
+        if batch.len() == IMPORT_BATCH {
+            store_batch(store, &mut batch, &mut report, who).await?;
+        }
+    }
+    store_batch(store, &mut batch, &mut report, who).await?;
+    Ok(report)
+}
+
+type LineFault = (Option<String>, String, String);
+
+fn read_line(line: &str, now: khoa_core::UnixTime) -> Result<khoa_core::user::NewUser, LineFault> {
+    let value: Value = serde_json::from_str(line).map_err(|e| (None, String::new(), format!("not JSON: {e}")))?;
+    if !value.is_object() {
+        return Err((None, String::new(), "each line must be a JSON object".into()));
+    }
+    let username = value.get("username").and_then(Value::as_str).map(str::to_string);
+    let fault = |field: &str, detail: String| (username.clone(), field.to_string(), detail);
+    let read: ImportedUser = super::read_json(value.clone()).map_err(|e| match e {
+        ChangeError::Invalid { field, detail } => fault(&field, detail),
+        other => fault("", other.to_string()),
+    })?;
+    khoa_core::hashes::scheme_of(&read.password_hash).map_err(|e| fault("password_hash", e.to_string()))?;
+    let profile = Profile {
+        username: read.username,
+        email: read.email,
+        email_verified: read.email_verified,
+        name: read.name,
+        phone_number: read.phone,
+        phone_number_verified: read.phone_verified,
+        picture: read.picture,
+        attributes: read.attributes,
+    }
+    .validate()
+    .map_err(|e| fault(e.field(), e.to_string()))?;
+    Ok(profile.into_new_user(read.password_hash, now))
+}
+
+async fn store_batch(
+    store: &dyn Store,
+    batch: &mut Vec<(usize, khoa_core::user::NewUser)>,
+    report: &mut ImportReport,
+    who: &Who,
+) -> Result<(), ChangeError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let users: Vec<khoa_core::user::NewUser> = batch.iter().map(|(_, u)| u.clone()).collect();
+    let event = who.event(kind::USER_IMPORTED);
+    let ids = store.import_users(&users, &event).await.map_err(ChangeError::Store)?;
+    for ((line, user), id) in batch.drain(..).zip(ids) {
+        match id {
+            Some(_) => report.created += 1,
+            None => report.existing.push(ImportLine {
+                line,
+                username: Some(user.username),
+                field: None,
+                detail: "the username exists: not imported again".into(),
+            }),
+        }
+    }
+    Ok(())
+}
