@@ -18,6 +18,21 @@ fn cpu_ms(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) as f64 * 10.0
 }
 
+/// A client_credentials token for the client `khoa admin bootstrap` printed.
+async fn admin_token(http: &reqwest::Client, base: &str, boot: &Value) -> String {
+    let token: Value = http
+        .post(format!("{base}/oauth2/token"))
+        .basic_auth(boot["client_id"].as_str().unwrap_or_default(), boot["client_secret"].as_str())
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("a token")
+        .json()
+        .await
+        .expect("a token response");
+    token["access_token"].as_str().expect("an access token").to_string()
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -113,17 +128,7 @@ pub async fn admin(args: &[String]) {
     let mut server = serve_until_ready(&bin, &env, &base, Stdio::null(), log).await;
     let pid = server.id();
     let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().expect("a client");
-    let token: Value = http
-        .post(format!("{base}/oauth2/token"))
-        .basic_auth(boot["client_id"].as_str().unwrap_or_default(), boot["client_secret"].as_str())
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("a token")
-        .json()
-        .await
-        .expect("a token response");
-    let token = token["access_token"].as_str().expect("an access token").to_string();
+    let token = admin_token(&http, &base, &boot).await;
     let backend = if postgres.is_some() { "PostgreSQL" } else { "SQLite" };
     println!("khoa-bench admin: {users} users, {clients} clients, concurrency {concurrency}, {backend}\n");
     let mut rows = vec![];
@@ -273,17 +278,7 @@ pub async fn import(args: &[String]) {
     let boot: Value = serde_json::from_str(&cli(&bin, &env, &["admin", "bootstrap"], None)).expect("bootstrap JSON");
     let mut server = serve_until_ready(&bin, &env, &base, Stdio::null(), Stdio::null()).await;
     let http = reqwest::Client::new();
-    let token: Value = http
-        .post(format!("{base}/oauth2/token"))
-        .basic_auth(boot["client_id"].as_str().unwrap_or_default(), boot["client_secret"].as_str())
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("a token")
-        .json()
-        .await
-        .expect("JSON");
-    let token = token["access_token"].as_str().unwrap_or_default().to_string();
+    let token = admin_token(&http, &base, &boot).await;
     let started = Instant::now();
     let mut created = 0;
     for chunk in lines.chunks(20_000) {

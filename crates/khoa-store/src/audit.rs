@@ -1,7 +1,7 @@
 //! The audit trail. Events are written by the other aggregates in the transaction of
 //! the change they record ([`insert`]), or on their own ([`AuditStore::record`]).
 
-use crate::db::{args, json, to_json, Conditions, Conn, FromRow, Row, Value};
+use crate::db::{args, json, to_json, values_rows, Conditions, Conn, FromRow, Row, Value};
 use crate::engine::{Engine, SqlStore};
 use crate::StoreError;
 use async_trait::async_trait;
@@ -67,20 +67,8 @@ pub(crate) async fn insert(db: &mut impl Conn, event: &Event) -> Result<(), Stor
 pub(crate) async fn insert_many(db: &mut impl Conn, events: &[Event]) -> Result<(), StoreError> {
     for chunk in events.chunks(500) {
         let texts: Vec<(String, String)> = chunk.iter().map(|e| (e.actor.to_string(), to_json(&e.detail))).collect();
-        let mut values = Vec::with_capacity(chunk.len());
         let mut args: Vec<Value<'_>> = Vec::with_capacity(chunk.len() * 7);
         for (e, (actor, detail)) in chunk.iter().zip(&texts) {
-            let n = args.len();
-            values.push(format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4,
-                n + 5,
-                n + 6,
-                n + 7
-            ));
             args.extend([
                 Value::from(&e.at),
                 Value::from(e.kind),
@@ -94,7 +82,7 @@ pub(crate) async fn insert_many(db: &mut impl Conn, events: &[Event]) -> Result<
         }
         let sql = format!(
             "INSERT INTO audit_events (at, type, actor, client_id, user_id, address, detail) VALUES {}",
-            values.join(", ")
+            values_rows(chunk.len(), 7)
         );
         db.exec(&sql, &args).await?;
     }

@@ -316,6 +316,17 @@ pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
+/// The rows of a many-row `VALUES`: `($1, $2), ($3, $4)` for 2 rows of width 2.
+pub(crate) fn values_rows(rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+            format!("({})", row.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `$1, $2, …` for each column of a comma-separated list.
 pub(crate) fn placeholders(columns: &str) -> String {
     (1..=columns.split(',').count()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
@@ -348,6 +359,11 @@ mod tests {
             row.take::<String>().unwrap_err().to_string(),
             "stored data is invalid: column 1: unexpected integer"
         );
+    }
+
+    #[test]
+    fn values_rows_number_every_argument() {
+        assert_eq!(values_rows(2, 3), "($1, $2, $3), ($4, $5, $6)");
     }
 
     #[test]

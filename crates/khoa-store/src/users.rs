@@ -2,7 +2,7 @@
 
 use crate::audit;
 use crate::clients::Updated;
-use crate::db::{args, change, json, to_json, Conditions, Conn, FromRow, Row, Value};
+use crate::db::{args, change, json, to_json, values_rows, Conditions, Conn, FromRow, Row, Value};
 use crate::engine::{Engine, SqlStore};
 use crate::logout::{queue_notice, Notice};
 use crate::StoreError;
@@ -538,24 +538,8 @@ async fn import_chunk(
     audit_event: &Event,
 ) -> Result<Vec<Option<i64>>, StoreError> {
     let attributes: Vec<String> = chunk.iter().map(|u| to_json(&u.attributes)).collect();
-    let mut values = Vec::with_capacity(chunk.len());
     let mut args: Vec<Value<'_>> = Vec::with_capacity(chunk.len() * 11);
     for (u, attributes) in chunk.iter().zip(&attributes) {
-        let n = args.len();
-        values.push(format!(
-            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-            n + 1,
-            n + 2,
-            n + 3,
-            n + 4,
-            n + 5,
-            n + 6,
-            n + 7,
-            n + 8,
-            n + 9,
-            n + 10,
-            n + 11
-        ));
         args.extend([
             Value::from(&u.username),
             Value::from(&u.password_hash),
@@ -574,7 +558,7 @@ async fn import_chunk(
         "INSERT INTO users (username, password_hash, email, email_verified, name, phone_number, \
          phone_number_verified, picture, created_at, updated_at, attributes) VALUES {} \
          ON CONFLICT (username) DO NOTHING RETURNING id, username",
-        values.join(", ")
+        values_rows(chunk.len(), 11)
     );
     let inserted: Vec<(i64, String)> = db.fetch_all(&sql, &args).await?;
     let mut ids: std::collections::HashMap<String, i64> = inserted.into_iter().map(|(id, name)| (name, id)).collect();

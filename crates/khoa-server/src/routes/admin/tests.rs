@@ -834,8 +834,11 @@ async fn an_import_may_be_larger_than_other_requests() {
     let token = app.admin_token("ops", "khoa:admin").await;
     let hash = "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW";
     let body: Vec<String> = (0..12_000)
-        .map(|i| json!({"username": format!("u{i:05}"), "password_hash": hash, "email": format!("u{i:05}@hutech.edu.vn"),
-                        "name": "Nguyễn Văn A", "attributes": {"student_id": format!("{i:010}")}}).to_string())
+        .map(|i| {
+            json!({"username": format!("u{i:05}"), "password_hash": hash, "email": format!("u{i:05}@hutech.edu.vn"),
+                        "name": "Nguyễn Văn A", "attributes": {"student_id": format!("{i:010}")}})
+            .to_string()
+        })
         .collect();
     let body = body.join("\n");
     assert!(body.len() > 2 * 1024 * 1024, "beyond axum's default limit and the 64 KiB of other routes");
