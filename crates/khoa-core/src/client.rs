@@ -516,15 +516,17 @@ impl ClientRegistration {
         }
     }
 
-    /// Registers an update of `existing`: every rule applies again; the id and creation
-    /// time stay.
-    pub fn register_update(self, existing: &Client, now: UnixTime) -> Result<Client, RegistrationError> {
+    /// Registers an update of `existing`: every rule applies again; the id, creation
+    /// time and revision stay. A secret is generated (and returned) only when asked for:
+    /// a public client becoming confidential.
+    pub fn register_update(self, existing: &Client, now: UnixTime) -> Result<Registered, RegistrationError> {
         if self.client_id != existing.client_id {
             return Err(RegistrationError::ClientId);
         }
-        let mut client = self.register(now)?.client;
-        client.created_at = existing.created_at;
-        Ok(client)
+        let mut registered = self.register(now)?;
+        registered.client.created_at = existing.created_at;
+        registered.client.revision = existing.revision;
+        Ok(registered)
     }
 
     /// `existing` with a new secret (returned in plain text, shown once); the old one
@@ -699,7 +701,7 @@ mod tests {
         let post = r.clone().register(0).unwrap().client;
         assert_eq!(post.token_endpoint_auth_method(), "client_secret_post");
         assert_eq!(
-            ClientRegistration::from_client(&post).register_update(&post, 5).unwrap().client_type,
+            ClientRegistration::from_client(&post).register_update(&post, 5).unwrap().client.client_type,
             post.client_type
         );
         r.secret = SecretChoice::Public;
@@ -750,20 +752,23 @@ mod tests {
         let out = reg().register(10).unwrap();
         let client = out.client;
         let mut update = ClientRegistration::from_client(&client);
-        assert_eq!(update.clone().register_update(&client, 10).unwrap(), client, "a round trip changes nothing");
+        assert_eq!(update.clone().register_update(&client, 10).unwrap().client, client, "a round trip changes nothing");
         update.client_name = Some("Cổng mới".into());
         update.allowed_origins = vec!["https://spa.example".into()];
-        let updated = update.clone().register_update(&client, 20).unwrap();
+        let updated = update.clone().register_update(&client, 20).unwrap().client;
         assert_eq!(updated.client_secret_hash, client.client_secret_hash, "the secret is untouched");
         assert_eq!((updated.created_at, updated.updated_at), (10, 20));
         assert_eq!(updated.origins(), ["https://app.example", "https://spa.example"]);
         assert!(updated.allows_origin("https://spa.example") && updated.allows_origin("https://app.example"));
         assert!(!updated.allows_origin("https://evil.example") && !updated.allows_origin("https://app.example:8443"));
         update.allowed_origins = vec!["https://spa.example/app".into()];
-        assert!(matches!(update.clone().register_update(&client, 20), Err(RegistrationError::Origin(_))));
+        assert!(matches!(
+            update.clone().register_update(&client, 20).map(|r| r.client),
+            Err(RegistrationError::Origin(_))
+        ));
         update.allowed_origins = vec![];
         update.client_id = "another".into();
-        assert_eq!(update.register_update(&client, 20), Err(RegistrationError::ClientId));
+        assert_eq!(update.register_update(&client, 20).map(|r| r.client), Err(RegistrationError::ClientId));
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! End users: registration rules and the stored profile (OIDC Core §5.1 claims).
 
-use crate::password::{hash_password, validate_new_password, PasswordError, PasswordParams};
 use crate::redirect_uri::validate_link_uri;
 use crate::UnixTime;
 use serde::Serialize;
@@ -176,19 +175,6 @@ impl Profile {
     }
 }
 
-/// What an operator gives for a new user.
-#[derive(Debug, Clone, Default)]
-pub struct UserRegistration {
-    pub username: String,
-    pub password: String,
-    pub email: Option<String>,
-    pub email_verified: bool,
-    pub name: Option<String>,
-    pub phone_number: Option<String>,
-    pub phone_number_verified: bool,
-    pub picture: Option<String>,
-}
-
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UserError {
     #[error("username must be 1 to {MAX_USERNAME_LEN} characters without spaces or control characters")]
@@ -201,8 +187,6 @@ pub enum UserError {
     Picture(String),
     #[error("name must not be empty and at most 200 characters")]
     Name,
-    #[error("{0}")]
-    Password(#[from] PasswordError),
     #[error("at most {MAX_ATTRIBUTES} attributes")]
     TooManyAttributes,
     #[error("attribute name {0:?}: 1 to 64 characters of A-Z a-z 0-9 _ . -, and not a standard claim")]
@@ -220,7 +204,6 @@ impl UserError {
             Self::Phone(_) => "phone_number",
             Self::Picture(_) => "picture",
             Self::Name => "name",
-            Self::Password(_) => "password",
             Self::TooManyAttributes | Self::AttributeName(_) | Self::AttributeValue(_) => "attributes",
         }
     }
@@ -259,67 +242,40 @@ fn normalize_phone(phone: &str) -> Result<String, UserError> {
     Ok(compact)
 }
 
-impl UserRegistration {
-    pub fn validate(self, params: PasswordParams, now: UnixTime) -> Result<NewUser, UserError> {
-        let profile = Profile {
-            username: self.username,
-            email: self.email,
-            email_verified: self.email_verified,
-            name: self.name,
-            phone_number: self.phone_number,
-            phone_number_verified: self.phone_number_verified,
-            picture: self.picture,
-            attributes: BTreeMap::new(),
-        }
-        .validate()?;
-        validate_new_password(&self.password)?;
-        let password_hash = hash_password(&self.password, params)?;
-        Ok(profile.into_new_user(password_hash, now))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::password::verify_password;
 
-    fn cheap() -> PasswordParams {
-        PasswordParams { memory_kib: 64, iterations: 1, parallelism: 1 }
-    }
-
-    fn reg() -> UserRegistration {
-        UserRegistration { username: "2280600348".into(), password: "long enough pw".into(), ..Default::default() }
+    fn profile() -> Profile {
+        Profile { username: "2280600348".into(), ..Default::default() }
     }
 
     #[test]
-    fn valid_user_gets_argon2id_hash() {
-        let mut r = reg();
-        r.email = Some("a@hutech.edu.vn".into());
-        r.phone_number = Some("+84 976-535-298".into());
-        r.name = Some("Nguyễn Văn A".into());
-        let u = r.validate(cheap(), 5).unwrap();
-        assert!(verify_password("long enough pw", &u.password_hash));
-        assert_eq!(u.phone_number.as_deref(), Some("+84976535298"));
-        assert_eq!(u.created_at, 5);
+    fn a_valid_profile_has_its_phone_in_e164() {
+        let p = Profile {
+            email: Some("a@hutech.edu.vn".into()),
+            phone_number: Some("+84 976-535-298".into()),
+            name: Some("Nguyễn Văn A".into()),
+            ..profile()
+        };
+        let valid = p.validate().unwrap();
+        assert_eq!(valid.phone_number.as_deref(), Some("+84976535298"));
+        let user = valid.into_new_user("$argon2id$…".into(), 5);
+        assert_eq!((user.created_at, user.password_hash.as_str()), (5, "$argon2id$…"));
     }
 
     #[test]
     fn refusals() {
-        let mut r = reg();
-        r.username = "has space".into();
-        assert_eq!(r.validate(cheap(), 0).unwrap_err(), UserError::Username);
-        let mut r = reg();
-        r.email = Some("not-an-email".into());
-        assert!(matches!(r.validate(cheap(), 0).unwrap_err(), UserError::Email(_)));
-        let mut r = reg();
-        r.phone_number = Some("0976535298".into());
-        assert!(matches!(r.validate(cheap(), 0).unwrap_err(), UserError::Phone(_)));
-        let mut r = reg();
-        r.picture = Some("javascript:alert(1)".into());
-        assert!(matches!(r.validate(cheap(), 0).unwrap_err(), UserError::Picture(_)));
-        let mut r = reg();
-        r.password = "short".into();
-        assert_eq!(r.validate(cheap(), 0).unwrap_err(), UserError::Password(PasswordError::TooShort));
+        let cases = [
+            (Profile { username: "has space".into(), ..profile() }, "username"),
+            (Profile { email: Some("not-an-email".into()), ..profile() }, "email"),
+            (Profile { phone_number: Some("0976535298".into()), ..profile() }, "phone_number"),
+            (Profile { picture: Some("javascript:alert(1)".into()), ..profile() }, "picture"),
+            (Profile { name: Some(" ".into()), ..profile() }, "name"),
+        ];
+        for (p, field) in cases {
+            assert_eq!(p.validate().unwrap_err().field(), field);
+        }
     }
 
     #[test]

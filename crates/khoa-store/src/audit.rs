@@ -50,20 +50,11 @@ const COLUMNS: &str = "id, at, type, actor, client_id, user_id, address, detail"
 /// line (target `khoa::audit`; should the transaction then fail, the store's error
 /// follows it in the log).
 pub(crate) async fn insert(db: &mut impl Conn, event: &Event) -> Result<(), StoreError> {
-    let actor = event.actor.to_string();
-    let detail = to_json(&event.detail);
-    tracing::info!(target: "khoa::audit", event = %log_line(event, &actor), "audit");
-    db.exec(
-        "INSERT INTO audit_events (at, type, actor, client_id, user_id, address, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        args![event.at, event.kind, actor, event.client_id, event.user_id, event.address, detail],
-    )
-    .await?;
-    Ok(())
+    insert_many(db, std::slice::from_ref(event)).await
 }
 
 /// Writes `events` in as few statements as the backends allow, inside the caller's
-/// transaction (an import's), and logs each.
+/// transaction, and logs each.
 pub(crate) async fn insert_many(db: &mut impl Conn, events: &[Event]) -> Result<(), StoreError> {
     for chunk in events.chunks(500) {
         let texts: Vec<(String, String)> = chunk.iter().map(|e| (e.actor.to_string(), to_json(&e.detail))).collect();

@@ -3,21 +3,10 @@
 use crate::audit;
 use crate::db::{args, change, json, placeholders, to_json, Conditions, Conn, FromRow, Row, Value};
 use crate::engine::{Engine, SqlStore};
-use crate::StoreError;
+use crate::{StoreError, Updated};
 use async_trait::async_trait;
 use khoa_core::audit::Event;
 use khoa_core::client::{Client, ClientLifetimes, ClientType, GrantType};
-
-/// What an update found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Updated {
-    /// Written; the client's new revision.
-    Done(i64),
-    /// No client has this client_id.
-    Missing,
-    /// The client changed since the revision the caller read (a lost update refused).
-    Stale,
-}
 
 /// Every change writes its audit event in the same transaction: no change without its
 /// record, no record of a change that did not happen.
@@ -238,13 +227,9 @@ impl<E: Engine> ClientStore for SqlStore<E> {
                 if written {
                     audit::insert(db, &audit).await?;
                 }
-                let revision: Option<i64> =
+                let revision =
                     db.scalar("SELECT revision FROM clients WHERE client_id = $1", args![c.client_id]).await?;
-                Ok(match (written, revision) {
-                    (true, Some(revision)) => Updated::Done(revision),
-                    (_, None) => Updated::Missing,
-                    (false, Some(_)) => Updated::Stale,
-                })
+                Ok(Updated::of(written, revision))
             })
         })
         .await

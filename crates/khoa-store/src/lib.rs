@@ -39,7 +39,7 @@ mod tokens;
 mod users;
 
 pub use audit::{AuditFilter, AuditRecord, AuditStore};
-pub use clients::{ClientStore, Updated};
+pub use clients::ClientStore;
 pub use codes::{CodeCheck, CodeStore, Redemption, RefreshFor};
 pub use engine::SqlStore;
 pub use error::StoreError;
@@ -80,6 +80,29 @@ pub struct StatementCount {
 pub fn statements() -> StatementCount {
     let (statements, transactions) = db::counters();
     StatementCount { statements, transactions }
+}
+
+/// What a conditional update (If-Match: a revision checked in the statement that
+/// writes) found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Updated {
+    /// Written; the new revision.
+    Done(i64),
+    /// No such row.
+    Missing,
+    /// It changed since the revision the caller read (a lost update refused).
+    Stale,
+}
+
+impl Updated {
+    /// From whether the update wrote, and the row's revision read after it.
+    pub(crate) fn of(written: bool, revision: Option<i64>) -> Self {
+        match (written, revision) {
+            (true, Some(revision)) => Self::Done(revision),
+            (_, None) => Self::Missing,
+            (false, Some(_)) => Self::Stale,
+        }
+    }
 }
 
 /// Which database a store runs on.

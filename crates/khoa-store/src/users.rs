@@ -1,11 +1,10 @@
 //! Users, and the changes that end all of a user's sessions.
 
 use crate::audit;
-use crate::clients::Updated;
 use crate::db::{args, change, json, to_json, values_rows, Conditions, Conn, FromRow, Row, Value};
 use crate::engine::{Engine, SqlStore};
 use crate::logout::{queue_notice, Notice};
-use crate::StoreError;
+use crate::{StoreError, Updated};
 use async_trait::async_trait;
 use khoa_core::audit::Event;
 use khoa_core::session::Session;
@@ -124,6 +123,27 @@ pub struct EndedSessions {
     pub sessions: u64,
     pub tokens: u64,
     pub notifications: u64,
+}
+
+/// What a new user's row is written with, in [`new_user_args`] order.
+const NEW_COLUMNS: &str = "username, password_hash, email, email_verified, name, phone_number, \
+    phone_number_verified, picture, created_at, updated_at, attributes";
+
+/// The arguments of a new user's row ([`NEW_COLUMNS`]); `attributes` is its JSON.
+fn new_user_args<'a>(u: &'a NewUser, attributes: &'a String) -> [Value<'a>; 11] {
+    [
+        Value::from(&u.username),
+        Value::from(&u.password_hash),
+        Value::from(&u.email),
+        Value::from(&u.email_verified),
+        Value::from(&u.name),
+        Value::from(&u.phone_number),
+        Value::from(&u.phone_number_verified),
+        Value::from(&u.picture),
+        Value::from(&u.created_at),
+        Value::from(&u.created_at),
+        Value::from(attributes),
+    ]
 }
 
 const COLUMNS: &str = "id, username, password_hash, email, email_verified, name, \
@@ -265,23 +285,8 @@ impl<E: Engine> UserStore for SqlStore<E> {
                 let attributes = to_json(&u.attributes);
                 let user: User = db
                     .fetch_one(
-                        &format!(
-                            "INSERT INTO users (username, password_hash, email, email_verified, name, phone_number, \
-                             phone_number_verified, picture, created_at, updated_at, attributes) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING {COLUMNS}"
-                        ),
-                        args![
-                            u.username,
-                            u.password_hash,
-                            u.email,
-                            u.email_verified,
-                            u.name,
-                            u.phone_number,
-                            u.phone_number_verified,
-                            u.picture,
-                            u.created_at,
-                            attributes
-                        ],
+                        &format!("INSERT INTO users ({NEW_COLUMNS}) VALUES {} RETURNING {COLUMNS}", values_rows(1, 11)),
+                        &new_user_args(&u, &attributes),
                     )
                     .await
                     .map_err(StoreError::conflict_as("username"))?;
@@ -439,16 +444,23 @@ impl<E: Engine> UserStore for SqlStore<E> {
                         args![id, now],
                     )
                     .await?;
-                let mut out = Vec::with_capacity(sessions.len());
-                for session in sessions {
-                    let clients: Vec<(String,)> = db
-                        .fetch_all(
-                            "SELECT client_id FROM session_clients WHERE sid = $1 ORDER BY first_at, client_id",
-                            args![session.sid],
-                        )
-                        .await?;
-                    out.push(ActiveSession { session, clients: clients.into_iter().map(|(c,)| c).collect() });
-                }
+                // The clients of all of them in one statement, not one per session.
+                let clients: Vec<(String, String)> = db
+                    .fetch_all(
+                        "SELECT sc.sid, sc.client_id FROM session_clients sc JOIN sessions s ON s.sid = sc.sid \
+                         WHERE s.user_id = $1 AND s.ended_at IS NULL AND s.expires_at > $2 \
+                         ORDER BY sc.first_at, sc.client_id",
+                        args![id, now],
+                    )
+                    .await?;
+                let out = sessions
+                    .into_iter()
+                    .map(|session| {
+                        let of =
+                            clients.iter().filter(|(sid, _)| *sid == session.sid).map(|(_, c)| c.clone()).collect();
+                        ActiveSession { session, clients: of }
+                    })
+                    .collect();
                 Ok(out)
             })
         })
@@ -517,12 +529,7 @@ impl<E: Engine> UserStore for SqlStore<E> {
 
 /// What a conditional update of user `id` came to.
 async fn revision_outcome(db: &mut impl Conn, id: i64, written: bool) -> Result<Updated, StoreError> {
-    let revision: Option<i64> = db.scalar("SELECT revision FROM users WHERE id = $1", args![id]).await?;
-    Ok(match (written, revision) {
-        (true, Some(revision)) => Updated::Done(revision),
-        (_, None) => Updated::Missing,
-        (false, Some(_)) => Updated::Stale,
-    })
+    Ok(Updated::of(written, db.scalar("SELECT revision FROM users WHERE id = $1", args![id]).await?))
 }
 
 /// Users one import statement inserts (11 arguments each, far below either backend's
@@ -538,26 +545,9 @@ async fn import_chunk(
     audit_event: &Event,
 ) -> Result<Vec<Option<i64>>, StoreError> {
     let attributes: Vec<String> = chunk.iter().map(|u| to_json(&u.attributes)).collect();
-    let mut args: Vec<Value<'_>> = Vec::with_capacity(chunk.len() * 11);
-    for (u, attributes) in chunk.iter().zip(&attributes) {
-        args.extend([
-            Value::from(&u.username),
-            Value::from(&u.password_hash),
-            Value::from(&u.email),
-            Value::from(&u.email_verified),
-            Value::from(&u.name),
-            Value::from(&u.phone_number),
-            Value::from(&u.phone_number_verified),
-            Value::from(&u.picture),
-            Value::from(&u.created_at),
-            Value::from(&u.created_at),
-            Value::from(attributes),
-        ]);
-    }
+    let args: Vec<Value<'_>> = chunk.iter().zip(&attributes).flat_map(|(u, a)| new_user_args(u, a)).collect();
     let sql = format!(
-        "INSERT INTO users (username, password_hash, email, email_verified, name, phone_number, \
-         phone_number_verified, picture, created_at, updated_at, attributes) VALUES {} \
-         ON CONFLICT (username) DO NOTHING RETURNING id, username",
+        "INSERT INTO users ({NEW_COLUMNS}) VALUES {} ON CONFLICT (username) DO NOTHING RETURNING id, username",
         values_rows(chunk.len(), 11)
     );
     let inserted: Vec<(i64, String)> = db.fetch_all(&sql, &args).await?;

@@ -105,7 +105,7 @@ async fn clients_round_trip_every_field(db: TestDatabase) {
     let mut reg = ClientRegistration::from_client(&client);
     reg.allowed_origins = vec!["https://spa.example".into()];
     reg.skip_consent = false;
-    let updated = reg.register_update(&client, 1_700_000_100).unwrap();
+    let updated = reg.register_update(&client, 1_700_000_100).unwrap().client;
     let (rotated, _) = ClientRegistration::rotate_secret(&updated, Some(1_700_000_500), 1_700_000_100).unwrap();
     assert_eq!(
         store.update_client(&rotated, None, &audit("client.updated", "portal")).await.unwrap(),
@@ -719,11 +719,18 @@ async fn ending_a_users_sessions_revokes_and_notifies_in_one_step(db: TestDataba
     store.insert_client(&full_client("portal"), &audit("client.created", "portal")).await.unwrap();
     let user = family(&store).await;
     store.insert_user(&new_user("other"), &user_event()).await.unwrap();
+    // The active session, with the client it signed in to.
+    let active = store.user_sessions(user, 1500).await.unwrap();
+    assert_eq!(
+        active.iter().map(|a| (a.session.sid.as_str(), a.clients.clone())).collect::<Vec<_>>(),
+        [("sid", vec!["portal".to_string()])]
+    );
     let epoch = store.change_epoch().await.unwrap();
     let change = UserChange::Password { hash: "$argon2id$new".into() };
     let ended = store.end_user_sessions("sv".into(), change, 1500, 9000, &user_event()).await.unwrap().unwrap();
     assert_eq!(ended, EndedSessions { user_id: user, sessions: 1, tokens: 2, notifications: 1 });
     assert!(!store.session_by_sid("sid").await.unwrap().unwrap().is_active(1500));
+    assert_eq!(store.user_sessions(user, 1500).await.unwrap(), vec![], "ended sessions are not listed");
     assert_eq!(store.access_token("a0").await.unwrap().unwrap().revoked_at, Some(1500));
     assert_eq!(store.refresh_token("r0").await.unwrap().unwrap().revoked_at, Some(1500), "offline ones too");
     assert_eq!(store.user_by_username("sv").await.unwrap().unwrap().password_hash, "$argon2id$new");

@@ -120,6 +120,20 @@ async fn the_admin_api_end_to_end(db: TestDatabase) {
         .form(&[("token", &r.token)]);
     assert_eq!(revoke.send().await.unwrap().status(), 200);
     assert_eq!(r.send("GET", "/admin/clients", None).await.1["error"], "invalid_token");
+    // The scope taken from a client ends its live token's power at once.
+    let (_, again) = token(&khoa.issuer(), "auditor", &reader_secret, None).await;
+    let r = Admin::new(&admin_base, again["access_token"].as_str().unwrap()).await;
+    assert_eq!(r.send("GET", "/admin/clients", None).await.0, 200);
+    let withdrawn = json!({"scope": "api:read"});
+    assert_eq!(a.send("PATCH", "/admin/clients/auditor", Some(withdrawn)).await.0, 200);
+    assert_eq!(r.send("GET", "/admin/clients", None).await.1["error"], "invalid_token");
+    // A user's access token is no admin token.
+    let app_secret = khoa.client("app", &["--skip-consent"]).unwrap();
+    let code = khoa.code_as(&khoa_testkit::browser::Browser::new(), "app", "sv01", PASSWORD).await;
+    let user_token = khoa.exchange(&code, ("app", &app_secret)).await["access_token"].as_str().unwrap().to_string();
+    let u = Admin::new(&admin_base, &user_token).await;
+    assert_eq!(u.send("GET", "/admin/clients", None).await.1["error"], "invalid_token");
+    secrets.extend([app_secret, user_token, r.token.clone()]);
     // Admin scopes never come from the authorization endpoint.
     let asked = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let url = format!(

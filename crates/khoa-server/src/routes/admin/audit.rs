@@ -1,6 +1,6 @@
 //! `/admin/audit-events`: the audit trail, newest first.
 
-use super::{decode_cursor, limit, no_store, page_of, query, Page};
+use super::{decode_cursor, limit, page_of, query, Page};
 use crate::app::state::AppState;
 use crate::http::problem::{Problem, ProblemDocument};
 use axum::extract::{RawQuery, State};
@@ -74,5 +74,5 @@ pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery)
     };
     let events = state.store.audit_events(&filter).await?;
     let page = page_of(events, limit, |e| e.id.to_string(), AuditEventDocument::from);
-    Ok(no_store(Json(page).into_response()))
+    Ok(Json(page).into_response())
 }

@@ -1,6 +1,9 @@
 //! `/admin/clients`: OAuth 2.0 clients in RFC 7591 metadata names.
 
-use super::{decode_cursor, if_match, json_object, limit, page_of, query, typed, with_etag, Caller, Page};
+use super::{
+    decode_cursor, json_object, limit, merge, page_of, precondition, query, retrying, settings_of, typed, with_etag,
+    Caller, Page,
+};
 use crate::app::state::AppState;
 use crate::http::problem::{Problem, ProblemDocument};
 use crate::service::admin::clients::{self as service, etag, kept_secret, ClientDocument, ClientSettings, READ_ONLY};
@@ -49,14 +52,6 @@ async fn existing(state: &AppState, client_id: &str) -> Result<Client, Problem> 
         .ok_or_else(|| Problem::not_found(format!("no client has client_id {client_id:?}")))
 }
 
-/// Settings from a document, without what it may carry but not set.
-fn settings(mut body: Map<String, Value>) -> Result<ClientSettings, Problem> {
-    for member in READ_ONLY {
-        body.remove(*member);
-    }
-    typed(Value::Object(body))
-}
-
 /// The caller's changes to this process's caches take effect here at once; other
 /// processes see them within a watch interval.
 fn changed(state: &AppState) {
@@ -76,7 +71,7 @@ pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery)
     // One more than asked tells whether a next page exists.
     let rows = state.store.clients_page(after.as_deref(), limit + 1).await?;
     let page = page_of(rows, limit, |c| c.client_id.clone(), |c| ClientDocument::of(&c));
-    Ok(super::no_store(Json(page).into_response()))
+    Ok(Json(page).into_response())
 }
 
 #[utoipa::path(post, path = "/admin/clients", tag = "clients", operation_id = "clients.create", request_body = NewClient,
@@ -105,7 +100,7 @@ pub(crate) async fn create(
         None => SecretChoice::Generate,
     };
     let given = matches!(secret, SecretChoice::Given(_));
-    let reg = settings(body)?.registration(client_id, secret)?;
+    let reg = settings_of::<ClientSettings>(body, READ_ONLY)?.registration(client_id, secret)?;
     let (client, generated) = service::create(state.store.as_ref(), reg, &caller.who(&state)).await?;
     changed(&state);
     // An operator-chosen secret is not echoed back; a generated one is shown once.
@@ -133,21 +128,12 @@ pub(crate) async fn show(State(state): State<AppState>, Path(client_id): Path<St
     Ok(document(&client, None, StatusCode::OK))
 }
 
-/// The revision an update must find: the one the caller's If-Match names (412 when it
-/// names another), else the one just read.
+/// The revision an update of `current` must find (`precondition`).
 fn expected(headers: &HeaderMap, current: &Client) -> Result<(Option<i64>, bool), Problem> {
-    match if_match(headers, &etag(current)) {
-        Some(false) => Err(Problem::precondition_failed(format!(
-            "If-Match does not name the client's current ETag {}; read it again and retry",
-            etag(current)
-        ))),
-        Some(true) => Ok((Some(current.revision), true)),
-        None => Ok((Some(current.revision), false)),
-    }
+    precondition(headers, &etag(current), current.revision)
 }
 
-/// Runs an update from the client as read; without If-Match, a concurrent change is
-/// read again and the update retried (with it, the caller's copy was stale: 412).
+/// Runs an update from the client as read (`retrying`).
 async fn updated<F>(
     state: &AppState,
     caller: &Caller,
@@ -158,21 +144,20 @@ async fn updated<F>(
 where
     F: Fn(&Client) -> Result<ClientSettings, Problem>,
 {
-    for _ in 0..3 {
+    retrying("client", || async {
         let current = existing(state, client_id).await?;
         let (revision, conditional) = expected(headers, &current)?;
-        let settings = make(&current)?;
-        let reg = settings.registration(current.client_id.clone(), kept_secret(&current))?;
+        let reg = make(&current)?.registration(current.client_id.clone(), kept_secret(&current))?;
         match service::update(state.store.as_ref(), &current, reg, revision, &caller.who(state)).await {
             Ok((client, secret)) => {
                 changed(state);
-                return Ok(document(&client, secret, StatusCode::OK));
+                Ok(Ok(document(&client, secret, StatusCode::OK)))
             }
-            Err(ChangeError::Stale) if !conditional => continue,
-            Err(e) => return Err(e.into()),
+            Err(ChangeError::Stale) => Ok(Err(conditional)),
+            Err(e) => Err(e.into()),
         }
-    }
-    Err(Problem::precondition_failed("the client kept changing while this update was made; retry"))
+    })
+    .await
 }
 
 fn no_secret_here(body: &Map<String, Value>) -> Result<(), Problem> {
@@ -210,7 +195,7 @@ pub(crate) async fn replace(
     no_secret_here(&body)?;
     same_id(&mut body, &client_id)?;
     body.remove("client_secret");
-    let replacement = settings(body)?;
+    let replacement = settings_of::<ClientSettings>(body, READ_ONLY)?;
     updated(&state, &caller, &client_id, &headers, |_| Ok(replacement.clone())).await
 }
 
@@ -239,29 +224,9 @@ pub(crate) async fn patch(
     updated(&state, &caller, &client_id, &headers, |current| {
         let mut doc = serde_json::to_value(ClientSettings::of(current)).unwrap_or(Value::Null);
         merge(&mut doc, &Value::Object(patch.clone()));
-        settings(doc.as_object().cloned().unwrap_or_default())
+        settings_of(doc.as_object().cloned().unwrap_or_default(), READ_ONLY)
     })
     .await
-}
-
-/// RFC 7396 §2: JSON merge patch.
-pub(crate) fn merge(target: &mut Value, patch: &Value) {
-    let Value::Object(patch) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Map::new());
-    }
-    if let Value::Object(t) = target {
-        for (k, v) in patch {
-            if v.is_null() {
-                t.remove(k);
-            } else {
-                merge(t.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-    }
 }
 
 #[utoipa::path(delete, path = "/admin/clients/{client_id}", tag = "clients", operation_id = "clients.delete",

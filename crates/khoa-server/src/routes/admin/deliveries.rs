@@ -1,6 +1,6 @@
 //! `/admin/backchannel-deliveries`: the outbox of back-channel logout notices.
 
-use super::{decode_cursor, limit, no_store, page_of, query, Caller, Page};
+use super::{decode_cursor, limit, page_of, query, Caller, Page};
 use crate::app::state::AppState;
 use crate::http::problem::{Problem, ProblemDocument};
 use axum::extract::{Path, RawQuery, State};
@@ -69,7 +69,7 @@ pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery)
     };
     let rows = state.store.deliveries_page(status, before, limit + 1).await?;
     let page = page_of(rows, limit, |d| format!("{}:{}", d.created_at, d.notice.id), document);
-    Ok(no_store(Json(page).into_response()))
+    Ok(Json(page).into_response())
 }
 
 #[utoipa::path(post, path = "/admin/backchannel-deliveries/{id}/retry", tag = "backchannel", operation_id = "backchannel.retry", params(("id" = String, Path)),

@@ -1,6 +1,6 @@
 //! `/admin/keys`: the signing keys' timelines, and rotation.
 
-use super::{json_object, no_store, typed, Caller, Items};
+use super::{json_object, typed, Caller, Items};
 use crate::app::keys::{load_snapshot, rotate, KeysError};
 use crate::app::state::AppState;
 use crate::http::problem::{Problem, ProblemDocument};
@@ -62,7 +62,7 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Response, Prob
     let snapshot =
         load_snapshot(state.store.as_ref(), &state.master, &state.settings, now).await.map_err(keys_problem)?;
     let items = snapshot.timelines.iter().map(|t| document(t, snapshot.state_of(t, now).as_str())).collect();
-    Ok(no_store(Json(Items { items }).into_response()))
+    Ok(Json(Items { items }).into_response())
 }
 
 #[utoipa::path(post, path = "/admin/keys/rotate", tag = "keys", operation_id = "keys.rotate_keys", request_body = KeyRotation,
@@ -107,7 +107,7 @@ pub(crate) async fn rotate_keys(
         load_snapshot(state.store.as_ref(), &state.master, &state.settings, now).await.map_err(keys_problem)?;
     let items = created.iter().map(|t| document(t, snapshot.state_of(t, now).as_str())).collect();
     state.keys.replace(snapshot);
-    Ok(no_store((StatusCode::CREATED, Json(Items { items })).into_response()))
+    Ok((StatusCode::CREATED, Json(Items { items })).into_response())
 }
 
 fn keys_problem(e: KeysError) -> Problem {

@@ -29,6 +29,7 @@ use khoa_core::scope::{ScopeSet, ADMIN, ADMIN_READ};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
 /// Largest page of a listing.
@@ -70,15 +71,19 @@ pub(crate) fn router(state: AppState) -> Router {
         // axum's own limit for a `Bytes` body (2 MB) is lifted to the import's.
         .layer(axum::extract::DefaultBodyLimit::max(users::IMPORT_LIMIT))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    // The document is the same for the process's life: made once.
+    let document = openapi::response(&state.settings.issuer);
     Router::new()
         .merge(resources)
         .merge(import)
-        .route("/admin/openapi.json", get(openapi::document))
+        .route("/admin/openapi.json", get(move || std::future::ready(document.clone())))
         .route("/metrics", get(super::metrics::metrics))
         .route("/health/alive", get(super::health::alive))
         .route("/health/ready", get(super::health::ready))
         .fallback(|| async { Problem::no_such_endpoint() })
         .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })
+        // Admin answers are never cached: they may carry a secret, and they change.
+        .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store")))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, state.settings.request_timeout))
         .with_state(state)
 }
@@ -312,13 +317,69 @@ pub(crate) fn with_etag(mut res: Response, etag: &str) -> Response {
     if let Ok(v) = header::HeaderValue::from_str(etag) {
         res.headers_mut().insert(header::ETAG, v);
     }
-    no_store(res)
+    res
 }
 
-/// Admin answers are never cached (they may carry a secret, and they change).
-pub(crate) fn no_store(mut res: Response) -> Response {
-    res.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
-    res
+/// The ETag an update must find (RFC 9110 §13.1.1): the revision the caller's
+/// If-Match names (412 when it names another than `etag`, the current one), else the
+/// one just read; and whether If-Match was given.
+pub(crate) fn precondition(headers: &HeaderMap, etag: &str, revision: i64) -> Result<(Option<i64>, bool), Problem> {
+    match if_match(headers, etag) {
+        Some(false) => Err(Problem::precondition_failed(format!(
+            "If-Match does not name the current ETag {etag}; read it again and retry"
+        ))),
+        Some(true) => Ok((Some(revision), true)),
+        None => Ok((Some(revision), false)),
+    }
+}
+
+/// Runs a read-modify-write (`attempt`, given nothing, reads and writes once) until it
+/// is not refused as stale, at most three times. With If-Match a stale write is the
+/// caller's lost update (412 at once); without, the change is read again.
+pub(crate) async fn retrying<T, F, Fut>(what: &str, mut attempt: F) -> Result<T, Problem>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Result<T, bool>, Problem>>,
+{
+    for _ in 0..3 {
+        match attempt().await? {
+            Ok(done) => return Ok(done),
+            Err(true) => return Err(ChangeError::Stale.into()),
+            Err(false) => continue,
+        }
+    }
+    Err(Problem::precondition_failed(format!("the {what} kept changing while this update was made; retry")))
+}
+
+/// RFC 7396 §2: JSON merge patch.
+pub(crate) fn merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let serde_json::Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::Value::Object(serde_json::Map::new());
+    }
+    if let serde_json::Value::Object(t) = target {
+        for (k, v) in patch {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge(t.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+            }
+        }
+    }
+}
+
+/// The settings a document sent back describes, its read-only members left out.
+pub(crate) fn settings_of<T: serde::de::DeserializeOwned>(
+    mut body: serde_json::Map<String, serde_json::Value>,
+    read_only: &[&str],
+) -> Result<T, Problem> {
+    for member in read_only {
+        body.remove(*member);
+    }
+    typed(serde_json::Value::Object(body))
 }
 
 #[cfg(test)]

@@ -1,11 +1,9 @@
 //! The OpenAPI 3.1 document of the admin API, generated from its handlers and types.
 
 use super::{audit, clients, deliveries, keys, partners, users};
-use crate::app::state::AppState;
 use crate::http::problem::ProblemDocument;
 use crate::service::admin::clients::{ClientDocument, ClientSettings, LifetimeSettings};
 use crate::service::admin::users::{ImportLine, ImportReport, ImportedUser, UserDocument, UserSettings};
-use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{ClientCredentials, Flow, OAuth2, Scopes, SecurityScheme};
@@ -50,9 +48,17 @@ pub(crate) fn build(issuer: &str) -> utoipa::openapi::OpenApi {
     doc
 }
 
-pub(crate) async fn document(State(state): State<AppState>) -> Response {
-    let body = build(&state.settings.issuer).to_json().unwrap_or_default();
-    let mut res = body.into_response();
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    res
+/// The answer of `GET /admin/openapi.json`: the document as JSON (`Response` is
+/// cloned per request, so its parts are).
+#[derive(Clone)]
+pub(crate) struct DocumentResponse(axum::body::Bytes);
+
+impl IntoResponse for DocumentResponse {
+    fn into_response(self) -> Response {
+        ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], self.0).into_response()
+    }
+}
+
+pub(crate) fn response(issuer: &str) -> DocumentResponse {
+    DocumentResponse(build(issuer).to_json().unwrap_or_default().into())
 }

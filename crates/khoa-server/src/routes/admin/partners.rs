@@ -1,6 +1,6 @@
 //! `/admin/partners`: TCONNECT partners (the key is shown once, at creation).
 
-use super::{json_object, no_store, typed, Caller, Items};
+use super::{json_object, typed, Caller, Items};
 use crate::app::state::AppState;
 use crate::http::problem::{Problem, ProblemDocument};
 use crate::service::admin::partners::{self as service, NewPartner};
@@ -54,7 +54,7 @@ fn document(p: &Partner, key_hex: Option<String>) -> PartnerDocument {
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Response, Problem> {
     let items = state.store.partners().await?.iter().map(|p| document(p, None)).collect();
-    Ok(no_store(Json(Items { items }).into_response()))
+    Ok(Json(Items { items }).into_response())
 }
 
 #[utoipa::path(post, path = "/admin/partners", tag = "partners", operation_id = "partners.create", request_body = PartnerInput,
@@ -76,7 +76,7 @@ pub(crate) async fn create(
         require_nonce: input.require_nonce,
     };
     let (partner, key_hex) = service::create(state.store.as_ref(), &state.master, new, &caller.who(&state)).await?;
-    let mut res = no_store((StatusCode::CREATED, Json(document(&partner, key_hex))).into_response());
+    let mut res = (StatusCode::CREATED, Json(document(&partner, key_hex))).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/admin/partners/{}", partner.code)) {
         res.headers_mut().insert(header::LOCATION, v);
     }
@@ -90,7 +90,7 @@ pub(crate) async fn create(
 pub(crate) async fn show(State(state): State<AppState>, Path(code): Path<String>) -> Result<Response, Problem> {
     let partner =
         state.store.partner(&code).await?.ok_or_else(|| Problem::not_found(format!("no partner has code {code:?}")))?;
-    Ok(no_store(Json(document(&partner, None)).into_response()))
+    Ok(Json(document(&partner, None)).into_response())
 }
 
 #[utoipa::path(delete, path = "/admin/partners/{code}", tag = "partners", operation_id = "partners.delete", params(("code" = String, Path)),

@@ -1,7 +1,8 @@
 //! `/admin/users`: accounts, their sessions and consents.
 
 use super::{
-    decode_cursor, if_match, json_object, limit, no_store, page_of, query, typed, with_etag, Caller, Items, Page,
+    decode_cursor, json_object, limit, merge, page_of, precondition, query, retrying, settings_of, typed, with_etag,
+    Caller, Items, Page,
 };
 use crate::app::state::AppState;
 use crate::http::problem::{Problem, ProblemDocument};
@@ -17,7 +18,7 @@ use axum::{Extension, Json};
 use khoa_core::user::User;
 use khoa_store::{EndedSessions, UserChange, UserQuery, UserRef};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 /// A new user: its settings and, optionally, a password (at least 8 characters; without
@@ -88,13 +89,6 @@ fn changed(state: &AppState) {
     state.users.clear();
 }
 
-fn settings(mut body: Map<String, Value>) -> Result<UserSettings, Problem> {
-    for member in READ_ONLY {
-        body.remove(*member);
-    }
-    typed(Value::Object(body))
-}
-
 #[utoipa::path(get, path = "/admin/users", tag = "users", operation_id = "users.list",
     params(("limit" = Option<u32>, Query, description = "1 to 500 (default 100)"),
            ("cursor" = Option<String>, Query, description = "`next` of the previous page"),
@@ -118,7 +112,7 @@ pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery)
     };
     let rows = state.store.users_page(&query).await?;
     let page = page_of(rows, limit, |u| u.id.to_string(), |u| UserDocument::of(&u));
-    Ok(no_store(Json(page).into_response()))
+    Ok(Json(page).into_response())
 }
 
 #[utoipa::path(post, path = "/admin/users", tag = "users", operation_id = "users.create", request_body = NewUser,
@@ -139,7 +133,7 @@ pub(crate) async fn create(
         Some(Value::String(p)) => Some(p),
         Some(_) => return Err(Problem::invalid("password", "password must be a string")),
     };
-    let profile = settings(body)?.profile()?;
+    let profile = settings_of::<UserSettings>(body, READ_ONLY)?.profile()?;
     let user = service::create(state.store.as_ref(), profile, password, &caller.who(&state)).await?;
     changed(&state);
     let mut res = document(&user, StatusCode::CREATED);
@@ -180,34 +174,23 @@ pub(crate) async fn patch(
     for member in READ_ONLY {
         patch.remove(*member);
     }
-    for _ in 0..3 {
+    retrying("user", || async {
         let current = existing(&state, &id).await?;
-        let conditional = match if_match(&headers, &etag(&current)) {
-            Some(false) => return Err(stale(&etag(&current))),
-            Some(true) => true,
-            None => false,
-        };
+        let (revision, conditional) = precondition(&headers, &etag(&current), current.revision)?;
         let mut doc = serde_json::to_value(UserSettings::of(&current)).unwrap_or(Value::Null);
-        super::clients::merge(&mut doc, &Value::Object(patch.clone()));
-        let profile = settings(doc.as_object().cloned().unwrap_or_default())?.profile()?;
-        match service::update(state.store.as_ref(), &current, profile, Some(current.revision), &caller.who(&state))
-            .await
-        {
+        merge(&mut doc, &Value::Object(patch.clone()));
+        let profile =
+            settings_of::<UserSettings>(doc.as_object().cloned().unwrap_or_default(), READ_ONLY)?.profile()?;
+        match service::update(state.store.as_ref(), &current, profile, revision, &caller.who(&state)).await {
             Ok(user) => {
                 changed(&state);
-                return Ok(document(&user, StatusCode::OK));
+                Ok(Ok(document(&user, StatusCode::OK)))
             }
-            Err(ChangeError::Stale) if !conditional => continue,
-            Err(e) => return Err(e.into()),
+            Err(ChangeError::Stale) => Ok(Err(conditional)),
+            Err(e) => Err(e.into()),
         }
-    }
-    Err(Problem::precondition_failed("the user kept changing while this update was made; retry"))
-}
-
-fn stale(current: &str) -> Problem {
-    Problem::precondition_failed(format!(
-        "If-Match does not name the user's current ETag {current}; read it again and retry"
-    ))
+    })
+    .await
 }
 
 #[utoipa::path(delete, path = "/admin/users/{id}", tag = "users", operation_id = "users.delete", params(("id" = i64, Path)),
@@ -291,7 +274,7 @@ pub(crate) async fn set_password(
     let NewPassword { password } = typed(Value::Object(json_object(&headers, &body, false)?))?;
     let hash = service::hash_new_password(password).await?;
     let ended = ended(&state, &caller, &id, UserChange::Password { hash }).await?;
-    Ok(no_store(Json(Ended::from(ended)).into_response()))
+    Ok(Json(Ended::from(ended)).into_response())
 }
 
 #[utoipa::path(post, path = "/admin/users/{id}/revoke-sessions", tag = "users", operation_id = "users.revoke_sessions", params(("id" = i64, Path)),
@@ -304,7 +287,7 @@ pub(crate) async fn revoke_sessions(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let ended = ended(&state, &caller, &id, UserChange::None).await?;
-    Ok(no_store(Json(Ended::from(ended)).into_response()))
+    Ok(Json(Ended::from(ended)).into_response())
 }
 
 #[utoipa::path(get, path = "/admin/users/{id}/sessions", tag = "users", operation_id = "users.sessions", params(("id" = i64, Path)),
@@ -327,7 +310,7 @@ pub(crate) async fn sessions(State(state): State<AppState>, Path(id): Path<Strin
             clients: a.clients,
         })
         .collect();
-    Ok(no_store(Json(Items { items }).into_response()))
+    Ok(Json(Items { items }).into_response())
 }
 
 #[utoipa::path(get, path = "/admin/users/{id}/consents", tag = "users", operation_id = "users.consents", params(("id" = i64, Path)),
@@ -343,7 +326,7 @@ pub(crate) async fn consents(State(state): State<AppState>, Path(id): Path<Strin
         .into_iter()
         .map(|c| ConsentDocument { client_id: c.client_id, scope: c.scope, granted_at: c.granted_at })
         .collect();
-    Ok(no_store(Json(Items { items }).into_response()))
+    Ok(Json(Items { items }).into_response())
 }
 
 /// The largest import one request takes (about 100,000 users).
@@ -372,5 +355,5 @@ pub(crate) async fn import(
     let text = std::str::from_utf8(&body).map_err(|_| Problem::malformed("the body is not UTF-8"))?;
     let report = service::import(state.store.as_ref(), text.lines(), &caller.who(&state)).await?;
     changed(&state);
-    Ok(no_store(Json(report).into_response()))
+    Ok(Json(report).into_response())
 }

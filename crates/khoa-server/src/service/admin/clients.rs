@@ -236,9 +236,10 @@ pub fn etag(client: &Client) -> String {
     format!("\"{}-{}\"", client.created_at, client.revision)
 }
 
-/// The representation an event's changes are taken from (no secrets in it).
+/// What an event's changes are taken from: the members a change sets (no secret among
+/// them; the times a change moves are the event's own).
 fn audited(client: &Client) -> Value {
-    serde_json::to_value(ClientDocument::of(client)).unwrap_or(Value::Null)
+    serde_json::to_value(ClientSettings::of(client)).unwrap_or(Value::Null)
 }
 
 /// The secret a client keeps through an update: its own while it stays confidential; a
@@ -260,7 +261,7 @@ pub async fn create(
     who: &Who,
 ) -> Result<(Client, Option<String>), ChangeError> {
     let registered = reg.register(who.now).map_err(ChangeError::from)?;
-    let client = registered.client;
+    let mut client = registered.client;
     let event = who
         .event(kind::CLIENT_CREATED)
         .client(&client.client_id)
@@ -271,8 +272,9 @@ pub async fn create(
         }
         other => other.map_err(ChangeError::Store)?,
     }
-    let stored = store.client(&client.client_id).await.map_err(ChangeError::Store)?.unwrap_or(client);
-    Ok((stored, registered.plaintext_secret))
+    // Every column as written; a new row's revision is 1.
+    client.revision = 1;
+    Ok((client, registered.plaintext_secret))
 }
 
 /// Registers `reg` as the new state of `existing` (every rule applies again), if the
@@ -284,23 +286,14 @@ pub async fn update(
     expected: Option<i64>,
     who: &Who,
 ) -> Result<(Client, Option<String>), ChangeError> {
-    let generated = matches!(reg.secret, SecretChoice::Generate);
-    let registered = {
-        let mut r = reg.register(who.now).map_err(ChangeError::from)?;
-        r.client.created_at = existing.created_at;
-        if r.client.client_id != existing.client_id {
-            return Err(ChangeError::invalid("client_id", "a client's id cannot change".into()));
-        }
-        r
-    };
-    let client = registered.client;
+    let registered = reg.register_update(existing, who.now).map_err(ChangeError::from)?;
+    let mut client = registered.client;
     let event = who
         .event(kind::CLIENT_UPDATED)
         .client(&client.client_id)
         .detail(serde_json::json!({ "changes": audit::changes(&audited(existing), &audited(&client)) }));
-    written(store, &client, expected, &event).await?;
-    let stored = store.client(&client.client_id).await.map_err(ChangeError::Store)?.ok_or(ChangeError::NotFound)?;
-    Ok((stored, registered.plaintext_secret.filter(|_| generated)))
+    client.revision = written(store, &client, expected, &event).await?;
+    Ok((client, registered.plaintext_secret))
 }
 
 /// A new secret for `existing` (returned once); the old one keeps working until
@@ -312,25 +305,25 @@ pub async fn rotate_secret(
     expected: Option<i64>,
     who: &Who,
 ) -> Result<(Client, String), ChangeError> {
-    let (rotated, secret) =
+    let (mut rotated, secret) =
         ClientRegistration::rotate_secret(existing, keep_old_until, who.now).map_err(ChangeError::from)?;
     let event = who
         .event(kind::CLIENT_SECRET_ROTATED)
         .client(&rotated.client_id)
         .detail(serde_json::json!({ "previous_secret_expires_at": rotated.previous_secret_expires_at }));
-    written(store, &rotated, expected, &event).await?;
-    let stored = store.client(&rotated.client_id).await.map_err(ChangeError::Store)?.ok_or(ChangeError::NotFound)?;
-    Ok((stored, secret))
+    rotated.revision = written(store, &rotated, expected, &event).await?;
+    Ok((rotated, secret))
 }
 
+/// Writes `client` (if still at `expected`); its new revision.
 async fn written(
     store: &dyn ClientStore,
     client: &Client,
     expected: Option<i64>,
     event: &Event,
-) -> Result<(), ChangeError> {
+) -> Result<i64, ChangeError> {
     match store.update_client(client, expected, event).await.map_err(ChangeError::Store)? {
-        Updated::Done(_) => Ok(()),
+        Updated::Done(revision) => Ok(revision),
         Updated::Missing => Err(ChangeError::NotFound),
         Updated::Stale => Err(ChangeError::Stale),
     }

@@ -64,7 +64,23 @@ pub const READ_ONLY: &[&str] = &["id", "has_password", "disabled", "disabled_at"
 
 impl UserSettings {
     pub fn of(user: &User) -> Self {
-        let p = Profile::of(user);
+        Profile::of(user).into()
+    }
+
+    /// The profile, validated.
+    pub fn profile(self) -> Result<Profile, ChangeError> {
+        Ok(Profile::from(self).validate()?)
+    }
+
+    /// What an audit event records of a profile (it holds no secret).
+    fn audited(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// The document's members are the core profile's, one for one.
+impl From<Profile> for UserSettings {
+    fn from(p: Profile) -> Self {
         Self {
             username: p.username,
             email: p.email,
@@ -76,20 +92,20 @@ impl UserSettings {
             attributes: p.attributes,
         }
     }
+}
 
-    /// The profile, validated.
-    pub fn profile(self) -> Result<Profile, ChangeError> {
-        Ok(Profile {
-            username: self.username,
-            email: self.email,
-            email_verified: self.email_verified,
-            name: self.name,
-            phone_number: self.phone_number,
-            phone_number_verified: self.phone_number_verified,
-            picture: self.picture,
-            attributes: self.attributes,
+impl From<UserSettings> for Profile {
+    fn from(s: UserSettings) -> Self {
+        Self {
+            username: s.username,
+            email: s.email,
+            email_verified: s.email_verified,
+            name: s.name,
+            phone_number: s.phone_number,
+            phone_number_verified: s.phone_number_verified,
+            picture: s.picture,
+            attributes: s.attributes,
         }
-        .validate()?)
     }
 }
 
@@ -110,10 +126,6 @@ impl UserDocument {
 /// The ETag of a stored user.
 pub fn etag(user: &User) -> String {
     format!("\"u{}-{}\"", user.id, user.revision)
-}
-
-fn audited(user: &User) -> Value {
-    serde_json::to_value(UserDocument::of(user)).unwrap_or(Value::Null)
 }
 
 /// An argon2id hash of a new password, off the async executor.
@@ -137,21 +149,12 @@ pub async fn create(
         Some(p) => hash_new_password(p).await?,
         None => String::new(),
     };
+    let event = who.event(kind::USER_CREATED).detail(serde_json::json!({
+        "changes": audit::changes(&serde_json::json!({}), &UserSettings::from(profile.clone()).audited()),
+        "has_password": !hash.is_empty(),
+    }));
     let new_user = profile.into_new_user(hash, who.now);
     let username = new_user.username.clone();
-    let event = who.event(kind::USER_CREATED).detail(serde_json::json!({
-        "changes": audit::changes(&serde_json::json!({}), &serde_json::to_value(UserSettings {
-            username: new_user.username.clone(),
-            email: new_user.email.clone(),
-            email_verified: new_user.email_verified,
-            name: new_user.name.clone(),
-            phone_number: new_user.phone_number.clone(),
-            phone_number_verified: new_user.phone_number_verified,
-            picture: new_user.picture.clone(),
-            attributes: new_user.attributes.clone(),
-        }).unwrap_or(Value::Null)),
-        "has_password": !new_user.password_hash.is_empty(),
-    }));
     match store.insert_user(&new_user, &event).await {
         Err(StoreError::Conflict(_)) => Err(ChangeError::Exists(format!("the username {username:?} is taken"))),
         other => other.map_err(ChangeError::Store),
@@ -167,18 +170,8 @@ pub async fn update(
     who: &Who,
 ) -> Result<User, ChangeError> {
     let profile = profile.validate()?;
-    let mut after = existing.clone();
-    after.username.clone_from(&profile.username);
-    after.email.clone_from(&profile.email);
-    after.email_verified = profile.email_verified;
-    after.name.clone_from(&profile.name);
-    after.phone_number.clone_from(&profile.phone_number);
-    after.phone_number_verified = profile.phone_number_verified;
-    after.picture.clone_from(&profile.picture);
-    after.attributes.clone_from(&profile.attributes);
-    let event = who
-        .event(kind::USER_UPDATED)
-        .detail(serde_json::json!({ "changes": audit::changes(&audited(existing), &audited(&after)) }));
+    let (before, after) = (UserSettings::of(existing).audited(), UserSettings::from(profile.clone()).audited());
+    let event = who.event(kind::USER_UPDATED).detail(serde_json::json!({ "changes": audit::changes(&before, &after) }));
     let outcome = store.update_user_profile(existing.id, &profile, expected, who.now, &event).await;
     match outcome {
         Err(StoreError::Conflict(_)) => {
