@@ -4,6 +4,7 @@
 
 use crate::jose::SigningAlgorithm;
 use crate::scope::STANDARD_SCOPES;
+use crate::tokens::AttributeClaims;
 use serde::Serialize;
 
 /// Paths of khoa's native endpoints (PRODUCT.md).
@@ -67,8 +68,9 @@ pub struct ProviderMetadata {
     pub ui_locales_supported: Vec<&'static str>,
     pub subject_types_supported: Vec<&'static str>,
     pub id_token_signing_alg_values_supported: Vec<&'static str>,
-    pub scopes_supported: Vec<&'static str>,
-    pub claims_supported: Vec<&'static str>,
+    /// The standard scopes and the organisation's own ([`AttributeClaims`]).
+    pub scopes_supported: Vec<String>,
+    pub claims_supported: Vec<String>,
 }
 
 impl ProviderMetadata {
@@ -109,9 +111,16 @@ impl ProviderMetadata {
             ui_locales_supported: vec!["vi", "en"],
             subject_types_supported: vec!["public"],
             id_token_signing_alg_values_supported: algs.iter().map(|a| a.as_str()).collect(),
-            scopes_supported: STANDARD_SCOPES.to_vec(),
-            claims_supported: CLAIMS_SUPPORTED.to_vec(),
+            scopes_supported: STANDARD_SCOPES.iter().map(|s| s.to_string()).collect(),
+            claims_supported: CLAIMS_SUPPORTED.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    /// Advertises the organisation's scopes and the attribute claims they release.
+    pub fn with_attribute_claims(mut self, attributes: &AttributeClaims) -> Self {
+        self.scopes_supported.extend(attributes.scopes().map(str::to_string));
+        self.claims_supported.extend(attributes.claims().into_iter().map(str::to_string));
+        self
     }
 }
 
@@ -126,6 +135,10 @@ mod tests {
         assert_eq!(m.issuer, "https://sso.example.vn/");
         assert_eq!(m.jwks_uri, "https://sso.example.vn/.well-known/jwks.json");
         assert_eq!(m.id_token_signing_alg_values_supported, ["RS256", "ES256", "EdDSA"]);
-        assert!(m.scopes_supported.contains(&"openid"));
+        assert!(m.scopes_supported.iter().any(|s| s == "openid"));
+        let student = AttributeClaims::new([("student".to_string(), vec!["student_id".to_string()])]).unwrap();
+        let m = m.with_attribute_claims(&student);
+        assert_eq!(m.scopes_supported.last().map(String::as_str), Some("student"));
+        assert_eq!(m.claims_supported.last().map(String::as_str), Some("student_id"));
     }
 }

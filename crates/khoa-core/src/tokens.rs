@@ -65,9 +65,74 @@ pub fn at_hash(alg: SigningAlgorithm, access_token: &str) -> String {
     URL_SAFE_NO_PAD.encode(&bytes[..bytes.len() / 2])
 }
 
+/// The organisation's own scopes, each releasing some of a user's attributes as claims
+/// of the same name (configured as `[scopes.NAME] claims = [...]`). Every scope is a
+/// scope token that is neither standard nor khoa's; every claim is an attribute name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttributeClaims(std::collections::BTreeMap<String, Vec<String>>);
+
+/// Why a scope's claims cannot be configured.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttributeClaimsError {
+    #[error("{0:?} is not a scope khoa can release attributes under: a scope token, not standard, not khoa:…")]
+    Scope(String),
+    #[error("scope {scope:?}: {claim:?} is not an attribute name (A-Z a-z 0-9 _ . -, up to 64, not a standard claim)")]
+    Claim { scope: String, claim: String },
+}
+
+impl AttributeClaims {
+    pub fn new(
+        by_scope: impl IntoIterator<Item = (String, Vec<String>)>,
+    ) -> Result<Self, AttributeClaimsError> {
+        let mut map = std::collections::BTreeMap::new();
+        for (scope, mut claims) in by_scope {
+            let standard = crate::scope::STANDARD_SCOPES.contains(&scope.as_str()) || scope == "address";
+            if !crate::scope::is_scope_token(&scope) || standard || crate::scope::is_reserved(&scope) {
+                return Err(AttributeClaimsError::Scope(scope));
+            }
+            if let Some(claim) = claims.iter().find(|c| !crate::user::is_attribute_name(c)) {
+                return Err(AttributeClaimsError::Claim { scope, claim: claim.clone() });
+            }
+            claims.sort();
+            claims.dedup();
+            map.insert(scope, claims);
+        }
+        Ok(Self(map))
+    }
+
+    /// The configured scopes.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    /// Every claim some scope releases, once each.
+    pub fn claims(&self) -> Vec<&str> {
+        let mut all: Vec<&str> = self.0.values().flatten().map(String::as_str).collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
+    /// The attributes of `user` that `scope` releases.
+    pub fn released<'u>(&self, user: &'u User, scope: &ScopeSet) -> Vec<(&'u str, &'u str)> {
+        let mut out: Vec<(&str, &str)> = self
+            .0
+            .iter()
+            .filter(|(s, _)| scope.contains(s))
+            .flat_map(|(_, claims)| claims)
+            .filter_map(|c| user.attributes.get_key_value(c.as_str()))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
 /// The userinfo response (OIDC Core §5.3.2): `sub` and the claims of the granted
-/// scopes; claims khoa does not know are left out, not sent as null.
-pub fn userinfo_claims(user: &User, scope: &ScopeSet) -> Map<String, Value> {
+/// scopes, the organisation's attributes among them; claims the user does not have
+/// are left out, not sent as null.
+pub fn userinfo_claims(user: &User, scope: &ScopeSet, attributes: &AttributeClaims) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("sub".into(), user.subject().into());
     let mut put = |k: &str, v: Option<Value>| {
@@ -88,6 +153,9 @@ pub fn userinfo_claims(user: &User, scope: &ScopeSet) -> Map<String, Value> {
     if scope.contains("phone") && user.phone_number.is_some() {
         put("phone_number", user.phone_number.clone().map(Value::from));
         put("phone_number_verified", Some(user.phone_number_verified.into()));
+    }
+    for (claim, value) in attributes.released(user, scope) {
+        m.insert(claim.into(), value.into());
     }
     m
 }
@@ -182,17 +250,73 @@ mod tests {
             created_at: 1,
             updated_at: 2,
             disabled_at: None,
-            attributes: Default::default(),
+            attributes: [("student_id", "2180601234"), ("class", "20DTHA1"), ("staff_no", "x")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
             revision: 1,
         };
-        let only_openid = userinfo_claims(&user, &ScopeSet::parse("openid").unwrap());
+        let none = AttributeClaims::default();
+        let only_openid = userinfo_claims(&user, &ScopeSet::parse("openid").unwrap(), &none);
         assert_eq!(Value::Object(only_openid), serde_json::json!({"sub": "7"}));
-        let all = userinfo_claims(&user, &ScopeSet::parse("openid profile email phone").unwrap());
+        let all = userinfo_claims(&user, &ScopeSet::parse("openid profile email phone").unwrap(), &none);
         assert_eq!(
             Value::Object(all),
             serde_json::json!({"sub": "7", "name": "Nguyễn Văn A", "preferred_username": "sv01", "updated_at": 2,
                                "email": "sv01@example.vn", "email_verified": true,
                                "phone_number": "+84976535298", "phone_number_verified": false})
         );
+    }
+
+    #[test]
+    fn attributes_are_released_by_their_scope_only() {
+        let user = User {
+            id: 7,
+            username: "sv01".into(),
+            password_hash: String::new(),
+            email: None,
+            email_verified: false,
+            name: None,
+            phone_number: None,
+            phone_number_verified: false,
+            picture: None,
+            created_at: 1,
+            updated_at: 2,
+            disabled_at: None,
+            attributes: [("student_id", "2180601234"), ("class", "20DTHA1"), ("staff_no", "x")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
+            revision: 1,
+        };
+        let config = |pairs: &[(&str, &[&str])]| {
+            AttributeClaims::new(pairs.iter().map(|(s, c)| (s.to_string(), c.iter().map(|c| c.to_string()).collect())))
+        };
+        let mapping = config(&[("student", &["student_id", "class", "faculty"]), ("staff", &["staff_no"])]).unwrap();
+        let cases: [(&str, serde_json::Value); 4] = [
+            ("openid", serde_json::json!({"sub": "7"})),
+            // `faculty` is configured but the user has none: left out, not null.
+            ("openid student", serde_json::json!({"sub": "7", "student_id": "2180601234", "class": "20DTHA1"})),
+            ("openid staff", serde_json::json!({"sub": "7", "staff_no": "x"})),
+            (
+                "openid student staff",
+                serde_json::json!({"sub": "7", "student_id": "2180601234", "class": "20DTHA1", "staff_no": "x"}),
+            ),
+        ];
+        for (scope, want) in cases {
+            let got = userinfo_claims(&user, &ScopeSet::parse(scope).unwrap(), &mapping);
+            assert_eq!(Value::Object(got), want, "{scope}");
+        }
+        assert_eq!(mapping.scopes().collect::<Vec<_>>(), ["staff", "student"]);
+        assert_eq!(mapping.claims(), ["class", "faculty", "staff_no", "student_id"]);
+        // What cannot be configured, by name.
+        for (pairs, message) in [
+            (&[("profile", &["student_id"][..])][..], "\"profile\" is not a scope"),
+            (&[("khoa:x", &["a"][..])][..], "\"khoa:x\" is not a scope"),
+            (&[("bad scope", &["a"][..])][..], "\"bad scope\" is not a scope"),
+            (&[("student", &["email"][..])][..], "scope \"student\": \"email\" is not an attribute name"),
+            (&[("student", &["a b"][..])][..], "scope \"student\": \"a b\" is not an attribute name"),
+        ] {
+            let e = config(pairs).unwrap_err().to_string();
+            assert!(e.starts_with(message), "{e}");
+        }
     }
 }

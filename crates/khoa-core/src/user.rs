@@ -111,6 +111,14 @@ pub const RESERVED_CLAIMS: &[&str] = &[
     "updated_at",
 ];
 
+/// A name an attribute may have: 1 to 64 of `A-Z a-z 0-9 _ . -`, not a claim khoa
+/// releases itself.
+pub fn is_attribute_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        && !RESERVED_CLAIMS.contains(&name)
+}
+
 impl Profile {
     /// The profile of a stored user.
     pub fn of(user: &User) -> Self {
@@ -145,10 +153,7 @@ impl Profile {
             return Err(UserError::TooManyAttributes);
         }
         for (key, value) in &self.attributes {
-            let key_ok = (1..=64).contains(&key.len())
-                && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-                && !RESERVED_CLAIMS.contains(&key.as_str());
-            if !key_ok {
+            if !is_attribute_name(key) {
                 return Err(UserError::AttributeName(key.clone()));
             }
             if value.chars().count() > 1024 || value.chars().any(char::is_control) {

@@ -285,11 +285,11 @@ impl TestApp {
     }
 }
 
-fn user_event() -> khoa_core::audit::Event {
+pub fn user_event() -> khoa_core::audit::Event {
     khoa_core::audit::Event::new(NOW, "user.created", khoa_core::audit::Actor::CommandLine)
 }
 
-fn test_user() -> khoa_core::user::NewUser {
+pub fn test_user() -> khoa_core::user::NewUser {
     khoa_core::user::NewUser {
         username: "sv01".into(),
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),

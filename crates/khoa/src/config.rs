@@ -44,6 +44,10 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ("KHOA_BRAND_NAME", "branding.product_name: the name shown on the pages (default khoa)"),
     ("KHOA_BRAND_LOGO_URL", "branding.logo_url: an https logo shown on the pages"),
     ("KHOA_BRAND_COLOR", "branding.primary_color: #rrggbb of buttons and focus (default #0b5fff)"),
+    (
+        "KHOA_SCOPE_CLAIMS",
+        "scopes.NAME.claims: attributes released as claims per scope, e.g. student=student_id,class;staff=staff_no",
+    ),
     ("KHOA_CLEANUP_INTERVAL", "cleanup_interval: how often expired rows are deleted (default 1m)"),
     (
         "KHOA_REQUEST_TIMEOUT",
@@ -137,6 +141,15 @@ struct FileConfig {
     branding: BrandingSection,
     #[serde(default)]
     http: HttpSection,
+    /// `[scopes.NAME] claims = ["attribute", …]`: the organisation's scopes.
+    #[serde(default)]
+    scopes: std::collections::BTreeMap<String, ScopeSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScopeSection {
+    claims: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -586,6 +599,7 @@ pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
         }
         settings.branding.primary_color = v.raw.to_ascii_lowercase();
     }
+    settings.attribute_claims = attribute_claims(env, file.scopes)?;
     let bc = file.backchannel;
     if let Some(v) = pick(env, "KHOA_BACKCHANNEL_BASE_DELAY", "backchannel.base_delay", bc.base_delay) {
         let secs = duration(&v)?.as_secs() as i64;
@@ -672,6 +686,28 @@ pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
     }
 
     Ok(Config { settings, database_url: database.raw, secret, log_filter: log_filter.raw, log_format })
+}
+
+/// `KHOA_SCOPE_CLAIMS` (`scope=claim,claim;scope=claim`) or else `[scopes.NAME]`.
+fn attribute_claims(
+    env: &dyn Fn(&str) -> Option<String>,
+    file: std::collections::BTreeMap<String, ScopeSection>,
+) -> Result<khoa_core::tokens::AttributeClaims, ConfigError> {
+    let (key, pairs): (&str, Vec<(String, Vec<String>)>) = match env("KHOA_SCOPE_CLAIMS") {
+        Some(raw) => {
+            let mut pairs = vec![];
+            for part in raw.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+                let Some((scope, claims)) = part.split_once('=') else {
+                    return Err(invalid("KHOA_SCOPE_CLAIMS", format!("{part:?} is not scope=claim,claim")));
+                };
+                let claims = claims.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect();
+                pairs.push((scope.trim().to_string(), claims));
+            }
+            ("KHOA_SCOPE_CLAIMS", pairs)
+        }
+        None => ("scopes", file.into_iter().map(|(scope, s)| (scope, s.claims)).collect()),
+    };
+    khoa_core::tokens::AttributeClaims::new(pairs).map_err(|e| invalid(key, e.to_string()))
 }
 
 #[cfg(test)]
@@ -849,5 +885,23 @@ mod tests {
         assert!(missing.contains("/nonexistent/khoa.toml"), "{missing}");
         let f = file("issuer = [\n");
         assert!(err(Some(f.path()), &[]).starts_with("configuration file"));
+    }
+
+    #[test]
+    fn scopes_release_attributes_as_claims() {
+        let f = file("[scopes.student]\nclaims = [\"student_id\", \"class\"]\n[scopes.staff]\nclaims = [\"staff_no\"]\n");
+        let c = load(Some(f.path()), &env_of(&[])).unwrap();
+        assert_eq!(c.settings.attribute_claims.scopes().collect::<Vec<_>>(), ["staff", "student"]);
+        assert_eq!(c.settings.attribute_claims.claims(), ["class", "staff_no", "student_id"]);
+        // The variable wins over the file.
+        let c = load(Some(f.path()), &env_of(&[("KHOA_SCOPE_CLAIMS", "student=student_id; lab = badge ,room")])).unwrap();
+        assert_eq!(c.settings.attribute_claims.scopes().collect::<Vec<_>>(), ["lab", "student"]);
+        assert_eq!(c.settings.attribute_claims.claims(), ["badge", "room", "student_id"]);
+        let bad = file("[scopes.email]\nclaims = [\"student_id\"]\n");
+        assert!(err(Some(bad.path()), &[]).starts_with("scopes: \"email\" is not a scope"), "{}", err(Some(bad.path()), &[]));
+        assert!(err(None, &[("KHOA_SCOPE_CLAIMS", "student")]).starts_with("KHOA_SCOPE_CLAIMS: \"student\" is not scope=claim"));
+        assert!(err(None, &[("KHOA_SCOPE_CLAIMS", "student=sub")]).starts_with("KHOA_SCOPE_CLAIMS: scope \"student\": \"sub\""));
+        let typo = file("[scopes.student]\nclaim = [\"student_id\"]\n");
+        assert!(err(Some(typo.path()), &[]).contains("unknown field `claim`"), "{}", err(Some(typo.path()), &[]));
     }
 }

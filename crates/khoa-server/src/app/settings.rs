@@ -93,6 +93,8 @@ pub struct Settings {
     /// How long one back-channel notification may take.
     pub backchannel_timeout: Duration,
     pub branding: Branding,
+    /// The organisation's scopes and the attributes each releases as claims.
+    pub attribute_claims: khoa_core::tokens::AttributeClaims,
 }
 
 impl Settings {
@@ -126,6 +128,7 @@ impl Settings {
             backchannel_poll: Duration::from_secs(1),
             backchannel_timeout: Duration::from_secs(5),
             branding: Branding::default(),
+            attribute_claims: Default::default(),
         }
     }
 

@@ -65,7 +65,8 @@ impl AppState {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, KeysError> {
         let snapshot = load_snapshot(store.as_ref(), &master, &settings, clock.now()).await?;
-        let discovery = ProviderMetadata::new(&settings.issuer, &settings.algorithms);
+        let discovery = ProviderMetadata::new(&settings.issuer, &settings.algorithms)
+            .with_attribute_claims(&settings.attribute_claims);
         Ok(Self(Arc::new(Shared {
             discovery_json: serde_json::to_string(&discovery).unwrap_or_default(),
             settings,

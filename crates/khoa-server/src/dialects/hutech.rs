@@ -97,7 +97,7 @@ fn respond(state: &AppState, path: &str, result: Result<Exchanged, Failure>) -> 
             // The same claim release as userinfo for the token's scope: a field the
             // scope does not grant is an empty string.
             let scope = khoa_core::scope::ScopeSet::parse(&x.response.scope).unwrap_or_default();
-            let claims = khoa_core::tokens::userinfo_claims(&x.user, &scope);
+            let claims = khoa_core::tokens::userinfo_claims(&x.user, &scope, &state.settings.attribute_claims);
             let text = |claim: &str| claims.get(claim).and_then(Value::as_str).unwrap_or_default().to_string();
             let body = json!({
                 "version": "1.0.0",

@@ -136,7 +136,7 @@ async fn answer(
         .map_err(BearerError::Store)?
         .ok_or(BearerError::InvalidToken("the user no longer exists"))?;
     let scope = ScopeSet::parse(&claims.scope).unwrap_or_default();
-    let mut res = Json(userinfo_claims(&user, &scope)).into_response();
+    let mut res = Json(userinfo_claims(&user, &scope, &state.settings.attribute_claims)).into_response();
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
 }
@@ -179,6 +179,47 @@ mod tests {
         assert_eq!(a.status, 200);
         assert_eq!(a.body["preferred_username"], serde_json::Value::Null, "scope openid only: no profile claims");
         assert!(a.body["sub"].is_string());
+    }
+
+    /// An organisation's scope releases the attributes configured for it, and only to
+    /// a token of that scope; discovery lists the scope and its claims.
+    #[tokio::test]
+    async fn attributes_are_released_under_their_scope() {
+        let app = TestApp::with_settings(|s| {
+            s.attribute_claims = khoa_core::tokens::AttributeClaims::new([(
+                "student".to_string(),
+                vec!["student_id".to_string(), "class".to_string()],
+            )])
+            .unwrap();
+        })
+        .await;
+        app.client("web", |r| {
+            r.secret = SecretChoice::Given(SECRET.into());
+            r.scopes = Some("openid profile student".into());
+        })
+        .await;
+        let attributes = [("student_id", "2180601234"), ("class", "20DTHA1"), ("locker", "17")]
+            .map(|(k, v)| (k.to_string(), v.to_string()));
+        let user = khoa_core::user::NewUser { attributes: attributes.into(), ..crate::testing::test_user() };
+        app.state.store.insert_user(&user, &crate::testing::user_event()).await.unwrap();
+        let mut tokens = vec![];
+        for (handle, scope) in [("c1", "openid student"), ("c2", "openid profile")] {
+            app.stored_code_with(handle, |c| c.scope = scope.into()).await;
+            let form = [("grant_type", "authorization_code"), ("code", handle), ("redirect_uri", CALLBACK)];
+            let answer = app.post_form("/oauth2/token", &form, Some(("web", SECRET))).await;
+            tokens.push(answer.body["access_token"].as_str().expect("an access token").to_string());
+        }
+        let student = userinfo(&app, Some(&format!("Bearer {}", tokens[0]))).await;
+        assert_eq!(student.status, 200);
+        let sub = student.body["sub"].clone();
+        assert_eq!(student.body, serde_json::json!({"sub": sub, "student_id": "2180601234", "class": "20DTHA1"}));
+        let profile = userinfo(&app, Some(&format!("Bearer {}", tokens[1]))).await;
+        assert!(profile.body.get("student_id").is_none() && profile.body.get("locker").is_none(), "{}", profile.body);
+        let discovery = app.get("/.well-known/openid-configuration", &[]).await;
+        assert!(discovery.body["scopes_supported"].as_array().unwrap().contains(&"student".into()));
+        let claims = discovery.body["claims_supported"].as_array().unwrap();
+        assert!(claims.contains(&"student_id".into()) && claims.contains(&"class".into()));
+        assert!(!claims.contains(&"locker".into()));
     }
 
     #[tokio::test]
