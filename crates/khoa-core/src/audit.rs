@@ -61,6 +61,19 @@ pub mod kind {
     pub const LOGIN_THROTTLED: &str = "login.throttled";
     pub const LOGIN_DISABLED: &str = "login.refused_disabled";
     pub const LOGOUT: &str = "logout";
+    /// A reset link asked for: `user_id` set only when an account matched.
+    pub const PASSWORD_RESET_REQUESTED: &str = "user.password_reset_requested";
+    /// A password set with a reset link: every session ended, every token revoked.
+    pub const PASSWORD_RESET: &str = "user.password_reset";
+    pub const EMAIL_VERIFICATION_SENT: &str = "user.email_verification_sent";
+    pub const EMAIL_VERIFIED: &str = "user.email_verified";
+    /// An account created by its owner (self-registration), once their address verified.
+    pub const USER_REGISTERED: &str = "user.registered";
+    pub const PROFILE_UPDATED: &str = "user.profile_updated";
+    /// A user took back an application's access: its consent and tokens.
+    pub const CONSENT_REVOKED: &str = "consent.revoked";
+    /// A user ended one of their sessions from the account page.
+    pub const SESSION_ENDED: &str = "session.ended";
     /// A spent authorization code presented again (RFC 6749 §4.1.2): its tokens revoked.
     pub const CODE_REPLAYED: &str = "code.replayed";
     /// A rotated refresh token presented again (RFC 9700 §4.14.2): its family revoked.

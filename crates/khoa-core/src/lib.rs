@@ -4,6 +4,7 @@
 //! configuration files. The HTTP layer (`khoa-server`) and the storage layer
 //! (`khoa-store`) translate their inputs into these types and back.
 
+pub mod account;
 pub mod admin;
 pub mod audit;
 pub mod authorize;

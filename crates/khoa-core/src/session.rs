@@ -38,6 +38,55 @@ pub struct Session {
     pub created_at: UnixTime,
     pub expires_at: UnixTime,
     pub ended_at: Option<UnixTime>,
+    /// The browser that opened it, in a few words ([`device_of`]).
+    pub device: Option<String>,
+    /// The client address it was opened from.
+    pub address: Option<String>,
+    /// When it was last used to sign in to an application (at most a minute stale).
+    pub last_used_at: UnixTime,
+}
+
+/// How often a session's `last_used_at` is written at most (seconds).
+pub const LAST_USE_RESOLUTION: i64 = 60;
+
+/// A few words naming a browser and its system from a `User-Agent` ("Firefox on
+/// Linux"), for a person to recognise their sessions; nothing else of it is kept.
+pub fn device_of(user_agent: &str) -> Option<String> {
+    let ua = user_agent;
+    if ua.trim().is_empty() {
+        return None;
+    }
+    // Order matters: Edge and Opera say Chrome, Chrome says Safari.
+    let browser = [
+        ("Edg/", "Edge"),
+        ("OPR/", "Opera"),
+        ("Firefox/", "Firefox"),
+        ("CriOS/", "Chrome"),
+        ("Chrome/", "Chrome"),
+        ("Safari/", "Safari"),
+        ("curl/", "curl"),
+    ]
+    .iter()
+    .find(|(mark, _)| ua.contains(mark))
+    .map(|(_, name)| *name);
+    let system = [
+        ("Android", "Android"),
+        ("iPhone", "iOS"),
+        ("iPad", "iPadOS"),
+        ("Windows", "Windows"),
+        ("Mac OS X", "macOS"),
+        ("CrOS", "ChromeOS"),
+        ("Linux", "Linux"),
+    ]
+    .iter()
+    .find(|(mark, _)| ua.contains(mark))
+    .map(|(_, name)| *name);
+    Some(match (browser, system) {
+        (Some(b), Some(s)) => format!("{b} · {s}"),
+        (Some(b), None) => b.to_string(),
+        (None, Some(s)) => s.to_string(),
+        (None, None) => ua.chars().filter(|c| !c.is_control()).take(40).collect(),
+    })
 }
 
 impl Session {
@@ -86,6 +135,31 @@ pub struct Interaction {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn devices_are_named_in_a_few_words() {
+        let cases = [
+            ("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", Some("Firefox · Linux")),
+            (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0",
+                Some("Edge · Windows"),
+            ),
+            (
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+                Some("Safari · iOS"),
+            ),
+            (
+                "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Mobile Safari/537.36",
+                Some("Chrome · Android"),
+            ),
+            ("okhttp/4.12.0", Some("okhttp/4.12.0")),
+            ("   ", None),
+        ];
+        for (ua, want) in cases {
+            assert_eq!(device_of(ua).as_deref(), want, "{ua}");
+        }
+        assert_eq!(device_of(&"x\u{7}".repeat(100)).map(|d| d.chars().count()), Some(40));
+    }
 
     #[test]
     fn a_pending_request_reads_back_in_both_stored_forms() {

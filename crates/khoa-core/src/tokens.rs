@@ -81,9 +81,7 @@ pub enum AttributeClaimsError {
 }
 
 impl AttributeClaims {
-    pub fn new(
-        by_scope: impl IntoIterator<Item = (String, Vec<String>)>,
-    ) -> Result<Self, AttributeClaimsError> {
+    pub fn new(by_scope: impl IntoIterator<Item = (String, Vec<String>)>) -> Result<Self, AttributeClaimsError> {
         let mut map = std::collections::BTreeMap::new();
         for (scope, mut claims) in by_scope {
             let standard = crate::scope::STANDARD_SCOPES.contains(&scope.as_str()) || scope == "address";

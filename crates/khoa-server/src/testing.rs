@@ -153,6 +153,9 @@ impl TestApp {
                 created_at: NOW,
                 expires_at: NOW + 3600,
                 ended_at: None,
+                device: None,
+                address: None,
+                last_used_at: 0,
             };
             store.insert_session(&session).await.expect("insert session");
         }

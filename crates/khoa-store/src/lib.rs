@@ -20,6 +20,7 @@
 //! | TCONNECT partners | [`PartnerStore`] | `partners.rs` |
 //! | migrations, leases, cleanup | [`MaintenanceStore`] | `maintenance.rs` |
 
+mod accounts;
 mod audit;
 mod clients;
 mod codes;
@@ -38,6 +39,7 @@ mod throttle;
 mod tokens;
 mod users;
 
+pub use accounts::AccountStore;
 pub use audit::{AuditFilter, AuditRecord, AuditStore};
 pub use clients::ClientStore;
 pub use codes::{CodeCheck, CodeStore, Redemption, RefreshFor};
@@ -62,8 +64,8 @@ use std::sync::Arc;
 /// Every aggregate's trait, for `use khoa_store::prelude::*`.
 pub mod prelude {
     pub use crate::{
-        AuditStore, ClientStore, CodeStore, KeyStore, LogoutStore, MaintenanceStore, PartnerStore, SessionStore, Store,
-        ThrottleStore, TokenStore, UserStore,
+        AccountStore, AuditStore, ClientStore, CodeStore, KeyStore, LogoutStore, MaintenanceStore, PartnerStore,
+        SessionStore, Store, ThrottleStore, TokenStore, UserStore,
     };
 }
 
@@ -116,6 +118,7 @@ pub enum Backend {
 /// transaction. Code that needs one aggregate takes its trait (`&dyn ClientStore`).
 pub trait Store:
     ClientStore
+    + AccountStore
     + AuditStore
     + UserStore
     + KeyStore
@@ -131,6 +134,7 @@ pub trait Store:
 
 impl<T> Store for T where
     T: ClientStore
+        + AccountStore
         + AuditStore
         + UserStore
         + KeyStore

@@ -41,10 +41,11 @@ pub enum Expiring {
     LoginThrottle,
     LogoutDeliveries,
     PartnerNonces,
+    AccountTokens,
 }
 
 impl Expiring {
-    pub const ALL: [Expiring; 8] = [
+    pub const ALL: [Expiring; 9] = [
         Self::AuthorizationCodes,
         Self::AccessTokens,
         Self::RefreshTokens,
@@ -53,6 +54,7 @@ impl Expiring {
         Self::LoginThrottle,
         Self::LogoutDeliveries,
         Self::PartnerNonces,
+        Self::AccountTokens,
     ];
 
     pub fn table(self) -> &'static str {
@@ -65,6 +67,7 @@ impl Expiring {
             Self::LoginThrottle => "login_throttle",
             Self::LogoutDeliveries => "logout_deliveries",
             Self::PartnerNonces => "partner_nonces",
+            Self::AccountTokens => "account_tokens",
         }
     }
 
@@ -72,7 +75,7 @@ impl Expiring {
         match self {
             Self::AuthorizationCodes => "code_hash",
             Self::AccessTokens => "jti",
-            Self::RefreshTokens => "token_hash",
+            Self::RefreshTokens | Self::AccountTokens => "token_hash",
             Self::Sessions | Self::Interactions => "id_hash",
             Self::LoginThrottle | Self::PartnerNonces => "key",
             Self::LogoutDeliveries => "id",

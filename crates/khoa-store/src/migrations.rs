@@ -19,6 +19,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "token endpoint auth method", include_str!("../migrations/0009_token_endpoint_auth_method.sql")),
     (10, "access token alg", include_str!("../migrations/0010_access_token_alg.sql")),
     (11, "admin api", include_str!("../migrations/0011_admin_api.sql")),
+    (12, "accounts", include_str!("../migrations/0012_accounts.sql")),
 ];
 
 /// PostgreSQL's column types as SQLite's: a 64-bit key SQLite assigns, bytes, and

@@ -22,13 +22,16 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn session_by_sid(&self, sid: &str) -> Result<Option<Session>, StoreError>;
     /// Clients that received a code in the session, in the order they first did.
     async fn session_clients(&self, sid: &str) -> Result<Vec<String>, StoreError>;
+    /// The session was used at `now` (written only when later than what is stored).
+    async fn touch_session(&self, sid: &str, now: UnixTime) -> Result<(), StoreError>;
 
     /// The scope the user granted the client, if any.
     async fn consent(&self, user_id: i64, client_id: &str) -> Result<Option<String>, StoreError>;
     async fn grant_consent(&self, user_id: i64, client_id: &str, scope: &str, now: UnixTime) -> Result<(), StoreError>;
 }
 
-pub(crate) const SESSION_COLUMNS: &str = "id_hash, sid, user_id, auth_time, amr, created_at, expires_at, ended_at";
+pub(crate) const SESSION_COLUMNS: &str =
+    "id_hash, sid, user_id, auth_time, amr, created_at, expires_at, ended_at, device, address, last_used_at";
 const INTERACTION_COLUMNS: &str = "id_hash, csrf_token, request, sid, created_at, expires_at";
 
 impl FromRow for Session {
@@ -42,6 +45,9 @@ impl FromRow for Session {
             created_at: r.take()?,
             expires_at: r.take()?,
             ended_at: r.take()?,
+            device: r.take()?,
+            address: r.take()?,
+            last_used_at: r.take()?,
         })
     }
 }
@@ -115,7 +121,7 @@ impl<E: Engine> SessionStore for SqlStore<E> {
         self.write(move |db| {
             Box::pin(async move {
                 db.exec(
-                    &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
+                    &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"),
                     args![
                         s.id_hash,
                         s.sid,
@@ -124,7 +130,10 @@ impl<E: Engine> SessionStore for SqlStore<E> {
                         to_json(&s.amr),
                         s.created_at,
                         s.expires_at,
-                        s.ended_at
+                        s.ended_at,
+                        s.device,
+                        s.address,
+                        s.last_used_at
                     ],
                 )
                 .await?;
@@ -150,6 +159,18 @@ impl<E: Engine> SessionStore for SqlStore<E> {
         self.read(move |db| {
             Box::pin(async move {
                 db.fetch_optional(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE sid = $1"), args![sid]).await
+            })
+        })
+        .await
+    }
+
+    async fn touch_session(&self, sid: &str, now: UnixTime) -> Result<(), StoreError> {
+        let sid = sid.to_owned();
+        self.write(move |db| {
+            Box::pin(async move {
+                db.exec("UPDATE sessions SET last_used_at = $1 WHERE sid = $2 AND last_used_at < $1", args![now, sid])
+                    .await?;
+                Ok(())
             })
         })
         .await

@@ -191,10 +191,13 @@ fn like_prefix(prefix: &str) -> String {
     format!("{escaped}%")
 }
 
-async fn end_sessions(
+/// Ends the sessions of `user` but `keep_sid` ("" keeps none) and revokes their tokens
+/// (those of no session, offline ones, included), then applies `user_change`.
+pub(crate) async fn end_sessions(
     db: &mut impl Conn,
     user: &UserRef,
     user_change: &UserChange,
+    keep_sid: &str,
     now: UnixTime,
     keep_until: UnixTime,
     audit_event: &Event,
@@ -213,23 +216,26 @@ async fn end_sessions(
         .fetch_all(
             "SELECT s.sid, c.client_id, c.backchannel_logout_uri FROM sessions s \
              JOIN session_clients sc ON sc.sid = s.sid JOIN clients c ON c.client_id = sc.client_id \
-             WHERE s.user_id = $1 AND s.ended_at IS NULL AND s.expires_at > $2 \
+             WHERE s.user_id = $1 AND s.ended_at IS NULL AND s.expires_at > $2 AND s.sid <> $3 \
              AND c.backchannel_logout_uri IS NOT NULL ORDER BY s.sid, c.client_id",
-            args![user_id, now],
+            args![user_id, now, keep_sid],
         )
         .await?;
     let sessions = db
         .exec(
-            "UPDATE sessions SET ended_at = $1 WHERE user_id = $2 AND ended_at IS NULL AND expires_at > $1",
-            args![now, user_id],
+            "UPDATE sessions SET ended_at = $1 WHERE user_id = $2 AND ended_at IS NULL AND expires_at > $1 \
+             AND sid <> $3",
+            args![now, user_id, keep_sid],
         )
         .await?;
     let mut tokens = 0;
     for sql in [
-        "UPDATE access_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
-        "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        "UPDATE access_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL \
+         AND (sid IS NULL OR sid <> $3)",
+        "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL \
+         AND (sid IS NULL OR sid <> $3)",
     ] {
-        tokens += db.exec(sql, args![now, user_id]).await?;
+        tokens += db.exec(sql, args![now, user_id, keep_sid]).await?;
     }
     for (sid, client_id, uri) in &notices {
         let notice = Notice {
@@ -521,7 +527,7 @@ impl<E: Engine> UserStore for SqlStore<E> {
     ) -> Result<Option<EndedSessions>, StoreError> {
         let audit_event = audit_event.clone();
         self.write(move |db| {
-            Box::pin(async move { end_sessions(db, &user, &user_change, now, keep_until, &audit_event).await })
+            Box::pin(async move { end_sessions(db, &user, &user_change, "", now, keep_until, &audit_event).await })
         })
         .await
     }

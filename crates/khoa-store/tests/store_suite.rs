@@ -424,6 +424,9 @@ fn session(sid: &str, user_id: i64) -> Session {
         created_at: 1000,
         expires_at: 2000,
         ended_at: None,
+        device: None,
+        address: None,
+        last_used_at: 0,
     }
 }
 
@@ -620,6 +623,97 @@ async fn a_code_outlives_no_logout(db: TestDatabase) {
         Redemption::SessionEnded,
         "still not consumed (a consumed code would count as a replay)"
     );
+}
+
+/// A mailed link does its work once: of twenty concurrent resets with one link exactly
+/// one changes the password (ending every session and token in the same transaction),
+/// and the user's other links die with it; an expired link does nothing; a
+/// verification link makes its address the user's, verified.
+async fn account_links_are_single_use(db: TestDatabase) {
+    use khoa_core::account::{AccountToken, Purpose};
+    let store = open(&db).await;
+    store.insert_client(&full_client("portal"), &audit("client.created", "portal")).await.unwrap();
+    let user = family(&store).await;
+    let (_, link) = AccountToken::issue(Purpose::PasswordReset, user, None, 1000);
+    let (_, sibling) = AccountToken::issue(Purpose::PasswordReset, user, None, 1001);
+    let (_, expired) = AccountToken::issue(Purpose::PasswordReset, user, None, 1000 - 1800);
+    for t in [&link, &sibling, &expired] {
+        store.insert_account_token(t, &user_event()).await.unwrap();
+    }
+    assert_eq!(store.account_token(&link.token_hash, Purpose::PasswordReset, 1500).await.unwrap(), Some(link.clone()));
+    assert_eq!(store.account_token(&link.token_hash, Purpose::EmailVerification, 1500).await.unwrap(), None);
+    assert_eq!(store.account_token(&expired.token_hash, Purpose::PasswordReset, 1500).await.unwrap(), None);
+    let reset = |hash: String, password: String| {
+        let s = store.clone();
+        tokio::spawn(async move {
+            let event = Event::new(1500, "user.password_reset", Actor::Anonymous);
+            s.reset_password(&hash, &password, 1500, 9000, &event).await.unwrap()
+        })
+    };
+    let tasks: Vec<_> = (0..20).map(|i| reset(link.token_hash.clone(), format!("$argon2id$new{i}"))).collect();
+    let mut done = vec![];
+    for t in tasks {
+        done.extend(t.await.unwrap());
+    }
+    assert_eq!(done, [EndedSessions { user_id: user, sessions: 1, tokens: 2, notifications: 1 }]);
+    let hash = store.user_by_id(user).await.unwrap().unwrap().password_hash;
+    assert!(hash.starts_with("$argon2id$new"), "{hash}");
+    assert!(!store.session_by_sid("sid").await.unwrap().unwrap().is_active(1500));
+    assert_eq!(store.access_token("a0").await.unwrap().unwrap().revoked_at, Some(1500));
+    // The other link is used up too; the expired one does nothing.
+    for t in [&sibling, &expired] {
+        assert_eq!(reset(t.token_hash.clone(), "$argon2id$late".into()).await.unwrap(), None);
+    }
+    assert_eq!(store.user_by_id(user).await.unwrap().unwrap().password_hash, hash);
+    let resets = AuditFilter { kind: Some("user.password_reset".into()), limit: 10, ..Default::default() };
+    let events = store.audit_events(&resets).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!((events[0].user_id, events[0].detail["sessions_ended"].as_i64()), (Some(user), Some(1)));
+    // Email verification: the address becomes the user's, verified, once.
+    let (_, verify) = AccountToken::issue(Purpose::EmailVerification, user, Some("moi@example.vn".into()), 1000);
+    store.insert_account_token(&verify, &user_event()).await.unwrap();
+    let event = Event::new(1600, "user.email_verified", Actor::User(user));
+    assert_eq!(
+        store.verify_email(&verify.token_hash, 1600, &event).await.unwrap(),
+        Some((user, "moi@example.vn".to_string()))
+    );
+    let u = store.user_by_id(user).await.unwrap().unwrap();
+    assert_eq!((u.email.as_deref(), u.email_verified), (Some("moi@example.vn"), true));
+    assert_eq!(store.verify_email(&verify.token_hash, 1601, &event).await.unwrap(), None);
+    assert_eq!(store.verify_email(&link.token_hash, 1601, &event).await.unwrap(), None, "not a verification link");
+    // Expired links are cleaned up.
+    assert_eq!(store.delete_expired(Expiring::AccountTokens, 1000 + 1800, 100).await.unwrap(), 1);
+}
+
+/// The account page's changes: a new password ends every other session (and its
+/// tokens) but the one it was changed in; revoking an application's access forgets
+/// the consent and revokes that client's tokens only.
+async fn a_password_change_keeps_its_session_and_access_is_revoked_per_client(db: TestDatabase) {
+    let store = open(&db).await;
+    store.insert_client(&full_client("portal"), &audit("client.created", "portal")).await.unwrap();
+    store.insert_client(&full_client("lms"), &audit("client.created", "lms")).await.unwrap();
+    let user = family(&store).await;
+    store.insert_session(&session("here", user)).await.unwrap();
+    store.insert_code(&code("c2", "lms", "here", user)).await.unwrap();
+    let redeemed = store.redeem_code("c2", "lms", 1120, pass(), &token("a-here"), Box::new(|_| None)).await.unwrap();
+    assert!(matches!(redeemed, Redemption::Redeemed(_)));
+    store.grant_consent(user, "portal", "openid", 1100).await.unwrap();
+    store.grant_consent(user, "lms", "openid", 1100).await.unwrap();
+    let event = Event::new(1500, "user.password_changed", Actor::User(user));
+    let ended = store.change_password(user, "$argon2id$mine", "here", 1500, 9000, &event).await.unwrap().unwrap();
+    assert_eq!((ended.sessions, ended.tokens, ended.notifications), (1, 2, 1));
+    assert!(store.session_by_sid("here").await.unwrap().unwrap().is_active(1500), "this session stays");
+    assert!(!store.session_by_sid("sid").await.unwrap().unwrap().is_active(1500));
+    assert_eq!(store.access_token("a-here").await.unwrap().unwrap().revoked_at, None);
+    assert_eq!(store.access_token("a0").await.unwrap().unwrap().revoked_at, Some(1500));
+    assert_eq!(store.user_by_id(user).await.unwrap().unwrap().password_hash, "$argon2id$mine");
+    // Revoking lms's access: its consent and token go, portal's consent stays.
+    let event = Event::new(1600, "consent.revoked", Actor::User(user)).client("lms");
+    assert_eq!(store.revoke_consent(user, "lms", 1600, &event).await.unwrap(), Some(1));
+    assert_eq!(store.access_token("a-here").await.unwrap().unwrap().revoked_at, Some(1600));
+    let left: Vec<String> = store.user_consents(user).await.unwrap().into_iter().map(|c| c.client_id).collect();
+    assert_eq!(left, ["portal"]);
+    assert_eq!(store.revoke_consent(user, "lms", 1601, &event).await.unwrap(), None, "nothing left to revoke");
 }
 
 async fn parallel_redemptions_admit_exactly_one(db: TestDatabase) {
@@ -1087,6 +1181,8 @@ both_backends!(
     a_refused_reservation_counts_under_no_key,
     a_successful_login_settles_its_reservation,
     ending_a_users_sessions_revokes_and_notifies_in_one_step,
+    account_links_are_single_use,
+    a_password_change_keeps_its_session_and_access_is_revoked_per_client,
     sealed_successors_are_cleared_after_the_grace_window,
     partner_nonces_are_single_use,
     clients_round_trip_every_field,

@@ -45,6 +45,15 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ("KHOA_BRAND_LOGO_URL", "branding.logo_url: an https logo shown on the pages"),
     ("KHOA_BRAND_COLOR", "branding.primary_color: #rrggbb of buttons and focus (default #0b5fff)"),
     (
+        "KHOA_SMTP_URL",
+        "smtp.url: where mail goes, e.g. smtp://user:pass@mail.example.vn:587?tls=required, smtps://…, smtp://127.0.0.1:2525",
+    ),
+    ("KHOA_SMTP_FROM", "smtp.from: the sender of khoa's mails, e.g. \"Cổng SSO <sso@example.vn>\""),
+    (
+        "KHOA_SELF_REGISTRATION",
+        "accounts.self_registration: true lets people create their own accounts (needs smtp; default false)",
+    ),
+    (
         "KHOA_SCOPE_CLAIMS",
         "scopes.NAME.claims: attributes released as claims per scope, e.g. student=student_id,class;staff=staff_no",
     ),
@@ -141,9 +150,26 @@ struct FileConfig {
     branding: BrandingSection,
     #[serde(default)]
     http: HttpSection,
+    #[serde(default)]
+    smtp: SmtpSection,
+    #[serde(default)]
+    accounts: AccountsSection,
     /// `[scopes.NAME] claims = ["attribute", …]`: the organisation's scopes.
     #[serde(default)]
     scopes: std::collections::BTreeMap<String, ScopeSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SmtpSection {
+    url: Option<String>,
+    from: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountsSection {
+    self_registration: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -600,6 +626,38 @@ pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
         settings.branding.primary_color = v.raw.to_ascii_lowercase();
     }
     settings.attribute_claims = attribute_claims(env, file.scopes)?;
+    let url = pick(env, "KHOA_SMTP_URL", "smtp.url", file.smtp.url);
+    let from = pick(env, "KHOA_SMTP_FROM", "smtp.from", file.smtp.from);
+    settings.smtp = match (url, from) {
+        (None, None) => None,
+        (Some(url), None) => return Err(invalid(&url.key, "needs smtp.from (KHOA_SMTP_FROM) too")),
+        (None, Some(from)) => return Err(invalid(&from.key, "needs smtp.url (KHOA_SMTP_URL) too")),
+        (Some(url), Some(from)) => {
+            let smtp =
+                khoa_server::mail::SmtpSettings { url: url.raw.trim().to_string(), from: from.raw.trim().to_string() };
+            match smtp.check() {
+                Ok(_) => Some(smtp),
+                Err(e @ khoa_server::mail::MailSettingsError::From(_)) => {
+                    return Err(invalid(&from.key, e.to_string()))
+                }
+                Err(e) => return Err(invalid(&url.key, e.to_string())),
+            }
+        }
+    };
+    let self_registration = file.accounts.self_registration.map(|b| b.to_string());
+    if let Some(v) = pick(env, "KHOA_SELF_REGISTRATION", "accounts.self_registration", self_registration) {
+        settings.self_registration = match v.raw.trim() {
+            "true" => true,
+            "false" => false,
+            _ => return Err(invalid(&v.key, "true or false")),
+        };
+        if settings.self_registration && settings.smtp.is_none() {
+            return Err(invalid(
+                &v.key,
+                "self-registration verifies addresses by mail: configure smtp.url and smtp.from",
+            ));
+        }
+    }
     let bc = file.backchannel;
     if let Some(v) = pick(env, "KHOA_BACKCHANNEL_BASE_DELAY", "backchannel.base_delay", bc.base_delay) {
         let secs = duration(&v)?.as_secs() as i64;
@@ -889,19 +947,49 @@ mod tests {
 
     #[test]
     fn scopes_release_attributes_as_claims() {
-        let f = file("[scopes.student]\nclaims = [\"student_id\", \"class\"]\n[scopes.staff]\nclaims = [\"staff_no\"]\n");
+        let f =
+            file("[scopes.student]\nclaims = [\"student_id\", \"class\"]\n[scopes.staff]\nclaims = [\"staff_no\"]\n");
         let c = load(Some(f.path()), &env_of(&[])).unwrap();
         assert_eq!(c.settings.attribute_claims.scopes().collect::<Vec<_>>(), ["staff", "student"]);
         assert_eq!(c.settings.attribute_claims.claims(), ["class", "staff_no", "student_id"]);
         // The variable wins over the file.
-        let c = load(Some(f.path()), &env_of(&[("KHOA_SCOPE_CLAIMS", "student=student_id; lab = badge ,room")])).unwrap();
+        let c =
+            load(Some(f.path()), &env_of(&[("KHOA_SCOPE_CLAIMS", "student=student_id; lab = badge ,room")])).unwrap();
         assert_eq!(c.settings.attribute_claims.scopes().collect::<Vec<_>>(), ["lab", "student"]);
         assert_eq!(c.settings.attribute_claims.claims(), ["badge", "room", "student_id"]);
         let bad = file("[scopes.email]\nclaims = [\"student_id\"]\n");
-        assert!(err(Some(bad.path()), &[]).starts_with("scopes: \"email\" is not a scope"), "{}", err(Some(bad.path()), &[]));
-        assert!(err(None, &[("KHOA_SCOPE_CLAIMS", "student")]).starts_with("KHOA_SCOPE_CLAIMS: \"student\" is not scope=claim"));
-        assert!(err(None, &[("KHOA_SCOPE_CLAIMS", "student=sub")]).starts_with("KHOA_SCOPE_CLAIMS: scope \"student\": \"sub\""));
+        assert!(
+            err(Some(bad.path()), &[]).starts_with("scopes: \"email\" is not a scope"),
+            "{}",
+            err(Some(bad.path()), &[])
+        );
+        assert!(err(None, &[("KHOA_SCOPE_CLAIMS", "student")])
+            .starts_with("KHOA_SCOPE_CLAIMS: \"student\" is not scope=claim"));
+        assert!(err(None, &[("KHOA_SCOPE_CLAIMS", "student=sub")])
+            .starts_with("KHOA_SCOPE_CLAIMS: scope \"student\": \"sub\""));
         let typo = file("[scopes.student]\nclaim = [\"student_id\"]\n");
         assert!(err(Some(typo.path()), &[]).contains("unknown field `claim`"), "{}", err(Some(typo.path()), &[]));
+    }
+
+    #[test]
+    fn mail_settings_come_in_pairs_and_are_checked() {
+        let url = ("KHOA_SMTP_URL", "smtp://khoa:s3cret@mail.example.vn:587?tls=required");
+        let from = ("KHOA_SMTP_FROM", "Cổng SSO <sso@example.vn>");
+        let c = load(None, &env_of(&[url, from])).unwrap();
+        let smtp = c.settings.smtp.clone().unwrap();
+        assert_eq!((smtp.url.as_str(), smtp.from.as_str()), (url.1, from.1));
+        assert!(!format!("{:?}", c.settings).contains("s3cret"), "the password is never shown");
+        assert!(load(None, &env_of(&[])).unwrap().settings.smtp.is_none());
+        assert!(err(None, &[url]).starts_with("KHOA_SMTP_URL: needs smtp.from"));
+        assert!(err(None, &[from]).starts_with("KHOA_SMTP_FROM: needs smtp.url"));
+        assert!(err(None, &[("KHOA_SMTP_URL", "http://mail.example.vn"), from])
+            .starts_with("KHOA_SMTP_URL: not an SMTP URL"));
+        assert!(err(None, &[url, ("KHOA_SMTP_FROM", "nobody")]).starts_with("KHOA_SMTP_FROM: not a mailbox"));
+        let f = file("[smtp]\nurl = \"smtp://127.0.0.1:2525\"\nfrom = \"sso@example.vn\"\n[accounts]\nself_registration = true\n");
+        let c = load(Some(f.path()), &env_of(&[])).unwrap();
+        assert!(c.settings.self_registration && c.settings.smtp.is_some());
+        let e = err(None, &[("KHOA_SELF_REGISTRATION", "true")]);
+        assert!(e.starts_with("KHOA_SELF_REGISTRATION: self-registration verifies addresses by mail"), "{e}");
+        assert!(err(None, &[("KHOA_SELF_REGISTRATION", "yes")]).starts_with("KHOA_SELF_REGISTRATION: true or false"));
     }
 }

@@ -6,6 +6,7 @@ pub(crate) mod cleanup;
 pub mod clients;
 pub mod clock;
 pub mod keys;
+pub mod mail;
 pub mod metrics;
 pub mod settings;
 pub mod state;

@@ -95,6 +95,15 @@ pub struct Settings {
     pub branding: Branding,
     /// The organisation's scopes and the attributes each releases as claims.
     pub attribute_claims: khoa_core::tokens::AttributeClaims,
+    /// Where mail goes (password reset, email verification); none: no mail, and no
+    /// "Forgot password?" link.
+    pub smtp: Option<crate::app::mail::SmtpSettings>,
+    /// Whether people may create their own accounts (off unless configured).
+    pub self_registration: bool,
+    /// Mailed-link requests (reset, verification) per client address.
+    pub mail_throttle_address: ThrottlePolicy,
+    /// Mailed-link requests per account (or per name typed, when there is none).
+    pub mail_throttle_account: ThrottlePolicy,
 }
 
 impl Settings {
@@ -129,6 +138,11 @@ impl Settings {
             backchannel_timeout: Duration::from_secs(5),
             branding: Branding::default(),
             attribute_claims: Default::default(),
+            smtp: None,
+            self_registration: false,
+            // Someone may ask twice or thrice; a script asking for every account is slowed.
+            mail_throttle_address: ThrottlePolicy { free_failures: 10, base_delay: 60, max_delay: 3600, window: 3600 },
+            mail_throttle_account: ThrottlePolicy { free_failures: 3, base_delay: 300, max_delay: 3600, window: 3600 },
         }
     }
 

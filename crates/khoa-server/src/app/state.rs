@@ -40,6 +40,8 @@ pub struct Shared {
     pub clock: Arc<dyn Clock>,
     /// The discovery document, serialised once.
     pub discovery_json: String,
+    /// Where mails go, when `smtp` is configured.
+    pub outbox: Option<crate::app::mail::Outbox>,
     /// An argon2id hash of nothing, verified against for unknown usernames so that
     /// they take as long as wrong passwords.
     dummy_hash: tokio::sync::OnceCell<String>,
@@ -67,8 +69,18 @@ impl AppState {
         let snapshot = load_snapshot(store.as_ref(), &master, &settings, clock.now()).await?;
         let discovery = ProviderMetadata::new(&settings.issuer, &settings.algorithms)
             .with_attribute_claims(&settings.attribute_claims);
+        // The settings were checked when they were read (`khoa::config`).
+        let outbox = match settings.smtp.as_ref().map(crate::app::mail::SmtpMailer::new) {
+            Some(Ok(mailer)) => Some(crate::app::mail::Outbox::new(Arc::new(mailer))),
+            Some(Err(e)) => {
+                tracing::error!(target: "khoa::mail", error = %e, "smtp settings unusable: no mail will be sent");
+                None
+            }
+            None => None,
+        };
         Ok(Self(Arc::new(Shared {
             discovery_json: serde_json::to_string(&discovery).unwrap_or_default(),
+            outbox,
             settings,
             store,
             master,
@@ -86,6 +98,17 @@ impl AppState {
             ),
             password_memory: Arc::new(std::sync::Mutex::new(Vec::new())),
         })))
+    }
+
+    /// Sends mail through `mailer` instead (tests); only before the state is shared.
+    pub fn set_mailer(&mut self, mailer: Arc<dyn crate::app::mail::Mailer>) -> bool {
+        match Arc::get_mut(&mut self.0) {
+            Some(shared) => {
+                shared.outbox = Some(crate::app::mail::Outbox::new(mailer));
+                true
+            }
+            None => false,
+        }
     }
 
     /// The current time, from the state's clock.

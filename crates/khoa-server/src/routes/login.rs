@@ -62,7 +62,8 @@ pub(crate) async fn post(
         LoginOutcome::Succeeded(user) => user,
     };
     let previous = current_session(&state, &headers, now).await?;
-    let (session, cookie) = flow::start_session(&state, &user, previous.as_ref()).await?;
+    let device = flow::Device::of(&headers, address);
+    let (session, cookie) = flow::start_session(&state, &user, previous.as_ref(), device).await?;
     // The interaction is now the session's (a row of its own, if it was sealed).
     let (handle, _, csrf_cookie) =
         flow::interaction_for(&state, &flow, Some((handle, &interaction)), Some(&session.sid)).await?;

@@ -264,6 +264,11 @@ async fn consent_page(
 /// nonce, scope, session and authentication time; 303 to the client.
 pub async fn issue_code(state: &AppState, flow: &Flow, session: &Session, user: &User) -> Result<Response, ApiError> {
     let now = state.now();
+    // The account page shows when each session was last used, to the minute: no
+    // write for a session used in the last minute.
+    if now - session.last_used_at >= khoa_core::session::LAST_USE_RESOLUTION {
+        state.store.touch_session(&session.sid, now).await?;
+    }
     let handle = new_handle();
     let lifetime =
         crate::service::issue::lifetime(state, &flow.client, khoa_core::client::TokenKind::AuthorizationCode);
@@ -294,6 +299,20 @@ pub async fn issue_code(state: &AppState, flow: &Flow, session: &Session, user: 
     Ok(pages::to_client(&state.settings.branding, flow.locale, &r.redirect_uri, r.response_mode, &params))
 }
 
+/// Where a session is opened from, as the account page shows it.
+#[derive(Debug, Clone, Default)]
+pub struct Device {
+    pub user_agent: Option<String>,
+    pub address: Option<String>,
+}
+
+impl Device {
+    pub fn of(headers: &axum::http::HeaderMap, address: std::net::IpAddr) -> Self {
+        let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string);
+        Self { user_agent, address: Some(address.to_string()) }
+    }
+}
+
 /// A new SSO session for `user`, with its cookie. The previous session of this browser,
 /// if any, is logged out exactly as by the logout endpoint: its tokens (but those
 /// granted offline_access) are revoked and its clients get back-channel notices, so no
@@ -303,6 +322,7 @@ pub async fn start_session(
     state: &AppState,
     user: &User,
     previous: Option<&Session>,
+    device: Device,
 ) -> Result<(Session, (HeaderName, String)), ApiError> {
     let now = state.now();
     if let Some(old) = previous {
@@ -320,6 +340,9 @@ pub async fn start_session(
         created_at: now,
         expires_at: now + state.settings.lifetimes.session,
         ended_at: None,
+        device: device.user_agent.as_deref().and_then(khoa_core::session::device_of),
+        address: device.address,
+        last_used_at: now,
     };
     state.store.insert_session(&session).await?;
     let cookie = cookies::set(

@@ -518,6 +518,9 @@ async fn users_are_created_searched_patched_disabled_and_deleted() {
         created_at: NOW,
         expires_at: NOW + 3600,
         ended_at: None,
+        device: None,
+        address: None,
+        last_used_at: 0,
     };
     app.state.store.insert_session(&session).await.unwrap();
     let sessions = app.admin("GET", &format!("{path}/sessions"), t, None).await;
