@@ -32,6 +32,8 @@ pub(crate) const PEER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::ne
 pub(crate) struct TestApp {
     pub state: AppState,
     pub clock: Arc<ManualClock>,
+    /// What was mailed, when the settings have `smtp`.
+    pub mails: Arc<crate::app::mail::RecordingMailer>,
 }
 
 /// An answer: status, headers, the body as text and as JSON (`Null` when it is not JSON).
@@ -96,8 +98,13 @@ impl TestApp {
         change(&mut settings);
         crate::app::keys::ensure_initial_keys(store.as_ref(), &master, &settings.algorithms, NOW).await.expect("keys");
         let clock = Arc::new(ManualClock::new(NOW));
-        let state = AppState::with_clock(settings, store, master, clock.clone()).await.expect("state");
-        Self { state, clock }
+        let with_mail = settings.smtp.is_some();
+        let mut state = AppState::with_clock(settings, store, master, clock.clone()).await.expect("state");
+        let mails = Arc::new(crate::app::mail::RecordingMailer::default());
+        if with_mail {
+            assert!(state.set_mailer(mails.clone()));
+        }
+        Self { state, clock, mails }
     }
 
     /// Registers a client (`change` adjusts the registration); its secret, if any.

@@ -10,6 +10,7 @@
 //! - On stop the listener closes at once; requests in flight finish (for up to
 //!   `request_timeout`), idle keep-alive connections are closed.
 
+pub mod account_texts;
 pub(crate) mod cookies;
 pub(crate) mod cors;
 pub mod error;

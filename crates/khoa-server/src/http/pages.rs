@@ -19,6 +19,11 @@ pub struct LoginPage<'a> {
     pub username: &'a str,
     pub interaction: &'a str,
     pub csrf_token: &'a str,
+    pub a: &'static crate::http::account_texts::AccountTexts,
+    /// Whether to offer "Forgot password?" (mail can be sent).
+    pub forgot: bool,
+    /// Whether to offer self-registration.
+    pub register: bool,
 }
 
 #[derive(Template)]

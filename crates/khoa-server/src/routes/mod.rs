@@ -1,5 +1,6 @@
 //! One file per endpoint; this module wires them and the middleware.
 
+pub(crate) mod account;
 pub(crate) mod admin;
 mod assets;
 mod authorize;
@@ -52,6 +53,22 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(paths::USERINFO, get(userinfo::userinfo).post(userinfo::userinfo).options(userinfo::preflight))
         .route(paths::END_SESSION, get(logout::get).post(logout::post))
         .route("/oauth2/sessions/logout/confirm", post(logout::confirm))
+        // The account page and what it mails (routes/account).
+        .route("/", get(account::home::get))
+        .route(account::home::CALLBACK_PATH, get(account::home::callback))
+        .route("/account/profile", post(account::home::profile))
+        .route("/account/password", post(account::home::password))
+        .route("/account/sessions/end", post(account::home::end_session))
+        .route("/account/sessions/end-all", post(account::home::end_all))
+        .route("/account/consents/revoke", post(account::home::revoke_consent))
+        .route("/account/password/forgot", get(account::password::forgot_get).post(account::password::forgot_post))
+        .route("/account/password/reset", get(account::password::reset_get).post(account::password::reset_post))
+        .route("/account/email/verify", get(account::verify::get).post(account::verify::post))
+        .route("/account/register", get(account::register::get).post(account::register::post))
+        .route(
+            "/account/register/complete",
+            get(account::register::complete_get).post(account::register::complete_post),
+        )
         .route("/assets/khoa.css", get(assets::css))
         .route("/assets/theme.css", get(assets::theme))
         // Seed dialects: adapters over the same engine.

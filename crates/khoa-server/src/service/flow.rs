@@ -227,6 +227,10 @@ pub async fn login_page(
         username: flow.request.login_hint.as_deref().unwrap_or(""),
         interaction: &handle,
         csrf_token: &csrf,
+        a: flow.locale.account(),
+        // Offered only where mail can be sent.
+        forgot: state.outbox.is_some(),
+        register: state.outbox.is_some() && state.settings.self_registration,
     })?;
     if status == StatusCode::TOO_MANY_REQUESTS {
         headers.retain(|(n, _)| n != header::SET_COOKIE);

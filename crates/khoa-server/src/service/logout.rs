@@ -26,6 +26,8 @@ pub enum LogoutReason {
     Confirmed,
     /// A new sign-in in the same browser replaced the session.
     Replaced,
+    /// The user signed it out on the account page.
+    AccountPage,
 }
 
 impl LogoutReason {
@@ -34,6 +36,7 @@ impl LogoutReason {
             Self::RpInitiated => "rp_initiated",
             Self::Confirmed => "confirmed",
             Self::Replaced => "replaced_by_new_login",
+            Self::AccountPage => "account_page",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! back-channel deliveries. Decisions come from `khoa_core`; answers are rendered by
 //! the `http` layer.
 
+pub mod account;
 pub mod admin;
 pub(crate) mod backchannel;
 pub(crate) mod client_authn;

@@ -1,0 +1,489 @@
+//! The account pages in-process: a browser (a cookie jar over the router) signs in
+//! to the account page through khoa's own authorization endpoint, changes what is
+//! its to change, and uses the links khoa mails. Every attack the pages must refuse
+//! is tried: forged forms, reused and expired links, differences between accounts
+//! that exist and accounts that do not, and floods of requests.
+
+use crate::app::mail::{Mail, SmtpSettings};
+use crate::testing::{input, Answer, TestApp, PEER};
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{header, Request, StatusCode};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+const PASSWORD: &str = "correct horse battery staple";
+const NEW_PASSWORD: &str = "a much better passphrase";
+
+/// A browser: cookies kept across requests, one address, English pages.
+struct Browser<'a> {
+    app: &'a TestApp,
+    cookies: BTreeMap<String, String>,
+    peer: SocketAddr,
+}
+
+impl<'a> Browser<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        Self { app, cookies: BTreeMap::new(), peer: PEER }
+    }
+
+    fn at(mut self, peer: SocketAddr) -> Self {
+        self.peer = peer;
+        self
+    }
+
+    async fn send(&mut self, req: axum::http::request::Builder, body: Body) -> Answer {
+        let mut req = req.header(header::ACCEPT_LANGUAGE, "en");
+        if !self.cookies.is_empty() {
+            let jar: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            req = req.header(header::COOKIE, jar.join("; "));
+        }
+        let mut req = req.body(body).unwrap();
+        req.extensions_mut().insert(ConnectInfo(self.peer));
+        let answer = self.app.send(req).await;
+        for set in answer.headers.get_all(header::SET_COOKIE).iter().filter_map(|v| v.to_str().ok()) {
+            let (pair, attributes) = set.split_once(';').unwrap_or((set, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            if attributes.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_string(), value.to_string());
+            }
+        }
+        answer
+    }
+
+    async fn get(&mut self, path: &str) -> Answer {
+        self.send(Request::get(path), Body::empty()).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Answer {
+        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+        let req = Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        self.send(req, Body::from(body)).await
+    }
+
+    /// Follows redirects within khoa (the account client's callback included).
+    async fn follow(&mut self, mut answer: Answer) -> Answer {
+        for _ in 0..10 {
+            if !answer.status.is_redirection() {
+                return answer;
+            }
+            let location = answer.location().to_string();
+            let path = location.strip_prefix("https://sso.example.vn").unwrap_or(&location).to_string();
+            answer = self.get(&path).await;
+        }
+        panic!("too many redirects");
+    }
+
+    /// Opens the account page, signing in with `password` on the way.
+    async fn sign_in(&mut self, password: &str) -> Answer {
+        let first = self.get("/").await;
+        assert_eq!(first.status, StatusCode::SEE_OTHER);
+        assert!(first.location().starts_with("/oauth2/auth?client_id=khoa-account&"), "{}", first.location());
+        let login = self.follow(first).await;
+        assert_eq!(login.status, 200, "{}", login.text);
+        let form = [
+            ("interaction", input(&login.text, "interaction").unwrap()),
+            ("csrf_token", input(&login.text, "csrf_token").unwrap()),
+            ("username", "sv01".to_string()),
+            ("password", password.to_string()),
+        ];
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let posted = self.post("/oauth2/auth/login", &form).await;
+        self.follow(posted).await
+    }
+}
+
+async fn app_with_mail() -> TestApp {
+    let app = TestApp::with_settings(|s| {
+        s.smtp = Some(SmtpSettings { url: "smtp://127.0.0.1:2525".into(), from: "khoa <sso@example.vn>".into() });
+    })
+    .await;
+    app.user_with_password(PASSWORD).await;
+    app
+}
+
+/// The mails delivered so far (the outbox delivers in the background).
+async fn mails(app: &TestApp, at_least: usize) -> Vec<Mail> {
+    for _ in 0..200 {
+        let sent = app.mails.0.lock().unwrap().clone();
+        if sent.len() >= at_least {
+            return sent;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    app.mails.0.lock().unwrap().clone()
+}
+
+/// The path and query of the link in a mail's text.
+fn link_in(mail: &Mail) -> String {
+    let at = mail.text.find("https://sso.example.vn/").expect("a link");
+    let link = mail.text[at..].split_whitespace().next().unwrap();
+    link.strip_prefix("https://sso.example.vn").unwrap().to_string()
+}
+
+async fn ask_for_reset(b: &mut Browser<'_>, identifier: &str) -> Answer {
+    let page = b.get("/account/password/forgot?lang=en").await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    let csrf = input(&page.text, "csrf_token").unwrap();
+    b.post("/account/password/forgot", &[("csrf_token", &csrf), ("lang", "en"), ("identifier", identifier)]).await
+}
+
+async fn set_password(b: &mut Browser<'_>, link: &str, password: &str) -> Answer {
+    let page = b.get(link).await;
+    if page.status != 200 {
+        return page;
+    }
+    let (csrf, token) = (input(&page.text, "csrf_token").unwrap(), input(&page.text, "token").unwrap());
+    let form = [
+        ("csrf_token", csrf.as_str()),
+        ("lang", "en"),
+        ("token", &token),
+        ("password", password),
+        ("confirmation", password),
+    ];
+    b.post("/account/password/reset", &form).await
+}
+
+async fn password_works(app: &TestApp, password: &str) -> bool {
+    let origin = khoa_core::throttle::LoginOrigin::Browser { address: [198, 51, 100, 1].into(), device: None };
+    let outcome = crate::service::password_login::password_login(&app.state, "sv01", password, origin, "web").await;
+    matches!(outcome.unwrap(), crate::service::password_login::LoginOutcome::Succeeded(_))
+}
+
+#[tokio::test]
+async fn forgot_password_is_offered_only_where_mail_can_be_sent() {
+    let without = TestApp::new().await;
+    without.client("web", |_| {}).await;
+    let login = without
+        .get(
+            "/oauth2/auth?client_id=web&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&response_type=code&scope=openid",
+            &[],
+        )
+        .await;
+    assert_eq!(login.status, 200, "{}", login.text);
+    assert!(!login.text.contains("/account/password/forgot"));
+    assert_eq!(without.get("/account/password/forgot", &[]).await.status, 404);
+    assert_eq!(without.get("/account/register", &[]).await.status, 404, "self-registration is off by default");
+    let with = app_with_mail().await;
+    with.client("web", |_| {}).await;
+    let login = with.get("/oauth2/auth?client_id=web&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&response_type=code&scope=openid&ui_locales=vi", &[]).await;
+    assert!(login.text.contains("<a href=\"/account/password/forgot?lang=vi\">Quên mật khẩu?</a>"), "{}", login.text);
+    assert!(!login.text.contains("/account/register"));
+}
+
+#[tokio::test]
+async fn a_reset_link_works_once_and_ends_every_session() {
+    let app = app_with_mail().await;
+    app.stored_code("code").await; // a session, sid-1
+    let mut b = Browser::new(&app);
+    let sent = ask_for_reset(&mut b, "sv01").await;
+    assert_eq!(sent.status, 200);
+    assert!(sent.text.contains("If an account matches what you entered"), "{}", sent.text);
+    let mail = mails(&app, 1).await.remove(0);
+    assert_eq!((mail.to.as_str(), mail.subject.as_str()), ("sv01@hutech.edu.vn", "Reset your password · khoa"));
+    assert!(mail.html.contains("Set a new password") && mail.html.contains("#0b5fff"), "branded: {}", mail.html);
+    let link = link_in(&mail);
+    assert!(link.starts_with("/account/password/reset?token="), "{link}");
+    // Opening the link twice uses nothing up (mail scanners open links).
+    assert_eq!(b.get(&link).await.status, 200);
+    let done = set_password(&mut b, &link, NEW_PASSWORD).await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    assert!(done.text.contains("Every session has been signed out"));
+    assert!(!app.state.store.session_by_sid("sid-1").await.unwrap().unwrap().is_active(app.state.now()));
+    assert!(password_works(&app, NEW_PASSWORD).await && !password_works(&app, PASSWORD).await);
+    // Used: the link is dead, for its form and for a replayed POST.
+    let again = b.get(&link).await;
+    assert_eq!(again.status, 400);
+    assert!(again.text.contains("This link can no longer be used"));
+    let token = link.split("token=").nth(1).unwrap().split('&').next().unwrap();
+    let csrf = b.cookies["__Host-khoa_form"].clone();
+    let replay = [("csrf_token", csrf.as_str()), ("token", token), ("password", PASSWORD), ("confirmation", PASSWORD)];
+    assert_eq!(b.post("/account/password/reset", &replay).await.status, 400);
+    assert!(password_works(&app, NEW_PASSWORD).await);
+    let kinds: Vec<String> = app
+        .state
+        .store
+        .audit_events(&khoa_store::AuditFilter { limit: 50, ..Default::default() })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .filter(|k| k.starts_with("user.password_reset"))
+        .collect();
+    assert_eq!(kinds, ["user.password_reset", "user.password_reset_requested"]);
+}
+
+#[tokio::test]
+async fn a_reset_link_expires_after_thirty_minutes_and_a_bad_password_is_asked_again() {
+    let app = app_with_mail().await;
+    let mut b = Browser::new(&app);
+    ask_for_reset(&mut b, "sv01@hutech.edu.vn").await;
+    let link = link_in(&mails(&app, 1).await[0]);
+    let page = b.get(&link).await;
+    let (csrf, token) = (input(&page.text, "csrf_token").unwrap(), input(&page.text, "token").unwrap());
+    let mismatch =
+        [("csrf_token", csrf.as_str()), ("token", &token), ("password", NEW_PASSWORD), ("confirmation", "other one!")];
+    let refused = b.post("/account/password/reset", &mismatch).await;
+    assert_eq!(refused.status, 400);
+    assert!(refused.text.contains("The two passwords differ."));
+    let short = [("csrf_token", csrf.as_str()), ("token", &token), ("password", "short"), ("confirmation", "short")];
+    assert!(b.post("/account/password/reset", &short).await.text.contains("A password has 8 to 1024 characters."));
+    app.clock.advance(29 * 60 + 59);
+    assert_eq!(b.get(&link).await.status, 200);
+    app.clock.advance(1);
+    assert_eq!(set_password(&mut b, &link, NEW_PASSWORD).await.status, 400, "expired at 30 minutes");
+    assert!(password_works(&app, PASSWORD).await);
+}
+
+#[tokio::test]
+async fn the_answer_is_the_same_for_accounts_that_exist_and_those_that_do_not() {
+    let app = app_with_mail().await;
+    let mut answers = vec![];
+    for (i, identifier) in ["sv01", "nobody", "sv01@hutech.edu.vn", "nobody@hutech.edu.vn"].iter().enumerate() {
+        let mut b = Browser::new(&app).at(([198, 51, 100, i as u8 + 1], 5000).into());
+        let a = ask_for_reset(&mut b, identifier).await;
+        answers.push((a.status, a.text.clone(), a.headers.get(header::CACHE_CONTROL).cloned()));
+    }
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+    let sent = mails(&app, 2).await;
+    assert_eq!(sent.len(), 2, "mails only to the account that exists");
+    assert!(sent.iter().all(|m| m.to == "sv01@hutech.edu.vn"));
+}
+
+#[tokio::test]
+async fn requests_for_links_are_throttled_per_account_and_per_address() {
+    let app = app_with_mail().await;
+    // Per account: from many addresses, 3 mails, then the same answer and no mail.
+    for i in 0..5u8 {
+        let mut b = Browser::new(&app).at(([203, 0, 113, i + 1], 5000).into());
+        let a = ask_for_reset(&mut b, "sv01").await;
+        assert_eq!(a.status, 200, "an attacked account answers as always");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(mails(&app, 3).await.len(), 3);
+    // Per address: 10 requests, then 429 with Retry-After, whatever the names.
+    let mut b = Browser::new(&app).at(([192, 0, 2, 99], 5000).into());
+    for i in 0..10 {
+        assert_eq!(ask_for_reset(&mut b, &format!("someone{i}")).await.status, 200);
+    }
+    let blocked = ask_for_reset(&mut b, "someone-else").await;
+    assert_eq!(blocked.status, 429);
+    assert_eq!(blocked.headers[header::RETRY_AFTER], "60");
+    assert!(blocked.text.contains("Too many requests."));
+    // Another address is not blocked.
+    let mut other = Browser::new(&app).at(([192, 0, 2, 100], 5000).into());
+    assert_eq!(ask_for_reset(&mut other, "nobody").await.status, 200);
+}
+
+#[tokio::test]
+async fn forms_without_this_browsers_token_are_refused() {
+    let app = app_with_mail().await;
+    let mut b = Browser::new(&app);
+    // No cookie at all (a cross-site form), then a cookie but a wrong token.
+    let forged = b.post("/account/password/forgot", &[("csrf_token", &"A".repeat(43)), ("identifier", "sv01")]).await;
+    assert_eq!(forged.status, 400);
+    assert!(forged.text.contains("This form has expired."));
+    b.get("/account/password/forgot").await;
+    let wrong = b.post("/account/password/forgot", &[("csrf_token", &"B".repeat(43)), ("identifier", "sv01")]).await;
+    assert_eq!(wrong.status, 400);
+    ask_for_reset(&mut b, "sv01").await;
+    let link = link_in(&mails(&app, 1).await[0]);
+    let token = link.split("token=").nth(1).unwrap().split('&').next().unwrap().to_string();
+    let mut stranger = Browser::new(&app);
+    let reset = [
+        ("csrf_token", "C".repeat(43)),
+        ("token", token.clone()),
+        ("password", NEW_PASSWORD.into()),
+        ("confirmation", NEW_PASSWORD.into()),
+    ];
+    let reset: Vec<(&str, &str)> = reset.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(stranger.post("/account/password/reset", &reset).await.status, 400);
+    assert!(password_works(&app, PASSWORD).await, "a forged reset changes nothing");
+    assert_eq!(stranger.post("/account/email/verify", &[("token", &token)]).await.status, 400);
+    // The account page's forms, signed in: each refused without the page's token.
+    let mut me = Browser::new(&app);
+    assert_eq!(me.sign_in(PASSWORD).await.status, 200);
+    for path in [
+        "/account/profile",
+        "/account/password",
+        "/account/sessions/end",
+        "/account/sessions/end-all",
+        "/account/consents/revoke",
+    ] {
+        let a = me.post(path, &[("csrf_token", "forged"), ("name", "X"), ("sid", "sid-1")]).await;
+        assert_eq!(a.status, 400, "{path}");
+    }
+    let user = app.state.store.user_by_username("sv01").await.unwrap().unwrap();
+    assert_eq!(user.name.as_deref(), Some("Nguyễn Văn A"), "nothing changed");
+    assert_eq!(app.state.store.user_sessions(user.id, app.state.now()).await.unwrap().len(), 1);
+}
+
+/// The page's forms, each with its token.
+async fn page_form(b: &mut Browser<'_>, path: &str, fields: &[(&str, &str)]) -> Answer {
+    let page = b.get("/").await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    let csrf = input(&page.text, "csrf_token").unwrap();
+    let mut form = vec![("csrf_token", csrf.as_str()), ("lang", "en")];
+    form.extend_from_slice(fields);
+    let a = b.post(path, &form).await;
+    b.follow(a).await
+}
+
+#[tokio::test]
+async fn the_account_page_signs_in_through_khoa_and_shows_what_is_mine() {
+    let app = app_with_mail().await;
+    app.client("lms", |r| r.client_name = Some("Học trực tuyến".into())).await;
+    let user = app.state.store.user_by_username("sv01").await.unwrap().unwrap();
+    app.state.store.grant_consent(user.id, "lms", "openid profile", crate::testing::NOW).await.unwrap();
+    let mut b = Browser::new(&app);
+    let page = b.sign_in(PASSWORD).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.text.contains("Signed in as <strong>sv01</strong>"), "{}", page.text);
+    assert!(page.text.contains("value=\"Nguyễn Văn A\""));
+    assert!(page.text.contains("This session"));
+    assert!(page.text.contains("Học trực tuyến") && page.text.contains("Your name, picture and username"));
+    assert_eq!(page.headers[header::CACHE_CONTROL], "no-store");
+    // No cookie of the page's own: it signs in again (the SSO session makes it quick).
+    let mut other = Browser::new(&app);
+    assert_eq!(other.get("/").await.status, StatusCode::SEE_OTHER);
+    // Vietnamese on request.
+    let vi = b.get("/?lang=vi").await;
+    assert!(vi.text.contains("Tài khoản của bạn") && vi.text.contains("lang=\"vi\""));
+    // The profile: name and phone at once.
+    let saved = page_form(
+        &mut b,
+        "/account/profile",
+        &[("name", "Nguyễn Văn Ân"), ("email", "sv01@hutech.edu.vn"), ("phone_number", "+84976535298")],
+    )
+    .await;
+    assert!(saved.text.contains("Profile saved."), "{}", saved.text);
+    let stored = app.state.store.user_by_id(user.id).await.unwrap().unwrap();
+    assert_eq!((stored.name.as_deref(), stored.phone_number.as_deref()), (Some("Nguyễn Văn Ân"), Some("+84976535298")));
+    let bad = page_form(&mut b, "/account/profile", &[("name", "A"), ("email", "not-an-address")]).await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.text.contains("is not an email address"), "{}", bad.text);
+    // Revoking an application's access: its consent goes.
+    let revoked = page_form(&mut b, "/account/consents/revoke", &[("client_id", "lms")]).await;
+    assert!(
+        revoked.text.contains("The application&#x27;s access has been revoked.")
+            || revoked.text.contains("access has been revoked"),
+        "{}",
+        revoked.text
+    );
+    assert!(app.state.store.user_consents(user.id).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_new_email_address_counts_once_verified() {
+    let app = app_with_mail().await;
+    let mut b = Browser::new(&app);
+    b.sign_in(PASSWORD).await;
+    let asked = page_form(&mut b, "/account/profile", &[("name", "Nguyễn Văn A"), ("email", "moi@example.vn")]).await;
+    assert!(asked.text.contains("We have sent a verification mail to the new address."), "{}", asked.text);
+    let user = app.state.store.user_by_username("sv01").await.unwrap().unwrap();
+    assert_eq!(
+        (user.email.as_deref(), user.email_verified),
+        (Some("sv01@hutech.edu.vn"), true),
+        "unchanged until verified"
+    );
+    let mail = mails(&app, 1).await.remove(0);
+    assert_eq!(mail.to, "moi@example.vn");
+    let link = link_in(&mail);
+    assert!(link.starts_with("/account/email/verify?token="), "{link}");
+    // Opening shows a button; only the button verifies.
+    let page = b.get(&link).await;
+    assert!(page.text.contains("moi@example.vn"));
+    assert_eq!(
+        app.state.store.user_by_id(user.id).await.unwrap().unwrap().email.as_deref(),
+        Some("sv01@hutech.edu.vn")
+    );
+    let form =
+        [("csrf_token", input(&page.text, "csrf_token").unwrap()), ("token", input(&page.text, "token").unwrap())];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let done = b.post("/account/email/verify", &form).await;
+    assert_eq!(done.status, 200);
+    let user = app.state.store.user_by_id(user.id).await.unwrap().unwrap();
+    assert_eq!((user.email.as_deref(), user.email_verified), (Some("moi@example.vn"), true));
+    assert_eq!(b.post("/account/email/verify", &form).await.status, 400, "once");
+}
+
+#[tokio::test]
+async fn a_password_change_needs_the_current_one_and_ends_the_other_sessions() {
+    let app = app_with_mail().await;
+    app.stored_code("code").await; // another session, sid-1
+    let mut b = Browser::new(&app);
+    b.sign_in(PASSWORD).await;
+    let wrong = page_form(
+        &mut b,
+        "/account/password",
+        &[("current_password", "not it"), ("password", NEW_PASSWORD), ("confirmation", NEW_PASSWORD)],
+    )
+    .await;
+    assert_eq!(wrong.status, 400);
+    assert!(wrong.text.contains("The current password is wrong."));
+    let changed = page_form(
+        &mut b,
+        "/account/password",
+        &[("current_password", PASSWORD), ("password", NEW_PASSWORD), ("confirmation", NEW_PASSWORD)],
+    )
+    .await;
+    assert!(changed.text.contains("Your other sessions have been signed out."), "{}", changed.text);
+    assert!(!app.state.store.session_by_sid("sid-1").await.unwrap().unwrap().is_active(app.state.now()));
+    assert_eq!(b.get("/").await.status, 200, "this session stays");
+    assert!(password_works(&app, NEW_PASSWORD).await);
+}
+
+#[tokio::test]
+async fn sessions_end_one_by_one_or_everywhere() {
+    let app = app_with_mail().await;
+    app.stored_code("code").await; // sid-1, elsewhere
+    let mut b = Browser::new(&app);
+    let page = b.sign_in(PASSWORD).await;
+    assert!(page.text.contains("value=\"sid-1\""));
+    // Someone else's session cannot be ended by naming it.
+    let ended = page_form(&mut b, "/account/sessions/end", &[("sid", "sid-1")]).await;
+    assert!(ended.text.contains("That session has been signed out."));
+    assert!(!app.state.store.session_by_sid("sid-1").await.unwrap().unwrap().is_active(app.state.now()));
+    let kinds = app
+        .state
+        .store
+        .audit_events(&khoa_store::AuditFilter { kind: Some("logout".into()), limit: 5, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(kinds[0].detail["reason"], "account_page");
+    let everywhere = page_form(&mut b, "/account/sessions/end-all", &[]).await;
+    assert!(everywhere.text.contains("You have been signed out everywhere."), "{}", everywhere.text);
+    let user = app.state.store.user_by_username("sv01").await.unwrap().unwrap();
+    assert!(app.state.store.user_sessions(user.id, app.state.now()).await.unwrap().is_empty());
+    assert_eq!(b.get("/").await.status, StatusCode::SEE_OTHER, "signed out of the page too");
+}
+
+#[tokio::test]
+async fn another_users_session_cannot_be_ended() {
+    let app = app_with_mail().await;
+    app.stored_code("code").await; // sv01's sid-1
+    let other = khoa_core::user::NewUser { username: "sv02".into(), ..crate::testing::test_user() };
+    let hash = khoa_core::password::hash_password(PASSWORD, Default::default()).unwrap();
+    app.state
+        .store
+        .insert_user(&khoa_core::user::NewUser { password_hash: hash, ..other }, &crate::testing::user_event())
+        .await
+        .unwrap();
+    let mut b = Browser::new(&app);
+    // sv02 signs in to the account page.
+    let first = b.get("/").await;
+    let login = b.follow(first).await;
+    let form = [
+        ("interaction", input(&login.text, "interaction").unwrap()),
+        ("csrf_token", input(&login.text, "csrf_token").unwrap()),
+        ("username", "sv02".into()),
+        ("password", PASSWORD.into()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let posted = b.post("/oauth2/auth/login", &form).await;
+    assert_eq!(b.follow(posted).await.status, 200);
+    page_form(&mut b, "/account/sessions/end", &[("sid", "sid-1")]).await;
+    assert!(app.state.store.session_by_sid("sid-1").await.unwrap().unwrap().is_active(app.state.now()));
+}
