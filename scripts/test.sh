@@ -30,6 +30,12 @@ if command -v python3 >/dev/null && ! python3 -c 'import cryptography' 2>/dev/nu
   python3 -m pip install --quiet cryptography || as_root python3 -m pip install --quiet cryptography
 fi
 
+# Mails are received by an SMTP server khoa did not write: Python's aiosmtpd.
+if command -v python3 >/dev/null && ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+  echo "test.sh: installing the Python package aiosmtpd"
+  python3 -m pip install --quiet aiosmtpd || as_root python3 -m pip install --quiet aiosmtpd
+fi
+
 # The admin API's OpenAPI document is checked by an independent validator.
 if command -v python3 >/dev/null && ! python3 -c 'import openapi_spec_validator' 2>/dev/null; then
   echo "test.sh: installing the Python package openapi-spec-validator"

@@ -50,6 +50,11 @@ pub struct IdTokenClaims {
     pub sid: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub amr: Vec<String>,
+    /// With the `email` scope (OIDC Core §5.4): the address and whether it is verified.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub email_verified: Option<bool>,
 }
 
 /// OIDC Core §3.1.3.6: base64url of the left half of the hash of the access token,

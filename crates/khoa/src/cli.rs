@@ -288,7 +288,23 @@ pub enum UserCommand {
     /// password_hash, and optionally email, email_verified, name, phone, picture,
     /// attributes; `-` for standard input). Restartable: existing usernames are
     /// reported and skipped. Exits 1 when a line could not be imported.
-    Import { file: std::path::PathBuf },
+    Import {
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        verification: SendVerification,
+    },
+}
+
+/// Mail verification links (through `smtp.url`) to new users whose email is not
+/// verified.
+#[derive(Debug, Args)]
+pub struct SendVerification {
+    /// Mail each new user whose email is not verified a link that verifies it.
+    #[arg(long)]
+    pub send_verification: bool,
+    /// The language of those mails: vi or en.
+    #[arg(long, value_name = "vi|en", default_value = "vi", value_parser = ["vi", "en"])]
+    pub mail_language: String,
 }
 
 #[derive(Debug, Args)]
@@ -312,6 +328,8 @@ pub struct UserCreate {
     pub phone_verified: bool,
     #[arg(long, value_name = "URL")]
     pub picture: Option<String>,
+    #[command(flatten)]
+    pub verification: SendVerification,
 }
 
 #[derive(Debug, Subcommand)]

@@ -129,18 +129,24 @@ const FIRST_RETRY: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct Outbox {
     mailer: Arc<dyn Mailer>,
+    /// Deliveries at once (an import may mail thousands; the relay sees a few).
+    slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// Mails handed to the SMTP server at once.
+const CONCURRENT_DELIVERIES: usize = 4;
 
 impl Outbox {
     pub fn new(mailer: Arc<dyn Mailer>) -> Self {
-        Self { mailer }
+        Self { mailer, slots: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_DELIVERIES)) }
     }
 
     /// Delivers `mail` in the background; a failed attempt is retried a few times, and
     /// a mail that cannot be delivered is logged (without its link).
     pub fn send(&self, kind: &'static str, mail: Mail) {
-        let mailer = self.mailer.clone();
+        let (mailer, slots) = (self.mailer.clone(), self.slots.clone());
         tokio::spawn(async move {
+            let Ok(_slot) = slots.acquire().await else { return };
             let mut wait = FIRST_RETRY;
             for attempt in 1..=ATTEMPTS {
                 match mailer.deliver(&mail).await {

@@ -69,7 +69,14 @@ struct LinkMailHtml<'a> {
 }
 
 /// The mail carrying `secret` to `to`, about `account`, in `locale`, branded.
-pub fn link_mail(state: &AppState, kind: LinkKind, locale: Locale, to: &str, account: &str, secret: &str) -> Mail {
+pub fn link_mail(
+    settings: &crate::Settings,
+    kind: LinkKind,
+    locale: Locale,
+    to: &str,
+    account: &str,
+    secret: &str,
+) -> Mail {
     let a = locale.account();
     let (subject, intro, button, validity) = match kind {
         LinkKind::Reset => (a.reset_mail_subject, a.reset_mail_intro, a.reset_mail_button, a.reset_mail_validity),
@@ -80,9 +87,8 @@ pub fn link_mail(state: &AppState, kind: LinkKind, locale: Locale, to: &str, acc
             (a.register_mail_subject, a.register_mail_intro, a.register_mail_button, a.verify_mail_validity)
         }
     };
-    let brand = &state.settings.branding;
-    let link =
-        format!("{}{}?token={secret}&lang={}", state.settings.issuer.trim_end_matches('/'), kind.path(), locale.tag());
+    let brand = &settings.branding;
+    let link = format!("{}{}?token={secret}&lang={}", settings.issuer.trim_end_matches('/'), kind.path(), locale.tag());
     let subject = format!("{subject} · {}", brand.product_name);
     let text = format!(
         "{}\n\n{subject}\n\n{intro} {account}.\n\n{button}: {link}\n\n{validity}\n{}\n",
@@ -171,7 +177,7 @@ pub async fn request_password_reset(
             state.store.insert_account_token(&token, &event).await?;
             outbox.send(
                 LinkKind::Reset.name(),
-                link_mail(state, LinkKind::Reset, locale, &email, &user.username, &secret),
+                link_mail(&state.settings, LinkKind::Reset, locale, &email, &user.username, &secret),
             );
         }
         (target, admitted, _) => {
@@ -233,6 +239,25 @@ pub async fn reset_password(
     Ok(done.map_or(ResetOutcome::LinkUnusable, ResetOutcome::Done))
 }
 
+/// A verification link for `email` (which becomes `user_id`'s address once the link
+/// is used): stored with its audit event, and the mail that carries it. The caller
+/// delivers it: the server in the background, the command line at once.
+pub async fn issue_verification(
+    store: &dyn khoa_store::Store,
+    settings: &crate::Settings,
+    (user_id, username): (i64, &str),
+    email: &str,
+    locale: Locale,
+    actor: Actor,
+    now: UnixTime,
+) -> Result<Mail, khoa_store::StoreError> {
+    let (secret, token) = AccountToken::issue(Purpose::EmailVerification, user_id, Some(email.to_string()), now);
+    let mut event = Event::new(now, kind::EMAIL_VERIFICATION_SENT, actor);
+    event.user_id = Some(user_id);
+    store.insert_account_token(&token, &event).await?;
+    Ok(link_mail(settings, LinkKind::Verification, locale, email, username, &secret))
+}
+
 /// Mails a verification link for `email` to `email`, for `user`; `false` when no mail
 /// can be sent (no SMTP settings).
 pub async fn send_verification(
@@ -243,12 +268,16 @@ pub async fn send_verification(
     actor: Actor,
 ) -> Result<bool, ApiError> {
     let Some(outbox) = state.outbox.as_ref() else { return Ok(false) };
-    let now = state.now();
-    let (secret, token) = AccountToken::issue(Purpose::EmailVerification, user.id, Some(email.to_string()), now);
-    let mut event = Event::new(now, kind::EMAIL_VERIFICATION_SENT, actor);
-    event.user_id = Some(user.id);
-    state.store.insert_account_token(&token, &event).await?;
-    let mail = link_mail(state, LinkKind::Verification, locale, email, &user.username, &secret);
+    let mail = issue_verification(
+        state.store.as_ref(),
+        &state.settings,
+        (user.id, &user.username),
+        email,
+        locale,
+        actor,
+        state.now(),
+    )
+    .await?;
     outbox.send(LinkKind::Verification.name(), mail);
     Ok(true)
 }
@@ -317,6 +346,8 @@ pub async fn request_registration(
     }
     let email = profile.email.clone().unwrap_or_default();
     let admitted = admit_account(state, format!("mail:name:{}", email.to_lowercase()), now).await?;
+    // Hashed whether or not the account can be made: the answer takes as long either way.
+    let password_hash = hash(form.password).await?;
     let taken = state.store.user_by_username(&profile.username).await?.is_some()
         || find_account(state, &email).await?.is_some();
     let mut event =
@@ -327,13 +358,13 @@ pub async fn request_registration(
                 username: profile.username.clone(),
                 email: email.clone(),
                 name: profile.name.clone(),
-                password_hash: hash(form.password).await?,
+                password_hash,
             };
             let (secret, mut token) = AccountToken::issue(Purpose::Registration, 0, Some(email.clone()), now);
             token.payload = Some(serde_json::to_string(&pending).map_err(|e| ApiError::Internal(e.to_string()))?);
             event.detail = serde_json::json!({"registration": true, "sent": true});
             state.store.insert_account_token(&token, &event).await?;
-            let mail = link_mail(state, LinkKind::Registration, locale, &email, &profile.username, &secret);
+            let mail = link_mail(&state.settings, LinkKind::Registration, locale, &email, &profile.username, &secret);
             outbox.send(LinkKind::Registration.name(), mail);
         }
         _ => {

@@ -20,6 +20,27 @@ pub struct Subject<'a> {
     pub scope: &'a ScopeSet,
     pub auth_time: Option<UnixTime>,
     pub sid: Option<&'a str>,
+    /// The user's address and whether it is verified, released in the ID token when
+    /// the `email` scope is granted.
+    pub email: Option<(&'a str, bool)>,
+}
+
+impl<'a> Subject<'a> {
+    /// A user's subject for `scope`.
+    pub fn user(
+        user: &'a khoa_core::user::User,
+        scope: &'a ScopeSet,
+        auth_time: UnixTime,
+        sid: Option<&'a str>,
+    ) -> Self {
+        Self {
+            sub: user.subject(),
+            scope,
+            auth_time: Some(auth_time),
+            sid,
+            email: user.email.as_deref().map(|e| (e, user.email_verified)),
+        }
+    }
 }
 
 pub fn access_token_lifetime(state: &AppState, client: &Client) -> i64 {
@@ -104,6 +125,9 @@ pub fn id_token(
         at_hash: Some(at_hash(alg, access_token)),
         sid: s.sid.map(str::to_string),
         amr: amr.to_vec(),
+        // OIDC Core §5.4: the email claims of the granted scope, as userinfo has them.
+        email: s.email.filter(|_| s.scope.contains("email")).map(|(e, _)| e.to_string()),
+        email_verified: s.email.filter(|_| s.scope.contains("email")).map(|(_, v)| v),
     };
     sign(state, alg, Some("JWT"), &claims, now).map(Some)
 }

@@ -33,6 +33,44 @@ fn ended_text(e: &khoa_store::EndedSessions) -> String {
     )
 }
 
+/// The SMTP connection `--send-verification` needs (none when not asked).
+fn mailer(
+    settings: &Settings,
+    verification: &crate::cli::SendVerification,
+) -> anyhow::Result<Option<khoa_server::mail::SmtpMailer>> {
+    if !verification.send_verification {
+        return Ok(None);
+    }
+    let Some(smtp) = &settings.smtp else {
+        bail!("--send-verification needs smtp.url and smtp.from (KHOA_SMTP_URL, KHOA_SMTP_FROM)");
+    };
+    Ok(Some(khoa_server::mail::SmtpMailer::new(smtp)?))
+}
+
+/// Mails a verification link to each `(id, username, email)`, one after the other;
+/// the first that cannot be delivered stops the command (its link stays valid: run
+/// the mail again with the admin API or ask the user to change their email).
+async fn send_verifications(
+    store: &Arc<dyn Store>,
+    settings: &Settings,
+    mailer: &khoa_server::mail::SmtpMailer,
+    verification: &crate::cli::SendVerification,
+    users: &[(i64, String, String)],
+) -> anyhow::Result<()> {
+    use khoa_server::mail::Mailer;
+    let locale =
+        if verification.mail_language == "en" { khoa_server::i18n::Locale::En } else { khoa_server::i18n::Locale::Vi };
+    for (id, username, email) in users {
+        let actor = khoa_core::audit::Actor::CommandLine;
+        let now = SystemClock.now();
+        let issued = khoa_server::service::account::issue_verification;
+        let mail = issued(store.as_ref(), settings, (*id, username), email, locale, actor, now).await?;
+        mailer.deliver(&mail).await.map_err(|e| anyhow::anyhow!("cannot mail {email}: {e}"))?;
+        eprintln!("verification mail sent to {email}");
+    }
+    Ok(())
+}
+
 pub async fn run(command: UserCommand, settings: &Settings, store: &Arc<dyn Store>) -> anyhow::Result<()> {
     match command {
         UserCommand::Create(UserCreate {
@@ -44,7 +82,12 @@ pub async fn run(command: UserCommand, settings: &Settings, store: &Arc<dyn Stor
             phone,
             phone_verified,
             picture,
+            verification,
         }) => {
+            if verification.send_verification && (email.is_none() || email_verified) {
+                bail!("--send-verification needs an --email that is not --email-verified");
+            }
+            let mailer = mailer(settings, &verification)?;
             let password = read_stdin_secret("password")?;
             let profile = Profile {
                 username,
@@ -57,6 +100,10 @@ pub async fn run(command: UserCommand, settings: &Settings, store: &Arc<dyn Stor
                 attributes: Default::default(),
             };
             let user = users::create(store.as_ref(), profile, Some(password), &who()).await?;
+            if let (Some(mailer), Some(email)) = (&mailer, &user.email) {
+                let to_verify = [(user.id, user.username.clone(), email.clone())];
+                send_verifications(store, settings, mailer, &verification, &to_verify).await?;
+            }
             print_json(&user)
         }
         UserCommand::List(args) => {
@@ -106,7 +153,8 @@ pub async fn run(command: UserCommand, settings: &Settings, store: &Arc<dyn Stor
             println!("user {username} disabled; {}", ended_text(&ended));
             Ok(())
         }
-        UserCommand::Import { file } => {
+        UserCommand::Import { file, verification } => {
+            let mailer = mailer(settings, &verification)?;
             let text = if file.as_os_str() == "-" {
                 let mut s = String::new();
                 std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
@@ -125,6 +173,9 @@ pub async fn run(command: UserCommand, settings: &Settings, store: &Arc<dyn Stor
             for l in &report.failed {
                 let field = l.field.as_deref().filter(|f| !f.is_empty()).map(|f| format!(" {f}:")).unwrap_or_default();
                 eprintln!("line {}:{field} {}", l.line, l.detail);
+            }
+            if let Some(mailer) = &mailer {
+                send_verifications(store, settings, mailer, &verification, &report.to_verify).await?;
             }
             let summary = serde_json::json!({
                 "created": report.created, "existing": report.existing.len(), "failed": report.failed.len(),

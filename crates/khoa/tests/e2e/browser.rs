@@ -15,15 +15,15 @@ const BIN: &str = env!("CARGO_BIN_EXE_khoa");
 const TAB: &str = "\u{E004}";
 const ENTER: &str = "\u{E007}";
 
-struct Browser {
-    client: Client,
+pub(crate) struct Browser {
+    pub(crate) client: Client,
     driver: Child,
     _profile: tempfile::TempDir,
 }
 
 impl Browser {
     /// A fresh headless Chromium whose Accept-Language is `lang`.
-    async fn start(lang: &str) -> Self {
+    pub(crate) async fn start(lang: &str) -> Self {
         // Two rustls crypto providers are compiled into this test binary; pick one.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let port = free_port();
@@ -66,7 +66,7 @@ impl Browser {
         Self { client, driver, _profile: profile }
     }
 
-    async fn shot(&self, name: &str) {
+    pub(crate) async fn shot(&self, name: &str) {
         let png = self.client.screenshot().await.unwrap();
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
         std::fs::create_dir_all(&dir).unwrap();
@@ -78,30 +78,30 @@ impl Browser {
         }
     }
 
-    async fn js(&self, script: &str) -> serde_json::Value {
+    pub(crate) async fn js(&self, script: &str) -> serde_json::Value {
         self.client.execute(script, vec![]).await.unwrap()
     }
 
-    async fn text(&self, css: &str) -> String {
+    pub(crate) async fn text(&self, css: &str) -> String {
         self.client.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         self.mark().await;
         self.client.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
     }
 
     /// Marks the current document, so that [`Self::wait_for`] only accepts a new one.
-    async fn mark(&self) {
+    pub(crate) async fn mark(&self) {
         let _ = self.client.execute("window.__khoaOld = true", vec![]).await;
     }
 
-    async fn has(&self, css: &str) -> bool {
+    pub(crate) async fn has(&self, css: &str) -> bool {
         self.client.find(Locator::Css(css)).await.is_ok()
     }
 
     /// Waits until a document other than the one marked before the last click has `css`.
-    async fn wait_for(&self, css: &str, secs: u64) {
+    pub(crate) async fn wait_for(&self, css: &str, secs: u64) {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let fresh = self
@@ -116,7 +116,7 @@ impl Browser {
         }
     }
 
-    async fn close(mut self) {
+    pub(crate) async fn close(mut self) {
         let _ = self.client.clone().close().await;
         let _ = self.driver.kill();
         let _ = self.driver.wait();
@@ -160,7 +160,7 @@ async fn relying_party(khoa: &Khoa, id: &str, name: &str, extra: &[&str]) -> (kh
     (khoa_demo_rp::start(config).await.unwrap(), base)
 }
 
-async fn log_in(b: &Browser, username: &str, password: &str) {
+pub(crate) async fn log_in(b: &Browser, username: &str, password: &str) {
     b.client.find(Locator::Css("#username")).await.unwrap().clear().await.unwrap();
     b.client.find(Locator::Css("#username")).await.unwrap().send_keys(username).await.unwrap();
     let field = b.client.find(Locator::Css("#password")).await.unwrap();

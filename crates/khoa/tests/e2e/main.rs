@@ -2,6 +2,7 @@
 //! driven by real clients, on SQLite and PostgreSQL. One test binary, a module per
 //! area (one link instead of one per file).
 
+mod accounts;
 mod admin_api;
 mod browser;
 mod browser_apps;

@@ -407,6 +407,24 @@ async fn a_new_email_address_counts_once_verified() {
     let user = app.state.store.user_by_id(user.id).await.unwrap().unwrap();
     assert_eq!((user.email.as_deref(), user.email_verified), (Some("moi@example.vn"), true));
     assert_eq!(b.post("/account/email/verify", &form).await.status, 400, "once");
+    // What applications are told: the ID token and userinfo of the `email` scope.
+    use crate::testing::{CALLBACK, SECRET};
+    app.client("web", |r| r.secret = khoa_core::client::SecretChoice::Given(SECRET.into())).await;
+    app.stored_code_with("c-email", |c| c.scope = "openid email".into()).await;
+    let form = [("grant_type", "authorization_code"), ("code", "c-email"), ("redirect_uri", CALLBACK)];
+    let tokens = app.post_form("/oauth2/token", &form, Some(("web", SECRET))).await;
+    let id_token = tokens.body["id_token"].as_str().expect("an ID token");
+    use base64::Engine;
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(id_token.split('.').nth(1).unwrap()).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!((claims["email"].as_str(), claims["email_verified"].as_bool()), (Some("moi@example.vn"), Some(true)));
+    let bearer = format!("Bearer {}", tokens.body["access_token"].as_str().unwrap());
+    let req = Request::get("/userinfo").header(header::AUTHORIZATION, bearer).body(Body::empty()).unwrap();
+    let info = app.send(req).await;
+    assert_eq!(
+        (info.body["email"].as_str(), info.body["email_verified"].as_bool()),
+        (Some("moi@example.vn"), Some(true))
+    );
 }
 
 #[tokio::test]
@@ -486,4 +504,90 @@ async fn another_users_session_cannot_be_ended() {
     assert_eq!(b.follow(posted).await.status, 200);
     page_form(&mut b, "/account/sessions/end", &[("sid", "sid-1")]).await;
     assert!(app.state.store.session_by_sid("sid-1").await.unwrap().unwrap().is_active(app.state.now()));
+}
+
+async fn app_with_sign_up() -> TestApp {
+    let app = TestApp::with_settings(|s| {
+        s.smtp = Some(SmtpSettings { url: "smtp://127.0.0.1:2525".into(), from: "khoa <sso@example.vn>".into() });
+        s.self_registration = true;
+    })
+    .await;
+    app.user_with_password(PASSWORD).await;
+    app
+}
+
+async fn sign_up(b: &mut Browser<'_>, username: &str, email: &str) -> Answer {
+    let page = b.get("/account/register?lang=en").await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    let csrf = input(&page.text, "csrf_token").unwrap();
+    let form = [
+        ("csrf_token", csrf.as_str()),
+        ("lang", "en"),
+        ("username", username),
+        ("email", email),
+        ("name", "Trần Thị B"),
+        ("password", PASSWORD),
+        ("confirmation", PASSWORD),
+    ];
+    b.post("/account/register", &form).await
+}
+
+#[tokio::test]
+async fn sign_up_creates_the_account_once_its_address_is_proven_and_tells_nothing_of_others() {
+    let app = app_with_sign_up().await;
+    let mut b = Browser::new(&app);
+    let fresh = sign_up(&mut b, "sv99", "sv99@example.vn").await;
+    // A taken username, and a taken address: the same answer, and no mail.
+    let taken_name = sign_up(&mut b, "sv01", "other@example.vn").await;
+    let taken_mail = sign_up(&mut b, "sv98", "sv01@hutech.edu.vn").await;
+    for a in [&taken_name, &taken_mail] {
+        assert_eq!((a.status, &a.text), (fresh.status, &fresh.text));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let sent = mails(&app, 1).await;
+    assert_eq!(sent.iter().map(|m| m.to.as_str()).collect::<Vec<_>>(), ["sv99@example.vn"]);
+    assert!(app.state.store.user_by_username("sv99").await.unwrap().is_none(), "not before the link is used");
+    // Rules are told on the form (they say nothing about other accounts).
+    let bad = sign_up(&mut b, "has space", "x@example.vn").await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.text.contains("username must be 1 to 64 characters"), "{}", bad.text);
+    let link = link_in(&sent[0]);
+    assert!(link.starts_with("/account/register/complete?token="), "{link}");
+    let page = b.get(&link).await;
+    let form =
+        [("csrf_token", input(&page.text, "csrf_token").unwrap()), ("token", input(&page.text, "token").unwrap())];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // Without this browser's token, nothing happens.
+    let mut stranger = Browser::new(&app);
+    assert_eq!(stranger.post("/account/register/complete", &form).await.status, 400);
+    assert!(app.state.store.user_by_username("sv99").await.unwrap().is_none());
+    let done = b.post("/account/register/complete", &form).await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    let user = app.state.store.user_by_username("sv99").await.unwrap().expect("created");
+    assert_eq!((user.email.as_deref(), user.email_verified), (Some("sv99@example.vn"), true));
+    assert!(password_works_for(&app, "sv99", PASSWORD).await);
+    assert_eq!(b.post("/account/register/complete", &form).await.status, 400, "once");
+    // A forged sign-up form is refused.
+    let forged = b
+        .post("/account/register", &[("csrf_token", "forged"), ("username", "sv97"), ("email", "sv97@example.vn")])
+        .await;
+    assert_eq!(forged.status, 400);
+}
+
+#[tokio::test]
+async fn sign_up_is_throttled_per_address() {
+    let app = app_with_sign_up().await;
+    let mut b = Browser::new(&app).at(([192, 0, 2, 50], 5000).into());
+    for i in 0..10 {
+        assert_eq!(sign_up(&mut b, &format!("new{i}"), &format!("new{i}@example.vn")).await.status, 200);
+    }
+    let blocked = sign_up(&mut b, "new10", "new10@example.vn").await;
+    assert_eq!(blocked.status, 429);
+    assert!(blocked.headers.contains_key(header::RETRY_AFTER));
+}
+
+async fn password_works_for(app: &TestApp, username: &str, password: &str) -> bool {
+    let origin = khoa_core::throttle::LoginOrigin::Browser { address: [198, 51, 100, 1].into(), device: None };
+    let outcome = crate::service::password_login::password_login(&app.state, username, password, origin, "web").await;
+    matches!(outcome.unwrap(), crate::service::password_login::LoginOutcome::Succeeded(_))
 }

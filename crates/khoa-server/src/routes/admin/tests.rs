@@ -855,3 +855,62 @@ async fn an_import_may_be_larger_than_other_requests() {
     assert_eq!(report.body["created"], 12_000);
     assert_eq!(app.rows("users").await, 12_000);
 }
+
+/// A verification mail on creation, when asked for: by the API, one user at a time or
+/// each unverified user of an import; refused by name where no mail can be sent.
+#[tokio::test]
+async fn created_users_are_sent_a_verification_mail_when_asked() {
+    let without = TestApp::new().await;
+    let token = without.admin_token("ops", "khoa:admin").await;
+    let body = json!({"username": "sv10", "email": "sv10@hutech.edu.vn", "send_verification": true});
+    let refused = without.admin("POST", "/admin/users", Some(&token), Some(body.clone())).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(refused.body["field"], "send_verification");
+    assert_eq!(without.rows("users").await, 0, "nothing created");
+    let app = TestApp::with_settings(|s| {
+        s.smtp =
+            Some(crate::app::mail::SmtpSettings { url: "smtp://127.0.0.1:2525".into(), from: "sso@example.vn".into() });
+    })
+    .await;
+    let token = app.admin_token("ops", "khoa:admin").await;
+    let created = app.admin("POST", "/admin/users", Some(&token), Some(body)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.body["email_verified"], false);
+    let not_a_flag = json!({"username": "sv11", "send_verification": "yes"});
+    assert_eq!(
+        app.admin("POST", "/admin/users", Some(&token), Some(not_a_flag)).await.body["field"],
+        "send_verification"
+    );
+    let hash = "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW";
+    let lines = [
+        json!({"username": "imp1", "password_hash": hash, "email": "imp1@hutech.edu.vn"}),
+        json!({"username": "imp2", "password_hash": hash, "email": "imp2@hutech.edu.vn", "email_verified": true}),
+        json!({"username": "imp3", "password_hash": hash}),
+    ];
+    let body: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    let req = axum::http::Request::post("/admin/users/import?send_verification=true")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .header(header::ACCEPT_LANGUAGE, "en")
+        .body(axum::body::Body::from(body.join("\n")))
+        .unwrap();
+    assert_eq!(app.send_admin(req).await.body["created"], 3);
+    let mut sent = vec![];
+    for _ in 0..200 {
+        sent = app.mails.0.lock().unwrap().clone();
+        if sent.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let to: Vec<(&str, &str)> = sent.iter().map(|m| (m.to.as_str(), m.subject.as_str())).collect();
+    assert_eq!(
+        to,
+        [
+            ("sv10@hutech.edu.vn", "Xác minh địa chỉ email · khoa"),
+            ("imp1@hutech.edu.vn", "Verify your email address · khoa")
+        ],
+        "only to addresses not verified yet, in the language asked"
+    );
+    assert!(sent[0].text.contains("https://sso.example.vn/account/email/verify?token="));
+}

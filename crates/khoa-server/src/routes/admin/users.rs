@@ -27,6 +27,9 @@ use utoipa::ToSchema;
 #[allow(dead_code)]
 pub struct NewUser {
     pub password: Option<String>,
+    /// Mail a link that verifies `email` (in the language of `Accept-Language`,
+    /// Vietnamese by default); needs SMTP settings, and an `email` not yet verified.
+    pub send_verification: Option<bool>,
     #[serde(flatten)]
     pub settings: UserSettings,
 }
@@ -89,6 +92,33 @@ fn changed(state: &AppState) {
     state.users.clear();
 }
 
+/// Mails verification links to `(id, username, email)`, in the language the admin
+/// request accepts (Vietnamese by default).
+async fn send_verifications(
+    state: &AppState,
+    headers: &HeaderMap,
+    who: &crate::service::admin::Who,
+    users: &[(i64, String, String)],
+) -> Result<(), Problem> {
+    let Some(outbox) = state.outbox.as_ref() else { return Ok(()) };
+    let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
+    let locale = crate::http::i18n::Locale::negotiate(&[], accept);
+    for (id, username, email) in users {
+        let mail = crate::service::account::issue_verification(
+            state.store.as_ref(),
+            &state.settings,
+            (*id, username),
+            email,
+            locale,
+            who.actor.clone(),
+            who.now,
+        )
+        .await?;
+        outbox.send("email_verification", mail);
+    }
+    Ok(())
+}
+
 #[utoipa::path(get, path = "/admin/users", tag = "users", operation_id = "users.list",
     params(("limit" = Option<u32>, Query, description = "1 to 500 (default 100)"),
            ("cursor" = Option<String>, Query, description = "`next` of the previous page"),
@@ -133,9 +163,29 @@ pub(crate) async fn create(
         Some(Value::String(p)) => Some(p),
         Some(_) => return Err(Problem::invalid("password", "password must be a string")),
     };
+    let send_verification = match body.remove("send_verification") {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) => true,
+        Some(_) => return Err(Problem::invalid("send_verification", "send_verification must be a boolean")),
+    };
     let profile = settings_of::<UserSettings>(body, READ_ONLY)?.profile()?;
-    let user = service::create(state.store.as_ref(), profile, password, &caller.who(&state)).await?;
+    if send_verification {
+        if state.outbox.is_none() {
+            return Err(Problem::invalid(
+                "send_verification",
+                "no mail can be sent: smtp.url and smtp.from are not set",
+            ));
+        }
+        if profile.email.is_none() || profile.email_verified {
+            return Err(Problem::invalid("send_verification", "needs an email that is not verified yet"));
+        }
+    }
+    let who = caller.who(&state);
+    let user = service::create(state.store.as_ref(), profile, password, &who).await?;
     changed(&state);
+    if let (true, Some(email)) = (send_verification, user.email.as_deref()) {
+        send_verifications(&state, &headers, &who, &[(user.id, user.username.clone(), email.to_string())]).await?;
+    }
     let mut res = document(&user, StatusCode::CREATED);
     if let Ok(v) = HeaderValue::from_str(&format!("/admin/users/{}", user.id)) {
         res.headers_mut().insert(header::LOCATION, v);
@@ -333,6 +383,7 @@ pub(crate) async fn consents(State(state): State<AppState>, Path(id): Path<Strin
 pub const IMPORT_LIMIT: usize = 32 * 1024 * 1024;
 
 #[utoipa::path(post, path = "/admin/users/import", tag = "users", operation_id = "users.import",
+    params(("send_verification" = Option<bool>, Query, description = "mail a verification link to each created user whose email is not verified")),
     request_body(content = ImportedUser, content_type = "application/x-ndjson",
                  description = "JSON lines, one user each; at most 32 MiB"),
     responses((status = 200, body = ImportReport, description = "What was created, what existed, what failed (by line)"),
@@ -344,6 +395,7 @@ pub const IMPORT_LIMIT: usize = 32 * 1024 * 1024;
 pub(crate) async fn import(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
@@ -353,7 +405,20 @@ pub(crate) async fn import(
         return Err(Problem::unsupported_media_type("application/x-ndjson (JSON lines)"));
     }
     let text = std::str::from_utf8(&body).map_err(|_| Problem::malformed("the body is not UTF-8"))?;
-    let report = service::import(state.store.as_ref(), text.lines(), &caller.who(&state)).await?;
+    let send_verification = match crate::http::forms::query_pairs(&uri).iter().find(|(k, _)| k == "send_verification") {
+        None => false,
+        Some((_, v)) if v == "true" => true,
+        Some((_, v)) if v == "false" => false,
+        Some(_) => return Err(Problem::invalid("send_verification", "send_verification is true or false")),
+    };
+    if send_verification && state.outbox.is_none() {
+        return Err(Problem::invalid("send_verification", "no mail can be sent: smtp.url and smtp.from are not set"));
+    }
+    let who = caller.who(&state);
+    let report = service::import(state.store.as_ref(), text.lines(), &who).await?;
     changed(&state);
+    if send_verification {
+        send_verifications(&state, &headers, &who, &report.to_verify).await?;
+    }
     Ok(Json(report).into_response())
 }

@@ -274,6 +274,9 @@ pub struct ImportReport {
     pub existing: Vec<ImportLine>,
     /// Lines that could not be read or break a rule.
     pub failed: Vec<ImportLine>,
+    /// Who was created, with the address to verify if it is not verified yet.
+    #[serde(skip)]
+    pub to_verify: Vec<(i64, String, String)>,
 }
 
 /// How many users go to the database in one transaction.
@@ -349,7 +352,12 @@ async fn store_batch(
     let ids = store.import_users(&users, &event).await.map_err(ChangeError::Store)?;
     for ((line, user), id) in batch.drain(..).zip(ids) {
         match id {
-            Some(_) => report.created += 1,
+            Some(id) => {
+                report.created += 1;
+                if let (Some(email), false) = (&user.email, user.email_verified) {
+                    report.to_verify.push((id, user.username.clone(), email.clone()));
+                }
+            }
             None => report.existing.push(ImportLine {
                 line,
                 username: Some(user.username),

@@ -176,7 +176,7 @@ pub async fn exchange(state: &AppState, client: &Client, x: CodeExchange<'_>) ->
         state.store.revoke_family(&code.code_hash, now).await?;
         return Err(ExchangeError::UserGone);
     };
-    let subject = Subject { sub: user.subject(), scope: &scope, auth_time: Some(code.auth_time), sid: Some(&code.sid) };
+    let subject = Subject::user(&user, &scope, code.auth_time, Some(&code.sid));
     let access_token = issue::access_token(state, client, &subject, &minted, now)?;
     let id_token = issue::id_token(state, client, &subject, code.nonce.as_deref(), &code.amr, &access_token, now)?;
     state.metrics.tokens_issued.inc();

@@ -43,7 +43,7 @@ pub async fn handle(state: &AppState, client: &Client, form: &Form) -> Result<To
             revoked_at: None,
         })
         .await?;
-    let subject = Subject { sub: client.client_id.clone(), scope: &scope, auth_time: None, sid: None };
+    let subject = Subject { sub: client.client_id.clone(), scope: &scope, auth_time: None, sid: None, email: None };
     let access_token = issue::access_token(state, client, &subject, &minted, now)?;
     state.metrics.tokens_issued.inc();
     Ok(TokenResponse {

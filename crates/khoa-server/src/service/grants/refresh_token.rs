@@ -91,12 +91,7 @@ pub async fn rotate(
         state.store.revoke_family(&current.token.family_id, now).await?;
         return Err(invalid_grant("the user no longer exists or is disabled"));
     };
-    let subject = Subject {
-        sub: user.subject(),
-        scope: &handed_scope,
-        auth_time: Some(current.token.auth_time),
-        sid: current.token.sid.as_deref(),
-    };
+    let subject = Subject::user(&user, &handed_scope, current.token.auth_time, current.token.sid.as_deref());
     let access_token = issue::access_token(state, client, &subject, &minted, now)?;
     // OIDC Core §12.2: a new ID token with the same iss, sub, aud, azp, auth_time; no nonce.
     let id_token = issue::id_token(state, client, &subject, None, &current.token.amr, &access_token, now)?;
