@@ -272,7 +272,7 @@ async fn issue_family(state: &AppState, client: &Client, user: &khoa_core::user:
         .insert_token_family(&record, &refresh_row)
         .await
         .map_err(|e| crate::http::error::ApiError::from(e).into_response())?;
-    let subject = Subject::user(&user, &scope, now, None);
+    let subject = Subject::user(user, &scope, now, None);
     let access_token =
         issue::access_token(state, client, &subject, &minted, now).map_err(IntoResponse::into_response)?;
     let refresh = refresh_jwt(state, client, &user.subject(), &handle, now)?;
