@@ -211,6 +211,12 @@ async fn reset_account_page_verification_and_sign_up_by_mail_in_chromium() {
         (Some("sv01.moi@example.vn"), Some(true))
     );
 
+    b.client.goto(&khoa.url("/account/register")).await.unwrap();
+    b.wait_for("#confirmation", 10).await;
+    b.shot("register-en").await;
+    b.client.goto(&base).await.unwrap();
+    b.wait_for("#sessions", 10).await;
+
     // An application's access, given in the browser, taken back on the page.
     let lms = [
         "client",
@@ -278,6 +284,15 @@ async fn reset_account_page_verification_and_sign_up_by_mail_in_chromium() {
     vi.client.goto(&khoa.url("/account/password/forgot")).await.unwrap();
     vi.wait_for("#identifier", 10).await;
     vi.shot("forgot-vi").await;
+    fill(&vi, "#identifier", "sv01.moi@example.vn").await;
+    submit(&vi, "form").await;
+    vi.wait_for("p.notice", 10).await;
+    let reset_vi = smtp.wait_for(3)[2].clone();
+    assert_eq!((reset_vi.to.as_str(), reset_vi.subject.as_str()), ("sv01.moi@example.vn", "Đặt lại mật khẩu · khoa"));
+    vi.client.goto(&reset_vi.link(&khoa.url("/account/password/reset?token="))).await.unwrap();
+    vi.wait_for("#confirmation", 10).await;
+    assert_eq!(vi.js("return document.documentElement.lang").await, "vi");
+    vi.shot("reset-vi").await;
 
     // Self-registration: a mail to the address given; the account exists once its
     // link is used, and signs in.
@@ -291,7 +306,7 @@ async fn reset_account_page_verification_and_sign_up_by_mail_in_chromium() {
     fill(&vi, "#confirmation", PASSWORD).await;
     submit(&vi, "form").await;
     vi.wait_for("p.notice", 10).await;
-    let signup = smtp.wait_for(3)[2].clone();
+    let signup = smtp.wait_for(4)[3].clone();
     assert_eq!((signup.to.as_str(), signup.subject.as_str()), ("sv99@example.vn", "Hoàn tất tạo tài khoản · khoa"));
     let users = khoa_testkit::stdout_json(&run_cli(BIN, &khoa.db, &["user", "list", "--json"], None));
     assert_eq!(users.as_array().unwrap().len(), 1, "no account before the link is used");
@@ -320,7 +335,7 @@ async fn reset_account_page_verification_and_sign_up_by_mail_in_chromium() {
     ];
     let out = khoa_testkit::run_cli_with(BIN, &khoa.db, &env, &args, Some(PASSWORD));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let cli = smtp.wait_for(4)[3].clone();
+    let cli = smtp.wait_for(5)[4].clone();
     assert_eq!((cli.to.as_str(), cli.subject.as_str()), ("gv01@example.vn", "Verify your email address · khoa"));
     let logs = khoa.process().logs();
     for secret in [link.as_str(), NEW_PASSWORD] {
