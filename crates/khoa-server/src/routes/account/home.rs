@@ -4,15 +4,14 @@
 //! logout all apply), and exchanges the code in-process. The page's own cookie names
 //! the SSO session it came from; when that session ends, so does the page's sign-in.
 
-use super::{form_of, locale, notice, other, query_of};
+use super::{locale, notice, other, query_of};
 use crate::app::state::AppState;
 use crate::http::error::ApiError;
 use crate::http::i18n::Locale;
 use crate::http::{cookies, pages};
 use crate::service::admin::Who;
 use askama::Template;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderName, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use khoa_core::account::NewPasswordError;
@@ -23,7 +22,6 @@ use khoa_core::user::{Profile, User};
 use khoa_core::UnixTime;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// The client the account page signs in as.
@@ -393,43 +391,48 @@ pub(crate) async fn get(State(state): State<AppState>, uri: Uri, headers: Header
     }
 }
 
-/// A POST of the account page: the visitor and the form, once its token is checked.
-async fn posted(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Result<(Visitor, HashMap<String, String>, Locale), Response>, ApiError> {
-    let form = form_of(body);
-    let locale = locale(form.get("lang").map(String::as_str), headers);
-    let Some(v) = visitor(state, headers).await? else { return Ok(Err(sign_in(state, locale))) };
-    let submitted = form.get("csrf_token").map(String::as_str).unwrap_or("");
-    if !crate::service::interaction::tokens_match(submitted, &v.csrf) {
-        return Ok(Err(super::forged(state, locale)));
+/// A POST of the account page: the visitor, the form, the page's language and the
+/// client's address, once the form's token is checked against the visitor's. Without
+/// a visitor the answer is the sign-in; with a forged token, [`super::forged`].
+pub(crate) struct Posted {
+    v: Visitor,
+    form: HashMap<String, String>,
+    locale: Locale,
+    address: std::net::IpAddr,
+}
+
+impl axum::extract::FromRequest<AppState> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self, Response> {
+        let (headers, peer, form) = super::read_post(req).await?;
+        let locale = locale(form.get("lang").map(String::as_str), &headers);
+        let v = match visitor(state, &headers).await {
+            Ok(Some(v)) => v,
+            Ok(None) => return Err(sign_in(state, locale)),
+            Err(e) => return Err(e.into_response()),
+        };
+        let submitted = form.get("csrf_token").map(String::as_str).unwrap_or("");
+        if !crate::service::interaction::tokens_match(submitted, &v.csrf) {
+            return Err(super::forged(state, locale));
+        }
+        let address = crate::http::client_address(&state.settings, peer.ip(), &headers);
+        Ok(Self { v, form, locale, address })
     }
-    Ok(Ok((v, form, locale)))
 }
 
 fn done(locale: Locale, what: &str) -> Response {
     Redirect::to(&format!("/?lang={}&done={what}", locale.tag())).into_response()
 }
 
-fn who(state: &AppState, v: &Visitor, peer: SocketAddr, headers: &HeaderMap) -> Who {
-    let address = crate::http::client_address(&state.settings, peer.ip(), headers);
+fn who(state: &AppState, v: &Visitor, address: std::net::IpAddr) -> Who {
     Who { actor: Actor::User(v.user.id), address: Some(address.to_string()), now: state.now() }
 }
 
 /// `POST /account/profile`: name, phone and picture at once; a new email address only
 /// once verified (a mail is sent to it).
-pub(crate) async fn profile(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let (v, form, locale) = match posted(&state, &headers, &body).await? {
-        Ok(ok) => ok,
-        Err(page) => return Ok(page),
-    };
+pub(crate) async fn profile(State(state): State<AppState>, posted: Posted) -> Result<Response, ApiError> {
+    let Posted { v, form, locale, address } = posted;
     let a = locale.account();
     let text = |k: &str| form.get(k).map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     let current = Profile::of(&v.user);
@@ -454,7 +457,7 @@ pub(crate) async fn profile(
         let error = Some(format!("{} {e}", a.invalid_input));
         return account_page(&state, &v, locale, None, error, StatusCode::BAD_REQUEST).await;
     }
-    let who = who(&state, &v, peer, &headers);
+    let who = who(&state, &v, address);
     if profile != current {
         match crate::service::admin::users::update(state.store.as_ref(), &v.user, profile, None, &who).await {
             Ok(_) => state.users.clear(),
@@ -475,16 +478,8 @@ pub(crate) async fn profile(
 
 /// `POST /account/password`: the current password (checked as a login, throttled),
 /// then the new one twice; every other session ends.
-pub(crate) async fn password(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let (v, form, locale) = match posted(&state, &headers, &body).await? {
-        Ok(ok) => ok,
-        Err(page) => return Ok(page),
-    };
+pub(crate) async fn password(State(state): State<AppState>, posted: Posted) -> Result<Response, ApiError> {
+    let Posted { v, form, locale, address } = posted;
     let a = locale.account();
     let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
     if let Err(e) = khoa_core::account::check_new_password(field("password"), field("confirmation")) {
@@ -494,7 +489,6 @@ pub(crate) async fn password(
         };
         return account_page(&state, &v, locale, None, Some(message.into()), StatusCode::BAD_REQUEST).await;
     }
-    let address = crate::http::client_address(&state.settings, peer.ip(), &headers);
     let origin = khoa_core::throttle::LoginOrigin::Browser { address, device: None };
     use crate::service::password_login::{password_login, LoginOutcome};
     match password_login(&state, &v.user.username, field("current_password"), origin, ACCOUNT_CLIENT_ID).await? {
@@ -511,7 +505,7 @@ pub(crate) async fn password(
     let new_hash = crate::service::admin::users::hash_new_password(field("password").to_string())
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let who = who(&state, &v, peer, &headers);
+    let who = who(&state, &v, address);
     let keep_until = crate::service::logout::keep_deliveries_until(&state.settings, who.now);
     let mut event = who.event(kind::USER_PASSWORD_CHANGED);
     event.user_id = Some(v.user.id);
@@ -546,16 +540,8 @@ fn signed_out_page(state: &AppState, locale: Locale, message: &str) -> Response 
 
 /// `POST /account/sessions/end`: one of the visitor's own sessions ends (its clients
 /// get their back-channel notices); this one too, if it is the one named.
-pub(crate) async fn end_session(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let (v, form, locale) = match posted(&state, &headers, &body).await? {
-        Ok(ok) => ok,
-        Err(page) => return Ok(page),
-    };
+pub(crate) async fn end_session(State(state): State<AppState>, posted: Posted) -> Result<Response, ApiError> {
+    let Posted { v, form, locale, address } = posted;
     let sid = form.get("sid").map(String::as_str).unwrap_or("");
     let now = state.now();
     // Only the visitor's own, active sessions: another's sid is as good as none.
@@ -563,7 +549,6 @@ pub(crate) async fn end_session(
     else {
         return Ok(done(locale, "session"));
     };
-    let address = crate::http::client_address(&state.settings, peer.ip(), &headers);
     let reason = crate::service::logout::LogoutReason::AccountPage;
     crate::service::logout::end_session(&state, &session, reason, Some(ACCOUNT_CLIENT_ID), Some(address.to_string()))
         .await?;
@@ -575,17 +560,9 @@ pub(crate) async fn end_session(
 
 /// `POST /account/sessions/end-all`: every session of the visitor ends and every
 /// token of theirs is revoked, with back-channel notices to the applications.
-pub(crate) async fn end_all(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let (v, _, locale) = match posted(&state, &headers, &body).await? {
-        Ok(ok) => ok,
-        Err(page) => return Ok(page),
-    };
-    let who = who(&state, &v, peer, &headers);
+pub(crate) async fn end_all(State(state): State<AppState>, posted: Posted) -> Result<Response, ApiError> {
+    let Posted { v, locale, address, .. } = posted;
+    let who = who(&state, &v, address);
     let user = khoa_store::UserRef::Id(v.user.id);
     crate::service::admin::users::end_sessions(
         state.store.as_ref(),
@@ -601,21 +578,13 @@ pub(crate) async fn end_all(
 
 /// `POST /account/consents/revoke`: an application's access ends: its consent is
 /// forgotten (it asks again next time) and its tokens for the visitor are revoked.
-pub(crate) async fn revoke_consent(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let (v, form, locale) = match posted(&state, &headers, &body).await? {
-        Ok(ok) => ok,
-        Err(page) => return Ok(page),
-    };
+pub(crate) async fn revoke_consent(State(state): State<AppState>, posted: Posted) -> Result<Response, ApiError> {
+    let Posted { v, form, locale, address } = posted;
     let client_id = form.get("client_id").map(String::as_str).unwrap_or("");
     if client_id.is_empty() || client_id == ACCOUNT_CLIENT_ID {
         return Ok(done(locale, "revoked"));
     }
-    let who = who(&state, &v, peer, &headers);
+    let who = who(&state, &v, address);
     let mut event = who.event(kind::CONSENT_REVOKED).client(client_id);
     event.user_id = Some(v.user.id);
     state.store.revoke_consent(v.user.id, client_id, who.now, &event).await?;

@@ -105,6 +105,53 @@ pub(crate) fn notice(
     }
 }
 
+/// A submitted sessionless form (forgot, reset, verify, sign-up), its anti-forgery
+/// token checked: the fields, the page's language and the client's address. A forged
+/// form is answered with [`forged`] before the handler runs.
+pub(crate) struct SessionlessForm {
+    pub form: HashMap<String, String>,
+    pub locale: Locale,
+    pub address: std::net::IpAddr,
+}
+
+impl SessionlessForm {
+    pub fn field(&self, name: &str) -> &str {
+        self.form.get(name).map(String::as_str).unwrap_or("")
+    }
+}
+
+impl axum::extract::FromRequest<AppState> for SessionlessForm {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self, Response> {
+        let (headers, peer, form) = read_post(req).await?;
+        let locale = locale(form.get("lang").map(String::as_str), &headers);
+        if !form_token_valid(state, &headers, &form) {
+            return Err(forged(state, locale));
+        }
+        let address = crate::http::client_address(&state.settings, peer.ip(), &headers);
+        Ok(Self { form, locale, address })
+    }
+}
+
+/// The headers, the peer and the form fields of a POST.
+pub(crate) async fn read_post(
+    req: axum::extract::Request,
+) -> Result<(HeaderMap, std::net::SocketAddr, HashMap<String, String>), Response> {
+    use axum::response::IntoResponse;
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0)
+        .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+    let (parts, body) = req.into_parts();
+    // The body limit layer has bounded it already.
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|_| (StatusCode::BAD_REQUEST, "the request body could not be read").into_response())?;
+    Ok((parts.headers, peer, form_of(&body)))
+}
+
 /// The page shown for a form whose anti-forgery token is missing or wrong.
 pub(crate) fn forged(state: &AppState, locale: Locale) -> Response {
     let a: &AccountTexts = locale.account();

@@ -1,19 +1,17 @@
 //! Password reset by mail: `GET/POST /account/password/forgot` asks for a link,
 //! `GET/POST /account/password/reset` uses it. Offered only with SMTP settings.
 
-use super::{forged, form_of, form_token, form_token_valid, locale, notice, other, query_of};
+use super::{form_token, locale, notice, other, query_of, SessionlessForm};
 use crate::app::state::AppState;
 use crate::http::error::ApiError;
 use crate::http::i18n::Locale;
 use crate::http::pages;
 use crate::service::account::{self, Requested, ResetOutcome};
 use askama::Template;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::Response;
 use khoa_core::account::{NewPasswordError, Purpose};
-use std::net::SocketAddr;
 
 #[derive(Template)]
 #[template(path = "account_forgot.html")]
@@ -77,22 +75,15 @@ pub(crate) async fn forgot_get(
 
 pub(crate) async fn forgot_post(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    posted: SessionlessForm,
 ) -> Result<Response, ApiError> {
     if state.outbox.is_none() {
         return Err(ApiError::NotFound);
     }
-    let form = form_of(&body);
-    let locale = locale(form.get("lang").map(String::as_str), &headers);
-    if !form_token_valid(&state, &headers, &form) {
-        return Ok(forged(&state, locale));
-    }
+    let locale = posted.locale;
     let a = locale.account();
-    let address = crate::http::client_address(&state.settings, peer.ip(), &headers);
-    let identifier = form.get("identifier").map(String::as_str).unwrap_or("");
-    match account::request_password_reset(&state, identifier, address, locale).await? {
+    match account::request_password_reset(&state, posted.field("identifier"), posted.address, locale).await? {
         Requested::Accepted => Ok(notice(&state, locale, StatusCode::OK, a.forgot_sent_title, a.forgot_sent, None)),
         Requested::Throttled { retry_after } => {
             let mut res = forgot_page(&state, &headers, locale, Some(a.too_many), StatusCode::TOO_MANY_REQUESTS)?;
@@ -147,20 +138,13 @@ pub(crate) async fn reset_get(
 
 pub(crate) async fn reset_post(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    posted: SessionlessForm,
 ) -> Result<Response, ApiError> {
-    let form = form_of(&body);
-    let locale = locale(form.get("lang").map(String::as_str), &headers);
-    if !form_token_valid(&state, &headers, &form) {
-        return Ok(forged(&state, locale));
-    }
+    let (locale, field) = (posted.locale, |k: &str| posted.field(k));
     let a = locale.account();
-    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
-    let address = crate::http::client_address(&state.settings, peer.ip(), &headers);
     let token = field("token");
-    match account::reset_password(&state, token, field("password"), field("confirmation"), address).await? {
+    match account::reset_password(&state, token, field("password"), field("confirmation"), posted.address).await? {
         ResetOutcome::Done(_) => {
             let link = format!("/?lang={}", locale.tag());
             Ok(notice(&state, locale, StatusCode::OK, a.reset_done_title, a.reset_done, Some((&link, a.go_to_account))))

@@ -2,20 +2,18 @@
 //! /account/register` mails a link; `GET/POST /account/register/complete` creates the
 //! account once the link is used. Throttled like the other mailed links.
 
-use super::{forged, form_of, form_token, form_token_valid, locale, notice, other, query_of};
+use super::{form_token, locale, notice, other, query_of, SessionlessForm};
 use crate::app::state::AppState;
 use crate::http::error::ApiError;
 use crate::http::i18n::Locale;
 use crate::http::pages;
 use crate::service::account::{self, Completed, Registration, RegistrationRefused, Requested};
 use askama::Template;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::Response;
 use khoa_core::account::{NewPasswordError, Purpose};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 #[derive(Template)]
 #[template(path = "account_register.html")]
@@ -78,20 +76,15 @@ pub(crate) async fn get(State(state): State<AppState>, uri: Uri, headers: Header
 
 pub(crate) async fn post(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    posted: SessionlessForm,
 ) -> Result<Response, ApiError> {
     if !enabled(&state) {
         return Err(ApiError::NotFound);
     }
-    let form = form_of(&body);
-    let locale = locale(form.get("lang").map(String::as_str), &headers);
-    if !form_token_valid(&state, &headers, &form) {
-        return Ok(forged(&state, locale));
-    }
+    let (locale, form, address) = (posted.locale, &posted.form, posted.address);
     let a = locale.account();
-    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+    let field = |k: &str| posted.field(k);
     let registration = Registration {
         username: field("username"),
         email: field("email"),
@@ -99,14 +92,13 @@ pub(crate) async fn post(
         password: field("password"),
         confirmation: field("confirmation"),
     };
-    let address = crate::http::client_address(&state.settings, peer.ip(), &headers);
     match account::request_registration(&state, &registration, address, locale).await? {
         Ok(Requested::Accepted) => {
             Ok(notice(&state, locale, StatusCode::OK, a.forgot_sent_title, a.register_sent, None))
         }
         Ok(Requested::Throttled { retry_after }) => {
             let status = StatusCode::TOO_MANY_REQUESTS;
-            let mut res = register_page(&state, &headers, locale, &form, Some(a.too_many.to_string()), status)?;
+            let mut res = register_page(&state, &headers, locale, form, Some(a.too_many.to_string()), status)?;
             res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             Ok(res)
         }
@@ -116,7 +108,7 @@ pub(crate) async fn post(
                 RegistrationRefused::Password(NewPasswordError::Rules) => a.password_rules.to_string(),
                 RegistrationRefused::Profile(e) => format!("{} {e}", a.invalid_input),
             };
-            register_page(&state, &headers, locale, &form, Some(message), StatusCode::BAD_REQUEST)
+            register_page(&state, &headers, locale, form, Some(message), StatusCode::BAD_REQUEST)
         }
     }
 }
@@ -131,20 +123,12 @@ pub(crate) async fn complete_get(
 
 pub(crate) async fn complete_post(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
+    posted: SessionlessForm,
 ) -> Result<Response, ApiError> {
-    let form = form_of(&body);
-    let locale = locale(form.get("lang").map(String::as_str), &headers);
-    if !form_token_valid(&state, &headers, &form) {
-        return Ok(forged(&state, locale));
-    }
+    let locale = posted.locale;
     let a = locale.account();
-    let address = crate::http::client_address(&state.settings, peer.ip(), &headers);
-    let token = form.get("token").map(String::as_str).unwrap_or("");
     let link = format!("/?lang={}", locale.tag());
-    Ok(match account::complete_registration(&state, token, address).await? {
+    Ok(match account::complete_registration(&state, posted.field("token"), posted.address).await? {
         Completed::Created(_) => {
             notice(&state, locale, StatusCode::OK, a.registered_title, a.registered, Some((&link, a.go_to_account)))
         }

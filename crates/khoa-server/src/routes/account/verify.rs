@@ -2,18 +2,16 @@
 //! and a button; only the button (a POST with the form's token) uses the link, so a
 //! mail scanner that opens links verifies nothing.
 
-use super::{forged, form_of, form_token, form_token_valid, locale, notice, query_of};
+use super::{form_token, locale, notice, query_of, SessionlessForm};
 use crate::app::state::AppState;
 use crate::http::error::ApiError;
 use crate::http::pages;
 use crate::service::account;
 use askama::Template;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use khoa_core::account::Purpose;
-use std::net::SocketAddr;
 
 #[derive(Template)]
 #[template(path = "account_verify.html")]
@@ -62,22 +60,11 @@ pub(crate) async fn get(State(state): State<AppState>, uri: Uri, headers: Header
     confirmation_page(&state, &uri, &headers, Purpose::EmailVerification, "/account/email/verify").await
 }
 
-pub(crate) async fn post(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let form = form_of(&body);
-    let locale = locale(form.get("lang").map(String::as_str), &headers);
-    if !form_token_valid(&state, &headers, &form) {
-        return Ok(forged(&state, locale));
-    }
+pub(crate) async fn post(State(state): State<AppState>, posted: SessionlessForm) -> Result<Response, ApiError> {
+    let locale = posted.locale;
     let a = locale.account();
-    let address = crate::http::client_address(&state.settings, peer.ip(), &headers);
-    let token = form.get("token").map(String::as_str).unwrap_or("");
     let link = format!("/?lang={}", locale.tag());
-    match account::verify_email(&state, token, address).await? {
+    match account::verify_email(&state, posted.field("token"), posted.address).await? {
         Some(_) => {
             Ok(notice(&state, locale, StatusCode::OK, a.verified_title, a.verified, Some((&link, a.go_to_account))))
         }
