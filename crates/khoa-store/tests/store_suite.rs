@@ -508,10 +508,20 @@ async fn sessions_interactions_and_consents(db: TestDatabase) {
     let user = store.insert_user(&new_user("sv"), &user_event()).await.unwrap();
     store.insert_client(&full_client("portal"), &audit("client.created", "portal")).await.unwrap();
 
-    let s = session("sid-1", user.id);
+    let s = Session {
+        device: Some("Firefox · Linux".into()),
+        address: Some("192.0.2.7".into()),
+        ..session("sid-1", user.id)
+    };
     store.insert_session(&s).await.unwrap();
     assert_eq!(store.session("hash-sid-1").await.unwrap(), Some(s.clone()));
     assert_eq!(store.session_by_sid("sid-1").await.unwrap(), Some(s.clone()));
+    // Its last use moves forward only.
+    store.touch_session("sid-1", 1300).await.unwrap();
+    store.touch_session("sid-1", 1200).await.unwrap();
+    let touched = store.session_by_sid("sid-1").await.unwrap().unwrap();
+    assert_eq!(touched.last_used_at, 1300);
+    let s = touched;
     assert!(store.logout_session("sid-1", 1500, &[], 9000, &user_event()).await.unwrap());
     assert!(!store.logout_session("sid-1", 1600, &[], 9000, &user_event()).await.unwrap(), "ends once");
     assert_eq!(store.session("hash-sid-1").await.unwrap().unwrap().ended_at, Some(1500));
