@@ -453,16 +453,52 @@ async fn a_password_change_needs_the_current_one_and_ends_the_other_sessions() {
     assert!(password_works(&app, NEW_PASSWORD).await);
 }
 
+/// The client `web` with a back-channel logout URI.
+async fn with_backchannel_client(app: &TestApp) {
+    app.client("web", |r| r.backchannel_logout_uri = Some("https://app.example/bc".into())).await;
+}
+
+/// The back-channel notices queued, as (client, sid).
+async fn notices(app: &TestApp) -> Vec<(String, String)> {
+    let queued = app.state.store.deliveries(50).await.unwrap();
+    queued.into_iter().map(|d| (d.notice.client_id, d.notice.sid)).collect()
+}
+
+#[tokio::test]
+async fn signing_out_everywhere_notifies_the_applications() {
+    let app = app_with_mail().await;
+    with_backchannel_client(&app).await;
+    app.stored_code("code").await; // sid-1, signed in to web
+    let mut b = Browser::new(&app);
+    b.sign_in(PASSWORD).await;
+    page_form(&mut b, "/account/sessions/end-all", &[]).await;
+    assert_eq!(notices(&app).await, [("web".to_string(), "sid-1".to_string())]);
+    let user = app.state.store.user_by_username("sv01").await.unwrap().unwrap();
+    let revoked = app
+        .state
+        .store
+        .audit_events(&khoa_store::AuditFilter {
+            kind: Some("user.sessions_revoked".into()),
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((revoked[0].user_id, revoked[0].detail["sessions_ended"].as_i64()), (Some(user.id), Some(2)));
+}
+
 #[tokio::test]
 async fn sessions_end_one_by_one_or_everywhere() {
     let app = app_with_mail().await;
-    app.stored_code("code").await; // sid-1, elsewhere
+    with_backchannel_client(&app).await;
+    app.stored_code("code").await; // sid-1, elsewhere, signed in to web
     let mut b = Browser::new(&app);
     let page = b.sign_in(PASSWORD).await;
     assert!(page.text.contains("value=\"sid-1\""));
     // Someone else's session cannot be ended by naming it.
     let ended = page_form(&mut b, "/account/sessions/end", &[("sid", "sid-1")]).await;
     assert!(ended.text.contains("That session has been signed out."));
+    assert_eq!(notices(&app).await, [("web".to_string(), "sid-1".to_string())], "the application is told");
     assert!(!app.state.store.session_by_sid("sid-1").await.unwrap().unwrap().is_active(app.state.now()));
     let kinds = app
         .state
