@@ -65,7 +65,9 @@ async fn send_verifications(
         let now = SystemClock.now();
         let issued = khoa_server::service::account::issue_verification;
         let mail = issued(store.as_ref(), settings, (*id, username), email, locale, actor, now).await?;
-        mailer.deliver(&mail).await.map_err(|e| anyhow::anyhow!("cannot mail {email}: {e}"))?;
+        mailer.deliver(&mail).await.map_err(|e| {
+            anyhow::anyhow!("{username} exists, but the verification mail to {email} could not be sent: {e}")
+        })?;
         eprintln!("verification mail sent to {email}");
     }
     Ok(())

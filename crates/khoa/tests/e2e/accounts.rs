@@ -24,10 +24,17 @@ struct SmtpServer {
 
 impl SmtpServer {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With aiosmtpd's options `options` (its TLS certificates).
+    fn start_with(options: &[&str]) -> Self {
         let maildir = tempfile::tempdir().unwrap();
         let port = free_port();
         let child = Command::new("python3")
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(options)
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(maildir.path().join("mail"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -342,4 +349,87 @@ async fn reset_account_page_verification_and_sign_up_by_mail_in_chromium() {
         let token = secret.split("token=").nth(1).unwrap_or(secret);
         assert!(!logs.contains(token), "a link or password in the server's log");
     }
+}
+
+/// A test CA and a certificate it signed for 127.0.0.1 (Python's cryptography).
+fn certificates(dir: &std::path::Path) {
+    const GENERATE: &str = r#"
+import datetime, ipaddress, os, sys
+from cryptography import x509
+from cryptography.x509.oid import NameOID, ExtendedKeyUsageOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+out, now = sys.argv[1], datetime.datetime.now(datetime.timezone.utc)
+day = datetime.timedelta(days=1)
+ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "khoa test CA")])
+def base(subject, public):
+    return (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name).public_key(public)
+            .serial_number(x509.random_serial_number()).not_valid_before(now - day).not_valid_after(now + 2 * day))
+ca = (base(ca_name, ca_key.public_key()).add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+      .sign(ca_key, hashes.SHA256()))
+cert = (base(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]), key.public_key())
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256()))
+for name, data in [("ca.pem", ca.public_bytes(serialization.Encoding.PEM)),
+                   ("cert.pem", cert.public_bytes(serialization.Encoding.PEM)),
+                   ("key.pem", key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption()))]:
+    with open(os.path.join(out, name), "wb") as f:
+        f.write(data)
+"#;
+    let out = Command::new("python3").args(["-c", GENERATE]).arg(dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `smtp://…?tls=required` (STARTTLS) and `smtps://…` (implicit TLS) deliver to servers
+/// whose certificate the system's CA store (here `SSL_CERT_FILE`) vouches for, and
+/// refuse a server it does not: the mail is not sent in clear instead.
+#[tokio::test]
+async fn mail_goes_over_starttls_and_implicit_tls_to_a_trusted_server_only() {
+    let certs = tempfile::tempdir().unwrap();
+    certificates(certs.path());
+    let file = |name: &str| certs.path().join(name).display().to_string();
+    let (cert, key, ca) = (file("cert.pem"), file("key.pem"), file("ca.pem"));
+    let starttls = SmtpServer::start_with(&["--tlscert", &cert, "--tlskey", &key]);
+    let implicit = SmtpServer::start_with(&["--smtpscert", &cert, "--smtpskey", &key]);
+    let db = test_database(Backend::Sqlite).await;
+    assert!(run_cli(BIN, &db, &["migrate"], None).status.success());
+    let cases = [
+        ("starttls", format!("smtp://127.0.0.1:{}?tls=required", starttls.port), &starttls),
+        ("smtps", format!("smtps://127.0.0.1:{}", implicit.port), &implicit),
+    ];
+    for (name, url, server) in &cases {
+        let env =
+            [("KHOA_SMTP_URL", url.as_str()), ("KHOA_SMTP_FROM", "sso@example.vn"), ("SSL_CERT_FILE", ca.as_str())];
+        let email = format!("{name}@example.vn");
+        let args = ["user", "create", "--username", name, "--password-stdin", "--email", &email, "--send-verification"];
+        let out = khoa_testkit::run_cli_with(BIN, &db, &env, &args, Some(PASSWORD));
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let mails = server.wait_for(1);
+        assert_eq!(
+            (mails[0].to.as_str(), mails[0].subject.as_str()),
+            (email.as_str(), "Xác minh địa chỉ email · khoa")
+        );
+    }
+    // Without the test CA the certificate is refused, and nothing is delivered.
+    let url = format!("smtp://127.0.0.1:{}?tls=required", starttls.port);
+    let env = [("KHOA_SMTP_URL", url.as_str()), ("KHOA_SMTP_FROM", "sso@example.vn"), ("SSL_CERT_FILE", "/dev/null")];
+    let args = [
+        "user",
+        "create",
+        "--username",
+        "untrusted",
+        "--password-stdin",
+        "--email",
+        "u@example.vn",
+        "--send-verification",
+    ];
+    let out = khoa_testkit::run_cli_with(BIN, &db, &env, &args, Some(PASSWORD));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the verification mail to u@example.vn could not be sent"), "{stderr}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(starttls.mails().len(), 1, "nothing more arrived");
 }
