@@ -521,7 +521,6 @@ async fn sessions_interactions_and_consents(db: TestDatabase) {
     store.touch_session("sid-1", 1200).await.unwrap();
     let touched = store.session_by_sid("sid-1").await.unwrap().unwrap();
     assert_eq!(touched.last_used_at, 1300);
-    let s = touched; // the session as stored now
     assert!(store.logout_session("sid-1", 1500, &[], 9000, &user_event()).await.unwrap());
     assert!(!store.logout_session("sid-1", 1600, &[], 9000, &user_event()).await.unwrap(), "ends once");
     assert_eq!(store.session("hash-sid-1").await.unwrap().unwrap().ended_at, Some(1500));
