@@ -344,6 +344,20 @@ async fn reset_account_page_verification_and_sign_up_by_mail_in_chromium() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let cli = smtp.wait_for(5)[4].clone();
     assert_eq!((cli.to.as_str(), cli.subject.as_str()), ("gv01@example.vn", "Verify your email address · khoa"));
+    // And an import, to each new user whose address is not verified yet.
+    let hash = "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW";
+    let lines = [
+        serde_json::json!({"username": "imp1", "password_hash": hash, "email": "imp1@example.vn"}),
+        serde_json::json!({"username": "imp2", "password_hash": hash, "email": "imp2@example.vn", "email_verified": true}),
+    ];
+    let file = khoa.db.dir.path().join("users.jsonl");
+    std::fs::write(&file, lines.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("\n")).unwrap();
+    let path = file.display().to_string();
+    let out = khoa_testkit::run_cli_with(BIN, &khoa.db, &env, &["user", "import", &path, "--send-verification"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let all = smtp.mails(); // the command delivered before it exited
+    assert_eq!(all.len(), 6, "one mail, to the unverified address only");
+    assert_eq!((all[5].to.as_str(), all[5].subject.as_str()), ("imp1@example.vn", "Xác minh địa chỉ email · khoa"));
     let logs = khoa.process().logs();
     for secret in [link.as_str(), NEW_PASSWORD] {
         let token = secret.split("token=").nth(1).unwrap_or(secret);
