@@ -627,3 +627,75 @@ async fn password_works_for(app: &TestApp, username: &str, password: &str) -> bo
     let outcome = crate::service::password_login::password_login(&app.state, username, password, origin, "web").await;
     matches!(outcome.unwrap(), crate::service::password_login::LoginOutcome::Succeeded(_))
 }
+
+/// Bad input to every account page, with and without this browser's token: a clear
+/// 4xx (or the page again), never a 5xx.
+#[tokio::test]
+async fn bad_input_to_the_account_pages_is_never_a_server_error() {
+    let app = app_with_sign_up().await;
+    let mut b = Browser::new(&app);
+    b.sign_in(PASSWORD).await;
+    let page = b.get("/").await;
+    let page_token = input(&page.text, "csrf_token").unwrap();
+    b.get("/account/password/forgot").await;
+    let form_token = b.cookies["__Host-khoa_form"].clone();
+    let long = "x".repeat(60_000);
+    let values =
+        ["", "\u{0}", "a\u{0}b", "\u{202e}evil", long.as_str(), "%zz", "@", "a@b", "+84", "javascript:alert(1)"];
+    let paths = [
+        ("/account/password/forgot", &form_token),
+        ("/account/password/reset", &form_token),
+        ("/account/email/verify", &form_token),
+        ("/account/register", &form_token),
+        ("/account/register/complete", &form_token),
+        ("/account/profile", &page_token),
+        ("/account/password", &page_token),
+        ("/account/sessions/end", &page_token),
+        ("/account/consents/revoke", &page_token),
+    ];
+    let fields = [
+        "identifier",
+        "token",
+        "password",
+        "confirmation",
+        "username",
+        "email",
+        "name",
+        "phone_number",
+        "picture",
+        "sid",
+        "client_id",
+        "current_password",
+        "lang",
+    ];
+    for (path, token) in paths {
+        for value in values {
+            let mut form: Vec<(&str, &str)> = vec![("csrf_token", token.as_str())];
+            form.extend(fields.iter().map(|f| (*f, value)));
+            let a = b.post(path, &form).await;
+            assert!(
+                a.status.as_u16() < 500,
+                "{path} with {:?}: {} {}",
+                &value[..value.len().min(20)],
+                a.status,
+                a.text
+            );
+        }
+        // Not a form at all: invalid UTF-8.
+        let req = Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        let a = b.send(req, Body::from(vec![0xff, 0xfe, b'=', 0x80])).await;
+        assert!(a.status.as_u16() < 500, "{path} with invalid UTF-8: {}", a.status);
+    }
+    for get in [
+        "/account/password/reset?token=%00",
+        "/account/email/verify?token=%ff",
+        "/account/register/complete",
+        "/?lang=%00",
+        "/account/callback?code=x&state=y",
+    ] {
+        let a = b.get(get).await;
+        assert!(a.status.as_u16() < 500, "{get}: {} {}", a.status, a.text);
+    }
+    // The account still signs in: nothing above changed the password.
+    assert!(password_works(&app, PASSWORD).await);
+}
