@@ -44,18 +44,6 @@ pub trait AccountStore: Send + Sync + 'static {
         keep_until: UnixTime,
         audit: &Event,
     ) -> Result<Option<EndedSessions>, StoreError>;
-    /// In one transaction: replaces the password of `user_id` with `password_hash`,
-    /// ends every other session of the user but `keep_sid` and revokes their tokens
-    /// (with back-channel notices), and records `audit`.
-    async fn change_password(
-        &self,
-        user_id: i64,
-        password_hash: &str,
-        keep_sid: &str,
-        now: UnixTime,
-        keep_until: UnixTime,
-        audit: &Event,
-    ) -> Result<Option<EndedSessions>, StoreError>;
     /// In one transaction: forgets the consent of `user_id` to `client_id` and revokes
     /// every access and refresh token of the user for that client; records `audit`.
     /// How many tokens were revoked, or `None` when there was no consent and no token.
@@ -201,25 +189,6 @@ impl<E: Engine> AccountStore for SqlStore<E> {
                 let mut event = audit_event;
                 event.user_id = Some(token.user_id);
                 end_sessions(db, &UserRef::Id(token.user_id), &change, "", now, keep_until, &event).await
-            })
-        })
-        .await
-    }
-
-    async fn change_password(
-        &self,
-        user_id: i64,
-        password_hash: &str,
-        keep_sid: &str,
-        now: UnixTime,
-        keep_until: UnixTime,
-        audit_event: &Event,
-    ) -> Result<Option<EndedSessions>, StoreError> {
-        let (hash, keep_sid, audit_event) = (password_hash.to_owned(), keep_sid.to_owned(), audit_event.clone());
-        self.write(move |db| {
-            Box::pin(async move {
-                let change = UserChange::Password { hash };
-                end_sessions(db, &UserRef::Id(user_id), &change, &keep_sid, now, keep_until, &audit_event).await
             })
         })
         .await

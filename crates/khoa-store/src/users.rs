@@ -31,6 +31,8 @@ pub struct UserQuery {
     pub after_id: Option<i64>,
     pub username_prefix: Option<String>,
     pub email_prefix: Option<String>,
+    /// Exactly this address (ASCII letters' case ignored): "Forgot password?".
+    pub email: Option<String>,
     pub limit: u32,
 }
 
@@ -88,15 +90,17 @@ pub trait UserStore: Send + Sync + 'static {
     async fn enable_user(&self, id: i64, now: UnixTime, audit: &Event) -> Result<Updated, StoreError>;
     async fn user_sessions(&self, id: i64, now: UnixTime) -> Result<Vec<ActiveSession>, StoreError>;
     async fn user_consents(&self, id: i64) -> Result<Vec<Consent>, StoreError>;
-    /// Ends every active SSO session of `user` and revokes every access and refresh
-    /// token issued to them (offline ones included), queues the back-channel notices
-    /// of the ended sessions (kept until `keep_until`), applies `change` to the user
-    /// and records `audit` (with what was ended in its detail) — all in one
+    /// Ends every active SSO session of `user` but `keep_sid` (the session a user
+    /// changes their own password in) and revokes every access and refresh token
+    /// issued to them outside it (offline ones included), queues the back-channel
+    /// notices of the ended sessions (kept until `keep_until`), applies `change` to the
+    /// user and records `audit` (with what was ended in its detail) — all in one
     /// transaction. `None` when there is no such user (and nothing changed).
     async fn end_user_sessions(
         &self,
         user: UserRef,
         change: UserChange,
+        keep_sid: Option<&str>,
         now: UnixTime,
         keep_until: UnixTime,
         audit: &Event,
@@ -354,12 +358,14 @@ impl<E: Engine> UserStore for SqlStore<E> {
         let after = q.after_id;
         let username = q.username_prefix.as_deref().map(like_prefix);
         let email = q.email_prefix.as_deref().map(like_prefix);
+        let exact = q.email.as_deref().map(str::to_ascii_lowercase);
         self.read(move |db| {
             Box::pin(async move {
                 let mut c = Conditions::default();
                 c.when("id > ?", after.as_ref())
                     .when("LOWER(username) LIKE ? ESCAPE '\\'", username.as_ref())
-                    .when("LOWER(email) LIKE ? ESCAPE '\\'", email.as_ref());
+                    .when("LOWER(email) LIKE ? ESCAPE '\\'", email.as_ref())
+                    .when("LOWER(email) = ?", exact.as_ref());
                 let sql =
                     format!("SELECT {COLUMNS} FROM users{} ORDER BY id LIMIT {}", c.where_sql(), c.next_placeholder());
                 c.args.push(Value::from(&limit));
@@ -521,13 +527,16 @@ impl<E: Engine> UserStore for SqlStore<E> {
         &self,
         user: UserRef,
         user_change: UserChange,
+        keep_sid: Option<&str>,
         now: UnixTime,
         keep_until: UnixTime,
         audit_event: &Event,
     ) -> Result<Option<EndedSessions>, StoreError> {
-        let audit_event = audit_event.clone();
+        let (keep_sid, audit_event) = (keep_sid.unwrap_or_default().to_owned(), audit_event.clone());
         self.write(move |db| {
-            Box::pin(async move { end_sessions(db, &user, &user_change, "", now, keep_until, &audit_event).await })
+            Box::pin(
+                async move { end_sessions(db, &user, &user_change, &keep_sid, now, keep_until, &audit_event).await },
+            )
         })
         .await
     }

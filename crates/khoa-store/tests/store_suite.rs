@@ -226,7 +226,7 @@ async fn users_have_unique_names_and_stable_ids(db: TestDatabase) {
 
     // Ids are never reused, even after a delete.
     assert!(store
-        .end_user_sessions("alice".into(), UserChange::Delete, 1_700_000_100, 0, &user_event())
+        .end_user_sessions("alice".into(), UserChange::Delete, None, 1_700_000_100, 0, &user_event())
         .await
         .unwrap()
         .is_some());
@@ -235,11 +235,15 @@ async fn users_have_unique_names_and_stable_ids(db: TestDatabase) {
     assert_eq!(store.user_by_id(a.id).await.unwrap(), None);
 
     let change = UserChange::Password { hash: "new-hash".into() };
-    assert!(store.end_user_sessions("bob".into(), change, 1_800_000_000, 0, &user_event()).await.unwrap().is_some());
+    assert!(store
+        .end_user_sessions("bob".into(), change, None, 1_800_000_000, 0, &user_event())
+        .await
+        .unwrap()
+        .is_some());
     let b2 = store.user_by_username("bob").await.unwrap().unwrap();
     assert_eq!((b2.password_hash.as_str(), b2.updated_at, b2.created_at), ("new-hash", 1_800_000_000, 1_700_000_000));
     let change = UserChange::Password { hash: "x".into() };
-    assert_eq!(store.end_user_sessions("nobody".into(), change, 0, 0, &user_event()).await.unwrap(), None);
+    assert_eq!(store.end_user_sessions("nobody".into(), change, None, 0, 0, &user_event()).await.unwrap(), None);
     assert_eq!(store.users().await.unwrap().len(), 1);
 }
 
@@ -254,6 +258,7 @@ async fn users_are_paged_searched_disabled_and_updated_conditionally(db: TestDat
         after_id,
         username_prefix: username.map(str::to_string),
         email_prefix: email.map(str::to_string),
+        email: None,
         limit,
     };
     let names = |users: Vec<khoa_core::user::User>| users.into_iter().map(|u| u.username).collect::<Vec<_>>();
@@ -261,6 +266,10 @@ async fn users_are_paged_searched_disabled_and_updated_conditionally(db: TestDat
     assert_eq!(names(store.users_page(&page(Some("an%"), None, None, 10)).await.unwrap()), ["an%2"], "% is literal");
     assert_eq!(names(store.users_page(&page(Some("an_"), None, None, 10)).await.unwrap()), ["An_1"], "_ is literal");
     assert_eq!(names(store.users_page(&page(None, Some("BINH@"), None, 10)).await.unwrap()), ["binh"]);
+    let exactly = |email: &str| UserQuery { email: Some(email.into()), limit: 10, ..Default::default() };
+    let binh_email = store.user_by_username("binh").await.unwrap().unwrap().email.unwrap();
+    assert_eq!(names(store.users_page(&exactly(&binh_email.to_uppercase())).await.unwrap()), ["binh"]);
+    assert!(store.users_page(&exactly(&binh_email[..binh_email.len() - 1])).await.unwrap().is_empty(), "not a prefix");
     let first = store.users_page(&page(None, None, None, 3)).await.unwrap();
     let rest = store.users_page(&page(None, None, Some(first[2].id), 3)).await.unwrap();
     assert_eq!((first.len(), names(rest)), (3, vec!["anh".to_string()]));
@@ -289,7 +298,7 @@ async fn users_are_paged_searched_disabled_and_updated_conditionally(db: TestDat
     assert_eq!(store.update_user_profile(999_999, &profile, None, 1, &event).await.unwrap(), Updated::Missing);
 
     store
-        .end_user_sessions(UserRef::Id(binh.id), UserChange::Disable, 1_700_000_600, 0, &event)
+        .end_user_sessions(UserRef::Id(binh.id), UserChange::Disable, None, 1_700_000_600, 0, &event)
         .await
         .unwrap()
         .unwrap();
@@ -392,9 +401,12 @@ async fn every_change_bumps_the_epoch(db: TestDatabase) {
     bumped(store.change_epoch().await.unwrap());
     store.insert_user(&new_user("u"), &user_event()).await.unwrap();
     bumped(store.change_epoch().await.unwrap());
-    store.end_user_sessions("u".into(), UserChange::Password { hash: "h".into() }, 1, 0, &user_event()).await.unwrap();
+    store
+        .end_user_sessions("u".into(), UserChange::Password { hash: "h".into() }, None, 1, 0, &user_event())
+        .await
+        .unwrap();
     bumped(store.change_epoch().await.unwrap());
-    store.end_user_sessions("u".into(), UserChange::Delete, 1, 0, &user_event()).await.unwrap();
+    store.end_user_sessions("u".into(), UserChange::Delete, None, 1, 0, &user_event()).await.unwrap();
     bumped(store.change_epoch().await.unwrap());
     store.insert_signing_key(&key("k", SigningAlgorithm::EdDSA, 1), &user_event()).await.unwrap();
     bumped(store.change_epoch().await.unwrap());
@@ -549,7 +561,7 @@ async fn sessions_interactions_and_consents(db: TestDatabase) {
     // Deleting the user removes their sessions and consents.
     store.insert_session(&session("sid-2", user.id)).await.unwrap();
     assert!(store
-        .end_user_sessions("sv".into(), UserChange::Delete, 1700, 9000, &user_event())
+        .end_user_sessions("sv".into(), UserChange::Delete, None, 1700, 9000, &user_event())
         .await
         .unwrap()
         .is_some());
@@ -709,7 +721,9 @@ async fn a_password_change_keeps_its_session_and_access_is_revoked_per_client(db
     store.grant_consent(user, "portal", "openid", 1100).await.unwrap();
     store.grant_consent(user, "lms", "openid", 1100).await.unwrap();
     let event = Event::new(1500, "user.password_changed", Actor::User(user));
-    let ended = store.change_password(user, "$argon2id$mine", "here", 1500, 9000, &event).await.unwrap().unwrap();
+    let change = UserChange::Password { hash: "$argon2id$mine".into() };
+    let ended =
+        store.end_user_sessions(UserRef::Id(user), change, Some("here"), 1500, 9000, &event).await.unwrap().unwrap();
     assert_eq!((ended.sessions, ended.tokens, ended.notifications), (1, 2, 1));
     assert!(store.session_by_sid("here").await.unwrap().unwrap().is_active(1500), "this session stays");
     assert!(!store.session_by_sid("sid").await.unwrap().unwrap().is_active(1500));
@@ -830,7 +844,7 @@ async fn ending_a_users_sessions_revokes_and_notifies_in_one_step(db: TestDataba
     );
     let epoch = store.change_epoch().await.unwrap();
     let change = UserChange::Password { hash: "$argon2id$new".into() };
-    let ended = store.end_user_sessions("sv".into(), change, 1500, 9000, &user_event()).await.unwrap().unwrap();
+    let ended = store.end_user_sessions("sv".into(), change, None, 1500, 9000, &user_event()).await.unwrap().unwrap();
     assert_eq!(ended, EndedSessions { user_id: user, sessions: 1, tokens: 2, notifications: 1 });
     assert!(!store.session_by_sid("sid").await.unwrap().unwrap().is_active(1500));
     assert_eq!(store.user_sessions(user, 1500).await.unwrap(), vec![], "ended sessions are not listed");
@@ -847,13 +861,13 @@ async fn ending_a_users_sessions_revokes_and_notifies_in_one_step(db: TestDataba
     );
     // Nothing is left to end; an unknown user changes nothing.
     let again =
-        store.end_user_sessions("sv".into(), UserChange::None, 1600, 9000, &user_event()).await.unwrap().unwrap();
+        store.end_user_sessions("sv".into(), UserChange::None, None, 1600, 9000, &user_event()).await.unwrap().unwrap();
     assert_eq!((again.sessions, again.tokens, again.notifications), (0, 0, 0));
     assert_eq!(
-        store.end_user_sessions("nobody".into(), UserChange::Delete, 1600, 9000, &user_event()).await.unwrap(),
+        store.end_user_sessions("nobody".into(), UserChange::Delete, None, 1600, 9000, &user_event()).await.unwrap(),
         None
     );
-    store.end_user_sessions("sv".into(), UserChange::Delete, 1700, 9000, &user_event()).await.unwrap().unwrap();
+    store.end_user_sessions("sv".into(), UserChange::Delete, None, 1700, 9000, &user_event()).await.unwrap().unwrap();
     assert_eq!(store.user_by_username("sv").await.unwrap(), None);
     assert!(store.user_by_username("other").await.unwrap().is_some());
 }

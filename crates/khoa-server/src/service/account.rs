@@ -45,12 +45,14 @@ impl LinkKind {
         }
     }
 
+    /// The link's purpose, whose name the logs use for its mail.
     fn name(self) -> &'static str {
         match self {
-            Self::Reset => "password_reset",
-            Self::Verification => "email_verification",
-            Self::Registration => "registration",
+            Self::Reset => Purpose::PasswordReset,
+            Self::Verification => Purpose::EmailVerification,
+            Self::Registration => Purpose::Registration,
         }
+        .as_str()
     }
 }
 
@@ -141,9 +143,8 @@ pub async fn find_account(state: &AppState, identifier: &str) -> Result<Option<U
     if !identifier.contains('@') {
         return Ok(None);
     }
-    let query = UserQuery { email_prefix: Some(identifier.to_string()), limit: 10, ..Default::default() };
-    let found = state.store.users_page(&query).await?;
-    Ok(found.into_iter().find(|u| u.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(identifier))))
+    let query = UserQuery { email: Some(identifier.to_string()), limit: 1, ..Default::default() };
+    Ok(state.store.users_page(&query).await?.into_iter().next())
 }
 
 /// "Forgot password?": a reset link to the account's address, if there is such an
@@ -258,26 +259,18 @@ pub async fn issue_verification(
     Ok(link_mail(settings, LinkKind::Verification, locale, email, username, &secret))
 }
 
-/// Mails a verification link for `email` to `email`, for `user`; `false` when no mail
-/// can be sent (no SMTP settings).
+/// Mails a verification link for `email` to `email`, for the user `(id, username)`;
+/// `false` when no mail can be sent (no SMTP settings).
 pub async fn send_verification(
     state: &AppState,
-    user: &User,
+    user: (i64, &str),
     email: &str,
     locale: Locale,
     actor: Actor,
-) -> Result<bool, ApiError> {
+) -> Result<bool, khoa_store::StoreError> {
     let Some(outbox) = state.outbox.as_ref() else { return Ok(false) };
-    let mail = issue_verification(
-        state.store.as_ref(),
-        &state.settings,
-        (user.id, &user.username),
-        email,
-        locale,
-        actor,
-        state.now(),
-    )
-    .await?;
+    let mail =
+        issue_verification(state.store.as_ref(), &state.settings, user, email, locale, actor, state.now()).await?;
     outbox.send(LinkKind::Verification.name(), mail);
     Ok(true)
 }

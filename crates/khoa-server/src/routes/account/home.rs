@@ -469,7 +469,8 @@ pub(crate) async fn profile(State(state): State<AppState>, posted: Posted) -> Re
     }
     match asked_email.filter(|_| email_changes) {
         Some(email) => {
-            crate::service::account::send_verification(&state, &v.user, &email, locale, who.actor.clone()).await?;
+            let user = (v.user.id, v.user.username.as_str());
+            crate::service::account::send_verification(&state, user, &email, locale, who.actor.clone()).await?;
             Ok(done(locale, "verification"))
         }
         None => Ok(done(locale, "saved")),
@@ -509,7 +510,8 @@ pub(crate) async fn password(State(state): State<AppState>, posted: Posted) -> R
     let keep_until = crate::service::logout::keep_deliveries_until(&state.settings, who.now);
     let mut event = who.event(kind::USER_PASSWORD_CHANGED);
     event.user_id = Some(v.user.id);
-    state.store.change_password(v.user.id, &new_hash, &v.session.sid, who.now, keep_until, &event).await?;
+    let (user, change) = (khoa_store::UserRef::Id(v.user.id), khoa_store::UserChange::Password { hash: new_hash });
+    state.store.end_user_sessions(user, change, Some(&v.session.sid), who.now, keep_until, &event).await?;
     state.users.clear();
     Ok(done(locale, "password"))
 }

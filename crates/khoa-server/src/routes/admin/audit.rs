@@ -49,8 +49,7 @@ impl From<AuditRecord> for AuditEventDocument {
            ("user" = Option<i64>, Query, description = "user id"),
            ("since" = Option<i64>, Query, description = "seconds since the epoch"),
            ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, body = Page<AuditEventDocument>), (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+    responses((status = 200, body = Page<AuditEventDocument>), (status = 400, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, Problem> {
     let q = query(raw.as_deref(), &["type", "client", "user", "since", "limit", "cursor"])?;

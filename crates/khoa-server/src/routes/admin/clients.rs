@@ -62,7 +62,7 @@ fn changed(state: &AppState) {
 #[utoipa::path(get, path = "/admin/clients", tag = "clients", operation_id = "clients.list",
     params(("limit" = Option<u32>, Query, description = "1 to 500 (default 100)"),
            ("cursor" = Option<String>, Query, description = "`next` of the previous page")),
-    responses((status = 200, body = Page<ClientDocument>), (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+    responses((status = 200, body = Page<ClientDocument>), (status = 400, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, Problem> {
     let q = query(raw.as_deref(), &["limit", "cursor"])?;
@@ -77,8 +77,7 @@ pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery)
 #[utoipa::path(post, path = "/admin/clients", tag = "clients", operation_id = "clients.create", request_body = NewClient,
     responses((status = 201, body = ClientDocument, description = "Created; `client_secret` shown once",
                headers(("Location" = String), ("ETag" = String))),
-              (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json"), (status = 415, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+              (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json"), (status = 415, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -120,8 +119,7 @@ fn generate_client_id() -> String {
 
 #[utoipa::path(get, path = "/admin/clients/{client_id}", tag = "clients", operation_id = "clients.show",
     params(("client_id" = String, Path)),
-    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 200, body = ClientDocument, headers(("ETag" = String))), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 200, body = ClientDocument, headers(("ETag" = String))), (status = 404, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn show(State(state): State<AppState>, Path(client_id): Path<String>) -> Result<Response, Problem> {
     let client = existing(&state, &client_id).await?;
@@ -181,8 +179,7 @@ fn same_id(body: &mut Map<String, Value>, client_id: &str) -> Result<(), Problem
 #[utoipa::path(put, path = "/admin/clients/{client_id}", tag = "clients", operation_id = "clients.replace", request_body = ClientSettings,
     params(("client_id" = String, Path), ("If-Match" = Option<String>, Header, description = "the ETag read")),
     responses((status = 200, body = ClientDocument, headers(("ETag" = String))), (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 412, body = ProblemDocument, content_type = "application/problem+json"), (status = 415, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+              (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 412, body = ProblemDocument, content_type = "application/problem+json"), (status = 415, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn replace(
     State(state): State<AppState>,
@@ -204,8 +201,7 @@ pub(crate) async fn replace(
                  description = "RFC 7396: members given replace, null removes (back to the default)"),
     params(("client_id" = String, Path), ("If-Match" = Option<String>, Header, description = "the ETag read")),
     responses((status = 200, body = ClientDocument, headers(("ETag" = String))), (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 412, body = ProblemDocument, content_type = "application/problem+json"), (status = 415, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+              (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 412, body = ProblemDocument, content_type = "application/problem+json"), (status = 415, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn patch(
     State(state): State<AppState>,
@@ -231,8 +227,7 @@ pub(crate) async fn patch(
 
 #[utoipa::path(delete, path = "/admin/clients/{client_id}", tag = "clients", operation_id = "clients.delete",
     params(("client_id" = String, Path), ("If-Match" = Option<String>, Header)),
-    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 204, description = "Deleted, or there was no such client"), (status = 412, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 204, description = "Deleted, or there was no such client"), (status = 412, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
@@ -254,8 +249,7 @@ pub(crate) async fn delete(
 #[utoipa::path(post, path = "/admin/clients/{client_id}/secret", tag = "clients", operation_id = "clients.rotate_secret", request_body = SecretRotation,
     params(("client_id" = String, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 200, body = ClientDocument, description = "The new `client_secret`, shown once"),
-              (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 412, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+              (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 412, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn rotate_secret(
     State(state): State<AppState>,

@@ -54,7 +54,7 @@ fn document(t: &KeyTimeline, state: &str) -> KeyDocument {
 }
 
 #[utoipa::path(get, path = "/admin/keys", tag = "keys", operation_id = "keys.list",
-    responses((status = 200, body = Items<KeyDocument>), (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+    responses((status = 200, body = Items<KeyDocument>)),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Response, Problem> {
     let now = state.now();
@@ -67,8 +67,7 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Response, Prob
 
 #[utoipa::path(post, path = "/admin/keys/rotate", tag = "keys", operation_id = "keys.rotate_keys", request_body = KeyRotation,
     responses((status = 201, body = Items<KeyDocument>, description = "The keys created"), (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 409, body = ProblemDocument, content_type = "application/problem+json"), (status = 401, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+              (status = 409, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn rotate_keys(
     State(state): State<AppState>,

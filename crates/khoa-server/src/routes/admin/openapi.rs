@@ -45,7 +45,33 @@ pub(crate) fn build(issuer: &str) -> utoipa::openapi::OpenApi {
     let flow = Flow::ClientCredentials(ClientCredentials::new(format!("{issuer}/oauth2/token"), scopes));
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme("admin", SecurityScheme::OAuth2(OAuth2::new([flow])));
+    authentication_refusals(&mut doc);
     doc
+}
+
+/// The answers of the router's authentication layer (`super::authenticate`), which
+/// every operation can give: stated once here, not beside each handler.
+fn authentication_refusals(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{Content, Ref, ResponseBuilder};
+    let problem = |description: &str| {
+        let schema = Ref::from_schema_name(<ProblemDocument as utoipa::ToSchema>::name());
+        ResponseBuilder::new()
+            .description(description)
+            .content("application/problem+json", Content::new(Some(schema)))
+            .build()
+    };
+    let refusals = [
+        ("401", "No token, or one that is unknown, expired or revoked, a user's, or whose client no longer holds an admin scope (RFC 6750 invalid_token)"),
+        ("403", "The token lacks the scope this operation needs (RFC 6750 insufficient_scope)"),
+    ];
+    for item in doc.paths.paths.values_mut() {
+        let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+        for operation in operations.into_iter().flatten() {
+            for (status, description) in refusals {
+                operation.responses.responses.entry(status.to_string()).or_insert_with(|| problem(description).into());
+            }
+        }
+    }
 }
 
 /// The answer of `GET /admin/openapi.json`: the document as JSON (`Response` is

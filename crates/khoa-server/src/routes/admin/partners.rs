@@ -50,7 +50,7 @@ fn document(p: &Partner, key_hex: Option<String>) -> PartnerDocument {
 }
 
 #[utoipa::path(get, path = "/admin/partners", tag = "partners", operation_id = "partners.list",
-    responses((status = 200, body = Items<PartnerDocument>), (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+    responses((status = 200, body = Items<PartnerDocument>)),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Response, Problem> {
     let items = state.store.partners().await?.iter().map(|p| document(p, None)).collect();
@@ -59,8 +59,7 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Response, Prob
 
 #[utoipa::path(post, path = "/admin/partners", tag = "partners", operation_id = "partners.create", request_body = PartnerInput,
     responses((status = 201, body = PartnerDocument, headers(("Location" = String))), (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 409, body = ProblemDocument, content_type = "application/problem+json"), (status = 401, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+              (status = 409, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -84,8 +83,7 @@ pub(crate) async fn create(
 }
 
 #[utoipa::path(get, path = "/admin/partners/{code}", tag = "partners", operation_id = "partners.show", params(("code" = String, Path)),
-    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 200, body = PartnerDocument), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 200, body = PartnerDocument), (status = 404, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn show(State(state): State<AppState>, Path(code): Path<String>) -> Result<Response, Problem> {
     let partner =
@@ -94,8 +92,7 @@ pub(crate) async fn show(State(state): State<AppState>, Path(code): Path<String>
 }
 
 #[utoipa::path(delete, path = "/admin/partners/{code}", tag = "partners", operation_id = "partners.delete", params(("code" = String, Path)),
-    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 204, description = "Deleted, or there was no such partner"),
-              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 204, description = "Deleted, or there was no such partner")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn delete(
     State(state): State<AppState>,

@@ -100,21 +100,10 @@ async fn send_verifications(
     who: &crate::service::admin::Who,
     users: &[(i64, String, String)],
 ) -> Result<(), Problem> {
-    let Some(outbox) = state.outbox.as_ref() else { return Ok(()) };
     let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
     let locale = crate::http::i18n::Locale::negotiate(&[], accept);
     for (id, username, email) in users {
-        let mail = crate::service::account::issue_verification(
-            state.store.as_ref(),
-            &state.settings,
-            (*id, username),
-            email,
-            locale,
-            who.actor.clone(),
-            who.now,
-        )
-        .await?;
-        outbox.send("email_verification", mail);
+        crate::service::account::send_verification(state, (*id, username), email, locale, who.actor.clone()).await?;
     }
     Ok(())
 }
@@ -124,8 +113,7 @@ async fn send_verifications(
            ("cursor" = Option<String>, Query, description = "`next` of the previous page"),
            ("username" = Option<String>, Query, description = "usernames starting with this (ASCII case ignored)"),
            ("email" = Option<String>, Query, description = "emails starting with this (ASCII case ignored)")),
-    responses((status = 200, body = Page<UserDocument>), (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+    responses((status = 200, body = Page<UserDocument>), (status = 400, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, Problem> {
     let q = query(raw.as_deref(), &["limit", "cursor", "username", "email"])?;
@@ -138,6 +126,7 @@ pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery)
         after_id,
         username_prefix: q.get("username").cloned().filter(|s| !s.is_empty()),
         email_prefix: q.get("email").cloned().filter(|s| !s.is_empty()),
+        email: None,
         limit: limit + 1,
     };
     let rows = state.store.users_page(&query).await?;
@@ -148,8 +137,7 @@ pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery)
 #[utoipa::path(post, path = "/admin/users", tag = "users", operation_id = "users.create", request_body = NewUser,
     responses((status = 201, body = UserDocument, headers(("Location" = String), ("ETag" = String))),
               (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 415, body = ProblemDocument, content_type = "application/problem+json"), (status = 401, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+              (status = 415, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -194,8 +182,7 @@ pub(crate) async fn create(
 }
 
 #[utoipa::path(get, path = "/admin/users/{id}", tag = "users", operation_id = "users.show", params(("id" = i64, Path)),
-    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 200, body = UserDocument, headers(("ETag" = String))), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 200, body = UserDocument, headers(("ETag" = String))), (status = 404, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
     Ok(document(&existing(&state, &id).await?, StatusCode::OK))
@@ -207,8 +194,7 @@ pub(crate) async fn show(State(state): State<AppState>, Path(id): Path<String>) 
     params(("id" = i64, Path), ("If-Match" = Option<String>, Header, description = "the ETag read")),
     responses((status = 200, body = UserDocument, headers(("ETag" = String))), (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
               (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 412, body = ProblemDocument, content_type = "application/problem+json"), (status = 415, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+              (status = 412, body = ProblemDocument, content_type = "application/problem+json"), (status = 415, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn patch(
     State(state): State<AppState>,
@@ -244,8 +230,7 @@ pub(crate) async fn patch(
 }
 
 #[utoipa::path(delete, path = "/admin/users/{id}", tag = "users", operation_id = "users.delete", params(("id" = i64, Path)),
-    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 204, description = "Deleted (sessions ended, tokens revoked), or there was no such user"),
-              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 204, description = "Deleted (sessions ended, tokens revoked), or there was no such user")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
@@ -280,8 +265,7 @@ async fn ended(state: &AppState, caller: &Caller, id: &str, change: UserChange) 
 
 #[utoipa::path(post, path = "/admin/users/{id}/disable", tag = "users", operation_id = "users.disable", params(("id" = i64, Path)),
     responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 200, body = UserDocument, description = "Disabled; its sessions ended and tokens revoked"),
-              (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 401, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+              (status = 404, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn disable(
     State(state): State<AppState>,
@@ -293,8 +277,7 @@ pub(crate) async fn disable(
 }
 
 #[utoipa::path(post, path = "/admin/users/{id}/enable", tag = "users", operation_id = "users.enable", params(("id" = i64, Path)),
-    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 200, body = UserDocument), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 200, body = UserDocument), (status = 404, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn enable(
     State(state): State<AppState>,
@@ -310,8 +293,7 @@ pub(crate) async fn enable(
 #[utoipa::path(put, path = "/admin/users/{id}/password", tag = "users", operation_id = "users.set_password", request_body = NewPassword,
     params(("id" = i64, Path)),
     responses((status = 200, body = Ended, description = "Set; the user's sessions ended and tokens revoked"),
-              (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+              (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 404, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn set_password(
     State(state): State<AppState>,
@@ -328,8 +310,7 @@ pub(crate) async fn set_password(
 }
 
 #[utoipa::path(post, path = "/admin/users/{id}/revoke-sessions", tag = "users", operation_id = "users.revoke_sessions", params(("id" = i64, Path)),
-    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 200, body = Ended), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 200, body = Ended), (status = 404, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn revoke_sessions(
     State(state): State<AppState>,
@@ -341,8 +322,7 @@ pub(crate) async fn revoke_sessions(
 }
 
 #[utoipa::path(get, path = "/admin/users/{id}/sessions", tag = "users", operation_id = "users.sessions", params(("id" = i64, Path)),
-    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 200, body = Items<SessionDocument>), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 200, body = Items<SessionDocument>), (status = 404, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn sessions(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
     let user = existing(&state, &id).await?;
@@ -364,8 +344,7 @@ pub(crate) async fn sessions(State(state): State<AppState>, Path(id): Path<Strin
 }
 
 #[utoipa::path(get, path = "/admin/users/{id}/consents", tag = "users", operation_id = "users.consents", params(("id" = i64, Path)),
-    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 200, body = Items<ConsentDocument>), (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 401, body = ProblemDocument, content_type = "application/problem+json"), (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 200, body = Items<ConsentDocument>), (status = 404, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin.read"])))]
 pub(crate) async fn consents(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
     let user = existing(&state, &id).await?;
@@ -388,9 +367,7 @@ pub const IMPORT_LIMIT: usize = 32 * 1024 * 1024;
                  description = "JSON lines, one user each; at most 32 MiB"),
     responses((status = 200, body = ImportReport, description = "What was created, what existed, what failed (by line)"),
               (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 415, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 401, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 403, body = ProblemDocument, content_type = "application/problem+json")),
+              (status = 415, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn import(
     State(state): State<AppState>,

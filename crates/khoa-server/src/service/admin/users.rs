@@ -212,7 +212,7 @@ pub async fn end_sessions(
         event.user_id = Some(id);
     }
     store
-        .end_user_sessions(user, change, who.now, keep_until, &event)
+        .end_user_sessions(user, change, None, who.now, keep_until, &event)
         .await
         .map_err(ChangeError::Store)?
         .ok_or(ChangeError::NotFound)
