@@ -77,7 +77,7 @@ pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery)
 #[utoipa::path(post, path = "/admin/clients", tag = "clients", operation_id = "clients.create", request_body = NewClient,
     responses((status = 201, body = ClientDocument, description = "Created; `client_secret` shown once",
                headers(("Location" = String), ("ETag" = String))),
-              (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json"), (status = 415, body = ProblemDocument, content_type = "application/problem+json")),
+              (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -179,7 +179,7 @@ fn same_id(body: &mut Map<String, Value>, client_id: &str) -> Result<(), Problem
 #[utoipa::path(put, path = "/admin/clients/{client_id}", tag = "clients", operation_id = "clients.replace", request_body = ClientSettings,
     params(("client_id" = String, Path), ("If-Match" = Option<String>, Header, description = "the ETag read")),
     responses((status = 200, body = ClientDocument, headers(("ETag" = String))), (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 412, body = ProblemDocument, content_type = "application/problem+json"), (status = 415, body = ProblemDocument, content_type = "application/problem+json")),
+              (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 412, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn replace(
     State(state): State<AppState>,
@@ -201,7 +201,7 @@ pub(crate) async fn replace(
                  description = "RFC 7396: members given replace, null removes (back to the default)"),
     params(("client_id" = String, Path), ("If-Match" = Option<String>, Header, description = "the ETag read")),
     responses((status = 200, body = ClientDocument, headers(("ETag" = String))), (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 412, body = ProblemDocument, content_type = "application/problem+json"), (status = 415, body = ProblemDocument, content_type = "application/problem+json")),
+              (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 412, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn patch(
     State(state): State<AppState>,

@@ -49,8 +49,10 @@ pub(crate) fn build(issuer: &str) -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// The answers of the router's authentication layer (`super::authenticate`), which
-/// every operation can give: stated once here, not beside each handler.
+/// The answers every operation can give from the layers it shares, stated once here
+/// rather than beside each handler: the authentication layer's (`super::authenticate`)
+/// for all, and the JSON reader's (`super::json_object`: a body that is not JSON, or
+/// not the media type) for those that take a body.
 fn authentication_refusals(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::{Content, Ref, ResponseBuilder};
     let problem = |description: &str| {
@@ -64,10 +66,16 @@ fn authentication_refusals(doc: &mut utoipa::openapi::OpenApi) {
         ("401", "No token, or one that is unknown, expired or revoked, a user's, or whose client no longer holds an admin scope (RFC 6750 invalid_token)"),
         ("403", "The token lacks the scope this operation needs (RFC 6750 insufficient_scope)"),
     ];
+    let body_refusals = [
+        ("400", "The request cannot be read, or a member breaks a rule (named in `field`)"),
+        ("415", "The body is not of the media type this operation takes"),
+    ];
     for item in doc.paths.paths.values_mut() {
         let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
         for operation in operations.into_iter().flatten() {
-            for (status, description) in refusals {
+            let takes_body = operation.request_body.is_some();
+            let shared = refusals.iter().chain(body_refusals.iter().filter(|_| takes_body));
+            for (status, description) in shared {
                 operation.responses.responses.entry(status.to_string()).or_insert_with(|| problem(description).into());
             }
         }

@@ -914,3 +914,41 @@ async fn created_users_are_sent_a_verification_mail_when_asked() {
     );
     assert!(sent[0].text.contains("https://sso.example.vn/account/email/verify?token="));
 }
+
+/// Every operation that takes a body answers 415 to a body of another media type, as
+/// the document says of each of them.
+#[tokio::test]
+async fn every_body_of_the_wrong_media_type_is_refused_with_415() {
+    let app = TestApp::new().await;
+    let token = app.admin_token("ops", "khoa:admin").await;
+    app.admin(
+        "POST",
+        "/admin/clients",
+        Some(&token),
+        Some(json!({"client_id": "web", "redirect_uris": ["https://app.example/cb"]})),
+    )
+    .await;
+    let user = app.admin("POST", "/admin/users", Some(&token), Some(json!({"username": "sv01"}))).await;
+    let id = user.body["id"].as_i64().unwrap();
+    let doc = serde_json::to_value(crate::routes::admin::openapi::build("https://sso.example.vn")).unwrap();
+    let mut tried = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if operation.get("requestBody").is_none() {
+                continue;
+            }
+            let path = path.replace("{client_id}", "web").replace("{id}", &id.to_string());
+            let req = axum::http::Request::builder()
+                .method(method.to_uppercase().as_str())
+                .uri(&path)
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(axum::body::Body::from("{\"a\": 1}"))
+                .unwrap();
+            let a = app.send_admin(req).await;
+            assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{method} {path}: {}", a.text);
+            tried += 1;
+        }
+    }
+    assert_eq!(tried, 10);
+}

@@ -136,8 +136,7 @@ pub(crate) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery)
 
 #[utoipa::path(post, path = "/admin/users", tag = "users", operation_id = "users.create", request_body = NewUser,
     responses((status = 201, body = UserDocument, headers(("Location" = String), ("ETag" = String))),
-              (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 415, body = ProblemDocument, content_type = "application/problem+json")),
+              (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -194,7 +193,7 @@ pub(crate) async fn show(State(state): State<AppState>, Path(id): Path<String>) 
     params(("id" = i64, Path), ("If-Match" = Option<String>, Header, description = "the ETag read")),
     responses((status = 200, body = UserDocument, headers(("ETag" = String))), (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
               (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 412, body = ProblemDocument, content_type = "application/problem+json"), (status = 415, body = ProblemDocument, content_type = "application/problem+json")),
+              (status = 412, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn patch(
     State(state): State<AppState>,
@@ -366,8 +365,7 @@ pub const IMPORT_LIMIT: usize = 32 * 1024 * 1024;
     request_body(content = ImportedUser, content_type = "application/x-ndjson",
                  description = "JSON lines, one user each; at most 32 MiB"),
     responses((status = 200, body = ImportReport, description = "What was created, what existed, what failed (by line)"),
-              (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
-              (status = 415, body = ProblemDocument, content_type = "application/problem+json")),
+              (status = 400, body = ProblemDocument, content_type = "application/problem+json")),
     security(("admin" = ["khoa:admin"])))]
 pub(crate) async fn import(
     State(state): State<AppState>,
