@@ -36,6 +36,12 @@ if command -v python3 >/dev/null && ! python3 -c 'import aiosmtpd' 2>/dev/null; 
   python3 -m pip install --quiet aiosmtpd || as_root python3 -m pip install --quiet aiosmtpd
 fi
 
+# A Python relying party (authlib) signs in with its secret in the request body.
+if command -v python3 >/dev/null && ! python3 -c 'import authlib, requests' 2>/dev/null; then
+  echo "test.sh: installing the Python packages authlib and requests"
+  python3 -m pip install --quiet authlib requests || as_root python3 -m pip install --quiet authlib requests
+fi
+
 # The admin API's OpenAPI document is checked by an independent validator.
 if command -v python3 >/dev/null && ! python3 -c 'import openapi_spec_validator' 2>/dev/null; then
   echo "test.sh: installing the Python package openapi-spec-validator"

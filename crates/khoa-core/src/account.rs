@@ -8,6 +8,9 @@ use crate::UnixTime;
 pub const RESET_LINK_LIFETIME: i64 = 30 * 60;
 /// An email verification link is valid for 24 hours: it may be read the next day.
 pub const VERIFICATION_LINK_LIFETIME: i64 = 24 * 3600;
+/// The link in the notice of an address change, mailed to the old address, is valid
+/// for 7 days: long after the change itself could have been completed.
+pub const REPORT_LINK_LIFETIME: i64 = 7 * 24 * 3600;
 
 /// What a mailed link does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +20,9 @@ pub enum Purpose {
     EmailVerification,
     /// Creates the account in its payload once its address is proven (user id 0).
     Registration,
+    /// Mailed to the old address when a change of address is asked: "it was not me".
+    /// Its address is the old one.
+    ChangeReport,
 }
 
 impl Purpose {
@@ -25,6 +31,7 @@ impl Purpose {
             Self::PasswordReset => "password_reset",
             Self::EmailVerification => "email_verification",
             Self::Registration => "registration",
+            Self::ChangeReport => "email_change_report",
         }
     }
 
@@ -33,6 +40,7 @@ impl Purpose {
             "password_reset" => Some(Self::PasswordReset),
             "email_verification" => Some(Self::EmailVerification),
             "registration" => Some(Self::Registration),
+            "email_change_report" => Some(Self::ChangeReport),
             _ => None,
         }
     }
@@ -41,6 +49,7 @@ impl Purpose {
         match self {
             Self::PasswordReset => RESET_LINK_LIFETIME,
             Self::EmailVerification | Self::Registration => VERIFICATION_LINK_LIFETIME,
+            Self::ChangeReport => REPORT_LINK_LIFETIME,
         }
     }
 }
@@ -128,7 +137,7 @@ mod tests {
         }
         let (_, v) = AccountToken::issue(Purpose::EmailVerification, 7, Some("a@b.vn".into()), 0);
         assert_eq!(v.expires_at, 86_400);
-        for p in [Purpose::PasswordReset, Purpose::EmailVerification, Purpose::Registration] {
+        for p in [Purpose::PasswordReset, Purpose::EmailVerification, Purpose::Registration, Purpose::ChangeReport] {
             assert_eq!(Purpose::parse(p.as_str()), Some(p));
         }
         assert_eq!(Purpose::parse("login"), None);

@@ -67,6 +67,10 @@ pub mod kind {
     pub const PASSWORD_RESET: &str = "user.password_reset";
     pub const EMAIL_VERIFICATION_SENT: &str = "user.email_verification_sent";
     pub const EMAIL_VERIFIED: &str = "user.email_verified";
+    /// A change of address asked for on the account page: the old address was told.
+    pub const EMAIL_CHANGE_NOTICE_SENT: &str = "user.email_change_notice_sent";
+    /// The old address said "it was not me": the change undone, every session ended.
+    pub const EMAIL_CHANGE_REPORTED: &str = "user.email_change_reported";
     /// An account created by its owner (self-registration), once their address verified.
     pub const USER_REGISTERED: &str = "user.registered";
     pub const PROFILE_UPDATED: &str = "user.profile_updated";

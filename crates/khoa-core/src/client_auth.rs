@@ -3,7 +3,7 @@
 //! presented itself; [`verify`] accepts only the method the client registered (RFC 7591
 //! §2 `token_endpoint_auth_method`) and checks the secret against the stored hash.
 
-use crate::client::{Client, ClientType, SecretMethod};
+use crate::client::{Client, ClientType};
 use crate::secret::verify_client_secret;
 use crate::token_error::TokenEndpointError;
 use base64::engine::general_purpose::STANDARD;
@@ -110,22 +110,25 @@ pub fn verify(
     let basic = credentials.used_basic();
     let fail = || TokenEndpointError::invalid_client("client authentication failed", basic);
     let client = client.filter(|c| c.client_id == credentials.client_id()).ok_or_else(fail)?;
+    // A client holding a shared secret may present it either way (RFC 6749 §2.3.1
+    // lets the server support both; the most used libraries send it in the body by
+    // default). `parse` already refused both at once. A public client never presents
+    // one, and a confidential client never goes without.
     let secret = match (credentials, client.client_type) {
-        (ClientCredentials::Basic { secret, .. }, ClientType::Confidential(SecretMethod::ClientSecretBasic))
-        | (ClientCredentials::Post { secret, .. }, ClientType::Confidential(SecretMethod::ClientSecretPost)) => secret,
+        (
+            ClientCredentials::Basic { secret, .. } | ClientCredentials::Post { secret, .. },
+            ClientType::Confidential(_),
+        ) => secret,
         (ClientCredentials::None { .. }, ClientType::Public) => return Ok(()),
-        // Another method than the registered one is refused like a wrong secret, with
-        // the method to use (client metadata, not a secret).
-        (_, client_type) => {
-            let description = match client_type {
-                ClientType::Confidential(SecretMethod::ClientSecretBasic) => {
-                    "this client authenticates with client_secret_basic (the Authorization header)"
-                }
-                ClientType::Confidential(SecretMethod::ClientSecretPost) => {
-                    "this client authenticates with client_secret_post (client_id and client_secret in the body)"
-                }
-                ClientType::Public => "this client is public: it sends its client_id and no secret",
-            };
+        // Refused like a wrong secret, with what to send instead (client metadata, not
+        // a secret).
+        (_, ClientType::Confidential(_)) => {
+            let description = "this client authenticates with its client_secret (the Authorization header, \
+                               or client_id and client_secret in the body)";
+            return Err(TokenEndpointError::invalid_client(description, basic));
+        }
+        (_, ClientType::Public) => {
+            let description = "this client is public: it sends its client_id and no secret";
             return Err(TokenEndpointError::invalid_client(description, basic));
         }
     };
@@ -141,7 +144,7 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::{ClientRegistration, SecretChoice};
+    use crate::client::{ClientRegistration, SecretChoice, SecretMethod};
 
     fn basic(id: &str, secret: &str) -> String {
         let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
@@ -181,29 +184,38 @@ mod tests {
         );
     }
 
-    /// Only the registered method authenticates (RFC 7591 §2), each refusal naming it.
+    /// A client with a shared secret presents it in the header or the body, whichever
+    /// it was registered with (mozilla-django-oidc, django-allauth and flask-oidc send
+    /// it in the body by default); never without it, and a wrong secret fails either way.
     #[test]
-    fn the_registered_method_only() {
+    fn a_shared_secret_in_the_header_or_the_body() {
         use SecretMethod::{ClientSecretBasic as B, ClientSecretPost as P};
         let presented = [
             ("basic", parse(Some(&basic("web.app", SECRET)), None, None).unwrap()),
             ("post", parse(None, Some("web.app"), Some(SECRET)).unwrap()),
             ("none", parse(None, Some("web.app"), None).unwrap()),
+            ("wrong basic", parse(Some(&basic("web.app", "wrong")), None, None).unwrap()),
+            ("wrong post", parse(None, Some("web.app"), Some("wrong")).unwrap()),
         ];
-        let basic_only = "this client authenticates with client_secret_basic (the Authorization header)";
-        let post_only = "this client authenticates with client_secret_post (client_id and client_secret in the body)";
-        let cases: [(SecretMethod, &str, Result<(), &str>); 6] = [
+        let needs_secret = "this client authenticates with its client_secret (the Authorization header, \
+                            or client_id and client_secret in the body)";
+        let failed = "client authentication failed";
+        let cases: [(SecretMethod, &str, Result<(), &str>); 10] = [
             (B, "basic", Ok(())),
-            (B, "post", Err(basic_only)),
-            (B, "none", Err(basic_only)),
+            (B, "post", Ok(())),
+            (B, "none", Err(needs_secret)),
+            (B, "wrong basic", Err(failed)),
+            (B, "wrong post", Err(failed)),
             (P, "post", Ok(())),
-            (P, "basic", Err(post_only)),
-            (P, "none", Err(post_only)),
+            (P, "basic", Ok(())),
+            (P, "none", Err(needs_secret)),
+            (P, "wrong basic", Err(failed)),
+            (P, "wrong post", Err(failed)),
         ];
         for (method, how, expected) in cases {
             let creds = &presented.iter().find(|p| p.0 == how).unwrap().1;
             let got = verify(creds, Some(&registered(method)), 0);
-            let want = expected.map_err(|d| TokenEndpointError::invalid_client(d, how == "basic"));
+            let want = expected.map_err(|d| TokenEndpointError::invalid_client(d, how.ends_with("basic")));
             assert_eq!(got, want, "{method:?} presented as {how}");
         }
         assert_eq!(

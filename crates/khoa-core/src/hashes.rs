@@ -37,11 +37,29 @@ impl Scheme {
     }
 }
 
-/// Bounds on what an imported hash may cost to verify.
+/// Bounds on what an imported hash may cost to verify: every parameter of every
+/// scheme, each by the time and memory it makes one login attempt cost (measured in
+/// docs/security.md: each maximum is a second or two of one core, and at most 256 MiB).
 pub const MAX_BCRYPT_COST: u32 = 16;
 pub const MAX_PBKDF2_ITERATIONS: u32 = 5_000_000;
-/// scrypt's memory is 128 · r · N bytes.
+/// argon2's memory `m`, in KiB (256 MiB).
+pub const MAX_ARGON2_MEMORY_KIB: u32 = 256 * 1024;
+/// argon2's passes `t`.
+pub const MAX_ARGON2_PASSES: u32 = 64;
+/// argon2's lanes `p` (khoa computes them one after another: they add no speed).
+pub const MAX_ARGON2_LANES: u32 = 16;
+/// argon2's work `m · t`, in KiB processed (1 GiB: libsodium's "moderate" fits).
+pub const MAX_ARGON2_WORK_KIB: u64 = 1024 * 1024;
+/// scrypt's `N` as its base-2 logarithm `ln`.
+pub const MAX_SCRYPT_LOG_N: u8 = 20;
+/// scrypt's block size `r`.
+pub const MAX_SCRYPT_R: u32 = 32;
+/// scrypt's parallelism `p` (its lanes are computed one after another too).
+pub const MAX_SCRYPT_P: u32 = 16;
+/// scrypt's memory, 128 · r · (N + p) bytes.
 pub const MAX_SCRYPT_MEMORY: u64 = 256 * 1024 * 1024;
+/// scrypt's work, 128 · r · N · p bytes mixed.
+pub const MAX_SCRYPT_WORK: u64 = 1024 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum HashError {
@@ -49,11 +67,20 @@ pub enum HashError {
     Unknown,
     #[error("a malformed {0} hash")]
     Malformed(&'static str),
-    #[error("the {0} hash's cost is beyond what khoa verifies ({1})")]
-    TooCostly(&'static str, String),
+    /// A parameter beyond its bound: the scheme, the parameter, its value and the bound.
+    #[error("the {scheme} hash's {parameter}={value} is beyond what khoa verifies (at most {max})")]
+    TooCostly { scheme: &'static str, parameter: &'static str, value: u64, max: u64 },
 }
 
-/// Which scheme `hash` is, with its format and cost checked.
+/// `value` of `parameter` if it is at most `max`.
+fn bounded(scheme: &'static str, parameter: &'static str, value: u64, max: u64) -> Result<(), HashError> {
+    if value > max {
+        return Err(HashError::TooCostly { scheme, parameter, value, max });
+    }
+    Ok(())
+}
+
+/// Which scheme `hash` is, with its format and every cost parameter checked.
 pub fn scheme_of(hash: &str) -> Result<Scheme, HashError> {
     if let Some(rest) = hash.strip_prefix("pbkdf2_sha256$") {
         let mut parts = rest.split('$');
@@ -67,25 +94,23 @@ pub fn scheme_of(hash: &str) -> Result<Scheme, HashError> {
         if iterations == 0 || salt.is_empty() || decoded.len() != 32 {
             return Err(HashError::Malformed("Django pbkdf2_sha256"));
         }
-        if iterations > MAX_PBKDF2_ITERATIONS {
-            return Err(HashError::TooCostly("pbkdf2", format!("{iterations} iterations")));
-        }
+        bounded("pbkdf2", "iterations", iterations.into(), MAX_PBKDF2_ITERATIONS.into())?;
         return Ok(Scheme::DjangoPbkdf2Sha256);
     }
     if ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p)) {
-        let parts = bcrypt_parts(hash).ok_or(HashError::Malformed("bcrypt"))?;
-        if parts > MAX_BCRYPT_COST {
-            return Err(HashError::TooCostly("bcrypt", format!("cost {parts}")));
-        }
+        let cost = bcrypt_parts(hash).ok_or(HashError::Malformed("bcrypt"))?;
+        bounded("bcrypt", "cost", cost.into(), MAX_BCRYPT_COST.into())?;
         return Ok(Scheme::Bcrypt);
     }
     let phc = PasswordHash::new(hash).map_err(|_| HashError::Unknown)?;
     match phc.algorithm.as_str() {
         "argon2id" | "argon2i" => {
             let params = argon2::Params::try_from(&phc).map_err(|_| HashError::Malformed("argon2"))?;
-            if params.m_cost() > 256 * 1024 {
-                return Err(HashError::TooCostly("argon2", format!("m={} KiB", params.m_cost())));
-            }
+            let (m, t, p) = (params.m_cost(), params.t_cost(), params.p_cost());
+            bounded("argon2", "m", m.into(), MAX_ARGON2_MEMORY_KIB.into())?;
+            bounded("argon2", "t", t.into(), MAX_ARGON2_PASSES.into())?;
+            bounded("argon2", "p", p.into(), MAX_ARGON2_LANES.into())?;
+            bounded("argon2", "m·t", u64::from(m) * u64::from(t), MAX_ARGON2_WORK_KIB)?;
             if phc.salt.is_none() || phc.hash.is_none() {
                 return Err(HashError::Malformed("argon2"));
             }
@@ -93,9 +118,7 @@ pub fn scheme_of(hash: &str) -> Result<Scheme, HashError> {
         }
         "pbkdf2-sha256" => {
             let params = pbkdf2::Params::try_from(&phc).map_err(|_| HashError::Malformed("pbkdf2-sha256"))?;
-            if params.rounds > MAX_PBKDF2_ITERATIONS {
-                return Err(HashError::TooCostly("pbkdf2", format!("{} iterations", params.rounds)));
-            }
+            bounded("pbkdf2", "i", params.rounds.into(), MAX_PBKDF2_ITERATIONS.into())?;
             if phc.salt.is_none() || phc.hash.is_none() {
                 return Err(HashError::Malformed("pbkdf2-sha256"));
             }
@@ -103,10 +126,13 @@ pub fn scheme_of(hash: &str) -> Result<Scheme, HashError> {
         }
         "scrypt" => {
             let params = scrypt::Params::try_from(&phc).map_err(|_| HashError::Malformed("scrypt"))?;
-            let memory = 128u64 * u64::from(params.r()) * (1u64 << params.log_n());
-            if memory > MAX_SCRYPT_MEMORY {
-                return Err(HashError::TooCostly("scrypt", format!("{} MiB", memory >> 20)));
-            }
+            let (log_n, r, p) = (params.log_n(), u64::from(params.r()), u64::from(params.p()));
+            bounded("scrypt", "ln", log_n.into(), MAX_SCRYPT_LOG_N.into())?;
+            bounded("scrypt", "r", r, MAX_SCRYPT_R.into())?;
+            bounded("scrypt", "p", p, MAX_SCRYPT_P.into())?;
+            let n = 1u64 << log_n;
+            bounded("scrypt", "128·r·(N+p)", 128 * r * (n + p), MAX_SCRYPT_MEMORY)?;
+            bounded("scrypt", "128·r·N·p", 128 * r * n * p, MAX_SCRYPT_WORK)?;
             if phc.salt.is_none() || phc.hash.is_none() {
                 return Err(HashError::Malformed("scrypt"));
             }
@@ -277,25 +303,119 @@ mod tests {
             ("$1$md5crypt$xyz", HashError::Unknown),
             ("$argon2d$v=19$m=4096,t=3,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo", HashError::Unknown),
             ("$2b$04$short", HashError::Malformed("bcrypt")),
-            (
-                "$2b$31$abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyza",
-                HashError::TooCostly("bcrypt", "cost 31".into()),
-            ),
+            ("$2b$31$abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyza", costly("bcrypt", "cost", 31, 16)),
             ("pbkdf2_sha256$abc$salt$AAAA", HashError::Malformed("Django pbkdf2_sha256")),
             ("pbkdf2_sha256$100$salt$AAAA", HashError::Malformed("Django pbkdf2_sha256")),
             ("pbkdf2_sha256$100", HashError::Malformed("Django pbkdf2_sha256")),
             (
                 "pbkdf2_sha256$99000000$salt$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
-                HashError::TooCostly("pbkdf2", "99000000 iterations".into()),
+                costly("pbkdf2", "iterations", 99_000_000, 5_000_000),
+            ),
+            (
+                "$pbkdf2-sha256$i=4294967295,l=32$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+                costly("pbkdf2", "i", 4_294_967_295, 5_000_000),
             ),
             (
                 "$scrypt$ln=22,r=8,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
-                HashError::TooCostly("scrypt", "4096 MiB".into()),
+                costly("scrypt", "ln", 22, 20),
             ),
         ];
         for (hash, expected) in cases {
             assert_eq!(scheme_of(hash), Err(expected), "{hash}");
             assert!(!verify_any("anything at all", hash, &mut VerifyMemory::default()));
+        }
+    }
+
+    fn costly(scheme: &'static str, parameter: &'static str, value: u64, max: u64) -> HashError {
+        HashError::TooCostly { scheme, parameter, value, max }
+    }
+
+    /// Cost bombs: each parameter of each scheme beyond its bound, alone or with the
+    /// others (the review's scrypt p = 2³⁰ − 1 asked for 128 GiB, its argon2 t = 2³² − 1
+    /// for hours of a core), refused by name; the same hashes never verify, quickly.
+    #[test]
+    fn every_cost_parameter_is_bounded() {
+        let tail = "$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+        let cases = [
+            ("$scrypt$ln=1,r=1,p=1073741823", costly("scrypt", "p", 1_073_741_823, 16)),
+            ("$scrypt$ln=14,r=33,p=1", costly("scrypt", "r", 33, 32)),
+            ("$scrypt$ln=21,r=8,p=1", costly("scrypt", "ln", 21, 20)),
+            // Each alone within its bound, their memory not: 128 · 32 · (2²⁰ + 1).
+            ("$scrypt$ln=20,r=32,p=1", costly("scrypt", "128·r·(N+p)", 128 * 32 * ((1 << 20) + 1), 256 << 20)),
+            // Memory within bounds (16 MiB), the work not: 16 lanes of 128 MiB mixing.
+            ("$scrypt$ln=17,r=8,p=16", costly("scrypt", "128·r·N·p", 128 * 8 * (1 << 17) * 16, 1 << 30)),
+            ("$argon2id$v=19$m=8,t=4294967295,p=1", costly("argon2", "t", 4_294_967_295, 64)),
+            ("$argon2id$v=19$m=1048576,t=1,p=1", costly("argon2", "m", 1_048_576, 262_144)),
+            ("$argon2i$v=19$m=1024,t=1,p=17", costly("argon2", "p", 17, 16)),
+            ("$argon2id$v=19$m=262144,t=5,p=1", costly("argon2", "m·t", 262_144 * 5, 1_048_576)),
+        ];
+        for (params, expected) in cases {
+            let hash = format!("{params}{tail}");
+            assert_eq!(scheme_of(&hash), Err(expected), "{hash}");
+            let started = std::time::Instant::now();
+            assert!(!verify_any("anything at all", &hash, &mut VerifyMemory::default()));
+            assert!(started.elapsed() < std::time::Duration::from_millis(50), "{hash} was refused without work");
+        }
+        // At the bounds, accepted.
+        for params in ["$scrypt$ln=17,r=8,p=1", "$scrypt$ln=14,r=8,p=16", "$argon2id$v=19$m=262144,t=4,p=1"] {
+            let hash = format!("{params}{tail}");
+            assert!(scheme_of(&hash).is_ok(), "{hash}");
+        }
+        assert_eq!(
+            costly("argon2", "t", 4_294_967_295, 64).to_string(),
+            "the argon2 hash's t=4294967295 is beyond what khoa verifies (at most 64)"
+        );
+    }
+
+    /// What verifying at each scheme's maximum costs on this machine, for the table in
+    /// docs/security.md: `cargo test --release -p khoa-core maxima -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn maxima_cost() {
+        use password_hash::{PasswordHasher, SaltString};
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let argon2 = |m, t, p| {
+            argon2::Argon2::new(
+                argon2::Algorithm::Argon2id,
+                argon2::Version::V0x13,
+                argon2::Params::new(m, t, p, None).unwrap(),
+            )
+            .hash_password(PASSWORD.as_bytes(), &salt)
+            .unwrap()
+            .to_string()
+        };
+        let scrypt = |ln, r, p| {
+            scrypt::Scrypt
+                .hash_password_customized(
+                    PASSWORD.as_bytes(),
+                    None,
+                    None,
+                    scrypt::Params::new(ln, r, p, 32).unwrap(),
+                    &salt,
+                )
+                .unwrap()
+                .to_string()
+        };
+        let mut django_digest = [0u8; 32];
+        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(PASSWORD.as_bytes(), b"seasalt", MAX_PBKDF2_ITERATIONS, &mut django_digest);
+        let hashes = [
+            ("argon2id m=256 MiB, t=4 (m·t at its bound)", argon2(262_144, 4, 1)),
+            ("argon2id m=16 MiB, t=64, p=16 (m·t at its bound)", argon2(16_384, 64, 16)),
+            ("scrypt ln=17, r=8, p=1 (memory 128 MiB)", scrypt(17, 8, 1)),
+            ("scrypt ln=14, r=8, p=16 (16 lanes of 16 MiB)", scrypt(14, 8, 16)),
+            ("scrypt ln=15, r=32, p=8 (work at its bound)", scrypt(15, 32, 8)),
+            ("bcrypt cost 16", bcrypt::hash(PASSWORD, MAX_BCRYPT_COST).unwrap()),
+            (
+                "pbkdf2-sha256 5,000,000 iterations",
+                format!("pbkdf2_sha256${MAX_PBKDF2_ITERATIONS}$seasalt${}", STANDARD.encode(django_digest)),
+            ),
+        ];
+        let mut memory = VerifyMemory::default();
+        for (name, hash) in hashes {
+            assert!(scheme_of(&hash).is_ok(), "{name}");
+            let started = std::time::Instant::now();
+            assert!(verify_any(PASSWORD, &hash, &mut memory), "{name}");
+            println!("{name}: {:.2} s", started.elapsed().as_secs_f64());
         }
     }
 }

@@ -62,6 +62,39 @@ pub fn hash_password(password: &str, params: PasswordParams) -> Result<String, P
         .to_string())
 }
 
+/// [`hash_password`] in caller-owned memory (no 19 MiB allocation per hash): the same
+/// PHC string a fresh [`Argon2`] would make with this salt.
+pub fn hash_password_reusing(
+    password: &str,
+    params: PasswordParams,
+    memory: &mut VerifyMemory,
+) -> Result<String, PasswordError> {
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+    use base64::Engine;
+    if password.len() > MAX_PASSWORD_LEN {
+        return Err(PasswordError::TooLong);
+    }
+    let salt = crate::random::random_bytes::<16>();
+    let argon2 = params.hasher()?;
+    let blocks = argon2.params().block_count();
+    if memory.0.len() < blocks {
+        memory.0.resize(blocks, argon2::Block::default());
+    }
+    let mut out = [0u8; 32];
+    argon2
+        .hash_password_into_with_memory(password.as_bytes(), &salt, &mut out, &mut memory.0[..blocks])
+        .map_err(|e| PasswordError::Hashing(e.to_string()))?;
+    // PHC: the salt and hash in base64 without padding (`password_hash::B64`).
+    Ok(format!(
+        "$argon2id$v=19$m={},t={},p={}${}${}",
+        params.memory_kib,
+        params.iterations,
+        params.parallelism,
+        STANDARD_NO_PAD.encode(salt),
+        STANDARD_NO_PAD.encode(out)
+    ))
+}
+
 /// Verifies a password against a stored PHC string, using the parameters recorded in
 /// the hash itself. Over-long input and malformed hashes simply do not verify.
 pub fn verify_password(password: &str, phc: &str) -> bool {
@@ -73,9 +106,6 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
 #[derive(Default)]
 pub struct VerifyMemory(Vec<argon2::Block>);
 
-/// Largest m_cost a stored hash may ask for (256 MiB).
-const MAX_M_COST_KIB: u32 = 256 * 1024;
-
 /// [`verify_password`] with caller-owned memory; the result is compared in constant time.
 pub fn verify_password_reusing(password: &str, phc: &str, memory: &mut VerifyMemory) -> bool {
     use subtle::ConstantTimeEq;
@@ -85,7 +115,8 @@ pub fn verify_password_reusing(password: &str, phc: &str, memory: &mut VerifyMem
     let Ok(hash) = PasswordHash::new(phc) else { return false };
     let Ok(algorithm) = Algorithm::try_from(hash.algorithm) else { return false };
     let Ok(params) = Params::try_from(&hash) else { return false };
-    if params.m_cost() > MAX_M_COST_KIB {
+    // Every cost parameter within its bound (`hashes::scheme_of`).
+    if crate::hashes::scheme_of(phc).is_err() {
         return false;
     }
     let version = match hash.version.map(Version::try_from) {
@@ -130,6 +161,24 @@ mod tests {
         assert!(verify_password_reusing("first password", &a, &mut memory), "and still fits the smaller");
         assert!(!verify_password_reusing("second passworD", &b, &mut memory));
         assert!(!verify_password_reusing("x", "$argon2id$v=19$m=999999999,t=1,p=1$c2FsdHNhbHQ$aGFzaA", &mut memory));
+    }
+
+    #[test]
+    fn hashing_in_reused_memory_makes_the_same_phc_strings() {
+        let mut memory = VerifyMemory::default();
+        let a = hash_password_reusing("a long password", PasswordParams::default(), &mut memory).unwrap();
+        let b = hash_password_reusing("a long password", PasswordParams::default(), &mut memory).unwrap();
+        assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
+        assert_ne!(a, b, "a salt of its own each");
+        assert!(PasswordHash::new(&a).is_ok(), "a PHC string the password-hash crate reads");
+        assert!(verify_password("a long password", &a));
+        assert!(verify_password("a long password", &b));
+        assert!(!verify_password("a long passworD", &a));
+        assert!(!crate::hashes::needs_rehash(&a, PasswordParams::default()));
+        assert_eq!(
+            hash_password_reusing(&"x".repeat(2000), PasswordParams::default(), &mut memory),
+            Err(PasswordError::TooLong)
+        );
     }
 
     #[test]

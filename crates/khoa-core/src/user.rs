@@ -163,6 +163,20 @@ impl Profile {
         Ok(self)
     }
 
+    /// [`Profile::validate`] for a new username (an account created, imported,
+    /// registered, or renamed): a username with `@` must be the account's own verified
+    /// address, so that no account can take a name that reads as somebody's address.
+    pub fn validate_new(self) -> Result<Self, UserError> {
+        let valid = self.validate()?;
+        if valid.username.contains('@') {
+            let own = valid.email.as_deref().is_some_and(|e| username_key(e) == username_key(&valid.username));
+            if !(own && valid.email_verified) {
+                return Err(UserError::UsernameAddress);
+            }
+        }
+        Ok(valid)
+    }
+
     /// The user to store with this profile and password hash (empty: none).
     pub fn into_new_user(self, password_hash: String, now: UnixTime) -> NewUser {
         NewUser {
@@ -184,6 +198,13 @@ impl Profile {
 pub enum UserError {
     #[error("username must be 1 to {MAX_USERNAME_LEN} characters without spaces or control characters")]
     Username,
+    /// An invisible character: format (Cf), bidirectional control or default-ignorable.
+    #[error("username must not contain invisible or direction-changing characters (U+{0:04X})")]
+    UsernameInvisible(u32),
+    #[error("username must be written in one script (it mixes {0}), so that it cannot pass for another")]
+    UsernameMixedScripts(String),
+    #[error("a username with @ must be the account's own verified email address")]
+    UsernameAddress,
     #[error("{0:?} is not an email address")]
     Email(String),
     #[error("{0:?} is not a phone number (E.164, e.g. +84976535298)")]
@@ -204,7 +225,9 @@ impl UserError {
     /// The member of a user document the error is about.
     pub fn field(&self) -> &'static str {
         match self {
-            Self::Username => "username",
+            Self::Username | Self::UsernameInvisible(_) | Self::UsernameMixedScripts(_) | Self::UsernameAddress => {
+                "username"
+            }
             Self::Email(_) => "email",
             Self::Phone(_) => "phone_number",
             Self::Picture(_) => "picture",
@@ -214,12 +237,65 @@ impl UserError {
     }
 }
 
+/// A username's rules: 1 to 64 characters; no white space, control, format (Cf),
+/// bidirectional-control or other default-ignorable character (nothing invisible that
+/// could make `alice` and `alice` + U+200B two accounts, or reverse what is shown); and
+/// one script only (UTS #39 single-script, Han with kana and Hangul counted as one,
+/// common characters such as digits, `.`, `_` and `-` going with any), so that
+/// `аlice` with a Cyrillic а is refused beside `alice`. Case and compatibility forms
+/// are not refused but share one [`username_key`].
 pub fn validate_username(username: &str) -> Result<(), UserError> {
+    use unicode_security::MixedScript;
     let n = username.chars().count();
     if n == 0 || n > MAX_USERNAME_LEN || username.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(UserError::Username);
     }
+    if let Some(c) = username.chars().find(|c| is_invisible(*c)) {
+        return Err(UserError::UsernameInvisible(c as u32));
+    }
+    if !username.is_single_script() {
+        let scripts: std::collections::BTreeSet<String> = username
+            .chars()
+            .filter_map(|c| {
+                let set = unicode_security::mixed_script::AugmentedScriptSet::for_char(c);
+                (!set.is_all()).then(|| set.to_string())
+            })
+            .collect();
+        return Err(UserError::UsernameMixedScripts(scripts.into_iter().collect::<Vec<_>>().join(", ")));
+    }
     Ok(())
+}
+
+/// Format characters (Cf: zero-width spaces and joiners, bidirectional controls, the
+/// byte-order mark, tags…) and the other default-ignorable code points (Unicode's
+/// DerivedCoreProperties: combining grapheme joiner, Hangul fillers, variation
+/// selectors, Mongolian and Khmer invisible marks).
+fn is_invisible(c: char) -> bool {
+    use unicode_properties::general_category::{GeneralCategory, UnicodeGeneralCategory};
+    c.general_category() == GeneralCategory::Format
+        || matches!(
+            c as u32,
+            0x034F | 0x115F..=0x1160 | 0x17B4..=0x17B5 | 0x180B..=0x180F | 0x3164 | 0xFE00..=0xFE0F | 0xFFA0
+                | 0xFFF0..=0xFFF8 | 0x1D173..=0x1D17A | 0xE0000..=0xE0FFF
+        )
+}
+
+/// The key usernames are unique by: NFKC, then case folded (Unicode lower case, with
+/// `ß` as `ss` and a final `ς` as `σ`), then NFKC again, so that `Alice`, `ALICE` and
+/// `ａｌｉｃｅ` (full width) are all `alice`. The store keeps it beside the username, in a
+/// unique index, on both backends.
+pub fn username_key(username: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let folded: String = username
+        .nfkc()
+        .flat_map(char::to_lowercase)
+        .flat_map(|c| match c {
+            'ß' => "ss".chars().collect::<Vec<_>>(),
+            'ς' => vec!['σ'],
+            c => vec![c],
+        })
+        .collect();
+    folded.nfkc().collect()
 }
 
 fn validate_email(email: &str) -> Result<(), UserError> {
@@ -281,6 +357,70 @@ mod tests {
         for (p, field) in cases {
             assert_eq!(p.validate().unwrap_err().field(), field);
         }
+    }
+
+    /// The review's look-alikes of `alice`: each is refused, or shares alice's key.
+    #[test]
+    fn look_alike_usernames_are_refused_or_share_a_key() {
+        let same_key = ["alice", "Alice", "ALICE", "ａｌｉｃｅ", "ＡＬＩＣＥ", "aLiCe"];
+        for name in same_key {
+            assert_eq!(validate_username(name), Ok(()), "{name}");
+            assert_eq!(username_key(name), "alice", "{name}");
+        }
+        assert_eq!(username_key("STRASSE"), username_key("straße"));
+        assert_eq!(username_key("ΣΟΦΟΣ"), username_key("σοφος"));
+        assert_eq!(username_key("σοφος"), username_key("σοφοσ"));
+        assert_eq!(username_key("Nguyễn.Văn"), username_key("nguyễn.văn"), "precomposed or not");
+        assert_eq!(username_key("Nguye\u{302}\u{303}n"), username_key("nguyễn"));
+        let refused = [
+            ("\u{430}lice", "mixed"),         // Cyrillic а
+            ("alice\u{200B}", "invisible"),   // zero-width space
+            ("al\u{202E}ecila", "invisible"), // right-to-left override
+            ("ali\u{200D}ce", "invisible"),
+            ("\u{FEFF}alice", "invisible"),
+            ("alice\u{2066}", "invisible"),
+            ("alic\u{34F}e", "invisible"), // combining grapheme joiner
+            ("alice\u{FE0F}", "invisible"),
+            ("al\u{AD}ice", "invisible"), // soft hyphen
+            ("paypal\u{3B1}", "mixed"),   // Greek α
+        ];
+        assert_eq!(
+            validate_username("\u{430}lice").unwrap_err().to_string(),
+            "username must be written in one script (it mixes Cyrillic, Latin), so that it cannot pass for another"
+        );
+        for (name, why) in refused {
+            let err = validate_username(name).unwrap_err();
+            match why {
+                "mixed" => assert!(matches!(err, UserError::UsernameMixedScripts(_)), "{name:?}: {err}"),
+                _ => assert!(matches!(err, UserError::UsernameInvisible(_)), "{name:?}: {err}"),
+            }
+            assert_eq!(err.field(), "username");
+        }
+        // One script at a time, with common characters, is fine.
+        for name in ["nguyễn.văn_a-2", "иван", "山田太郎", "やまだ", "2280600348", "a.b-c_d"] {
+            assert_eq!(validate_username(name), Ok(()), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_username_with_at_is_the_accounts_own_verified_address() {
+        let p = |username: &str, email: Option<&str>, verified: bool| Profile {
+            username: username.into(),
+            email: email.map(str::to_string),
+            email_verified: verified,
+            ..Default::default()
+        };
+        assert!(p("alice@victim.test", Some("alice@victim.test"), true).validate_new().is_ok());
+        assert!(p("Alice@Victim.test", Some("alice@victim.test"), true).validate_new().is_ok());
+        for (profile, case) in [
+            (p("alice@victim.test", None, false), "no address"),
+            (p("alice@victim.test", Some("alice@victim.test"), false), "not verified"),
+            (p("alice@victim.test", Some("mallory@evil.test"), true), "another address"),
+        ] {
+            assert_eq!(profile.validate_new().unwrap_err(), UserError::UsernameAddress, "{case}");
+        }
+        // An existing account's other changes are not held to it.
+        assert!(p("alice@victim.test", None, false).validate().is_ok());
     }
 
     #[test]

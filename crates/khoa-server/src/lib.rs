@@ -16,7 +16,7 @@ pub(crate) mod routes;
 #[cfg(test)]
 mod testing;
 
-pub use app::{clients, clock, keys, mail, metrics, settings, state};
+pub use app::{clients, clock, keys, mail, metrics, passwords, settings, state};
 pub use http::{error, i18n};
 pub use service::logout;
 

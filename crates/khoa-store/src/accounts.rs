@@ -5,7 +5,7 @@
 use crate::audit;
 use crate::db::{args, change, Conn, FromRow, Row};
 use crate::engine::{Engine, SqlStore};
-use crate::users::{end_sessions, EndedSessions, UserChange, UserRef};
+use crate::users::{cancel_reset_links, end_sessions, verified_elsewhere, EndedSessions, UserChange, UserRef};
 use crate::StoreError;
 use async_trait::async_trait;
 use khoa_core::account::{AccountToken, Purpose};
@@ -55,14 +55,30 @@ pub trait AccountStore: Send + Sync + 'static {
         audit: &Event,
     ) -> Result<Option<u64>, StoreError>;
     /// In one transaction: uses the verification link (and the user's other ones),
-    /// makes its address the user's email, verified, and records `audit`. The user's id
-    /// and the address, or `None` when the link is unknown, used or expired.
+    /// makes its address the user's email, verified, cancels the user's reset links
+    /// (mailed to the address it replaces), and records `audit`. The user's id and the
+    /// address, or `None` when the link is unknown, used or expired;
+    /// `Conflict("email")` (and nothing changed) when the address is verified on another
+    /// account.
     async fn verify_email(
         &self,
         token_hash: &str,
         now: UnixTime,
         audit: &Event,
     ) -> Result<Option<(i64, String)>, StoreError>;
+    /// In one transaction, for the person who reads the old address of an account
+    /// whose address change they did not ask for: uses the report link, cancels the
+    /// pending verification and reset links, gives the account back the link's address
+    /// (verified: the link was read there) unless another account has it verified, ends
+    /// every session and revokes every token (as [`crate::UserStore::end_user_sessions`]),
+    /// and records `audit`. `None` when the link is unknown, used or expired.
+    async fn report_email_change(
+        &self,
+        token_hash: &str,
+        now: UnixTime,
+        keep_until: UnixTime,
+        audit: &Event,
+    ) -> Result<Option<EndedSessions>, StoreError>;
 }
 
 const COLUMNS: &str = "token_hash, purpose, user_id, email, payload, created_at, expires_at, used_at";
@@ -240,6 +256,10 @@ impl<E: Engine> AccountStore for SqlStore<E> {
                     return Ok(None);
                 };
                 let Some(email) = token.email else { return Ok(None) };
+                if verified_elsewhere(db, E::BACKEND, &email, Some(token.user_id)).await? {
+                    // Undoes the link's use with the rest of the transaction.
+                    return Err(StoreError::Conflict("email"));
+                }
                 let n = change(
                     db,
                     "UPDATE users SET email = $1, email_verified = TRUE, updated_at = $2, revision = revision + 1 \
@@ -250,10 +270,58 @@ impl<E: Engine> AccountStore for SqlStore<E> {
                 if n == 0 {
                     return Ok(None);
                 }
+                // Links mailed to the address this one replaces set no password now.
+                cancel_reset_links(db, token.user_id, now).await?;
                 let mut event = audit_event;
                 event.user_id = Some(token.user_id);
                 audit::insert(db, &event).await?;
                 Ok(Some((token.user_id, email)))
+            })
+        })
+        .await
+    }
+
+    async fn report_email_change(
+        &self,
+        token_hash: &str,
+        now: UnixTime,
+        keep_until: UnixTime,
+        audit_event: &Event,
+    ) -> Result<Option<EndedSessions>, StoreError> {
+        let (token_hash, audit_event) = (token_hash.to_owned(), audit_event.clone());
+        self.write(move |db| {
+            Box::pin(async move {
+                let Some(token) = redeem(db, &token_hash, Purpose::ChangeReport, now).await? else {
+                    return Ok(None);
+                };
+                let user_id = token.user_id;
+                db.exec(
+                    "UPDATE account_tokens SET used_at = $1 WHERE user_id = $2 AND purpose = 'email_verification' \
+                     AND used_at IS NULL",
+                    args![now, user_id],
+                )
+                .await?;
+                cancel_reset_links(db, user_id, now).await?;
+                let mut restored = false;
+                if let Some(old) = &token.email {
+                    if !verified_elsewhere(db, E::BACKEND, old, Some(user_id)).await? {
+                        restored = change(
+                            db,
+                            "UPDATE users SET email = $1, email_verified = TRUE, updated_at = $2, \
+                             revision = revision + 1 WHERE id = $3 AND (email IS NULL OR LOWER(email) <> LOWER($1) \
+                             OR NOT email_verified)",
+                            args![old, now, user_id],
+                        )
+                        .await?
+                            > 0;
+                    }
+                }
+                let mut event = audit_event;
+                event.user_id = Some(user_id);
+                if let serde_json::Value::Object(detail) = &mut event.detail {
+                    detail.insert("address_restored".into(), restored.into());
+                }
+                end_sessions(db, &UserRef::Id(user_id), &UserChange::None, "", now, keep_until, &event).await
             })
         })
         .await

@@ -10,8 +10,14 @@ use khoa_core::UnixTime;
 #[async_trait]
 pub trait MaintenanceStore: Send + Sync + 'static {
     fn backend(&self) -> Backend;
-    /// Applies pending migrations (idempotent, safe to run from several processes).
+    /// Applies pending migrations (idempotent, safe to run from several processes),
+    /// then gives every user without one its username key
+    /// (`khoa_core::user::username_key`), unless another user has that key.
     async fn migrate(&self) -> Result<(), StoreError>;
+    /// Users whose username's key another user has (so it could not be given them),
+    /// each as (its username, the username that has the key): accounts made before
+    /// usernames were unique by key, which an operator should rename.
+    async fn username_collisions(&self) -> Result<Vec<(String, String)>, StoreError>;
     /// Readiness: the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
     /// A counter bumped in the same transaction as every change to clients, users,
@@ -90,6 +96,24 @@ impl Expiring {
     }
 }
 
+/// Gives each user without a username key its key, in id order, unless a user already
+/// has it (then it stays without, and [`MaintenanceStore::username_collisions`] lists
+/// it). Rows keep their keys once given, so a second run reads only the collisions.
+async fn backfill_username_keys(db: &mut impl Conn) -> Result<(), StoreError> {
+    let keyless: Vec<(i64, String)> =
+        db.fetch_all("SELECT id, username FROM users WHERE username_key IS NULL ORDER BY id", &[]).await?;
+    for (id, username) in keyless {
+        let key = khoa_core::user::username_key(&username);
+        db.exec(
+            "UPDATE users SET username_key = $1 WHERE id = $2 \
+             AND NOT EXISTS (SELECT 1 FROM users other WHERE other.username_key = $1)",
+            args![key, id],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl<E: Engine> MaintenanceStore for SqlStore<E> {
     fn backend(&self) -> Backend {
@@ -100,9 +124,28 @@ impl<E: Engine> MaintenanceStore for SqlStore<E> {
         // Two processes racing on a fresh database: the loser sees the winner's work
         // on its second attempt.
         match self.engine.migrate().await {
-            Ok(()) => Ok(()),
-            Err(_) => self.engine.migrate().await,
+            Ok(()) => {}
+            Err(_) => self.engine.migrate().await?,
         }
+        self.write(|db| Box::pin(async move { backfill_username_keys(db).await })).await
+    }
+
+    async fn username_collisions(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.read(|db| {
+            Box::pin(async move {
+                let keyless: Vec<(String,)> =
+                    db.fetch_all("SELECT username FROM users WHERE username_key IS NULL ORDER BY id", &[]).await?;
+                let mut out = Vec::with_capacity(keyless.len());
+                for (username,) in keyless {
+                    let key = khoa_core::user::username_key(&username);
+                    let holder: Option<String> =
+                        db.scalar("SELECT username FROM users WHERE username_key = $1", args![key]).await?;
+                    out.push((username, holder.unwrap_or_default()));
+                }
+                Ok(out)
+            })
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

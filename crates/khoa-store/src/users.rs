@@ -8,7 +8,7 @@ use crate::{StoreError, Updated};
 use async_trait::async_trait;
 use khoa_core::audit::Event;
 use khoa_core::session::Session;
-use khoa_core::user::{NewUser, Profile, User};
+use khoa_core::user::{username_key, NewUser, Profile, User};
 use khoa_core::UnixTime;
 
 /// Which user: by stable id (the admin API) or by username (the command line).
@@ -55,7 +55,9 @@ pub struct Consent {
 /// `user_id` is filled in when the caller did not know it.
 #[async_trait]
 pub trait UserStore: Send + Sync + 'static {
-    /// `Conflict` when the username is taken. Returns the user with its new stable id.
+    /// `Conflict("username")` when the username is taken, `Conflict("email")` when the
+    /// user's address is verified and already verified on another account. Returns the
+    /// user with its new stable id.
     async fn insert_user(&self, user: &NewUser, audit: &Event) -> Result<User, StoreError>;
     async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
     async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError>;
@@ -131,10 +133,13 @@ pub struct EndedSessions {
 
 /// What a new user's row is written with, in [`new_user_args`] order.
 const NEW_COLUMNS: &str = "username, password_hash, email, email_verified, name, phone_number, \
-    phone_number_verified, picture, created_at, updated_at, attributes";
+    phone_number_verified, picture, created_at, updated_at, attributes, username_key";
+/// How many values [`NEW_COLUMNS`] takes.
+const NEW_ARITY: usize = 12;
 
-/// The arguments of a new user's row ([`NEW_COLUMNS`]); `attributes` is its JSON.
-fn new_user_args<'a>(u: &'a NewUser, attributes: &'a String) -> [Value<'a>; 11] {
+/// The arguments of a new user's row ([`NEW_COLUMNS`]); `attributes` is its JSON,
+/// `key` its username's key.
+fn new_user_args<'a>(u: &'a NewUser, attributes: &'a String, key: &'a String) -> [Value<'a>; NEW_ARITY] {
     [
         Value::from(&u.username),
         Value::from(&u.password_hash),
@@ -147,6 +152,7 @@ fn new_user_args<'a>(u: &'a NewUser, attributes: &'a String) -> [Value<'a>; 11] 
         Value::from(&u.created_at),
         Value::from(&u.created_at),
         Value::from(attributes),
+        Value::from(key),
     ]
 }
 
@@ -193,6 +199,38 @@ fn like_prefix(prefix: &str) -> String {
         })
         .collect();
     format!("{escaped}%")
+}
+
+/// Whether `email` is verified on an account other than `user_id` (none: any). On
+/// PostgreSQL the transaction first locks the address (SQLite's single writer orders
+/// transactions already), so two accounts claiming one address at once are ordered and
+/// the second sees the first: an address is verified on one account at most.
+pub(crate) async fn verified_elsewhere(
+    db: &mut impl Conn,
+    backend: crate::Backend,
+    email: &str,
+    user_id: Option<i64>,
+) -> Result<bool, StoreError> {
+    if backend == crate::Backend::Postgres {
+        db.exec("SELECT pg_advisory_xact_lock(hashtext(LOWER($1)))", args![email]).await?;
+    }
+    let holders: Option<i64> = db
+        .scalar(
+            "SELECT COUNT(*) FROM users WHERE LOWER(email) = LOWER($1) AND email_verified AND id <> $2",
+            args![email, user_id.unwrap_or(0)],
+        )
+        .await?;
+    Ok(holders.unwrap_or(0) > 0)
+}
+
+/// Uses up every unused password reset link of `user_id`: its password or the address
+/// the links were mailed to has changed, so none of them may set a password any more.
+pub(crate) async fn cancel_reset_links(db: &mut impl Conn, user_id: i64, now: UnixTime) -> Result<u64, StoreError> {
+    db.exec(
+        "UPDATE account_tokens SET used_at = $1 WHERE user_id = $2 AND purpose = 'password_reset' AND used_at IS NULL",
+        args![now, user_id],
+    )
+    .await
 }
 
 /// Ends the sessions of `user` but `keep_sid` ("" keeps none) and revokes their tokens
@@ -260,6 +298,8 @@ pub(crate) async fn end_sessions(
                 args![hash, now, user_id],
             )
             .await?;
+            // A reset link asked for before the change would undo it.
+            cancel_reset_links(db, user_id, now).await?;
         }
         UserChange::Delete => {
             change(db, "DELETE FROM users WHERE id = $1", args![user_id]).await?;
@@ -292,14 +332,24 @@ impl<E: Engine> UserStore for SqlStore<E> {
         let (u, audit_event) = (u.clone(), audit_event.clone());
         self.write(move |db| {
             Box::pin(async move {
-                let attributes = to_json(&u.attributes);
+                let (attributes, key) = (to_json(&u.attributes), username_key(&u.username));
                 let user: User = db
                     .fetch_one(
-                        &format!("INSERT INTO users ({NEW_COLUMNS}) VALUES {} RETURNING {COLUMNS}", values_rows(1, 11)),
-                        &new_user_args(&u, &attributes),
+                        &format!(
+                            "INSERT INTO users ({NEW_COLUMNS}) VALUES {} RETURNING {COLUMNS}",
+                            values_rows(1, NEW_ARITY)
+                        ),
+                        &new_user_args(&u, &attributes, &key),
                     )
                     .await
                     .map_err(StoreError::conflict_as("username"))?;
+                // A taken username is told first; then an address verified elsewhere
+                // (the transaction, and the row with it, is undone).
+                if let (Some(email), true) = (&u.email, u.email_verified) {
+                    if verified_elsewhere(db, E::BACKEND, email, Some(user.id)).await? {
+                        return Err(StoreError::Conflict("email"));
+                    }
+                }
                 db.exec(crate::db::BUMP_EPOCH, &[]).await?;
                 audit::insert(db, &for_user(&audit_event, user.id)).await?;
                 Ok(user)
@@ -387,9 +437,11 @@ impl<E: Engine> UserStore for SqlStore<E> {
         self.write(move |db| {
             Box::pin(async move {
                 let attributes = to_json(&p.attributes);
+                let old_email: Option<Option<String>> =
+                    db.scalar::<Option<String>>("SELECT email FROM users WHERE id = $1", args![id]).await?;
                 let mut sql = "UPDATE users SET username = $1, email = $2, email_verified = $3, name = $4, \
                      phone_number = $5, phone_number_verified = $6, picture = $7, attributes = $8, updated_at = $9, \
-                     revision = revision + 1 WHERE id = $10"
+                     revision = revision + 1, username_key = $11 WHERE id = $10"
                     .to_string();
                 if let Some(revision) = expected {
                     // An integer of ours, not input text.
@@ -408,12 +460,19 @@ impl<E: Engine> UserStore for SqlStore<E> {
                         p.picture,
                         attributes,
                         now,
-                        id
+                        id,
+                        username_key(&p.username)
                     ],
                 )
                 .await
                 .map_err(StoreError::conflict_as("username"))?;
                 if n > 0 {
+                    let same = |a: &Option<String>, b: &Option<String>| {
+                        a.as_deref().map(str::to_lowercase) == b.as_deref().map(str::to_lowercase)
+                    };
+                    if old_email.is_some_and(|old| !same(&old, &p.email)) {
+                        cancel_reset_links(db, id, now).await?;
+                    }
                     audit::insert(db, &for_user(&audit_event, id)).await?;
                 }
                 revision_outcome(db, id, n > 0).await
@@ -501,7 +560,17 @@ impl<E: Engine> UserStore for SqlStore<E> {
         let username = username.to_owned();
         self.read(move |db| {
             Box::pin(async move {
-                db.fetch_optional(&format!("SELECT {COLUMNS} FROM users WHERE username = $1"), args![username]).await
+                // As typed first; else the one whose key it has (`Alice` signs in as
+                // `alice`). A username that lost its key to a collision is found as typed.
+                let key = username_key(&username);
+                db.fetch_optional(
+                    &format!(
+                        "SELECT {COLUMNS} FROM users WHERE username = $1 OR username_key = $2 \
+                         ORDER BY CASE WHEN username = $1 THEN 0 ELSE 1 END LIMIT 1"
+                    ),
+                    args![username, key],
+                )
+                .await
             })
         })
         .await
@@ -560,10 +629,13 @@ async fn import_chunk(
     audit_event: &Event,
 ) -> Result<Vec<Option<i64>>, StoreError> {
     let attributes: Vec<String> = chunk.iter().map(|u| to_json(&u.attributes)).collect();
-    let args: Vec<Value<'_>> = chunk.iter().zip(&attributes).flat_map(|(u, a)| new_user_args(u, a)).collect();
+    let keys: Vec<String> = chunk.iter().map(|u| username_key(&u.username)).collect();
+    let args: Vec<Value<'_>> =
+        chunk.iter().zip(&attributes).zip(&keys).flat_map(|((u, a), k)| new_user_args(u, a, k)).collect();
+    // Skipped: a username, or its key, that exists (or came earlier in the import).
     let sql = format!(
-        "INSERT INTO users ({NEW_COLUMNS}) VALUES {} ON CONFLICT (username) DO NOTHING RETURNING id, username",
-        values_rows(chunk.len(), 11)
+        "INSERT INTO users ({NEW_COLUMNS}) VALUES {} ON CONFLICT DO NOTHING RETURNING id, username",
+        values_rows(chunk.len(), NEW_ARITY)
     );
     let inserted: Vec<(i64, String)> = db.fetch_all(&sql, &args).await?;
     let mut ids: std::collections::HashMap<String, i64> = inserted.into_iter().map(|(id, name)| (name, id)).collect();

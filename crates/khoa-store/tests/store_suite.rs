@@ -222,7 +222,14 @@ async fn users_have_unique_names_and_stable_ids(db: TestDatabase) {
     ));
     assert_eq!(store.user_by_username("alice").await.unwrap(), Some(a.clone()));
     assert_eq!(store.user_by_id(a.id).await.unwrap(), Some(a.clone()));
-    assert_eq!(store.user_by_username("Alice").await.unwrap(), None);
+    assert_eq!(store.user_by_username("Alice").await.unwrap(), Some(a.clone()), "by its key");
+    // An address verified on one account is verified on no other.
+    let mut twin = new_user("alice2");
+    twin.email = Some("ALICE@example.vn".into());
+    assert!(matches!(store.insert_user(&twin, &user_event()).await, Err(StoreError::Conflict("email"))));
+    assert_eq!(store.user_by_username("alice2").await.unwrap(), None, "undone");
+    twin.email_verified = false;
+    store.insert_user(&twin, &user_event()).await.unwrap();
 
     // Ids are never reused, even after a delete.
     assert!(store
@@ -244,7 +251,7 @@ async fn users_have_unique_names_and_stable_ids(db: TestDatabase) {
     assert_eq!((b2.password_hash.as_str(), b2.updated_at, b2.created_at), ("new-hash", 1_800_000_000, 1_700_000_000));
     let change = UserChange::Password { hash: "x".into() };
     assert_eq!(store.end_user_sessions("nobody".into(), change, None, 0, 0, &user_event()).await.unwrap(), None);
-    assert_eq!(store.users().await.unwrap().len(), 1);
+    assert_eq!(store.users().await.unwrap().len(), 2);
 }
 
 async fn users_are_paged_searched_disabled_and_updated_conditionally(db: TestDatabase) {
@@ -424,6 +431,65 @@ async fn migrations_are_idempotent_and_data_survives_reopen(db: TestDatabase) {
     let again = open(&db).await;
     assert!(again.user_by_username("keep").await.unwrap().is_some());
     again.ping().await.unwrap();
+}
+
+/// Runs `sql` on the test database directly, outside the store (what an older
+/// version of khoa left behind).
+async fn raw(db: &TestDatabase, sql: &str) {
+    match db.backend {
+        khoa_store::Backend::Sqlite => {
+            let conn = rusqlite::Connection::open(db.url.trim_start_matches("sqlite://")).unwrap();
+            conn.execute_batch(sql).unwrap();
+        }
+        khoa_store::Backend::Postgres => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+}
+
+/// Usernames are unique by key: `Alice`, `ALICE` or a full-width `ａｌｉｃｅ` cannot be
+/// created, imported or renamed to beside `alice`, and sign in as alice. Accounts an
+/// older version made that collide keep working as typed and are reported.
+async fn usernames_are_unique_by_key_and_old_collisions_are_reported(db: TestDatabase) {
+    let store = open(&db).await;
+    let alice = store.insert_user(&new_user("alice"), &user_event()).await.unwrap();
+    for taken in ["Alice", "ALICE", "ａｌｉｃｅ"] {
+        let mut user = new_user(taken);
+        user.email = None;
+        let refused = store.insert_user(&user, &user_event()).await;
+        assert!(matches!(refused, Err(StoreError::Conflict("username"))), "{taken}: {refused:?}");
+        assert_eq!(store.user_by_username(taken).await.unwrap().map(|u| u.id), Some(alice.id), "{taken} is alice");
+    }
+    let imported = store.import_users(&[new_user("aLiCe"), new_user("bob")], &user_event()).await.unwrap();
+    assert!(imported[0].is_none() && imported[1].is_some(), "{imported:?}");
+    let bob = store.user_by_username("bob").await.unwrap().unwrap();
+    let renamed = khoa_core::user::Profile { username: "ALICE".into(), ..khoa_core::user::Profile::of(&bob) };
+    assert!(matches!(
+        store.update_user_profile(bob.id, &renamed, None, 1, &user_event()).await,
+        Err(StoreError::Conflict("username"))
+    ));
+    assert!(store.username_collisions().await.unwrap().is_empty());
+
+    // Made by a version before the keys: `Alice` beside `alice`.
+    raw(&db, "UPDATE users SET username_key = NULL").await;
+    let mut twin = new_user("Alice");
+    twin.email = None;
+    let twin = store.insert_user(&twin, &user_event()).await.unwrap();
+    raw(&db, "UPDATE users SET username_key = NULL").await;
+    store.migrate().await.unwrap();
+    assert_eq!(store.username_collisions().await.unwrap(), [("Alice".to_string(), "alice".to_string())]);
+    // Each still signs in as typed; the key belongs to the older account.
+    assert_eq!(store.user_by_username("Alice").await.unwrap().map(|u| u.id), Some(twin.id));
+    assert_eq!(store.user_by_username("alice").await.unwrap().map(|u| u.id), Some(alice.id));
+    assert_eq!(store.user_by_username("ALICE").await.unwrap().map(|u| u.id), Some(alice.id));
+    assert_eq!(store.user_by_username("BOB").await.unwrap().map(|u| u.id), Some(bob.id), "bob has his key again");
+    // Renamed by an operator, the collision is resolved and the account keyed.
+    let renamed = khoa_core::user::Profile { username: "alice2".into(), ..khoa_core::user::Profile::of(&twin) };
+    store.update_user_profile(twin.id, &renamed, None, 2, &user_event()).await.unwrap();
+    assert!(store.username_collisions().await.unwrap().is_empty());
+    assert_eq!(store.user_by_username("ALICE2").await.unwrap().map(|u| u.id), Some(twin.id));
 }
 
 fn session(sid: &str, user_id: i64) -> Session {
@@ -704,6 +770,48 @@ async fn account_links_are_single_use(db: TestDatabase) {
     assert_eq!(store.verify_email(&link.token_hash, 1601, &event).await.unwrap(), None, "not a verification link");
     // Expired links are cleaned up.
     assert_eq!(store.delete_expired(Expiring::AccountTokens, 1000 + 1800, 100).await.unwrap(), 1);
+}
+
+/// A reset link stops working once the password it would replace is changed (on the
+/// account page, by `khoa user set-password`, by the admin API), or once the address it
+/// was mailed to is replaced (by a verified new address, or an operator's edit).
+async fn reset_links_end_with_the_password_or_the_address_they_were_for(db: TestDatabase) {
+    use khoa_core::account::{AccountToken, Purpose};
+    use khoa_core::user::Profile;
+    let store = open(&db).await;
+    let user = store.insert_user(&new_user("linked"), &user_event()).await.unwrap().id;
+    let link = |at: i64| AccountToken::issue(Purpose::PasswordReset, user, None, at).1;
+    let usable = |t: AccountToken| {
+        let s = store.clone();
+        async move { s.account_token(&t.token_hash, Purpose::PasswordReset, 1500).await.unwrap().is_some() }
+    };
+    // 1. A password change; the link asked for after it works.
+    let before = link(1000);
+    store.insert_account_token(&before, &user_event()).await.unwrap();
+    let change = UserChange::Password { hash: "$argon2id$changed".into() };
+    store.end_user_sessions(UserRef::Id(user), change, Some("kept"), 1100, 9000, &user_event()).await.unwrap();
+    assert!(!usable(before.clone()).await, "after a password change");
+    let after = link(1200);
+    store.insert_account_token(&after, &user_event()).await.unwrap();
+    assert!(usable(after.clone()).await, "a link asked for later works");
+    // 2. A new address, verified.
+    let (_, verify) = AccountToken::issue(Purpose::EmailVerification, user, Some("new@example.vn".into()), 1200);
+    store.insert_account_token(&verify, &user_event()).await.unwrap();
+    store.verify_email(&verify.token_hash, 1300, &user_event()).await.unwrap().unwrap();
+    assert!(!usable(after).await, "after the address is replaced");
+    // 3. An operator's edit of the address; an edit of anything else keeps the link.
+    let current = Profile::of(&store.user_by_id(user).await.unwrap().unwrap());
+    let kept = link(1300);
+    store.insert_account_token(&kept, &user_event()).await.unwrap();
+    let renamed = Profile { name: Some("Tên mới".into()), ..current.clone() };
+    store.update_user_profile(user, &renamed, None, 1350, &user_event()).await.unwrap();
+    assert!(usable(kept.clone()).await, "a name change keeps it");
+    let same_in_capitals = Profile { email: Some("NEW@example.vn".into()), ..renamed.clone() };
+    store.update_user_profile(user, &same_in_capitals, None, 1360, &user_event()).await.unwrap();
+    assert!(usable(kept.clone()).await, "the same address in capitals keeps it");
+    let moved = Profile { email: Some("other@example.vn".into()), ..renamed };
+    store.update_user_profile(user, &moved, None, 1400, &user_event()).await.unwrap();
+    assert!(!usable(kept).await, "after an operator's change of address");
 }
 
 /// The account page's changes: a new password ends every other session (and its
@@ -1205,6 +1313,8 @@ both_backends!(
     a_successful_login_settles_its_reservation,
     ending_a_users_sessions_revokes_and_notifies_in_one_step,
     account_links_are_single_use,
+    reset_links_end_with_the_password_or_the_address_they_were_for,
+    usernames_are_unique_by_key_and_old_collisions_are_reported,
     a_password_change_keeps_its_session_and_access_is_revoked_per_client,
     sealed_successors_are_cleared_after_the_grace_window,
     partner_nonces_are_single_use,

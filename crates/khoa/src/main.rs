@@ -28,7 +28,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::run(cli.command, config)) {
+    let outcome = runtime.block_on(commands::run(cli.command, config));
+    // Blocking work still running (a password verification the shutdown abandoned) is
+    // not waited for: a stopped server uses no more CPU.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("khoa: error: {e:#}");

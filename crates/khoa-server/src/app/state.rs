@@ -42,14 +42,8 @@ pub struct Shared {
     pub discovery_json: String,
     /// Where mails go, when `smtp` is configured.
     pub outbox: Option<crate::app::mail::Outbox>,
-    /// An argon2id hash of nothing, verified against for unknown usernames so that
-    /// they take as long as wrong passwords.
-    dummy_hash: tokio::sync::OnceCell<String>,
-    /// argon2id verifications in progress at once: each takes 19 MiB, so an unbounded
-    /// number of concurrent logins would be a memory-exhaustion attack. Extra logins wait.
-    password_slots: tokio::sync::Semaphore,
-    /// One reusable argon2 buffer per slot, so verifications allocate nothing large.
-    password_memory: Arc<std::sync::Mutex<Vec<khoa_core::password::VerifyMemory>>>,
+    /// Every password hash and verification, in bounded slots (`passwords.rs`).
+    pub passwords: crate::app::passwords::Passwords,
 }
 
 impl AppState {
@@ -92,11 +86,7 @@ impl AppState {
             client_auth_blocks: crate::app::caches::ClientAuthBlocks::default(),
             metrics: Metrics::default(),
             clock,
-            dummy_hash: tokio::sync::OnceCell::new(),
-            password_slots: tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
-            ),
-            password_memory: Arc::new(std::sync::Mutex::new(Vec::new())),
+            passwords: crate::app::passwords::Passwords::default(),
         })))
     }
 
@@ -114,37 +104,5 @@ impl AppState {
     /// The current time, from the state's clock.
     pub fn now(&self) -> khoa_core::UnixTime {
         self.clock.now()
-    }
-
-    /// Verifies a password off the async executor, at most one per CPU at a time,
-    /// against khoa's argon2id or any hash an import brought (`khoa_core::hashes`).
-    pub async fn verify_password(&self, password: String, phc: String) -> bool {
-        let Ok(_slot) = self.password_slots.acquire().await else { return false };
-        let pool = self.password_memory.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut memory = pool.lock().ok().and_then(|mut p| p.pop()).unwrap_or_default();
-            let ok = khoa_core::hashes::verify_any(&password, &phc, &mut memory);
-            if let Ok(mut p) = pool.lock() {
-                p.push(memory);
-            }
-            ok
-        })
-        .await
-        .unwrap_or(false)
-    }
-
-    pub async fn dummy_password_hash(&self) -> String {
-        self.dummy_hash
-            .get_or_init(|| async {
-                let random = khoa_core::random::random_token::<16>();
-                tokio::task::spawn_blocking(move || {
-                    khoa_core::password::hash_password(&random, khoa_core::password::PasswordParams::default())
-                        .unwrap_or_default()
-                })
-                .await
-                .unwrap_or_default()
-            })
-            .await
-            .clone()
     }
 }

@@ -64,6 +64,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/account/password/forgot", get(account::password::forgot_get).post(account::password::forgot_post))
         .route("/account/password/reset", get(account::password::reset_get).post(account::password::reset_post))
         .route("/account/email/verify", get(account::verify::get).post(account::verify::post))
+        .route("/account/email/report", get(account::verify::report_get).post(account::verify::report_post))
         .route("/account/register", get(account::register::get).post(account::register::post))
         .route(
             "/account/register/complete",

@@ -129,28 +129,40 @@ mod tests {
         assert!(answer.headers.get(header::WWW_AUTHENTICATE).is_none(), "no Basic attempted");
     }
 
+    /// A client with a shared secret presents it in the header or in the body,
+    /// whichever it registered (never both: RFC 6749 §2.3); a public client none.
     #[tokio::test]
-    async fn only_the_registered_method_authenticates() {
+    async fn a_shared_secret_in_the_header_or_the_body() {
         let app = app_with_web().await;
         app.client("by-body", |r| {
             r.secret = SecretChoice::Given(SECRET.into());
             r.secret_method = Some(SecretMethod::ClientSecretPost);
         })
         .await;
-        let in_body = [("grant_type", "authorization_code"), ("client_id", "web"), ("client_secret", SECRET)];
-        assert_eq!(
-            app.post_form(TOKEN, &in_body, None).await.error(),
-            (401, "invalid_client", "this client authenticates with client_secret_basic (the Authorization header)")
-        );
-        let answer = app.post_form(TOKEN, &[("grant_type", "authorization_code")], Some(("by-body", SECRET))).await;
-        assert_eq!(
-            answer.error(),
-            (
-                401,
-                "invalid_client",
-                "this client authenticates with client_secret_post (client_id and client_secret in the body)"
-            )
-        );
+        let needs_code = (400, "invalid_request", "code is required");
+        for id in ["web", "by-body"] {
+            let in_body = [("grant_type", "authorization_code"), ("client_id", id), ("client_secret", SECRET)];
+            assert_eq!(app.post_form(TOKEN, &in_body, None).await.error(), needs_code, "{id} in the body");
+            let answer = app.post_form(TOKEN, &[("grant_type", "authorization_code")], Some((id, SECRET))).await;
+            assert_eq!(answer.error(), needs_code, "{id} in the header");
+            let both = [("grant_type", "authorization_code"), ("client_secret", SECRET)];
+            assert_eq!(
+                app.post_form(TOKEN, &both, Some((id, SECRET))).await.error(),
+                (400, "invalid_request", "use one client authentication method, not Basic and client_secret"),
+                "{id} both at once"
+            );
+            let without = [("grant_type", "authorization_code"), ("client_id", id)];
+            assert_eq!(
+                app.post_form(TOKEN, &without, None).await.error(),
+                (
+                    401,
+                    "invalid_client",
+                    "this client authenticates with its client_secret (the Authorization header, or client_id and \
+                     client_secret in the body)"
+                ),
+                "{id} without its secret"
+            );
+        }
     }
 
     #[tokio::test]

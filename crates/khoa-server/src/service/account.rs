@@ -34,6 +34,8 @@ pub enum LinkKind {
     Reset,
     Verification,
     Registration,
+    /// The notice of an address change, to the old address, with "it was not me".
+    ChangeReport,
 }
 
 impl LinkKind {
@@ -42,6 +44,7 @@ impl LinkKind {
             Self::Reset => "/account/password/reset",
             Self::Verification => "/account/email/verify",
             Self::Registration => "/account/register/complete",
+            Self::ChangeReport => "/account/email/report",
         }
     }
 
@@ -51,6 +54,7 @@ impl LinkKind {
             Self::Reset => Purpose::PasswordReset,
             Self::Verification => Purpose::EmailVerification,
             Self::Registration => Purpose::Registration,
+            Self::ChangeReport => Purpose::ChangeReport,
         }
         .as_str()
     }
@@ -70,31 +74,48 @@ struct LinkMailHtml<'a> {
     ignore: &'static str,
 }
 
-/// The mail carrying `secret` to `to`, about `account`, in `locale`, branded.
+/// The mail carrying `secret` to `to`, in `locale`, branded. `account` (the username)
+/// is named only in mails to an address the account has verified: a mail to an
+/// unproven address carries no text that whoever typed the address chose, so the
+/// organisation's sender cannot be made to deliver a stranger's words.
 pub fn link_mail(
     settings: &crate::Settings,
     kind: LinkKind,
     locale: Locale,
     to: &str,
-    account: &str,
+    account: Option<&str>,
     secret: &str,
 ) -> Mail {
     let a = locale.account();
-    let (subject, intro, button, validity) = match kind {
-        LinkKind::Reset => (a.reset_mail_subject, a.reset_mail_intro, a.reset_mail_button, a.reset_mail_validity),
+    let (subject, intro, button, validity, ignore) = match kind {
+        LinkKind::Reset => {
+            (a.reset_mail_subject, a.reset_mail_intro, a.reset_mail_button, a.reset_mail_validity, a.mail_ignore)
+        }
         LinkKind::Verification => {
-            (a.verify_mail_subject, a.verify_mail_intro, a.verify_mail_button, a.verify_mail_validity)
+            (a.verify_mail_subject, a.verify_mail_intro, a.verify_mail_button, a.verify_mail_validity, a.mail_ignore)
         }
-        LinkKind::Registration => {
-            (a.register_mail_subject, a.register_mail_intro, a.register_mail_button, a.verify_mail_validity)
-        }
+        LinkKind::Registration => (
+            a.register_mail_subject,
+            a.register_mail_intro,
+            a.register_mail_button,
+            a.verify_mail_validity,
+            a.mail_ignore,
+        ),
+        LinkKind::ChangeReport => (
+            a.change_mail_subject,
+            a.change_mail_intro,
+            a.change_mail_button,
+            a.change_mail_validity,
+            a.change_mail_ignore,
+        ),
     };
+    let account = account.unwrap_or(a.mail_your_account);
     let brand = &settings.branding;
     let link = format!("{}{}?token={secret}&lang={}", settings.issuer.trim_end_matches('/'), kind.path(), locale.tag());
     let subject = format!("{subject} · {}", brand.product_name);
     let text = format!(
-        "{}\n\n{subject}\n\n{intro} {account}.\n\n{button}: {link}\n\n{validity}\n{}\n",
-        brand.product_name, a.mail_ignore
+        "{}\n\n{subject}\n\n{intro} {account}.\n\n{button}: {link}\n\n{validity}\n{ignore}\n",
+        brand.product_name
     );
     let html = LinkMailHtml {
         brand,
@@ -105,7 +126,7 @@ pub fn link_mail(
         link: &link,
         button,
         validity,
-        ignore: a.mail_ignore,
+        ignore,
     }
     .render()
     .unwrap_or_else(|_| text.replace('\n', "<br>"));
@@ -125,26 +146,58 @@ async fn admit_address(state: &AppState, address: IpAddr, now: UnixTime) -> Resu
     })
 }
 
-/// Counts a request for a link about one account (or one name typed, when no account
-/// has it: the same write either way); `false` when it asked too often.
-async fn admit_account(state: &AppState, key: String, now: UnixTime) -> Result<bool, ApiError> {
-    let key = throttle_key(key, state.settings.mail_throttle_account);
-    Ok(state.store.reserve_login_attempt(&[key], now).await? == Reservation::Admitted)
+/// Counts a mail about one account (`account_key`: `mail:account:ID`, or
+/// `mail:name:…` for a name that no account has: the same write either way) to each of
+/// `recipients`; `false` when the account or a recipient was mailed too often, and then
+/// nothing is counted. Every path that sends mail passes here, so no form, link or
+/// operator's call can turn khoa into a mail cannon against one address or account.
+pub async fn admit_mail(
+    store: &dyn khoa_store::Store,
+    settings: &crate::Settings,
+    account_key: String,
+    recipients: &[&str],
+    now: UnixTime,
+) -> Result<bool, khoa_store::StoreError> {
+    let policy = settings.mail_throttle_account;
+    let mut keys = vec![throttle_key(account_key, policy)];
+    keys.extend(recipients.iter().map(|r| throttle_key(format!("mail:to:{}", r.to_lowercase()), policy)));
+    Ok(store.reserve_login_attempt(&keys, now).await? == Reservation::Admitted)
 }
 
-/// The account a person names by its username, or by its email address.
+fn account_key(user_id: i64) -> String {
+    format!("mail:account:{user_id}")
+}
+
+/// The account a person names by its email address or its username: an address first
+/// (the one account that has it verified, else the first that has it), so that no
+/// username that looks like somebody's address can catch their mail.
 pub async fn find_account(state: &AppState, identifier: &str) -> Result<Option<User>, ApiError> {
     if identifier.is_empty() || identifier.len() > 254 {
         return Ok(None);
     }
-    if let Some(user) = state.store.user_by_username(identifier).await? {
-        return Ok(Some(user));
+    if identifier.contains('@') {
+        if let Some(user) = by_address(state, identifier).await? {
+            return Ok(Some(user));
+        }
     }
-    if !identifier.contains('@') {
-        return Ok(None);
-    }
-    let query = UserQuery { email: Some(identifier.to_string()), limit: 1, ..Default::default() };
-    Ok(state.store.users_page(&query).await?.into_iter().next())
+    Ok(state.store.user_by_username(identifier).await?)
+}
+
+/// The account that has `email`: the one that has it verified, else the first.
+async fn by_address(state: &AppState, email: &str) -> Result<Option<User>, ApiError> {
+    let query = UserQuery { email: Some(email.to_string()), limit: 10, ..Default::default() };
+    let mut found = state.store.users_page(&query).await?;
+    let verified = found.iter().position(|u| u.email_verified);
+    Ok(match verified {
+        Some(i) => Some(found.swap_remove(i)),
+        None => found.into_iter().next(),
+    })
+}
+
+/// Whether `email` is verified on an account other than `user_id`.
+pub async fn verified_elsewhere(state: &AppState, email: &str, user_id: i64) -> Result<bool, ApiError> {
+    let query = UserQuery { email: Some(email.to_string()), limit: 10, ..Default::default() };
+    Ok(state.store.users_page(&query).await?.iter().any(|u| u.email_verified && u.id != user_id))
 }
 
 /// "Forgot password?": a reset link to the account's address, if there is such an
@@ -163,10 +216,18 @@ pub async fn request_password_reset(
     let identifier = identifier.trim();
     let user = find_account(state, identifier).await?;
     let key = match &user {
-        Some(u) => format!("mail:account:{}", u.id),
+        Some(u) => account_key(u.id),
         None => format!("mail:name:{}", identifier.to_lowercase()),
     };
-    let admitted = admit_account(state, key, now).await?;
+    let recipient = user.as_ref().and_then(|u| u.email.clone());
+    let admitted = admit_mail(
+        state.store.as_ref(),
+        &state.settings,
+        key,
+        &recipient.as_deref().into_iter().collect::<Vec<_>>(),
+        now,
+    )
+    .await?;
     let mut event =
         Event::new(now, kind::PASSWORD_RESET_REQUESTED, Actor::Anonymous).from_address(Some(address.to_string()));
     let target = user.filter(|u| !u.is_disabled()).and_then(|u| u.email.clone().map(|e| (u, e)));
@@ -176,9 +237,10 @@ pub async fn request_password_reset(
             event.detail = serde_json::json!({"sent": true});
             let (secret, token) = AccountToken::issue(Purpose::PasswordReset, user.id, None, now);
             state.store.insert_account_token(&token, &event).await?;
+            let account = user.email_verified.then_some(user.username.as_str());
             outbox.send(
                 LinkKind::Reset.name(),
-                link_mail(&state.settings, LinkKind::Reset, locale, &email, &user.username, &secret),
+                link_mail(&state.settings, LinkKind::Reset, locale, &email, account, &secret),
             );
         }
         (target, admitted, _) => {
@@ -206,15 +268,9 @@ pub enum ResetOutcome {
     Password(NewPasswordError),
 }
 
-/// An argon2id hash of a new password, off the async executor.
-async fn hash(password: &str) -> Result<String, ApiError> {
-    let password = password.to_string();
-    tokio::task::spawn_blocking(move || {
-        khoa_core::password::hash_password(&password, khoa_core::password::PasswordParams::default())
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-    .map_err(|e| ApiError::Internal(e.to_string()))
+/// An argon2id hash of a new password, in the password slots.
+async fn hash(state: &AppState, password: &str) -> Result<String, ApiError> {
+    state.passwords.hash(password.to_string()).await.map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 pub async fn reset_password(
@@ -231,7 +287,7 @@ pub async fn reset_password(
     if usable_link(state, secret, Purpose::PasswordReset).await?.is_none() {
         return Ok(ResetOutcome::LinkUnusable);
     }
-    let new_hash = hash(password).await?;
+    let new_hash = hash(state, password).await?;
     let now = state.now();
     let keep_until = crate::service::logout::keep_deliveries_until(&state.settings, now);
     let event = Event::new(now, kind::PASSWORD_RESET, Actor::Anonymous).from_address(Some(address.to_string()));
@@ -241,12 +297,30 @@ pub async fn reset_password(
 }
 
 /// A verification link for `email` (which becomes `user_id`'s address once the link
-/// is used): stored with its audit event, and the mail that carries it. The caller
-/// delivers it: the server in the background, the command line at once.
+/// is used): stored with its audit event, and the mail that carries it; `None` when
+/// the account or the address was mailed too often ([`admit_mail`]). The caller
+/// delivers it: the server in the background, the command line at once. The mail goes
+/// to an address not proven yet, so it names no account (the page of its link does).
 pub async fn issue_verification(
     store: &dyn khoa_store::Store,
     settings: &crate::Settings,
-    (user_id, username): (i64, &str),
+    user_id: i64,
+    email: &str,
+    locale: Locale,
+    actor: Actor,
+    now: UnixTime,
+) -> Result<Option<Mail>, khoa_store::StoreError> {
+    if !admit_mail(store, settings, account_key(user_id), &[email], now).await? {
+        return Ok(None);
+    }
+    Ok(Some(verification_link(store, settings, user_id, email, locale, actor, now).await?))
+}
+
+/// The link of [`issue_verification`], once admitted.
+async fn verification_link(
+    store: &dyn khoa_store::Store,
+    settings: &crate::Settings,
+    user_id: i64,
     email: &str,
     locale: Locale,
     actor: Actor,
@@ -256,30 +330,134 @@ pub async fn issue_verification(
     let mut event = Event::new(now, kind::EMAIL_VERIFICATION_SENT, actor);
     event.user_id = Some(user_id);
     store.insert_account_token(&token, &event).await?;
-    Ok(link_mail(settings, LinkKind::Verification, locale, email, username, &secret))
+    Ok(link_mail(settings, LinkKind::Verification, locale, email, None, &secret))
 }
 
-/// Mails a verification link for `email` to `email`, for the user `(id, username)`;
-/// `false` when no mail can be sent (no SMTP settings).
+/// What became of a request to mail a verification link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    Sent,
+    /// No SMTP settings.
+    NoMail,
+    /// The account or the address was mailed too often.
+    Throttled,
+}
+
+/// Mails a verification link for `email` to `email`, for the user `user_id`.
 pub async fn send_verification(
     state: &AppState,
-    user: (i64, &str),
+    user_id: i64,
     email: &str,
     locale: Locale,
     actor: Actor,
-) -> Result<bool, khoa_store::StoreError> {
-    let Some(outbox) = state.outbox.as_ref() else { return Ok(false) };
-    let mail =
-        issue_verification(state.store.as_ref(), &state.settings, user, email, locale, actor, state.now()).await?;
+) -> Result<Sent, khoa_store::StoreError> {
+    let Some(outbox) = state.outbox.as_ref() else { return Ok(Sent::NoMail) };
+    let issued =
+        issue_verification(state.store.as_ref(), &state.settings, user_id, email, locale, actor, state.now()).await?;
+    let Some(mail) = issued else { return Ok(Sent::Throttled) };
     outbox.send(LinkKind::Verification.name(), mail);
-    Ok(true)
+    Ok(Sent::Sent)
 }
 
-/// Uses a verification link: its address becomes the user's, verified.
-pub async fn verify_email(state: &AppState, secret: &str, address: IpAddr) -> Result<Option<(i64, String)>, ApiError> {
+/// What asking for a new address on the account page did (the page says the same
+/// in every case but a throttled address: nothing tells whether the address is in use).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressChange {
+    /// A verification link went to the new address, a notice to the old one.
+    Mailed,
+    /// Not mailed: the account or an address was mailed too often, or the new address
+    /// is verified on another account, or no mail can be sent.
+    NotMailed,
+    /// This client address asked too often: wait `retry_after` seconds.
+    Throttled { retry_after: i64 },
+}
+
+/// The account page's request for a new address `email` for `user` (its password
+/// already checked by the caller): a verification link to the new address and, when
+/// the account has one, a notice to the old address with a link that undoes the
+/// change and signs the account out everywhere ([`report_email_change`]).
+pub async fn request_address_change(
+    state: &AppState,
+    user: &User,
+    email: &str,
+    address: IpAddr,
+    locale: Locale,
+) -> Result<AddressChange, ApiError> {
+    let now = state.now();
+    if let Some(retry_after) = admit_address(state, address, now).await? {
+        return Ok(AddressChange::Throttled { retry_after });
+    }
+    let Some(outbox) = state.outbox.as_ref() else { return Ok(AddressChange::NotMailed) };
+    let actor = Actor::User(user.id);
+    if verified_elsewhere(state, email, user.id).await? {
+        let mut event = Event::new(now, kind::EMAIL_VERIFICATION_SENT, actor).from_address(Some(address.to_string()));
+        event.user_id = Some(user.id);
+        event.detail = serde_json::json!({"sent": false, "reason": "verified_elsewhere"});
+        state.store.record(&event).await?;
+        return Ok(AddressChange::NotMailed);
+    }
+    let old = user.email.as_deref().filter(|old| !old.eq_ignore_ascii_case(email));
+    let recipients: Vec<&str> = std::iter::once(email).chain(old).collect();
+    if !admit_mail(state.store.as_ref(), &state.settings, account_key(user.id), &recipients, now).await? {
+        return Ok(AddressChange::NotMailed);
+    }
+    let mail =
+        verification_link(state.store.as_ref(), &state.settings, user.id, email, locale, actor.clone(), now).await?;
+    outbox.send(LinkKind::Verification.name(), mail);
+    if let Some(old) = old {
+        let (secret, token) = AccountToken::issue(Purpose::ChangeReport, user.id, Some(old.to_string()), now);
+        let mut event = Event::new(now, kind::EMAIL_CHANGE_NOTICE_SENT, actor).from_address(Some(address.to_string()));
+        event.user_id = Some(user.id);
+        state.store.insert_account_token(&token, &event).await?;
+        let account = user.email_verified.then_some(user.username.as_str());
+        outbox.send(
+            LinkKind::ChangeReport.name(),
+            link_mail(&state.settings, LinkKind::ChangeReport, locale, old, account, &secret),
+        );
+    }
+    Ok(AddressChange::Mailed)
+}
+
+/// "It was not me", from the notice of an address change: the change is undone, the
+/// account signed out everywhere, its pending links cancelled. `None` when the link
+/// is unknown, used or expired.
+pub async fn report_email_change(
+    state: &AppState,
+    secret: &str,
+    address: IpAddr,
+) -> Result<Option<EndedSessions>, ApiError> {
+    let now = state.now();
+    let keep_until = crate::service::logout::keep_deliveries_until(&state.settings, now);
+    let event = Event::new(now, kind::EMAIL_CHANGE_REPORTED, Actor::Anonymous).from_address(Some(address.to_string()));
+    let done = state.store.report_email_change(&token_hash(secret), now, keep_until, &event).await?;
+    state.users.clear();
+    Ok(done)
+}
+
+/// What using a verification link did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    /// The address is the user's, verified.
+    Done {
+        user_id: i64,
+        email: String,
+    },
+    /// The address is verified on another account: nothing changed.
+    Taken,
+    LinkUnusable,
+}
+
+/// Uses a verification link: its address becomes the user's, verified, unless another
+/// account has it verified (an address is verified on one account at most).
+pub async fn verify_email(state: &AppState, secret: &str, address: IpAddr) -> Result<Verified, ApiError> {
     let now = state.now();
     let event = Event::new(now, kind::EMAIL_VERIFIED, Actor::Anonymous).from_address(Some(address.to_string()));
-    let done = state.store.verify_email(&token_hash(secret), now, &event).await?;
+    let done = match state.store.verify_email(&token_hash(secret), now, &event).await {
+        Ok(Some((user_id, email))) => Verified::Done { user_id, email },
+        Ok(None) => Verified::LinkUnusable,
+        Err(khoa_store::StoreError::Conflict(_)) => Verified::Taken,
+        Err(e) => return Err(e.into()),
+    };
     state.users.clear();
     Ok(done)
 }
@@ -326,8 +504,10 @@ pub async fn request_registration(
         name,
         ..Default::default()
     };
-    let profile = match profile.validate() {
-        Ok(p) => p,
+    // The account is made once its address is verified: a username with `@` must be
+    // that address.
+    let profile = match (khoa_core::user::Profile { email_verified: true, ..profile }).validate_new() {
+        Ok(p) => khoa_core::user::Profile { email_verified: false, ..p },
         Err(e) => return Ok(Err(RegistrationRefused::Profile(e))),
     };
     if let Err(e) = check_new_password(form.password, form.confirmation) {
@@ -338,11 +518,12 @@ pub async fn request_registration(
         return Ok(Ok(Requested::Throttled { retry_after }));
     }
     let email = profile.email.clone().unwrap_or_default();
-    let admitted = admit_account(state, format!("mail:name:{}", email.to_lowercase()), now).await?;
+    let name_key = format!("mail:name:{}", khoa_core::user::username_key(&profile.username));
+    let admitted = admit_mail(state.store.as_ref(), &state.settings, name_key, &[&email], now).await?;
     // Hashed whether or not the account can be made: the answer takes as long either way.
-    let password_hash = hash(form.password).await?;
-    let taken = state.store.user_by_username(&profile.username).await?.is_some()
-        || find_account(state, &email).await?.is_some();
+    let password_hash = hash(state, form.password).await?;
+    let taken =
+        state.store.user_by_username(&profile.username).await?.is_some() || by_address(state, &email).await?.is_some();
     let mut event =
         Event::new(now, kind::EMAIL_VERIFICATION_SENT, Actor::Anonymous).from_address(Some(address.to_string()));
     match (admitted && !taken, state.outbox.as_ref()) {
@@ -357,7 +538,8 @@ pub async fn request_registration(
             token.payload = Some(serde_json::to_string(&pending).map_err(|e| ApiError::Internal(e.to_string()))?);
             event.detail = serde_json::json!({"registration": true, "sent": true});
             state.store.insert_account_token(&token, &event).await?;
-            let mail = link_mail(&state.settings, LinkKind::Registration, locale, &email, &profile.username, &secret);
+            // The address is not proven: the mail names nothing its sender typed.
+            let mail = link_mail(&state.settings, LinkKind::Registration, locale, &email, None, &secret);
             outbox.send(LinkKind::Registration.name(), mail);
         }
         _ => {
@@ -366,6 +548,11 @@ pub async fn request_registration(
         }
     }
     Ok(Ok(Requested::Accepted))
+}
+
+/// The username a registration link would create.
+pub fn pending_username(link: &AccountToken) -> Option<String> {
+    link.payload.as_deref().and_then(|p| serde_json::from_str::<PendingAccount>(p).ok()).map(|p| p.username)
 }
 
 /// What completing a registration did.

@@ -54,11 +54,9 @@ pub async fn password_login(
         return Ok(LoginOutcome::Blocked { retry_after });
     }
     let user = if username.is_empty() { None } else { state.store.user_by_username(username).await? };
-    let hash = match &user {
-        Some(u) => u.password_hash.clone(),
-        None => state.dummy_password_hash().await,
-    };
-    let verified = state.verify_password(password.to_string(), hash).await;
+    // An unknown user, an account without a password and one whose hash cannot be
+    // verified cost the same work as a wrong password.
+    let verified = state.passwords.verify_or_pretend(password, user.as_ref().map(|u| u.password_hash.as_str())).await;
     let now = state.now();
     match (user, verified) {
         (Some(user), true) if user.is_disabled() => {
@@ -98,9 +96,7 @@ async fn upgrade_hash(state: &AppState, user: &User, password: &str) -> Result<(
         return Ok(());
     }
     let from = khoa_core::hashes::scheme_of(&user.password_hash).map(|s| s.as_str()).unwrap_or("unknown");
-    let password = password.to_string();
-    let hashed = tokio::task::spawn_blocking(move || khoa_core::password::hash_password(&password, params)).await;
-    let Ok(Ok(new_hash)) = hashed else {
+    let Ok(new_hash) = state.passwords.hash(password.to_string()).await else {
         tracing::warn!(user_id = user.id, "could not re-hash an imported password; it stays as imported");
         return Ok(());
     };

@@ -17,8 +17,14 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve::serve(config).await,
         Command::Migrate => {
-            open_store(&config).await?;
+            let store = open_store(&config).await?;
             println!("migrations applied");
+            for (username, holder) in store.username_collisions().await? {
+                println!(
+                    "username {username:?} differs from {holder:?} only in case or width: it keeps working as typed, \
+                     but rename one of them (khoa user or the admin API) so that neither can pass for the other"
+                );
+            }
             Ok(())
         }
         Command::Client(c) => client::run(c, &open_store(&config).await?).await,

@@ -11,6 +11,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let master = master_key(&config)?;
     let store = super::open_store(&config).await?;
+    for (username, holder) in store.username_collisions().await? {
+        tracing::warn!(%username, %holder, "two usernames differ only in case or width: rename one (khoa migrate lists them)");
+    }
     let created = ensure_initial_keys(store.as_ref(), &master, &config.settings.algorithms, SystemClock.now())
         .await
         .context("cannot create the first signing keys")?;
@@ -33,6 +36,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = std::io::stdout().flush();
 
     let stop = server.stopper();
+    let state = server.state.clone();
     tokio::spawn(async move {
         tokio::select! {
             _ = terminate.recv() => {}
@@ -41,7 +45,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = stop.send(true);
     });
-    server.wait().await.context("server failed")?;
+    let served = server.wait().await;
+    // Password work the drained requests left behind (their permits are the work's
+    // own): waited for within the shutdown deadline, then abandoned, never run on.
+    let abandoned = state.passwords.drain(state.settings.request_timeout).await;
+    if abandoned > 0 {
+        tracing::warn!(abandoned, "stopping with password verifications still running");
+    }
+    served.context("server failed")?;
     tracing::info!("stopped");
     Ok(())
 }

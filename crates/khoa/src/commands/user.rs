@@ -64,7 +64,11 @@ async fn send_verifications(
         let actor = khoa_core::audit::Actor::CommandLine;
         let now = SystemClock.now();
         let issued = khoa_server::service::account::issue_verification;
-        let mail = issued(store.as_ref(), settings, (*id, username), email, locale, actor, now).await?;
+        let Some(mail) = issued(store.as_ref(), settings, *id, email, locale, actor, now).await? else {
+            // The per-account and per-address limits of every mailed link.
+            eprintln!("verification mail to {email} not sent: {username} or the address was mailed too often; try again in an hour");
+            continue;
+        };
         mailer.deliver(&mail).await.map_err(|e| {
             anyhow::anyhow!("{username} exists, but the verification mail to {email} could not be sent: {e}")
         })?;
@@ -101,7 +105,8 @@ pub async fn run(command: UserCommand, settings: &Settings, store: &Arc<dyn Stor
                 picture,
                 attributes: Default::default(),
             };
-            let user = users::create(store.as_ref(), profile, Some(password), &who()).await?;
+            let passwords = khoa_server::passwords::Passwords::default();
+            let user = users::create(store.as_ref(), &passwords, profile, Some(password), &who()).await?;
             if let (Some(mailer), Some(email)) = (&mailer, &user.email) {
                 let to_verify = [(user.id, user.username.clone(), email.clone())];
                 send_verifications(store, settings, mailer, &verification, &to_verify).await?;
@@ -145,7 +150,7 @@ pub async fn run(command: UserCommand, settings: &Settings, store: &Arc<dyn Stor
                 bail!("no user named {username:?}");
             }
             let password = read_stdin_secret("password")?;
-            let hash = users::hash_new_password(password).await?;
+            let hash = users::hash_new_password(&khoa_server::passwords::Passwords::default(), password).await?;
             let ended = end_sessions(store, settings, &username, UserChange::Password { hash }).await?;
             println!("password of {username} changed; {}", ended_text(&ended));
             Ok(())

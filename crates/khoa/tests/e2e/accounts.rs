@@ -195,20 +195,32 @@ async fn reset_account_page_verification_and_sign_up_by_mail_in_chromium() {
     b.js("document.getElementById('sessions').scrollIntoView(); return true").await;
     b.shot("account-sessions-en").await;
 
-    // A new address: a mail to it, and the address changes once its link is used.
+    // A new address needs the current password: a mail to it, a notice to the old
+    // one, and the address changes once its link is used.
     fill(&b, "#email", "sv01.moi@example.vn").await;
+    submit(&b, "#profile").await;
+    b.wait_for("p.error", 10).await;
+    assert!(b.text("p.error").await.contains("enter your current password"));
+    fill(&b, "#email", "sv01.moi@example.vn").await;
+    fill(&b, "#email_current_password", NEW_PASSWORD).await;
     submit(&b, "#profile").await;
     b.wait_for("p.notice", 10).await;
     assert!(b.text("p.notice").await.contains("verification mail"));
-    let verify = smtp.wait_for(2)[1].clone();
-    assert_eq!(
-        (verify.to.as_str(), verify.subject.as_str()),
-        ("sv01.moi@example.vn", "Verify your email address · khoa")
-    );
+    let mails = smtp.wait_for(3);
+    let verify = mails.iter().find(|m| m.to == "sv01.moi@example.vn").expect("the verification").clone();
+    assert_eq!(verify.subject, "Verify your email address · khoa");
+    let notice =
+        mails.iter().find(|m| m.to == "sv01@hutech.edu.vn" && m.subject.contains("changed")).expect("a notice").clone();
+    assert_eq!(notice.subject, "Your email address is being changed · khoa");
     let users = khoa_testkit::stdout_json(&run_cli(BIN, &khoa.db, &["user", "list", "--json"], None));
     assert_eq!(users[0]["email"], "sv01@hutech.edu.vn", "unchanged until verified");
-    b.client.goto(&verify.link(&khoa.url("/account/email/verify?token="))).await.unwrap();
+    let verify_link = verify.link(&khoa.url("/account/email/verify?token="));
+    b.client.goto(&verify_link.replace("lang=en", "lang=vi")).await.unwrap();
     b.wait_for("button[type=submit]", 10).await;
+    b.shot("verify-vi").await;
+    b.client.goto(&verify_link).await.unwrap();
+    b.wait_for("button[type=submit]", 10).await;
+    assert!(b.client.source().await.unwrap().contains("Account: <strong>sv01</strong>"), "the page names who asks");
     b.shot("verify-en").await;
     submit(&b, "form").await;
     b.wait_for("p.notice", 10).await;
@@ -294,7 +306,7 @@ async fn reset_account_page_verification_and_sign_up_by_mail_in_chromium() {
     fill(&vi, "#identifier", "sv01.moi@example.vn").await;
     submit(&vi, "form").await;
     vi.wait_for("p.notice", 10).await;
-    let reset_vi = smtp.wait_for(3)[2].clone();
+    let reset_vi = smtp.wait_for(4)[3].clone();
     assert_eq!((reset_vi.to.as_str(), reset_vi.subject.as_str()), ("sv01.moi@example.vn", "Đặt lại mật khẩu · khoa"));
     vi.client.goto(&reset_vi.link(&khoa.url("/account/password/reset?token="))).await.unwrap();
     vi.wait_for("#confirmation", 10).await;
@@ -313,7 +325,7 @@ async fn reset_account_page_verification_and_sign_up_by_mail_in_chromium() {
     fill(&vi, "#confirmation", PASSWORD).await;
     submit(&vi, "form").await;
     vi.wait_for("p.notice", 10).await;
-    let signup = smtp.wait_for(4)[3].clone();
+    let signup = smtp.wait_for(5)[4].clone();
     assert_eq!((signup.to.as_str(), signup.subject.as_str()), ("sv99@example.vn", "Hoàn tất tạo tài khoản · khoa"));
     let users = khoa_testkit::stdout_json(&run_cli(BIN, &khoa.db, &["user", "list", "--json"], None));
     assert_eq!(users.as_array().unwrap().len(), 1, "no account before the link is used");
@@ -325,6 +337,22 @@ async fn reset_account_page_verification_and_sign_up_by_mail_in_chromium() {
     let users = khoa_testkit::stdout_json(&run_cli(BIN, &khoa.db, &["user", "list", "--json"], None));
     let created = users.as_array().unwrap().iter().find(|u| u["username"] == "sv99").expect("sv99 created");
     assert_eq!((created["email"].as_str(), created["email_verified"].as_bool()), (Some("sv99@example.vn"), Some(true)));
+
+    // The notice of the address change, read at the old address: its "it was not me"
+    // page in both languages, then used: the old address is back, every session ends.
+    let report = notice.link(&khoa.url("/account/email/report?token="));
+    vi.client.goto(&report.replace("lang=en", "lang=vi")).await.unwrap();
+    vi.wait_for("button[type=submit]", 10).await;
+    vi.shot("report-vi").await;
+    vi.client.goto(&report).await.unwrap();
+    vi.wait_for("button[type=submit]", 10).await;
+    vi.shot("report-en").await;
+    submit(&vi, "form").await;
+    vi.wait_for("p.notice", 10).await;
+    assert!(vi.client.source().await.unwrap().contains("The change is cancelled"));
+    let users = khoa_testkit::stdout_json(&run_cli(BIN, &khoa.db, &["user", "list", "--json"], None));
+    let sv01 = users.as_array().unwrap().iter().find(|u| u["username"] == "sv01").unwrap();
+    assert_eq!((sv01["email"].as_str(), sv01["email_verified"].as_bool()), (Some("sv01@hutech.edu.vn"), Some(true)));
     vi.close().await;
 
     // The command line mails a verification link too (in English when asked).
@@ -342,7 +370,7 @@ async fn reset_account_page_verification_and_sign_up_by_mail_in_chromium() {
     ];
     let out = khoa_testkit::run_cli_with(BIN, &khoa.db, &env, &args, Some(PASSWORD));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let cli = smtp.wait_for(5)[4].clone();
+    let cli = smtp.wait_for(6)[5].clone();
     assert_eq!((cli.to.as_str(), cli.subject.as_str()), ("gv01@example.vn", "Verify your email address · khoa"));
     // And an import, to each new user whose address is not verified yet.
     let hash = "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW";
@@ -356,8 +384,8 @@ async fn reset_account_page_verification_and_sign_up_by_mail_in_chromium() {
     let out = khoa_testkit::run_cli_with(BIN, &khoa.db, &env, &["user", "import", &path, "--send-verification"], None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let all = smtp.mails(); // the command delivered before it exited
-    assert_eq!(all.len(), 6, "one mail, to the unverified address only");
-    assert_eq!((all[5].to.as_str(), all[5].subject.as_str()), ("imp1@example.vn", "Xác minh địa chỉ email · khoa"));
+    assert_eq!(all.len(), 7, "one mail, to the unverified address only");
+    assert_eq!((all[6].to.as_str(), all[6].subject.as_str()), ("imp1@example.vn", "Xác minh địa chỉ email · khoa"));
     let logs = khoa.process().logs();
     for secret in [link.as_str(), NEW_PASSWORD] {
         let token = secret.split("token=").nth(1).unwrap_or(secret);

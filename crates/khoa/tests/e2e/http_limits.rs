@@ -159,6 +159,80 @@ async fn sigterm_finishes_requests_in_flight() {
     assert!(status.success(), "{status:?}");
 }
 
+/// SIGTERM while password verifications run that their requests abandoned: the
+/// process waits for them only up to its shutdown deadline, then exits, instead of
+/// logging "stopped" and burning CPU until they finish (the review's finding). The
+/// hash is scrypt at its bounds (1 GiB of mixing): 1.5 s a verification in a release
+/// build, far longer in this debug one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_does_not_wait_for_abandoned_verifications() {
+    let db = test_database(Backend::Sqlite).await;
+    let khoa = Khoa::with_env(BIN, db, &[("KHOA_REQUEST_TIMEOUT", "1s")]);
+    khoa.client("web", &[]).unwrap();
+    let line = serde_json::json!({
+        "username": "slow",
+        "password_hash": "$scrypt$ln=15,r=32,p=8$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+    });
+    let file = khoa.db.dir.path().join("slow.jsonl");
+    std::fs::write(&file, line.to_string()).unwrap();
+    let out = khoa_testkit::run_cli(BIN, &khoa.db, &["user", "import", &file.display().to_string()], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Four logins at once: two verify (one slot per core), two wait; each request
+    // gives up after 1 s (408), its verification runs on.
+    let mut logins = vec![];
+    for _ in 0..4 {
+        let browser = khoa_testkit::browser::Browser::new();
+        let start = khoa.authorize_url(&[
+            ("client_id", "web"),
+            ("redirect_uri", khoa_testkit::flow::CALLBACK),
+            ("response_type", "code"),
+            ("scope", "openid"),
+        ]);
+        let page = browser.get(&start).await.text().await.unwrap();
+        let f = khoa_testkit::browser::inputs(&page);
+        let url = khoa.url("/oauth2/auth/login");
+        logins.push(tokio::spawn(async move {
+            let form = [
+                ("interaction", f["interaction"].as_str()),
+                ("csrf_token", f["csrf_token"].as_str()),
+                ("username", "slow"),
+                ("password", "not the password"),
+            ];
+            browser.post_form(&url, &form).await.status().as_u16()
+        }));
+    }
+    for login in logins {
+        assert_eq!(login.await.unwrap(), 408, "each request gives up at its timeout");
+    }
+    let pid = khoa.process().pid();
+    let cpu_seconds = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        let ticks: u64 = fields.get(11..13).map(|f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum()).unwrap_or(0);
+        ticks as f64 / 100.0
+    };
+    let before = cpu_seconds();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(cpu_seconds() - before > 0.4, "the abandoned verifications still run");
+    let signalled = Instant::now();
+    assert!(std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap().success());
+    // Exited: gone, or a zombie waiting for this test to reap it.
+    let exited = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()).is_none_or(|state| state == "Z")
+    };
+    while !exited() {
+        assert!(signalled.elapsed() < Duration::from_secs(15), "still running 15 s after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = signalled.elapsed();
+    // The drain of requests (none left) and of verifications (1 s), then exit.
+    assert!(took < Duration::from_secs(6), "exited {took:?} after SIGTERM");
+    let logs = khoa.process().logs();
+    assert!(logs.contains("stopping with password verifications still running"), "{logs}");
+    assert!(logs.contains("\"stopped\"") || logs.contains(" stopped"), "{logs}");
+}
+
 /// Every response after which the server closes the connection says so (413, 414,
 /// 431), so a keep-alive client never sends its next request into a closing
 /// connection: one client with one pooled connection alternates oversized and

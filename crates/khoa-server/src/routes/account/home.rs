@@ -429,8 +429,11 @@ fn who(state: &AppState, v: &Visitor, address: std::net::IpAddr) -> Who {
     Who { actor: Actor::User(v.user.id), address: Some(address.to_string()), now: state.now() }
 }
 
-/// `POST /account/profile`: name, phone and picture at once; a new email address only
-/// once verified (a mail is sent to it).
+/// `POST /account/profile`: name, phone and picture at once. A change of the email
+/// address (a new one, or none) needs the current password, checked as a login
+/// (throttled), as a password change does: a moment at an unlocked computer must not
+/// hand the account's mail, and with it "Forgot password?", to someone else. A new
+/// address counts only once verified; the old one is told, with a way to undo it.
 pub(crate) async fn profile(State(state): State<AppState>, posted: Posted) -> Result<Response, ApiError> {
     let Posted { v, form, locale, address } = posted;
     let a = locale.account();
@@ -457,6 +460,16 @@ pub(crate) async fn profile(State(state): State<AppState>, posted: Posted) -> Re
         let error = Some(format!("{} {e}", a.invalid_input));
         return account_page(&state, &v, locale, None, error, StatusCode::BAD_REQUEST).await;
     }
+    if email_changes {
+        let password = form.get("current_password").map(String::as_str).unwrap_or("");
+        if password.is_empty() {
+            let error = Some(a.email_needs_password.to_string());
+            return account_page(&state, &v, locale, None, error, StatusCode::BAD_REQUEST).await;
+        }
+        if let Some(refused) = reauthenticate(&state, &v, password, address, locale).await? {
+            return Ok(refused);
+        }
+    }
     let who = who(&state, &v, address);
     if profile != current {
         match crate::service::admin::users::update(state.store.as_ref(), &v.user, profile, None, &who).await {
@@ -469,12 +482,42 @@ pub(crate) async fn profile(State(state): State<AppState>, posted: Posted) -> Re
     }
     match asked_email.filter(|_| email_changes) {
         Some(email) => {
-            let user = (v.user.id, v.user.username.as_str());
-            crate::service::account::send_verification(&state, user, &email, locale, who.actor.clone()).await?;
-            Ok(done(locale, "verification"))
+            use crate::service::account::{request_address_change, AddressChange};
+            match request_address_change(&state, &v.user, &email, address, locale).await? {
+                AddressChange::Throttled { .. } => {
+                    let error = Some(a.too_many.to_string());
+                    account_page(&state, &v, locale, None, error, StatusCode::TOO_MANY_REQUESTS).await
+                }
+                // The same page whether or not a mail left: it tells nothing of other accounts.
+                AddressChange::Mailed | AddressChange::NotMailed => Ok(done(locale, "verification")),
+            }
         }
         None => Ok(done(locale, "saved")),
     }
+}
+
+/// The visitor's current password, checked as a login is (throttled, audited): `None`
+/// when right, else the page that says why not.
+async fn reauthenticate(
+    state: &AppState,
+    v: &Visitor,
+    password: &str,
+    address: std::net::IpAddr,
+    locale: Locale,
+) -> Result<Option<Response>, ApiError> {
+    let a = locale.account();
+    let origin = khoa_core::throttle::LoginOrigin::Browser { address, device: None };
+    use crate::service::password_login::{password_login, LoginOutcome};
+    Ok(match password_login(state, &v.user.username, password, origin, ACCOUNT_CLIENT_ID).await? {
+        LoginOutcome::Succeeded(_) => None,
+        LoginOutcome::Blocked { .. } => {
+            let error = Some(locale.texts().throttled.to_string());
+            Some(account_page(state, v, locale, None, error, StatusCode::TOO_MANY_REQUESTS).await?)
+        }
+        LoginOutcome::Failed | LoginOutcome::Disabled => {
+            Some(account_page(state, v, locale, None, Some(a.wrong_password.into()), StatusCode::BAD_REQUEST).await?)
+        }
+    })
 }
 
 /// `POST /account/password`: the current password (checked as a login, throttled),
@@ -490,20 +533,10 @@ pub(crate) async fn password(State(state): State<AppState>, posted: Posted) -> R
         };
         return account_page(&state, &v, locale, None, Some(message.into()), StatusCode::BAD_REQUEST).await;
     }
-    let origin = khoa_core::throttle::LoginOrigin::Browser { address, device: None };
-    use crate::service::password_login::{password_login, LoginOutcome};
-    match password_login(&state, &v.user.username, field("current_password"), origin, ACCOUNT_CLIENT_ID).await? {
-        LoginOutcome::Succeeded(_) => {}
-        LoginOutcome::Blocked { .. } => {
-            let error = Some(locale.texts().throttled.to_string());
-            return account_page(&state, &v, locale, None, error, StatusCode::TOO_MANY_REQUESTS).await;
-        }
-        LoginOutcome::Failed | LoginOutcome::Disabled => {
-            return account_page(&state, &v, locale, None, Some(a.wrong_password.into()), StatusCode::BAD_REQUEST)
-                .await;
-        }
+    if let Some(refused) = reauthenticate(&state, &v, field("current_password"), address, locale).await? {
+        return Ok(refused);
     }
-    let new_hash = crate::service::admin::users::hash_new_password(field("password").to_string())
+    let new_hash = crate::service::admin::users::hash_new_password(&state.passwords, field("password").to_string())
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let who = who(&state, &v, address);

@@ -116,6 +116,42 @@ async fn mails(app: &TestApp, at_least: usize) -> Vec<Mail> {
     app.mails.0.lock().unwrap().clone()
 }
 
+/// The first mail delivered to `to` (mails leave in the background, in any order).
+async fn mail_to(app: &TestApp, to: &str) -> Mail {
+    mail_where(app, |m| m.to == to).await
+}
+
+/// The first mail delivered that `wanted` picks.
+async fn mail_where(app: &TestApp, wanted: impl Fn(&Mail) -> bool) -> Mail {
+    for _ in 0..400 {
+        if let Some(m) = app.mails.0.lock().unwrap().iter().find(|m| wanted(m)) {
+            return m.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!(
+        "no such mail among {:?}",
+        app.mails.0.lock().unwrap().iter().map(|m| (&m.to, &m.subject)).collect::<Vec<_>>()
+    );
+}
+
+/// How many mails went to `to`, once the outbox has had time to deliver.
+async fn mails_to(app: &TestApp, to: &str) -> usize {
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    app.mails.0.lock().unwrap().iter().filter(|m| m.to == to).count()
+}
+
+/// The page of a mailed link, confirmed with its button: the confirmation's answer.
+async fn confirm_link(b: &mut Browser<'_>, link: &str) -> Answer {
+    let page = b.get(link).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    let path = link.split('?').next().unwrap().to_string();
+    let form =
+        [("csrf_token", input(&page.text, "csrf_token").unwrap()), ("token", input(&page.text, "token").unwrap())];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    b.post(&path, &form).await
+}
+
 /// The path and query of the link in a mail's text.
 fn link_in(mail: &Mail) -> String {
     let at = mail.text.find("https://sso.example.vn/").expect("a link");
@@ -380,7 +416,12 @@ async fn a_new_email_address_counts_once_verified() {
     let app = app_with_mail().await;
     let mut b = Browser::new(&app);
     b.sign_in(PASSWORD).await;
-    let asked = page_form(&mut b, "/account/profile", &[("name", "Nguyễn Văn A"), ("email", "moi@example.vn")]).await;
+    let asked = page_form(
+        &mut b,
+        "/account/profile",
+        &[("name", "Nguyễn Văn A"), ("email", "moi@example.vn"), ("current_password", PASSWORD)],
+    )
+    .await;
     assert!(asked.text.contains("We have sent a verification mail to the new address."), "{}", asked.text);
     let user = app.state.store.user_by_username("sv01").await.unwrap().unwrap();
     assert_eq!(
@@ -388,13 +429,14 @@ async fn a_new_email_address_counts_once_verified() {
         (Some("sv01@hutech.edu.vn"), true),
         "unchanged until verified"
     );
-    let mail = mails(&app, 1).await.remove(0);
-    assert_eq!(mail.to, "moi@example.vn");
+    let mail = mail_to(&app, "moi@example.vn").await;
     let link = link_in(&mail);
     assert!(link.starts_with("/account/email/verify?token="), "{link}");
-    // Opening shows a button; only the button verifies.
+    // Opening shows a button, the account that asks and what it does; only the button verifies.
     let page = b.get(&link).await;
     assert!(page.text.contains("moi@example.vn"));
+    assert!(page.text.contains("Account: <strong>sv01</strong>"), "{}", page.text);
+    assert!(page.text.contains("password resets will be mailed here"), "{}", page.text);
     assert_eq!(
         app.state.store.user_by_id(user.id).await.unwrap().unwrap().email.as_deref(),
         Some("sv01@hutech.edu.vn")
@@ -518,7 +560,11 @@ async fn sessions_end_one_by_one_or_everywhere() {
 async fn another_users_session_cannot_be_ended() {
     let app = app_with_mail().await;
     app.stored_code("code").await; // sv01's sid-1
-    let other = khoa_core::user::NewUser { username: "sv02".into(), ..crate::testing::test_user() };
+    let other = khoa_core::user::NewUser {
+        username: "sv02".into(),
+        email: Some("sv02@hutech.edu.vn".into()),
+        ..crate::testing::test_user()
+    };
     let hash = khoa_core::password::hash_password(PASSWORD, Default::default()).unwrap();
     app.state
         .store
@@ -698,4 +744,256 @@ async fn bad_input_to_the_account_pages_is_never_a_server_error() {
     }
     // The account still signs in: nothing above changed the password.
     assert!(password_works(&app, PASSWORD).await);
+}
+
+/// The review's takeover at an unlocked computer: the email address cannot be changed
+/// without the current password; when it is (the password known), the old address is
+/// told at once, and its "it was not me" link gives the address back, signs the account
+/// out everywhere and kills the reset link the new address had asked for.
+#[tokio::test]
+async fn changing_the_email_needs_the_password_and_the_old_address_can_undo_it() {
+    let app = app_with_mail().await;
+    let mut b = Browser::new(&app);
+    b.sign_in(PASSWORD).await;
+    let user = app.state.store.user_by_username("sv01").await.unwrap().unwrap();
+    for (password, message) in [
+        (None, "To change your email address, enter your current password."),
+        (Some("not it"), "The current password is wrong."),
+    ] {
+        let mut form = vec![("name", "Nguyễn Văn A"), ("email", "mallory@evil.test")];
+        form.extend(password.map(|p| ("current_password", p)));
+        let refused = page_form(&mut b, "/account/profile", &form).await;
+        assert_eq!(refused.status, 400, "{password:?}");
+        assert!(refused.text.contains(message), "{password:?}: {}", refused.text);
+    }
+    // Removing the address needs it too.
+    let removed = page_form(&mut b, "/account/profile", &[("name", "Nguyễn Văn A"), ("email", "")]).await;
+    assert_eq!(removed.status, 400);
+    assert_eq!(mails_to(&app, "mallory@evil.test").await, 0);
+    let stored = app.state.store.user_by_id(user.id).await.unwrap().unwrap();
+    assert_eq!((stored.email.as_deref(), stored.email_verified), (Some("sv01@hutech.edu.vn"), true));
+
+    // With the password: the new address gets its link, the old one a notice.
+    let form = [("name", "Nguyễn Văn A"), ("email", "mallory@evil.test"), ("current_password", PASSWORD)];
+    page_form(&mut b, "/account/profile", &form).await;
+    let notice = mail_to(&app, "sv01@hutech.edu.vn").await;
+    assert_eq!(notice.subject, "Your email address is being changed · khoa");
+    assert!(notice.text.contains("It was not me") && !notice.text.contains("mallory"), "{}", notice.text);
+    let report = link_in(&notice);
+    assert!(report.starts_with("/account/email/report?token="), "{report}");
+    let mut mallory = Browser::new(&app).at(([203, 0, 113, 66], 4000).into());
+    let verify = link_in(&mail_to(&app, "mallory@evil.test").await);
+    assert_eq!(confirm_link(&mut mallory, &verify).await.status, 200);
+    assert_eq!(app.state.store.user_by_id(user.id).await.unwrap().unwrap().email.as_deref(), Some("mallory@evil.test"));
+    ask_for_reset(&mut mallory, "mallory@evil.test").await;
+    let stolen = link_in(&mail_where(&app, |m| m.to == "mallory@evil.test" && m.subject.starts_with("Reset")).await);
+    assert_ne!(stolen, verify);
+
+    // The owner reads the notice: the page says what the button does.
+    let mut owner = Browser::new(&app).at(([198, 51, 100, 9], 4000).into());
+    let page = owner.get(&report).await;
+    assert!(page.text.contains("Account: <strong>sv01</strong>") && page.text.contains("sv01@hutech.edu.vn"));
+    assert!(page.text.contains("signs it out everywhere"), "{}", page.text);
+    let undone = confirm_link(&mut owner, &report).await;
+    assert_eq!(undone.status, 200, "{}", undone.text);
+    assert!(undone.text.contains("The change is cancelled"), "{}", undone.text);
+    let stored = app.state.store.user_by_id(user.id).await.unwrap().unwrap();
+    assert_eq!((stored.email.as_deref(), stored.email_verified), (Some("sv01@hutech.edu.vn"), true));
+    assert!(app.state.store.user_sessions(user.id, app.state.now()).await.unwrap().is_empty(), "signed out everywhere");
+    assert_eq!(b.get("/").await.status, StatusCode::SEE_OTHER, "the unlocked computer's page too");
+    assert_eq!(set_password(&mut mallory, &stolen, NEW_PASSWORD).await.status, 400, "the reset link is dead");
+    assert!(password_works(&app, PASSWORD).await);
+    assert_eq!(owner.get(&report).await.status, 400, "the report link works once");
+    let reported =
+        khoa_store::AuditFilter { kind: Some("user.email_change_reported".into()), limit: 5, ..Default::default() };
+    let events = app.state.store.audit_events(&reported).await.unwrap();
+    assert_eq!((events.len(), events[0].detail["address_restored"].as_bool()), (1, Some(true)));
+}
+
+/// The review's flood: fifteen profile posts with one new address sent fifteen mails.
+/// Every mail the account page sends counts under the account and each recipient.
+#[tokio::test]
+async fn mails_from_the_account_page_are_throttled() {
+    let app = app_with_mail().await;
+    let mut b = Browser::new(&app);
+    b.sign_in(PASSWORD).await;
+    for _ in 0..15 {
+        let form = [("name", "Nguyễn Văn A"), ("email", "flood@example.vn"), ("current_password", PASSWORD)];
+        let a = page_form(&mut b, "/account/profile", &form).await;
+        assert!(a.status == 200 || a.status == 429, "{}", a.status);
+    }
+    let limit = app.state.settings.mail_throttle_account.free_failures as usize;
+    assert_eq!(mails_to(&app, "flood@example.vn").await, limit);
+    assert_eq!(mails_to(&app, "sv01@hutech.edu.vn").await, limit, "the notices too");
+    // And the same limits on the operator's path (the admin API and the command line).
+    let user = app.state.store.user_by_username("sv01").await.unwrap().unwrap();
+    let sent = crate::service::account::send_verification(
+        &app.state,
+        user.id,
+        "flood@example.vn",
+        crate::http::i18n::Locale::En,
+        khoa_core::audit::Actor::System,
+    )
+    .await
+    .unwrap();
+    assert_eq!(sent, crate::service::account::Sent::Throttled);
+    // An hour later, mail flows again.
+    app.clock.advance(3601);
+    let again = crate::service::account::send_verification(
+        &app.state,
+        user.id,
+        "flood@example.vn",
+        crate::http::i18n::Locale::En,
+        khoa_core::audit::Actor::System,
+    )
+    .await
+    .unwrap();
+    assert_eq!(again, crate::service::account::Sent::Sent);
+}
+
+/// mallory cannot get alice's address verified onto his account: not by the profile
+/// (no mail, the same answer), not by a link issued otherwise (the verification step
+/// refuses it), and alice, shown which account asks, is told what the click would do.
+#[tokio::test]
+async fn an_address_verified_on_one_account_cannot_be_claimed_by_another() {
+    let app = app_with_mail().await;
+    let alice = khoa_core::user::Profile {
+        username: "alice".into(),
+        email: Some("alice@victim.test".into()),
+        email_verified: true,
+        ..Default::default()
+    }
+    .into_new_user(String::new(), 0);
+    let event = khoa_core::audit::Event::new(0, "user.created", khoa_core::audit::Actor::System);
+    let alice = app.state.store.insert_user(&alice, &event).await.unwrap();
+    let mut b = Browser::new(&app);
+    b.sign_in(PASSWORD).await;
+    let form = [("name", "Nguyễn Văn A"), ("email", "ALICE@victim.test"), ("current_password", PASSWORD)];
+    let answer = page_form(&mut b, "/account/profile", &form).await;
+    assert!(answer.text.contains("We have sent a verification mail to the new address."), "the same answer");
+    assert_eq!(mails_to(&app, "ALICE@victim.test").await + mails_to(&app, "alice@victim.test").await, 0);
+    // A link made some other way (an operator's call) is refused at the step itself.
+    let sv01 = app.state.store.user_by_username("sv01").await.unwrap().unwrap();
+    let locale = crate::http::i18n::Locale::En;
+    let mail = crate::service::account::issue_verification(
+        app.state.store.as_ref(),
+        &app.state.settings,
+        sv01.id,
+        "alice@victim.test",
+        locale,
+        khoa_core::audit::Actor::System,
+        app.state.now(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(!mail.text.contains("sv01"), "a mail to an unproven address names no account: {}", mail.text);
+    let link = link_in(&mail);
+    let mut reader = Browser::new(&app).at(([198, 51, 100, 9], 4000).into());
+    let page = reader.get(&link).await;
+    assert!(page.text.contains("Account: <strong>sv01</strong>"), "{}", page.text);
+    assert!(page.text.contains("If you did not ask for this, close this page"), "{}", page.text);
+    let refused = confirm_link(&mut reader, &link).await;
+    assert_eq!(refused.status, 409, "{}", refused.text);
+    assert!(refused.text.contains("in use by another account"));
+    let sv01 = app.state.store.user_by_id(sv01.id).await.unwrap().unwrap();
+    assert_eq!(sv01.email.as_deref(), Some("sv01@hutech.edu.vn"));
+    assert_eq!(
+        app.state.store.user_by_id(alice.id).await.unwrap().unwrap().email.as_deref(),
+        Some("alice@victim.test")
+    );
+}
+
+/// The review's look-alikes of an existing username at sign-up, and a username that is
+/// somebody's address: refused by rule, or answered as taken (no mail); "Forgot
+/// password?" finds an address before a username, so a planted `victim@…` username
+/// catches nothing.
+#[tokio::test]
+async fn look_alike_and_address_shaped_usernames_are_refused() {
+    let app = app_with_sign_up().await;
+    let mut b = Browser::new(&app);
+    let ruled = [
+        ("\u{455}v01", "username must be written in one script"), // Cyrillic ѕ
+        ("sv01\u{200B}", "invisible or direction-changing"),
+        ("sv\u{202E}10", "invisible or direction-changing"),
+        ("alice@victim.test", "own verified email address"),
+    ];
+    for (i, (username, message)) in ruled.into_iter().enumerate() {
+        let a = sign_up(&mut b, username, &format!("new{i}@example.vn")).await;
+        assert_eq!(a.status, 400, "{username:?}");
+        assert!(a.text.contains(message), "{username:?}: {}", a.text);
+    }
+    for (i, taken) in ["SV01", "Sv01", "ｓｖ０１"].into_iter().enumerate() {
+        let a = sign_up(&mut b, taken, &format!("taken{i}@example.vn")).await;
+        assert_eq!(a.status, 200, "the same answer as a free name");
+        assert_eq!(mails_to(&app, &format!("taken{i}@example.vn")).await, 0, "{taken}");
+    }
+    // A username that is its own (to be verified) address is fine.
+    assert_eq!(sign_up(&mut b, "own@example.vn", "own@example.vn").await.status, 200);
+    let mail = mail_to(&app, "own@example.vn").await;
+    assert!(!mail.text.contains("Trần Thị B"), "the name typed stays out of the mail");
+    assert!(!mail.html.contains("own@example.vn</strong>"), "the mail names no account");
+
+    // Made by an older version: a username that is alice's address, on mallory's account.
+    let planted = khoa_core::user::Profile {
+        username: "alice@victim.test".into(),
+        email: Some("mallory@evil.test".into()),
+        ..Default::default()
+    }
+    .into_new_user(String::new(), 0);
+    let victim = khoa_core::user::Profile {
+        username: "alice".into(),
+        email: Some("alice@victim.test".into()),
+        email_verified: true,
+        ..Default::default()
+    }
+    .into_new_user(String::new(), 0);
+    let event = khoa_core::audit::Event::new(0, "user.created", khoa_core::audit::Actor::System);
+    app.state.store.insert_user(&planted, &event).await.unwrap();
+    app.state.store.insert_user(&victim, &event).await.unwrap();
+    let mut someone = Browser::new(&app).at(([198, 51, 100, 9], 4000).into());
+    ask_for_reset(&mut someone, "alice@victim.test").await;
+    assert_eq!(mails_to(&app, "alice@victim.test").await, 1, "alice's address, alice's account");
+    assert_eq!(mails_to(&app, "mallory@evil.test").await, 0);
+}
+
+/// Reset links die with the password they would replace: one asked before a change on
+/// the account page no longer works after it.
+#[tokio::test]
+async fn a_reset_link_dies_when_the_password_is_changed() {
+    let app = app_with_mail().await;
+    let mut stranger = Browser::new(&app).at(([198, 51, 100, 9], 4000).into());
+    ask_for_reset(&mut stranger, "sv01").await;
+    let link = link_in(&mail_to(&app, "sv01@hutech.edu.vn").await);
+    let mut b = Browser::new(&app);
+    b.sign_in(PASSWORD).await;
+    let form = [("current_password", PASSWORD), ("password", NEW_PASSWORD), ("confirmation", NEW_PASSWORD)];
+    page_form(&mut b, "/account/password", &form).await;
+    assert_eq!(set_password(&mut stranger, &link, "yet another password").await.status, 400);
+    assert!(password_works(&app, NEW_PASSWORD).await);
+}
+
+/// The review's memory bomb: sixty concurrent sign-ups from sixty addresses each hashed
+/// outside the password slots (1.2 GiB). Every argon2id hash (sign-up, reset, the
+/// account page, an operator's create and set-password) now runs in the slots, in
+/// reused buffers: never more at once than there are slots, nor more buffers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_sign_ups_hash_within_the_password_slots() {
+    let app = app_with_sign_up().await;
+    let app = std::sync::Arc::new(app);
+    let mut tasks = vec![];
+    for i in 0..60u8 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut b = Browser::new(&app).at(([198, 18, 0, i], 4000).into());
+            sign_up(&mut b, &format!("crowd{i}"), &format!("crowd{i}@example.vn")).await.status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let (peak, buffers) = app.state.passwords.peak();
+    let slots = app.state.passwords.slots();
+    assert!(peak <= slots && buffers <= slots, "peak {peak}, buffers {buffers}, slots {slots}");
+    assert!(app.state.passwords.computed() >= 60, "each sign-up hashed in the slots");
 }

@@ -831,6 +831,66 @@ async fn users_are_imported_with_their_hashes_and_upgraded_at_first_login() {
     assert!(!imported.text.contains("CCCCCCCC"), "no hash in the trail");
 }
 
+/// The review's cost bombs: hashes whose parameters would make one login allocate
+/// 128 GiB or pin a core for hours are refused at import, by line, field and
+/// parameter; one already stored (by an older version) is never computed: a login
+/// against it is refused after the same work as any wrong password.
+#[tokio::test]
+async fn cost_bombs_are_refused_at_import_and_never_computed() {
+    let app = TestApp::new().await;
+    let token = app.admin_token("ops", "khoa:admin").await;
+    let tail = "$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+    let bombs = [
+        ("$scrypt$ln=1,r=1,p=1073741823", "the scrypt hash's p=1073741823 is beyond what khoa verifies (at most 16)"),
+        (
+            "$argon2id$v=19$m=8,t=4294967295,p=1",
+            "the argon2 hash's t=4294967295 is beyond what khoa verifies (at most 64)",
+        ),
+        (
+            "$argon2id$v=19$m=65536,t=64,p=1",
+            "the argon2 hash's m·t=4194304 is beyond what khoa verifies (at most 1048576)",
+        ),
+        ("$argon2i$v=19$m=4096,t=1,p=255", "the argon2 hash's p=255 is beyond what khoa verifies (at most 16)"),
+        (
+            "$scrypt$ln=17,r=8,p=16",
+            "the scrypt hash's 128·r·N·p=2147483648 is beyond what khoa verifies (at most 1073741824)",
+        ),
+    ];
+    let body: Vec<String> = bombs
+        .iter()
+        .enumerate()
+        .map(|(i, (params, _))| {
+            json!({"username": format!("bomb{i}"), "password_hash": format!("{params}{tail}")}).to_string()
+        })
+        .collect();
+    let req = axum::http::Request::post("/admin/users/import")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .body(axum::body::Body::from(body.join("\n")))
+        .unwrap();
+    let report = app.send_admin(req).await;
+    assert_eq!((report.status, report.body["created"].as_i64()), (StatusCode::OK, Some(0)), "{}", report.text);
+    let failed = report.body["failed"].as_array().unwrap();
+    for (i, (_, detail)) in bombs.iter().enumerate() {
+        assert_eq!(failed[i]["line"], i + 1);
+        assert_eq!(failed[i]["field"], "password_hash");
+        assert_eq!(failed[i]["detail"], *detail);
+    }
+    // Planted as an older version's import would have stored them.
+    let origin = khoa_core::throttle::LoginOrigin::Browser { address: crate::testing::PEER.ip(), device: None };
+    for (i, (params, _)) in bombs.iter().enumerate() {
+        let user = khoa_core::user::Profile { username: format!("old{i}"), ..Default::default() }
+            .into_new_user(format!("{params}{tail}"), 0);
+        let event = khoa_core::audit::Event::new(0, "user.imported", khoa_core::audit::Actor::System);
+        app.state.store.insert_user(&user, &event).await.unwrap();
+        let started = std::time::Instant::now();
+        let outcome =
+            crate::service::password_login::password_login(&app.state, &user.username, "any password", origin, "web");
+        assert!(matches!(outcome.await.unwrap(), crate::service::password_login::LoginOutcome::Failed));
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{params}: {:?}", started.elapsed());
+    }
+}
+
 #[tokio::test]
 async fn an_import_may_be_larger_than_other_requests() {
     let app = TestApp::new().await;

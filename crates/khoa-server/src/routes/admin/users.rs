@@ -102,8 +102,8 @@ async fn send_verifications(
 ) -> Result<(), Problem> {
     let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
     let locale = crate::http::i18n::Locale::negotiate(&[], accept);
-    for (id, username, email) in users {
-        crate::service::account::send_verification(state, (*id, username), email, locale, who.actor.clone()).await?;
+    for (id, _, email) in users {
+        crate::service::account::send_verification(state, *id, email, locale, who.actor.clone()).await?;
     }
     Ok(())
 }
@@ -168,7 +168,7 @@ pub(crate) async fn create(
         }
     }
     let who = caller.who(&state);
-    let user = service::create(state.store.as_ref(), profile, password, &who).await?;
+    let user = service::create(state.store.as_ref(), &state.passwords, profile, password, &who).await?;
     changed(&state);
     if let (true, Some(email)) = (send_verification, user.email.as_deref()) {
         send_verifications(&state, &headers, &who, &[(user.id, user.username.clone(), email.to_string())]).await?;
@@ -303,7 +303,7 @@ pub(crate) async fn set_password(
 ) -> Result<Response, Problem> {
     existing(&state, &id).await?;
     let NewPassword { password } = typed(Value::Object(json_object(&headers, &body, false)?))?;
-    let hash = service::hash_new_password(password).await?;
+    let hash = service::hash_new_password(&state.passwords, password).await?;
     let ended = ended(&state, &caller, &id, UserChange::Password { hash }).await?;
     Ok(Json(Ended::from(ended)).into_response())
 }

@@ -3,8 +3,9 @@
 //! transaction of every change.
 
 use super::{ChangeError, Who};
+use crate::app::passwords::Passwords;
 use khoa_core::audit::{self, kind};
-use khoa_core::password::{hash_password, validate_new_password, PasswordParams};
+use khoa_core::password::validate_new_password;
 use khoa_core::user::{Profile, User, UserError};
 use khoa_store::{EndedSessions, Store, StoreError, Updated, UserChange, UserRef};
 use serde::{Deserialize, Serialize};
@@ -128,25 +129,23 @@ pub fn etag(user: &User) -> String {
     format!("\"u{}-{}\"", user.id, user.revision)
 }
 
-/// An argon2id hash of a new password, off the async executor.
-pub async fn hash_new_password(password: String) -> Result<String, ChangeError> {
+/// An argon2id hash of a new password, in the password slots.
+pub async fn hash_new_password(passwords: &Passwords, password: String) -> Result<String, ChangeError> {
     validate_new_password(&password).map_err(|e| ChangeError::invalid("password", e.to_string()))?;
-    tokio::task::spawn_blocking(move || hash_password(&password, PasswordParams::default()))
-        .await
-        .map_err(|e| ChangeError::invalid("password", e.to_string()))?
-        .map_err(|e| ChangeError::invalid("password", e.to_string()))
+    passwords.hash(password).await.map_err(|e| ChangeError::invalid("password", e.to_string()))
 }
 
 /// Stores a new user; `password`, when given, is checked and hashed.
 pub async fn create(
     store: &dyn Store,
+    passwords: &Passwords,
     profile: Profile,
     password: Option<String>,
     who: &Who,
 ) -> Result<User, ChangeError> {
-    let profile = profile.validate()?;
+    let profile = profile.validate_new()?;
     let hash = match password {
-        Some(p) => hash_new_password(p).await?,
+        Some(p) => hash_new_password(passwords, p).await?,
         None => String::new(),
     };
     let event = who.event(kind::USER_CREATED).detail(serde_json::json!({
@@ -156,7 +155,10 @@ pub async fn create(
     let new_user = profile.into_new_user(hash, who.now);
     let username = new_user.username.clone();
     match store.insert_user(&new_user, &event).await {
-        Err(StoreError::Conflict(_)) => Err(ChangeError::Exists(format!("the username {username:?} is taken"))),
+        Err(StoreError::Conflict("email")) => {
+            Err(ChangeError::Exists("the email address is verified on another account".into()))
+        }
+        Err(StoreError::Conflict(_)) => Err(ChangeError::Exists(taken(&username))),
         other => other.map_err(ChangeError::Store),
     }
 }
@@ -169,17 +171,21 @@ pub async fn update(
     expected: Option<i64>,
     who: &Who,
 ) -> Result<User, ChangeError> {
-    let profile = profile.validate()?;
+    // A new username is held to the rules of new ones.
+    let profile = if profile.username == existing.username { profile.validate()? } else { profile.validate_new()? };
     let (before, after) = (UserSettings::of(existing).audited(), UserSettings::from(profile.clone()).audited());
     let event = who.event(kind::USER_UPDATED).detail(serde_json::json!({ "changes": audit::changes(&before, &after) }));
     let outcome = store.update_user_profile(existing.id, &profile, expected, who.now, &event).await;
     match outcome {
-        Err(StoreError::Conflict(_)) => {
-            return Err(ChangeError::Exists(format!("the username {:?} is taken", profile.username)))
-        }
+        Err(StoreError::Conflict(_)) => return Err(ChangeError::Exists(taken(&profile.username))),
         other => settled(other)?,
     }
     store.user_by_id(existing.id).await.map_err(ChangeError::Store)?.ok_or(ChangeError::NotFound)
+}
+
+/// A username that is taken, or differs from a taken one only in case or width.
+fn taken(username: &str) -> String {
+    format!("the username {username:?} is taken (usernames differing only in case or width are one)")
 }
 
 fn settled(outcome: Result<Updated, StoreError>) -> Result<(), ChangeError> {
@@ -333,7 +339,7 @@ fn read_line(line: &str, now: khoa_core::UnixTime) -> Result<khoa_core::user::Ne
         picture: read.picture,
         attributes: read.attributes,
     }
-    .validate()
+    .validate_new()
     .map_err(|e| fault(e.field(), e.to_string()))?;
     Ok(profile.into_new_user(read.password_hash, now))
 }
@@ -362,7 +368,7 @@ async fn store_batch(
                 line,
                 username: Some(user.username),
                 field: None,
-                detail: "the username exists: not imported again".into(),
+                detail: "the username exists (or one differing only in case or width): not imported again".into(),
             }),
         }
     }
