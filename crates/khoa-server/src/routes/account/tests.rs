@@ -116,6 +116,19 @@ async fn mails(app: &TestApp, at_least: usize) -> Vec<Mail> {
     app.mails.0.lock().unwrap().clone()
 }
 
+/// A user stored as an operator (or an older version of khoa) would have: no password.
+async fn stored_user(app: &TestApp, username: &str, email: &str, email_verified: bool) -> khoa_core::user::User {
+    let user = khoa_core::user::Profile {
+        username: username.into(),
+        email: Some(email.into()),
+        email_verified,
+        ..Default::default()
+    }
+    .into_new_user(String::new(), 0);
+    let event = khoa_core::audit::Event::new(0, "user.created", khoa_core::audit::Actor::System);
+    app.state.store.insert_user(&user, &event).await.unwrap()
+}
+
 /// The first mail delivered to `to` (mails leave in the background, in any order).
 async fn mail_to(app: &TestApp, to: &str) -> Mail {
     mail_where(app, |m| m.to == to).await
@@ -827,28 +840,14 @@ async fn mails_from_the_account_page_are_throttled() {
     assert_eq!(mails_to(&app, "sv01@hutech.edu.vn").await, limit, "the notices too");
     // And the same limits on the operator's path (the admin API and the command line).
     let user = app.state.store.user_by_username("sv01").await.unwrap().unwrap();
-    let sent = crate::service::account::send_verification(
-        &app.state,
-        user.id,
-        "flood@example.vn",
-        crate::http::i18n::Locale::En,
-        khoa_core::audit::Actor::System,
-    )
-    .await
-    .unwrap();
-    assert_eq!(sent, crate::service::account::Sent::Throttled);
+    let operator_sends = || {
+        let (locale, actor) = (crate::http::i18n::Locale::En, khoa_core::audit::Actor::System);
+        crate::service::account::send_verification(&app.state, user.id, "flood@example.vn", locale, actor)
+    };
+    assert_eq!(operator_sends().await.unwrap(), crate::service::account::Sent::Throttled);
     // An hour later, mail flows again.
     app.clock.advance(3601);
-    let again = crate::service::account::send_verification(
-        &app.state,
-        user.id,
-        "flood@example.vn",
-        crate::http::i18n::Locale::En,
-        khoa_core::audit::Actor::System,
-    )
-    .await
-    .unwrap();
-    assert_eq!(again, crate::service::account::Sent::Sent);
+    assert_eq!(operator_sends().await.unwrap(), crate::service::account::Sent::Sent);
 }
 
 /// mallory cannot get alice's address verified onto his account: not by the profile
@@ -857,15 +856,7 @@ async fn mails_from_the_account_page_are_throttled() {
 #[tokio::test]
 async fn an_address_verified_on_one_account_cannot_be_claimed_by_another() {
     let app = app_with_mail().await;
-    let alice = khoa_core::user::Profile {
-        username: "alice".into(),
-        email: Some("alice@victim.test".into()),
-        email_verified: true,
-        ..Default::default()
-    }
-    .into_new_user(String::new(), 0);
-    let event = khoa_core::audit::Event::new(0, "user.created", khoa_core::audit::Actor::System);
-    let alice = app.state.store.insert_user(&alice, &event).await.unwrap();
+    let alice = stored_user(&app, "alice", "alice@victim.test", true).await;
     let mut b = Browser::new(&app);
     b.sign_in(PASSWORD).await;
     let form = [("name", "Nguyễn Văn A"), ("email", "ALICE@victim.test"), ("current_password", PASSWORD)];
@@ -935,22 +926,8 @@ async fn look_alike_and_address_shaped_usernames_are_refused() {
     assert!(!mail.html.contains("own@example.vn</strong>"), "the mail names no account");
 
     // Made by an older version: a username that is alice's address, on mallory's account.
-    let planted = khoa_core::user::Profile {
-        username: "alice@victim.test".into(),
-        email: Some("mallory@evil.test".into()),
-        ..Default::default()
-    }
-    .into_new_user(String::new(), 0);
-    let victim = khoa_core::user::Profile {
-        username: "alice".into(),
-        email: Some("alice@victim.test".into()),
-        email_verified: true,
-        ..Default::default()
-    }
-    .into_new_user(String::new(), 0);
-    let event = khoa_core::audit::Event::new(0, "user.created", khoa_core::audit::Actor::System);
-    app.state.store.insert_user(&planted, &event).await.unwrap();
-    app.state.store.insert_user(&victim, &event).await.unwrap();
+    stored_user(&app, "alice@victim.test", "mallory@evil.test", false).await;
+    stored_user(&app, "alice", "alice@victim.test", true).await;
     let mut someone = Browser::new(&app).at(([198, 51, 100, 9], 4000).into());
     ask_for_reset(&mut someone, "alice@victim.test").await;
     assert_eq!(mails_to(&app, "alice@victim.test").await, 1, "alice's address, alice's account");
