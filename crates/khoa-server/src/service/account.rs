@@ -219,15 +219,8 @@ pub async fn request_password_reset(
         Some(u) => account_key(u.id),
         None => format!("mail:name:{}", identifier.to_lowercase()),
     };
-    let recipient = user.as_ref().and_then(|u| u.email.clone());
-    let admitted = admit_mail(
-        state.store.as_ref(),
-        &state.settings,
-        key,
-        &recipient.as_deref().into_iter().collect::<Vec<_>>(),
-        now,
-    )
-    .await?;
+    let recipients: Vec<&str> = user.iter().filter_map(|u| u.email.as_deref()).collect();
+    let admitted = admit_mail(state.store.as_ref(), &state.settings, key, &recipients, now).await?;
     let mut event =
         Event::new(now, kind::PASSWORD_RESET_REQUESTED, Actor::Anonymous).from_address(Some(address.to_string()));
     let target = user.filter(|u| !u.is_disabled()).and_then(|u| u.email.clone().map(|e| (u, e)));
