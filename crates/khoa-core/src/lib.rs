@@ -7,6 +7,7 @@
 pub mod account;
 pub mod admin;
 pub mod audit;
+pub mod authn;
 pub mod authorize;
 pub mod client;
 pub mod client_auth;
@@ -21,6 +22,7 @@ pub mod logout;
 pub mod password;
 pub mod pkce;
 pub mod random;
+pub mod recovery;
 pub mod redirect_uri;
 pub mod refresh;
 pub mod scope;
@@ -31,6 +33,7 @@ pub mod tconnect;
 pub mod throttle;
 pub mod token_error;
 pub mod tokens;
+pub mod totp;
 pub mod user;
 
 /// Seconds since the Unix epoch. Every time in khoa's core is one of these.

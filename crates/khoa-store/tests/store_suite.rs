@@ -433,6 +433,54 @@ async fn migrations_are_idempotent_and_data_survives_reopen(db: TestDatabase) {
     again.ping().await.unwrap();
 }
 
+/// An address is verified on one account at most: a verification link for an address
+/// another account has verified is refused with nothing changed (its use undone too),
+/// and the "it was not me" link gives the old address back, ends every session and
+/// cancels the pending links, once.
+async fn an_address_is_verified_on_one_account_only(db: TestDatabase) {
+    use khoa_core::account::{AccountToken, Purpose};
+    let store = open(&db).await;
+    store.insert_client(&full_client("portal"), &audit("client.created", "portal")).await.unwrap();
+    let owner = store.insert_user(&new_user("owner"), &user_event()).await.unwrap();
+    let mallory = family(&store).await; // with a session, tokens and a back-channel client
+    let (_, claim) = AccountToken::issue(Purpose::EmailVerification, mallory, Some("OWNER@example.vn".into()), 1000);
+    store.insert_account_token(&claim, &user_event()).await.unwrap();
+    let refused = store.verify_email(&claim.token_hash, 1100, &user_event()).await;
+    assert!(matches!(refused, Err(StoreError::Conflict("email"))), "{refused:?}");
+    assert!(store.account_token(&claim.token_hash, Purpose::EmailVerification, 1100).await.unwrap().is_some());
+    assert_ne!(store.user_by_id(mallory).await.unwrap().unwrap().email.as_deref(), Some("OWNER@example.vn"));
+    // mallory's own new address, verified; then the old address reports the change.
+    let old = store.user_by_id(mallory).await.unwrap().unwrap().email.unwrap();
+    let (_, fresh) = AccountToken::issue(Purpose::EmailVerification, mallory, Some("new@evil.test".into()), 1000);
+    let (_, pending) = AccountToken::issue(Purpose::EmailVerification, mallory, Some("other@evil.test".into()), 1001);
+    let (_, reset) = AccountToken::issue(Purpose::PasswordReset, mallory, None, 1200);
+    let (_, report) = AccountToken::issue(Purpose::ChangeReport, mallory, Some(old.clone()), 1000);
+    for t in [&fresh, &report] {
+        store.insert_account_token(t, &user_event()).await.unwrap();
+    }
+    store.verify_email(&fresh.token_hash, 1150, &user_event()).await.unwrap().unwrap();
+    // Asked for after the change: a reset to the new address, another change.
+    for t in [&reset, &pending] {
+        store.insert_account_token(t, &user_event()).await.unwrap();
+    }
+    let event = Event::new(1300, "user.email_change_reported", Actor::Anonymous);
+    let ended = store.report_email_change(&report.token_hash, 1300, 9000, &event).await.unwrap().unwrap();
+    assert_eq!((ended.user_id, ended.sessions), (mallory, 1));
+    let u = store.user_by_id(mallory).await.unwrap().unwrap();
+    assert_eq!((u.email.as_deref(), u.email_verified), (Some(old.as_str()), true));
+    assert!(!store.session_by_sid("sid").await.unwrap().unwrap().is_active(1300));
+    for (t, purpose) in [(&reset, Purpose::PasswordReset), (&fresh, Purpose::EmailVerification)] {
+        assert!(store.account_token(&t.token_hash, purpose, 1300).await.unwrap().is_none());
+    }
+    let pending_left = store.account_token(&pending.token_hash, Purpose::EmailVerification, 1300).await.unwrap();
+    assert!(pending_left.is_none(), "the pending verification is cancelled");
+    assert_eq!(store.report_email_change(&report.token_hash, 1301, 9000, &event).await.unwrap(), None, "once");
+    let reported = AuditFilter { kind: Some("user.email_change_reported".into()), limit: 5, ..Default::default() };
+    let events = store.audit_events(&reported).await.unwrap();
+    assert_eq!((events.len(), events[0].detail["address_restored"].as_bool()), (1, Some(true)));
+    assert!(store.user_by_id(owner.id).await.unwrap().unwrap().email_verified);
+}
+
 /// Runs `sql` on the test database directly, outside the store (what an older
 /// version of khoa left behind).
 async fn raw(db: &TestDatabase, sql: &str) {
@@ -1315,6 +1363,7 @@ both_backends!(
     account_links_are_single_use,
     reset_links_end_with_the_password_or_the_address_they_were_for,
     usernames_are_unique_by_key_and_old_collisions_are_reported,
+    an_address_is_verified_on_one_account_only,
     a_password_change_keeps_its_session_and_access_is_revoked_per_client,
     sealed_successors_are_cleared_after_the_grace_window,
     partner_nonces_are_single_use,
