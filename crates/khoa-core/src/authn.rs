@@ -345,7 +345,9 @@ mod tests {
         let plain_sw = Proof::passkey(NOW, false, false);
         let totp = Proof::of(Method::Totp, NOW);
         let recovery = Proof::of(Method::RecoveryCode, NOW);
-        let cases: &[(&str, Vec<Proof>, Option<Level>, &[&str])] = &[
+        // (name, proofs, level, amr)
+        type Case = (&'static str, Vec<Proof>, Option<Level>, &'static [&'static str]);
+        let cases: &[Case] = &[
             ("nothing", vec![], None, &[]),
             ("a password", vec![pwd(NOW)], Some(Level::SingleFactor), &["pwd"]),
             ("password + app code", vec![pwd(NOW), totp], Some(Level::MultiFactor), &["mfa", "otp", "pwd"]),
