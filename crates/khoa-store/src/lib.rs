@@ -24,6 +24,7 @@ mod accounts;
 mod audit;
 mod clients;
 mod codes;
+mod credentials;
 mod db;
 mod engine;
 mod error;
@@ -43,6 +44,7 @@ pub use accounts::AccountStore;
 pub use audit::{AuditFilter, AuditRecord, AuditStore};
 pub use clients::ClientStore;
 pub use codes::{CodeCheck, CodeStore, Redemption, RefreshFor};
+pub use credentials::{Credential, CredentialStore, NewCredential};
 pub use engine::SqlStore;
 pub use error::StoreError;
 pub use keys::{KeyStore, StoredKey};
@@ -64,8 +66,8 @@ use std::sync::Arc;
 /// Every aggregate's trait, for `use khoa_store::prelude::*`.
 pub mod prelude {
     pub use crate::{
-        AccountStore, AuditStore, ClientStore, CodeStore, KeyStore, LogoutStore, MaintenanceStore, PartnerStore,
-        SessionStore, Store, ThrottleStore, TokenStore, UserStore,
+        AccountStore, AuditStore, ClientStore, CodeStore, CredentialStore, KeyStore, LogoutStore, MaintenanceStore,
+        PartnerStore, SessionStore, Store, ThrottleStore, TokenStore, UserStore,
     };
 }
 
@@ -119,6 +121,7 @@ pub enum Backend {
 pub trait Store:
     ClientStore
     + AccountStore
+    + CredentialStore
     + AuditStore
     + UserStore
     + KeyStore
@@ -135,6 +138,7 @@ pub trait Store:
 impl<T> Store for T where
     T: ClientStore
         + AccountStore
+        + CredentialStore
         + AuditStore
         + UserStore
         + KeyStore

@@ -21,6 +21,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "admin api", include_str!("../migrations/0011_admin_api.sql")),
     (12, "accounts", include_str!("../migrations/0012_accounts.sql")),
     (13, "username keys", include_str!("../migrations/0013_username_keys.sql")),
+    (14, "credentials", include_str!("../migrations/0014_credentials.sql")),
 ];
 
 /// PostgreSQL's column types as SQLite's: a 64-bit key SQLite assigns, bytes, and

@@ -481,6 +481,73 @@ async fn an_address_is_verified_on_one_account_only(db: TestDatabase) {
     assert!(store.user_by_id(owner.id).await.unwrap().unwrap().email_verified);
 }
 
+/// Credentials beside the password: kept per user, found by their lookup, their
+/// counters moved by compare-and-swap (of ten uses at once, one wins), recovery codes
+/// used once and replaced as a set, removed by their owner only, gone with the user.
+async fn credentials_are_kept_counted_and_used_once(db: TestDatabase) {
+    use khoa_core::authn::Method;
+    use khoa_store::{CredentialStore, NewCredential};
+    let store = open(&db).await;
+    let alice = store.insert_user(&new_user("alice"), &user_event()).await.unwrap().id;
+    let bob = store.insert_user(&new_user("bob"), &user_event()).await.unwrap().id;
+    let new = |user_id, method, lookup: Option<&str>| NewCredential {
+        user_id,
+        method,
+        name: Some("Điện thoại".into()),
+        lookup: lookup.map(str::to_string),
+        data: "sealed".into(),
+        counter: 0,
+        created_at: 1000,
+    };
+    let event = || Event::new(1000, "user.credential_added", Actor::CommandLine);
+    let app = store.insert_credential(&new(alice, Method::Totp, None), &event()).await.unwrap();
+    assert_eq!(
+        (app.user_id, app.method, app.counter, app.name.as_deref()),
+        (alice, Method::Totp, 0, Some("Điện thoại"))
+    );
+    let missing = store.insert_credential(&new(9_999, Method::Totp, None), &event()).await;
+    assert!(matches!(missing, Err(StoreError::Conflict("user"))), "{missing:?}");
+    // Counters: a compare-and-swap, one winner.
+    assert!(store.swap_counter(app.id, 0, 100, 1100).await.unwrap());
+    assert!(!store.swap_counter(app.id, 0, 101, 1101).await.unwrap(), "from a stale counter");
+    let swaps: Vec<_> = (0..10)
+        .map(|_| {
+            let s = store.clone();
+            tokio::spawn(async move { s.swap_counter(app.id, 100, 101, 1102).await.unwrap() })
+        })
+        .collect();
+    let won = futures::future::join_all(swaps).await.into_iter().filter(|w| *w.as_ref().unwrap()).count();
+    assert_eq!(won, 1);
+    let stored = store.credentials(alice).await.unwrap();
+    assert_eq!((stored[0].counter, stored[0].last_used_at), (101, Some(1102)));
+    // Passkeys by their credential id, unique for their kind.
+    let key = store.insert_credential(&new(alice, Method::Passkey, Some("cred-1")), &event()).await.unwrap();
+    let twin = store.insert_credential(&new(bob, Method::Passkey, Some("cred-1")), &event()).await;
+    assert!(matches!(twin, Err(StoreError::Conflict("credential"))), "{twin:?}");
+    assert_eq!(store.credential_by_lookup(Method::Passkey, "cred-1").await.unwrap().map(|c| c.id), Some(key.id));
+    assert_eq!(store.credential_by_lookup(Method::Totp, "cred-1").await.unwrap(), None);
+    // Recovery codes: once each, the user's own, replaced as a set.
+    let codes: Vec<String> = ["h1", "h2", "h3"].iter().map(|h| h.to_string()).collect();
+    store.replace_recovery_codes(alice, &codes, 1200, &event()).await.unwrap();
+    let used = Event::new(1300, "user.recovery_code_used", Actor::Anonymous);
+    assert!(!store.use_recovery_code(bob, "h1", 1300, &used).await.unwrap(), "another user's code");
+    assert!(store.use_recovery_code(alice, "h1", 1300, &used).await.unwrap());
+    assert!(!store.use_recovery_code(alice, "h1", 1301, &used).await.unwrap(), "once");
+    let left = |all: Vec<khoa_store::Credential>| all.iter().filter(|c| c.method == Method::RecoveryCode).count();
+    assert_eq!(left(store.credentials(alice).await.unwrap()), 2);
+    store.replace_recovery_codes(alice, &["h4".to_string()], 1400, &event()).await.unwrap();
+    assert!(!store.use_recovery_code(alice, "h2", 1401, &used).await.unwrap(), "voided by the new set");
+    assert_eq!(left(store.credentials(alice).await.unwrap()), 1);
+    let trail = AuditFilter { kind: Some("user.recovery_code_used".into()), limit: 10, ..Default::default() };
+    assert_eq!(store.audit_events(&trail).await.unwrap().len(), 1, "only the use that happened");
+    // Removed by the owner only; gone with the user.
+    assert!(!store.delete_credential(bob, key.id, &event()).await.unwrap());
+    assert!(store.delete_credential(alice, key.id, &event()).await.unwrap());
+    assert_eq!(store.credential_by_lookup(Method::Passkey, "cred-1").await.unwrap(), None);
+    store.end_user_sessions(UserRef::Id(alice), UserChange::Delete, None, 1500, 0, &user_event()).await.unwrap();
+    assert!(store.credentials(alice).await.unwrap().is_empty());
+}
+
 /// Runs `sql` on the test database directly, outside the store (what an older
 /// version of khoa left behind).
 async fn raw(db: &TestDatabase, sql: &str) {
@@ -1364,6 +1431,7 @@ both_backends!(
     reset_links_end_with_the_password_or_the_address_they_were_for,
     usernames_are_unique_by_key_and_old_collisions_are_reported,
     an_address_is_verified_on_one_account_only,
+    credentials_are_kept_counted_and_used_once,
     a_password_change_keeps_its_session_and_access_is_revoked_per_client,
     sealed_successors_are_cleared_after_the_grace_window,
     partner_nonces_are_single_use,
