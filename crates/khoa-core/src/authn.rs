@@ -260,7 +260,8 @@ impl SignIn {
     }
 
     /// What comes next at `now` for a person who has `enrolled` (for a sign-in whose
-    /// person is not named yet: the first steps, password or a passkey alone).
+    /// person is not named yet: the first steps, password or a passkey alone). A person
+    /// with an authenticator app or a passkey needs two factors, whatever was asked.
     pub fn next(&self, enrolled: Option<&Enrolled>, now: UnixTime) -> Next {
         if now >= self.expires_at {
             return Next::Denied(Denied::Expired);
@@ -279,7 +280,11 @@ impl SignIn {
                 }
             };
         };
-        if reached >= self.requirement.level {
+        // A person who has set up a second factor is always asked for it: their own
+        // choice raises what their sign-ins must reach.
+        let own = enrolled.is_some_and(|e| e.totp || e.passkeys);
+        let required = if own { self.requirement.level.max(Level::MultiFactor) } else { self.requirement.level };
+        if reached >= required {
             let auth_time = self.proofs.iter().map(|p| p.at).max().unwrap_or(now);
             return Next::Success { level: reached, amr: amr(&self.proofs), auth_time };
         }
@@ -290,7 +295,7 @@ impl SignIn {
             .filter(|m| {
                 let mut with = self.proofs.clone();
                 with.push(Proof::of(*m, now));
-                Level::of(&with).is_some_and(|l| l >= self.requirement.level)
+                Level::of(&with).is_some_and(|l| l >= required)
             })
             .collect();
         let e = enrolled.copied().unwrap_or_default();
