@@ -35,6 +35,10 @@ impl Method {
         }
     }
 
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Password, Self::Totp, Self::RecoveryCode, Self::Passkey].into_iter().find(|m| m.as_str() == s)
+    }
+
     /// Something the person knows (a password) or has (every other method).
     fn knowledge(self) -> bool {
         self == Self::Password
@@ -379,6 +383,10 @@ mod tests {
         for l in Level::ALL {
             assert_eq!(Level::parse(l.acr()), Some(l));
         }
+        for m in [Method::Password, Method::Totp, Method::RecoveryCode, Method::Passkey] {
+            assert_eq!(Method::parse(m.as_str()), Some(m));
+        }
+        assert_eq!(Method::parse("sms"), None);
         assert_eq!(Level::parse("urn:mace:incommon:iap:silver"), None);
     }
 

@@ -106,11 +106,7 @@ pub fn scheme_of(hash: &str) -> Result<Scheme, HashError> {
     match phc.algorithm.as_str() {
         "argon2id" | "argon2i" => {
             let params = argon2::Params::try_from(&phc).map_err(|_| HashError::Malformed("argon2"))?;
-            let (m, t, p) = (params.m_cost(), params.t_cost(), params.p_cost());
-            bounded("argon2", "m", m.into(), MAX_ARGON2_MEMORY_KIB.into())?;
-            bounded("argon2", "t", t.into(), MAX_ARGON2_PASSES.into())?;
-            bounded("argon2", "p", p.into(), MAX_ARGON2_LANES.into())?;
-            bounded("argon2", "m·t", u64::from(m) * u64::from(t), MAX_ARGON2_WORK_KIB)?;
+            argon2_within_bounds(&params)?;
             if phc.salt.is_none() || phc.hash.is_none() {
                 return Err(HashError::Malformed("argon2"));
             }
@@ -140,6 +136,15 @@ pub fn scheme_of(hash: &str) -> Result<Scheme, HashError> {
         }
         _ => Err(HashError::Unknown),
     }
+}
+
+/// argon2's parameters within their bounds (m, t, p and m·t), or the first beyond.
+pub fn argon2_within_bounds(params: &argon2::Params) -> Result<(), HashError> {
+    let (m, t, p) = (params.m_cost(), params.t_cost(), params.p_cost());
+    bounded("argon2", "m", m.into(), MAX_ARGON2_MEMORY_KIB.into())?;
+    bounded("argon2", "t", t.into(), MAX_ARGON2_PASSES.into())?;
+    bounded("argon2", "p", p.into(), MAX_ARGON2_LANES.into())?;
+    bounded("argon2", "m·t", u64::from(m) * u64::from(t), MAX_ARGON2_WORK_KIB)
 }
 
 /// The cost of a `$2x$NN$` + 53 characters bcrypt hash.

@@ -8,6 +8,7 @@
 use crate::audit;
 use crate::db::{args, Conn, FromRow, Row};
 use crate::engine::{Engine, SqlStore};
+use crate::users::for_user;
 use crate::StoreError;
 use async_trait::async_trait;
 use khoa_core::audit::Event;
@@ -85,13 +86,6 @@ pub trait CredentialStore: Send + Sync + 'static {
 
 const COLUMNS: &str = "id, user_id, kind, name, lookup, data, counter, created_at, last_used_at, used_at";
 
-fn method(kind: &str) -> Result<Method, StoreError> {
-    [Method::Password, Method::Totp, Method::RecoveryCode, Method::Passkey]
-        .into_iter()
-        .find(|m| m.as_str() == kind)
-        .ok_or_else(|| StoreError::Corrupt(format!("credentials.kind: {kind:?}")))
-}
-
 impl FromRow for Credential {
     fn from_row(r: &mut Row) -> Result<Self, StoreError> {
         let id = r.take()?;
@@ -100,7 +94,7 @@ impl FromRow for Credential {
         Ok(Credential {
             id,
             user_id,
-            method: method(&kind)?,
+            method: Method::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("credentials.kind: {kind:?}")))?,
             name: r.take()?,
             lookup: r.take()?,
             data: r.take()?,
@@ -110,13 +104,6 @@ impl FromRow for Credential {
             used_at: r.take()?,
         })
     }
-}
-
-/// `audit` for `user_id`, unless it names a user already.
-fn for_user(audit: &Event, user_id: i64) -> Event {
-    let mut event = audit.clone();
-    event.user_id = event.user_id.or(Some(user_id));
-    event
 }
 
 async fn insert(db: &mut impl Conn, c: &NewCredential) -> Result<Credential, StoreError> {

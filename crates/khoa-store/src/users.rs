@@ -181,7 +181,7 @@ impl FromRow for User {
 }
 
 /// `audit` for `user_id`, unless it names a user already.
-fn for_user(audit: &Event, user_id: i64) -> Event {
+pub(crate) fn for_user(audit: &Event, user_id: i64) -> Event {
     let mut event = audit.clone();
     event.user_id = event.user_id.or(Some(user_id));
     event

@@ -486,7 +486,7 @@ async fn an_address_is_verified_on_one_account_only(db: TestDatabase) {
 /// used once and replaced as a set, removed by their owner only, gone with the user.
 async fn credentials_are_kept_counted_and_used_once(db: TestDatabase) {
     use khoa_core::authn::Method;
-    use khoa_store::{CredentialStore, NewCredential};
+    use khoa_store::NewCredential;
     let store = open(&db).await;
     let alice = store.insert_user(&new_user("alice"), &user_event()).await.unwrap().id;
     let bob = store.insert_user(&new_user("bob"), &user_event()).await.unwrap().id;

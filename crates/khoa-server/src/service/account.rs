@@ -183,10 +183,15 @@ pub async fn find_account(state: &AppState, identifier: &str) -> Result<Option<U
     Ok(state.store.user_by_username(identifier).await?)
 }
 
+/// The accounts that have `email` (ASCII case ignored), at most ten.
+async fn holders(state: &AppState, email: &str) -> Result<Vec<User>, ApiError> {
+    let query = UserQuery { email: Some(email.to_string()), limit: 10, ..Default::default() };
+    Ok(state.store.users_page(&query).await?)
+}
+
 /// The account that has `email`: the one that has it verified, else the first.
 async fn by_address(state: &AppState, email: &str) -> Result<Option<User>, ApiError> {
-    let query = UserQuery { email: Some(email.to_string()), limit: 10, ..Default::default() };
-    let mut found = state.store.users_page(&query).await?;
+    let mut found = holders(state, email).await?;
     let verified = found.iter().position(|u| u.email_verified);
     Ok(match verified {
         Some(i) => Some(found.swap_remove(i)),
@@ -194,10 +199,10 @@ async fn by_address(state: &AppState, email: &str) -> Result<Option<User>, ApiEr
     })
 }
 
-/// Whether `email` is verified on an account other than `user_id`.
-pub async fn verified_elsewhere(state: &AppState, email: &str, user_id: i64) -> Result<bool, ApiError> {
-    let query = UserQuery { email: Some(email.to_string()), limit: 10, ..Default::default() };
-    Ok(state.store.users_page(&query).await?.iter().any(|u| u.email_verified && u.id != user_id))
+/// Whether `email` is verified on an account other than `user_id` (the page's early
+/// answer; the store decides again in the transaction that verifies).
+async fn verified_elsewhere(state: &AppState, email: &str, user_id: i64) -> Result<bool, ApiError> {
+    Ok(holders(state, email).await?.iter().any(|u| u.email_verified && u.id != user_id))
 }
 
 /// "Forgot password?": a reset link to the account's address, if there is such an
