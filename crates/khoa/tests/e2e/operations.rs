@@ -206,3 +206,42 @@ async fn json_logs_metrics_and_errors() {
     assert!(lines.iter().any(|l| l["message"] == "ready"));
     assert!(!logs.contains("secret-looking"), "query strings must not be logged");
 }
+
+/// A database from before usernames were unique by key, with `alice` and `Alice`:
+/// `khoa migrate` gives the key to the older account and names the other, and
+/// `khoa serve` warns about it at start; both accounts keep signing in as typed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_username_collisions_are_reported_by_migrate_and_at_start() {
+    use sqlx::Connection;
+    let db = test_database(Backend::Postgres).await;
+    let out = run_cli_with(
+        BIN,
+        &db,
+        &[],
+        &["user", "create", "--username", "alice", "--password-stdin"],
+        Some("a long password"),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // What an older version allowed: `Alice` beside `alice`, neither with a key.
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql(
+        "UPDATE users SET username_key = NULL; \
+         INSERT INTO users (username, password_hash, email_verified, phone_number_verified, created_at, updated_at, \
+         attributes) SELECT 'Alice', password_hash, FALSE, FALSE, created_at + 1, updated_at + 1, attributes \
+         FROM users WHERE username = 'alice'",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    let out = run_cli_with(BIN, &db, &[], &["migrate"], None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("username \"Alice\" differs from \"alice\" only in case or width"), "{stdout}");
+    let server = KhoaProcess::start(BIN, &db, &[]);
+    let logs = server.logs();
+    assert!(logs.contains("two usernames differ only in case or width") && logs.contains("Alice"), "{logs}");
+    drop(server);
+    let users = stdout_json(&run_cli_with(BIN, &db, &[], &["user", "list", "--json"], None));
+    assert_eq!(users.as_array().unwrap().len(), 2, "neither account was lost");
+}
