@@ -60,6 +60,20 @@ pub mod kind {
     pub const LOGIN_FAILED: &str = "login.failed";
     pub const LOGIN_THROTTLED: &str = "login.throttled";
     pub const LOGIN_DISABLED: &str = "login.refused_disabled";
+    /// One factor accepted, another asked for (`crate::authn`): not signed in yet.
+    pub const LOGIN_STEP: &str = "login.step";
+    /// A sign-in path that cannot give what the person's policy requires (the
+    /// TCONNECT password API for someone who needs two factors).
+    pub const LOGIN_REFUSED_POLICY: &str = "login.refused_policy";
+    /// A recovery code spent at sign-in.
+    pub const RECOVERY_CODE_USED: &str = "login.recovery_code_used";
+    /// An authenticator app or a passkey added to an account.
+    pub const CREDENTIAL_ADDED: &str = "user.credential_added";
+    pub const CREDENTIAL_REMOVED: &str = "user.credential_removed";
+    /// A new set of recovery codes (the old set void).
+    pub const RECOVERY_CODES_CREATED: &str = "user.recovery_codes_created";
+    /// An administrator removed every second factor of a person who lost theirs.
+    pub const MFA_RESET: &str = "user.mfa_reset";
     pub const LOGOUT: &str = "logout";
     /// A reset link asked for: `user_id` set only when an account matched.
     pub const PASSWORD_RESET_REQUESTED: &str = "user.password_reset_requested";

@@ -150,6 +150,38 @@ pub fn amr(proofs: &[Proof]) -> Vec<&'static str> {
     out
 }
 
+/// The level a session's `amr` shows (what [`amr`] wrote for its proofs): `mfa` with a
+/// passkey's `hwk`/`swk` is phishing-resistant, `mfa` alone two factors, anything else
+/// one. Sessions keep their `amr`, so this is how a later request reads them.
+pub fn level_of_amr<S: AsRef<str>>(amr: &[S]) -> Option<Level> {
+    let has = |v: &str| amr.iter().any(|a| a.as_ref() == v);
+    if amr.is_empty() {
+        return None;
+    }
+    Some(match (has("mfa"), has("hwk") || has("swk")) {
+        (true, true) => Level::PhishingResistant,
+        (true, false) => Level::MultiFactor,
+        (false, _) => Level::SingleFactor,
+    })
+}
+
+/// The proofs a session's `amr` stands for, all at its `auth_time` (the session keeps
+/// no finer times): what a step-up starts from.
+pub fn proofs_of_amr<S: AsRef<str>>(amr: &[S], auth_time: UnixTime) -> Vec<Proof> {
+    let has = |v: &str| amr.iter().any(|a| a.as_ref() == v);
+    let mut proofs = vec![];
+    if has("pwd") {
+        proofs.push(Proof::of(Method::Password, auth_time));
+    }
+    if has("otp") {
+        proofs.push(Proof::of(Method::Totp, auth_time));
+    }
+    if has("hwk") || has("swk") {
+        proofs.push(Proof::passkey(auth_time, has("user"), has("hwk")));
+    }
+    proofs
+}
+
 /// What the request and the policies ask of a sign-in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Asks<'a> {
@@ -159,6 +191,10 @@ pub struct Asks<'a> {
     pub prompt_login: bool,
     /// `accounts.require_mfa`, the client's or a group's policy: two factors.
     pub require_mfa: bool,
+    /// Whether passkeys can be used here (not on an IP-address issuer): without them
+    /// `phr` cannot be reached, and a request for it is passed over like an unknown
+    /// value.
+    pub passkeys: bool,
 }
 
 /// What a sign-in must reach, and since when its proofs count.
@@ -175,7 +211,8 @@ impl Requirement {
     /// taken (they are in order of preference, and voluntary: unknown ones are
     /// passed over); a policy's two factors are never lowered by a request.
     pub fn of(asks: &Asks<'_>, started_at: UnixTime) -> Self {
-        let requested = asks.acr_values.and_then(|v| v.split(' ').find_map(Level::parse));
+        let reachable = |l: &Level| asks.passkeys || *l != Level::PhishingResistant;
+        let requested = asks.acr_values.and_then(|v| v.split(' ').filter_map(Level::parse).find(reachable));
         let policy = if asks.require_mfa { Level::MultiFactor } else { Level::SingleFactor };
         let level = requested.map_or(policy, |r| r.max(policy));
         let by_prompt = asks.prompt_login.then_some(started_at);
@@ -397,6 +434,7 @@ mod tests {
             max_age,
             prompt_login: login,
             require_mfa: mfa,
+            passkeys: true,
         };
         let cases: &[(&str, Asks, Level, Option<UnixTime>)] = &[
             ("nothing asked", asks(None, None, false, false), Level::SingleFactor, None),
@@ -428,6 +466,35 @@ mod tests {
         for (name, a, level, not_before) in cases {
             assert_eq!(Requirement::of(a, NOW), Requirement { level: *level, not_before: *not_before }, "{name}");
         }
+        // Without passkeys, phr is passed over like an unknown value.
+        let no_passkeys = Asks { passkeys: false, ..asks(Some("phr"), None, false, true) };
+        assert_eq!(Requirement::of(&no_passkeys, NOW).level, Level::MultiFactor);
+        let then_mfa = Asks { passkeys: false, ..asks(Some(&"phr http://schemas.openid.net/pape/policies/2007/06/multi-factor"), None, false, false) };
+        assert_eq!(Requirement::of(&then_mfa, NOW).level, Level::MultiFactor);
+    }
+
+    /// A session keeps only its `amr` and `auth_time`: the level and proofs read back
+    /// from them are those it was made with.
+    #[test]
+    fn a_sessions_amr_reads_back() {
+        let cases: Vec<Vec<Proof>> = vec![
+            vec![pwd(NOW)],
+            vec![pwd(NOW), Proof::of(Method::Totp, NOW)],
+            vec![Proof::passkey(NOW, true, true)],
+            vec![Proof::passkey(NOW, false, false)],
+            vec![pwd(NOW), Proof::passkey(NOW, false, true)],
+        ];
+        for proofs in cases {
+            let written: Vec<String> = amr(&proofs).into_iter().map(String::from).collect();
+            assert_eq!(level_of_amr(&written), Level::of(&proofs), "{written:?}");
+            let back = proofs_of_amr(&written, NOW);
+            assert_eq!(Level::of(&back), Level::of(&proofs), "{written:?}");
+            assert_eq!(amr(&back), amr(&proofs), "{written:?}");
+        }
+        assert_eq!(level_of_amr::<&str>(&[]), None);
+        // Recovery codes read back as app codes: the same amr and level.
+        let recovered = amr(&[pwd(NOW), Proof::of(Method::RecoveryCode, NOW)]);
+        assert_eq!(level_of_amr(&recovered), Some(Level::MultiFactor));
     }
 
     #[test]

@@ -229,6 +229,8 @@ pub struct Client {
     /// A resource server: may introspect access tokens issued to other clients (RFC
     /// 7662 §2.2); refresh tokens only ever by the client they were issued to.
     pub resource_server: bool,
+    /// This client's users sign in with two factors (`khoa_core::authn`).
+    pub require_mfa: bool,
     pub client_name: Option<String>,
     pub logo_uri: Option<String>,
     pub client_uri: Option<String>,
@@ -324,6 +326,8 @@ pub struct ClientRegistration {
     pub skip_consent: bool,
     pub always_issue_refresh_token: bool,
     pub resource_server: bool,
+    /// This client's users sign in with two factors (`khoa_core::authn`).
+    pub require_mfa: bool,
     pub client_name: Option<String>,
     pub logo_uri: Option<String>,
     pub client_uri: Option<String>,
@@ -356,6 +360,7 @@ impl ClientRegistration {
             skip_consent: false,
             always_issue_refresh_token: false,
             resource_server: false,
+            require_mfa: false,
             client_name: None,
             logo_uri: None,
             client_uri: None,
@@ -502,6 +507,7 @@ impl ClientRegistration {
             skip_consent: client.skip_consent,
             always_issue_refresh_token: client.always_issue_refresh_token,
             resource_server: client.resource_server,
+            require_mfa: client.require_mfa,
             client_name: client.client_name.clone(),
             logo_uri: client.logo_uri.clone(),
             client_uri: client.client_uri.clone(),
@@ -667,6 +673,7 @@ impl ClientRegistration {
                 skip_consent: self.skip_consent,
                 always_issue_refresh_token: self.always_issue_refresh_token,
                 resource_server: self.resource_server,
+                require_mfa: self.require_mfa,
                 client_name: self.client_name,
                 logo_uri: self.logo_uri,
                 client_uri: self.client_uri,

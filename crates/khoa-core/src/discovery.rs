@@ -2,6 +2,7 @@
 //!
 //! Only what khoa implements is advertised; endpoints appear here as they land.
 
+use crate::authn::Level;
 use crate::jose::SigningAlgorithm;
 use crate::scope::STANDARD_SCOPES;
 use crate::tokens::AttributeClaims;
@@ -27,6 +28,8 @@ pub const CLAIMS_SUPPORTED: &[&str] = &[
     "exp",
     "iat",
     "auth_time",
+    "acr",
+    "amr",
     "name",
     "preferred_username",
     "picture",
@@ -64,6 +67,8 @@ pub struct ProviderMetadata {
     /// Discovery §3 defaults this to true, so it is stated.
     pub request_uri_parameter_supported: bool,
     pub claims_parameter_supported: bool,
+    /// The `acr` values khoa reaches (`crate::authn::Level`), weakest first.
+    pub acr_values_supported: Vec<&'static str>,
     pub prompt_values_supported: Vec<&'static str>,
     pub ui_locales_supported: Vec<&'static str>,
     pub subject_types_supported: Vec<&'static str>,
@@ -107,6 +112,7 @@ impl ProviderMetadata {
             request_parameter_supported: false,
             request_uri_parameter_supported: false,
             claims_parameter_supported: false,
+            acr_values_supported: Self::acr_values(false),
             prompt_values_supported: vec!["none", "login", "consent", "select_account"],
             ui_locales_supported: vec!["vi", "en"],
             subject_types_supported: vec!["public"],
@@ -114,6 +120,17 @@ impl ProviderMetadata {
             scopes_supported: STANDARD_SCOPES.iter().map(|s| s.to_string()).collect(),
             claims_supported: CLAIMS_SUPPORTED.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    fn acr_values(passkeys: bool) -> Vec<&'static str> {
+        let reachable = |l: &Level| passkeys || *l != Level::PhishingResistant;
+        Level::ALL.iter().filter(|l| reachable(l)).map(|l| l.acr()).collect()
+    }
+
+    /// With passkeys on offer, `phr` can be reached and is advertised.
+    pub fn with_passkeys(mut self, passkeys: bool) -> Self {
+        self.acr_values_supported = Self::acr_values(passkeys);
+        self
     }
 
     /// Advertises the organisation's scopes and the attribute claims they release.
@@ -136,6 +153,11 @@ mod tests {
         assert_eq!(m.jwks_uri, "https://sso.example.vn/.well-known/jwks.json");
         assert_eq!(m.id_token_signing_alg_values_supported, ["RS256", "ES256", "EdDSA"]);
         assert!(m.scopes_supported.iter().any(|s| s == "openid"));
+        assert!(m.claims_supported.iter().any(|c| c == "amr") && m.claims_supported.iter().any(|c| c == "acr"));
+        let multi = "http://schemas.openid.net/pape/policies/2007/06/multi-factor";
+        assert_eq!(m.acr_values_supported, ["urn:khoa:acr:single-factor", multi]);
+        let m = m.with_passkeys(true);
+        assert_eq!(m.acr_values_supported, ["urn:khoa:acr:single-factor", multi, "phr"]);
         let student = AttributeClaims::new([("student".to_string(), vec!["student_id".to_string()])]).unwrap();
         let m = m.with_attribute_claims(&student);
         assert_eq!(m.scopes_supported.last().map(String::as_str), Some("student"));

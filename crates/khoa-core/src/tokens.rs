@@ -50,6 +50,9 @@ pub struct IdTokenClaims {
     pub sid: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub amr: Vec<String>,
+    /// The assurance the sign-in reached (OIDC Core §2; `crate::authn::Level::acr`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub acr: Option<String>,
     /// With the `email` scope (OIDC Core §5.4): the address and whether it is verified.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub email: Option<String>,

@@ -35,7 +35,7 @@ const COLUMNS: &str = "client_id, client_secret_hash, is_public, redirect_uris, 
     id_token_signed_response_alg, authorization_code_lifetime, access_token_lifetime, id_token_lifetime, \
     refresh_token_lifetime, created_at, updated_at, always_issue_refresh_token, resource_server, allowed_origins, \
     previous_secret_hash, previous_secret_expires_at, token_endpoint_auth_method, \
-    access_token_signed_response_alg";
+    access_token_signed_response_alg, require_mfa";
 
 /// What is read: the written columns, then the revision the database keeps.
 fn read_columns() -> String {
@@ -109,6 +109,7 @@ async fn write_client(db: &mut impl Conn, sql: &str, c: &Client) -> Result<u64, 
         c.previous_secret_expires_at,
         method,
         access_alg,
+        c.require_mfa,
     ];
     change(db, sql, args).await
 }
@@ -174,6 +175,7 @@ impl FromRow for Client {
             previous_secret_hash: r.take()?,
             previous_secret_expires_at: r.take()?,
             access_token_signed_response_alg: None,
+            require_mfa: false,
             revision: 0,
         };
         let method: String = r.take()?;
@@ -181,6 +183,7 @@ impl FromRow for Client {
         client.access_token_signed_response_alg = access_alg
             .map(|a| a.parse().map_err(|e: khoa_core::jose::KeyError| StoreError::Corrupt(e.to_string())))
             .transpose()?;
+        client.require_mfa = r.take()?;
         client.client_type = ClientType::from_parts(is_public, &method).ok_or_else(|| {
             StoreError::Corrupt(format!("client {}: is_public {is_public} with {method}", client.client_id))
         })?;

@@ -22,6 +22,16 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn session_by_sid(&self, sid: &str) -> Result<Option<Session>, StoreError>;
     /// Clients that received a code in the session, in the order they first did.
     async fn session_clients(&self, sid: &str) -> Result<Vec<String>, StoreError>;
+    /// A step-up of the active session `old_id_hash`: it is now known by `new_id_hash`
+    /// (the cookie rotates with the privilege), with the `amr` and `auth_time` of the
+    /// stronger sign-in; its `sid`, and so its tokens, stay. `true` when it was active.
+    async fn step_up_session(
+        &self,
+        old_id_hash: &str,
+        new_id_hash: &str,
+        amr: &[String],
+        auth_time: UnixTime,
+    ) -> Result<bool, StoreError>;
     /// The session was used at `now` (written only when later than what is stored).
     async fn touch_session(&self, sid: &str, now: UnixTime) -> Result<(), StoreError>;
 
@@ -159,6 +169,29 @@ impl<E: Engine> SessionStore for SqlStore<E> {
         self.read(move |db| {
             Box::pin(async move {
                 db.fetch_optional(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE sid = $1"), args![sid]).await
+            })
+        })
+        .await
+    }
+
+    async fn step_up_session(
+        &self,
+        old_id_hash: &str,
+        new_id_hash: &str,
+        amr: &[String],
+        auth_time: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let (old, new, amr) = (old_id_hash.to_owned(), new_id_hash.to_owned(), to_json(&amr));
+        self.write(move |db| {
+            Box::pin(async move {
+                let n = db
+                    .exec(
+                        "UPDATE sessions SET id_hash = $1, amr = $2, auth_time = $3 \
+                         WHERE id_hash = $4 AND ended_at IS NULL",
+                        args![new, amr, auth_time, old],
+                    )
+                    .await?;
+                Ok(n == 1)
             })
         })
         .await

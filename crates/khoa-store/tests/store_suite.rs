@@ -41,6 +41,7 @@ fn full_client(id: &str) -> khoa_core::client::Client {
     r.contacts = vec!["it@app.example".into()];
     r.allowed_origins = vec!["https://spa.app.example".into(), "http://127.0.0.1:5173".into()];
     r.resource_server = true;
+    r.require_mfa = true;
     r.metadata = Some(serde_json::json!({"tenant": 7, "tags": ["a"]}));
     r.id_token_signed_response_alg = Some(SigningAlgorithm::ES256);
     r.lifetimes = ClientLifetimes {
@@ -714,9 +715,18 @@ async fn sessions_interactions_and_consents(db: TestDatabase) {
     store.touch_session("sid-1", 1200).await.unwrap();
     let touched = store.session_by_sid("sid-1").await.unwrap().unwrap();
     assert_eq!(touched.last_used_at, 1300);
+    // A step-up: a new cookie, the stronger amr and auth_time; the same sid.
+    let stronger = vec!["mfa".to_string(), "otp".into(), "pwd".into()];
+    assert!(store.step_up_session("hash-sid-1", "hash-sid-1b", &stronger, 1350).await.unwrap());
+    assert_eq!(store.session("hash-sid-1").await.unwrap(), None, "the old cookie is gone");
+    let up = store.session("hash-sid-1b").await.unwrap().unwrap();
+    assert_eq!((up.sid.as_str(), up.amr.clone(), up.auth_time), ("sid-1", stronger.clone(), 1350));
+    assert!(!store.step_up_session("hash-sid-1", "hash-x", &stronger, 1360).await.unwrap(), "once");
+    assert!(store.step_up_session("hash-sid-1b", "hash-sid-1", &stronger, 1350).await.unwrap());
     assert!(store.logout_session("sid-1", 1500, &[], 9000, &user_event()).await.unwrap());
     assert!(!store.logout_session("sid-1", 1600, &[], 9000, &user_event()).await.unwrap(), "ends once");
     assert_eq!(store.session("hash-sid-1").await.unwrap().unwrap().ended_at, Some(1500));
+    assert!(!store.step_up_session("hash-sid-1", "hash-y", &[], 1510).await.unwrap(), "an ended session is not raised");
 
     let i = Interaction {
         id_hash: "ia".into(),

@@ -217,6 +217,9 @@ pub struct ClientOptions {
     /// A resource server (API): may introspect access tokens issued to other clients.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub resource_server: Option<bool>,
+    /// Users of this client sign in with two factors (an authenticator app or a passkey).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub require_mfa: Option<bool>,
     /// client_name shown on the login and consent pages.
     #[arg(long)]
     pub name: Option<String>,

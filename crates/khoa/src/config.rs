@@ -54,6 +54,10 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
         "accounts.self_registration: true lets people create their own accounts (needs smtp; default false)",
     ),
     (
+        "KHOA_REQUIRE_MFA",
+        "accounts.require_mfa: true asks everyone for a second factor (an authenticator app or a passkey) at sign-in (default false)",
+    ),
+    (
         "KHOA_SCOPE_CLAIMS",
         "scopes.NAME.claims: attributes released as claims per scope, e.g. student=student_id,class;staff=staff_no",
     ),
@@ -170,6 +174,7 @@ struct SmtpSection {
 #[serde(deny_unknown_fields)]
 struct AccountsSection {
     self_registration: Option<bool>,
+    require_mfa: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -658,6 +663,14 @@ pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
             ));
         }
     }
+    let require_mfa = file.accounts.require_mfa.map(|b| b.to_string());
+    if let Some(v) = pick(env, "KHOA_REQUIRE_MFA", "accounts.require_mfa", require_mfa) {
+        settings.require_mfa = match v.raw.trim() {
+            "true" => true,
+            "false" => false,
+            _ => return Err(invalid(&v.key, "true or false")),
+        };
+    }
     let bc = file.backchannel;
     if let Some(v) = pick(env, "KHOA_BACKCHANNEL_BASE_DELAY", "backchannel.base_delay", bc.base_delay) {
         let secs = duration(&v)?.as_secs() as i64;
@@ -991,5 +1004,14 @@ mod tests {
         let e = err(None, &[("KHOA_SELF_REGISTRATION", "true")]);
         assert!(e.starts_with("KHOA_SELF_REGISTRATION: self-registration verifies addresses by mail"), "{e}");
         assert!(err(None, &[("KHOA_SELF_REGISTRATION", "yes")]).starts_with("KHOA_SELF_REGISTRATION: true or false"));
+    }
+
+    #[test]
+    fn two_factors_for_everyone() {
+        assert!(!load(None, &env_of(&[])).unwrap().settings.require_mfa);
+        let f = file("[accounts]\nrequire_mfa = true\n");
+        assert!(load(Some(f.path()), &env_of(&[])).unwrap().settings.require_mfa);
+        assert!(!load(Some(f.path()), &env_of(&[("KHOA_REQUIRE_MFA", "false")])).unwrap().settings.require_mfa);
+        assert!(err(None, &[("KHOA_REQUIRE_MFA", "1")]).starts_with("KHOA_REQUIRE_MFA: true or false"));
     }
 }

@@ -4,6 +4,7 @@
 //! only renders the outcome.
 
 use super::{AuthorizeErrorCode, Prompt};
+use crate::authn::Level;
 use crate::scope::ScopeSet;
 use crate::UnixTime;
 
@@ -23,6 +24,8 @@ pub enum Step {
 pub struct Signed<'a> {
     pub subject: &'a str,
     pub auth_time: UnixTime,
+    /// What the session's sign-in reached (`crate::authn::level_of_amr`).
+    pub level: Level,
 }
 
 /// What authentication asks of the user.
@@ -33,13 +36,17 @@ pub struct Authentication<'a> {
     /// The subject of a valid `id_token_hint`.
     pub hint_subject: Option<&'a str>,
     pub session: Option<Signed<'a>>,
+    /// What `acr_values` and the policies require (`crate::authn::Requirement`): a
+    /// session below it is stepped up.
+    pub required: Level,
     /// The user has just logged in during this interaction: `prompt=login` and
     /// `max_age` are satisfied.
     pub logged_in_now: bool,
 }
 
 /// `Some(step)` when the user must (re)authenticate first; `None` when the session
-/// will do: it exists, and neither `prompt=login`, nor an `auth_time` older than
+/// will do: it exists, reached the level required (else it is stepped up: OIDC Core
+/// §3.1.2.1 `acr_values`), and neither `prompt=login`, nor an `auth_time` older than
 /// `max_age`, nor an `id_token_hint` naming somebody else asks for a new login.
 pub fn authentication(a: &Authentication<'_>, now: UnixTime) -> Option<Step> {
     let needs_login = match a.session {
@@ -47,7 +54,8 @@ pub fn authentication(a: &Authentication<'_>, now: UnixTime) -> Option<Step> {
         Some(s) => {
             let too_old = a.max_age.is_some_and(|max| now - s.auth_time > max);
             let other_user = a.hint_subject.is_some_and(|sub| sub != s.subject);
-            !a.logged_in_now && (a.prompt.login || too_old || other_user)
+            let too_weak = s.level < a.required;
+            too_weak || (!a.logged_in_now && (a.prompt.login || too_old || other_user))
         }
     };
     match (needs_login, a.prompt.none) {
@@ -98,7 +106,7 @@ mod tests {
 
     #[test]
     fn when_the_user_must_log_in() {
-        let alice = Some(Signed { subject: "alice", auth_time: NOW - 100 });
+        let alice = Some(Signed { subject: "alice", auth_time: NOW - 100, level: Level::SingleFactor });
         let login_required = Some(Step::Refuse(AuthorizeErrorCode::LoginRequired, "the user is not logged in"));
         // (name, prompt, max_age, id_token_hint's subject, session, logged in now, outcome)
         type Case<'a> = (&'a str, &'a str, Option<i64>, Option<&'a str>, Option<Signed<'a>>, bool, Option<Step>);
@@ -124,6 +132,30 @@ mod tests {
                 max_age: *max_age,
                 hint_subject: *hint,
                 session: *session,
+                required: Level::SingleFactor,
+                logged_in_now: *now_in,
+            };
+            assert_eq!(authentication(&a, NOW), *expected, "{name}");
+        }
+        // A session below what is required is stepped up, even just after a login;
+        // prompt=none cannot step up.
+        let mfa = Some(Signed { level: Level::MultiFactor, ..alice.unwrap() });
+        // (name, prompt, session, required, logged in now, outcome)
+        let cases: &[(&str, &str, Option<Signed>, Level, bool, Option<Step>)] = &[
+            ("one factor, two required", "", alice, Level::MultiFactor, false, Some(Step::Login)),
+            ("one factor, two required, just logged in", "", alice, Level::MultiFactor, true, Some(Step::Login)),
+            ("one factor, two required, prompt=none", "none", alice, Level::MultiFactor, false, login_required),
+            ("two factors, two required", "", mfa, Level::MultiFactor, false, None),
+            ("two factors, one required", "", mfa, Level::SingleFactor, false, None),
+            ("two factors, phr required", "", mfa, Level::PhishingResistant, false, Some(Step::Login)),
+        ];
+        for (name, p, session, required, now_in, expected) in cases {
+            let a = Authentication {
+                prompt: prompt(p),
+                max_age: None,
+                hint_subject: None,
+                session: *session,
+                required: *required,
                 logged_in_now: *now_in,
             };
             assert_eq!(authentication(&a, NOW), *expected, "{name}");

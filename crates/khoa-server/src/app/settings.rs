@@ -100,6 +100,8 @@ pub struct Settings {
     pub smtp: Option<crate::app::mail::SmtpSettings>,
     /// Whether people may create their own accounts (off unless configured).
     pub self_registration: bool,
+    /// `accounts.require_mfa`: everyone signs in with two factors.
+    pub require_mfa: bool,
     /// Mailed-link requests (reset, verification) per client address.
     pub mail_throttle_address: ThrottlePolicy,
     /// Mailed-link requests per account (or per name typed, when there is none).
@@ -140,6 +142,7 @@ impl Settings {
             attribute_claims: Default::default(),
             smtp: None,
             self_registration: false,
+            require_mfa: false,
             // Someone may ask twice or thrice; a script asking for every account is slowed.
             mail_throttle_address: ThrottlePolicy { free_failures: 10, base_delay: 60, max_delay: 3600, window: 3600 },
             mail_throttle_account: ThrottlePolicy { free_failures: 3, base_delay: 300, max_delay: 3600, window: 3600 },
@@ -150,6 +153,12 @@ impl Settings {
     /// is in lower case: `Settings::new` normalises it).
     pub fn secure_cookies(&self) -> bool {
         self.issuer.starts_with("https://")
+    }
+
+    /// Whether passkeys are offered. Not yet: the passkey method is still to come, and
+    /// until then `phr` is neither advertised nor reachable.
+    pub fn passkeys(&self) -> bool {
+        false
     }
 
     /// How long every token signed by a key can live: retired keys stay published at

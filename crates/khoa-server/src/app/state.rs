@@ -62,7 +62,8 @@ impl AppState {
     ) -> Result<Self, KeysError> {
         let snapshot = load_snapshot(store.as_ref(), &master, &settings, clock.now()).await?;
         let discovery = ProviderMetadata::new(&settings.issuer, &settings.algorithms)
-            .with_attribute_claims(&settings.attribute_claims);
+            .with_attribute_claims(&settings.attribute_claims)
+            .with_passkeys(settings.passkeys());
         // The settings were checked when they were read (`khoa::config`).
         let outbox = match settings.smtp.as_ref().map(crate::app::mail::SmtpMailer::new) {
             Some(Ok(mailer)) => Some(crate::app::mail::Outbox::new(Arc::new(mailer))),

@@ -18,7 +18,6 @@ use crate::http::error::TokenError;
 use crate::service::client_authn::authenticate_credentials;
 use crate::service::grants::{no_store, refresh_token};
 use crate::service::issue::{self, RefreshTemplate, Subject};
-use crate::service::password_login::{password_login, LoginOutcome};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -218,33 +217,61 @@ pub(crate) async fn login(State(state): State<AppState>, headers: HeaderMap, bod
     if let Err(r) = check_freshness(&state, &partner, &p, state.now()).await {
         return r;
     }
+    // A password API can give one factor only: a client whose users need two is refused
+    // before any password is checked, and so is a person who set up a second factor.
+    if crate::service::signin::policy_requires_mfa(&state, &client) {
+        return oauth_error(TokenEndpointError::UnauthorizedClient(
+            "this client requires two-step verification: its users sign in through the browser",
+        ));
+    }
     let origin = khoa_core::throttle::LoginOrigin::Partner { code: &partner.code };
-    let user = match password_login(&state, &p.username, &p.password, origin, &client.client_id).await {
-        Ok(LoginOutcome::Succeeded(user)) => user,
-        Ok(LoginOutcome::Failed) => {
-            return oauth_error(TokenEndpointError::InvalidGrant("invalid username or password"))
-        }
-        Ok(LoginOutcome::Disabled) => return oauth_error(TokenEndpointError::InvalidGrant("the account is disabled")),
-        Ok(LoginOutcome::Blocked { retry_after }) => {
+    let now = state.now();
+    let single = khoa_core::authn::Requirement { level: khoa_core::authn::Level::SingleFactor, not_before: None };
+    let start = khoa_core::authn::SignIn::start(single, None, now);
+    use crate::service::signin::{with_password, Outcome};
+    let signed = match with_password(&state, &start, &p.username, &p.password, origin, &client.client_id).await {
+        Ok(Outcome::Done(signed)) => signed,
+        Ok(Outcome::Failed) => return oauth_error(TokenEndpointError::InvalidGrant("invalid username or password")),
+        Ok(Outcome::Disabled) => return oauth_error(TokenEndpointError::InvalidGrant("the account is disabled")),
+        Ok(Outcome::Blocked { retry_after }) => {
             let body = serde_json::json!({"error": "invalid_grant", "error_description": "too many failed logins; try again later"});
             let mut res = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
             res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             return res;
         }
+        Ok(Outcome::Continue { user, .. } | Outcome::Enrol { user, .. }) => {
+            let mut event = khoa_core::audit::Event::new(now, khoa_core::audit::kind::LOGIN_REFUSED_POLICY, khoa_core::audit::Actor::User(user.id))
+                .client(&client.client_id)
+                .detail(serde_json::json!({ "via": format!("partner:{}", partner.code), "reason": "second_factor_required" }));
+            event.user_id = Some(user.id);
+            if let Err(e) = state.store.record(&event).await {
+                return crate::http::error::ApiError::from(e).into_response();
+            }
+            return oauth_error(TokenEndpointError::InvalidGrant(
+                "this account uses two-step verification: sign in through the browser",
+            ));
+        }
+        Ok(Outcome::Replayed | Outcome::Denied(_)) => {
+            return oauth_error(TokenEndpointError::InvalidGrant("invalid username or password"))
+        }
         Err(e) => return e.into_response(),
     };
-    match issue_family(&state, &client, &user).await {
+    match issue_family(&state, &client, &signed.user, &signed.amr).await {
         Ok(r) => r,
         Err(r) => r,
     }
 }
 
 /// The first access and refresh token of a new family for a partner login.
-async fn issue_family(state: &AppState, client: &Client, user: &khoa_core::user::User) -> Result<Response, Response> {
+async fn issue_family(
+    state: &AppState,
+    client: &Client,
+    user: &khoa_core::user::User,
+    amr: &[String],
+) -> Result<Response, Response> {
     let now = state.now();
     let scope: ScopeSet = client.scopes.iter().cloned().collect();
     let family = format!("partner:{}", khoa_core::random::random_token::<16>());
-    let amr = vec!["pwd".to_string()];
     let template = RefreshTemplate {
         family_id: &family,
         client_id: &client.client_id,
@@ -253,7 +280,7 @@ async fn issue_family(state: &AppState, client: &Client, user: &khoa_core::user:
         sid: None,
         scope: &scope,
         auth_time: now,
-        amr: &amr,
+        amr,
     };
     let (handle, refresh_row) = issue::refresh_token(state, template, now).map_err(IntoResponse::into_response)?;
     let lifetime = issue::access_token_lifetime(state, client);

@@ -11,6 +11,7 @@
 //!   `request_timeout`), idle keep-alive connections are closed.
 
 pub mod account_texts;
+pub mod factor_texts;
 pub(crate) mod cookies;
 pub(crate) mod cors;
 pub mod error;

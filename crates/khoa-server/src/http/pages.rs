@@ -26,6 +26,70 @@ pub struct LoginPage<'a> {
     pub register: bool,
 }
 
+/// The second step of a sign-in: an app's code, or a recovery code.
+#[derive(Template)]
+#[template(path = "login_factor.html")]
+pub struct FactorPage<'a> {
+    pub brand: &'a crate::app::settings::Branding,
+    pub lang: &'static str,
+    pub title: &'static str,
+    pub t: &'static Texts,
+    pub f: &'static crate::http::factor_texts::FactorTexts,
+    pub client_name: &'a str,
+    pub error: Option<&'static str>,
+    pub interaction: &'a str,
+    pub csrf_token: &'a str,
+    pub totp: bool,
+    pub recovery: bool,
+}
+
+/// Setting up an authenticator app: at sign-in (a policy asks for it) or on the account
+/// page.
+#[derive(Template)]
+#[template(path = "totp_enrol.html")]
+pub struct TotpEnrolPage<'a> {
+    pub brand: &'a crate::app::settings::Branding,
+    pub lang: &'static str,
+    pub title: &'static str,
+    pub f: &'static crate::http::factor_texts::FactorTexts,
+    pub intro: &'a str,
+    pub error: Option<&'static str>,
+    /// The `otpauth://` URI as a QR code (SVG made here, from our own URI).
+    pub qr_svg: &'a str,
+    pub otpauth: &'a str,
+    /// The secret in groups of four, as people type it.
+    pub secret: &'a str,
+    pub action: &'a str,
+    pub hidden: Vec<(&'a str, &'a str)>,
+}
+
+/// Recovery codes, shown once.
+#[derive(Template)]
+#[template(path = "recovery_codes.html")]
+pub struct RecoveryCodesPage<'a> {
+    pub brand: &'a crate::app::settings::Branding,
+    pub lang: &'static str,
+    pub title: &'static str,
+    pub f: &'static crate::http::factor_texts::FactorTexts,
+    pub codes: &'a [String],
+    pub next: &'a str,
+}
+
+/// `text` as a QR code in SVG (no XML declaration: it goes inside a page).
+pub fn qr_svg(text: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    let svg = code.render::<qrcode::render::svg::Color<'_>>().min_dimensions(200, 200).quiet_zone(true).build();
+    Some(match svg.find("<svg") {
+        Some(at) => svg[at..].to_string(),
+        None => svg,
+    })
+}
+
+/// A TOTP secret in base32, in groups of four.
+pub fn grouped(secret: &str) -> String {
+    secret.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(" ")
+}
+
 #[derive(Template)]
 #[template(path = "consent.html")]
 pub struct ConsentPage<'a> {

@@ -1,13 +1,18 @@
-//! `POST /oauth2/auth/login`: the login form. Throttled per account and per client
+//! `POST /oauth2/auth/login` (the login form), `…/login/factor` (the second step) and
+//! `…/login/enrol` (an authenticator app a policy asks for): each a step of the sign-in
+//! engine (`service::signin`), rendered here. Throttled per account and per client
 //! address; one message for unknown users and wrong passwords, with the same argon2id
 //! work for both.
 
 use crate::app::state::AppState;
 use crate::http::error::ApiError;
 use crate::http::forms::form_pairs;
-use crate::service::flow::{self, current_session};
+use crate::service::flow::{self, current_session, Flow};
 use crate::service::interaction::{resume, tokens_match};
-use crate::service::password_login::{device_cookie, known_device, password_login, LoginOutcome, DEVICE_COOKIE};
+use crate::service::password_login::{device_cookie, known_device, DEVICE_COOKIE};
+use crate::service::signin::{self, Outcome, Pending, SignedIn};
+use khoa_core::authn::{Denied, Method, SignIn};
+use khoa_core::session::Interaction;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -25,57 +30,214 @@ pub(crate) async fn post(
     let form: HashMap<String, String> = form_pairs(&body).into_iter().collect();
     let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
     let handle = field("interaction");
-    let (interaction, flow) = match resume(&state, &headers, handle).await? {
+    let (interaction, flow) = match resumed(&state, &headers, handle, field("csrf_token")).await? {
         Ok(found) => found,
         Err(page) => return Ok(page),
     };
-    if !tokens_match(field("csrf_token"), &interaction.csrf_token) {
-        return Ok(crate::http::pages::error_page(
-            &state.settings.branding,
-            flow.locale,
-            StatusCode::BAD_REQUEST,
-            flow.locale.texts().expired,
-        ));
-    }
-    let t = flow.locale.texts();
     let now = state.now();
     let username = field("username");
     let device = known_device(&state, crate::http::cookies::get(&headers, DEVICE_COOKIE).as_deref(), username, now);
     let address = crate::http::client_address(&state.settings, peer.ip(), &headers);
     let origin = LoginOrigin::Browser { address, device: device.as_deref() };
-    let user = match password_login(&state, username, field("password"), origin, &flow.client.client_id).await? {
-        LoginOutcome::Blocked { retry_after } => {
-            let interaction = Some((handle, &interaction));
-            let status = StatusCode::TOO_MANY_REQUESTS;
-            let mut res = flow::login_page(&state, &flow, interaction, Some(t.throttled), status).await?;
-            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-            return Ok(res);
-        }
-        LoginOutcome::Failed => {
-            let interaction = Some((handle, &interaction));
-            return flow::login_page(&state, &flow, interaction, Some(t.bad_credentials), StatusCode::OK).await;
-        }
-        LoginOutcome::Disabled => {
-            let interaction = Some((handle, &interaction));
-            return flow::login_page(&state, &flow, interaction, Some(t.disabled), StatusCode::FORBIDDEN).await;
-        }
-        LoginOutcome::Succeeded(user) => user,
+    // A new sign-in: the password first (the session's proofs count only for a step-up,
+    // which starts at the step it still needs).
+    let start = SignIn::start(signin::requirement(&state, &flow.request, &flow.client, now), None, now);
+    let outcome = signin::with_password(&state, &start, username, field("password"), origin, &flow.client.client_id);
+    let step = Step { state: &state, flow: &flow, handle, interaction: &interaction, headers: &headers, address };
+    step.render(outcome.await?, None).await
+}
+
+/// `POST /oauth2/auth/login/factor`: the second step, with an app's code or a recovery
+/// code. Only for this browser's sign-in in progress for this interaction.
+pub(crate) async fn factor(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let form: HashMap<String, String> = form_pairs(&body).into_iter().collect();
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+    let handle = field("interaction");
+    let (interaction, flow) = match resumed(&state, &headers, handle, field("csrf_token")).await? {
+        Ok(found) => found,
+        Err(page) => return Ok(page),
     };
-    let previous = current_session(&state, &headers, now).await?;
-    let device = flow::Device::of(&headers, address);
-    let (session, cookie) = flow::start_session(&state, &user, previous.as_ref(), device).await?;
-    // The interaction is now the session's (a row of its own, if it was sealed).
-    let (handle, _, csrf_cookie) =
-        flow::interaction_for(&state, &flow, Some((handle, &interaction)), Some(&session.sid)).await?;
-    let next = format!("/oauth2/auth/continue?interaction={handle}");
-    let mut res = Redirect::to(&next).into_response();
-    let cookies = std::iter::once(cookie.1).chain(csrf_cookie.into_iter().map(|(_, v)| v));
-    for value in cookies.chain(device_cookie(&state, &user.username, now)) {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            res.headers_mut().append(header::SET_COOKIE, v);
+    let now = state.now();
+    let Some(pending) = Pending::open(&state, &headers, &interaction.id_hash, now) else {
+        return Ok(expired(&state, &flow));
+    };
+    let method = match Method::parse(field("method")) {
+        Some(m @ (Method::Totp | Method::RecoveryCode)) => m,
+        _ => return Ok(expired(&state, &flow)),
+    };
+    let address = crate::http::client_address(&state.settings, peer.ip(), &headers);
+    let origin = LoginOrigin::Browser { address, device: None };
+    let outcome =
+        signin::with_code(&state, &pending.signin, method, field("code"), origin, &flow.client.client_id).await?;
+    let step = Step { state: &state, flow: &flow, handle, interaction: &interaction, headers: &headers, address };
+    step.render(outcome, Some(pending)).await
+}
+
+/// `POST /oauth2/auth/login/enrol`: the authenticator app a policy asked this person
+/// to set up, confirmed by one of its codes.
+pub(crate) async fn enrol(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let form: HashMap<String, String> = form_pairs(&body).into_iter().collect();
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+    let handle = field("interaction");
+    let (interaction, flow) = match resumed(&state, &headers, handle, field("csrf_token")).await? {
+        Ok(found) => found,
+        Err(page) => return Ok(page),
+    };
+    let now = state.now();
+    let pending = Pending::open(&state, &headers, &interaction.id_hash, now);
+    let Some((pending, secret)) =
+        pending.and_then(|p| p.enrol_secret.as_deref().and_then(khoa_core::totp::from_base32).map(|s| (p, s)))
+    else {
+        return Ok(expired(&state, &flow));
+    };
+    let address = crate::http::client_address(&state.settings, peer.ip(), &headers);
+    let origin = LoginOrigin::Browser { address, device: None };
+    let (outcome, codes) =
+        signin::enrol_totp(&state, &pending.signin, &secret, field("code"), origin, &flow.client.client_id).await?;
+    let step = Step { state: &state, flow: &flow, handle, interaction: &interaction, headers: &headers, address };
+    match (outcome, codes) {
+        (Outcome::Done(signed), Some(codes)) => step.finish(&signed, Some(&codes)).await,
+        (outcome, _) => step.render(outcome, Some(pending)).await,
+    }
+}
+
+/// The interaction of a posted form, if it is this browser's and the form's token is
+/// its own; else the page to show.
+async fn resumed(
+    state: &AppState,
+    headers: &HeaderMap,
+    handle: &str,
+    csrf_token: &str,
+) -> Result<Result<(Interaction, Flow), Response>, ApiError> {
+    let (interaction, flow) = match resume(state, headers, handle).await? {
+        Ok(found) => found,
+        Err(page) => return Ok(Err(page)),
+    };
+    if !tokens_match(csrf_token, &interaction.csrf_token) {
+        return Ok(Err(expired(state, &flow)));
+    }
+    Ok(Ok((interaction, flow)))
+}
+
+fn expired(state: &AppState, flow: &Flow) -> Response {
+    let t = flow.locale.texts();
+    crate::http::pages::error_page(&state.settings.branding, flow.locale, StatusCode::BAD_REQUEST, t.expired)
+}
+
+/// A step of a sign-in on the login pages, and how its outcome is shown.
+struct Step<'a> {
+    state: &'a AppState,
+    flow: &'a Flow,
+    handle: &'a str,
+    interaction: &'a Interaction,
+    headers: &'a HeaderMap,
+    address: std::net::IpAddr,
+}
+
+impl Step<'_> {
+    /// The page for `outcome`. `pending`: the sign-in this step continued (its page is
+    /// shown again after a wrong code); `None` for the first step, the login form.
+    async fn render(&self, outcome: Outcome, pending: Option<Pending>) -> Result<Response, ApiError> {
+        let (state, flow) = (self.state, self.flow);
+        let interaction = Some((self.handle, self.interaction));
+        let (t, f) = (flow.locale.texts(), flow.locale.factors());
+        let first = pending.is_none();
+        let again = |error, status| self.again(pending, error, status);
+        match outcome {
+            Outcome::Blocked { retry_after } => {
+                let mut res = again(t.throttled, StatusCode::TOO_MANY_REQUESTS).await?;
+                res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                Ok(res)
+            }
+            Outcome::Failed if first => again(t.bad_credentials, StatusCode::OK).await,
+            Outcome::Failed => again(f.wrong_code, StatusCode::OK).await,
+            Outcome::Replayed => again(f.replayed_code, StatusCode::OK).await,
+            Outcome::Disabled => flow::login_page(state, flow, interaction, Some(t.disabled), StatusCode::FORBIDDEN).await,
+            Outcome::Denied(Denied::NoMethod) => {
+                flow::login_page(state, flow, interaction, Some(f.no_method), StatusCode::FORBIDDEN).await
+            }
+            Outcome::Denied(_) => Ok(expired(state, flow)),
+            Outcome::Continue { methods, pending, .. } => {
+                flow::factor_page(state, flow, interaction, pending, &methods, None, StatusCode::OK).await
+            }
+            Outcome::Enrol { user, pending, .. } => {
+                flow::enrol_page(state, flow, interaction, pending, &user, None, None, StatusCode::OK).await
+            }
+            Outcome::Done(signed) => self.finish(&signed, None).await,
         }
     }
-    Ok(res)
+
+    /// A failure of a step: that step again, with its message (the login form for the
+    /// first).
+    async fn again(&self, pending: Option<Pending>, error: &'static str, status: StatusCode) -> Result<Response, ApiError> {
+        let (state, flow) = (self.state, self.flow);
+        let interaction = Some((self.handle, self.interaction));
+        let Some(pending) = pending else {
+            return flow::login_page(state, flow, interaction, Some(error), status).await;
+        };
+        let user = match pending.signin.user_id {
+            Some(id) => state.users.get(state.store.as_ref(), id).await?,
+            None => None,
+        };
+        let Some(user) = user else { return Ok(expired(state, flow)) };
+        if let Some(secret) = pending.enrol_secret {
+            let signin = pending.signin;
+            return flow::enrol_page(state, flow, interaction, signin, &user, Some(secret), Some(error), status).await;
+        }
+        let (enrolled, _) = signin::enrolled(state.store.as_ref(), &user).await?;
+        match pending.signin.next(Some(&enrolled), state.now()) {
+            khoa_core::authn::Next::Continue(methods) => {
+                flow::factor_page(state, flow, interaction, pending.signin, &methods, Some(error), status).await
+            }
+            _ => Ok(expired(state, flow)),
+        }
+    }
+
+    /// The sign-in is complete: the session (new, or this browser's raised), then on
+    /// to consent or the code; or first the recovery codes made during it, shown once.
+    async fn finish(&self, signed: &SignedIn, codes: Option<&[String]>) -> Result<Response, ApiError> {
+        let (state, flow) = (self.state, self.flow);
+        let now = state.now();
+        let previous = current_session(state, self.headers, now).await?;
+        let device = flow::Device::of(self.headers, self.address);
+        let (session, cookie) = flow::session_for(state, signed, previous, device).await?;
+        // The interaction is now the session's (a row of its own, if it was sealed).
+        let existing = Some((self.handle, self.interaction));
+        let (handle, _, csrf_cookie) = flow::interaction_for(state, flow, existing, Some(&session.sid)).await?;
+        let next = format!("/oauth2/auth/continue?interaction={handle}");
+        let mut res = match codes {
+            None => Redirect::to(&next).into_response(),
+            Some(codes) => {
+                let f = flow.locale.factors();
+                let html = crate::http::pages::render(&crate::http::pages::RecoveryCodesPage {
+                    brand: &state.settings.branding,
+                    lang: flow.locale.tag(),
+                    title: f.codes_title,
+                    f,
+                    codes,
+                    next: &next,
+                })?;
+                crate::http::pages::page(StatusCode::OK, html, None, vec![])
+            }
+        };
+        let cookies = [cookie.1, Pending::cleared(state)].into_iter().chain(csrf_cookie.into_iter().map(|(_, v)| v));
+        for value in cookies.chain(device_cookie(state, &signed.user.username, now)) {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                res.headers_mut().append(header::SET_COOKIE, v);
+            }
+        }
+        Ok(res)
+    }
 }
 
 /// The login form's rules, in-process: one answer for unknown users and wrong passwords,

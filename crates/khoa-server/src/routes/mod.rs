@@ -45,6 +45,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/health/ready", get(health::ready))
         .route(paths::AUTHORIZATION, get(authorize::get).post(authorize::post))
         .route("/oauth2/auth/login", post(login::post))
+        .route("/oauth2/auth/login/factor", post(login::factor))
+        .route("/oauth2/auth/login/enrol", post(login::enrol))
         .route("/oauth2/auth/continue", get(authorize::resume_after_login))
         .route("/oauth2/auth/consent", post(consent::post))
         .route(paths::TOKEN, post(token::post).options(token::preflight))

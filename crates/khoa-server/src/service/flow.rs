@@ -5,13 +5,13 @@
 use crate::app::state::AppState;
 use crate::http::cookies;
 use crate::http::error::ApiError;
-use crate::http::i18n::Locale;
-use crate::http::pages::{self, ConsentPage, LoginPage};
+use crate::http::pages::{self, ConsentPage, FactorPage, LoginPage, TotpEnrolPage};
+use crate::service::signin::{Pending, SignedIn};
+use khoa_core::authn::{level_of_amr, proofs_of_amr, Level, Method, Next, Requirement, SignIn};
 use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::response::Response;
 use khoa_core::authorize::step::{self, Authentication, Signed, Step};
-use khoa_core::authorize::{AuthorizationRequest, AuthorizeErrorCode, RedirectError};
-use khoa_core::client::Client;
+use khoa_core::authorize::AuthorizeErrorCode;
 use khoa_core::code::AuthorizationCode;
 use khoa_core::jose::jwt;
 use khoa_core::scope::ScopeSet;
@@ -20,41 +20,10 @@ use khoa_core::tokens::IdTokenClaims;
 use khoa_core::user::User;
 use khoa_core::UnixTime;
 
+pub use crate::service::interaction::Flow;
+
 /// How long a user has to log in and consent.
 pub const INTERACTION_LIFETIME: i64 = 30 * 60;
-
-/// The pending request, its client and the page language.
-pub struct Flow {
-    pub client: std::sync::Arc<Client>,
-    pub request: AuthorizationRequest,
-    pub locale: Locale,
-}
-
-impl Flow {
-    pub fn new(client: std::sync::Arc<Client>, request: AuthorizationRequest, headers: &HeaderMap) -> Self {
-        let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
-        let locale = Locale::negotiate(&request.ui_locales, accept);
-        Self { client, request, locale }
-    }
-
-    fn client_name(&self) -> &str {
-        self.client.client_name.as_deref().unwrap_or(&self.client.client_id)
-    }
-
-    /// An error response to the client (RFC 6749 §4.1.2.1, RFC 9207 `iss`), by the
-    /// request's response mode.
-    pub fn error_redirect(&self, state: &AppState, code: AuthorizeErrorCode, description: &'static str) -> Response {
-        let e = RedirectError {
-            redirect_uri: self.request.redirect_uri.clone(),
-            response_mode: self.request.response_mode,
-            state: self.request.state.clone(),
-            code,
-            description,
-        };
-        let params = e.params(&state.settings.issuer);
-        pages::to_client(&state.settings.branding, self.locale, &e.redirect_uri, e.response_mode, &params)
-    }
-}
 
 /// The active session named by the browser's session cookie.
 pub async fn current_session(
@@ -109,8 +78,12 @@ pub async fn proceed(
         None => None,
     };
     let subject = user.as_ref().map(|u| u.subject());
+    let requirement = crate::service::signin::requirement(state, r, &flow.client, now);
     let signed = match (&session, &subject) {
-        (Some(s), Some(subject)) => Some(Signed { subject, auth_time: s.auth_time }),
+        (Some(s), Some(subject)) => {
+            let level = level_of_amr(&s.amr).unwrap_or(Level::SingleFactor);
+            Some(Signed { subject, auth_time: s.auth_time, level })
+        }
         _ => None,
     };
     let authentication = Authentication {
@@ -118,6 +91,7 @@ pub async fn proceed(
         max_age: r.max_age,
         hint_subject: hint_subject.as_deref(),
         session: signed,
+        required: requirement.level,
         logged_in_now,
     };
     let step = match step::authentication(&authentication, now) {
@@ -133,7 +107,13 @@ pub async fn proceed(
     };
     let (session, user) = match (step, session, user) {
         (Step::Refuse(code, description), ..) => return Ok(flow.error_redirect(state, code, description)),
-        (Step::Login, ..) => return login_page(state, flow, interaction, None, StatusCode::OK).await,
+        (Step::Login, session, user) => {
+            // The session's own person is asked only for what is missing (a step-up);
+            // an id_token_hint naming somebody else starts afresh.
+            let same_person = hint_subject.is_none() || hint_subject.as_deref() == subject.as_deref();
+            let known = session.zip(user).filter(|_| same_person);
+            return sign_in_page(state, flow, interaction, known, requirement).await;
+        }
         (Step::Consent, Some(session), _) => return consent_page(state, flow, interaction, &session).await,
         (Step::Issue, Some(session), Some(user)) => (session, user),
         _ => return Err(ApiError::Internal("an authorization step without its session".into())),
@@ -205,6 +185,117 @@ pub async fn interaction_for(
         state.settings.secure_cookies(),
     );
     Ok((handle, csrf_token, vec![(header::SET_COOKIE, cookie)]))
+}
+
+/// The first page of a sign-in: the login form, or, for a session that must be stepped
+/// up, the step it still needs (the engine's decision, from the session's `amr`).
+async fn sign_in_page(
+    state: &AppState,
+    flow: &Flow,
+    interaction: Option<(&str, &Interaction)>,
+    known: Option<(Session, std::sync::Arc<User>)>,
+    requirement: Requirement,
+) -> Result<Response, ApiError> {
+    let now = state.now();
+    if let Some((session, user)) = known {
+        let proofs = proofs_of_amr(&session.amr, session.auth_time);
+        let signin = SignIn::start(requirement, Some((user.id, &proofs)), now);
+        if signin.user_id.is_some() {
+            let (enrolled, _) = crate::service::signin::enrolled(state.store.as_ref(), &user).await?;
+            match signin.next(Some(&enrolled), now) {
+                Next::Continue(methods) if methods.iter().any(|m| matches!(m, Method::Totp | Method::RecoveryCode)) => {
+                    return factor_page(state, flow, interaction, signin, &methods, None, StatusCode::OK).await;
+                }
+                Next::Enrol(methods) if methods.contains(&Method::Totp) => {
+                    return enrol_page(state, flow, interaction, signin, &user, None, None, StatusCode::OK).await;
+                }
+                _ => {}
+            }
+        }
+    }
+    login_page(state, flow, interaction, None, StatusCode::OK).await
+}
+
+/// The interaction's handle, token and cookies, with the half-finished sign-in sealed
+/// in its own cookie, bound to this interaction.
+async fn with_pending(
+    state: &AppState,
+    flow: &Flow,
+    interaction: Option<(&str, &Interaction)>,
+    signin: SignIn,
+    enrol_secret: Option<String>,
+) -> Result<(String, String, Vec<(HeaderName, String)>), ApiError> {
+    let (handle, csrf, mut headers) = interaction_for(state, flow, interaction, None).await?;
+    let pending = Pending { signin, interaction: handle_hash(&handle), enrol_secret };
+    headers.push((header::SET_COOKIE, pending.cookie(state, state.now())?));
+    Ok((handle, csrf, headers))
+}
+
+/// The second step: an app's code or a recovery code, of `methods`.
+pub async fn factor_page(
+    state: &AppState,
+    flow: &Flow,
+    interaction: Option<(&str, &Interaction)>,
+    signin: SignIn,
+    methods: &[Method],
+    error: Option<&'static str>,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let (handle, csrf, headers) = with_pending(state, flow, interaction, signin, None).await?;
+    let (t, f) = (flow.locale.texts(), flow.locale.factors());
+    let html = pages::render(&FactorPage {
+        brand: &state.settings.branding,
+        lang: flow.locale.tag(),
+        title: f.code_title,
+        t,
+        f,
+        client_name: flow.client_name(),
+        error,
+        interaction: &handle,
+        csrf_token: &csrf,
+        totp: methods.contains(&Method::Totp),
+        recovery: methods.contains(&Method::RecoveryCode),
+    })?;
+    let target = pages::origin_of(&flow.request.redirect_uri);
+    Ok(pages::page(status, html, target.as_deref(), headers))
+}
+
+/// Setting up an authenticator app before the sign-in completes: a new secret, or the
+/// one shown already (`secret`, base32) when a code for it was wrong.
+#[allow(clippy::too_many_arguments)]
+pub async fn enrol_page(
+    state: &AppState,
+    flow: &Flow,
+    interaction: Option<(&str, &Interaction)>,
+    signin: SignIn,
+    user: &User,
+    secret: Option<String>,
+    error: Option<&'static str>,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let secret = secret.unwrap_or_else(|| khoa_core::totp::base32(&khoa_core::totp::new_secret()));
+    let Some(bytes) = khoa_core::totp::from_base32(&secret) else {
+        return Err(ApiError::Internal("an enrolment secret that is not base32".into()));
+    };
+    let (handle, csrf, headers) = with_pending(state, flow, interaction, signin, Some(secret.clone())).await?;
+    let f = flow.locale.factors();
+    let otpauth = khoa_core::totp::otpauth_uri(&bytes, &state.settings.branding.product_name, &user.username);
+    let qr = pages::qr_svg(&otpauth).unwrap_or_default();
+    let html = pages::render(&TotpEnrolPage {
+        brand: &state.settings.branding,
+        lang: flow.locale.tag(),
+        title: f.enrol_title,
+        f,
+        intro: f.enrol_intro,
+        error,
+        qr_svg: &qr,
+        otpauth: &otpauth,
+        secret: &pages::grouped(&secret),
+        action: "/oauth2/auth/login/enrol",
+        hidden: vec![("interaction", &handle), ("csrf_token", &csrf)],
+    })?;
+    let target = pages::origin_of(&flow.request.redirect_uri);
+    Ok(pages::page(status, html, target.as_deref(), headers))
 }
 
 pub async fn login_page(
@@ -324,11 +415,12 @@ impl Device {
 /// and a new login may be another user's).
 pub async fn start_session(
     state: &AppState,
-    user: &User,
+    signed: &SignedIn,
     previous: Option<&Session>,
     device: Device,
 ) -> Result<(Session, (HeaderName, String)), ApiError> {
     let now = state.now();
+    let user = &signed.user;
     if let Some(old) = previous {
         // Front-channel iframes need a page; the login ends in a redirect instead.
         let replaced = crate::service::logout::LogoutReason::Replaced;
@@ -339,8 +431,8 @@ pub async fn start_session(
         id_hash: handle_hash(&handle),
         sid: khoa_core::random::random_token::<16>(),
         user_id: user.id,
-        auth_time: now,
-        amr: vec!["pwd".into()],
+        auth_time: signed.auth_time,
+        amr: signed.amr.clone(),
         created_at: now,
         expires_at: now + state.settings.lifetimes.session,
         ended_at: None,
@@ -357,4 +449,26 @@ pub async fn start_session(
         state.settings.secure_cookies(),
     );
     Ok((session, (header::SET_COOKIE, cookie)))
+}
+
+/// The browser's session for a completed sign-in: its own session raised in place when
+/// this was a step-up of the same person (a new cookie, the same `sid`, so its tokens
+/// stay), else a new one.
+pub async fn session_for(
+    state: &AppState,
+    signed: &SignedIn,
+    previous: Option<Session>,
+    device: Device,
+) -> Result<(Session, (HeaderName, String)), ApiError> {
+    if let Some(old) = previous.as_ref().filter(|s| s.user_id == signed.user.id) {
+        let handle = new_handle();
+        let id_hash = handle_hash(&handle);
+        if state.store.step_up_session(&old.id_hash, &id_hash, &signed.amr, signed.auth_time).await? {
+            let session = Session { id_hash, amr: signed.amr.clone(), auth_time: signed.auth_time, ..old.clone() };
+            let lifetime = (session.expires_at - state.now()).max(1);
+            let cookie = cookies::set(cookies::SESSION_COOKIE, &handle, "/", lifetime, state.settings.secure_cookies());
+            return Ok((session, (header::SET_COOKIE, cookie)));
+        }
+    }
+    start_session(state, signed, previous.as_ref(), device).await
 }

@@ -1,17 +1,53 @@
-//! Resuming a pending interaction from a form post or the continue link: the
-//! interaction must exist, be unexpired, and belong to this browser (its anti-forgery
-//! cookie carries the interaction's token).
+//! A pending authorization request ([`Flow`]) and its interaction: sealed in its handle
+//! until somebody signs in, and resumed from a form post or the continue link (the
+//! interaction must exist, be unexpired, and belong to this browser: its anti-forgery
+//! cookie carries the interaction's token). What happens next is `service::flow`'s;
+//! this module does not depend on it.
 
 use crate::app::state::AppState;
 use crate::http::cookies;
 use crate::http::error::ApiError;
 use crate::http::i18n::Locale;
 use crate::http::pages;
-use crate::service::flow::Flow;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
+use khoa_core::authorize::{AuthorizationRequest, AuthorizeErrorCode, RedirectError};
+use khoa_core::client::Client;
 use khoa_core::session::{handle_hash, Interaction, Pending};
 use subtle::ConstantTimeEq;
+
+/// The pending request, its client and the page language.
+pub struct Flow {
+    pub client: std::sync::Arc<Client>,
+    pub request: AuthorizationRequest,
+    pub locale: Locale,
+}
+
+impl Flow {
+    pub fn new(client: std::sync::Arc<Client>, request: AuthorizationRequest, headers: &HeaderMap) -> Self {
+        let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
+        let locale = Locale::negotiate(&request.ui_locales, accept);
+        Self { client, request, locale }
+    }
+
+    pub fn client_name(&self) -> &str {
+        self.client.client_name.as_deref().unwrap_or(&self.client.client_id)
+    }
+
+    /// An error response to the client (RFC 6749 §4.1.2.1, RFC 9207 `iss`), by the
+    /// request's response mode.
+    pub fn error_redirect(&self, state: &AppState, code: AuthorizeErrorCode, description: &'static str) -> Response {
+        let e = RedirectError {
+            redirect_uri: self.request.redirect_uri.clone(),
+            response_mode: self.request.response_mode,
+            state: self.request.state.clone(),
+            code,
+            description,
+        };
+        let params = e.params(&state.settings.issuer);
+        pages::to_client(&state.settings.branding, self.locale, &e.redirect_uri, e.response_mode, &params)
+    }
+}
 
 pub fn tokens_match(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))

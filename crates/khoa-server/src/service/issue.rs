@@ -125,6 +125,8 @@ pub fn id_token(
         at_hash: Some(at_hash(alg, access_token)),
         sid: s.sid.map(str::to_string),
         amr: amr.to_vec(),
+        // The level reached, read from what was done: refreshed ID tokens say the same.
+        acr: khoa_core::authn::level_of_amr(amr).map(|l| l.acr().to_string()),
         // OIDC Core §5.4: the email claims of the granted scope, as userinfo has them.
         email: s.email.filter(|_| s.scope.contains("email")).map(|(e, _)| e.to_string()),
         email_verified: s.email.filter(|_| s.scope.contains("email")).map(|(_, v)| v),

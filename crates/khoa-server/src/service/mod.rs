@@ -13,4 +13,5 @@ pub(crate) mod interaction;
 pub(crate) mod issue;
 pub mod logout;
 pub(crate) mod password_login;
+pub(crate) mod signin;
 pub(crate) mod tokens;

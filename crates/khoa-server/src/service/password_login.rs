@@ -1,5 +1,6 @@
-//! Checking a username and password, shared by the login page and the TCONNECT
-//! partner login: throttled (`khoa_core::throttle::LoginThrottle`), one answer for
+//! The password credential handler of the sign-in engine (`service::signin`), which
+//! the login page, the account page and the TCONNECT partner login go through:
+//! throttled (`khoa_core::throttle::LoginThrottle`), one answer for
 //! unknown users and wrong passwords, with the same argon2id work for both.
 //!
 //! Each attempt is reserved in the store before its password is checked, so however
@@ -28,7 +29,7 @@ pub enum LoginOutcome {
 /// The audit event of an attempt: where it came from and for which client. What was
 /// typed as a username is never recorded (people type passwords there); the account
 /// is, by id, when it exists.
-fn attempt_event(kind: &'static str, origin: &LoginOrigin<'_>, client_id: &str, now: UnixTime) -> Event {
+pub(crate) fn attempt_event(kind: &'static str, origin: &LoginOrigin<'_>, client_id: &str, now: UnixTime) -> Event {
     let (address, via) = match origin {
         LoginOrigin::Browser { address, .. } => (Some(address.to_string()), "browser".to_string()),
         LoginOrigin::Partner { code } => (None, format!("partner:{code}")),
@@ -36,7 +37,7 @@ fn attempt_event(kind: &'static str, origin: &LoginOrigin<'_>, client_id: &str, 
     Event::new(now, kind, Actor::Anonymous).client(client_id).from_address(address).detail(json!({ "via": via }))
 }
 
-pub async fn password_login(
+pub(crate) async fn password_login(
     state: &AppState,
     username: &str,
     password: &str,
@@ -66,13 +67,11 @@ pub async fn password_login(
             state.store.record(&event).await?;
             Ok(LoginOutcome::Disabled)
         }
+        // What the right password leads to (signed in, or asked for a second factor)
+        // is the engine's to say and to record (`service::signin`).
         (Some(user), true) => {
             state.store.settle_login_success(&keys, now).await?;
             upgrade_hash(state, &user, password).await?;
-            let mut event = attempt_event(kind::LOGIN_SUCCEEDED, &origin, client_id, now);
-            event.actor = Actor::User(user.id);
-            event.user_id = Some(user.id);
-            state.store.record(&event).await?;
             Ok(LoginOutcome::Succeeded(Box::new(user)))
         }
         // Already counted by the reservation.

@@ -69,6 +69,7 @@ fn apply_options(reg: &mut ClientRegistration, a: ClientOptions) -> anyhow::Resu
         (&mut reg.skip_consent, a.skip_consent),
         (&mut reg.always_issue_refresh_token, a.always_issue_refresh_token),
         (&mut reg.resource_server, a.resource_server),
+        (&mut reg.require_mfa, a.require_mfa),
     ] {
         if let Some(v) = given {
             *field = v;

@@ -507,14 +507,20 @@ async fn reauthenticate(
 ) -> Result<Option<Response>, ApiError> {
     let a = locale.account();
     let origin = khoa_core::throttle::LoginOrigin::Browser { address, device: None };
-    use crate::service::password_login::{password_login, LoginOutcome};
-    Ok(match password_login(state, &v.user.username, password, origin, ACCOUNT_CLIENT_ID).await? {
-        LoginOutcome::Succeeded(_) => None,
-        LoginOutcome::Blocked { .. } => {
+    // The password step of the engine, as at sign-in. The session already did the rest
+    // of its sign-in: that the password is right is what is asked here, and whatever
+    // the engine would ask next (a second factor) the session has proven.
+    use crate::service::signin::{with_password, Outcome};
+    let now = state.now();
+    let single = khoa_core::authn::Requirement { level: khoa_core::authn::Level::SingleFactor, not_before: None };
+    let start = khoa_core::authn::SignIn::start(single, None, now);
+    Ok(match with_password(state, &start, &v.user.username, password, origin, ACCOUNT_CLIENT_ID).await? {
+        Outcome::Done(_) | Outcome::Continue { .. } | Outcome::Enrol { .. } => None,
+        Outcome::Blocked { .. } => {
             let error = Some(locale.texts().throttled.to_string());
             Some(account_page(state, v, locale, None, error, StatusCode::TOO_MANY_REQUESTS).await?)
         }
-        LoginOutcome::Failed | LoginOutcome::Disabled => {
+        Outcome::Failed | Outcome::Disabled | Outcome::Replayed | Outcome::Denied(_) => {
             Some(account_page(state, v, locale, None, Some(a.wrong_password.into()), StatusCode::BAD_REQUEST).await?)
         }
     })

@@ -49,6 +49,9 @@ pub struct ClientSettings {
     /// May introspect other clients' access tokens (RFC 7662 §2.2).
     #[serde(default)]
     pub resource_server: bool,
+    /// Its users sign in with two factors.
+    #[serde(default)]
+    pub require_mfa: bool,
     #[serde(default)]
     pub logo_uri: Option<String>,
     #[serde(default)]
@@ -133,6 +136,7 @@ impl ClientSettings {
             skip_consent: client.skip_consent,
             always_issue_refresh_token: client.always_issue_refresh_token,
             resource_server: client.resource_server,
+            require_mfa: client.require_mfa,
             logo_uri: client.logo_uri.clone(),
             client_uri: client.client_uri.clone(),
             policy_uri: client.policy_uri.clone(),
@@ -179,6 +183,7 @@ impl ClientSettings {
         reg.skip_consent = self.skip_consent;
         reg.always_issue_refresh_token = self.always_issue_refresh_token;
         reg.resource_server = self.resource_server;
+        reg.require_mfa = self.require_mfa;
         reg.logo_uri = self.logo_uri;
         reg.client_uri = self.client_uri;
         reg.policy_uri = self.policy_uri;
