@@ -441,3 +441,7 @@ mod tests {
         assert_eq!(app.rows("authorization_codes").await, 1);
     }
 }
+
+#[cfg(test)]
+#[path = "login_steps_tests.rs"]
+mod steps_tests;

@@ -5,77 +5,19 @@
 //! that exist and accounts that do not, and floods of requests.
 
 use crate::app::mail::{Mail, SmtpSettings};
-use crate::testing::{input, Answer, TestApp, PEER};
+use crate::testing::{input, Answer, Browser, TestApp};
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::http::{header, Request, StatusCode};
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 const PASSWORD: &str = "correct horse battery staple";
 const NEW_PASSWORD: &str = "a much better passphrase";
 
-/// A browser: cookies kept across requests, one address, English pages.
-struct Browser<'a> {
-    app: &'a TestApp,
-    cookies: BTreeMap<String, String>,
-    peer: SocketAddr,
+/// The account page's sign-in of the test browser.
+trait SignIn {
+    async fn sign_in(&mut self, password: &str) -> Answer;
 }
 
-impl<'a> Browser<'a> {
-    fn new(app: &'a TestApp) -> Self {
-        Self { app, cookies: BTreeMap::new(), peer: PEER }
-    }
-
-    fn at(mut self, peer: SocketAddr) -> Self {
-        self.peer = peer;
-        self
-    }
-
-    async fn send(&mut self, req: axum::http::request::Builder, body: Body) -> Answer {
-        let mut req = req.header(header::ACCEPT_LANGUAGE, "en");
-        if !self.cookies.is_empty() {
-            let jar: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            req = req.header(header::COOKIE, jar.join("; "));
-        }
-        let mut req = req.body(body).unwrap();
-        req.extensions_mut().insert(ConnectInfo(self.peer));
-        let answer = self.app.send(req).await;
-        for set in answer.headers.get_all(header::SET_COOKIE).iter().filter_map(|v| v.to_str().ok()) {
-            let (pair, attributes) = set.split_once(';').unwrap_or((set, ""));
-            let (name, value) = pair.split_once('=').unwrap();
-            if attributes.contains("Max-Age=0") {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.to_string(), value.to_string());
-            }
-        }
-        answer
-    }
-
-    async fn get(&mut self, path: &str) -> Answer {
-        self.send(Request::get(path), Body::empty()).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Answer {
-        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
-        let req = Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-        self.send(req, Body::from(body)).await
-    }
-
-    /// Follows redirects within khoa (the account client's callback included).
-    async fn follow(&mut self, mut answer: Answer) -> Answer {
-        for _ in 0..10 {
-            if !answer.status.is_redirection() {
-                return answer;
-            }
-            let location = answer.location().to_string();
-            let path = location.strip_prefix("https://sso.example.vn").unwrap_or(&location).to_string();
-            answer = self.get(&path).await;
-        }
-        panic!("too many redirects");
-    }
-
+impl SignIn for Browser<'_> {
     /// Opens the account page, signing in with `password` on the way.
     async fn sign_in(&mut self, password: &str) -> Answer {
         let first = self.get("/").await;
