@@ -373,9 +373,52 @@ impl SignIn {
     }
 }
 
+/// How recent a sign-in must be to add or remove a way of signing in (else the person
+/// signs in again first): someone at an unlocked computer must not add their own
+/// authenticator app to another's account.
+pub const RECENT_AUTHENTICATION: i64 = 5 * 60;
+
+/// Whether a session that authenticated at `auth_time` may change sign-in methods at `now`.
+pub fn recent(auth_time: UnixTime, now: UnixTime) -> bool {
+    now - auth_time <= RECENT_AUTHENTICATION && auth_time <= now + 60
+}
+
+/// Whether a person with `enrolled` may remove one credential of `method` (of which
+/// they have `count`) when a policy requiring two factors applies to them: never the
+/// last second factor (an app or a passkey; recovery codes only stand in for one).
+pub fn may_remove(enrolled: &Enrolled, method: Method, count: usize, policy_requires_mfa: bool) -> bool {
+    if !policy_requires_mfa || count > 1 {
+        return true;
+    }
+    match method {
+        Method::Totp => enrolled.passkeys,
+        Method::Passkey => enrolled.totp,
+        Method::Password | Method::RecoveryCode => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changing_methods_needs_a_recent_sign_in_and_keeps_a_factor_under_policy() {
+        assert!(recent(NOW - 300, NOW) && !recent(NOW - 301, NOW) && !recent(NOW + 3600, NOW));
+        let app_only = Enrolled { totp: true, ..PASSWORD_ONLY };
+        let passkey_only = Enrolled { passkeys: true, ..PASSWORD_ONLY };
+        // (name, enrolled, method, count, policy, may)
+        let cases: &[(&str, Enrolled, Method, usize, bool, bool)] = &[
+            ("no policy: anything", app_only, Method::Totp, 1, false, true),
+            ("the last app under policy", app_only, Method::Totp, 1, true, false),
+            ("the last passkey under policy", passkey_only, Method::Passkey, 1, true, false),
+            ("an app beside a passkey", ALL, Method::Totp, 1, true, true),
+            ("one of two passkeys", passkey_only, Method::Passkey, 2, true, true),
+            ("recovery codes", ALL, Method::RecoveryCode, 1, true, true),
+        ];
+        for (name, enrolled, method, count, policy, may) in cases {
+            assert_eq!(may_remove(enrolled, *method, *count, *policy), *may, "{name}");
+        }
+    }
 
     const NOW: UnixTime = 100_000;
     const ALL: Enrolled = Enrolled { password: true, totp: true, passkeys: true, recovery_codes: true };

@@ -375,3 +375,18 @@ impl<'a> Browser<'a> {
         panic!("too many redirects");
     }
 }
+
+/// The first mail delivered that `wanted` picks.
+pub(crate) async fn mail_where(app: &TestApp, wanted: impl Fn(&crate::app::mail::Mail) -> bool) -> crate::app::mail::Mail {
+    for _ in 0..400 {
+        if let Some(m) = app.mails.0.lock().unwrap().iter().find(|m| wanted(m)) {
+            return m.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!(
+        "no such mail among {:?}",
+        app.mails.0.lock().unwrap().iter().map(|m| (&m.to, &m.subject)).collect::<Vec<_>>()
+    );
+}
+

@@ -206,7 +206,7 @@ impl<E: Engine> MaintenanceStore for SqlStore<E> {
         self.read(|db| {
             Box::pin(async move {
                 let mut out = vec![];
-                for table in ["clients", "users", "signing_keys", "session_clients", "consents", "audit_events"]
+                for table in ["clients", "users", "signing_keys", "session_clients", "consents", "audit_events", "credentials"]
                     .into_iter()
                     .chain(Expiring::ALL.iter().map(|k| k.table()))
                 {

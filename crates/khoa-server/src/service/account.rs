@@ -590,3 +590,49 @@ pub async fn complete_registration(state: &AppState, secret: &str, address: IpAd
         Err(e) => Err(e.into()),
     }
 }
+
+/// A change to how a person signs in, as their notice names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactorChange {
+    Added,
+    Removed,
+    NewRecoveryCodes,
+}
+
+#[derive(Template)]
+#[template(path = "mail_notice.html")]
+struct NoticeMailHtml<'a> {
+    brand: &'a crate::app::settings::Branding,
+    lang: &'static str,
+    subject: &'a str,
+    lines: &'a [String],
+}
+
+/// Tells the person, at their verified address, that a way of signing in changed (when
+/// mail is configured; counted with every other mail to them, so a flood of changes
+/// cannot flood their mailbox). What a stolen session does is then not silent.
+pub async fn factor_notice(state: &AppState, user: &User, change: FactorChange, locale: Locale) -> Result<(), ApiError> {
+    let (Some(outbox), Some(to)) = (state.outbox.as_ref(), user.email.as_deref().filter(|_| user.email_verified))
+    else {
+        return Ok(());
+    };
+    let now = state.now();
+    if !admit_mail(state.store.as_ref(), &state.settings, account_key(user.id), &[to], now).await? {
+        return Ok(());
+    }
+    let f = locale.factors();
+    let (subject, what) = match change {
+        FactorChange::Added => (f.mail_added_subject, f.mail_added),
+        FactorChange::Removed => (f.mail_removed_subject, f.mail_removed),
+        FactorChange::NewRecoveryCodes => (f.mail_codes_subject, f.mail_codes),
+    };
+    let brand = &state.settings.branding;
+    let subject = format!("{subject} · {}", brand.product_name);
+    let lines = [format!("{what} {}.", user.username), f.mail_not_you.to_string()];
+    let text = format!("{}\n\n{subject}\n\n{}\n\n{}\n", brand.product_name, lines[0], lines[1]);
+    let html = NoticeMailHtml { brand, lang: locale.tag(), subject: &subject, lines: &lines }
+        .render()
+        .unwrap_or_else(|_| String::new());
+    outbox.send("factor_notice", Mail { to: to.to_string(), subject, text, html });
+    Ok(())
+}

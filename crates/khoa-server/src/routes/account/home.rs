@@ -83,10 +83,10 @@ struct PendingLogin {
 }
 
 /// A signed-in visitor of the account page.
-struct Visitor {
-    user: Arc<User>,
-    session: Session,
-    csrf: String,
+pub(super) struct Visitor {
+    pub(super) user: Arc<User>,
+    pub(super) session: Session,
+    pub(super) csrf: String,
 }
 
 fn sealed_cookie(state: &AppState, name: &str, value: &str, path: &str, max_age: i64) -> String {
@@ -121,6 +121,12 @@ async fn visitor(state: &AppState, headers: &HeaderMap) -> Result<Option<Visitor
 /// Starts the code flow: to khoa's authorization endpoint, with PKCE and a state kept
 /// in a sealed cookie.
 fn sign_in(state: &AppState, locale: Locale) -> Response {
+    sign_in_with(state, locale, None)
+}
+
+/// The sign-in, asking for a fresh one (`max_age=0`) when the person must prove
+/// themselves again before changing how they sign in.
+pub(super) fn sign_in_with(state: &AppState, locale: Locale, max_age: Option<i64>) -> Response {
     let now = state.now();
     let pending = PendingLogin {
         state: khoa_core::random::random_token::<16>(),
@@ -139,6 +145,7 @@ fn sign_in(state: &AppState, locale: Locale) -> Response {
         .append_pair("code_challenge", challenge.as_str())
         .append_pair("code_challenge_method", "S256")
         .append_pair("ui_locales", locale.tag())
+        .extend_pairs(max_age.map(|age| ("max_age", age.to_string())))
         .finish();
     let mut res = Redirect::to(&format!("{}?{query}", khoa_core::discovery::paths::AUTHORIZATION)).into_response();
     let sealed = serde_json::to_vec(&pending)
@@ -234,6 +241,14 @@ struct SessionRow {
     current: bool,
 }
 
+/// An authenticator app or a passkey on the account page.
+pub(super) struct FactorRow {
+    pub(super) id: i64,
+    pub(super) name: String,
+    pub(super) added: String,
+    pub(super) last_used: String,
+}
+
 struct AppRow {
     client_id: String,
     name: String,
@@ -260,6 +275,14 @@ struct AccountPage<'a> {
     error: Option<String>,
     sessions: Vec<SessionRow>,
     apps: Vec<AppRow>,
+    f: &'static crate::http::factor_texts::FactorTexts,
+    totp: Vec<FactorRow>,
+    /// Unused recovery codes.
+    codes_left: usize,
+    /// An app or a passkey: recovery codes can be made.
+    has_factor: bool,
+    /// Offer "sign in again" (a change needs a recent sign-in).
+    reauth: bool,
     other_lang: &'static str,
     other_language: &'static str,
 }
@@ -288,7 +311,7 @@ async fn client_name(state: &AppState, client_id: &str) -> String {
     }
 }
 
-async fn account_page(
+pub(super) async fn account_page(
     state: &AppState,
     v: &Visitor,
     locale: Locale,
@@ -332,6 +355,22 @@ async fn account_page(
         });
     }
     let (other_lang, other_language) = other(locale);
+    let f = locale.factors();
+    let credentials = state.store.credentials(v.user.id).await?;
+    let totp: Vec<FactorRow> = credentials
+        .iter()
+        .filter(|c| c.method == khoa_core::authn::Method::Totp)
+        .map(|c| FactorRow {
+            id: c.id,
+            name: c.name.clone().unwrap_or_else(|| f.app.to_string()),
+            added: when(c.created_at),
+            last_used: c.last_used_at.map(when).unwrap_or_else(|| "—".into()),
+        })
+        .collect();
+    let method_of = |m| credentials.iter().filter(move |c| c.method == m);
+    let codes_left = method_of(khoa_core::authn::Method::RecoveryCode).filter(|c| c.used_at.is_none()).count();
+    let has_factor = !totp.is_empty() || method_of(khoa_core::authn::Method::Passkey).next().is_some();
+    let reauth = error.as_deref() == Some(f.recent_needed);
     let u = &v.user;
     let html = pages::render(&AccountPage {
         brand: &state.settings.branding,
@@ -350,6 +389,11 @@ async fn account_page(
         error,
         sessions,
         apps,
+        f,
+        totp,
+        codes_left,
+        has_factor,
+        reauth,
         other_lang,
         other_language,
     })?;
@@ -364,6 +408,8 @@ fn flash(a: &'static crate::http::account_texts::AccountTexts, done: Option<&str
         "password" => a.password_changed,
         "session" => a.session_ended,
         "revoked" => a.revoked,
+        "factor_added" => a.factor_added,
+        "factor_removed" => a.factor_removed,
         _ => return None,
     })
 }
@@ -391,14 +437,27 @@ pub(crate) async fn get(State(state): State<AppState>, uri: Uri, headers: Header
     }
 }
 
+/// `GET /account/reauthenticate`: a fresh sign-in (every factor again) that leads back
+/// to the account page, for a change that needs a recent one.
+pub(crate) async fn reauthenticate_get(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let query = query_of(&uri);
+    let locale = locale(query.get("lang").map(String::as_str), &headers);
+    ensure_account_client(&state).await?;
+    Ok(sign_in_with(&state, locale, Some(0)))
+}
+
 /// A POST of the account page: the visitor, the form, the page's language and the
 /// client's address, once the form's token is checked against the visitor's. Without
 /// a visitor the answer is the sign-in; with a forged token, [`super::forged`].
 pub(crate) struct Posted {
-    v: Visitor,
-    form: HashMap<String, String>,
-    locale: Locale,
-    address: std::net::IpAddr,
+    pub(super) v: Visitor,
+    pub(super) form: HashMap<String, String>,
+    pub(super) locale: Locale,
+    pub(super) address: std::net::IpAddr,
 }
 
 impl axum::extract::FromRequest<AppState> for Posted {
@@ -421,11 +480,11 @@ impl axum::extract::FromRequest<AppState> for Posted {
     }
 }
 
-fn done(locale: Locale, what: &str) -> Response {
+pub(super) fn done(locale: Locale, what: &str) -> Response {
     Redirect::to(&format!("/?lang={}&done={what}", locale.tag())).into_response()
 }
 
-fn who(state: &AppState, v: &Visitor, address: std::net::IpAddr) -> Who {
+pub(super) fn who(state: &AppState, v: &Visitor, address: std::net::IpAddr) -> Who {
     Who { actor: Actor::User(v.user.id), address: Some(address.to_string()), now: state.now() }
 }
 

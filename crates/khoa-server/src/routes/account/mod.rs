@@ -9,8 +9,11 @@
 pub(crate) mod home;
 pub(crate) mod password;
 pub(crate) mod register;
+pub(crate) mod security;
 pub(crate) mod verify;
 
+#[cfg(test)]
+mod security_tests;
 #[cfg(test)]
 mod tests;
 

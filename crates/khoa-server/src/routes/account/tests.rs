@@ -5,7 +5,7 @@
 //! that exist and accounts that do not, and floods of requests.
 
 use crate::app::mail::{Mail, SmtpSettings};
-use crate::testing::{input, Answer, Browser, TestApp};
+use crate::testing::{input, mail_where, Answer, Browser, TestApp};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 
@@ -74,20 +74,6 @@ async fn stored_user(app: &TestApp, username: &str, email: &str, email_verified:
 /// The first mail delivered to `to` (mails leave in the background, in any order).
 async fn mail_to(app: &TestApp, to: &str) -> Mail {
     mail_where(app, |m| m.to == to).await
-}
-
-/// The first mail delivered that `wanted` picks.
-async fn mail_where(app: &TestApp, wanted: impl Fn(&Mail) -> bool) -> Mail {
-    for _ in 0..400 {
-        if let Some(m) = app.mails.0.lock().unwrap().iter().find(|m| wanted(m)) {
-            return m.clone();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    panic!(
-        "no such mail among {:?}",
-        app.mails.0.lock().unwrap().iter().map(|m| (&m.to, &m.subject)).collect::<Vec<_>>()
-    );
 }
 
 /// How many mails went to `to`, once the outbox has had time to deliver.
