@@ -82,6 +82,10 @@ pub trait CredentialStore: Send + Sync + 'static {
     /// Removes the user's credential `id` (theirs only) and records `audit`: `true` when
     /// removed.
     async fn delete_credential(&self, user_id: i64, id: i64, audit: &Event) -> Result<bool, StoreError>;
+    /// Removes every credential of the user (apps, passkeys, recovery codes) and records
+    /// `audit` with how many went, in one transaction: an administrator's reset for a
+    /// person who lost their factors. How many were removed.
+    async fn reset_credentials(&self, user_id: i64, audit: &Event) -> Result<u64, StoreError>;
 }
 
 const COLUMNS: &str = "id, user_id, kind, name, lookup, data, counter, created_at, last_used_at, used_at";
@@ -233,6 +237,20 @@ impl<E: Engine> CredentialStore for SqlStore<E> {
                 }
                 audit::insert(db, &for_user(&audit_event, user_id)).await?;
                 Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn reset_credentials(&self, user_id: i64, audit_event: &Event) -> Result<u64, StoreError> {
+        let audit_event = audit_event.clone();
+        self.write(move |db| {
+            Box::pin(async move {
+                let n = db.exec("DELETE FROM credentials WHERE user_id = $1", args![user_id]).await?;
+                let mut event = for_user(&audit_event, user_id);
+                event.detail["removed"] = n.into();
+                audit::insert(db, &event).await?;
+                Ok(n)
             })
         })
         .await

@@ -545,6 +545,17 @@ async fn credentials_are_kept_counted_and_used_once(db: TestDatabase) {
     assert!(!store.delete_credential(bob, key.id, &event()).await.unwrap());
     assert!(store.delete_credential(alice, key.id, &event()).await.unwrap());
     assert_eq!(store.credential_by_lookup(Method::Passkey, "cred-1").await.unwrap(), None);
+    // An administrator's reset removes all of one person's, and says how many.
+    let bobs = store.credentials(bob).await.unwrap().len() as u64;
+    let before = store.credentials(alice).await.unwrap().len() as u64;
+    assert!(before > 0);
+    let reset = Event::new(1450, "user.mfa_reset", khoa_core::audit::Actor::CommandLine);
+    assert_eq!(store.reset_credentials(alice, &reset).await.unwrap(), before);
+    assert!(store.credentials(alice).await.unwrap().is_empty());
+    assert_eq!(store.credentials(bob).await.unwrap().len() as u64, bobs, "nobody else's");
+    let trail = AuditFilter { kind: Some("user.mfa_reset".into()), limit: 10, ..Default::default() };
+    let events = store.audit_events(&trail).await.unwrap();
+    assert_eq!((events[0].user_id, events[0].detail["removed"].as_u64()), (Some(alice), Some(before)));
     store.end_user_sessions(UserRef::Id(alice), UserChange::Delete, None, 1500, 0, &user_event()).await.unwrap();
     assert!(store.credentials(alice).await.unwrap().is_empty());
 }

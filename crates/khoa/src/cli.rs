@@ -287,6 +287,13 @@ pub enum UserCommand {
     Disable { username: String },
     /// Enable a disabled user.
     Enable { username: String },
+    /// List a user's ways of signing in beyond the password (authenticator apps,
+    /// passkeys, recovery codes): kinds, names and times, never secrets.
+    Methods { username: String },
+    /// Remove every authenticator app, passkey and recovery code of a user who lost
+    /// theirs: they sign in with their password again, and set up a new factor where a
+    /// policy asks for one.
+    ResetMfa { username: String },
     /// Import users with the password hashes they have (JSON lines: username,
     /// password_hash, and optionally email, email_verified, name, phone, picture,
     /// attributes; `-` for standard input). Restartable: existing usernames are

@@ -193,6 +193,30 @@ pub async fn run(command: UserCommand, settings: &Settings, store: &Arc<dyn Stor
             }
             Ok(())
         }
+        UserCommand::Methods { username } => {
+            let Some(user) = store.user_by_username(&username).await? else { bail!("no user named {username:?}") };
+            let methods = users::methods(store.as_ref(), user.id).await?;
+            println!("{:<6} {:<14} {:<20} {:<20} {}", "ID", "KIND", "ADDED", "LAST USED", "NAME");
+            let time = |t: Option<i64>| t.map(|t| t.to_string()).unwrap_or_else(|| "-".into());
+            for m in &methods {
+                let last = if m.kind == "recovery_code" { m.used_at } else { m.last_used_at };
+                println!(
+                    "{:<6} {:<14} {:<20} {:<20} {}",
+                    m.id,
+                    m.kind,
+                    m.created_at,
+                    time(last),
+                    m.name.as_deref().unwrap_or("")
+                );
+            }
+            Ok(())
+        }
+        UserCommand::ResetMfa { username } => {
+            let Some(user) = store.user_by_username(&username).await? else { bail!("no user named {username:?}") };
+            let removed = users::reset_mfa(store.as_ref(), user.id, &who()).await?;
+            println!("{removed} second factor(s) and recovery code(s) of {username} removed; they sign in with their password");
+            Ok(())
+        }
         UserCommand::Enable { username } => {
             let Some(user) = store.user_by_username(&username).await? else { bail!("no user named {username:?}") };
             users::enable(store.as_ref(), user.id, &who()).await?;

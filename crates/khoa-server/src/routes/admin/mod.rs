@@ -55,6 +55,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/admin/users/{id}/revoke-sessions", axum::routing::post(users::revoke_sessions))
         .route("/admin/users/{id}/sessions", get(users::sessions))
         .route("/admin/users/{id}/consents", get(users::consents))
+        .route("/admin/users/{id}/methods", get(users::methods))
+        .route("/admin/users/{id}/reset-mfa", axum::routing::post(users::reset_mfa))
         .route("/admin/keys", get(keys::list))
         .route("/admin/keys/rotate", axum::routing::post(keys::rotate_keys))
         .route("/admin/partners", get(partners::list).post(partners::create))

@@ -1012,3 +1012,41 @@ async fn every_body_of_the_wrong_media_type_is_refused_with_415() {
     }
     assert_eq!(tried, 10);
 }
+
+/// A person who lost their factors: an administrator lists their methods (never a
+/// secret) and resets them; a read-only token may list, not reset.
+#[tokio::test]
+async fn second_factors_are_listed_without_secrets_and_reset() {
+    let app = TestApp::new().await;
+    let admin = app.admin_token("ops", "khoa:admin").await;
+    let reader = app.admin_token("auditor", "khoa:admin.read").await;
+    app.user_with_password("a password of some length").await;
+    let user = app.state.store.user_by_username("sv01").await.unwrap().unwrap();
+    let secret = khoa_core::totp::new_secret();
+    let code = khoa_core::totp::code_at(&secret, app.state.now()).unwrap();
+    let actor = khoa_core::audit::Actor::System;
+    crate::service::signin::add_totp(&app.state, &user, &secret, &code, actor, app.state.now()).await.unwrap();
+    let path = format!("/admin/users/{}/methods", user.id);
+    let listed = app.admin("GET", &path, Some(&reader), None).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    let items = listed.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 11);
+    assert_eq!(items.iter().filter(|m| m["kind"] == "totp").count(), 1);
+    assert_eq!(items.iter().filter(|m| m["kind"] == "recovery_code").count(), 10);
+    let stored = app.state.store.credentials(user.id).await.unwrap();
+    for c in &stored {
+        for secretish in [Some(c.data.as_str()).filter(|d| !d.is_empty()), c.lookup.as_deref()].into_iter().flatten() {
+            assert!(!listed.text.contains(secretish), "a secret in the listing");
+        }
+    }
+    let reset = format!("/admin/users/{}/reset-mfa", user.id);
+    assert_eq!(problem(&app.admin("POST", &reset, Some(&reader), None).await).0, 403);
+    let done = app.admin("POST", &reset, Some(&admin), None).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text);
+    assert_eq!(done.body["removed"], 11);
+    assert!(app.state.store.credentials(user.id).await.unwrap().is_empty());
+    let trail = khoa_store::AuditFilter { kind: Some("user.mfa_reset".into()), limit: 5, ..Default::default() };
+    let events = app.state.store.audit_events(&trail).await.unwrap();
+    assert_eq!((events.len(), events[0].user_id), (1, Some(user.id)));
+    assert_eq!(problem(&app.admin("POST", "/admin/users/999/reset-mfa", Some(&admin), None).await).0, 404);
+}

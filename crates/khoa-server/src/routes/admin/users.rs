@@ -357,6 +357,34 @@ pub(crate) async fn consents(State(state): State<AppState>, Path(id): Path<Strin
     Ok(Json(Items { items }).into_response())
 }
 
+#[utoipa::path(get, path = "/admin/users/{id}/methods", tag = "users", operation_id = "users.methods", params(("id" = i64, Path)),
+    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 200, body = Items<service::MethodDocument>, description = "Authenticator apps, passkeys and recovery codes: names, kinds and times, never secrets"), (status = 404, body = ProblemDocument, content_type = "application/problem+json")),
+    security(("admin" = ["khoa:admin.read"])))]
+pub(crate) async fn methods(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
+    let user = existing(&state, &id).await?;
+    let items = service::methods(state.store.as_ref(), user.id).await?;
+    Ok(Json(Items { items }).into_response())
+}
+
+/// What a reset of second factors removed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Reset {
+    pub removed: u64,
+}
+
+#[utoipa::path(post, path = "/admin/users/{id}/reset-mfa", tag = "users", operation_id = "users.reset_mfa", params(("id" = i64, Path)),
+    responses((status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "A parameter cannot be read (a NUL character, say)"), (status = 200, body = Reset, description = "Every authenticator app, passkey and recovery code removed (for a person who lost theirs)"), (status = 404, body = ProblemDocument, content_type = "application/problem+json")),
+    security(("admin" = ["khoa:admin"])))]
+pub(crate) async fn reset_mfa(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let user = existing(&state, &id).await?;
+    let removed = service::reset_mfa(state.store.as_ref(), user.id, &caller.who(&state)).await?;
+    Ok(Json(Reset { removed }).into_response())
+}
+
 /// The largest import one request takes (about 100,000 users).
 pub const IMPORT_LIMIT: usize = 32 * 1024 * 1024;
 

@@ -374,3 +374,43 @@ async fn store_batch(
     }
     Ok(())
 }
+
+/// One of a person's ways of signing in beyond the password, as administrators see it:
+/// never a secret, a code or a key.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MethodDocument {
+    pub id: i64,
+    /// `totp`, `passkey` or `recovery_code`.
+    pub kind: String,
+    pub name: Option<String>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    /// A recovery code's use.
+    pub used_at: Option<i64>,
+}
+
+/// The user's methods beyond the password.
+pub async fn methods(store: &dyn Store, id: i64) -> Result<Vec<MethodDocument>, ChangeError> {
+    let credentials = store.credentials(id).await.map_err(ChangeError::Store)?;
+    Ok(credentials
+        .into_iter()
+        .map(|c| MethodDocument {
+            id: c.id,
+            kind: c.method.as_str().to_string(),
+            name: c.name,
+            created_at: c.created_at,
+            last_used_at: c.last_used_at,
+            used_at: c.used_at,
+        })
+        .collect())
+}
+
+/// Removes every second factor and recovery code of a person who lost theirs, so that
+/// they sign in with their password again (and set up a new factor, where a policy
+/// asks for one); audited. How many were removed.
+pub async fn reset_mfa(store: &dyn Store, id: i64, who: &Who) -> Result<u64, ChangeError> {
+    store.user_by_id(id).await.map_err(ChangeError::Store)?.ok_or(ChangeError::NotFound)?;
+    let mut event = who.event(kind::MFA_RESET);
+    event.user_id = Some(id);
+    store.reset_credentials(id, &event).await.map_err(ChangeError::Store)
+}
