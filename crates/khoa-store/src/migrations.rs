@@ -22,7 +22,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "accounts", include_str!("../migrations/0012_accounts.sql")),
     (13, "username keys", include_str!("../migrations/0013_username_keys.sql")),
     (14, "credentials", include_str!("../migrations/0014_credentials.sql")),
-    (15, "require_mfa", include_str!("../migrations/0015_require_mfa.sql")),
+    (15, "require mfa", include_str!("../migrations/0015_require_mfa.sql")),
 ];
 
 /// PostgreSQL's column types as SQLite's: a 64-bit key SQLite assigns, bytes, and

@@ -196,7 +196,7 @@ pub async fn run(command: UserCommand, settings: &Settings, store: &Arc<dyn Stor
         UserCommand::Methods { username } => {
             let Some(user) = store.user_by_username(&username).await? else { bail!("no user named {username:?}") };
             let methods = users::methods(store.as_ref(), user.id).await?;
-            println!("{:<6} {:<14} {:<20} {:<20} {}", "ID", "KIND", "ADDED", "LAST USED", "NAME");
+            println!("ID     KIND           ADDED                LAST USED            NAME");
             let time = |t: Option<i64>| t.map(|t| t.to_string()).unwrap_or_else(|| "-".into());
             for m in &methods {
                 let last = if m.kind == "recovery_code" { m.used_at } else { m.last_used_at };
