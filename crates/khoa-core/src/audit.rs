@@ -70,6 +70,7 @@ pub mod kind {
     /// An authenticator app or a passkey added to an account.
     pub const CREDENTIAL_ADDED: &str = "user.credential_added";
     pub const CREDENTIAL_REMOVED: &str = "user.credential_removed";
+    pub const CREDENTIAL_RENAMED: &str = "user.credential_renamed";
     /// A new set of recovery codes (the old set void).
     pub const RECOVERY_CODES_CREATED: &str = "user.recovery_codes_created";
     /// An administrator removed every second factor of a person who lost theirs.

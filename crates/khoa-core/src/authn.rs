@@ -512,7 +512,10 @@ mod tests {
         // Without passkeys, phr is passed over like an unknown value.
         let no_passkeys = Asks { passkeys: false, ..asks(Some("phr"), None, false, true) };
         assert_eq!(Requirement::of(&no_passkeys, NOW).level, Level::MultiFactor);
-        let then_mfa = Asks { passkeys: false, ..asks(Some(&"phr http://schemas.openid.net/pape/policies/2007/06/multi-factor"), None, false, false) };
+        let then_mfa = Asks {
+            passkeys: false,
+            ..asks(Some(&"phr http://schemas.openid.net/pape/policies/2007/06/multi-factor"), None, false, false)
+        };
         assert_eq!(Requirement::of(&then_mfa, NOW).level, Level::MultiFactor);
     }
 

@@ -377,7 +377,10 @@ impl<'a> Browser<'a> {
 }
 
 /// The first mail delivered that `wanted` picks.
-pub(crate) async fn mail_where(app: &TestApp, wanted: impl Fn(&crate::app::mail::Mail) -> bool) -> crate::app::mail::Mail {
+pub(crate) async fn mail_where(
+    app: &TestApp,
+    wanted: impl Fn(&crate::app::mail::Mail) -> bool,
+) -> crate::app::mail::Mail {
     for _ in 0..400 {
         if let Some(m) = app.mails.0.lock().unwrap().iter().find(|m| wanted(m)) {
             return m.clone();
@@ -389,4 +392,3 @@ pub(crate) async fn mail_where(app: &TestApp, wanted: impl Fn(&crate::app::mail:
         app.mails.0.lock().unwrap().iter().map(|m| (&m.to, &m.subject)).collect::<Vec<_>>()
     );
 }
-

@@ -61,6 +61,18 @@ pub trait CredentialStore: Send + Sync + 'static {
     /// `now`, if it is still `expected`: `true` when moved. Of two uses at once with
     /// the same code or signature, one wins.
     async fn swap_counter(&self, id: i64, expected: i64, counter: i64, now: UnixTime) -> Result<bool, StoreError>;
+    /// As [`Self::swap_counter`], replacing what verifying it takes too (a passkey
+    /// keeps its counter and flags inside `data`).
+    async fn swap_data(
+        &self,
+        id: i64,
+        expected: i64,
+        counter: i64,
+        data: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+    /// Renames the user's credential `id` (theirs only) and records `audit`.
+    async fn rename_credential(&self, user_id: i64, id: i64, name: &str, audit: &Event) -> Result<bool, StoreError>;
     /// Uses the user's unused recovery code whose hash is `lookup`, and records `audit`:
     /// `true` when there was one (it is used now, once).
     async fn use_recovery_code(
@@ -176,6 +188,51 @@ impl<E: Engine> CredentialStore for SqlStore<E> {
                         args![counter, now, id, expected],
                     )
                     .await?;
+                Ok(n == 1)
+            })
+        })
+        .await
+    }
+
+    async fn swap_data(
+        &self,
+        id: i64,
+        expected: i64,
+        counter: i64,
+        data: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let data = data.to_owned();
+        self.write(move |db| {
+            Box::pin(async move {
+                let n = db
+                    .exec(
+                        "UPDATE credentials SET counter = $1, data = $2, last_used_at = $3 WHERE id = $4 AND counter = $5",
+                        args![counter, data, now, id, expected],
+                    )
+                    .await?;
+                Ok(n == 1)
+            })
+        })
+        .await
+    }
+
+    async fn rename_credential(
+        &self,
+        user_id: i64,
+        id: i64,
+        name: &str,
+        audit_event: &Event,
+    ) -> Result<bool, StoreError> {
+        let (name, audit_event) = (name.to_owned(), audit_event.clone());
+        self.write(move |db| {
+            Box::pin(async move {
+                let n = db
+                    .exec("UPDATE credentials SET name = $1 WHERE id = $2 AND user_id = $3", args![name, id, user_id])
+                    .await?;
+                if n == 1 {
+                    audit::insert(db, &for_user(&audit_event, user_id)).await?;
+                }
                 Ok(n == 1)
             })
         })

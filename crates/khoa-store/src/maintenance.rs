@@ -206,9 +206,10 @@ impl<E: Engine> MaintenanceStore for SqlStore<E> {
         self.read(|db| {
             Box::pin(async move {
                 let mut out = vec![];
-                for table in ["clients", "users", "signing_keys", "session_clients", "consents", "audit_events", "credentials"]
-                    .into_iter()
-                    .chain(Expiring::ALL.iter().map(|k| k.table()))
+                for table in
+                    ["clients", "users", "signing_keys", "session_clients", "consents", "audit_events", "credentials"]
+                        .into_iter()
+                        .chain(Expiring::ALL.iter().map(|k| k.table()))
                 {
                     let n: Option<i64> = db.scalar(&format!("SELECT COUNT(*) FROM {table}"), &[]).await?;
                     out.push((table, n.unwrap_or(0)));

@@ -541,6 +541,16 @@ async fn credentials_are_kept_counted_and_used_once(db: TestDatabase) {
     assert_eq!(left(store.credentials(alice).await.unwrap()), 1);
     let trail = AuditFilter { kind: Some("user.recovery_code_used".into()), limit: 10, ..Default::default() };
     assert_eq!(store.audit_events(&trail).await.unwrap().len(), 1, "only the use that happened");
+    // A passkey's data moves with its counter, by compare-and-swap; renamed by its owner only.
+    assert!(store.swap_data(key.id, key.counter, key.counter + 5, "{\"v\":2}", 1420).await.unwrap());
+    assert!(!store.swap_data(key.id, key.counter, key.counter + 6, "{\"v\":3}", 1421).await.unwrap(), "stale");
+    assert!(!store.rename_credential(bob, key.id, "Mallory's", &event()).await.unwrap());
+    assert!(store.rename_credential(alice, key.id, "YubiKey", &event()).await.unwrap());
+    let moved = store.credential_by_lookup(Method::Passkey, "cred-1").await.unwrap().unwrap();
+    assert_eq!(
+        (moved.data.as_str(), moved.counter, moved.name.as_deref()),
+        ("{\"v\":2}", key.counter + 5, Some("YubiKey"))
+    );
     // Removed by the owner only; gone with the user.
     assert!(!store.delete_credential(bob, key.id, &event()).await.unwrap());
     assert!(store.delete_credential(alice, key.id, &event()).await.unwrap());

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod keys;
 pub mod mail;
 pub mod metrics;
+pub mod passkeys;
 pub mod passwords;
 pub mod settings;
 pub mod state;

@@ -155,12 +155,6 @@ impl Settings {
         self.issuer.starts_with("https://")
     }
 
-    /// Whether passkeys are offered. Not yet: the passkey method is still to come, and
-    /// until then `phr` is neither advertised nor reachable.
-    pub fn passkeys(&self) -> bool {
-        false
-    }
-
     /// How long every token signed by a key can live: retired keys stay published at
     /// least this long. `longest_client_override` is the longest per-client lifetime.
     pub fn signed_token_horizon(&self, longest_client_override: Option<i64>) -> i64 {

@@ -44,6 +44,9 @@ pub struct Shared {
     pub outbox: Option<crate::app::mail::Outbox>,
     /// Every password hash and verification, in bounded slots (`passwords.rs`).
     pub passwords: crate::app::passwords::Passwords,
+    /// The WebAuthn relying party; `None` where passkeys cannot be offered (an
+    /// IP-address issuer: `passkeys.rs`).
+    pub passkeys: Option<Arc<webauthn_rs::Webauthn>>,
 }
 
 impl AppState {
@@ -61,9 +64,16 @@ impl AppState {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, KeysError> {
         let snapshot = load_snapshot(store.as_ref(), &master, &settings, clock.now()).await?;
+        let passkeys = match crate::app::passkeys::relying_party(&settings.issuer, &settings.branding.product_name) {
+            Ok(rp) => Some(Arc::new(rp)),
+            Err(why) => {
+                tracing::warn!("passkeys are not offered: {why}");
+                None
+            }
+        };
         let discovery = ProviderMetadata::new(&settings.issuer, &settings.algorithms)
             .with_attribute_claims(&settings.attribute_claims)
-            .with_passkeys(settings.passkeys());
+            .with_passkeys(passkeys.is_some());
         // The settings were checked when they were read (`khoa::config`).
         let outbox = match settings.smtp.as_ref().map(crate::app::mail::SmtpMailer::new) {
             Some(Ok(mailer)) => Some(crate::app::mail::Outbox::new(Arc::new(mailer))),
@@ -88,6 +98,7 @@ impl AppState {
             metrics: Metrics::default(),
             clock,
             passwords: crate::app::passwords::Passwords::default(),
+            passkeys,
         })))
     }
 

@@ -240,9 +240,15 @@ pub(crate) async fn login(State(state): State<AppState>, headers: HeaderMap, bod
             return res;
         }
         Ok(Outcome::Continue { user, .. } | Outcome::Enrol { user, .. }) => {
-            let mut event = khoa_core::audit::Event::new(now, khoa_core::audit::kind::LOGIN_REFUSED_POLICY, khoa_core::audit::Actor::User(user.id))
-                .client(&client.client_id)
-                .detail(serde_json::json!({ "via": format!("partner:{}", partner.code), "reason": "second_factor_required" }));
+            let mut event = khoa_core::audit::Event::new(
+                now,
+                khoa_core::audit::kind::LOGIN_REFUSED_POLICY,
+                khoa_core::audit::Actor::User(user.id),
+            )
+            .client(&client.client_id)
+            .detail(
+                serde_json::json!({ "via": format!("partner:{}", partner.code), "reason": "second_factor_required" }),
+            );
             event.user_id = Some(user.id);
             if let Err(e) = state.store.record(&event).await {
                 return crate::http::error::ApiError::from(e).into_response();

@@ -11,10 +11,10 @@
 //!   `request_timeout`), idle keep-alive connections are closed.
 
 pub mod account_texts;
-pub mod factor_texts;
 pub(crate) mod cookies;
 pub(crate) mod cors;
 pub mod error;
+pub mod factor_texts;
 pub(crate) mod forms;
 pub mod i18n;
 pub(crate) mod pages;

@@ -24,6 +24,75 @@ pub struct LoginPage<'a> {
     pub forgot: bool,
     /// Whether to offer self-registration.
     pub register: bool,
+    /// "Sign in with a passkey", where passkeys are offered.
+    pub w: Option<WebauthnForm<'a>>,
+}
+
+/// The one script in khoa's pages: it runs a WebAuthn ceremony (a passkey) when its
+/// button is pressed, and is allowed by its hash in the page's CSP.
+pub const WEBAUTHN_JS: &str = include_str!("../../assets/webauthn.js");
+
+/// `'sha256-…'` of [`WEBAUTHN_JS`], for `script-src`.
+pub fn webauthn_js_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        use base64::Engine;
+        let digest = khoa_core::session::sha256(WEBAUTHN_JS.as_bytes());
+        format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(digest))
+    })
+}
+
+/// A form that runs a passkey ceremony (`webauthn.html`): the options for the browser
+/// (JSON, made safe to sit in a page), where the answer goes, and the words.
+pub struct WebauthnForm<'a> {
+    pub action: &'a str,
+    pub hidden: Vec<(&'a str, &'a str)>,
+    pub options: String,
+    pub button: &'static str,
+    pub failed: &'static str,
+    pub noscript: &'static str,
+    /// A name field (registration), with its label.
+    pub name_label: Option<&'static str>,
+    pub default_name: &'static str,
+    pub secondary: bool,
+    pub script: &'static str,
+}
+
+impl<'a> WebauthnForm<'a> {
+    pub fn new(
+        action: &'a str,
+        hidden: Vec<(&'a str, &'a str)>,
+        options: &str,
+        f: &'static crate::http::factor_texts::FactorTexts,
+        button: &'static str,
+    ) -> Self {
+        // JSON in a script element: nothing in it may close the element.
+        let options = options.replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026");
+        Self {
+            action,
+            hidden,
+            options,
+            button,
+            failed: f.passkey_failed,
+            noscript: f.passkey_noscript,
+            name_label: None,
+            default_name: "",
+            secondary: false,
+            script: WEBAUTHN_JS,
+        }
+    }
+}
+
+/// Adding a passkey: on the account page, or during a sign-in a policy asks it of.
+#[derive(Template)]
+#[template(path = "passkey_add.html")]
+pub struct PasskeyAddPage<'a> {
+    pub brand: &'a crate::app::settings::Branding,
+    pub lang: &'static str,
+    pub title: &'static str,
+    pub intro: &'a str,
+    pub error: Option<&'static str>,
+    pub w: Option<WebauthnForm<'a>>,
 }
 
 /// The second step of a sign-in: an app's code, or a recovery code.
@@ -41,6 +110,8 @@ pub struct FactorPage<'a> {
     pub csrf_token: &'a str,
     pub totp: bool,
     pub recovery: bool,
+    /// A passkey of the person's, when they have one.
+    pub w: Option<WebauthnForm<'a>>,
 }
 
 /// Setting up an authenticator app: at sign-in (a policy asks for it) or on the account
@@ -203,6 +274,26 @@ pub struct LoggedOutPage<'a> {
 /// and forms to us (and to `form_target`, where a form's 303 leads), never framed.
 pub fn page(status: StatusCode, html: String, form_target: Option<&str>, extra: Vec<(HeaderName, String)>) -> Response {
     page_with_frames(status, html, form_target, &[], extra)
+}
+
+/// A page that runs a passkey ceremony: as [`page`], with [`WEBAUTHN_JS`] allowed by
+/// its hash (and nothing else that is a script).
+pub fn page_with_script(
+    status: StatusCode,
+    html: String,
+    form_target: Option<&str>,
+    extra: Vec<(HeaderName, String)>,
+) -> Response {
+    let form_action = match form_target {
+        Some(origin) => format!("'self' {origin}"),
+        None => "'self'".to_string(),
+    };
+    let csp = format!(
+        "default-src 'none'; script-src {}; style-src 'self'; img-src 'self' https: data:; \
+         form-action {form_action}; frame-ancestors 'none'; base-uri 'none'",
+        webauthn_js_hash()
+    );
+    html_page(status, html, &csp, extra)
 }
 
 /// [`page`] that may load exactly `frames` (URLs without their query) in iframes.

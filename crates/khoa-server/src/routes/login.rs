@@ -11,12 +11,12 @@ use crate::service::flow::{self, current_session, Flow};
 use crate::service::interaction::{resume, tokens_match};
 use crate::service::password_login::{device_cookie, known_device, DEVICE_COOKIE};
 use crate::service::signin::{self, Outcome, Pending, SignedIn};
-use khoa_core::authn::{Denied, Method, SignIn};
-use khoa_core::session::Interaction;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use khoa_core::authn::{Denied, Method, SignIn};
+use khoa_core::session::Interaction;
 use khoa_core::throttle::LoginOrigin;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -43,7 +43,15 @@ pub(crate) async fn post(
     // which starts at the step it still needs).
     let start = SignIn::start(signin::requirement(&state, &flow.request, &flow.client, now), None, now);
     let outcome = signin::with_password(&state, &start, username, field("password"), origin, &flow.client.client_id);
-    let step = Step { state: &state, flow: &flow, handle, interaction: &interaction, headers: &headers, address };
+    let step = Step {
+        passkey: false,
+        state: &state,
+        flow: &flow,
+        handle,
+        interaction: &interaction,
+        headers: &headers,
+        address,
+    };
     step.render(outcome.await?, None).await
 }
 
@@ -74,7 +82,15 @@ pub(crate) async fn factor(
     let origin = LoginOrigin::Browser { address, device: None };
     let outcome =
         signin::with_code(&state, &pending.signin, method, field("code"), origin, &flow.client.client_id).await?;
-    let step = Step { state: &state, flow: &flow, handle, interaction: &interaction, headers: &headers, address };
+    let step = Step {
+        passkey: false,
+        state: &state,
+        flow: &flow,
+        handle,
+        interaction: &interaction,
+        headers: &headers,
+        address,
+    };
     step.render(outcome, Some(pending)).await
 }
 
@@ -104,11 +120,67 @@ pub(crate) async fn enrol(
     let origin = LoginOrigin::Browser { address, device: None };
     let (outcome, codes) =
         signin::enrol_totp(&state, &pending.signin, &secret, field("code"), origin, &flow.client.client_id).await?;
-    let step = Step { state: &state, flow: &flow, handle, interaction: &interaction, headers: &headers, address };
+    let step = Step {
+        passkey: false,
+        state: &state,
+        flow: &flow,
+        handle,
+        interaction: &interaction,
+        headers: &headers,
+        address,
+    };
     match (outcome, codes) {
         (Outcome::Done(signed), Some(codes)) => step.finish(&signed, Some(&codes)).await,
         (outcome, _) => step.render(outcome, Some(pending)).await,
     }
+}
+
+/// `POST /oauth2/auth/login/passkey`: the browser's answer to the passkey ceremony the
+/// page started: passwordless from the login page, a second factor from the second
+/// step, or a new passkey a policy asked for.
+pub(crate) async fn passkey(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let form: HashMap<String, String> = form_pairs(&body).into_iter().collect();
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+    let handle = field("interaction");
+    let (interaction, flow) = match resumed(&state, &headers, handle, field("csrf_token")).await? {
+        Ok(found) => found,
+        Err(page) => return Ok(page),
+    };
+    let now = state.now();
+    let pending = Pending::open(&state, &headers, &interaction.id_hash, now);
+    let Some((pending, (ceremony, challenge))) = pending.and_then(|p| p.ceremony.clone().map(|c| (p, c))) else {
+        return Ok(expired(&state, &flow));
+    };
+    let address = crate::http::client_address(&state.settings, peer.ip(), &headers);
+    let origin = LoginOrigin::Browser { address, device: None };
+    let client_id = flow.client.client_id.clone();
+    let (signin, credential) = (&pending.signin, field("credential"));
+    let outcome = match &ceremony {
+        signin::Ceremony::Register(_) => {
+            let name = field("name");
+            signin::enrol_passkey(&state, signin, &ceremony, &challenge, credential, name, origin, &client_id).await?
+        }
+        signin::Ceremony::Authenticate(_) => {
+            signin::with_passkey(&state, signin, &ceremony, &challenge, credential, origin, &client_id).await?
+        }
+    };
+    let step = Step {
+        passkey: true,
+        state: &state,
+        flow: &flow,
+        handle,
+        interaction: &interaction,
+        headers: &headers,
+        address,
+    };
+    // A failed passwordless attempt shows the login form again.
+    let pending = Some(pending).filter(|p| p.signin.user_id.is_some());
+    step.render(outcome, pending).await
 }
 
 /// The interaction of a posted form, if it is this browser's and the form's token is
@@ -136,6 +208,8 @@ fn expired(state: &AppState, flow: &Flow) -> Response {
 
 /// A step of a sign-in on the login pages, and how its outcome is shown.
 struct Step<'a> {
+    /// The step was a passkey's (its failures say so).
+    passkey: bool,
     state: &'a AppState,
     flow: &'a Flow,
     handle: &'a str,
@@ -152,6 +226,7 @@ impl Step<'_> {
         let interaction = Some((self.handle, self.interaction));
         let (t, f) = (flow.locale.texts(), flow.locale.factors());
         let first = pending.is_none();
+        let passkey = self.passkey;
         let again = |error, status| self.again(pending, error, status);
         match outcome {
             Outcome::Blocked { retry_after } => {
@@ -159,16 +234,23 @@ impl Step<'_> {
                 res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
                 Ok(res)
             }
+            Outcome::Failed if first && passkey => again(f.passkey_wrong, StatusCode::OK).await,
             Outcome::Failed if first => again(t.bad_credentials, StatusCode::OK).await,
+            Outcome::Failed if passkey => again(f.passkey_wrong, StatusCode::OK).await,
             Outcome::Failed => again(f.wrong_code, StatusCode::OK).await,
             Outcome::Replayed => again(f.replayed_code, StatusCode::OK).await,
-            Outcome::Disabled => flow::login_page(state, flow, interaction, Some(t.disabled), StatusCode::FORBIDDEN).await,
+            Outcome::Disabled => {
+                flow::login_page(state, flow, interaction, Some(t.disabled), StatusCode::FORBIDDEN).await
+            }
             Outcome::Denied(Denied::NoMethod) => {
                 flow::login_page(state, flow, interaction, Some(f.no_method), StatusCode::FORBIDDEN).await
             }
             Outcome::Denied(_) => Ok(expired(state, flow)),
             Outcome::Continue { methods, pending, .. } => {
                 flow::factor_page(state, flow, interaction, pending, &methods, None, StatusCode::OK).await
+            }
+            Outcome::Enrol { user, methods, pending } if !methods.contains(&Method::Totp) => {
+                flow::passkey_enrol_page(state, flow, interaction, pending, &user, None, StatusCode::OK).await
             }
             Outcome::Enrol { user, pending, .. } => {
                 flow::enrol_page(state, flow, interaction, pending, &user, None, None, StatusCode::OK).await
@@ -179,7 +261,12 @@ impl Step<'_> {
 
     /// A failure of a step: that step again, with its message (the login form for the
     /// first).
-    async fn again(&self, pending: Option<Pending>, error: &'static str, status: StatusCode) -> Result<Response, ApiError> {
+    async fn again(
+        &self,
+        pending: Option<Pending>,
+        error: &'static str,
+        status: StatusCode,
+    ) -> Result<Response, ApiError> {
         let (state, flow) = (self.state, self.flow);
         let interaction = Some((self.handle, self.interaction));
         let Some(pending) = pending else {
@@ -193,6 +280,10 @@ impl Step<'_> {
         if let Some(secret) = pending.enrol_secret {
             let signin = pending.signin;
             return flow::enrol_page(state, flow, interaction, signin, &user, Some(secret), Some(error), status).await;
+        }
+        if matches!(pending.ceremony, Some((signin::Ceremony::Register(_), _))) {
+            return flow::passkey_enrol_page(state, flow, interaction, pending.signin, &user, Some(error), status)
+                .await;
         }
         let (enrolled, _) = signin::enrolled(state.store.as_ref(), &user).await?;
         match pending.signin.next(Some(&enrolled), state.now()) {
@@ -445,3 +536,7 @@ mod tests {
 #[cfg(test)]
 #[path = "login_steps_tests.rs"]
 mod steps_tests;
+
+#[cfg(test)]
+#[path = "passkey_tests.rs"]
+mod passkey_tests;

@@ -18,7 +18,8 @@ const MFA: &str = "Two-step verification";
 
 async fn app() -> TestApp {
     let app = TestApp::with_settings(|s| {
-        s.login_throttle.account_at_address = ThrottlePolicy { free_failures: 3, base_delay: 60, max_delay: 600, window: 3600 };
+        s.login_throttle.account_at_address =
+            ThrottlePolicy { free_failures: 3, base_delay: 60, max_delay: 600, window: 3600 };
     })
     .await;
     app.client("web", |r| r.secret = SecretChoice::Given(SECRET.into())).await;
@@ -51,7 +52,12 @@ fn code_now(app: &TestApp, secret: &[u8]) -> String {
 /// The login page of a request of `client` with `extra` parameters.
 async fn authorize(b: &mut Browser<'_>, client: &str, extra: &[(&str, &str)]) -> Answer {
     let query = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([("client_id", client), ("redirect_uri", CALLBACK), ("response_type", "code"), ("scope", "openid")])
+        .extend_pairs([
+            ("client_id", client),
+            ("redirect_uri", CALLBACK),
+            ("response_type", "code"),
+            ("scope", "openid"),
+        ])
         .extend_pairs(extra)
         .finish();
     b.get(&format!("/oauth2/auth?{query}")).await
@@ -123,7 +129,16 @@ async fn a_password_then_an_app_code() {
     assert_eq!(claims["auth_time"], app.state.now());
     // What was recorded: the step, the wrong code, the sign-in.
     let filter = khoa_store::AuditFilter { limit: 20, ..Default::default() };
-    let kinds: Vec<String> = app.state.store.audit_events(&filter).await.unwrap().into_iter().map(|e| e.kind).filter(|k| k.starts_with("login.")).collect();
+    let kinds: Vec<String> = app
+        .state
+        .store
+        .audit_events(&filter)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .filter(|k| k.starts_with("login."))
+        .collect();
     assert_eq!(kinds, ["login.succeeded", "login.failed", "login.step"]);
 }
 
@@ -232,7 +247,8 @@ async fn a_recovery_code_works_once() {
     assert_eq!(done.status, 303, "{}", done.text);
     let again = use_recovery_code(&app, &codes[3]).await;
     assert!(again.text.contains("That code is not right."), "{}", again.text);
-    let used = khoa_store::AuditFilter { kind: Some("login.recovery_code_used".into()), limit: 5, ..Default::default() };
+    let used =
+        khoa_store::AuditFilter { kind: Some("login.recovery_code_used".into()), limit: 5, ..Default::default() };
     assert_eq!(app.state.store.audit_events(&used).await.unwrap().len(), 1);
 }
 
@@ -324,9 +340,12 @@ async fn acr_values_step_up_a_password_session() {
     let sso = authorize(&mut b, "web", &[("acr_values", ACR_MULTI_FACTOR)]).await;
     let again = id_token_of(&app, &mut b, sso, "web").await;
     assert_eq!(again["auth_time"], claims["auth_time"]);
-    // Unknown values are passed over; phr cannot be reached here (no passkeys) and is too.
-    let sso = authorize(&mut b, "web", &[("acr_values", "urn:example:gold phr")]).await;
+    // Unknown values are passed over.
+    let sso = authorize(&mut b, "web", &[("acr_values", "urn:example:gold")]).await;
     assert_eq!(id_token_of(&app, &mut b, sso, "web").await["acr"], ACR_MULTI_FACTOR);
+    // phr: a passkey, which this person does not have yet: they add one.
+    let phr = authorize(&mut b, "web", &[("acr_values", "urn:example:gold phr")]).await;
+    assert!(phr.text.contains("This application requires a passkey"), "{}", phr.text);
 }
 
 /// `accounts.require_mfa`: everyone, for every client.
@@ -340,6 +359,6 @@ async fn the_global_policy_asks_everyone() {
     let enrol = password(&mut b, &login, "sv01").await;
     assert!(enrol.text.contains("Set up an authenticator app"), "{}", enrol.text);
     let discovery = app.get("/.well-known/openid-configuration", &[]).await;
-    assert_eq!(discovery.body["acr_values_supported"], serde_json::json!([ACR_SINGLE_FACTOR, ACR_MULTI_FACTOR]));
+    assert_eq!(discovery.body["acr_values_supported"], serde_json::json!([ACR_SINGLE_FACTOR, ACR_MULTI_FACTOR, "phr"]));
     assert!(discovery.body["claims_supported"].as_array().unwrap().iter().any(|c| c == "amr"));
 }

@@ -611,7 +611,12 @@ struct NoticeMailHtml<'a> {
 /// Tells the person, at their verified address, that a way of signing in changed (when
 /// mail is configured; counted with every other mail to them, so a flood of changes
 /// cannot flood their mailbox). What a stolen session does is then not silent.
-pub async fn factor_notice(state: &AppState, user: &User, change: FactorChange, locale: Locale) -> Result<(), ApiError> {
+pub async fn factor_notice(
+    state: &AppState,
+    user: &User,
+    change: FactorChange,
+    locale: Locale,
+) -> Result<(), ApiError> {
     let (Some(outbox), Some(to)) = (state.outbox.as_ref(), user.email.as_deref().filter(|_| user.email_verified))
     else {
         return Ok(());

@@ -5,11 +5,12 @@
 use crate::app::state::AppState;
 use crate::http::cookies;
 use crate::http::error::ApiError;
-use crate::http::pages::{self, ConsentPage, FactorPage, LoginPage, TotpEnrolPage};
+use crate::http::pages::{self, ConsentPage, FactorPage, LoginPage, PasskeyAddPage, TotpEnrolPage, WebauthnForm};
+use crate::service::passkeys::Ceremony;
 use crate::service::signin::{Pending, SignedIn};
-use khoa_core::authn::{level_of_amr, proofs_of_amr, Level, Method, Next, Requirement, SignIn};
 use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::response::Response;
+use khoa_core::authn::{level_of_amr, proofs_of_amr, Level, Method, Next, Requirement, SignIn};
 use khoa_core::authorize::step::{self, Authentication, Signed, Step};
 use khoa_core::authorize::AuthorizeErrorCode;
 use khoa_core::code::AuthorizationCode;
@@ -203,11 +204,16 @@ async fn sign_in_page(
         if signin.user_id.is_some() {
             let (enrolled, _) = crate::service::signin::enrolled(state.store.as_ref(), &user).await?;
             match signin.next(Some(&enrolled), now) {
-                Next::Continue(methods) if methods.iter().any(|m| matches!(m, Method::Totp | Method::RecoveryCode)) => {
+                Next::Continue(methods)
+                    if methods.iter().any(|m| matches!(m, Method::Totp | Method::RecoveryCode | Method::Passkey)) =>
+                {
                     return factor_page(state, flow, interaction, signin, &methods, None, StatusCode::OK).await;
                 }
                 Next::Enrol(methods) if methods.contains(&Method::Totp) => {
                     return enrol_page(state, flow, interaction, signin, &user, None, None, StatusCode::OK).await;
+                }
+                Next::Enrol(methods) if methods.contains(&Method::Passkey) && state.passkeys.is_some() => {
+                    return passkey_enrol_page(state, flow, interaction, signin, &user, None, StatusCode::OK).await;
                 }
                 _ => {}
             }
@@ -224,9 +230,10 @@ async fn with_pending(
     interaction: Option<(&str, &Interaction)>,
     signin: SignIn,
     enrol_secret: Option<String>,
+    ceremony: Option<(Ceremony, String)>,
 ) -> Result<(String, String, Vec<(HeaderName, String)>), ApiError> {
     let (handle, csrf, mut headers) = interaction_for(state, flow, interaction, None).await?;
-    let pending = Pending { signin, interaction: handle_hash(&handle), enrol_secret };
+    let pending = Pending { signin, interaction: handle_hash(&handle), enrol_secret, ceremony };
     headers.push((header::SET_COOKIE, pending.cookie(state, state.now())?));
     Ok((handle, csrf, headers))
 }
@@ -241,8 +248,23 @@ pub async fn factor_page(
     error: Option<&'static str>,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
-    let (handle, csrf, headers) = with_pending(state, flow, interaction, signin, None).await?;
+    // The person's passkeys, when one is asked for.
+    let started = match (methods.contains(&Method::Passkey), signin.user_id, state.passkeys.is_some()) {
+        (true, Some(user_id), true) => {
+            let credentials = state.store.credentials(user_id).await?;
+            Some(crate::service::passkeys::start_authentication(state, &credentials)?)
+        }
+        _ => None,
+    };
+    let (options, ceremony) = match started {
+        Some(s) => (Some(s.options), Some((s.ceremony, s.challenge))),
+        None => (None, None),
+    };
+    let (handle, csrf, headers) = with_pending(state, flow, interaction, signin, None, ceremony).await?;
     let (t, f) = (flow.locale.texts(), flow.locale.factors());
+    let hidden = vec![("interaction", handle.as_str()), ("csrf_token", csrf.as_str())];
+    let w = options.map(|o| WebauthnForm::new("/oauth2/auth/login/passkey", hidden, &o, f, f.passkey_use));
+    let scripted = w.is_some();
     let html = pages::render(&FactorPage {
         brand: &state.settings.branding,
         lang: flow.locale.tag(),
@@ -255,9 +277,14 @@ pub async fn factor_page(
         csrf_token: &csrf,
         totp: methods.contains(&Method::Totp),
         recovery: methods.contains(&Method::RecoveryCode),
+        w,
     })?;
     let target = pages::origin_of(&flow.request.redirect_uri);
-    Ok(pages::page(status, html, target.as_deref(), headers))
+    Ok(if scripted {
+        pages::page_with_script(status, html, target.as_deref(), headers)
+    } else {
+        pages::page(status, html, target.as_deref(), headers)
+    })
 }
 
 /// Setting up an authenticator app before the sign-in completes: a new secret, or the
@@ -277,7 +304,7 @@ pub async fn enrol_page(
     let Some(bytes) = khoa_core::totp::from_base32(&secret) else {
         return Err(ApiError::Internal("an enrolment secret that is not base32".into()));
     };
-    let (handle, csrf, headers) = with_pending(state, flow, interaction, signin, Some(secret.clone())).await?;
+    let (handle, csrf, headers) = with_pending(state, flow, interaction, signin, Some(secret.clone()), None).await?;
     let f = flow.locale.factors();
     let otpauth = khoa_core::totp::otpauth_uri(&bytes, &state.settings.branding.product_name, &user.username);
     let qr = pages::qr_svg(&otpauth).unwrap_or_default();
@@ -298,6 +325,38 @@ pub async fn enrol_page(
     Ok(pages::page(status, html, target.as_deref(), headers))
 }
 
+/// Adding a passkey before the sign-in completes (a request for `phr`, by a person
+/// who has none).
+pub async fn passkey_enrol_page(
+    state: &AppState,
+    flow: &Flow,
+    interaction: Option<(&str, &Interaction)>,
+    signin: SignIn,
+    user: &User,
+    error: Option<&'static str>,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let credentials = state.store.credentials(user.id).await?;
+    let started = crate::service::passkeys::start_registration(state, user, &credentials)?;
+    let ceremony = Some((started.ceremony, started.challenge));
+    let (handle, csrf, headers) = with_pending(state, flow, interaction, signin, None, ceremony).await?;
+    let f = flow.locale.factors();
+    let hidden = vec![("interaction", handle.as_str()), ("csrf_token", csrf.as_str())];
+    let mut w = WebauthnForm::new("/oauth2/auth/login/passkey", hidden, &started.options, f, f.passkey_create);
+    w.name_label = Some(f.passkey_name);
+    w.default_name = f.passkey_default_name;
+    let html = pages::render(&PasskeyAddPage {
+        brand: &state.settings.branding,
+        lang: flow.locale.tag(),
+        title: f.passkey_add,
+        intro: f.passkey_enrol_intro,
+        error,
+        w: Some(w),
+    })?;
+    let target = pages::origin_of(&flow.request.redirect_uri);
+    Ok(pages::page_with_script(status, html, target.as_deref(), headers))
+}
+
 pub async fn login_page(
     state: &AppState,
     flow: &Flow,
@@ -305,8 +364,29 @@ pub async fn login_page(
     error: Option<&'static str>,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
-    let (handle, csrf, mut headers) = interaction_for(state, flow, interaction, None).await?;
+    // Where passkeys are offered, the page can also sign in without a password: a
+    // discoverable passkey's ceremony, started with a sign-in of its own.
+    let now = state.now();
+    let (handle, csrf, mut headers, options) = if state.passkeys.is_some() {
+        let started = crate::service::passkeys::start_authentication(state, &[])?;
+        let signin =
+            SignIn::start(crate::service::signin::requirement(state, &flow.request, &flow.client, now), None, now);
+        let ceremony = Some((started.ceremony, started.challenge));
+        let (handle, csrf, headers) = with_pending(state, flow, interaction, signin, None, ceremony).await?;
+        (handle, csrf, headers, Some(started.options))
+    } else {
+        let (handle, csrf, headers) = interaction_for(state, flow, interaction, None).await?;
+        (handle, csrf, headers, None)
+    };
     let t = flow.locale.texts();
+    let f = flow.locale.factors();
+    let hidden = vec![("interaction", handle.as_str()), ("csrf_token", csrf.as_str())];
+    let w = options.map(|o| {
+        let mut w = WebauthnForm::new("/oauth2/auth/login/passkey", hidden, &o, f, f.passkey_sign_in);
+        w.secondary = true;
+        w
+    });
+    let scripted = w.is_some();
     let html = pages::render(&LoginPage {
         brand: &state.settings.branding,
         lang: flow.locale.tag(),
@@ -322,6 +402,7 @@ pub async fn login_page(
         // Offered only where mail can be sent.
         forgot: state.outbox.is_some(),
         register: state.outbox.is_some() && state.settings.self_registration,
+        w,
     })?;
     if status == StatusCode::TOO_MANY_REQUESTS {
         headers.retain(|(n, _)| n != header::SET_COOKIE);
@@ -329,7 +410,11 @@ pub async fn login_page(
     // Browsers apply form-action to the redirects after a submission too: a login can
     // end in a 303 straight to the client (consent already given).
     let target = pages::origin_of(&flow.request.redirect_uri);
-    Ok(pages::page(status, html, target.as_deref(), headers))
+    Ok(if scripted {
+        pages::page_with_script(status, html, target.as_deref(), headers)
+    } else {
+        pages::page(status, html, target.as_deref(), headers)
+    })
 }
 
 async fn consent_page(

@@ -12,6 +12,7 @@ pub(crate) mod grants;
 pub(crate) mod interaction;
 pub(crate) mod issue;
 pub mod logout;
+pub(crate) mod passkeys;
 pub(crate) mod password_login;
 pub(crate) mod signin;
 pub(crate) mod tokens;

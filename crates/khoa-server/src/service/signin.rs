@@ -21,6 +21,8 @@ use khoa_core::totp::CodeCheck;
 use khoa_core::user::User;
 use khoa_core::UnixTime;
 use khoa_store::{Credential, CredentialStore};
+
+pub use crate::service::passkeys::Ceremony;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -37,12 +39,22 @@ pub struct SignedIn {
 pub enum Outcome {
     Done(SignedIn),
     /// Ask for one of `methods` next; keep `pending`.
-    Continue { user: Box<User>, methods: Vec<Method>, pending: SignIn },
+    Continue {
+        user: Box<User>,
+        methods: Vec<Method>,
+        pending: SignIn,
+    },
     /// The person must set up one of `methods` before they are signed in (their first
     /// factor is proven; a policy asks for a second they do not have).
-    Enrol { user: Box<User>, methods: Vec<Method>, pending: SignIn },
+    Enrol {
+        user: Box<User>,
+        methods: Vec<Method>,
+        pending: SignIn,
+    },
     /// Too many failures: refused without checking.
-    Blocked { retry_after: i64 },
+    Blocked {
+        retry_after: i64,
+    },
     /// A wrong password or code.
     Failed,
     /// A right app code already used (RFC 6238 §5.2): the person waits for the next.
@@ -60,7 +72,7 @@ pub fn requirement(state: &AppState, request: &AuthorizationRequest, client: &Cl
         max_age: request.max_age,
         prompt_login: request.prompt.login,
         require_mfa: policy_requires_mfa(state, client),
-        passkeys: state.settings.passkeys(),
+        passkeys: state.passkeys.is_some(),
     };
     Requirement::of(&asks, now)
 }
@@ -85,7 +97,7 @@ pub async fn enrolled(store: &dyn CredentialStore, user: &User) -> Result<(Enrol
 
 /// The methods a person can enrol here, of those the engine names.
 fn enrollable(state: &AppState, methods: Vec<Method>) -> Vec<Method> {
-    methods.into_iter().filter(|m| *m == Method::Totp || (*m == Method::Passkey && state.settings.passkeys())).collect()
+    methods.into_iter().filter(|m| *m == Method::Totp || (*m == Method::Passkey && state.passkeys.is_some())).collect()
 }
 
 /// What the engine says of `signin` for `user` at `now`, as an outcome (and audited:
@@ -287,6 +299,9 @@ pub struct Pending {
     /// until a code confirms it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enrol_secret: Option<String>,
+    /// A passkey ceremony the page started, and its challenge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ceremony: Option<(crate::service::passkeys::Ceremony, String)>,
 }
 
 /// The cookie of a half-finished sign-in (on the authorization paths only).
@@ -322,7 +337,9 @@ impl Pending {
 pub enum Added {
     /// Stored. `codes`: a first set of recovery codes, made with the person's first
     /// second factor, to show once.
-    Added { codes: Option<Vec<String>> },
+    Added {
+        codes: Option<Vec<String>>,
+    },
     Wrong,
 }
 
@@ -421,4 +438,87 @@ pub async fn enrol_totp(
         Err(d) => Outcome::Denied(d),
     };
     Ok((outcome, codes))
+}
+
+/// A step with a passkey: passwordless when nobody is named yet, else the named
+/// person's second factor. The browser's answer to the ceremony sealed in the page.
+pub async fn with_passkey(
+    state: &AppState,
+    signin: &SignIn,
+    ceremony: &crate::service::passkeys::Ceremony,
+    challenge: &str,
+    credential: &str,
+    origin: LoginOrigin<'_>,
+    client_id: &str,
+) -> Result<Outcome, ApiError> {
+    use crate::service::passkeys::{record_counter_went_backwards, verify, Verified};
+    let now = state.now();
+    let (user_id, proof) = match verify(state, ceremony, challenge, signin.user_id, credential, now).await? {
+        Verified::Ok { user_id, proof } => (user_id, proof),
+        Verified::Invalid => {
+            state.metrics.login_failures.inc();
+            let mut event = crate::service::password_login::attempt_event(kind::LOGIN_FAILED, &origin, client_id, now)
+                .detail(json!({ "method": "passkey", "reason": "invalid_passkey" }));
+            event.user_id = signin.user_id;
+            state.store.record(&event).await?;
+            return Ok(Outcome::Failed);
+        }
+        Verified::CounterWentBackwards { user_id } => {
+            let address = match origin {
+                LoginOrigin::Browser { address, .. } => Some(address.to_string()),
+                LoginOrigin::Partner { .. } => None,
+            };
+            record_counter_went_backwards(state, user_id, client_id, address, now).await?;
+            return Ok(Outcome::Failed);
+        }
+    };
+    let Some(user) = state.store.user_by_id(user_id).await? else { return Ok(Outcome::Failed) };
+    if user.is_disabled() {
+        return Ok(Outcome::Disabled);
+    }
+    let (enrolled, _) = enrolled(state.store.as_ref(), &user).await?;
+    match signin.prove(user.id, proof, &enrolled, now) {
+        Ok(next) => decide(state, Box::new(user), next, &enrolled, &origin, client_id, now).await,
+        Err(d) => Ok(Outcome::Denied(d)),
+    }
+}
+
+/// The sign-in's passkey enrolment: the person it names adds the passkey the browser
+/// just made (a policy or request asked for one), and the sign-in goes on with it.
+#[allow(clippy::too_many_arguments)]
+pub async fn enrol_passkey(
+    state: &AppState,
+    signin: &SignIn,
+    ceremony: &crate::service::passkeys::Ceremony,
+    challenge: &str,
+    credential: &str,
+    name: &str,
+    origin: LoginOrigin<'_>,
+    client_id: &str,
+) -> Result<Outcome, ApiError> {
+    use crate::service::passkeys::{finish_registration, Registered};
+    let now = state.now();
+    let Some(user_id) = signin.user_id else { return Ok(Outcome::Denied(Denied::NotAsked)) };
+    let Some(user) = state.store.user_by_id(user_id).await? else { return Ok(Outcome::Denied(Denied::NoMethod)) };
+    if user.is_disabled() {
+        return Ok(Outcome::Disabled);
+    }
+    let (enrolled, _) = enrolled(state.store.as_ref(), &user).await?;
+    match signin.next(Some(&enrolled), now) {
+        Next::Enrol(methods) if methods.contains(&Method::Passkey) => {}
+        Next::Denied(d) => return Ok(Outcome::Denied(d)),
+        _ => return Ok(Outcome::Denied(Denied::NotAsked)),
+    }
+    let actor = Actor::User(user.id);
+    let added = match finish_registration(state, &user, ceremony, challenge, credential, name, actor, now).await? {
+        Registered::Added(c) => c,
+        Registered::Invalid | Registered::Duplicate | Registered::TooMany => return Ok(Outcome::Failed),
+    };
+    let (enrolled, _) = self::enrolled(state.store.as_ref(), &user).await?;
+    // The passkey was made with user verification just now: it counts as presented.
+    let proof = Proof::passkey(now, true, crate::service::passkeys::hardware(&added));
+    match signin.prove(user.id, proof, &enrolled, now) {
+        Ok(next) => decide(state, Box::new(user), next, &enrolled, &origin, client_id, now).await,
+        Err(d) => Ok(Outcome::Denied(d)),
+    }
 }

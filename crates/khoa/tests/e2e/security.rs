@@ -675,7 +675,7 @@ async fn an_upper_case_https_issuer_keeps_secure_cookies_and_hsts() {
 /// binary: `rsa` comes only with the `openidconnect` client that tests and the demo
 /// relying party use (docs/security.md, `.cargo/audit.toml`).
 #[test]
-fn the_khoa_binary_does_not_depend_on_rsa() {
+fn rsa_reaches_the_khoa_binary_only_through_webauthn() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml");
     let tree = |args: &[&str]| {
@@ -690,8 +690,24 @@ fn the_khoa_binary_does_not_depend_on_rsa() {
     let binary = tree(&["-p", "khoa", "-e", "normal,build"]);
     let packages: Vec<&str> = binary.lines().filter_map(|l| l.split(' ').next()).collect();
     assert!(packages.contains(&"aws-lc-rs") && packages.contains(&"khoa-server"), "{binary}");
-    assert!(!packages.contains(&"rsa"), "the khoa binary depends on rsa:\n{binary}");
-    // It is in the workspace, through the test client only.
-    let workspace = tree(&["--workspace", "-e", "all", "-i", "rsa"]);
-    assert!(workspace.contains("openidconnect"), "{workspace}");
+    // Every path from khoa to rsa goes through webauthn-rs, which verifies passkeys'
+    // RS256 signatures with public keys; khoa's own signing is aws-lc-rs.
+    for line in binary.lines().filter(|l| l.starts_with("rsa ")) {
+        let version = line.split(' ').nth(1).unwrap().trim_start_matches('v');
+        let spec = format!("rsa@{version}");
+        let paths = tree(&["-p", "khoa", "-e", "normal,build", "-i", &spec]);
+        let parents: Vec<&str> = paths.lines().filter_map(|l| l.split(' ').next()).collect();
+        for parent in ["khoa-server", "khoa-core", "khoa-store"] {
+            if parents.contains(&parent) {
+                let direct = tree(&["-p", parent, "-e", "normal", "--depth", "1"]);
+                assert!(!direct.lines().any(|l| l.starts_with("rsa ")), "{parent} uses rsa itself:\n{direct}");
+            }
+        }
+        assert!(
+            parents.contains(&"webauthn-rs"),
+            "rsa {version} reaches khoa other than through webauthn-rs:\n{paths}"
+        );
+    }
+    let core = tree(&["-p", "khoa-core", "-e", "normal,build"]);
+    assert!(!core.lines().any(|l| l.starts_with("rsa ")), "khoa-core signs: it must not depend on rsa");
 }

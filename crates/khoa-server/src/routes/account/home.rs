@@ -277,6 +277,9 @@ struct AccountPage<'a> {
     apps: Vec<AppRow>,
     f: &'static crate::http::factor_texts::FactorTexts,
     totp: Vec<FactorRow>,
+    passkeys: Vec<FactorRow>,
+    /// Passkeys can be added here (the issuer is a domain name).
+    passkeys_offered: bool,
     /// Unused recovery codes.
     codes_left: usize,
     /// An app or a passkey: recovery codes can be made.
@@ -367,6 +370,16 @@ pub(super) async fn account_page(
             last_used: c.last_used_at.map(when).unwrap_or_else(|| "—".into()),
         })
         .collect();
+    let passkeys: Vec<FactorRow> = credentials
+        .iter()
+        .filter(|c| c.method == khoa_core::authn::Method::Passkey)
+        .map(|c| FactorRow {
+            id: c.id,
+            name: c.name.clone().unwrap_or_else(|| f.passkey_default_name.to_string()),
+            added: when(c.created_at),
+            last_used: c.last_used_at.map(when).unwrap_or_else(|| "—".into()),
+        })
+        .collect();
     let method_of = |m| credentials.iter().filter(move |c| c.method == m);
     let codes_left = method_of(khoa_core::authn::Method::RecoveryCode).filter(|c| c.used_at.is_none()).count();
     let has_factor = !totp.is_empty() || method_of(khoa_core::authn::Method::Passkey).next().is_some();
@@ -391,6 +404,8 @@ pub(super) async fn account_page(
         apps,
         f,
         totp,
+        passkeys,
+        passkeys_offered: state.passkeys.is_some(),
         codes_left,
         has_factor,
         reauth,
@@ -410,6 +425,7 @@ fn flash(a: &'static crate::http::account_texts::AccountTexts, done: Option<&str
         "revoked" => a.revoked,
         "factor_added" => a.factor_added,
         "factor_removed" => a.factor_removed,
+        "passkey_added" => a.passkey_added,
         _ => return None,
     })
 }

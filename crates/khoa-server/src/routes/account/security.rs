@@ -135,7 +135,9 @@ pub(crate) async fn totp_confirm(State(state): State<AppState>, posted: Posted) 
             tracing::info!(user_id = v.user.id, %address, "authenticator app added");
             factor_notice(&state, &v.user, FactorChange::Added, locale).await?;
             match codes {
-                Some(codes) => codes_page(&state, locale, &codes, &format!("/?lang={}&done=factor_added", locale.tag())),
+                Some(codes) => {
+                    codes_page(&state, locale, &codes, &format!("/?lang={}&done=factor_added", locale.tag()))
+                }
                 None => Ok(done(locale, "factor_added")),
             }
         }
@@ -194,4 +196,125 @@ pub(crate) async fn recovery_codes(State(state): State<AppState>, posted: Posted
     let codes = signin::new_recovery_codes(&state, &v.user, Actor::User(v.user.id), state.now()).await?;
     factor_notice(&state, &v.user, FactorChange::NewRecoveryCodes, locale).await?;
     codes_page(&state, locale, &codes, &format!("/?lang={}", locale.tag()))
+}
+
+/// A passkey being added on the account page: the ceremony, sealed in the page, bound
+/// to its person and to a deadline.
+#[derive(Serialize, Deserialize)]
+struct PasskeyEnrolment {
+    user_id: i64,
+    ceremony: crate::service::passkeys::Ceremony,
+    challenge: String,
+    exp: UnixTime,
+}
+
+const PASSKEY_AAD: &[u8] = b"khoa account passkey enrolment v1";
+
+async fn passkey_page(
+    state: &AppState,
+    v: &Visitor,
+    locale: Locale,
+    error: Option<&'static str>,
+) -> Result<Response, ApiError> {
+    let f = locale.factors();
+    let existing = state.store.credentials(v.user.id).await?;
+    let started = crate::service::passkeys::start_registration(state, &v.user, &existing)?;
+    let enrolment = PasskeyEnrolment {
+        user_id: v.user.id,
+        ceremony: started.ceremony,
+        challenge: started.challenge,
+        exp: state.now() + ENROLMENT_LIFETIME,
+    };
+    let sealed = serde_json::to_vec(&enrolment)
+        .ok()
+        .and_then(|plain| state.master.seal_text(PASSKEY_AAD, &plain).ok())
+        .ok_or_else(|| ApiError::Internal("the passkey enrolment cannot be sealed".into()))?;
+    let hidden = vec![("csrf_token", v.csrf.as_str()), ("lang", locale.tag()), ("enrolment", sealed.as_str())];
+    let mut w = pages::WebauthnForm::new("/account/passkeys", hidden, &started.options, f, f.passkey_create);
+    w.name_label = Some(f.passkey_name);
+    w.default_name = f.passkey_default_name;
+    let html = pages::render(&pages::PasskeyAddPage {
+        brand: &state.settings.branding,
+        lang: locale.tag(),
+        title: f.passkey_add,
+        intro: f.passkey_add_intro,
+        error,
+        w: Some(w),
+    })?;
+    let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    Ok(pages::page_with_script(status, html, None, vec![]))
+}
+
+/// `POST /account/passkeys/start`: the browser is asked to make a passkey.
+pub(crate) async fn passkey_start(State(state): State<AppState>, posted: Posted) -> Result<Response, ApiError> {
+    let Posted { v, locale, .. } = posted;
+    if state.passkeys.is_none() {
+        return Ok(done(locale, "saved"));
+    }
+    if let Some(page) = needs_recent(&state, &v, locale).await? {
+        return Ok(page);
+    }
+    passkey_page(&state, &v, locale, None).await
+}
+
+/// `POST /account/passkeys`: the passkey the browser made, verified and stored.
+pub(crate) async fn passkey_add(State(state): State<AppState>, posted: Posted) -> Result<Response, ApiError> {
+    use crate::service::passkeys::{finish_registration, Registered};
+    let Posted { v, form, locale, .. } = posted;
+    if state.passkeys.is_none() {
+        return Ok(done(locale, "saved"));
+    }
+    if let Some(page) = needs_recent(&state, &v, locale).await? {
+        return Ok(page);
+    }
+    let now = state.now();
+    let enrolment: Option<PasskeyEnrolment> = form
+        .get("enrolment")
+        .filter(|s| s.len() <= 16 * 1024)
+        .and_then(|s| state.master.open_text(PASSKEY_AAD, s).ok())
+        .and_then(|plain| serde_json::from_slice(&plain).ok())
+        .filter(|e: &PasskeyEnrolment| e.user_id == v.user.id && now < e.exp);
+    let Some(enrolment) = enrolment else {
+        let error = Some(locale.texts().expired.to_string());
+        return account_page(&state, &v, locale, None, error, StatusCode::BAD_REQUEST).await;
+    };
+    let f = locale.factors();
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+    let (credential, name) = (field("credential"), field("name"));
+    let actor = Actor::User(v.user.id);
+    let e = &enrolment;
+    match finish_registration(&state, &v.user, &e.ceremony, &e.challenge, credential, name, actor, now).await? {
+        Registered::Added(_) => {
+            factor_notice(&state, &v.user, FactorChange::Added, locale).await?;
+            Ok(done(locale, "passkey_added"))
+        }
+        Registered::Invalid => passkey_page(&state, &v, locale, Some(f.passkey_failed)).await,
+        Registered::Duplicate => passkey_page(&state, &v, locale, Some(f.passkey_duplicate)).await,
+        Registered::TooMany => {
+            account_page(&state, &v, locale, None, Some(f.passkey_too_many.to_string()), StatusCode::CONFLICT).await
+        }
+    }
+}
+
+/// `POST /account/passkeys/rename`: a new name for one of the visitor's passkeys.
+pub(crate) async fn passkey_rename(State(state): State<AppState>, posted: Posted) -> Result<Response, ApiError> {
+    let Posted { v, form, locale, address } = posted;
+    let id: Option<i64> = form.get("id").and_then(|s| s.parse().ok());
+    let name: String = form
+        .get("name")
+        .map(|n| n.trim().chars().filter(|c| !c.is_control()).take(crate::service::passkeys::MAX_NAME).collect())
+        .unwrap_or_default();
+    let credentials = state.store.credentials(v.user.id).await?;
+    let Some(target) = credentials.iter().find(|c| Some(c.id) == id && c.method == Method::Passkey) else {
+        return Ok(done(locale, "saved"));
+    };
+    if name.is_empty() {
+        return Ok(done(locale, "saved"));
+    }
+    let mut event = Event::new(state.now(), kind::CREDENTIAL_RENAMED, Actor::User(v.user.id))
+        .from_address(Some(address.to_string()))
+        .detail(json!({ "method": "passkey" }));
+    event.user_id = Some(v.user.id);
+    state.store.rename_credential(v.user.id, target.id, &name, &event).await?;
+    Ok(done(locale, "saved"))
 }

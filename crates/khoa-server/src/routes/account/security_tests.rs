@@ -242,12 +242,17 @@ async fn new_recovery_codes_void_the_old_and_a_reset_keeps_factors() {
     assert!(old.iter().all(|c| !new.contains(c)));
     let user = app.state.store.user_by_username("sv01").await.unwrap().unwrap();
     let hash = khoa_core::recovery::code_hash(&old[0]).unwrap();
-    let event = khoa_core::audit::Event::new(app.state.now(), "login.recovery_code_used", khoa_core::audit::Actor::System);
+    let event =
+        khoa_core::audit::Event::new(app.state.now(), "login.recovery_code_used", khoa_core::audit::Actor::System);
     assert!(!app.state.store.use_recovery_code(user.id, &hash, app.state.now(), &event).await.unwrap(), "void");
     crate::testing::mail_where(&app, |m| m.subject.starts_with("New recovery codes were made")).await;
     // A password reset by mail (a stolen mailbox) does not remove the second factor.
-    let (secret_link, token) =
-        khoa_core::account::AccountToken::issue(khoa_core::account::Purpose::PasswordReset, user.id, None, app.state.now());
+    let (secret_link, token) = khoa_core::account::AccountToken::issue(
+        khoa_core::account::Purpose::PasswordReset,
+        user.id,
+        None,
+        app.state.now(),
+    );
     app.state.store.insert_account_token(&token, &crate::testing::user_event()).await.unwrap();
     let new = "a brand new passphrase";
     let reset = crate::service::account::reset_password(&app.state, &secret_link, new, new, crate::testing::PEER.ip());
