@@ -13,6 +13,7 @@ mod foundation;
 mod http_limits;
 mod logout;
 mod operations;
+mod passkeys;
 mod secrets_in_logs;
 mod security;
 mod token_lifecycle;
