@@ -116,6 +116,7 @@ fn dir_size(dir: &std::path::Path) -> u64 {
 
 mod admin;
 mod scenarios;
+mod signin;
 
 #[tokio::main]
 async fn main() {
@@ -125,8 +126,9 @@ async fn main() {
         Some("run") => run(&args).await,
         Some("admin") => admin::admin(&args).await,
         Some("import") => admin::import(&args).await,
+        Some("signin") => signin::signin(&args).await,
         _ => {
-            eprintln!("usage: khoa-bench soak [MINUTES] [SIGN-INS PER SECOND]\n       khoa-bench run [SECONDS PER SCENARIO] [CONCURRENCY] [CHART.svg]\n       khoa-bench admin [USERS] [CLIENTS] [CONCURRENCY]\n       khoa-bench import [USERS]");
+            eprintln!("usage: khoa-bench soak [MINUTES] [SIGN-INS PER SECOND]\n       khoa-bench run [SECONDS PER SCENARIO] [CONCURRENCY] [CHART.svg]\n       khoa-bench admin [USERS] [CLIENTS] [CONCURRENCY]\n       khoa-bench import [USERS]\n       khoa-bench signin [SECONDS PER SCENARIO] [CONCURRENCY]");
             std::process::exit(2);
         }
     }
