@@ -345,7 +345,10 @@ pub async fn signin(args: &[String]) {
     let _ = server.kill();
     let _ = server.wait();
 
-    println!("sign-in, {secs} s each at concurrency {concurrency}, on {} cores:", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "sign-in, {secs} s each at concurrency {concurrency}, on {} cores:",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
     println!("| sign-in | sign-ins/s | p50 ms | p99 ms | server CPU ms per sign-in | errors |");
     println!("|---|---:|---:|---:|---:|---:|");
     for o in &outcomes {

@@ -246,7 +246,7 @@ mod tests {
         User {
             id: 7,
             username: "sv01".into(),
-            password_hash: String::new(),
+            password_hash: None,
             email: Some("sv01@example.vn".into()),
             email_verified: true,
             name: Some("Nguyễn Văn A".into()),

@@ -12,8 +12,10 @@ pub const MAX_USERNAME_LEN: usize = 64;
 pub struct User {
     pub id: i64,
     pub username: String,
+    /// The password's hash (a PHC string), kept as the person's password credential;
+    /// `None`: no password (a passkey-only account, or one created without).
     #[serde(skip_serializing)]
-    pub password_hash: String,
+    pub password_hash: Option<String>,
     pub email: Option<String>,
     pub email_verified: bool,
     pub name: Option<String>,
@@ -46,8 +48,8 @@ impl User {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewUser {
     pub username: String,
-    /// A PHC string; empty: no password (the account cannot sign in with one yet).
-    pub password_hash: String,
+    /// A PHC string; `None`: no password (the account cannot sign in with one yet).
+    pub password_hash: Option<String>,
     pub email: Option<String>,
     pub email_verified: bool,
     pub name: Option<String>,
@@ -177,8 +179,8 @@ impl Profile {
         Ok(valid)
     }
 
-    /// The user to store with this profile and password hash (empty: none).
-    pub fn into_new_user(self, password_hash: String, now: UnixTime) -> NewUser {
+    /// The user to store with this profile and password hash, if any.
+    pub fn into_new_user(self, password_hash: Option<String>, now: UnixTime) -> NewUser {
         NewUser {
             username: self.username,
             password_hash,
@@ -341,8 +343,8 @@ mod tests {
         };
         let valid = p.validate().unwrap();
         assert_eq!(valid.phone_number.as_deref(), Some("+84976535298"));
-        let user = valid.into_new_user("$argon2id$…".into(), 5);
-        assert_eq!((user.created_at, user.password_hash.as_str()), (5, "$argon2id$…"));
+        let user = valid.into_new_user(Some("$argon2id$…".into()), 5);
+        assert_eq!((user.created_at, user.password_hash.as_deref()), (5, Some("$argon2id$…")));
     }
 
     #[test]

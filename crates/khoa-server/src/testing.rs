@@ -208,7 +208,7 @@ impl TestApp {
         let store = &self.state.store;
         if store.user_by_username("sv01").await.expect("read").is_none() {
             let hash = khoa_core::password::hash_password(password, Default::default()).expect("hash");
-            let user = khoa_core::user::NewUser { password_hash: hash, ..test_user() };
+            let user = khoa_core::user::NewUser { password_hash: Some(hash), ..test_user() };
             store.insert_user(&user, &user_event()).await.expect("insert");
         }
     }
@@ -302,7 +302,7 @@ pub fn user_event() -> khoa_core::audit::Event {
 pub fn test_user() -> khoa_core::user::NewUser {
     khoa_core::user::NewUser {
         username: "sv01".into(),
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
         email: Some("sv01@hutech.edu.vn".into()),
         email_verified: true,
         name: Some("Nguyễn Văn A".into()),

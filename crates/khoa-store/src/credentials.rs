@@ -94,7 +94,8 @@ pub trait CredentialStore: Send + Sync + 'static {
     /// Removes the user's credential `id` (theirs only) and records `audit`: `true` when
     /// removed.
     async fn delete_credential(&self, user_id: i64, id: i64, audit: &Event) -> Result<bool, StoreError>;
-    /// Removes every credential of the user (apps, passkeys, recovery codes) and records
+    /// Removes every credential of the user but the password (apps, passkeys, recovery
+    /// codes) and records
     /// `audit` with how many went, in one transaction: an administrator's reset for a
     /// person who lost their factors. How many were removed.
     async fn reset_credentials(&self, user_id: i64, audit: &Event) -> Result<u64, StoreError>;
@@ -303,7 +304,9 @@ impl<E: Engine> CredentialStore for SqlStore<E> {
         let audit_event = audit_event.clone();
         self.write(move |db| {
             Box::pin(async move {
-                let n = db.exec("DELETE FROM credentials WHERE user_id = $1", args![user_id]).await?;
+                let n = db
+                    .exec("DELETE FROM credentials WHERE user_id = $1 AND kind <> 'password'", args![user_id])
+                    .await?;
                 let mut event = for_user(&audit_event, user_id);
                 event.detail["removed"] = n.into();
                 audit::insert(db, &event).await?;

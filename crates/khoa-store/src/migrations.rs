@@ -23,6 +23,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (13, "username keys", include_str!("../migrations/0013_username_keys.sql")),
     (14, "credentials", include_str!("../migrations/0014_credentials.sql")),
     (15, "require mfa", include_str!("../migrations/0015_require_mfa.sql")),
+    (16, "password credentials", include_str!("../migrations/0016_password_credentials.sql")),
 ];
 
 /// PostgreSQL's column types as SQLite's: a 64-bit key SQLite assigns, bytes, and

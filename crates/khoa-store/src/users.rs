@@ -140,9 +140,11 @@ const NEW_ARITY: usize = 12;
 /// The arguments of a new user's row ([`NEW_COLUMNS`]); `attributes` is its JSON,
 /// `key` its username's key.
 fn new_user_args<'a>(u: &'a NewUser, attributes: &'a String, key: &'a String) -> [Value<'a>; NEW_ARITY] {
+    // The users row keeps no password since migration 0016: it is a credential.
+    static NO_PASSWORD: String = String::new();
     [
         Value::from(&u.username),
-        Value::from(&u.password_hash),
+        Value::from(&NO_PASSWORD),
         Value::from(&u.email),
         Value::from(&u.email_verified),
         Value::from(&u.name),
@@ -156,7 +158,10 @@ fn new_user_args<'a>(u: &'a NewUser, attributes: &'a String, key: &'a String) ->
     ]
 }
 
-const COLUMNS: &str = "id, username, password_hash, email, email_verified, name, \
+/// A user's columns; the password hash is their `password` credential's.
+const COLUMNS: &str = "id, username, \
+    (SELECT data FROM credentials WHERE credentials.user_id = users.id AND credentials.kind = 'password'), \
+    email, email_verified, name, \
     phone_number, phone_number_verified, picture, created_at, updated_at, disabled_at, attributes, revision";
 
 impl FromRow for User {
@@ -292,12 +297,10 @@ pub(crate) async fn end_sessions(
     match user_change {
         UserChange::None => {}
         UserChange::Password { hash } => {
-            change(
-                db,
-                "UPDATE users SET password_hash = $1, updated_at = $2, revision = revision + 1 WHERE id = $3",
-                args![hash, now, user_id],
-            )
-            .await?;
+            db.exec("DELETE FROM credentials WHERE user_id = $1 AND kind = 'password'", args![user_id]).await?;
+            insert_passwords(db, &[(user_id, hash, now)]).await?;
+            change(db, "UPDATE users SET updated_at = $1, revision = revision + 1 WHERE id = $2", args![now, user_id])
+                .await?;
             // A reset link asked for before the change would undo it.
             cancel_reset_links(db, user_id, now).await?;
         }
@@ -333,7 +336,7 @@ impl<E: Engine> UserStore for SqlStore<E> {
         self.write(move |db| {
             Box::pin(async move {
                 let (attributes, key) = (to_json(&u.attributes), username_key(&u.username));
-                let user: User = db
+                let mut user: User = db
                     .fetch_one(
                         &format!(
                             "INSERT INTO users ({NEW_COLUMNS}) VALUES {} RETURNING {COLUMNS}",
@@ -349,6 +352,10 @@ impl<E: Engine> UserStore for SqlStore<E> {
                     if verified_elsewhere(db, E::BACKEND, email, Some(user.id)).await? {
                         return Err(StoreError::Conflict("email"));
                     }
+                }
+                if let Some(hash) = &u.password_hash {
+                    insert_passwords(db, &[(user.id, hash, u.created_at)]).await?;
+                    user.password_hash = Some(hash.clone());
                 }
                 db.exec(crate::db::BUMP_EPOCH, &[]).await?;
                 audit::insert(db, &for_user(&audit_event, user.id)).await?;
@@ -387,13 +394,20 @@ impl<E: Engine> UserStore for SqlStore<E> {
         let (old, new, audit_event) = (old.to_owned(), new.to_owned(), audit_event.clone());
         self.write(move |db| {
             Box::pin(async move {
-                let n = change(
-                    db,
-                    "UPDATE users SET password_hash = $1, updated_at = $2, revision = revision + 1 \
-                     WHERE id = $3 AND password_hash = $4",
-                    args![new, now, id, old],
-                )
-                .await?;
+                let n = db
+                    .exec(
+                        "UPDATE credentials SET data = $1 WHERE user_id = $2 AND kind = 'password' AND data = $3",
+                        args![new, id, old],
+                    )
+                    .await?;
+                if n > 0 {
+                    change(
+                        db,
+                        "UPDATE users SET updated_at = $1, revision = revision + 1 WHERE id = $2",
+                        args![now, id],
+                    )
+                    .await?;
+                }
                 if n > 0 {
                     audit::insert(db, &for_user(&audit_event, id)).await?;
                 }
@@ -641,10 +655,14 @@ async fn import_chunk(
     let mut ids: std::collections::HashMap<String, i64> = inserted.into_iter().map(|(id, name)| (name, id)).collect();
     let mut out = Vec::with_capacity(chunk.len());
     let mut events = Vec::new();
+    let mut passwords = Vec::new();
     for u in chunk {
         // The first line of a username gets its id; a later one of the same is a duplicate.
         let id = ids.remove(&u.username);
         if let Some(id) = id {
+            if let Some(hash) = &u.password_hash {
+                passwords.push((id, hash, u.created_at));
+            }
             let mut event = for_user(audit_event, id);
             if let serde_json::Value::Object(detail) = &mut event.detail {
                 detail.insert("username".into(), u.username.clone().into());
@@ -653,6 +671,22 @@ async fn import_chunk(
         }
         out.push(id);
     }
+    insert_passwords(db, &passwords).await?;
     audit::insert_many(db, &events).await?;
     Ok(out)
+}
+
+/// Stores each `(user, hash, at)` as that user's password credential, in one statement.
+async fn insert_passwords(db: &mut impl Conn, passwords: &[(i64, &String, UnixTime)]) -> Result<(), StoreError> {
+    if passwords.is_empty() {
+        return Ok(());
+    }
+    let args: Vec<Value<'_>> = passwords
+        .iter()
+        .flat_map(|(id, hash, at)| [Value::from(id), Value::from("password"), Value::from(*hash), Value::from(at)])
+        .collect();
+    let sql =
+        format!("INSERT INTO credentials (user_id, kind, data, created_at) VALUES {}", values_rows(passwords.len(), 4));
+    db.exec(&sql, &args).await?;
+    Ok(())
 }

@@ -58,7 +58,7 @@ fn full_client(id: &str) -> khoa_core::client::Client {
 fn new_user(username: &str) -> NewUser {
     NewUser {
         username: username.into(),
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
         email: Some(format!("{username}@example.vn")),
         email_verified: true,
         name: Some("Nguyễn Văn A".into()),
@@ -249,7 +249,10 @@ async fn users_have_unique_names_and_stable_ids(db: TestDatabase) {
         .unwrap()
         .is_some());
     let b2 = store.user_by_username("bob").await.unwrap().unwrap();
-    assert_eq!((b2.password_hash.as_str(), b2.updated_at, b2.created_at), ("new-hash", 1_800_000_000, 1_700_000_000));
+    assert_eq!(
+        (b2.password_hash.as_deref(), b2.updated_at, b2.created_at),
+        (Some("new-hash"), 1_800_000_000, 1_700_000_000)
+    );
     let change = UserChange::Password { hash: "x".into() };
     assert_eq!(store.end_user_sessions("nobody".into(), change, None, 0, 0, &user_event()).await.unwrap(), None);
     assert_eq!(store.users().await.unwrap().len(), 2);
@@ -520,6 +523,7 @@ async fn credentials_are_kept_counted_and_used_once(db: TestDatabase) {
     let won = futures::future::join_all(swaps).await.into_iter().filter(|w| *w.as_ref().unwrap()).count();
     assert_eq!(won, 1);
     let stored = store.credentials(alice).await.unwrap();
+    let stored: Vec<_> = stored.into_iter().filter(|c| c.method == Method::Totp).collect();
     assert_eq!((stored[0].counter, stored[0].last_used_at), (101, Some(1102)));
     // Passkeys by their credential id, unique for their kind.
     let key = store.insert_credential(&new(alice, Method::Passkey, Some("cred-1")), &event()).await.unwrap();
@@ -556,13 +560,15 @@ async fn credentials_are_kept_counted_and_used_once(db: TestDatabase) {
     assert!(store.delete_credential(alice, key.id, &event()).await.unwrap());
     assert_eq!(store.credential_by_lookup(Method::Passkey, "cred-1").await.unwrap(), None);
     // An administrator's reset removes all of one person's, and says how many.
-    let bobs = store.credentials(bob).await.unwrap().len() as u64;
-    let before = store.credentials(alice).await.unwrap().len() as u64;
+    let second_factors =
+        |all: Vec<khoa_store::Credential>| all.iter().filter(|c| c.method != Method::Password).count() as u64;
+    let bobs = second_factors(store.credentials(bob).await.unwrap());
+    let before = second_factors(store.credentials(alice).await.unwrap());
     assert!(before > 0);
     let reset = Event::new(1450, "user.mfa_reset", khoa_core::audit::Actor::CommandLine);
     assert_eq!(store.reset_credentials(alice, &reset).await.unwrap(), before);
-    assert!(store.credentials(alice).await.unwrap().is_empty());
-    assert_eq!(store.credentials(bob).await.unwrap().len() as u64, bobs, "nobody else's");
+    assert_eq!(second_factors(store.credentials(alice).await.unwrap()), 0);
+    assert_eq!(second_factors(store.credentials(bob).await.unwrap()), bobs, "nobody else's");
     let trail = AuditFilter { kind: Some("user.mfa_reset".into()), limit: 10, ..Default::default() };
     let events = store.audit_events(&trail).await.unwrap();
     assert_eq!((events[0].user_id, events[0].detail["removed"].as_u64()), (Some(alice), Some(before)));
@@ -584,6 +590,45 @@ async fn raw(db: &TestDatabase, sql: &str) {
             sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
         }
     }
+}
+
+/// Migration 0016: a password an older version kept in the users row becomes the
+/// person's password credential, as it is (no reset); one password a person.
+async fn passwords_move_into_credentials_without_a_reset(db: TestDatabase) {
+    let store = open(&db).await;
+    let alice = store.insert_user(&new_user("alice"), &user_event()).await.unwrap();
+    let (event, no_password) = (user_event(), NewUser { password_hash: None, email: None, ..new_user("nopass") });
+    let nopass = store.insert_user(&no_password, &event).await.unwrap();
+    assert_eq!(nopass.password_hash, None);
+    // As a version before 0016 left the database.
+    raw(
+        &db,
+        "DROP INDEX credentials_one_password; DELETE FROM credentials; \
+         DELETE FROM _sqlx_migrations WHERE version = 16; \
+         UPDATE users SET password_hash = '$argon2id$old' WHERE username = 'alice'",
+    )
+    .await;
+    assert_eq!(store.user_by_id(alice.id).await.unwrap().unwrap().password_hash, None, "not read from the row");
+    store.migrate().await.unwrap();
+    let moved = store.user_by_username("alice").await.unwrap().unwrap();
+    assert_eq!(moved.password_hash.as_deref(), Some("$argon2id$old"));
+    assert_eq!(store.user_by_id(nopass.id).await.unwrap().unwrap().password_hash, None);
+    // The users row keeps no hash any more; the credential is the one place.
+    assert!(store.upgrade_password_hash(alice.id, "$argon2id$old", "$argon2id$new", 5, &event).await.unwrap());
+    assert_eq!(store.user_by_id(alice.id).await.unwrap().unwrap().password_hash.as_deref(), Some("$argon2id$new"));
+    let second = khoa_store::NewCredential {
+        user_id: alice.id,
+        method: khoa_core::authn::Method::Password,
+        name: None,
+        lookup: None,
+        data: "$argon2id$second".into(),
+        counter: 0,
+        created_at: 6,
+    };
+    assert!(store.insert_credential(&second, &user_event()).await.is_err(), "one password a person");
+    // An administrator's reset of second factors leaves the password.
+    store.reset_credentials(alice.id, &user_event()).await.unwrap();
+    assert!(store.user_by_id(alice.id).await.unwrap().unwrap().password_hash.is_some());
 }
 
 /// Usernames are unique by key: `Alice`, `ALICE` or a full-width `ａｌｉｃｅ` cannot be
@@ -889,7 +934,7 @@ async fn account_links_are_single_use(db: TestDatabase) {
         done.extend(t.await.unwrap());
     }
     assert_eq!(done, [EndedSessions { user_id: user, sessions: 1, tokens: 2, notifications: 1 }]);
-    let hash = store.user_by_id(user).await.unwrap().unwrap().password_hash;
+    let hash = store.user_by_id(user).await.unwrap().unwrap().password_hash.unwrap_or_default();
     assert!(hash.starts_with("$argon2id$new"), "{hash}");
     assert!(!store.session_by_sid("sid").await.unwrap().unwrap().is_active(1500));
     assert_eq!(store.access_token("a0").await.unwrap().unwrap().revoked_at, Some(1500));
@@ -897,7 +942,7 @@ async fn account_links_are_single_use(db: TestDatabase) {
     for t in [&sibling, &expired] {
         assert_eq!(reset(t.token_hash.clone(), "$argon2id$late".into()).await.unwrap(), None);
     }
-    assert_eq!(store.user_by_id(user).await.unwrap().unwrap().password_hash, hash);
+    assert_eq!(store.user_by_id(user).await.unwrap().unwrap().password_hash, Some(hash));
     let resets = AuditFilter { kind: Some("user.password_reset".into()), limit: 10, ..Default::default() };
     let events = store.audit_events(&resets).await.unwrap();
     assert_eq!(events.len(), 1);
@@ -983,7 +1028,7 @@ async fn a_password_change_keeps_its_session_and_access_is_revoked_per_client(db
     assert!(!store.session_by_sid("sid").await.unwrap().unwrap().is_active(1500));
     assert_eq!(store.access_token("a-here").await.unwrap().unwrap().revoked_at, None);
     assert_eq!(store.access_token("a0").await.unwrap().unwrap().revoked_at, Some(1500));
-    assert_eq!(store.user_by_id(user).await.unwrap().unwrap().password_hash, "$argon2id$mine");
+    assert_eq!(store.user_by_id(user).await.unwrap().unwrap().password_hash.as_deref(), Some("$argon2id$mine"));
     // Revoking lms's access: its consent and token go, portal's consent stays.
     let event = Event::new(1600, "consent.revoked", Actor::User(user)).client("lms");
     assert_eq!(store.revoke_consent(user, "lms", 1600, &event).await.unwrap(), Some(1));
@@ -1104,7 +1149,7 @@ async fn ending_a_users_sessions_revokes_and_notifies_in_one_step(db: TestDataba
     assert_eq!(store.user_sessions(user, 1500).await.unwrap(), vec![], "ended sessions are not listed");
     assert_eq!(store.access_token("a0").await.unwrap().unwrap().revoked_at, Some(1500));
     assert_eq!(store.refresh_token("r0").await.unwrap().unwrap().revoked_at, Some(1500), "offline ones too");
-    assert_eq!(store.user_by_username("sv").await.unwrap().unwrap().password_hash, "$argon2id$new");
+    assert_eq!(store.user_by_username("sv").await.unwrap().unwrap().password_hash.as_deref(), Some("$argon2id$new"));
     assert!(store.change_epoch().await.unwrap() > epoch, "caches learn the new password");
     let queued = store.deliveries(10).await.unwrap();
     assert_eq!(queued.len(), 1);
@@ -1463,6 +1508,7 @@ both_backends!(
     usernames_are_unique_by_key_and_old_collisions_are_reported,
     an_address_is_verified_on_one_account_only,
     credentials_are_kept_counted_and_used_once,
+    passwords_move_into_credentials_without_a_reset,
     a_password_change_keeps_its_session_and_access_is_revoked_per_client,
     sealed_successors_are_cleared_after_the_grace_window,
     partner_nonces_are_single_use,

@@ -429,8 +429,8 @@ mod tests {
     async fn every_wrong_answer_costs_one_verification() {
         let app = app().await;
         for (name, hash) in [("nopass", ""), ("bomb", "$argon2id$v=19$m=8,t=4294967295,p=1$c2FsdHNhbHQ$aGFzaA")] {
-            let user =
-                khoa_core::user::Profile { username: name.into(), ..Default::default() }.into_new_user(hash.into(), 0);
+            let user = khoa_core::user::Profile { username: name.into(), ..Default::default() }
+                .into_new_user(Some(hash.into()).filter(|h: &String| !h.is_empty()), 0);
             let event = khoa_core::audit::Event::new(0, "user.created", khoa_core::audit::Actor::System);
             app.state.store.insert_user(&user, &event).await.unwrap();
         }

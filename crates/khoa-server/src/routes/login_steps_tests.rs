@@ -166,7 +166,7 @@ async fn a_code_is_used_once_and_only_by_its_owner() {
     assert_eq!(older.status, 200);
     // Another person's app.
     let hash = khoa_core::password::hash_password(PASSWORD, Default::default()).unwrap();
-    let other = khoa_core::user::Profile { username: "sv02".into(), ..Default::default() }.into_new_user(hash, 0);
+    let other = khoa_core::user::Profile { username: "sv02".into(), ..Default::default() }.into_new_user(Some(hash), 0);
     app.state.store.insert_user(&other, &crate::testing::user_event()).await.unwrap();
     let theirs = with_app(&app, "sv02").await;
     let foreign = app_code(&mut second, &older, &code_now(&app, &theirs)).await;

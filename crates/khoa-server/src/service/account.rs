@@ -573,7 +573,7 @@ pub async fn complete_registration(state: &AppState, secret: &str, address: IpAd
     };
     let user = khoa_core::user::NewUser {
         username: pending.username,
-        password_hash: pending.password_hash,
+        password_hash: Some(pending.password_hash),
         email: Some(pending.email),
         email_verified: true,
         name: pending.name,

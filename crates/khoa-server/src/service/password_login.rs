@@ -57,7 +57,8 @@ pub(crate) async fn password_login(
     let user = if username.is_empty() { None } else { state.store.user_by_username(username).await? };
     // An unknown user, an account without a password and one whose hash cannot be
     // verified cost the same work as a wrong password.
-    let verified = state.passwords.verify_or_pretend(password, user.as_ref().map(|u| u.password_hash.as_str())).await;
+    let verified =
+        state.passwords.verify_or_pretend(password, user.as_ref().and_then(|u| u.password_hash.as_deref())).await;
     let now = state.now();
     match (user, verified) {
         (Some(user), true) if user.is_disabled() => {
@@ -91,10 +92,10 @@ pub(crate) async fn password_login(
 /// same, so sessions and tokens stay.
 async fn upgrade_hash(state: &AppState, user: &User, password: &str) -> Result<(), ApiError> {
     let params = khoa_core::password::PasswordParams::default();
-    if user.password_hash.is_empty() || !khoa_core::hashes::needs_rehash(&user.password_hash, params) {
+    let Some(stored) = user.password_hash.as_deref().filter(|h| khoa_core::hashes::needs_rehash(h, params)) else {
         return Ok(());
-    }
-    let from = khoa_core::hashes::scheme_of(&user.password_hash).map(|s| s.as_str()).unwrap_or("unknown");
+    };
+    let from = khoa_core::hashes::scheme_of(stored).map(|s| s.as_str()).unwrap_or("unknown");
     let Ok(new_hash) = state.passwords.hash(password.to_string()).await else {
         tracing::warn!(user_id = user.id, "could not re-hash an imported password; it stays as imported");
         return Ok(());
@@ -102,7 +103,7 @@ async fn upgrade_hash(state: &AppState, user: &User, password: &str) -> Result<(
     let now = state.now();
     let mut event = Event::new(now, kind::USER_PASSWORD_UPGRADED, Actor::User(user.id)).detail(json!({ "from": from }));
     event.user_id = Some(user.id);
-    state.store.upgrade_password_hash(user.id, &user.password_hash, &new_hash, now, &event).await?;
+    state.store.upgrade_password_hash(user.id, stored, &new_hash, now, &event).await?;
     Ok(())
 }
 

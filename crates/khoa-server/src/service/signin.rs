@@ -87,7 +87,7 @@ pub async fn enrolled(store: &dyn CredentialStore, user: &User) -> Result<(Enrol
     let credentials = store.credentials(user.id).await?;
     let has = |m: Method| credentials.iter().any(|c| c.method == m && c.used_at.is_none());
     let enrolled = Enrolled {
-        password: !user.password_hash.is_empty(),
+        password: user.password_hash.is_some(),
         totp: has(Method::Totp),
         passkeys: has(Method::Passkey),
         recovery_codes: has(Method::RecoveryCode),

@@ -236,8 +236,9 @@ async fn client_and_user_commands(db: TestDatabase) {
     assert!(user["id"].as_i64().unwrap() > 0);
     assert!(user.get("password_hash").is_none());
     let stored = store.user_by_username("2280600348").await.unwrap().unwrap();
-    assert!(stored.password_hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-    assert!(khoa_core::password::verify_password("mật khẩu đủ dài", &stored.password_hash));
+    let hash = stored.password_hash.unwrap_or_default();
+    assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+    assert!(khoa_core::password::verify_password("mật khẩu đủ dài", &hash));
     assert!(run_cli(
         BIN,
         &db,
@@ -247,7 +248,7 @@ async fn client_and_user_commands(db: TestDatabase) {
     .status
     .success());
     let stored = store.user_by_username("2280600348").await.unwrap().unwrap();
-    assert!(khoa_core::password::verify_password("another long password", &stored.password_hash));
+    assert!(khoa_core::password::verify_password("another long password", &stored.password_hash.unwrap_or_default()));
     let users = stdout_json(&run_cli(BIN, &db, &["user", "list", "--json"], None));
     assert_eq!(users[0]["email_verified"], true);
     assert!(run_cli(BIN, &db, &["user", "delete", "2280600348"], None).status.success());

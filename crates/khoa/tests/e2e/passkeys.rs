@@ -9,7 +9,7 @@
 use super::browser::{log_in, Browser};
 use fantoccini::Locator;
 use khoa_testkit::flow::{jwt_claims, Khoa, CALLBACK, PASSWORD};
-use khoa_testkit::{test_database, Backend};
+use khoa_testkit::{run_cli, test_database, Backend};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_khoa");
@@ -268,5 +268,23 @@ async fn passkeys_app_codes_recovery_codes_and_step_up_in_chromium() {
     submit(&b, "form[action='/account/totp/start'] button").await;
     b.wait_for("code.secret", 10).await;
     b.shot("totp-enrol-vi").await;
+
+    // An administrator lists sv01's methods (never a secret) and resets them: sv01
+    // signs in with the password alone again.
+    let listed = run_cli(BIN, &khoa.db, &["user", "methods", "sv01"], None);
+    assert!(listed.status.success(), "{listed:?}");
+    let text = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(text.contains("totp") && text.contains("passkey") && text.contains("Laptop"), "{text}");
+    assert_eq!(text.matches("recovery_code").count(), 10, "{text}");
+    let reset = run_cli(BIN, &khoa.db, &["user", "reset-mfa", "sv01"], None);
+    assert!(reset.status.success(), "{reset:?}");
+    assert!(String::from_utf8_lossy(&reset.stdout).contains("12 second factor(s) and recovery code(s) of sv01 removed"));
+    sign_out(&b, &khoa).await;
+    b.client.goto(&authorize(&khoa, "web", &[])).await.unwrap();
+    b.wait_for("#username", 10).await;
+    log_in(&b, "sv01", PASSWORD).await;
+    let claims = id_claims(&khoa, "web", &web, &code_at_callback(&b).await).await;
+    assert_eq!(claims["amr"], serde_json::json!(["pwd"]));
+    assert!(!run_cli(BIN, &khoa.db, &["user", "reset-mfa", "nobody"], None).status.success());
     b.close().await;
 }

@@ -138,7 +138,7 @@ async fn changes_need_a_recent_sign_in() {
 async fn an_enrolment_belongs_to_its_person() {
     let app = app(false).await;
     let hash = khoa_core::password::hash_password(PASSWORD, Default::default()).unwrap();
-    let other = khoa_core::user::Profile { username: "sv02".into(), ..Default::default() }.into_new_user(hash, 0);
+    let other = khoa_core::user::Profile { username: "sv02".into(), ..Default::default() }.into_new_user(Some(hash), 0);
     app.state.store.insert_user(&other, &crate::testing::user_event()).await.unwrap();
     let mut b = Browser::new(&app);
     let page = sign_in(&mut b, None).await;
@@ -162,12 +162,12 @@ async fn an_enrolment_belongs_to_its_person() {
     let theirs = mallory.follow(posted).await;
     let stolen = post(&mut mallory, &theirs, "/account/totp", &[("enrolment", &enrolment), ("code", &code)]).await;
     assert_eq!(stolen.status, StatusCode::BAD_REQUEST);
-    assert_eq!(app.rows("credentials").await, 0);
+    assert_eq!(app.rows("credentials").await, 2, "the two passwords only");
     // Past its deadline, for its own person too.
     app.clock.advance(11 * 60);
     let late = post(&mut b, &page, "/account/totp", &[("enrolment", &enrolment), ("code", &code)]).await;
     assert!(late.status == StatusCode::BAD_REQUEST || late.status == StatusCode::FORBIDDEN, "{}", late.status);
-    assert_eq!(app.rows("credentials").await, 0);
+    assert_eq!(app.rows("credentials").await, 2, "the two passwords only");
 }
 
 /// Under `accounts.require_mfa` the last second factor cannot be removed; without a
@@ -218,10 +218,11 @@ async fn the_last_second_factor_stays_under_policy() {
         if policy {
             assert_eq!(removed.status, StatusCode::CONFLICT, "{}", removed.text);
             assert!(removed.text.contains("The last second factor cannot be removed"));
-            assert_eq!(left.len(), 11, "the app and ten codes");
+            assert_eq!(left.len(), 12, "the password, the app and ten codes");
         } else {
             assert_eq!(removed.status, StatusCode::SEE_OTHER, "{}", removed.text);
-            assert!(left.is_empty(), "{left:?}");
+            let kinds: Vec<&str> = left.iter().map(|c| c.method.as_str()).collect();
+            assert_eq!(kinds, ["password"], "the password stays");
             crate::testing::mail_where(&app, |m| m.subject.starts_with("A sign-in method was removed")).await;
         }
     }

@@ -66,7 +66,7 @@ async fn stored_user(app: &TestApp, username: &str, email: &str, email_verified:
         email_verified,
         ..Default::default()
     }
-    .into_new_user(String::new(), 0);
+    .into_new_user(None, 0);
     let event = khoa_core::audit::Event::new(0, "user.created", khoa_core::audit::Actor::System);
     app.state.store.insert_user(&user, &event).await.unwrap()
 }
@@ -510,7 +510,7 @@ async fn another_users_session_cannot_be_ended() {
     let hash = khoa_core::password::hash_password(PASSWORD, Default::default()).unwrap();
     app.state
         .store
-        .insert_user(&khoa_core::user::NewUser { password_hash: hash, ..other }, &crate::testing::user_event())
+        .insert_user(&khoa_core::user::NewUser { password_hash: Some(hash), ..other }, &crate::testing::user_event())
         .await
         .unwrap();
     let mut b = Browser::new(&app);

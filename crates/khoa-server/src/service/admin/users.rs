@@ -115,7 +115,7 @@ impl UserDocument {
         Self {
             id: user.id,
             settings: UserSettings::of(user),
-            has_password: !user.password_hash.is_empty(),
+            has_password: user.password_hash.is_some(),
             disabled: user.is_disabled(),
             disabled_at: user.disabled_at,
             created_at: user.created_at,
@@ -145,12 +145,12 @@ pub async fn create(
 ) -> Result<User, ChangeError> {
     let profile = profile.validate_new()?;
     let hash = match password {
-        Some(p) => hash_new_password(passwords, p).await?,
-        None => String::new(),
+        Some(p) => Some(hash_new_password(passwords, p).await?),
+        None => None,
     };
     let event = who.event(kind::USER_CREATED).detail(serde_json::json!({
         "changes": audit::changes(&serde_json::json!({}), &UserSettings::from(profile.clone()).audited()),
-        "has_password": !hash.is_empty(),
+        "has_password": hash.is_some(),
     }));
     let new_user = profile.into_new_user(hash, who.now);
     let username = new_user.username.clone();
@@ -341,7 +341,7 @@ fn read_line(line: &str, now: khoa_core::UnixTime) -> Result<khoa_core::user::Ne
     }
     .validate_new()
     .map_err(|e| fault(e.field(), e.to_string()))?;
-    Ok(profile.into_new_user(read.password_hash, now))
+    Ok(profile.into_new_user(Some(read.password_hash), now))
 }
 
 async fn store_batch(
