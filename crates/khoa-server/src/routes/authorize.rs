@@ -6,6 +6,7 @@ use crate::http::error::ApiError;
 use crate::http::forms::{form_pairs, query_pairs};
 use crate::http::i18n::Locale;
 use crate::http::pages;
+use crate::routes::views;
 use crate::service::flow::{self, current_session, Flow};
 use crate::service::interaction::resume;
 use axum::body::Bytes;
@@ -52,7 +53,8 @@ async fn authorize(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, St
     let Some(client) = client else { return Err(ApiError::Internal("validated without client".into())) };
     let flow = Flow::new(client, request, headers);
     let session = current_session(state, headers, state.now()).await?;
-    flow::proceed(state, &flow, session, None, false).await
+    let next = flow::proceed(state, &flow, session, None, false).await?;
+    views::render(state, &flow, None, next).await
 }
 
 fn untrusted_message(locale: Locale, e: &UntrustedRequest) -> String {
@@ -83,12 +85,14 @@ pub(crate) async fn resume_after_login(
 ) -> Result<Response, ApiError> {
     let (interaction, flow) = match resume(&state, &headers, &q.interaction).await? {
         Ok(found) => found,
-        Err(page) => return Ok(page),
+        Err(locale) => return Ok(views::expired(&state, locale)),
     };
     let session = current_session(&state, &headers, state.now()).await?;
     // The login of this interaction is the session of this browser.
     let logged_in_now = matches!((&session, &interaction.sid), (Some(s), Some(sid)) if &s.sid == sid);
-    flow::proceed(&state, &flow, session, Some((&q.interaction, &interaction)), logged_in_now).await
+    let current = Some((q.interaction.as_str(), &interaction));
+    let next = flow::proceed(&state, &flow, session, current, logged_in_now).await?;
+    views::render(&state, &flow, current, next).await
 }
 
 /// The authorization endpoint's refusals as the browser and the client see them,

@@ -4,12 +4,12 @@
 use crate::app::state::AppState;
 use crate::http::error::ApiError;
 use crate::http::forms::form_pairs;
-use crate::http::pages;
+use crate::routes::views;
 use crate::service::flow::{self, current_session};
 use crate::service::interaction::{resume, tokens_match};
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use khoa_core::authorize::AuthorizeErrorCode;
 use std::collections::HashMap;
@@ -19,11 +19,9 @@ pub(crate) async fn post(State(state): State<AppState>, headers: HeaderMap, body
     let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
     let (interaction, flow) = match resume(&state, &headers, field("interaction")).await? {
         Ok(found) => found,
-        Err(page) => return Ok(page),
+        Err(locale) => return Ok(views::expired(&state, locale)),
     };
-    let expired = || {
-        pages::error_page(&state.settings.branding, flow.locale, StatusCode::BAD_REQUEST, flow.locale.texts().expired)
-    };
+    let expired = || views::expired(&state, flow.locale);
     if !tokens_match(field("csrf_token"), &interaction.csrf_token) {
         return Ok(expired());
     }
@@ -47,8 +45,9 @@ pub(crate) async fn post(State(state): State<AppState>, headers: HeaderMap, body
             let scope =
                 khoa_core::scope::ScopeSet::parse(&scope).unwrap_or_else(|_| flow.request.scope.clone()).to_string();
             state.store.grant_consent(user.id, &flow.client.client_id, &scope, state.now()).await?;
-            flow::issue_code(&state, &flow, &session, &user).await
+            let params = flow::issue_code(&state, &flow, &session, &user).await?;
+            Ok(views::to_client(&state, &flow, &params))
         }
-        _ => Ok(flow.error_redirect(&state, AuthorizeErrorCode::AccessDenied, "the user denied the request")),
+        _ => Ok(views::error_redirect(&state, &flow, AuthorizeErrorCode::AccessDenied, "the user denied the request")),
     }
 }

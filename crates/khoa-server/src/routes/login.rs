@@ -7,6 +7,7 @@
 use crate::app::state::AppState;
 use crate::http::error::ApiError;
 use crate::http::forms::form_pairs;
+use crate::routes::views;
 use crate::service::flow::{self, current_session, Flow};
 use crate::service::interaction::{resume, tokens_match};
 use crate::service::password_login::{device_cookie, known_device, DEVICE_COOKIE};
@@ -193,7 +194,7 @@ async fn resumed(
 ) -> Result<Result<(Interaction, Flow), Response>, ApiError> {
     let (interaction, flow) = match resume(state, headers, handle).await? {
         Ok(found) => found,
-        Err(page) => return Ok(Err(page)),
+        Err(locale) => return Ok(Err(views::expired(state, locale))),
     };
     if !tokens_match(csrf_token, &interaction.csrf_token) {
         return Ok(Err(expired(state, &flow)));
@@ -202,8 +203,7 @@ async fn resumed(
 }
 
 fn expired(state: &AppState, flow: &Flow) -> Response {
-    let t = flow.locale.texts();
-    crate::http::pages::error_page(&state.settings.branding, flow.locale, StatusCode::BAD_REQUEST, t.expired)
+    views::expired(state, flow.locale)
 }
 
 /// A step of a sign-in on the login pages, and how its outcome is shown.
@@ -240,20 +240,20 @@ impl Step<'_> {
             Outcome::Failed => again(f.wrong_code, StatusCode::OK).await,
             Outcome::Replayed => again(f.replayed_code, StatusCode::OK).await,
             Outcome::Disabled => {
-                flow::login_page(state, flow, interaction, Some(t.disabled), StatusCode::FORBIDDEN).await
+                views::login_page(state, flow, interaction, Some(t.disabled), StatusCode::FORBIDDEN).await
             }
             Outcome::Denied(Denied::NoMethod) => {
-                flow::login_page(state, flow, interaction, Some(f.no_method), StatusCode::FORBIDDEN).await
+                views::login_page(state, flow, interaction, Some(f.no_method), StatusCode::FORBIDDEN).await
             }
             Outcome::Denied(_) => Ok(expired(state, flow)),
             Outcome::Continue { methods, pending, .. } => {
-                flow::factor_page(state, flow, interaction, pending, &methods, None, StatusCode::OK).await
+                views::factor_page(state, flow, interaction, pending, &methods, None, StatusCode::OK).await
             }
             Outcome::Enrol { user, methods, pending } if !methods.contains(&Method::Totp) => {
-                flow::passkey_enrol_page(state, flow, interaction, pending, &user, None, StatusCode::OK).await
+                views::passkey_enrol_page(state, flow, interaction, pending, &user, None, StatusCode::OK).await
             }
             Outcome::Enrol { user, pending, .. } => {
-                flow::enrol_page(state, flow, interaction, pending, &user, None, None, StatusCode::OK).await
+                views::enrol_page(state, flow, interaction, pending, &user, None, None, StatusCode::OK).await
             }
             Outcome::Done(signed) => self.finish(&signed, None).await,
         }
@@ -270,7 +270,7 @@ impl Step<'_> {
         let (state, flow) = (self.state, self.flow);
         let interaction = Some((self.handle, self.interaction));
         let Some(pending) = pending else {
-            return flow::login_page(state, flow, interaction, Some(error), status).await;
+            return views::login_page(state, flow, interaction, Some(error), status).await;
         };
         let user = match pending.signin.user_id {
             Some(id) => state.users.get(state.store.as_ref(), id).await?,
@@ -279,16 +279,16 @@ impl Step<'_> {
         let Some(user) = user else { return Ok(expired(state, flow)) };
         if let Some(secret) = pending.enrol_secret {
             let signin = pending.signin;
-            return flow::enrol_page(state, flow, interaction, signin, &user, Some(secret), Some(error), status).await;
+            return views::enrol_page(state, flow, interaction, signin, &user, Some(secret), Some(error), status).await;
         }
         if matches!(pending.ceremony, Some((signin::Ceremony::Register(_), _))) {
-            return flow::passkey_enrol_page(state, flow, interaction, pending.signin, &user, Some(error), status)
+            return views::passkey_enrol_page(state, flow, interaction, pending.signin, &user, Some(error), status)
                 .await;
         }
         let (enrolled, _) = signin::enrolled(state.store.as_ref(), &user).await?;
         match pending.signin.next(Some(&enrolled), state.now()) {
             khoa_core::authn::Next::Continue(methods) => {
-                flow::factor_page(state, flow, interaction, pending.signin, &methods, Some(error), status).await
+                views::factor_page(state, flow, interaction, pending.signin, &methods, Some(error), status).await
             }
             _ => Ok(expired(state, flow)),
         }

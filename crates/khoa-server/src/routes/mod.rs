@@ -15,6 +15,7 @@ mod metrics;
 mod revoke;
 mod token;
 mod userinfo;
+pub(crate) mod views;
 
 use crate::app::metrics::{RequestLabels, RouteLabels};
 use crate::app::state::AppState;

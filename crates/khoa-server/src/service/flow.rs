@@ -5,11 +5,9 @@
 use crate::app::state::AppState;
 use crate::http::cookies;
 use crate::http::error::ApiError;
-use crate::http::pages::{self, ConsentPage, FactorPage, LoginPage, PasskeyAddPage, TotpEnrolPage, WebauthnForm};
 use crate::service::passkeys::Ceremony;
 use crate::service::signin::{Pending, SignedIn};
-use axum::http::{header, HeaderMap, HeaderName, StatusCode};
-use axum::response::Response;
+use axum::http::{header, HeaderMap, HeaderName};
 use khoa_core::authn::{level_of_amr, proofs_of_amr, Level, Method, Next, Requirement, SignIn};
 use khoa_core::authorize::step::{self, Authentication, Signed, Step};
 use khoa_core::authorize::AuthorizeErrorCode;
@@ -52,21 +50,46 @@ pub fn id_token_hint_subject(state: &AppState, hint: &str) -> Result<String, ()>
 /// for `prompt=none`, or the code. `logged_in_now` and `interaction` are set when the user
 /// has just logged in during this interaction (so `prompt=login` and `max_age` are
 /// satisfied).
+/// What comes next for an authorization request, as `proceed` decided it; the routes
+/// render it (`routes/views.rs`).
+pub enum Proceed {
+    /// Back to the client with an error (RFC 6749 §4.1.2.1; OIDC Core §3.1.2.6).
+    Refuse(AuthorizeErrorCode, &'static str),
+    /// A sign-in: from the start, or the step the browser's session still needs.
+    SignIn(SignInStep),
+    Consent(Session),
+    /// The interaction completed already (a second tab, a replayed request).
+    Expired,
+    /// Back to the client with a code: the response's parameters.
+    Code(Vec<(&'static str, String)>),
+}
+
+/// The first page of a sign-in.
+pub enum SignInStep {
+    /// The login form.
+    Login,
+    /// A session that must be stepped up: the second step, of these methods.
+    Factor { signin: SignIn, methods: Vec<Method> },
+    /// A session whose person must first set up an authenticator app…
+    EnrolTotp { signin: SignIn, user: std::sync::Arc<User> },
+    /// …or a passkey (`phr`).
+    EnrolPasskey { signin: SignIn, user: std::sync::Arc<User> },
+}
+
 pub async fn proceed(
     state: &AppState,
     flow: &Flow,
     session: Option<Session>,
     interaction: Option<(&str, &Interaction)>,
     logged_in_now: bool,
-) -> Result<Response, ApiError> {
+) -> Result<Proceed, ApiError> {
     let now = state.now();
     let r = &flow.request;
     let hint_subject = match &r.id_token_hint {
         Some(hint) => match id_token_hint_subject(state, hint) {
             Ok(sub) => Some(sub),
             Err(()) => {
-                return Ok(flow.error_redirect(
-                    state,
+                return Ok(Proceed::Refuse(
                     AuthorizeErrorCode::InvalidRequest,
                     "id_token_hint is not an ID token issued by this server",
                 ));
@@ -107,15 +130,15 @@ pub async fn proceed(
         }
     };
     let (session, user) = match (step, session, user) {
-        (Step::Refuse(code, description), ..) => return Ok(flow.error_redirect(state, code, description)),
+        (Step::Refuse(code, description), ..) => return Ok(Proceed::Refuse(code, description)),
         (Step::Login, session, user) => {
             // The session's own person is asked only for what is missing (a step-up);
             // an id_token_hint naming somebody else starts afresh.
             let same_person = hint_subject.is_none() || hint_subject.as_deref() == subject.as_deref();
             let known = session.zip(user).filter(|_| same_person);
-            return sign_in_page(state, flow, interaction, known, requirement).await;
+            return Ok(Proceed::SignIn(sign_in_step(state, known, requirement).await?));
         }
-        (Step::Consent, Some(session), _) => return consent_page(state, flow, interaction, &session).await,
+        (Step::Consent, Some(session), _) => return Ok(Proceed::Consent(session)),
         (Step::Issue, Some(session), Some(user)) => (session, user),
         _ => return Err(ApiError::Internal("an authorization step without its session".into())),
     };
@@ -123,15 +146,40 @@ pub async fn proceed(
         // Completes once, even if the form is submitted twice (a sealed interaction
         // never gets here without a session: it has become a row by then).
         if crate::service::interaction::is_sealed(handle) || !state.store.delete_interaction(&i.id_hash).await? {
-            return Ok(pages::error_page(
-                &state.settings.branding,
-                flow.locale,
-                StatusCode::BAD_REQUEST,
-                flow.locale.texts().expired,
-            ));
+            return Ok(Proceed::Expired);
         }
     }
-    issue_code(state, flow, &session, &user).await
+    Ok(Proceed::Code(issue_code(state, flow, &session, &user).await?))
+}
+
+/// The first step of a sign-in: for the session's own person (`known`), the step a
+/// step-up still needs, as the engine decides it from the session's `amr`; else the
+/// login form.
+async fn sign_in_step(
+    state: &AppState,
+    known: Option<(Session, std::sync::Arc<User>)>,
+    requirement: Requirement,
+) -> Result<SignInStep, ApiError> {
+    let now = state.now();
+    let Some((session, user)) = known else { return Ok(SignInStep::Login) };
+    let proofs = proofs_of_amr(&session.amr, session.auth_time);
+    let signin = SignIn::start(requirement, Some((user.id, &proofs)), now);
+    if signin.user_id.is_none() {
+        return Ok(SignInStep::Login);
+    }
+    let (enrolled, _) = crate::service::signin::enrolled(state.store.as_ref(), &user).await?;
+    Ok(match signin.next(Some(&enrolled), now) {
+        Next::Continue(methods)
+            if methods.iter().any(|m| matches!(m, Method::Totp | Method::RecoveryCode | Method::Passkey)) =>
+        {
+            SignInStep::Factor { signin, methods }
+        }
+        Next::Enrol(methods) if methods.contains(&Method::Totp) => SignInStep::EnrolTotp { signin, user },
+        Next::Enrol(methods) if methods.contains(&Method::Passkey) && state.passkeys.is_some() => {
+            SignInStep::EnrolPasskey { signin, user }
+        }
+        _ => SignInStep::Login,
+    })
 }
 
 /// The interaction for the request (the one in progress, or a new one) with its cookie,
@@ -188,43 +236,9 @@ pub async fn interaction_for(
     Ok((handle, csrf_token, vec![(header::SET_COOKIE, cookie)]))
 }
 
-/// The first page of a sign-in: the login form, or, for a session that must be stepped
-/// up, the step it still needs (the engine's decision, from the session's `amr`).
-async fn sign_in_page(
-    state: &AppState,
-    flow: &Flow,
-    interaction: Option<(&str, &Interaction)>,
-    known: Option<(Session, std::sync::Arc<User>)>,
-    requirement: Requirement,
-) -> Result<Response, ApiError> {
-    let now = state.now();
-    if let Some((session, user)) = known {
-        let proofs = proofs_of_amr(&session.amr, session.auth_time);
-        let signin = SignIn::start(requirement, Some((user.id, &proofs)), now);
-        if signin.user_id.is_some() {
-            let (enrolled, _) = crate::service::signin::enrolled(state.store.as_ref(), &user).await?;
-            match signin.next(Some(&enrolled), now) {
-                Next::Continue(methods)
-                    if methods.iter().any(|m| matches!(m, Method::Totp | Method::RecoveryCode | Method::Passkey)) =>
-                {
-                    return factor_page(state, flow, interaction, signin, &methods, None, StatusCode::OK).await;
-                }
-                Next::Enrol(methods) if methods.contains(&Method::Totp) => {
-                    return enrol_page(state, flow, interaction, signin, &user, None, None, StatusCode::OK).await;
-                }
-                Next::Enrol(methods) if methods.contains(&Method::Passkey) && state.passkeys.is_some() => {
-                    return passkey_enrol_page(state, flow, interaction, signin, &user, None, StatusCode::OK).await;
-                }
-                _ => {}
-            }
-        }
-    }
-    login_page(state, flow, interaction, None, StatusCode::OK).await
-}
-
 /// The interaction's handle, token and cookies, with the half-finished sign-in sealed
 /// in its own cookie, bound to this interaction.
-async fn with_pending(
+pub async fn with_pending(
     state: &AppState,
     flow: &Flow,
     interaction: Option<(&str, &Interaction)>,
@@ -238,211 +252,15 @@ async fn with_pending(
     Ok((handle, csrf, headers))
 }
 
-/// The second step: an app's code or a recovery code, of `methods`.
-pub async fn factor_page(
-    state: &AppState,
-    flow: &Flow,
-    interaction: Option<(&str, &Interaction)>,
-    signin: SignIn,
-    methods: &[Method],
-    error: Option<&'static str>,
-    status: StatusCode,
-) -> Result<Response, ApiError> {
-    // The person's passkeys, when one is asked for.
-    let started = match (methods.contains(&Method::Passkey), signin.user_id, state.passkeys.is_some()) {
-        (true, Some(user_id), true) => {
-            let credentials = state.store.credentials(user_id).await?;
-            Some(crate::service::passkeys::start_authentication(state, &credentials)?)
-        }
-        _ => None,
-    };
-    let (options, ceremony) = match started {
-        Some(s) => (Some(s.options), Some((s.ceremony, s.challenge))),
-        None => (None, None),
-    };
-    let (handle, csrf, headers) = with_pending(state, flow, interaction, signin, None, ceremony).await?;
-    let (t, f) = (flow.locale.texts(), flow.locale.factors());
-    let hidden = vec![("interaction", handle.as_str()), ("csrf_token", csrf.as_str())];
-    let w = options.map(|o| WebauthnForm::new("/oauth2/auth/login/passkey", hidden, &o, f, f.passkey_use));
-    let scripted = w.is_some();
-    let html = pages::render(&FactorPage {
-        brand: &state.settings.branding,
-        lang: flow.locale.tag(),
-        title: f.code_title,
-        t,
-        f,
-        client_name: flow.client_name(),
-        error,
-        interaction: &handle,
-        csrf_token: &csrf,
-        totp: methods.contains(&Method::Totp),
-        recovery: methods.contains(&Method::RecoveryCode),
-        w,
-    })?;
-    let target = pages::origin_of(&flow.request.redirect_uri);
-    Ok(if scripted {
-        pages::page_with_script(status, html, target.as_deref(), headers)
-    } else {
-        pages::page(status, html, target.as_deref(), headers)
-    })
-}
-
-/// Setting up an authenticator app before the sign-in completes: a new secret, or the
-/// one shown already (`secret`, base32) when a code for it was wrong.
-#[allow(clippy::too_many_arguments)]
-pub async fn enrol_page(
-    state: &AppState,
-    flow: &Flow,
-    interaction: Option<(&str, &Interaction)>,
-    signin: SignIn,
-    user: &User,
-    secret: Option<String>,
-    error: Option<&'static str>,
-    status: StatusCode,
-) -> Result<Response, ApiError> {
-    let secret = secret.unwrap_or_else(|| khoa_core::totp::base32(&khoa_core::totp::new_secret()));
-    let Some(bytes) = khoa_core::totp::from_base32(&secret) else {
-        return Err(ApiError::Internal("an enrolment secret that is not base32".into()));
-    };
-    let (handle, csrf, headers) = with_pending(state, flow, interaction, signin, Some(secret.clone()), None).await?;
-    let f = flow.locale.factors();
-    let otpauth = khoa_core::totp::otpauth_uri(&bytes, &state.settings.branding.product_name, &user.username);
-    let qr = pages::qr_svg(&otpauth).unwrap_or_default();
-    let html = pages::render(&TotpEnrolPage {
-        brand: &state.settings.branding,
-        lang: flow.locale.tag(),
-        title: f.enrol_title,
-        f,
-        intro: f.enrol_intro,
-        error,
-        qr_svg: &qr,
-        otpauth: &otpauth,
-        secret: &pages::grouped(&secret),
-        action: "/oauth2/auth/login/enrol",
-        hidden: vec![("interaction", &handle), ("csrf_token", &csrf)],
-    })?;
-    let target = pages::origin_of(&flow.request.redirect_uri);
-    Ok(pages::page(status, html, target.as_deref(), headers))
-}
-
-/// Adding a passkey before the sign-in completes (a request for `phr`, by a person
-/// who has none).
-pub async fn passkey_enrol_page(
-    state: &AppState,
-    flow: &Flow,
-    interaction: Option<(&str, &Interaction)>,
-    signin: SignIn,
-    user: &User,
-    error: Option<&'static str>,
-    status: StatusCode,
-) -> Result<Response, ApiError> {
-    let credentials = state.store.credentials(user.id).await?;
-    let started = crate::service::passkeys::start_registration(state, user, &credentials)?;
-    let ceremony = Some((started.ceremony, started.challenge));
-    let (handle, csrf, headers) = with_pending(state, flow, interaction, signin, None, ceremony).await?;
-    let f = flow.locale.factors();
-    let hidden = vec![("interaction", handle.as_str()), ("csrf_token", csrf.as_str())];
-    let mut w = WebauthnForm::new("/oauth2/auth/login/passkey", hidden, &started.options, f, f.passkey_create);
-    w.name_label = Some(f.passkey_name);
-    w.default_name = f.passkey_default_name;
-    let html = pages::render(&PasskeyAddPage {
-        brand: &state.settings.branding,
-        lang: flow.locale.tag(),
-        title: f.passkey_add,
-        intro: f.passkey_enrol_intro,
-        error,
-        w: Some(w),
-    })?;
-    let target = pages::origin_of(&flow.request.redirect_uri);
-    Ok(pages::page_with_script(status, html, target.as_deref(), headers))
-}
-
-pub async fn login_page(
-    state: &AppState,
-    flow: &Flow,
-    interaction: Option<(&str, &Interaction)>,
-    error: Option<&'static str>,
-    status: StatusCode,
-) -> Result<Response, ApiError> {
-    // Where passkeys are offered, the page can also sign in without a password: a
-    // discoverable passkey's ceremony, started with a sign-in of its own.
-    let now = state.now();
-    let (handle, csrf, mut headers, options) = if state.passkeys.is_some() {
-        let started = crate::service::passkeys::start_authentication(state, &[])?;
-        let signin =
-            SignIn::start(crate::service::signin::requirement(state, &flow.request, &flow.client, now), None, now);
-        let ceremony = Some((started.ceremony, started.challenge));
-        let (handle, csrf, headers) = with_pending(state, flow, interaction, signin, None, ceremony).await?;
-        (handle, csrf, headers, Some(started.options))
-    } else {
-        let (handle, csrf, headers) = interaction_for(state, flow, interaction, None).await?;
-        (handle, csrf, headers, None)
-    };
-    let t = flow.locale.texts();
-    let f = flow.locale.factors();
-    let hidden = vec![("interaction", handle.as_str()), ("csrf_token", csrf.as_str())];
-    let w = options.map(|o| {
-        let mut w = WebauthnForm::new("/oauth2/auth/login/passkey", hidden, &o, f, f.passkey_sign_in);
-        w.secondary = true;
-        w
-    });
-    let scripted = w.is_some();
-    let html = pages::render(&LoginPage {
-        brand: &state.settings.branding,
-        lang: flow.locale.tag(),
-        title: t.login_title,
-        t,
-        client_name: flow.client_name(),
-        logo_uri: flow.client.logo_uri.as_deref(),
-        error,
-        username: flow.request.login_hint.as_deref().unwrap_or(""),
-        interaction: &handle,
-        csrf_token: &csrf,
-        a: flow.locale.account(),
-        // Offered only where mail can be sent.
-        forgot: state.outbox.is_some(),
-        register: state.outbox.is_some() && state.settings.self_registration,
-        w,
-    })?;
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        headers.retain(|(n, _)| n != header::SET_COOKIE);
-    }
-    // Browsers apply form-action to the redirects after a submission too: a login can
-    // end in a 303 straight to the client (consent already given).
-    let target = pages::origin_of(&flow.request.redirect_uri);
-    Ok(if scripted {
-        pages::page_with_script(status, html, target.as_deref(), headers)
-    } else {
-        pages::page(status, html, target.as_deref(), headers)
-    })
-}
-
-async fn consent_page(
-    state: &AppState,
-    flow: &Flow,
-    interaction: Option<(&str, &Interaction)>,
-    session: &Session,
-) -> Result<Response, ApiError> {
-    let (handle, csrf, headers) = interaction_for(state, flow, interaction, Some(&session.sid)).await?;
-    let t = flow.locale.texts();
-    let html = pages::render(&ConsentPage {
-        brand: &state.settings.branding,
-        lang: flow.locale.tag(),
-        title: t.consent_title,
-        t,
-        client_name: flow.client_name(),
-        logo_uri: flow.client.logo_uri.as_deref(),
-        scopes: flow.request.scope.iter().map(|s| flow.locale.scope_description(s)).collect(),
-        interaction: &handle,
-        csrf_token: &csrf,
-    })?;
-    let target = pages::origin_of(&flow.request.redirect_uri);
-    Ok(pages::page(StatusCode::OK, html, target.as_deref(), headers))
-}
-
 /// RFC 6749 §4.1.2: a single-use code bound to the client, redirect URI, PKCE challenge,
 /// nonce, scope, session and authentication time; 303 to the client.
-pub async fn issue_code(state: &AppState, flow: &Flow, session: &Session, user: &User) -> Result<Response, ApiError> {
+/// RFC 6749 §4.1.2: the parameters of the authorization response.
+pub async fn issue_code(
+    state: &AppState,
+    flow: &Flow,
+    session: &Session,
+    user: &User,
+) -> Result<Vec<(&'static str, String)>, ApiError> {
     let now = state.now();
     // The account page shows when each session was last used, to the minute: no
     // write for a session used in the last minute.
@@ -471,12 +289,12 @@ pub async fn issue_code(state: &AppState, flow: &Flow, session: &Session, user: 
             expires_at: now + lifetime,
         })
         .await?;
-    let mut params = vec![("code", handle.as_str())];
+    let mut params = vec![("code", handle)];
     if let Some(s) = &r.state {
-        params.push(("state", s));
+        params.push(("state", s.clone()));
     }
-    params.push(("iss", &state.settings.issuer));
-    Ok(pages::to_client(&state.settings.branding, flow.locale, &r.redirect_uri, r.response_mode, &params))
+    params.push(("iss", state.settings.issuer.clone()));
+    Ok(params)
 }
 
 /// Where a session is opened from, as the account page shows it.

@@ -8,10 +8,8 @@ use crate::app::state::AppState;
 use crate::http::cookies;
 use crate::http::error::ApiError;
 use crate::http::i18n::Locale;
-use crate::http::pages;
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::Response;
-use khoa_core::authorize::{AuthorizationRequest, AuthorizeErrorCode, RedirectError};
+use axum::http::{header, HeaderMap};
+use khoa_core::authorize::AuthorizationRequest;
 use khoa_core::client::Client;
 use khoa_core::session::{handle_hash, Interaction, Pending};
 use subtle::ConstantTimeEq;
@@ -33,43 +31,22 @@ impl Flow {
     pub fn client_name(&self) -> &str {
         self.client.client_name.as_deref().unwrap_or(&self.client.client_id)
     }
-
-    /// An error response to the client (RFC 6749 §4.1.2.1, RFC 9207 `iss`), by the
-    /// request's response mode.
-    pub fn error_redirect(&self, state: &AppState, code: AuthorizeErrorCode, description: &'static str) -> Response {
-        let e = RedirectError {
-            redirect_uri: self.request.redirect_uri.clone(),
-            response_mode: self.request.response_mode,
-            state: self.request.state.clone(),
-            code,
-            description,
-        };
-        let params = e.params(&state.settings.issuer);
-        pages::to_client(&state.settings.branding, self.locale, &e.redirect_uri, e.response_mode, &params)
-    }
 }
 
 pub fn tokens_match(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
-/// `Ok(Err(page))` when the interaction cannot be resumed (expired, unknown, another
-/// browser's, or its client is gone): the page to show instead.
+/// `Ok(Err(locale))` when the interaction cannot be resumed (expired, unknown, another
+/// browser's, or its client is gone): the language of the page that says so.
 pub async fn resume(
     state: &AppState,
     headers: &HeaderMap,
     handle: &str,
-) -> Result<Result<(Interaction, Flow), Response>, ApiError> {
+) -> Result<Result<(Interaction, Flow), Locale>, ApiError> {
     let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
     let fallback = Locale::negotiate(&[], accept);
-    let expired = || {
-        Ok(Err(pages::error_page(
-            &state.settings.branding,
-            fallback,
-            StatusCode::BAD_REQUEST,
-            fallback.texts().expired,
-        )))
-    };
+    let expired = || Ok(Err(fallback));
     let interaction = if is_sealed(handle) {
         open(state, handle, state.now())
     } else if handle.is_empty() || handle.len() > 64 {
