@@ -143,22 +143,7 @@ async fn start_khoa(
     let dir = tempfile_dir();
     let port = khoa_testkit::free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut env: Vec<(String, String)> = [
-        ("KHOA_DATABASE_URL", format!("sqlite://{}/khoa.db", dir.display())),
-        ("KHOA_SECRET", "bench-master-secret-0123456789abcdef".into()),
-        ("KHOA_LISTEN", format!("127.0.0.1:{port}")),
-        ("KHOA_ADMIN_LISTEN", "127.0.0.1:0".into()),
-        ("KHOA_ISSUER", base.clone()),
-        // Otherwise the default configuration (an access log line per request at info).
-        // Every login of the load is the same account from one address, many at once:
-        // login throttling counts attempts in flight, so its limits are lifted here.
-        ("KHOA_LOGIN_FREE_FAILURES", "1000".into()),
-        ("KHOA_LOGIN_ADDRESS_FREE_FAILURES", "100000".into()),
-        ("KHOA_LOGIN_ACCOUNT_FREE_FAILURES", "100000".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let mut env = khoa_env(&dir, port, &base);
     for (k, v) in env_extra {
         env.retain(|(key, _)| key != k);
         env.push((k.to_string(), v.to_string()));
@@ -169,6 +154,26 @@ async fn start_khoa(
     let log = std::fs::File::create(dir.join("khoa.log")).map(Stdio::from).unwrap_or_else(|_| Stdio::null());
     let server = serve_until_ready(&bin, &env, &base, Stdio::null(), log).await;
     (server, env, base, secret, m2m_secret, dir)
+}
+
+/// The environment of a bench server on SQLite in `dir`, listening on loopback `port`
+/// with `issuer`. The access log stays on (the default, as a deployment keeps it).
+/// Every login of a load is the same few accounts from one address, many at once:
+/// login throttling counts attempts in flight, so its limits are lifted here.
+fn khoa_env(dir: &std::path::Path, port: u16, issuer: &str) -> Vec<(String, String)> {
+    [
+        ("KHOA_DATABASE_URL", format!("sqlite://{}/khoa.db", dir.display())),
+        ("KHOA_SECRET", "bench-master-secret-0123456789abcdef".into()),
+        ("KHOA_LISTEN", format!("127.0.0.1:{port}")),
+        ("KHOA_ADMIN_LISTEN", "127.0.0.1:0".into()),
+        ("KHOA_ISSUER", issuer.to_string()),
+        ("KHOA_LOGIN_FREE_FAILURES", "1000".into()),
+        ("KHOA_LOGIN_ADDRESS_FREE_FAILURES", "100000".into()),
+        ("KHOA_LOGIN_ACCOUNT_FREE_FAILURES", "100000".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 /// Creates the skip-consent client `client_id`, the client_credentials client `m2m`

@@ -224,19 +224,7 @@ pub async fn signin(args: &[String]) {
     let port = khoa_testkit::free_port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let base = format!("http://localhost:{port}");
-    let env: Vec<(String, String)> = [
-        ("KHOA_DATABASE_URL", format!("sqlite://{}/khoa.db", dir.display())),
-        ("KHOA_SECRET", "bench-master-secret-0123456789abcdef".into()),
-        ("KHOA_LISTEN", format!("127.0.0.1:{port}")),
-        ("KHOA_ADMIN_LISTEN", "127.0.0.1:0".into()),
-        ("KHOA_ISSUER", base.clone()),
-        ("KHOA_LOGIN_FREE_FAILURES", "1000".into()),
-        ("KHOA_LOGIN_ADDRESS_FREE_FAILURES", "100000".into()),
-        ("KHOA_LOGIN_ACCOUNT_FREE_FAILURES", "100000".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let env = crate::khoa_env(&dir, port, &base);
     prepare(&bin, &env, "bench", &[]);
     // The people: imported with one argon2id hash of the bench password.
     let hash = khoa_core::password::hash_password(PASSWORD, Default::default()).expect("a hash");

@@ -362,6 +362,20 @@ impl<'a> Browser<'a> {
         self.send(req, Body::from(body)).await
     }
 
+    /// Posts the login form of `page` (its interaction and anti-forgery token) as
+    /// `username` with `password`.
+    pub async fn log_in(&mut self, page: &Answer, username: &str, password: &str) -> Answer {
+        let interaction = input(&page.text, "interaction").expect("a login form");
+        let csrf = input(&page.text, "csrf_token").expect("a login form");
+        let form = [
+            ("interaction", interaction.as_str()),
+            ("csrf_token", csrf.as_str()),
+            ("username", username),
+            ("password", password),
+        ];
+        self.post("/oauth2/auth/login", &form).await
+    }
+
     /// Follows redirects within khoa (the account client's callback included).
     pub async fn follow(&mut self, mut answer: Answer) -> Answer {
         for _ in 0..10 {

@@ -135,6 +135,32 @@ async fn insert(db: &mut impl Conn, c: &NewCredential) -> Result<Credential, Sto
     .map_err(StoreError::conflict_as("credential"))
 }
 
+/// The counter of credential `id` from `expected` to `counter` (and its data, when
+/// given), its use noted at `now`: `true` when it was still `expected`.
+async fn swap<E: Engine>(
+    store: &SqlStore<E>,
+    id: i64,
+    expected: i64,
+    counter: i64,
+    data: Option<String>,
+    now: UnixTime,
+) -> Result<bool, StoreError> {
+    store
+        .write(move |db| {
+            Box::pin(async move {
+                let n = db
+                    .exec(
+                        "UPDATE credentials SET counter = $1, data = COALESCE($2, data), last_used_at = $3 \
+                         WHERE id = $4 AND counter = $5",
+                        args![counter, data, now, id, expected],
+                    )
+                    .await?;
+                Ok(n == 1)
+            })
+        })
+        .await
+}
+
 #[async_trait]
 impl<E: Engine> CredentialStore for SqlStore<E> {
     async fn insert_credential(&self, c: &NewCredential, audit_event: &Event) -> Result<Credential, StoreError> {
@@ -181,18 +207,7 @@ impl<E: Engine> CredentialStore for SqlStore<E> {
     }
 
     async fn swap_counter(&self, id: i64, expected: i64, counter: i64, now: UnixTime) -> Result<bool, StoreError> {
-        self.write(move |db| {
-            Box::pin(async move {
-                let n = db
-                    .exec(
-                        "UPDATE credentials SET counter = $1, last_used_at = $2 WHERE id = $3 AND counter = $4",
-                        args![counter, now, id, expected],
-                    )
-                    .await?;
-                Ok(n == 1)
-            })
-        })
-        .await
+        swap(self, id, expected, counter, None, now).await
     }
 
     async fn swap_data(
@@ -203,19 +218,7 @@ impl<E: Engine> CredentialStore for SqlStore<E> {
         data: &str,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
-        let data = data.to_owned();
-        self.write(move |db| {
-            Box::pin(async move {
-                let n = db
-                    .exec(
-                        "UPDATE credentials SET counter = $1, data = $2, last_used_at = $3 WHERE id = $4 AND counter = $5",
-                        args![counter, data, now, id, expected],
-                    )
-                    .await?;
-                Ok(n == 1)
-            })
-        })
-        .await
+        swap(self, id, expected, counter, Some(data.to_owned()), now).await
     }
 
     async fn rename_credential(

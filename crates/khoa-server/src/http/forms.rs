@@ -40,3 +40,24 @@ pub fn read_form(headers: &HeaderMap, body: &[u8]) -> Result<Form, TokenEndpoint
     }
     Ok(form)
 }
+
+/// The headers, the peer and the form fields of a POST.
+pub(crate) async fn read_post(
+    req: axum::extract::Request,
+) -> Result<
+    (axum::http::HeaderMap, std::net::SocketAddr, std::collections::HashMap<String, String>),
+    axum::response::Response,
+> {
+    use axum::response::IntoResponse;
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0)
+        .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+    let (parts, body) = req.into_parts();
+    // The body limit layer has bounded it already.
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|_| (axum::http::StatusCode::BAD_REQUEST, "the request body could not be read").into_response())?;
+    Ok((parts.headers, peer, form_pairs(&body).into_iter().collect()))
+}

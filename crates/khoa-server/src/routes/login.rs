@@ -6,182 +6,138 @@
 
 use crate::app::state::AppState;
 use crate::http::error::ApiError;
-use crate::http::forms::form_pairs;
 use crate::routes::views;
 use crate::service::flow::{self, current_session, Flow};
 use crate::service::interaction::{resume, tokens_match};
 use crate::service::password_login::{device_cookie, known_device, DEVICE_COOKIE};
 use crate::service::signin::{self, Outcome, Pending, SignedIn};
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use khoa_core::authn::{Denied, Method, SignIn};
 use khoa_core::session::Interaction;
 use khoa_core::throttle::LoginOrigin;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
-pub(crate) async fn post(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+/// A posted step of a sign-in: its form, once its interaction is this browser's and
+/// its anti-forgery token the interaction's; with the client's address.
+pub(crate) struct Posted {
+    form: HashMap<String, String>,
+    handle: String,
+    interaction: Interaction,
+    flow: Flow,
     headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let form: HashMap<String, String> = form_pairs(&body).into_iter().collect();
-    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
-    let handle = field("interaction");
-    let (interaction, flow) = match resumed(&state, &headers, handle, field("csrf_token")).await? {
-        Ok(found) => found,
-        Err(page) => return Ok(page),
-    };
+    address: std::net::IpAddr,
+}
+
+/// Rejected with the page to show instead (an interaction that cannot go on).
+impl axum::extract::FromRequest<AppState> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self, Response> {
+        let (headers, peer, form) = crate::http::forms::read_post(req).await?;
+        let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+        let handle = field("interaction").to_string();
+        let (interaction, flow) = match resumed(state, &headers, &handle, field("csrf_token")).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(page)) => return Err(page),
+            Err(e) => return Err(e.into_response()),
+        };
+        let address = crate::http::client_address(&state.settings, peer.ip(), &headers);
+        Ok(Self { form, handle, interaction, flow, headers, address })
+    }
+}
+
+impl Posted {
+    fn field(&self, k: &str) -> &str {
+        self.form.get(k).map(String::as_str).unwrap_or("")
+    }
+
+    /// This browser's sign-in in progress for this interaction.
+    fn pending(&self, state: &AppState) -> Option<Pending> {
+        Pending::open(state, &self.headers, &self.interaction.id_hash, state.now())
+    }
+
+    fn step<'a>(&'a self, state: &'a AppState, passkey: bool) -> Step<'a> {
+        Step {
+            passkey,
+            state,
+            flow: &self.flow,
+            handle: &self.handle,
+            interaction: &self.interaction,
+            headers: &self.headers,
+            address: self.address,
+        }
+    }
+}
+
+pub(crate) async fn post(State(state): State<AppState>, p: Posted) -> Result<Response, ApiError> {
     let now = state.now();
-    let username = field("username");
-    let device = known_device(&state, crate::http::cookies::get(&headers, DEVICE_COOKIE).as_deref(), username, now);
-    let address = crate::http::client_address(&state.settings, peer.ip(), &headers);
-    let origin = LoginOrigin::Browser { address, device: device.as_deref() };
+    let username = p.field("username");
+    let device = crate::http::cookies::get(&p.headers, DEVICE_COOKIE);
+    let device = known_device(&state, device.as_deref(), username, now);
+    let origin = LoginOrigin::Browser { address: p.address, device: device.as_deref() };
     // A new sign-in: the password first (the session's proofs count only for a step-up,
     // which starts at the step it still needs).
-    let start = SignIn::start(signin::requirement(&state, &flow.request, &flow.client, now), None, now);
-    let outcome = signin::with_password(&state, &start, username, field("password"), origin, &flow.client.client_id);
-    let step = Step {
-        passkey: false,
-        state: &state,
-        flow: &flow,
-        handle,
-        interaction: &interaction,
-        headers: &headers,
-        address,
-    };
-    step.render(outcome.await?, None).await
+    let start = SignIn::start(signin::requirement(&state, &p.flow.request, &p.flow.client, now), None, now);
+    let client_id = &p.flow.client.client_id;
+    let outcome = signin::with_password(&state, &start, username, p.field("password"), origin, client_id).await?;
+    p.step(&state, false).render(outcome, None).await
 }
 
 /// `POST /oauth2/auth/login/factor`: the second step, with an app's code or a recovery
 /// code. Only for this browser's sign-in in progress for this interaction.
-pub(crate) async fn factor(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let form: HashMap<String, String> = form_pairs(&body).into_iter().collect();
-    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
-    let handle = field("interaction");
-    let (interaction, flow) = match resumed(&state, &headers, handle, field("csrf_token")).await? {
-        Ok(found) => found,
-        Err(page) => return Ok(page),
-    };
-    let now = state.now();
-    let Some(pending) = Pending::open(&state, &headers, &interaction.id_hash, now) else {
-        return Ok(expired(&state, &flow));
-    };
-    let method = match Method::parse(field("method")) {
+pub(crate) async fn factor(State(state): State<AppState>, p: Posted) -> Result<Response, ApiError> {
+    let Some(pending) = p.pending(&state) else { return Ok(expired(&state, &p.flow)) };
+    let method = match Method::parse(p.field("method")) {
         Some(m @ (Method::Totp | Method::RecoveryCode)) => m,
-        _ => return Ok(expired(&state, &flow)),
+        _ => return Ok(expired(&state, &p.flow)),
     };
-    let address = crate::http::client_address(&state.settings, peer.ip(), &headers);
-    let origin = LoginOrigin::Browser { address, device: None };
-    let outcome =
-        signin::with_code(&state, &pending.signin, method, field("code"), origin, &flow.client.client_id).await?;
-    let step = Step {
-        passkey: false,
-        state: &state,
-        flow: &flow,
-        handle,
-        interaction: &interaction,
-        headers: &headers,
-        address,
-    };
-    step.render(outcome, Some(pending)).await
+    let origin = LoginOrigin::Browser { address: p.address, device: None };
+    let client_id = &p.flow.client.client_id;
+    let outcome = signin::with_code(&state, &pending.signin, method, p.field("code"), origin, client_id).await?;
+    p.step(&state, false).render(outcome, Some(pending)).await
 }
 
 /// `POST /oauth2/auth/login/enrol`: the authenticator app a policy asked this person
 /// to set up, confirmed by one of its codes.
-pub(crate) async fn enrol(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let form: HashMap<String, String> = form_pairs(&body).into_iter().collect();
-    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
-    let handle = field("interaction");
-    let (interaction, flow) = match resumed(&state, &headers, handle, field("csrf_token")).await? {
-        Ok(found) => found,
-        Err(page) => return Ok(page),
-    };
-    let now = state.now();
-    let pending = Pending::open(&state, &headers, &interaction.id_hash, now);
-    let Some((pending, secret)) =
-        pending.and_then(|p| p.enrol_secret.as_deref().and_then(khoa_core::totp::from_base32).map(|s| (p, s)))
-    else {
-        return Ok(expired(&state, &flow));
-    };
-    let address = crate::http::client_address(&state.settings, peer.ip(), &headers);
-    let origin = LoginOrigin::Browser { address, device: None };
+pub(crate) async fn enrol(State(state): State<AppState>, p: Posted) -> Result<Response, ApiError> {
+    let enrolling = p.pending(&state).and_then(|pending| {
+        let secret = pending.enrol_secret.as_deref().and_then(khoa_core::totp::from_base32)?;
+        Some((pending, secret))
+    });
+    let Some((pending, secret)) = enrolling else { return Ok(expired(&state, &p.flow)) };
+    let origin = LoginOrigin::Browser { address: p.address, device: None };
+    let client_id = &p.flow.client.client_id;
     let (outcome, codes) =
-        signin::enrol_totp(&state, &pending.signin, &secret, field("code"), origin, &flow.client.client_id).await?;
-    let step = Step {
-        passkey: false,
-        state: &state,
-        flow: &flow,
-        handle,
-        interaction: &interaction,
-        headers: &headers,
-        address,
-    };
+        signin::enrol_totp(&state, &pending.signin, &secret, p.field("code"), origin, client_id).await?;
     match (outcome, codes) {
-        (Outcome::Done(signed), Some(codes)) => step.finish(&signed, Some(&codes)).await,
-        (outcome, _) => step.render(outcome, Some(pending)).await,
+        (Outcome::Done(signed), Some(codes)) => p.step(&state, false).finish(&signed, Some(&codes)).await,
+        (outcome, _) => p.step(&state, false).render(outcome, Some(pending)).await,
     }
 }
 
 /// `POST /oauth2/auth/login/passkey`: the browser's answer to the passkey ceremony the
 /// page started: passwordless from the login page, a second factor from the second
 /// step, or a new passkey a policy asked for.
-pub(crate) async fn passkey(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let form: HashMap<String, String> = form_pairs(&body).into_iter().collect();
-    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
-    let handle = field("interaction");
-    let (interaction, flow) = match resumed(&state, &headers, handle, field("csrf_token")).await? {
-        Ok(found) => found,
-        Err(page) => return Ok(page),
-    };
-    let now = state.now();
-    let pending = Pending::open(&state, &headers, &interaction.id_hash, now);
-    let Some((pending, (ceremony, challenge))) = pending.and_then(|p| p.ceremony.clone().map(|c| (p, c))) else {
-        return Ok(expired(&state, &flow));
-    };
-    let address = crate::http::client_address(&state.settings, peer.ip(), &headers);
-    let origin = LoginOrigin::Browser { address, device: None };
-    let client_id = flow.client.client_id.clone();
-    let (signin, credential) = (&pending.signin, field("credential"));
+pub(crate) async fn passkey(State(state): State<AppState>, p: Posted) -> Result<Response, ApiError> {
+    let ceremony = p.pending(&state).and_then(|pending| pending.ceremony.clone().map(|c| (pending, c)));
+    let Some((pending, (ceremony, challenge))) = ceremony else { return Ok(expired(&state, &p.flow)) };
+    let origin = LoginOrigin::Browser { address: p.address, device: None };
+    let client_id = p.flow.client.client_id.clone();
+    let (signin, credential) = (&pending.signin, p.field("credential"));
     let outcome = match &ceremony {
         signin::Ceremony::Register(_) => {
-            let name = field("name");
+            let name = p.field("name");
             signin::enrol_passkey(&state, signin, &ceremony, &challenge, credential, name, origin, &client_id).await?
         }
         signin::Ceremony::Authenticate(_) => {
             signin::with_passkey(&state, signin, &ceremony, &challenge, credential, origin, &client_id).await?
         }
     };
-    let step = Step {
-        passkey: true,
-        state: &state,
-        flow: &flow,
-        handle,
-        interaction: &interaction,
-        headers: &headers,
-        address,
-    };
     // A failed passwordless attempt shows the login form again.
     let pending = Some(pending).filter(|p| p.signin.user_id.is_some());
-    step.render(outcome, pending).await
+    p.step(&state, true).render(outcome, pending).await
 }
 
 /// The interaction of a posted form, if it is this browser's and the form's token is

@@ -68,14 +68,7 @@ async fn add_passkey(app: &TestApp, key: &mut SoftPasskey, username: &str, name:
     let mut b = Browser::new(app);
     let first = b.get("/").await;
     let login = b.follow(first).await;
-    let fields = [
-        ("interaction", input(&login.text, "interaction").unwrap()),
-        ("csrf_token", input(&login.text, "csrf_token").unwrap()),
-        ("username", username.to_string()),
-        ("password", PASSWORD.to_string()),
-    ];
-    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let posted = b.post("/oauth2/auth/login", &pairs).await;
+    let posted = b.log_in(&login, username, PASSWORD).await;
     let page = b.follow(posted).await;
     assert!(page.text.contains("Add a passkey"), "{}", page.text);
     let csrf = input(&page.text, "csrf_token").unwrap();
@@ -165,14 +158,7 @@ async fn a_passkey_signs_in_without_a_password_and_after_one() {
     // After a password, the person's passkey is asked for (they have one).
     let mut b = Browser::new(&app);
     let login = authorize(&mut b, &[]).await;
-    let fields = [
-        ("interaction", input(&login.text, "interaction").unwrap()),
-        ("csrf_token", input(&login.text, "csrf_token").unwrap()),
-        ("username", "sv01".into()),
-        ("password", PASSWORD.into()),
-    ];
-    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let step = b.post("/oauth2/auth/login", &pairs).await;
+    let step = b.log_in(&login, "sv01", PASSWORD).await;
     assert!(step.text.contains("Use your passkey"), "{}", step.text);
     let answer = assert_with(&mut key, &step, None, None);
     let done = post_passkey(&mut b, &step, &answer, None).await;
@@ -217,14 +203,7 @@ async fn passkey_answers_that_must_not_sign_in() {
     // sv01's second step answered with sv02's passkey.
     let mut b = Browser::new(&app);
     let login = authorize(&mut b, &[]).await;
-    let fields = [
-        ("interaction", input(&login.text, "interaction").unwrap()),
-        ("csrf_token", input(&login.text, "csrf_token").unwrap()),
-        ("username", "sv01".into()),
-        ("password", PASSWORD.into()),
-    ];
-    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let step = b.post("/oauth2/auth/login", &pairs).await;
+    let step = b.log_in(&login, "sv01", PASSWORD).await;
     let foreign = assert_with(&mut theirs, &step, Some(&their_id), None);
     let refused = post_passkey(&mut b, &step, &foreign, None).await;
     assert!(refused.text.contains("That passkey is not right.") && refused.text.contains("Use your passkey"));
@@ -259,14 +238,7 @@ async fn phr_has_a_person_add_a_passkey_first() {
     let mut key = SoftPasskey::new(true);
     let mut b = Browser::new(&app);
     let login = authorize(&mut b, &[("acr_values", "phr")]).await;
-    let fields = [
-        ("interaction", input(&login.text, "interaction").unwrap()),
-        ("csrf_token", input(&login.text, "csrf_token").unwrap()),
-        ("username", "sv01".into()),
-        ("password", PASSWORD.into()),
-    ];
-    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let enrol = b.post("/oauth2/auth/login", &pairs).await;
+    let enrol = b.log_in(&login, "sv01", PASSWORD).await;
     assert!(enrol.text.contains("This application requires a passkey"), "{}", enrol.text);
     assert_eq!(app.rows("authorization_codes").await, 0);
     let (credential, _) = register_with(&mut key, &enrol);

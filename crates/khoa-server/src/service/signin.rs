@@ -174,19 +174,13 @@ pub async fn with_code(
     client_id: &str,
 ) -> Result<Outcome, ApiError> {
     let now = state.now();
-    let Some(user_id) = signin.user_id else { return Ok(Outcome::Denied(Denied::NotAsked)) };
-    let Some(user) = state.store.user_by_id(user_id).await? else { return Ok(Outcome::Denied(Denied::NoMethod)) };
-    if user.is_disabled() {
-        return Ok(Outcome::Disabled);
-    }
-    let (enrolled, credentials) = enrolled(state.store.as_ref(), &user).await?;
     // Asked for now? Checked before the code, so that nothing is learnt of a code
     // posted out of turn.
-    match signin.next(Some(&enrolled), now) {
-        Next::Continue(methods) if methods.contains(&method) => {}
-        Next::Denied(d) => return Ok(Outcome::Denied(d)),
-        _ => return Ok(Outcome::Denied(Denied::NotAsked)),
-    }
+    let asked = |next: &Next| matches!(next, Next::Continue(methods) if methods.contains(&method));
+    let (user, enrolled, credentials) = match person_of(state, signin, asked, now).await? {
+        Ok(found) => found,
+        Err(outcome) => return Ok(outcome),
+    };
     let keys = state.settings.login_throttle.keys(&user.username, origin);
     if let Reservation::Blocked { until } = state.store.reserve_login_attempt(&keys, now).await? {
         state.metrics.login_throttled.inc();
@@ -217,6 +211,28 @@ pub async fn with_code(
             decide(state, Box::new(user), next, &enrolled, &origin, client_id, now).await
         }
         Err(d) => Ok(Outcome::Denied(d)),
+    }
+}
+
+/// The person a later step of `signin` is for, with what they have enrolled, when the
+/// engine asks now for what `asked` accepts; else the outcome that says why not (nobody
+/// named, gone, disabled, the sign-in expired, or a step out of turn).
+async fn person_of(
+    state: &AppState,
+    signin: &SignIn,
+    asked: impl Fn(&Next) -> bool,
+    now: UnixTime,
+) -> Result<Result<(User, Enrolled, Vec<Credential>), Outcome>, ApiError> {
+    let Some(user_id) = signin.user_id else { return Ok(Err(Outcome::Denied(Denied::NotAsked))) };
+    let Some(user) = state.store.user_by_id(user_id).await? else { return Ok(Err(Outcome::Denied(Denied::NoMethod))) };
+    if user.is_disabled() {
+        return Ok(Err(Outcome::Disabled));
+    }
+    let (enrolled, credentials) = enrolled(state.store.as_ref(), &user).await?;
+    match signin.next(Some(&enrolled), now) {
+        next if asked(&next) => Ok(Ok((user, enrolled, credentials))),
+        Next::Denied(d) => Ok(Err(Outcome::Denied(d))),
+        _ => Ok(Err(Outcome::Denied(Denied::NotAsked))),
     }
 }
 
@@ -403,19 +419,11 @@ pub async fn enrol_totp(
     client_id: &str,
 ) -> Result<(Outcome, Option<Vec<String>>), ApiError> {
     let now = state.now();
-    let Some(user_id) = signin.user_id else { return Ok((Outcome::Denied(Denied::NotAsked), None)) };
-    let Some(user) = state.store.user_by_id(user_id).await? else {
-        return Ok((Outcome::Denied(Denied::NoMethod), None));
+    let asked = |next: &Next| matches!(next, Next::Enrol(methods) if methods.contains(&Method::Totp));
+    let user = match person_of(state, signin, asked, now).await? {
+        Ok((user, ..)) => user,
+        Err(outcome) => return Ok((outcome, None)),
     };
-    if user.is_disabled() {
-        return Ok((Outcome::Disabled, None));
-    }
-    let (enrolled, _) = enrolled(state.store.as_ref(), &user).await?;
-    match signin.next(Some(&enrolled), now) {
-        Next::Enrol(methods) if methods.contains(&Method::Totp) => {}
-        Next::Denied(d) => return Ok((Outcome::Denied(d), None)),
-        _ => return Ok((Outcome::Denied(Denied::NotAsked), None)),
-    }
     let keys = state.settings.login_throttle.keys(&user.username, origin);
     if let Reservation::Blocked { until } = state.store.reserve_login_attempt(&keys, now).await? {
         state.metrics.login_throttled.inc();
@@ -498,17 +506,11 @@ pub async fn enrol_passkey(
 ) -> Result<Outcome, ApiError> {
     use crate::service::passkeys::{finish_registration, Registered};
     let now = state.now();
-    let Some(user_id) = signin.user_id else { return Ok(Outcome::Denied(Denied::NotAsked)) };
-    let Some(user) = state.store.user_by_id(user_id).await? else { return Ok(Outcome::Denied(Denied::NoMethod)) };
-    if user.is_disabled() {
-        return Ok(Outcome::Disabled);
-    }
-    let (enrolled, _) = enrolled(state.store.as_ref(), &user).await?;
-    match signin.next(Some(&enrolled), now) {
-        Next::Enrol(methods) if methods.contains(&Method::Passkey) => {}
-        Next::Denied(d) => return Ok(Outcome::Denied(d)),
-        _ => return Ok(Outcome::Denied(Denied::NotAsked)),
-    }
+    let asked = |next: &Next| matches!(next, Next::Enrol(methods) if methods.contains(&Method::Passkey));
+    let user = match person_of(state, signin, asked, now).await? {
+        Ok((user, ..)) => user,
+        Err(outcome) => return Ok(outcome),
+    };
     let actor = Actor::User(user.id);
     let added = match finish_registration(state, &user, ceremony, challenge, credential, name, actor, now).await? {
         Registered::Added(c) => c,

@@ -72,10 +72,6 @@ pub(crate) fn other(locale: Locale) -> (&'static str, &'static str) {
     }
 }
 
-pub(crate) fn form_of(body: &[u8]) -> HashMap<String, String> {
-    crate::http::forms::form_pairs(body).into_iter().collect()
-}
-
 pub(crate) fn query_of(uri: &axum::http::Uri) -> HashMap<String, String> {
     crate::http::forms::query_pairs(uri).into_iter().collect()
 }
@@ -137,23 +133,7 @@ impl axum::extract::FromRequest<AppState> for SessionlessForm {
     }
 }
 
-/// The headers, the peer and the form fields of a POST.
-pub(crate) async fn read_post(
-    req: axum::extract::Request,
-) -> Result<(HeaderMap, std::net::SocketAddr, HashMap<String, String>), Response> {
-    use axum::response::IntoResponse;
-    let peer = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0)
-        .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
-    let (parts, body) = req.into_parts();
-    // The body limit layer has bounded it already.
-    let body = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .map_err(|_| (StatusCode::BAD_REQUEST, "the request body could not be read").into_response())?;
-    Ok((parts.headers, peer, form_of(&body)))
-}
+pub(crate) use crate::http::forms::read_post;
 
 /// The page shown for a form whose anti-forgery token is missing or wrong.
 pub(crate) fn forged(state: &AppState, locale: Locale) -> Response {

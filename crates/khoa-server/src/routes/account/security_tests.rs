@@ -110,14 +110,7 @@ async fn changes_need_a_recent_sign_in() {
     assert!(again.location().contains("max_age=0"), "{}", again.location());
     let login = b.follow(again).await;
     assert!(login.text.contains("name=\"password\""), "a fresh sign-in: {}", login.text);
-    let fields = [
-        ("interaction", input(&login.text, "interaction").unwrap()),
-        ("csrf_token", input(&login.text, "csrf_token").unwrap()),
-        ("username", "sv01".into()),
-        ("password", PASSWORD.into()),
-    ];
-    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let posted = b.post("/oauth2/auth/login", &pairs).await;
+    let posted = b.log_in(&login, "sv01", PASSWORD).await;
     let page = b.follow(posted).await;
     let enrol = post(&mut b, &page, "/account/totp/start", &[]).await;
     assert_eq!(enrol.status, 200, "{}", enrol.text);
@@ -151,14 +144,7 @@ async fn an_enrolment_belongs_to_its_person() {
     let mut mallory = Browser::new(&app);
     let first = mallory.get("/").await;
     let login = mallory.follow(first).await;
-    let fields = [
-        ("interaction", input(&login.text, "interaction").unwrap()),
-        ("csrf_token", input(&login.text, "csrf_token").unwrap()),
-        ("username", "sv02".into()),
-        ("password", PASSWORD.into()),
-    ];
-    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let posted = mallory.post("/oauth2/auth/login", &pairs).await;
+    let posted = mallory.log_in(&login, "sv02", PASSWORD).await;
     let theirs = mallory.follow(posted).await;
     let stolen = post(&mut mallory, &theirs, "/account/totp", &[("enrolment", &enrolment), ("code", &code)]).await;
     assert_eq!(stolen.status, StatusCode::BAD_REQUEST);
@@ -181,14 +167,7 @@ async fn the_last_second_factor_stays_under_policy() {
             // Everyone must have two factors: the sign-in sets up the app first.
             let first = b.get("/").await;
             let login = b.follow(first).await;
-            let fields = [
-                ("interaction", input(&login.text, "interaction").unwrap()),
-                ("csrf_token", input(&login.text, "csrf_token").unwrap()),
-                ("username", "sv01".into()),
-                ("password", PASSWORD.into()),
-            ];
-            let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let enrol = b.post("/oauth2/auth/login", &pairs).await;
+            let enrol = b.log_in(&login, "sv01", PASSWORD).await;
             assert!(enrol.text.contains("Set up an authenticator app"), "{}", enrol.text);
             let at = enrol.text.find("secret=").unwrap() + "secret=".len();
             let b32: String = enrol.text[at..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();

@@ -25,14 +25,7 @@ impl SignIn for Browser<'_> {
         assert!(first.location().starts_with("/oauth2/auth?client_id=khoa-account&"), "{}", first.location());
         let login = self.follow(first).await;
         assert_eq!(login.status, 200, "{}", login.text);
-        let form = [
-            ("interaction", input(&login.text, "interaction").unwrap()),
-            ("csrf_token", input(&login.text, "csrf_token").unwrap()),
-            ("username", "sv01".to_string()),
-            ("password", password.to_string()),
-        ];
-        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let posted = self.post("/oauth2/auth/login", &form).await;
+        let posted = self.log_in(&login, "sv01", password).await;
         self.follow(posted).await
     }
 }
@@ -517,14 +510,7 @@ async fn another_users_session_cannot_be_ended() {
     // sv02 signs in to the account page.
     let first = b.get("/").await;
     let login = b.follow(first).await;
-    let form = [
-        ("interaction", input(&login.text, "interaction").unwrap()),
-        ("csrf_token", input(&login.text, "csrf_token").unwrap()),
-        ("username", "sv02".into()),
-        ("password", PASSWORD.into()),
-    ];
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let posted = b.post("/oauth2/auth/login", &form).await;
+    let posted = b.log_in(&login, "sv02", PASSWORD).await;
     assert_eq!(b.follow(posted).await.status, 200);
     page_form(&mut b, "/account/sessions/end", &[("sid", "sid-1")]).await;
     assert!(app.state.store.session_by_sid("sid-1").await.unwrap().unwrap().is_active(app.state.now()));
