@@ -440,6 +440,74 @@ mod tests {
         assert_eq!(answers.into_iter().collect::<Vec<_>>(), vec![(400, UNREADABLE.to_string())]);
     }
 
+    /// A password API gives one factor: it refuses, in its own format, a person who set
+    /// up a second factor, and every sign-in for a client that requires two (before any
+    /// password is checked). No path signs anyone in with less than their policy asks.
+    #[tokio::test]
+    async fn the_password_api_refuses_whom_two_factors_are_required_of() {
+        const PASSWORD: &str = "correct horse battery staple";
+        let (app, key) = app().await;
+        app.user_with_password(PASSWORD).await;
+        let login = |key: &PartnerKey, client: &str, password: &str| {
+            let payload =
+                json!({"username": "sv01", "password": password, "client_id": client, "client_secret": SECRET});
+            sealed(key, payload)
+        };
+        let path = super::LOGIN_PATH;
+        let ok = call(&app, path, Some("ACME"), login(&key, "acme-app", PASSWORD)).await;
+        assert_eq!(ok.status, 200, "{}", ok.text);
+        assert_eq!(ok.body["access_token"].is_string(), true);
+        // sv01 sets up an authenticator app: the password alone no longer signs in here.
+        let user = app.state.store.user_by_username("sv01").await.unwrap().unwrap();
+        let secret = khoa_core::totp::new_secret();
+        let code = khoa_core::totp::code_at(&secret, NOW).unwrap();
+        let actor = khoa_core::audit::Actor::System;
+        crate::service::signin::add_totp(&app.state, &user, &secret, &code, actor, NOW).await.unwrap();
+        let refused = call(&app, path, Some("ACME"), login(&key, "acme-app", PASSWORD)).await;
+        assert_eq!(
+            (refused.status.as_u16(), refused.text.as_str()),
+            (
+                400,
+                r#"{"error":"invalid_grant","error_description":"this account uses two-step verification: sign in through the browser"}"#
+            )
+        );
+        // A wrong password is answered as before: nothing is said of the second factor.
+        let wrong = call(&app, path, Some("ACME"), login(&key, "acme-app", "wrong password")).await;
+        assert_eq!(wrong.body["error_description"], "invalid username or password");
+        let policy =
+            khoa_store::AuditFilter { kind: Some("login.refused_policy".into()), limit: 5, ..Default::default() };
+        let events = app.state.store.audit_events(&policy).await.unwrap();
+        assert_eq!(
+            (events.len(), events[0].user_id, events[0].detail["via"].as_str()),
+            (1, Some(user.id), Some("partner:ACME"))
+        );
+        // A client whose users need two factors: refused before any password is checked.
+        app.client("strict-app", |r| {
+            r.secret = SecretChoice::Given(SECRET.into());
+            r.secret_method = Some(SecretMethod::ClientSecretPost);
+            r.require_mfa = true;
+        })
+        .await;
+        let strict = PartnerKey::generate();
+        let partner = khoa_store::Partner {
+            code: "STRICT".into(),
+            client_id: "strict-app".into(),
+            key_sealed: app.state.master.seal(b"partner:STRICT", strict.as_bytes()).unwrap(),
+            require_nonce: false,
+            created_at: NOW,
+        };
+        let event = khoa_core::audit::Event::new(NOW, "partner.created", khoa_core::audit::Actor::CommandLine);
+        app.state.store.insert_partner(&partner, &event).await.unwrap();
+        let before = app.state.passwords.computed();
+        let refused = call(&app, path, Some("STRICT"), login(&strict, "strict-app", PASSWORD)).await;
+        assert_eq!((refused.status.as_u16(), refused.body["error"].as_str()), (400, Some("unauthorized_client")));
+        assert_eq!(
+            refused.body["error_description"],
+            "this client requires two-step verification: its users sign in through the browser"
+        );
+        assert_eq!(app.state.passwords.computed(), before, "no password checked");
+    }
+
     #[tokio::test]
     async fn an_unknown_or_missing_partner_code_is_404() {
         let (app, key) = app().await;

@@ -288,3 +288,25 @@ async fn passkeys_app_codes_recovery_codes_and_step_up_in_chromium() {
     assert!(!run_cli(BIN, &khoa.db, &["user", "reset-mfa", "nobody"], None).status.success());
     b.close().await;
 }
+
+/// On an IP-address issuer, `khoa serve` says at start why it offers no passkeys, and
+/// what to use instead; the login page has no passkey button.
+#[tokio::test]
+async fn an_ip_address_issuer_says_why_there_are_no_passkeys() {
+    let khoa = Khoa::new(BIN, test_database(Backend::Sqlite).await);
+    let port = khoa.issuer().rsplit(':').next().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let logs = loop {
+        let logs = khoa.process().logs();
+        if logs.contains("passkeys are not offered") || Instant::now() > deadline {
+            break logs;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(logs.contains("passkeys are not offered"), "{logs}");
+    assert!(logs.contains(&format!("http://localhost:{port}")), "{logs}");
+    let discovery: serde_json::Value =
+        reqwest::get(khoa.url("/.well-known/openid-configuration")).await.unwrap().json().await.unwrap();
+    let acr = discovery["acr_values_supported"].as_array().unwrap();
+    assert!(!acr.iter().any(|v| v == "phr"), "{acr:?}");
+}
