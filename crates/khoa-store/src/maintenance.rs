@@ -14,6 +14,8 @@ pub trait MaintenanceStore: Send + Sync + 'static {
     /// then gives every user without one its username key
     /// (`khoa_core::user::username_key`), unless another user has that key.
     async fn migrate(&self) -> Result<(), StoreError>;
+    /// Where the schema stands, without changing anything (`khoa migrate --check`).
+    async fn schema(&self) -> Result<crate::migrations::Schema, StoreError>;
     /// Users whose username's key another user has (so it could not be given them),
     /// each as (its username, the username that has the key): accounts made before
     /// usernames were unique by key, which an operator should rename.
@@ -121,6 +123,11 @@ impl<E: Engine> MaintenanceStore for SqlStore<E> {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
+        // A schema newer than this khoa knows: refused before anything is done, on
+        // either backend (an older server must not run on a newer schema).
+        if let Some(refusal) = self.schema().await?.refusal() {
+            return Err(refusal);
+        }
         // Two processes racing on a fresh database: the loser sees the winner's work
         // on its second attempt.
         match self.engine.migrate().await {
@@ -128,6 +135,31 @@ impl<E: Engine> MaintenanceStore for SqlStore<E> {
             Err(_) => self.engine.migrate().await?,
         }
         self.write(|db| Box::pin(async move { backfill_username_keys(db).await })).await
+    }
+
+    async fn schema(&self) -> Result<crate::migrations::Schema, StoreError> {
+        let exists = match E::BACKEND {
+            crate::Backend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
+            }
+            crate::Backend::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_name = '_sqlx_migrations' AND table_schema = current_schema()"
+            }
+        };
+        self.read(move |db| {
+            Box::pin(async move {
+                let tables: i64 = db.scalar(exists, &[]).await?.unwrap_or(0);
+                let applied: Vec<(i64,)> = if tables == 0 {
+                    vec![]
+                } else {
+                    db.fetch_all("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version", &[]).await?
+                };
+                let applied: Vec<i64> = applied.into_iter().map(|(v,)| v).collect();
+                Ok(crate::migrations::Schema::of(&applied))
+            })
+        })
+        .await
     }
 
     async fn username_collisions(&self) -> Result<Vec<(String, String)>, StoreError> {

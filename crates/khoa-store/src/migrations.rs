@@ -26,6 +26,39 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (16, "password credentials", include_str!("../migrations/0016_password_credentials.sql")),
 ];
 
+/// Where a database's schema stands against the migrations this khoa knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schema {
+    /// Migrations applied that this khoa knows.
+    pub applied: usize,
+    /// Migrations this khoa knows that are not applied yet, in order.
+    pub pending: Vec<(i64, &'static str)>,
+    /// Migrations applied that this khoa does not know: a newer version wrote them.
+    pub newer: Vec<i64>,
+}
+
+impl Schema {
+    /// The schema of a database that applied `applied` (the versions it recorded).
+    pub fn of(applied: &[i64]) -> Self {
+        let known = |v: &i64| MIGRATIONS.iter().any(|m| m.0 == *v);
+        Self {
+            applied: applied.iter().filter(|v| known(v)).count(),
+            pending: MIGRATIONS.iter().filter(|m| !applied.contains(&m.0)).map(|m| (m.0, m.1)).collect(),
+            newer: applied.iter().copied().filter(|v| !known(v)).collect(),
+        }
+    }
+
+    /// Why a server must not start on it: a schema newer than it knows.
+    pub fn refusal(&self) -> Option<StoreError> {
+        let newer = self.newer.iter().max()?;
+        Some(StoreError::Unavailable(format!(
+            "the database has migration {newer}, which this khoa does not know: it was written by a newer version \
+             (this one knows migrations 1 to {}); run that version, or restore a backup made for this one",
+            MIGRATIONS.len()
+        )))
+    }
+}
+
 /// PostgreSQL's column types as SQLite's: a 64-bit key SQLite assigns, bytes, and
 /// integers (SQLite's INTEGER is 64-bit; only `INTEGER PRIMARY KEY` is a rowid).
 pub(crate) fn sqlite_dialect(sql: &str) -> String {
@@ -47,10 +80,8 @@ pub(crate) fn apply_sqlite(conn: &mut Connection) -> Result<(), StoreError> {
         let rows = stmt.query_map([], |row| row.get(0))?;
         rows.collect::<Result<_, _>>()?
     };
-    if let Some(newer) = applied.iter().find(|v| !MIGRATIONS.iter().any(|m| m.0 == **v)) {
-        return Err(StoreError::Unavailable(format!(
-            "the database has migration {newer}, which this khoa does not know: it was written by a newer version"
-        )));
+    if let Some(refusal) = Schema::of(&applied).refusal() {
+        return Err(refusal);
     }
     for (version, description, sql) in MIGRATIONS.iter().filter(|m| !applied.contains(&m.0)) {
         let started = std::time::Instant::now();
@@ -84,6 +115,22 @@ mod tests {
             assert_eq!(name.replace('_', " "), *description, "{file}");
             assert_eq!(std::fs::read_to_string(dir.join(file)).unwrap(), *sql, "{file}");
         }
+    }
+
+    #[test]
+    fn a_schema_is_pending_current_or_newer() {
+        let all: Vec<i64> = MIGRATIONS.iter().map(|m| m.0).collect();
+        let fresh = Schema::of(&[]);
+        assert_eq!((fresh.applied, fresh.pending.len(), fresh.newer.len()), (0, MIGRATIONS.len(), 0));
+        assert!(fresh.refusal().is_none());
+        let older = Schema::of(&all[..all.len() - 2]);
+        assert_eq!(older.pending, MIGRATIONS[MIGRATIONS.len() - 2..].iter().map(|m| (m.0, m.1)).collect::<Vec<_>>());
+        let current = Schema::of(&all);
+        assert!(current.pending.is_empty() && current.refusal().is_none());
+        let mut newer = all.clone();
+        newer.push(999);
+        let refusal = Schema::of(&newer).refusal().unwrap().to_string();
+        assert!(refusal.contains("migration 999") && refusal.contains("newer version"), "{refusal}");
     }
 
     #[test]

@@ -592,6 +592,34 @@ async fn raw(db: &TestDatabase, sql: &str) {
     }
 }
 
+/// Where the schema stands is read without changing it (`khoa migrate --check`), and a
+/// schema newer than this version knows is refused before anything is applied.
+async fn pending_migrations_are_reported_and_a_newer_schema_refused(db: TestDatabase) {
+    let store = khoa_store::connect(&db.url).await.unwrap();
+    let fresh = store.schema().await.unwrap();
+    assert_eq!((fresh.applied, fresh.newer.len()), (0, 0));
+    assert_eq!(fresh.pending.first().map(|p| p.0), Some(1));
+    assert_eq!(store.schema().await.unwrap(), fresh, "reading changes nothing");
+    store.migrate().await.unwrap();
+    let current = store.schema().await.unwrap();
+    assert!(current.pending.is_empty() && current.newer.is_empty() && current.applied == fresh.pending.len());
+    let future = match db.backend {
+        khoa_store::Backend::Sqlite => "X'00'",
+        khoa_store::Backend::Postgres => "'\\x00'::bytea",
+    };
+    raw(
+        &db,
+        &format!(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (999, 'from a newer khoa', TRUE, {future}, 0)"
+        ),
+    )
+    .await;
+    assert_eq!(store.schema().await.unwrap().newer, [999]);
+    let refused = store.migrate().await.unwrap_err().to_string();
+    assert!(refused.contains("migration 999") && refused.contains("newer version"), "{refused}");
+}
+
 /// Migration 0016: a password an older version kept in the users row becomes the
 /// person's password credential, as it is (no reset); one password a person.
 async fn passwords_move_into_credentials_without_a_reset(db: TestDatabase) {
@@ -1509,6 +1537,7 @@ both_backends!(
     an_address_is_verified_on_one_account_only,
     credentials_are_kept_counted_and_used_once,
     passwords_move_into_credentials_without_a_reset,
+    pending_migrations_are_reported_and_a_newer_schema_refused,
     a_password_change_keeps_its_session_and_access_is_revoked_per_client,
     sealed_successors_are_cleared_after_the_grace_window,
     partner_nonces_are_single_use,

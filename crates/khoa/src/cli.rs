@@ -31,7 +31,12 @@ pub enum Command {
     #[command(after_help = environment_help())]
     Serve,
     /// Apply pending database migrations and exit.
-    Migrate,
+    Migrate {
+        /// Only report the pending migrations, applying none: exits 1 when some are
+        /// pending, and refuses a database written by a newer khoa.
+        #[arg(long)]
+        check: bool,
+    },
     /// Manage OAuth 2.0 clients (relying parties).
     #[command(subcommand)]
     Client(ClientCommand),

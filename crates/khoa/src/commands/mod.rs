@@ -16,7 +16,24 @@ use std::sync::Arc;
 pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve::serve(config).await,
-        Command::Migrate => {
+        Command::Migrate { check: true } => {
+            let store = khoa_store::connect(&config.database_url)
+                .await
+                .with_context(|| format!("cannot open the database {}", redact(&config.database_url)))?;
+            let schema = store.schema().await.context("cannot read the database's migrations")?;
+            if let Some(refusal) = schema.refusal() {
+                return Err(refusal).context("the database cannot be used by this khoa");
+            }
+            if schema.pending.is_empty() {
+                println!("the database is up to date: {} migrations applied, none pending", schema.applied);
+                return Ok(());
+            }
+            for (version, description) in &schema.pending {
+                println!("pending: {version:04} {description}");
+            }
+            anyhow::bail!("{} migration(s) pending: khoa migrate (or khoa serve) applies them", schema.pending.len())
+        }
+        Command::Migrate { check: false } => {
             let store = open_store(&config).await?;
             println!("migrations applied");
             for (username, holder) in store.username_collisions().await? {

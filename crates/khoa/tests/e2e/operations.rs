@@ -245,3 +245,68 @@ async fn old_username_collisions_are_reported_by_migrate_and_at_start() {
     let users = stdout_json(&run_cli_with(BIN, &db, &[], &["user", "list", "--json"], None));
     assert_eq!(users.as_array().unwrap().len(), 2, "neither account was lost");
 }
+
+/// Safe upgrades: `khoa migrate --check` reports pending migrations without applying
+/// them (exit 1), says when none are; and a database written by a newer khoa is
+/// refused, with a clear message, by `--check`, `migrate` and `serve` alike.
+#[tokio::test]
+async fn migrate_check_reports_and_a_newer_schema_is_refused() {
+    let db = khoa_testkit::test_database(khoa_testkit::Backend::Postgres).await;
+    let text = |o: &std::process::Output| {
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    };
+    let pending = khoa_testkit::run_cli(BIN, &db, &["migrate", "--check"], None);
+    assert_eq!(pending.status.code(), Some(1), "{}", text(&pending));
+    assert!(text(&pending).contains("pending: 0001 foundation") && text(&pending).contains("migration(s) pending"));
+    let again = khoa_testkit::run_cli(BIN, &db, &["migrate", "--check"], None);
+    assert_eq!(text(&again), text(&pending), "a check applies nothing");
+    assert!(khoa_testkit::run_cli(BIN, &db, &["migrate"], None).status.success());
+    let current = khoa_testkit::run_cli(BIN, &db, &["migrate", "--check"], None);
+    assert!(current.status.success(), "{}", text(&current));
+    assert!(text(&current).contains("up to date"), "{}", text(&current));
+    // A newer khoa's migration.
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from a newer khoa', TRUE, '\\x00'::bytea, 0)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    for args in [&["migrate", "--check"][..], &["migrate"][..]] {
+        let refused = khoa_testkit::run_cli(BIN, &db, args, None);
+        assert!(!refused.status.success(), "{args:?}");
+        assert!(
+            text(&refused).contains("migration 9999") && text(&refused).contains("newer version"),
+            "{}",
+            text(&refused)
+        );
+    }
+    // `khoa serve` stops at once with the same words (bounded: killed after 20 s).
+    let mut serve = std::process::Command::new(BIN)
+        .arg("serve")
+        .current_dir(db.dir.path())
+        .env_clear()
+        .envs(khoa_testkit::khoa_env(&db))
+        .env("KHOA_LISTEN", format!("127.0.0.1:{}", khoa_testkit::free_port()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = serve.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = serve.kill();
+            let _ = serve.wait();
+            panic!("khoa serve started on a newer schema");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let out = serve.wait_with_output().unwrap();
+    assert!(!status.success());
+    assert!(text(&out).contains("migration 9999") && text(&out).contains("newer version"), "{}", text(&out));
+}
