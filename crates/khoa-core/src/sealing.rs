@@ -77,6 +77,18 @@ impl MasterKey {
         Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.seal(associated, plaintext)?))
     }
 
+    /// `value` as JSON, sealed as [`Self::seal_text`]: the state that travels sealed in
+    /// a cookie or a form (a sign-in in progress, an enrolment, an interaction).
+    pub fn seal_json<T: serde::Serialize>(&self, associated: &[u8], value: &T) -> Result<String, SealingError> {
+        let plain = serde_json::to_vec(value).map_err(|_| SealingError::Seal)?;
+        self.seal_text(associated, &plain)
+    }
+
+    /// What [`Self::seal_json`] sealed with `associated`, if it is ours, unaltered and a `T`.
+    pub fn open_json<T: serde::de::DeserializeOwned>(&self, associated: &[u8], sealed: &str) -> Option<T> {
+        serde_json::from_slice(&self.open_text(associated, sealed).ok()?).ok()
+    }
+
     /// Opens what [`Self::seal_text`] made.
     pub fn open_text(&self, associated: &[u8], sealed: &str) -> Result<Vec<u8>, SealingError> {
         use base64::Engine;
@@ -100,6 +112,16 @@ impl MasterKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealed_json_opens_only_as_it_was_sealed() {
+        let (key, _) = MasterKey::generate();
+        let sealed = key.seal_json(b"a", &("state", 7)).unwrap();
+        assert_eq!(key.open_json::<(String, i64)>(b"a", &sealed), Some(("state".into(), 7)));
+        assert_eq!(key.open_json::<(String, i64)>(b"b", &sealed), None, "other associated data");
+        assert_eq!(key.open_json::<Vec<bool>>(b"a", &sealed), None, "another type");
+        assert_eq!(key.open_json::<(String, i64)>(b"a", "not sealed"), None);
+    }
 
     #[test]
     fn seal_open_and_tamper() {

@@ -376,6 +376,35 @@ impl<'a> Browser<'a> {
         self.post("/oauth2/auth/login", &form).await
     }
 
+    /// The first answer to an authorization request of `client` (code flow, `openid`)
+    /// with `extra` parameters.
+    pub async fn authorize(&mut self, client: &str, extra: &[(&str, &str)]) -> Answer {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([("client_id", client), ("redirect_uri", CALLBACK), ("response_type", "code")])
+            .append_pair("scope", "openid")
+            .extend_pairs(extra)
+            .finish();
+        self.get(&format!("/oauth2/auth?{query}")).await
+    }
+
+    /// From `back`, follows khoa's redirects to the client's callback, exchanges its code
+    /// as `client` (secret [`SECRET`]) and returns the ID token's claims.
+    pub async fn id_token_claims(&mut self, mut back: Answer, client: &str) -> Value {
+        while back.status.is_redirection() && back.location().starts_with('/') {
+            let location = back.location().to_string();
+            back = self.get(&location).await;
+        }
+        assert!(back.location().starts_with(&format!("{CALLBACK}?code=")), "{} {}", back.status, back.text);
+        let code = back.redirect_query()["code"].clone();
+        let grant = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", CALLBACK)];
+        let tokens = self.app.post_form("/oauth2/token", &grant, Some((client, SECRET))).await;
+        assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.text);
+        let id_token = tokens.body["id_token"].as_str().expect("an ID token");
+        let payload = id_token.split('.').nth(1).expect("a JWT");
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url"))
+            .expect("JSON claims")
+    }
+
     /// Follows redirects within khoa (the account client's callback included).
     pub async fn follow(&mut self, mut answer: Answer) -> Answer {
         for _ in 0..10 {

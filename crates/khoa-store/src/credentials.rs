@@ -135,6 +135,22 @@ async fn insert(db: &mut impl Conn, c: &NewCredential) -> Result<Credential, Sto
     .map_err(StoreError::conflict_as("credential"))
 }
 
+/// Runs `sql`, a change to one of `user_id`'s credentials, and records `audit_event`
+/// with it when a row changed: `true` then.
+async fn one_audited(
+    db: &mut impl Conn,
+    sql: &str,
+    args: &[crate::db::Value<'_>],
+    user_id: i64,
+    audit_event: &Event,
+) -> Result<bool, StoreError> {
+    let changed = db.exec(sql, args).await? == 1;
+    if changed {
+        audit::insert(db, &for_user(audit_event, user_id)).await?;
+    }
+    Ok(changed)
+}
+
 /// The counter of credential `id` from `expected` to `counter` (and its data, when
 /// given), its use noted at `now`: `true` when it was still `expected`.
 async fn swap<E: Engine>(
@@ -231,13 +247,8 @@ impl<E: Engine> CredentialStore for SqlStore<E> {
         let (name, audit_event) = (name.to_owned(), audit_event.clone());
         self.write(move |db| {
             Box::pin(async move {
-                let n = db
-                    .exec("UPDATE credentials SET name = $1 WHERE id = $2 AND user_id = $3", args![name, id, user_id])
-                    .await?;
-                if n == 1 {
-                    audit::insert(db, &for_user(&audit_event, user_id)).await?;
-                }
-                Ok(n == 1)
+                let sql = "UPDATE credentials SET name = $1 WHERE id = $2 AND user_id = $3";
+                one_audited(db, sql, args![name, id, user_id], user_id, &audit_event).await
             })
         })
         .await
@@ -253,17 +264,10 @@ impl<E: Engine> CredentialStore for SqlStore<E> {
         let (lookup, audit_event) = (lookup.to_owned(), audit_event.clone());
         self.write(move |db| {
             Box::pin(async move {
-                let n = db
-                    .exec(
-                        "UPDATE credentials SET used_at = $1, last_used_at = $1 \
-                         WHERE user_id = $2 AND kind = $3 AND lookup = $4 AND used_at IS NULL",
-                        args![now, user_id, Method::RecoveryCode.as_str(), lookup],
-                    )
-                    .await?;
-                if n == 1 {
-                    audit::insert(db, &for_user(&audit_event, user_id)).await?;
-                }
-                Ok(n == 1)
+                let sql = "UPDATE credentials SET used_at = $1, last_used_at = $1 \
+                           WHERE user_id = $2 AND kind = $3 AND lookup = $4 AND used_at IS NULL";
+                let kind = Method::RecoveryCode.as_str();
+                one_audited(db, sql, args![now, user_id, kind, lookup], user_id, &audit_event).await
             })
         })
         .await
@@ -323,11 +327,8 @@ impl<E: Engine> CredentialStore for SqlStore<E> {
         let audit_event = audit_event.clone();
         self.write(move |db| {
             Box::pin(async move {
-                let n = db.exec("DELETE FROM credentials WHERE id = $1 AND user_id = $2", args![id, user_id]).await?;
-                if n == 1 {
-                    audit::insert(db, &for_user(&audit_event, user_id)).await?;
-                }
-                Ok(n == 1)
+                let sql = "DELETE FROM credentials WHERE id = $1 AND user_id = $2";
+                one_audited(db, sql, args![id, user_id], user_id, &audit_event).await
             })
         })
         .await

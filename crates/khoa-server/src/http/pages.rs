@@ -28,18 +28,43 @@ pub struct LoginPage<'a> {
     pub w: Option<WebauthnForm<'a>>,
 }
 
-/// The one script in khoa's pages: it runs a WebAuthn ceremony (a passkey) when its
-/// button is pressed, and is allowed by its hash in the page's CSP.
+/// The script of the pages that run a WebAuthn ceremony (a passkey) when its button is
+/// pressed, allowed by its hash in their CSP (as `response_mode=form_post`'s is).
 pub const WEBAUTHN_JS: &str = include_str!("../../assets/webauthn.js");
 
-/// `'sha256-…'` of [`WEBAUTHN_JS`], for `script-src`.
+/// `'sha256-…'` of `script` (CSP Level 3 hash source), for `script-src`.
+pub fn script_source(script: &str) -> String {
+    use base64::Engine;
+    format!(
+        "'sha256-{}'",
+        base64::engine::general_purpose::STANDARD.encode(khoa_core::session::sha256(script.as_bytes()))
+    )
+}
+
+/// [`script_source`] of [`WEBAUTHN_JS`], computed once.
 pub fn webauthn_js_hash() -> &'static str {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| {
-        use base64::Engine;
-        let digest = khoa_core::session::sha256(WEBAUTHN_JS.as_bytes());
-        format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(digest))
-    })
+    HASH.get_or_init(|| script_source(WEBAUTHN_JS))
+}
+
+/// A page's Content-Security-Policy: nothing loads but khoa's stylesheet and images;
+/// forms post to `form_action`; `script` (a hash source) is the one script allowed;
+/// `frames` may be framed (front-channel logout).
+fn csp(script: Option<&str>, form_action: &str, frames: &[String]) -> String {
+    let script_src = script.map(|s| format!("script-src {s}; ")).unwrap_or_default();
+    let frame_src = if frames.is_empty() { String::new() } else { format!("; frame-src {}", frames.join(" ")) };
+    format!(
+        "default-src 'none'; {script_src}style-src 'self'; img-src 'self' https: data:; form-action {form_action}; \
+         frame-ancestors 'none'; base-uri 'none'{frame_src}"
+    )
+}
+
+/// `form-action` of a page whose forms post here, and to `form_target` when given.
+fn form_action(form_target: Option<&str>) -> String {
+    match form_target {
+        Some(origin) => format!("'self' {origin}"),
+        None => "'self'".to_string(),
+    }
 }
 
 /// A form that runs a passkey ceremony (`webauthn.html`): the options for the browser
@@ -245,16 +270,10 @@ pub fn to_client(
         Ok(html) => html,
         Err(e) => return e.into_response(),
     };
-    use base64::Engine;
-    let hash =
-        base64::engine::general_purpose::STANDARD.encode(khoa_core::session::sha256(FORM_POST_SCRIPT.as_bytes()));
     // A CSP source matches the path exactly, and ignores the query; `;` and `,` would
     // end the directive or the source, so they are percent-encoded (as CSP matches).
     let target = redirect_uri.split(['?', '#']).next().unwrap_or(redirect_uri).replace(';', "%3B").replace(',', "%2C");
-    let csp = format!(
-        "default-src 'none'; script-src 'sha256-{hash}'; style-src 'self'; img-src 'self' https: data:; \
-         form-action {target}; frame-ancestors 'none'; base-uri 'none'"
-    );
+    let csp = csp(Some(&script_source(FORM_POST_SCRIPT)), &target, &[]);
     html_page(StatusCode::OK, html, &csp, vec![])
 }
 
@@ -284,15 +303,7 @@ pub fn page_with_script(
     form_target: Option<&str>,
     extra: Vec<(HeaderName, String)>,
 ) -> Response {
-    let form_action = match form_target {
-        Some(origin) => format!("'self' {origin}"),
-        None => "'self'".to_string(),
-    };
-    let csp = format!(
-        "default-src 'none'; script-src {}; style-src 'self'; img-src 'self' https: data:; \
-         form-action {form_action}; frame-ancestors 'none'; base-uri 'none'",
-        webauthn_js_hash()
-    );
+    let csp = csp(Some(webauthn_js_hash()), &form_action(form_target), &[]);
     html_page(status, html, &csp, extra)
 }
 
@@ -304,15 +315,7 @@ pub fn page_with_frames(
     frames: &[String],
     extra: Vec<(HeaderName, String)>,
 ) -> Response {
-    let form_action = match form_target {
-        Some(origin) => format!("'self' {origin}"),
-        None => "'self'".to_string(),
-    };
-    let frame_src = if frames.is_empty() { String::new() } else { format!("; frame-src {}", frames.join(" ")) };
-    let csp = format!(
-        "default-src 'none'; style-src 'self'; img-src 'self' https: data:; form-action {form_action}; \
-         frame-ancestors 'none'; base-uri 'none'{frame_src}"
-    );
+    let csp = csp(None, &form_action(form_target), frames);
     html_page(status, html, &csp, extra)
 }
 

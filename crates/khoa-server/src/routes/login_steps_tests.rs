@@ -5,13 +5,11 @@
 //! or interaction, replaying a code, another person's code, guessing.
 
 use crate::service::signin::{add_totp, new_recovery_codes, Added};
-use crate::testing::{input, Answer, Browser, TestApp, CALLBACK, SECRET};
-use base64::Engine;
+use crate::testing::{input, Answer, Browser, TestApp, SECRET};
 use khoa_core::audit::Actor;
 use khoa_core::authn::{ACR_MULTI_FACTOR, ACR_SINGLE_FACTOR};
 use khoa_core::client::SecretChoice;
 use khoa_core::throttle::ThrottlePolicy;
-use serde_json::Value;
 
 const PASSWORD: &str = "correct horse battery staple";
 const MFA: &str = "Two-step verification";
@@ -49,20 +47,6 @@ fn code_now(app: &TestApp, secret: &[u8]) -> String {
     khoa_core::totp::code_at(secret, app.state.now()).unwrap()
 }
 
-/// The login page of a request of `client` with `extra` parameters.
-async fn authorize(b: &mut Browser<'_>, client: &str, extra: &[(&str, &str)]) -> Answer {
-    let query = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("client_id", client),
-            ("redirect_uri", CALLBACK),
-            ("response_type", "code"),
-            ("scope", "openid"),
-        ])
-        .extend_pairs(extra)
-        .finish();
-    b.get(&format!("/oauth2/auth?{query}")).await
-}
-
 /// The form fields of a page (its interaction and token) with `more`.
 fn form<'a>(page: &Answer, more: &[(&'a str, &'a str)]) -> Vec<(String, String)> {
     let mut out = vec![
@@ -86,29 +70,12 @@ async fn app_code(b: &mut Browser<'_>, page: &Answer, code: &str) -> Answer {
     post(b, "/oauth2/auth/login/factor", &form(page, &[("method", "totp"), ("code", code)])).await
 }
 
-/// The ID token's claims of the code the browser was sent back with.
-async fn id_token_of(app: &TestApp, b: &mut Browser<'_>, mut back: Answer, client: &str) -> Value {
-    // Within khoa, up to the redirect back to the client.
-    while back.status.is_redirection() && back.location().starts_with('/') {
-        let location = back.location().to_string();
-        back = b.get(&location).await;
-    }
-    assert!(back.location().starts_with(&format!("{CALLBACK}?code=")), "{} {}", back.status, back.text);
-    let code = back.redirect_query()["code"].clone();
-    let grant = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", CALLBACK)];
-    let tokens = app.post_form("/oauth2/token", &grant, Some((client, SECRET))).await;
-    assert_eq!(tokens.status, 200, "{}", tokens.text);
-    let id_token = tokens.body["id_token"].as_str().unwrap();
-    let payload = id_token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
-}
-
 #[tokio::test]
 async fn a_password_then_an_app_code() {
     let app = app().await;
     let secret = with_app(&app, "sv01").await;
     let mut b = Browser::new(&app);
-    let login = authorize(&mut b, "web", &[]).await;
+    let login = b.authorize("web", &[]).await;
     let step = password(&mut b, &login, "sv01").await;
     // The password is right: the second step, and no session yet.
     assert_eq!(step.status, 200, "{}", step.text);
@@ -123,7 +90,7 @@ async fn a_password_then_an_app_code() {
     let done = app_code(&mut b, &wrong, &code_now(&app, &secret)).await;
     assert_eq!(done.status, 303, "{}", done.text);
     assert!(done.location().starts_with("/oauth2/auth/continue?interaction="));
-    let claims = id_token_of(&app, &mut b, done, "web").await;
+    let claims = b.id_token_claims(done, "web").await;
     assert_eq!(claims["amr"], serde_json::json!(["mfa", "otp", "pwd"]));
     assert_eq!(claims["acr"], ACR_MULTI_FACTOR);
     assert_eq!(claims["auth_time"], app.state.now());
@@ -150,11 +117,11 @@ async fn a_code_is_used_once_and_only_by_its_owner() {
     let secret = with_app(&app, "sv01").await;
     let code = code_now(&app, &secret);
     let mut first = Browser::new(&app);
-    let login = authorize(&mut first, "web", &[]).await;
+    let login = first.authorize("web", &[]).await;
     let step = password(&mut first, &login, "sv01").await;
     assert_eq!(app_code(&mut first, &step, &code).await.status, 303);
     let mut second = Browser::new(&app);
-    let login = authorize(&mut second, "web", &[]).await;
+    let login = second.authorize("web", &[]).await;
     let step = password(&mut second, &login, "sv01").await;
     let replayed = app_code(&mut second, &step, &code).await;
     assert!(replayed.text.contains("That code was just used."), "{}", replayed.text);
@@ -185,7 +152,7 @@ async fn the_second_step_cannot_be_skipped_or_moved() {
     let app = app().await;
     let secret = with_app(&app, "sv01").await;
     let mut b = Browser::new(&app);
-    let login = authorize(&mut b, "web", &[]).await;
+    let login = b.authorize("web", &[]).await;
     let step = password(&mut b, &login, "sv01").await;
     assert!(step.text.contains(MFA));
     // Straight to the continue link: no session, so the login page again, no code.
@@ -201,7 +168,7 @@ async fn the_second_step_cannot_be_skipped_or_moved() {
     let moved = app_code(&mut other, &step, &code_now(&app, &secret)).await;
     assert_eq!(moved.status, 400, "{}", moved.text);
     // The sign-in's cookie with another interaction of the same browser.
-    let another = authorize(&mut b, "web", &[]).await;
+    let another = b.authorize("web", &[]).await;
     let crossed = app_code(&mut b, &another, &code_now(&app, &secret)).await;
     assert_eq!(crossed.status, 400, "{}", crossed.text);
     // A forged token.
@@ -223,7 +190,7 @@ async fn wrong_codes_are_throttled_like_passwords() {
     let app = app().await;
     let secret = with_app(&app, "sv01").await;
     let mut b = Browser::new(&app);
-    let login = authorize(&mut b, "web", &[]).await;
+    let login = b.authorize("web", &[]).await;
     let mut page = password(&mut b, &login, "sv01").await;
     for _ in 0..3 {
         page = app_code(&mut b, &page, "111111").await;
@@ -254,7 +221,7 @@ async fn a_recovery_code_works_once() {
 
 async fn use_recovery_code(app: &TestApp, code: &str) -> Answer {
     let mut b = Browser::new(app);
-    let login = authorize(&mut b, "web", &[]).await;
+    let login = b.authorize("web", &[]).await;
     let step = password(&mut b, &login, "sv01").await;
     let fields = form(&step, &[("method", "recovery_code"), ("code", code)]);
     post(&mut b, "/oauth2/auth/login/factor", &fields).await
@@ -266,7 +233,7 @@ async fn use_recovery_code(app: &TestApp, code: &str) -> Answer {
 async fn a_client_that_requires_two_factors_has_people_enrol_first() {
     let app = app().await;
     let mut b = Browser::new(&app);
-    let login = authorize(&mut b, "strict", &[]).await;
+    let login = b.authorize("strict", &[]).await;
     let enrol = password(&mut b, &login, "sv01").await;
     assert_eq!(enrol.status, 200, "{}", enrol.text);
     assert!(enrol.text.contains("Set up an authenticator app") && enrol.text.contains("<svg"), "{}", enrol.text);
@@ -291,13 +258,13 @@ async fn a_client_that_requires_two_factors_has_people_enrol_first() {
     let next_at = codes.text.find("/oauth2/auth/continue?interaction=").unwrap();
     let next = codes.text[next_at..next_at + codes.text[next_at..].find('"').unwrap()].to_string();
     let done = b.get(&next).await;
-    let claims = id_token_of(&app, &mut b, done, "strict").await;
+    let claims = b.id_token_claims(done, "strict").await;
     assert_eq!(claims["acr"], ACR_MULTI_FACTOR);
     assert_eq!(claims["amr"], serde_json::json!(["mfa", "otp", "pwd"]));
     // The enrolment page cannot be used to add an app without being asked: a person
     // with one already is asked for its code.
     let mut again = Browser::new(&app);
-    let login = authorize(&mut again, "strict", &[]).await;
+    let login = again.authorize("strict", &[]).await;
     let step = password(&mut again, &login, "sv01").await;
     assert!(step.text.contains(MFA), "{}", step.text);
     let fields = form(&step, &[("code", code.as_str())]);
@@ -310,9 +277,9 @@ async fn a_client_that_requires_two_factors_has_people_enrol_first() {
 async fn acr_values_step_up_a_password_session() {
     let app = app().await;
     let mut b = Browser::new(&app);
-    let login = authorize(&mut b, "web", &[]).await;
+    let login = b.authorize("web", &[]).await;
     let done = password(&mut b, &login, "sv01").await;
-    let claims = id_token_of(&app, &mut b, done, "web").await;
+    let claims = b.id_token_claims(done, "web").await;
     assert_eq!((claims["acr"].as_str(), claims["amr"].clone()), (Some(ACR_SINGLE_FACTOR), serde_json::json!(["pwd"])));
     let sid = claims["sid"].as_str().unwrap().to_string();
     let first_auth = claims["auth_time"].as_i64().unwrap();
@@ -320,16 +287,16 @@ async fn acr_values_step_up_a_password_session() {
     let secret = with_app(&app, "sv01").await;
     app.clock.advance(600);
     // Without a browser to ask, prompt=none cannot step up.
-    let none = authorize(&mut b, "web", &[("acr_values", ACR_MULTI_FACTOR), ("prompt", "none")]).await;
+    let none = b.authorize("web", &[("acr_values", ACR_MULTI_FACTOR), ("prompt", "none")]).await;
     assert_eq!(none.redirect_query()["error"], "login_required");
-    let step = authorize(&mut b, "web", &[("acr_values", ACR_MULTI_FACTOR)]).await;
+    let step = b.authorize("web", &[("acr_values", ACR_MULTI_FACTOR)]).await;
     assert_eq!(step.status, 200);
     assert!(step.text.contains(MFA) && !step.text.contains("name=\"password\""), "{}", step.text);
     let old_cookie = b.cookies[crate::http::cookies::SESSION_COOKIE].clone();
     let done = app_code(&mut b, &step, &code_now(&app, &secret)).await;
     assert_eq!(done.status, 303, "{}", done.text);
     assert_ne!(b.cookies[crate::http::cookies::SESSION_COOKIE], old_cookie, "the cookie rotates");
-    let claims = id_token_of(&app, &mut b, done, "web").await;
+    let claims = b.id_token_claims(done, "web").await;
     assert_eq!(claims["acr"], ACR_MULTI_FACTOR);
     assert_eq!(claims["amr"], serde_json::json!(["mfa", "otp", "pwd"]));
     assert_eq!(claims["sid"], sid.as_str(), "the same session");
@@ -337,14 +304,14 @@ async fn acr_values_step_up_a_password_session() {
     assert_eq!(app.rows("sessions").await, 1);
     // The raised session is enough for the next such request: no step, and auth_time stays.
     app.clock.advance(60);
-    let sso = authorize(&mut b, "web", &[("acr_values", ACR_MULTI_FACTOR)]).await;
-    let again = id_token_of(&app, &mut b, sso, "web").await;
+    let sso = b.authorize("web", &[("acr_values", ACR_MULTI_FACTOR)]).await;
+    let again = b.id_token_claims(sso, "web").await;
     assert_eq!(again["auth_time"], claims["auth_time"]);
     // Unknown values are passed over.
-    let sso = authorize(&mut b, "web", &[("acr_values", "urn:example:gold")]).await;
-    assert_eq!(id_token_of(&app, &mut b, sso, "web").await["acr"], ACR_MULTI_FACTOR);
+    let sso = b.authorize("web", &[("acr_values", "urn:example:gold")]).await;
+    assert_eq!(b.id_token_claims(sso, "web").await["acr"], ACR_MULTI_FACTOR);
     // phr: a passkey, which this person does not have yet: they add one.
-    let phr = authorize(&mut b, "web", &[("acr_values", "urn:example:gold phr")]).await;
+    let phr = b.authorize("web", &[("acr_values", "urn:example:gold phr")]).await;
     assert!(phr.text.contains("This application requires a passkey"), "{}", phr.text);
 }
 
@@ -355,7 +322,7 @@ async fn the_global_policy_asks_everyone() {
     app.client("web", |r| r.secret = SecretChoice::Given(SECRET.into())).await;
     app.user_with_password(PASSWORD).await;
     let mut b = Browser::new(&app);
-    let login = authorize(&mut b, "web", &[]).await;
+    let login = b.authorize("web", &[]).await;
     let enrol = password(&mut b, &login, "sv01").await;
     assert!(enrol.text.contains("Set up an authenticator app"), "{}", enrol.text);
     let discovery = app.get("/.well-known/openid-configuration", &[]).await;

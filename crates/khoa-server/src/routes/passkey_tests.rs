@@ -5,7 +5,7 @@
 //! answer without (or with another's) user handle; and no passkeys at all on an
 //! IP-address issuer.
 
-use crate::testing::{input, Answer, Browser, TestApp, CALLBACK, SECRET};
+use crate::testing::{input, Answer, Browser, TestApp, SECRET};
 use base64::Engine;
 use khoa_core::client::SecretChoice;
 use serde_json::Value;
@@ -92,19 +92,6 @@ async fn add_passkey(app: &TestApp, key: &mut SoftPasskey, username: &str, name:
     cred_id
 }
 
-async fn authorize(b: &mut Browser<'_>, extra: &[(&str, &str)]) -> Answer {
-    let query = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("client_id", "web"),
-            ("redirect_uri", CALLBACK),
-            ("response_type", "code"),
-            ("scope", "openid"),
-        ])
-        .extend_pairs(extra)
-        .finish();
-    b.get(&format!("/oauth2/auth?{query}")).await
-}
-
 async fn post_passkey(b: &mut Browser<'_>, page: &Answer, credential: &str, name: Option<&str>) -> Answer {
     let mut fields = vec![
         ("interaction".to_string(), input(&page.text, "interaction").unwrap()),
@@ -116,20 +103,6 @@ async fn post_passkey(b: &mut Browser<'_>, page: &Answer, credential: &str, name
     }
     let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     b.post("/oauth2/auth/login/passkey", &pairs).await
-}
-
-async fn claims(app: &TestApp, b: &mut Browser<'_>, mut back: Answer) -> Value {
-    while back.status.is_redirection() && back.location().starts_with('/') {
-        let location = back.location().to_string();
-        back = b.get(&location).await;
-    }
-    assert!(back.location().starts_with(CALLBACK), "{} {}", back.status, back.text);
-    let code = back.redirect_query()["code"].clone();
-    let grant = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", CALLBACK)];
-    let tokens = app.post_form("/oauth2/token", &grant, Some(("web", SECRET))).await;
-    let id_token = tokens.body["id_token"].as_str().unwrap();
-    let payload = id_token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
 fn handle(app: &TestApp, user_id: i64) -> [u8; 16] {
@@ -145,25 +118,25 @@ async fn a_passkey_signs_in_without_a_password_and_after_one() {
     assert_eq!(app.state.store.audit_events(&added).await.unwrap()[0].detail["method"], "passkey");
     // Passwordless: the login page's own ceremony.
     let mut b = Browser::new(&app);
-    let login = authorize(&mut b, &[]).await;
+    let login = b.authorize("web", &[]).await;
     assert!(login.text.contains("Sign in with a passkey"), "{}", login.text);
     let csp = login.headers["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("script-src 'sha256-") && !csp.contains("unsafe-inline"), "{csp}");
     let answer = assert_with(&mut key, &login, Some(&cred_id), Some(handle(&app, 1)));
     let done = post_passkey(&mut b, &login, &answer, None).await;
     assert_eq!(done.status, 303, "{}", done.text);
-    let c = claims(&app, &mut b, done).await;
+    let c = b.id_token_claims(done, "web").await;
     assert_eq!(c["acr"], "phr");
     assert_eq!(c["amr"], serde_json::json!(["hwk", "mfa", "user"]));
     // After a password, the person's passkey is asked for (they have one).
     let mut b = Browser::new(&app);
-    let login = authorize(&mut b, &[]).await;
+    let login = b.authorize("web", &[]).await;
     let step = b.log_in(&login, "sv01", PASSWORD).await;
     assert!(step.text.contains("Use your passkey"), "{}", step.text);
     let answer = assert_with(&mut key, &step, None, None);
     let done = post_passkey(&mut b, &step, &answer, None).await;
     assert_eq!(done.status, 303, "{}", done.text);
-    let c = claims(&app, &mut b, done).await;
+    let c = b.id_token_claims(done, "web").await;
     assert_eq!((c["acr"].as_str(), c["amr"].clone()), (Some("phr"), serde_json::json!(["hwk", "mfa", "pwd", "user"])));
     let stored = app.state.store.credentials(1).await.unwrap();
     let passkey = stored.iter().find(|c| c.method.as_str() == "passkey").unwrap();
@@ -183,7 +156,7 @@ async fn passkey_answers_that_must_not_sign_in() {
     let sv02 = app.state.store.user_by_username("sv02").await.unwrap().unwrap().id;
     // Replayed: the same answer, with the same state, twice.
     let mut b = Browser::new(&app);
-    let login = authorize(&mut b, &[]).await;
+    let login = b.authorize("web", &[]).await;
     let answer = assert_with(&mut mine, &login, Some(&my_id), Some(handle(&app, 1)));
     let jar = b.cookies.clone();
     assert_eq!(post_passkey(&mut b, &login, &answer, None).await.status, 303);
@@ -194,7 +167,7 @@ async fn passkey_answers_that_must_not_sign_in() {
     // Passwordless without a user handle, or claiming another person.
     for claimed in [None, Some(handle(&app, sv02))] {
         let mut b = Browser::new(&app);
-        let login = authorize(&mut b, &[]).await;
+        let login = b.authorize("web", &[]).await;
         let answer = assert_with(&mut mine, &login, Some(&my_id), claimed);
         let refused = post_passkey(&mut b, &login, &answer, None).await;
         assert_eq!(refused.status, 200, "{}", refused.text);
@@ -202,7 +175,7 @@ async fn passkey_answers_that_must_not_sign_in() {
     }
     // sv01's second step answered with sv02's passkey.
     let mut b = Browser::new(&app);
-    let login = authorize(&mut b, &[]).await;
+    let login = b.authorize("web", &[]).await;
     let step = b.log_in(&login, "sv01", PASSWORD).await;
     let foreign = assert_with(&mut theirs, &step, Some(&their_id), None);
     let refused = post_passkey(&mut b, &step, &foreign, None).await;
@@ -237,14 +210,14 @@ async fn phr_has_a_person_add_a_passkey_first() {
     let app = app().await;
     let mut key = SoftPasskey::new(true);
     let mut b = Browser::new(&app);
-    let login = authorize(&mut b, &[("acr_values", "phr")]).await;
+    let login = b.authorize("web", &[("acr_values", "phr")]).await;
     let enrol = b.log_in(&login, "sv01", PASSWORD).await;
     assert!(enrol.text.contains("This application requires a passkey"), "{}", enrol.text);
     assert_eq!(app.rows("authorization_codes").await, 0);
     let (credential, _) = register_with(&mut key, &enrol);
     let done = post_passkey(&mut b, &enrol, &credential, Some("Laptop")).await;
     assert_eq!(done.status, 303, "{}", done.text);
-    let c = claims(&app, &mut b, done).await;
+    let c = b.id_token_claims(done, "web").await;
     assert_eq!(c["acr"], "phr");
     let passkeys = app.state.store.credentials(1).await.unwrap().into_iter();
     let names: Vec<Option<String>> =
@@ -259,7 +232,7 @@ async fn an_ip_address_issuer_offers_no_passkeys() {
     app.client("web", |r| r.secret = SecretChoice::Given(SECRET.into())).await;
     app.user_with_password(PASSWORD).await;
     let mut b = Browser::new(&app);
-    let login = authorize(&mut b, &[]).await;
+    let login = b.authorize("web", &[]).await;
     assert_eq!(login.status, 200);
     assert!(!login.text.contains("webauthn") && !login.text.contains("<script"), "{}", login.text);
     assert!(!login.headers["content-security-policy"].to_str().unwrap().contains("script-src"));

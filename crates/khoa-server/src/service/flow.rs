@@ -316,7 +316,7 @@ impl Device {
 /// granted offline_access) are revoked and its clients get back-channel notices, so no
 /// token outlives the session it was issued in (the session id rotates at every login,
 /// and a new login may be another user's).
-pub async fn start_session(
+async fn start_session(
     state: &AppState,
     signed: &SignedIn,
     previous: Option<&Session>,

@@ -89,9 +89,10 @@ pub fn seal(
     created_at: i64,
     expires_at: i64,
 ) -> Result<String, ApiError> {
-    let plain = serde_json::to_vec(&(csrf_token, request, created_at, expires_at))
+    let sealed = state
+        .master
+        .seal_json(SEALED_AAD, &(csrf_token, request, created_at, expires_at))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let sealed = state.master.seal_text(SEALED_AAD, &plain).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(format!("{SEALED_PREFIX}{sealed}"))
 }
 
@@ -100,9 +101,8 @@ fn open(state: &AppState, handle: &str, now: i64) -> Option<Interaction> {
     if handle.len() > MAX_SEALED_LEN {
         return None;
     }
-    let plain = state.master.open_text(SEALED_AAD, handle.strip_prefix(SEALED_PREFIX)?).ok()?;
     let (csrf_token, request, created_at, expires_at): (String, String, i64, i64) =
-        serde_json::from_slice(&plain).ok()?;
+        state.master.open_json(SEALED_AAD, handle.strip_prefix(SEALED_PREFIX)?)?;
     (now < expires_at).then(|| Interaction {
         id_hash: handle_hash(handle),
         csrf_token,

@@ -327,8 +327,7 @@ const PENDING_AAD: &[u8] = b"khoa sign-in v1";
 impl Pending {
     /// The `Set-Cookie` value that keeps it for the rest of its step's lifetime.
     pub fn cookie(&self, state: &AppState, now: UnixTime) -> Result<String, ApiError> {
-        let plain = serde_json::to_vec(self).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let sealed = state.master.seal_text(PENDING_AAD, &plain).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let sealed = state.master.seal_json(PENDING_AAD, self).map_err(|e| ApiError::Internal(e.to_string()))?;
         let max_age = (self.signin.expires_at - now).max(1);
         Ok(crate::http::cookies::set(PENDING_COOKIE, &sealed, "/oauth2/auth", max_age, state.settings.secure_cookies()))
     }
@@ -342,8 +341,7 @@ impl Pending {
     /// `id_hash`), if it is ours and unexpired at `now`.
     pub fn open(state: &AppState, headers: &axum::http::HeaderMap, interaction: &str, now: UnixTime) -> Option<Self> {
         let sealed = crate::http::cookies::get(headers, PENDING_COOKIE).filter(|c| c.len() <= 8192)?;
-        let plain = state.master.open_text(PENDING_AAD, &sealed).ok()?;
-        let pending: Self = serde_json::from_slice(&plain).ok()?;
+        let pending: Self = state.master.open_json(PENDING_AAD, &sealed)?;
         let same = crate::service::interaction::tokens_match(&pending.interaction, interaction);
         (same && now < pending.signin.expires_at).then_some(pending)
     }

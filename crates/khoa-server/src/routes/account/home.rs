@@ -94,9 +94,7 @@ fn sealed_cookie(state: &AppState, name: &str, value: &str, path: &str, max_age:
 }
 
 fn open<T: for<'de> Deserialize<'de>>(state: &AppState, headers: &HeaderMap, name: &str, ad: &[u8]) -> Option<T> {
-    let sealed = cookies::get(headers, name)?;
-    let plain = state.master.open_text(ad, &sealed).ok()?;
-    serde_json::from_slice(&plain).ok()
+    state.master.open_json(ad, &cookies::get(headers, name)?)
 }
 
 /// The visitor, if their cookie is ours, unexpired, and its SSO session still active
@@ -148,10 +146,7 @@ pub(super) fn sign_in_with(state: &AppState, locale: Locale, max_age: Option<i64
         .extend_pairs(max_age.map(|age| ("max_age", age.to_string())))
         .finish();
     let mut res = Redirect::to(&format!("{}?{query}", khoa_core::discovery::paths::AUTHORIZATION)).into_response();
-    let sealed = serde_json::to_vec(&pending)
-        .ok()
-        .and_then(|p| state.master.seal_text(SEALED_LOGIN, &p).ok())
-        .unwrap_or_default();
+    let sealed = state.master.seal_json(SEALED_LOGIN, &pending).unwrap_or_default();
     let cookie = sealed_cookie(state, LOGIN_COOKIE, &sealed, "/account", 600);
     if let Ok(v) = cookie.parse() {
         res.headers_mut().append(header::SET_COOKIE, v);
@@ -216,9 +211,7 @@ pub(crate) async fn callback(
         csrf: khoa_core::random::random_token::<32>(),
         exp: now + state.settings.lifetimes.session,
     };
-    let sealed = serde_json::to_vec(&signed)
-        .map_err(|e| ApiError::Internal(e.to_string()))
-        .and_then(|p| state.master.seal_text(SEALED_ACCOUNT, &p).map_err(|e| ApiError::Internal(e.to_string())))?;
+    let sealed = state.master.seal_json(SEALED_ACCOUNT, &signed).map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut res = Redirect::to(&format!("/?lang={}", locale.tag())).into_response();
     for cookie in [
         sealed_cookie(&state, ACCOUNT_COOKIE, &sealed, "/", state.settings.lifetimes.session),

@@ -53,10 +53,7 @@ fn enrol_page(
     let Some(bytes) = khoa_core::totp::from_base32(&enrolment.secret) else {
         return Err(ApiError::Internal("an enrolment secret that is not base32".into()));
     };
-    let sealed = serde_json::to_vec(enrolment)
-        .ok()
-        .and_then(|plain| state.master.seal_text(ENROLMENT_AAD, &plain).ok())
-        .ok_or_else(|| ApiError::Internal("the enrolment cannot be sealed".into()))?;
+    let sealed = state.master.seal_json(ENROLMENT_AAD, enrolment).map_err(|e| ApiError::Internal(e.to_string()))?;
     let f = locale.factors();
     let otpauth = khoa_core::totp::otpauth_uri(&bytes, &state.settings.branding.product_name, &v.user.username);
     let qr = pages::qr_svg(&otpauth).unwrap_or_default();
@@ -116,8 +113,7 @@ pub(crate) async fn totp_confirm(State(state): State<AppState>, posted: Posted) 
     let enrolment: Option<Enrolment> = form
         .get("enrolment")
         .filter(|s| s.len() <= 1024)
-        .and_then(|s| state.master.open_text(ENROLMENT_AAD, s).ok())
-        .and_then(|plain| serde_json::from_slice(&plain).ok())
+        .and_then(|s| state.master.open_json(ENROLMENT_AAD, s))
         .filter(|e: &Enrolment| e.user_id == v.user.id && now < e.exp);
     let Some(enrolment) = enrolment else {
         let error = Some(locale.texts().expired.to_string());
@@ -225,10 +221,7 @@ async fn passkey_page(
         challenge: started.challenge,
         exp: state.now() + ENROLMENT_LIFETIME,
     };
-    let sealed = serde_json::to_vec(&enrolment)
-        .ok()
-        .and_then(|plain| state.master.seal_text(PASSKEY_AAD, &plain).ok())
-        .ok_or_else(|| ApiError::Internal("the passkey enrolment cannot be sealed".into()))?;
+    let sealed = state.master.seal_json(PASSKEY_AAD, &enrolment).map_err(|e| ApiError::Internal(e.to_string()))?;
     let hidden = vec![("csrf_token", v.csrf.as_str()), ("lang", locale.tag()), ("enrolment", sealed.as_str())];
     let mut w = pages::WebauthnForm::new("/account/passkeys", hidden, &started.options, f, f.passkey_create);
     w.name_label = Some(f.passkey_name);
@@ -271,8 +264,7 @@ pub(crate) async fn passkey_add(State(state): State<AppState>, posted: Posted) -
     let enrolment: Option<PasskeyEnrolment> = form
         .get("enrolment")
         .filter(|s| s.len() <= 16 * 1024)
-        .and_then(|s| state.master.open_text(PASSKEY_AAD, s).ok())
-        .and_then(|plain| serde_json::from_slice(&plain).ok())
+        .and_then(|s| state.master.open_json(PASSKEY_AAD, s))
         .filter(|e: &PasskeyEnrolment| e.user_id == v.user.id && now < e.exp);
     let Some(enrolment) = enrolment else {
         let error = Some(locale.texts().expired.to_string());
