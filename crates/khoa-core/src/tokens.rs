@@ -111,6 +111,11 @@ impl AttributeClaims {
         self.0.keys().map(String::as_str)
     }
 
+    /// The attributes one configured scope releases.
+    pub fn claims_of(&self, scope: &str) -> &[String] {
+        self.0.get(scope).map_or(&[], Vec::as_slice)
+    }
+
     /// Every claim some scope releases, once each.
     pub fn claims(&self) -> Vec<&str> {
         let mut all: Vec<&str> = self.0.values().flatten().map(String::as_str).collect();

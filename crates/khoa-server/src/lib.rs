@@ -45,6 +45,8 @@ pub struct RunningServer {
     pub metrics_addr: Option<SocketAddr>,
     /// The admin API's address (`admin.listen`), when configured.
     pub admin_addr: Option<SocketAddr>,
+    /// The plain-http redirecting listener's address (`tls.redirect_listen`).
+    pub redirect_addr: Option<SocketAddr>,
     pub state: AppState,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -91,6 +93,13 @@ pub async fn start(state: AppState) -> std::io::Result<RunningServer> {
         None => None,
     };
     let admin_addr = admin_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    let redirect_listener = match state.settings.redirect_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot listen on {addr} (tls.redirect_listen): {e}"))
+        })?),
+        None => None,
+    };
+    let redirect_addr = redirect_listener.as_ref().map(TcpListener::local_addr).transpose()?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     app::watcher::spawn(state.clone(), rx.clone());
     app::cleanup::spawn(state.clone(), rx.clone());
@@ -99,19 +108,32 @@ pub async fn start(state: AppState) -> std::io::Result<RunningServer> {
     let (header_read_timeout, drain) = (state.settings.header_read_timeout, state.settings.request_timeout);
     if let Some(metrics) = metrics_listener {
         let app = routes::metrics_router(state.clone());
-        tokio::spawn(http::serve(metrics, app, header_read_timeout, drain, rx.clone()));
+        tokio::spawn(http::serve(metrics, app, header_read_timeout, drain, None, rx.clone()));
         tracing::info!(metrics_addr = ?metrics_addr, "metrics listening");
     }
     if let Some(admin) = admin_listener {
         let app = routes::admin_router(state.clone());
-        tokio::spawn(http::serve(admin, app, header_read_timeout, drain, rx.clone()));
+        tokio::spawn(http::serve(admin, app, header_read_timeout, drain, None, rx.clone()));
         tracing::info!(admin_addr = ?admin_addr, "admin API listening");
     }
-    let task = tokio::spawn(http::serve(listener, app, header_read_timeout, drain, rx));
+    if let Some(redirect) = redirect_listener {
+        let app = routes::redirect_router(&state.settings.issuer);
+        tokio::spawn(http::serve(redirect, app, header_read_timeout, drain, None, rx.clone()));
+        tracing::info!(redirect_addr = ?redirect_addr, "redirecting plain http to the https issuer");
+    }
+    let tls = match &state.settings.tls {
+        Some(files) => {
+            let certificates = http::tls::Certificates::new(files.clone()).map_err(std::io::Error::other)?;
+            http::tls::spawn_reload(certificates.clone(), state.settings.watch_interval, rx.clone());
+            Some(certificates.server_config().map_err(std::io::Error::other)?)
+        }
+        None => None,
+    };
+    let task = tokio::spawn(http::serve(listener, app, header_read_timeout, drain, tls, rx));
     tracing::info!(%local_addr, issuer = %state.settings.issuer, "khoa listening");
     // Give the accept loop a moment to be scheduled before callers connect.
     tokio::time::sleep(Duration::from_millis(1)).await;
-    Ok(RunningServer { local_addr, metrics_addr, admin_addr, state, shutdown: tx, task })
+    Ok(RunningServer { local_addr, metrics_addr, admin_addr, redirect_addr, state, shutdown: tx, task })
 }
 
 #[cfg(test)]

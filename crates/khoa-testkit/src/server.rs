@@ -77,7 +77,9 @@ impl KhoaProcess {
     /// Starts `khoa serve` for `db` with issuer `http://127.0.0.1:PORT` plus `extra`
     /// environment, and waits until it listens. `("KHOA_ISSUER", "localhost")` in
     /// `extra` makes the issuer `http://localhost:PORT` instead (browsers allow
-    /// passkeys on a domain name only); it still listens on 127.0.0.1.
+    /// passkeys on a domain name only), and `("KHOA_ISSUER", "https://localhost")`
+    /// makes it `https://localhost:PORT` (with `KHOA_TLS_*`); it still listens on
+    /// 127.0.0.1.
     pub fn start(bin: &str, db: &TestDatabase, extra: &[(&str, &str)]) -> Self {
         Self::start_in(bin, db.dir.path(), khoa_env(db), extra)
     }
@@ -87,8 +89,12 @@ impl KhoaProcess {
         let mut last_error = String::new();
         for _attempt in 0..5 {
             let port = free_port();
-            let localhost = extra.iter().any(|(k, v)| *k == "KHOA_ISSUER" && *v == "localhost");
-            let base_url = format!("http://{}:{port}", if localhost { "localhost" } else { "127.0.0.1" });
+            let issuer = extra.iter().find(|(k, _)| *k == "KHOA_ISSUER").map(|(_, v)| *v);
+            let base_url = match issuer {
+                Some("localhost") => format!("http://localhost:{port}"),
+                Some("https://localhost") => format!("https://localhost:{port}"),
+                _ => format!("http://127.0.0.1:{port}"),
+            };
             let stderr_path = dir.join(format!("khoa-{port}.log"));
             let stderr = std::fs::File::create(&stderr_path).expect("log file");
             let mut cmd = Command::new(bin);
@@ -98,7 +104,8 @@ impl KhoaProcess {
                 .envs(base_env.iter().cloned())
                 .env("KHOA_LISTEN", format!("127.0.0.1:{port}"))
                 .env("KHOA_ISSUER", &base_url);
-            for (k, v) in extra.iter().filter(|(k, v)| !(*k == "KHOA_ISSUER" && *v == "localhost")) {
+            let placeholder = |k: &str, v: &str| k == "KHOA_ISSUER" && (v == "localhost" || v == "https://localhost");
+            for (k, v) in extra.iter().filter(|(k, v)| !placeholder(k, v)) {
                 cmd.env(k, v);
             }
             let mut child =

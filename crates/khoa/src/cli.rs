@@ -58,6 +58,17 @@ pub enum Command {
     /// Read the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration file and the KHOA_* variables (an unknown setting is
+    /// refused by name, with the nearest known one) and print the settings in force,
+    /// secrets masked. Exits 2 when something is wrong. Touches no database.
+    Check,
 }
 
 #[derive(Debug, Subcommand)]

@@ -106,7 +106,16 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ("KHOA_CLIENT_AUTH_BASE_DELAY", "client_auth_throttle.base_delay: first period, doubled per further failure (default 1s)"),
     ("KHOA_CLIENT_AUTH_MAX_DELAY", "client_auth_throttle.max_delay: longest period (default 5m)"),
     ("KHOA_CLIENT_AUTH_WINDOW", "client_auth_throttle.window: failures older than this are forgotten (default 1h)"),
+    ("KHOA_TLS_CERT", "tls.cert: PEM certificate chain; with tls.key, the listener speaks https (reloaded when the files change)"),
+    ("KHOA_TLS_KEY", "tls.key: PEM private key of tls.cert (PKCS#8, PKCS#1 or SEC1)"),
+    (
+        "KHOA_TLS_REDIRECT_LISTEN",
+        "tls.redirect_listen: a plain-http address:port (e.g. 0.0.0.0:80) that only redirects to the https issuer",
+    ),
 ];
+
+/// Variables that are not settings but are read by the command line itself.
+const OTHER_VARIABLES: &[&str] = &["KHOA_CONFIG"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -158,6 +167,8 @@ struct FileConfig {
     smtp: SmtpSection,
     #[serde(default)]
     accounts: AccountsSection,
+    #[serde(default)]
+    tls: TlsSection,
     /// `[scopes.NAME] claims = ["attribute", …]`: the organisation's scopes.
     #[serde(default)]
     scopes: std::collections::BTreeMap<String, ScopeSection>,
@@ -168,6 +179,15 @@ struct FileConfig {
 struct SmtpSection {
     url: Option<String>,
     from: Option<String>,
+}
+
+/// `[tls]`: https on the listener itself, for a deployment without a proxy.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsSection {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    redirect_listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -450,7 +470,7 @@ pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
                 .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
             toml::from_str(&text).map_err(|e| ConfigError::Parse {
                 path: path.to_path_buf(),
-                message: e.to_string().trim_end().to_string(),
+                message: explain(&e, &text),
             })?
         }
     };
@@ -756,7 +776,230 @@ pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
         settings.audit_retention = d.as_secs() as i64;
     }
 
+    let cert = pick(env, "KHOA_TLS_CERT", "tls.cert", file.tls.cert.map(|p| p.display().to_string()));
+    let key = pick(env, "KHOA_TLS_KEY", "tls.key", file.tls.key.map(|p| p.display().to_string()));
+    settings.tls = match (cert, key) {
+        (None, None) => None,
+        (Some(cert), None) => return Err(invalid(&cert.key, "needs tls.key (KHOA_TLS_KEY) too")),
+        (None, Some(key)) => return Err(invalid(&key.key, "needs tls.cert (KHOA_TLS_CERT) too")),
+        (Some(cert), Some(key)) => {
+            if !settings.secure_cookies() {
+                return Err(invalid(&cert.key, "a listener speaking https needs an https issuer"));
+            }
+            Some(khoa_server::settings::TlsFiles { cert: cert.raw.into(), key: key.raw.into() })
+        }
+    };
+    if let Some(v) = pick(env, "KHOA_TLS_REDIRECT_LISTEN", "tls.redirect_listen", file.tls.redirect_listen) {
+        let addr: SocketAddr = v
+            .raw
+            .parse()
+            .map_err(|_| invalid(&v.key, format!("{:?} is not an address:port such as 0.0.0.0:80", v.raw)))?;
+        if !settings.secure_cookies() {
+            return Err(invalid(&v.key, "redirects go to the issuer, which must be https"));
+        }
+        let taken = [Some(listen_addr), settings.metrics_listen, settings.admin_listen];
+        if addr.port() != 0 && taken.contains(&Some(addr)) {
+            return Err(invalid(&v.key, "must differ from the public, metrics and admin listen addresses"));
+        }
+        settings.redirect_listen = Some(addr);
+    }
+
     Ok(Config { settings, database_url: database.raw, secret, log_filter: log_filter.raw, log_format })
+}
+
+/// A TOML error as the operator should read it: an unknown setting is named with its
+/// section and line, and the nearest known setting suggested.
+fn explain(e: &toml::de::Error, text: &str) -> String {
+    let message = e.message();
+    let line = e.span().map(|span| text.as_bytes()[..span.start.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1);
+    let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return format!("{}{at}", message.trim_end());
+    };
+    let Some((unknown, expected)) = rest.split_once('`') else { return format!("{}{at}", message.trim_end()) };
+    let known: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    // The section is the nearest `[header]` above the line; an unknown section is
+    // reported on its own header line, inside its parent.
+    let header = |t: &str| {
+        let t = t.trim();
+        t.strip_prefix('[').and_then(|t| t.strip_suffix(']')).map(|h| h.trim_matches(['[', ']', ' ']).to_string())
+    };
+    let lines: Vec<&str> = text.lines().take(line.unwrap_or(0)).collect();
+    let section = match lines.split_last() {
+        Some((last, _)) if header(last).is_some() => {
+            header(last).and_then(|h| h.rsplit_once('.').map(|(parent, _)| parent.to_string()))
+        }
+        Some((_, above)) => above.iter().rev().find_map(|t| header(t)),
+        None => None,
+    }
+    .map(|h| format!("{h}."))
+    .unwrap_or_default();
+    let mut out = format!("unknown setting `{section}{unknown}`{at}");
+    match nearest(unknown, &known) {
+        Some(n) => out.push_str(&format!("; did you mean `{section}{n}`?")),
+        None if !known.is_empty() => out.push_str(&format!("; known here: {}", known.join(", "))),
+        None => {}
+    }
+    out
+}
+
+/// The known name closest to `name` by edit distance, when it is close enough to be
+/// a typo.
+pub fn nearest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+    let name = name.to_ascii_lowercase();
+    known
+        .iter()
+        .map(|k| (edit_distance(&name, &k.to_ascii_lowercase()), *k))
+        .filter(|(d, k)| *d <= (k.len() / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance (names here are short: a quadratic table is fine).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous + usize::from(ca != cb);
+            previous = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
+/// A duration in its largest whole unit (`365d`, `15m`, `500ms`), as the settings
+/// are written.
+fn short_duration(d: Duration) -> String {
+    let (secs, millis) = (d.as_secs(), d.subsec_millis());
+    if millis != 0 || secs == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+        if secs % size == 0 {
+            return format!("{}{unit}", secs / size);
+        }
+    }
+    format!("{secs}s")
+}
+
+/// `KHOA_*` variables in `names` that are no setting, each with the nearest setting's
+/// variable: a misspelt variable would otherwise be ignored without a word.
+pub fn unknown_variables(names: impl Iterator<Item = String>) -> Vec<(String, Option<&'static str>)> {
+    let known: Vec<&'static str> = ENVIRONMENT.iter().map(|(v, _)| *v).chain(OTHER_VARIABLES.iter().copied()).collect();
+    let mut unknown: Vec<_> = names
+        .filter(|n| n.starts_with("KHOA_") && !known.contains(&n.as_str()))
+        .map(|n| {
+            let near = nearest(&n, &known);
+            (n, near)
+        })
+        .collect();
+    unknown.sort();
+    unknown
+}
+
+impl Config {
+    /// The settings in force, one `key = value` per line in TOML syntax, secrets
+    /// masked: what `khoa config check` prints.
+    pub fn effective(&self) -> String {
+        let s = &self.settings;
+        let q = |v: &str| format!("{v:?}");
+        let secs = |n: i64| q(&short_duration(Duration::from_secs(n.max(0) as u64)));
+        let dur = |d: Duration| q(&short_duration(d));
+        let list = |items: Vec<String>| format!("[{}]", items.iter().map(|i| q(i)).collect::<Vec<_>>().join(", "));
+        let addr = |a: Option<SocketAddr>| a.map_or_else(|| q("off"), |a| q(&a.to_string()));
+        let secret = match &self.secret {
+            SecretSource::Secret(_) => ("secret", q("***")),
+            SecretSource::File(p) => ("secret_file", q(&p.display().to_string())),
+        };
+        let throttle = |name: &str, t: &khoa_core::throttle::ThrottlePolicy| {
+            vec![
+                (format!("{name}.free_failures"), t.free_failures.to_string()),
+                (format!("{name}.base_delay"), secs(t.base_delay)),
+                (format!("{name}.max_delay"), secs(t.max_delay)),
+                (format!("{name}.window"), secs(t.window)),
+            ]
+        };
+        let mut lines: Vec<(String, String)> = vec![
+            ("issuer".into(), q(&s.issuer)),
+            ("listen".into(), q(&s.listen.to_string())),
+            ("database_url".into(), q(&crate::commands::redact(&self.database_url))),
+            (secret.0.into(), secret.1),
+            ("watch_interval".into(), dur(s.watch_interval)),
+            ("cleanup_interval".into(), dur(s.cleanup_interval)),
+            ("log.filter".into(), q(&self.log_filter)),
+            ("log.format".into(), q(if self.log_format == LogFormat::Json { "json" } else { "text" })),
+            ("keys.algorithms".into(), list(s.algorithms.iter().map(|a| a.as_str().to_string()).collect())),
+            ("keys.prepublication".into(), secs(s.key_prepublication)),
+            ("tokens.authorization_code".into(), secs(s.lifetimes.authorization_code)),
+            ("tokens.access_token".into(), secs(s.lifetimes.access_token)),
+            ("tokens.id_token".into(), secs(s.lifetimes.id_token)),
+            ("tokens.refresh_token".into(), secs(s.lifetimes.refresh_token)),
+            ("tokens.session".into(), secs(s.lifetimes.session)),
+            ("tokens.refresh_grace".into(), secs(s.refresh_grace)),
+            (
+                "tokens.access_token_format".into(),
+                q(match s.access_token_format {
+                    khoa_server::settings::AccessTokenFormat::Jwt => "jwt",
+                    khoa_server::settings::AccessTokenFormat::Opaque => "opaque",
+                }),
+            ),
+            ("tokens.access_token_alg".into(), q(s.access_token_alg.as_str())),
+        ];
+        let t = &s.login_throttle;
+        lines.extend(throttle("login_throttle", &t.account_at_address));
+        lines.push(("login_throttle.address_free_failures".into(), t.address.free_failures.to_string()));
+        lines.push(("login_throttle.account_free_failures".into(), t.account.free_failures.to_string()));
+        lines.push(("login_throttle.account_max_delay".into(), secs(t.account.max_delay)));
+        lines.extend(throttle("client_auth_throttle", &s.client_auth_throttle));
+        lines.extend([
+            ("backchannel.base_delay".into(), secs(s.backchannel.base_delay)),
+            ("backchannel.max_attempts".into(), s.backchannel.max_attempts.to_string()),
+            ("backchannel.horizon".into(), secs(s.backchannel.horizon)),
+            ("branding.product_name".into(), q(&s.branding.product_name)),
+            ("branding.logo_url".into(), q(s.branding.logo_url.as_deref().unwrap_or(""))),
+            ("branding.primary_color".into(), q(&s.branding.primary_color)),
+            ("http.request_timeout".into(), dur(s.request_timeout)),
+            ("http.header_read_timeout".into(), dur(s.header_read_timeout)),
+            ("http.trusted_proxies".into(), list(s.trusted_proxies.iter().map(|p| p.to_string()).collect())),
+            ("metrics.listen".into(), addr(s.metrics_listen)),
+            ("admin.listen".into(), addr(s.admin_listen)),
+            ("audit.retention".into(), secs(s.audit_retention)),
+            ("accounts.self_registration".into(), s.self_registration.to_string()),
+            ("accounts.require_mfa".into(), s.require_mfa.to_string()),
+        ]);
+        match &s.smtp {
+            Some(smtp) => {
+                let url = url::Url::parse(&smtp.url)
+                    .map(|mut u| {
+                        if u.password().is_some() {
+                            let _ = u.set_password(Some("***"));
+                        }
+                        u.to_string()
+                    })
+                    .unwrap_or_default();
+                lines.push(("smtp.url".into(), q(&url)));
+                lines.push(("smtp.from".into(), q(&smtp.from)));
+            }
+            None => lines.push(("smtp.url".into(), q("off"))),
+        }
+        match &s.tls {
+            Some(tls) => {
+                lines.push(("tls.cert".into(), q(&tls.cert.display().to_string())));
+                lines.push(("tls.key".into(), q(&tls.key.display().to_string())));
+            }
+            None => lines.push(("tls.cert".into(), q("off"))),
+        }
+        lines.push(("tls.redirect_listen".into(), addr(s.redirect_listen)));
+        for scope in s.attribute_claims.scopes() {
+            let claims = s.attribute_claims.claims_of(scope).iter().map(|c| c.to_string()).collect();
+            lines.push((format!("scopes.{scope}.claims"), list(claims)));
+        }
+        lines.into_iter().map(|(k, v)| format!("{k} = {v}\n")).collect()
+    }
 }
 
 /// `KHOA_SCOPE_CLAIMS` (`scope=claim,claim;scope=claim`) or else `[scopes.NAME]`.
@@ -879,6 +1122,67 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_setting_is_refused_by_name_with_the_nearest_known_one() {
+        let cases = [
+            ("isuer = \"https://sso.example.vn\"\n", "unknown setting `isuer` (line 1); did you mean `issuer`?"),
+            (
+                "issuer = \"https://sso.example.vn\"\n\n[tokens]\nacess_token = \"1h\"\n",
+                "unknown setting `tokens.acess_token` (line 4); did you mean `tokens.access_token`?",
+            ),
+            (
+                "[login_throttle]\nfree_failure = 3\n",
+                "unknown setting `login_throttle.free_failure` (line 2); did you mean `login_throttle.free_failures`?",
+            ),
+            ("[tls]\ncertificate = \"a.pem\"\n", "unknown setting `tls.certificate` (line 2); known here: cert, key, redirect_listen"),
+            ("[smpt]\nurl = \"smtp://127.0.0.1\"\n", "unknown setting `smpt` (line 1); did you mean `smtp`?"),
+        ];
+        for (text, expected) in cases {
+            let f = file(text);
+            let e = err(Some(f.path()), &[]);
+            assert!(e.starts_with("configuration file") && e.ends_with(expected), "{text:?}: {e}");
+        }
+        let vars = ["KHOA_ISUER", "KHOA_ISSUER", "KHOA_CONFIG", "PATH", "KHOA_TLS_CRT", "KHOA_WHATEVER_ELSE"];
+        assert_eq!(
+            unknown_variables(vars.iter().map(|v| v.to_string())),
+            [
+                ("KHOA_ISUER".to_string(), Some("KHOA_ISSUER")),
+                ("KHOA_TLS_CRT".to_string(), Some("KHOA_TLS_CERT")),
+                ("KHOA_WHATEVER_ELSE".to_string(), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_effective_settings_are_printed_with_secrets_masked_and_read_back() {
+        let f = file(
+            "issuer = \"https://sso.example.vn\"\nsecret = \"0123456789abcdef0123456789abcdef-s3cret\"\n\
+             database_url = \"postgres://khoa:dbpass@db/khoa\"\n[smtp]\nurl = \"smtp://u:mailpass@mail:587\"\n\
+             from = \"sso@example.vn\"\n[audit]\nretention = \"30d\"\n[scopes.student]\nclaims = [\"student_id\"]\n",
+        );
+        let c = load(Some(f.path()), &env_of(&[("KHOA_WATCH_INTERVAL", "250ms")])).unwrap();
+        let shown = c.effective();
+        for secret in ["s3cret", "dbpass", "mailpass"] {
+            assert!(!shown.contains(secret), "{secret} shown:\n{shown}");
+        }
+        for line in [
+            "issuer = \"https://sso.example.vn\"",
+            "secret = \"***\"",
+            "database_url = \"postgres://khoa:***@db/khoa\"",
+            "watch_interval = \"250ms\"",
+            "audit.retention = \"30d\"",
+            "tokens.refresh_token = \"30d\"",
+            "scopes.student.claims = [\"student_id\"]",
+            "admin.listen = \"127.0.0.1:8081\"",
+        ] {
+            assert!(shown.lines().any(|l| l == line), "{line} missing:\n{shown}");
+        }
+        // Every line is valid TOML, and the durations read back as what they say.
+        let parsed: toml::Table = shown.parse().unwrap();
+        let tokens = parsed["tokens"].as_table().unwrap();
+        assert_eq!(humantime::parse_duration(tokens["session"].as_str().unwrap()).unwrap().as_secs(), 86_400);
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let f = file("isuer = \"https://typo.example\"\n");
         assert!(err(Some(f.path()), &[]).contains("isuer"), "{}", err(Some(f.path()), &[]));
@@ -952,6 +1256,15 @@ mod tests {
         assert!(err(None, &[("KHOA_HEADER_READ_TIMEOUT", "0s")]).starts_with("KHOA_HEADER_READ_TIMEOUT:"));
         assert!(err(None, &[("KHOA_REQUEST_TIMEOUT", "1h")]).starts_with("KHOA_REQUEST_TIMEOUT:"));
         assert!(err(None, &[("KHOA_LOGIN_BASE_DELAY", "0s")]).starts_with("KHOA_LOGIN_BASE_DELAY:"));
+        let (cert, key) = (("KHOA_TLS_CERT", "/etc/khoa/cert.pem"), ("KHOA_TLS_KEY", "/etc/khoa/key.pem"));
+        assert!(err(None, &[cert, key]).starts_with("KHOA_TLS_CERT: a listener speaking https needs an https issuer"));
+        assert!(err(None, &[key]).starts_with("KHOA_TLS_KEY: needs tls.cert"));
+        let https = ("KHOA_ISSUER", "https://sso.example.vn");
+        let c = load(None, &env_of(&[https, cert, key, ("KHOA_TLS_REDIRECT_LISTEN", "0.0.0.0:80")])).unwrap();
+        assert_eq!(c.settings.tls.unwrap().cert, Path::new("/etc/khoa/cert.pem"));
+        assert_eq!(c.settings.redirect_listen, Some("0.0.0.0:80".parse().unwrap()));
+        assert!(err(None, &[("KHOA_TLS_REDIRECT_LISTEN", "0.0.0.0:80")]).contains("must be https"));
+        assert!(err(None, &[https, ("KHOA_TLS_REDIRECT_LISTEN", "127.0.0.1:8080")]).contains("must differ"));
         let missing = err(Some(Path::new("/nonexistent/khoa.toml")), &[]);
         assert!(missing.contains("/nonexistent/khoa.toml"), "{missing}");
         let f = file("issuer = [\n");
@@ -981,7 +1294,7 @@ mod tests {
         assert!(err(None, &[("KHOA_SCOPE_CLAIMS", "student=sub")])
             .starts_with("KHOA_SCOPE_CLAIMS: scope \"student\": \"sub\""));
         let typo = file("[scopes.student]\nclaim = [\"student_id\"]\n");
-        assert!(err(Some(typo.path()), &[]).contains("unknown field `claim`"), "{}", err(Some(typo.path()), &[]));
+        assert!(err(Some(typo.path()), &[]).ends_with("unknown setting `scopes.student.claim` (line 2); did you mean `scopes.student.claims`?"), "{}", err(Some(typo.path()), &[]));
     }
 
     #[test]

@@ -106,6 +106,18 @@ pub struct Settings {
     pub mail_throttle_address: ThrottlePolicy,
     /// Mailed-link requests per account (or per name typed, when there is none).
     pub mail_throttle_account: ThrottlePolicy,
+    /// `tls.cert` / `tls.key`: the public listener speaks https itself.
+    pub tls: Option<TlsFiles>,
+    /// `tls.redirect_listen`: a plain-http listener that only redirects to the issuer.
+    pub redirect_listen: Option<SocketAddr>,
+}
+
+/// The PEM files of the public listener's certificate chain and private key, read
+/// again whenever they change (certificate renewal needs no restart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 impl Settings {
@@ -146,6 +158,8 @@ impl Settings {
             // Someone may ask twice or thrice; a script asking for every account is slowed.
             mail_throttle_address: ThrottlePolicy { free_failures: 10, base_delay: 60, max_delay: 3600, window: 3600 },
             mail_throttle_account: ThrottlePolicy { free_failures: 3, base_delay: 300, max_delay: 3600, window: 3600 },
+            tls: None,
+            redirect_listen: None,
         }
     }
 

@@ -19,6 +19,7 @@ pub(crate) mod forms;
 pub mod i18n;
 pub(crate) mod pages;
 pub mod problem;
+pub mod tls;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
@@ -35,12 +36,14 @@ pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// Header fields per request (431 beyond).
 pub const MAX_HEADERS: usize = 64;
 
-/// Serves `app` on `listener` until `stop` turns true, then drains.
+/// Serves `app` on `listener` until `stop` turns true, then drains. With `tls`, each
+/// connection's handshake must finish within `header_read_timeout` too.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     header_read_timeout: Duration,
     drain_timeout: Duration,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -48,6 +51,7 @@ pub async fn serve(
         .header_read_timeout(header_read_timeout)
         .max_buf_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -68,13 +72,31 @@ pub async fn serve(
             req.extensions_mut().insert(ConnectInfo(peer));
             req
         });
-        let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
+        let service = TowerToHyperService::new(service);
+        match &acceptor {
+            None => {
+                let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                });
             }
-        });
+            Some(acceptor) => {
+                let (acceptor, http, watcher) = (acceptor.clone(), http.clone(), graceful.watcher());
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(header_read_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => return tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                    };
+                    let connection = watcher.watch(http.serve_connection(TokioIo::new(stream), service));
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     if tokio::time::timeout(drain_timeout, graceful.shutdown()).await.is_err() {

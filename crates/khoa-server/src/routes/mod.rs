@@ -126,6 +126,22 @@ pub(crate) fn metrics_router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// `tls.redirect_listen`: every request, whatever its method, path or Host, is sent to
+/// the same path and query at the issuer's https origin (308 keeps the method). The
+/// origin is the configured one, never the request's Host, so the redirect cannot be
+/// pointed elsewhere.
+pub(crate) fn redirect_router(issuer: &str) -> Router {
+    let origin = url::Url::parse(issuer).map(|u| u.origin().ascii_serialization()).unwrap_or_else(|_| issuer.to_string());
+    Router::new()
+        .fallback(move |uri: axum::http::Uri| {
+            let to = format!("{origin}{}", uri.path_and_query().map_or("/", |p| p.as_str()));
+            async move {
+                (StatusCode::PERMANENT_REDIRECT, [(axum::http::header::LOCATION, to)], "")
+            }
+        })
+        .layer(RequestBodyLimitLayer::new(1024))
+}
+
 /// The method as a metric label: the methods khoa serves, and `other` for anything
 /// else, so invented methods cannot grow the label set (and /metrics) without bound.
 fn method_label(method: &axum::http::Method) -> &'static str {

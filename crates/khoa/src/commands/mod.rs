@@ -51,6 +51,23 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::LogoutDeliveries(c) => deliveries::run(c, &open_store(&config).await?).await,
         Command::Admin(c) => admin::bootstrap(c, &open_store(&config).await?).await,
         Command::Audit(c) => admin::audit(c, &open_store(&config).await?).await,
+        // Reached only with a configuration that loaded (main.rs): what remains are
+        // variables that are no setting.
+        Command::Config(crate::cli::ConfigCommand::Check) => {
+            let unknown = crate::config::unknown_variables(std::env::vars().map(|(k, _)| k));
+            if !unknown.is_empty() {
+                for (name, near) in &unknown {
+                    match near {
+                        Some(near) => eprintln!("khoa: {name} is not a setting; did you mean {near}?"),
+                        None => eprintln!("khoa: {name} is not a setting (khoa serve --help lists them)"),
+                    }
+                }
+                std::process::exit(2);
+            }
+            print!("{}", config.effective());
+            eprintln!("khoa: the configuration is valid");
+            Ok(())
+        }
     }
 }
 
@@ -64,7 +81,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 /// The database URL without its password, for messages.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));

@@ -9,6 +9,9 @@ use tokio::signal::unix::{signal, SignalKind};
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    for (name, near) in crate::config::unknown_variables(std::env::vars().map(|(k, _)| k)) {
+        tracing::warn!(variable = %name, did_you_mean = near.unwrap_or("-"), "a KHOA_ variable that is no setting is ignored (khoa config check)");
+    }
     let master = master_key(&config)?;
     let store = super::open_store(&config).await?;
     for (username, holder) in store.username_collisions().await? {

@@ -14,6 +14,7 @@ mod http_limits;
 mod logout;
 mod operations;
 mod passkeys;
+mod production;
 mod secrets_in_logs;
 mod security;
 mod token_lifecycle;

@@ -1,0 +1,205 @@
+//! Running khoa in production: https on the listener itself with certificate renewal,
+//! the redirecting plain-http listener, `khoa config check`, backup and restore.
+
+use khoa_testkit::browser::{query, Browser};
+use khoa_testkit::flow::{sign_in, Khoa, CALLBACK};
+use khoa_testkit::{run_cli_with, test_database, Backend};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_khoa");
+
+/// A certificate authority of the test's own and a server certificate for `localhost`
+/// signed by it: (CA PEM, certificate PEM, key PEM).
+fn certificate_for_localhost(serial: u64) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(rcgen::DnType::CommonName, format!("khoa test CA {serial}"));
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    leaf.serial_number = Some(serial.into());
+    let leaf = leaf.signed_by(&key, &ca, &ca_key).unwrap();
+    (ca.pem(), leaf.pem(), key.serialize_pem())
+}
+
+/// An https client trusting only `ca` (no built-in roots), with a cookie jar and no
+/// automatic redirects.
+fn client_trusting(ca: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// The serial number of the certificate a fresh https connection to `port` is shown
+/// (read with openssl, a client of its own, which verifies against `ca_file`), or ""
+/// when none is.
+fn served_serial(port: u16, ca_file: &std::path::Path) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-servername", "localhost", "-verify_return_error", "-showcerts"])
+        .arg("-CAfile")
+        .arg(ca_file)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(b"");
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let Some(pem) = text
+        .split("-----BEGIN CERTIFICATE-----")
+        .nth(1)
+        .and_then(|rest| rest.split("-----END CERTIFICATE-----").next())
+        .map(|body| format!("-----BEGIN CERTIFICATE-----{body}-----END CERTIFICATE-----\n"))
+    else {
+        return String::new();
+    };
+    let mut x509 = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-serial"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    x509.stdin.take().unwrap().write_all(pem.as_bytes()).unwrap();
+    String::from_utf8_lossy(&x509.wait_with_output().unwrap().stdout).trim().to_string()
+}
+
+/// https on the listener: a real client verifying the certificate signs in and gets
+/// tokens; a client that does not trust the CA is refused; a renewed certificate is
+/// served to new connections without a restart; plain http on the redirect listener
+/// is sent to the https issuer, same path and query, whatever the Host says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_a_renewed_certificate_and_a_redirecting_listener() {
+    let db = test_database(Backend::Sqlite).await;
+    let dir = db.dir.path().to_path_buf();
+    let (ca, cert, key) = certificate_for_localhost(1001);
+    let (cert_file, key_file, ca_file) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("ca.pem"));
+    std::fs::write(&cert_file, &cert).unwrap();
+    std::fs::write(&key_file, &key).unwrap();
+    std::fs::write(&ca_file, &ca).unwrap();
+    let redirect_port = khoa_testkit::free_port();
+    let redirect = format!("127.0.0.1:{redirect_port}");
+    let env = [
+        ("KHOA_ISSUER", "https://localhost"),
+        ("KHOA_TLS_CERT", cert_file.to_str().unwrap()),
+        ("KHOA_TLS_KEY", key_file.to_str().unwrap()),
+        ("KHOA_TLS_REDIRECT_LISTEN", redirect.as_str()),
+    ];
+    let khoa = Khoa::with_env(BIN, db, &env);
+    let issuer = khoa.issuer();
+    assert!(issuer.starts_with("https://localhost:"), "{issuer}");
+    let port = khoa.process().port;
+    let secret = khoa.client("app", &[]).unwrap();
+
+    let http = client_trusting(&ca);
+    let discovery: Value = http.get(khoa.url("/.well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(discovery["issuer"], issuer.as_str());
+    assert_eq!(discovery["token_endpoint"], format!("{issuer}/oauth2/token"));
+
+    // A whole sign-in over https; the session cookie is Secure and HSTS is sent.
+    let browser = Browser { http: http.clone() };
+    let params = [("client_id", "app"), ("redirect_uri", CALLBACK), ("response_type", "code"), ("scope", "openid"), ("state", "s")];
+    let callback = sign_in(&browser, &khoa, &khoa.authorize_url(&params), "sv01", khoa_testkit::flow::PASSWORD).await;
+    let code = query(&callback)["code"].clone();
+    let res = http
+        .post(khoa.url("/oauth2/token"))
+        .basic_auth("app", Some(&secret))
+        .form(&[("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", CALLBACK)])
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers()["strict-transport-security"].to_str().unwrap().contains("max-age="));
+    let tokens: Value = res.json().await.unwrap();
+    assert!(tokens["id_token"].is_string(), "{tokens}");
+
+    // Not trusted without the CA.
+    let stranger = reqwest::Client::builder().tls_built_in_root_certs(false).build().unwrap();
+    let refused = stranger.get(khoa.url("/health/ready")).send().await.unwrap_err();
+    assert!(refused.is_connect(), "{refused:?}");
+    // Plain http on the https port gets no answer a client could mistake for one.
+    let plain = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/health/ready")).send().await;
+    assert!(plain.map(|r| !r.status().is_success()).unwrap_or(true));
+
+    // Renewal: new files (another CA, another serial) are served to new connections.
+    assert_eq!(served_serial(port, &ca_file), "serial=03E9");
+    let (ca2, cert2, key2) = certificate_for_localhost(2002);
+    std::fs::write(&key_file, &key2).unwrap();
+    std::fs::write(&cert_file, &cert2).unwrap();
+    std::fs::write(&ca_file, &ca2).unwrap();
+    let start = Instant::now();
+    while served_serial(port, &ca_file) != "serial=07D2" {
+        assert!(start.elapsed() < Duration::from_secs(10), "the renewed certificate is not served");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let renewed = client_trusting(&ca2);
+    assert_eq!(renewed.get(khoa.url("/health/ready")).send().await.unwrap().status(), 200);
+    assert!(khoa.process().logs().contains("TLS certificate reloaded"));
+    // A broken renewal (a key of another certificate) is refused; the renewed one stays.
+    std::fs::write(&key_file, &key).unwrap();
+    let start = Instant::now();
+    while !khoa.process().logs().contains("does not belong to the certificate") {
+        assert!(start.elapsed() < Duration::from_secs(10), "the mismatch is not reported");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(served_serial(port, &ca_file), "serial=07D2");
+
+    // The redirect listener: 308 to the same path and query at the issuer, whatever Host.
+    let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let res = plain
+        .post(format!("http://{redirect}/oauth2/auth?client_id=app&state=x%20y"))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 308);
+    assert_eq!(res.headers()["location"], format!("{issuer}/oauth2/auth?client_id=app&state=x%20y").as_str());
+}
+
+/// `khoa config check` prints the settings in force with secrets masked and exits 0;
+/// a misspelt setting in the file or the environment is named, with the nearest
+/// known one, and exits 2. It touches no database.
+#[tokio::test]
+async fn config_check_names_what_is_wrong_and_prints_what_is_in_force() {
+    let db = test_database(Backend::Sqlite).await;
+    let dir = db.dir.path();
+    let text = |o: &std::process::Output| {
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    };
+    std::fs::write(
+        dir.join("khoa.toml"),
+        "issuer = \"https://sso.example.vn\"\nsecret = \"a-long-master-secret-0123456789abcdef\"\n[smtp]\n\
+         url = \"smtp://khoa:mail-pass@127.0.0.1:2525\"\nfrom = \"sso@example.vn\"\n",
+    )
+    .unwrap();
+    let ok = run_cli_with(BIN, &db, &[], &["config", "check", "--config", "khoa.toml"], None);
+    assert!(ok.status.success(), "{}", text(&ok));
+    let shown = String::from_utf8_lossy(&ok.stdout);
+    assert!(shown.contains("issuer = \"https://sso.example.vn\"\n") && shown.contains("secret = \"***\"\n"), "{shown}");
+    assert!(shown.contains("smtp.url = \"smtp://khoa:***@127.0.0.1:2525\"\n"), "{shown}");
+    assert!(!text(&ok).contains("mail-pass") && !text(&ok).contains("0123456789abcdef"));
+    assert!(!dir.join("khoa.db").exists(), "config check opened the database");
+
+    let typo = run_cli_with(BIN, &db, &[("KHOA_TLS_CRT", "cert.pem")], &["config", "check", "-c", "khoa.toml"], None);
+    assert_eq!(typo.status.code(), Some(2));
+    assert!(text(&typo).contains("KHOA_TLS_CRT is not a setting; did you mean KHOA_TLS_CERT?"), "{}", text(&typo));
+    std::fs::write(dir.join("bad.toml"), "[http]\ntrusted_proxy = [\"10.0.0.1\"]\n").unwrap();
+    let bad = run_cli_with(BIN, &db, &[], &["config", "check", "-c", "bad.toml"], None);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad).contains("unknown setting `http.trusted_proxy` (line 2); did you mean `http.trusted_proxies`?"),
+        "{}",
+        text(&bad)
+    );
+    let half = run_cli_with(BIN, &db, &[("KHOA_TLS_CERT", "cert.pem")], &["config", "check", "-c", "khoa.toml"], None);
+    assert_eq!(half.status.code(), Some(2));
+    assert!(text(&half).contains("KHOA_TLS_CERT: needs tls.key (KHOA_TLS_KEY) too"), "{}", text(&half));
+}
