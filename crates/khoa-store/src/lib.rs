@@ -22,6 +22,7 @@
 
 mod accounts;
 mod audit;
+pub mod backup;
 mod clients;
 mod codes;
 mod credentials;

@@ -102,9 +102,9 @@ impl SqlStore<SqliteEngine> {
 /// Where the database is and how it is opened, from `sqlite://PATH[?…]`,
 /// `sqlite:PATH` or `sqlite::memory:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Target {
+pub(crate) struct Target {
     /// `None`: in memory.
-    path: Option<PathBuf>,
+    pub(crate) path: Option<PathBuf>,
     create: bool,
     synchronous: Synchronous,
 }
@@ -116,7 +116,7 @@ enum Synchronous {
 }
 
 impl Target {
-    fn parse(url: &str) -> Result<Self, StoreError> {
+    pub(crate) fn parse(url: &str) -> Result<Self, StoreError> {
         let rest =
             url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).ok_or(StoreError::UnsupportedUrl)?;
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -197,7 +197,7 @@ fn tune(conn: &Connection) -> Result<(), StoreError> {
 
 /// The database holds password hashes and sealed keys: create it readable by its owner
 /// only (later WAL and SHM files inherit this mode from SQLite).
-fn create_private_file(path: &Path) -> Result<(), StoreError> {
+pub(crate) fn create_private_file(path: &Path) -> Result<(), StoreError> {
     if path.exists() {
         return Ok(());
     }

@@ -61,6 +61,15 @@ pub enum Command {
     /// Check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Copy the SQLite database to FILE while servers keep running (SQLite's online
+    /// backup: one consistent snapshot). The master key is not in it: keep it too.
+    Backup {
+        /// A new file; an existing one is never overwritten.
+        file: PathBuf,
+    },
+    /// Replace the configured SQLite database with the backup FILE. Refused while a
+    /// khoa serve uses the database; voids authorization codes and mailed links.
+    Restore { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]

@@ -51,6 +51,38 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::LogoutDeliveries(c) => deliveries::run(c, &open_store(&config).await?).await,
         Command::Admin(c) => admin::bootstrap(c, &open_store(&config).await?).await,
         Command::Audit(c) => admin::audit(c, &open_store(&config).await?).await,
+        Command::Backup { file } => {
+            let url = config.database_url.clone();
+            let target = file.clone();
+            let done = tokio::task::spawn_blocking(move || khoa_store::backup::backup(&url, &target)).await??;
+            println!(
+                "backed up {} to {}: {} migrations, {} users, {} clients, {} bytes",
+                redact(&config.database_url),
+                file.display(),
+                done.migrations,
+                done.users,
+                done.clients,
+                done.bytes
+            );
+            println!("the master key is not in the backup: keep {} with it, apart", secret_home(&config));
+            Ok(())
+        }
+        Command::Restore { file } => {
+            let url = config.database_url.clone();
+            let source = file.clone();
+            let done = tokio::task::spawn_blocking(move || khoa_store::backup::restore(&source, &url)).await??;
+            println!(
+                "restored {} into {}: {} migrations, {} users, {} clients; authorization codes and mailed links \
+                 were voided",
+                file.display(),
+                redact(&config.database_url),
+                done.migrations,
+                done.users,
+                done.clients
+            );
+            println!("start khoa with the master key the backup was made with ({})", secret_home(&config));
+            Ok(())
+        }
         // Reached only with a configuration that loaded (main.rs): what remains are
         // variables that are no setting.
         Command::Config(crate::cli::ConfigCommand::Check) => {
@@ -68,6 +100,14 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             eprintln!("khoa: the configuration is valid");
             Ok(())
         }
+    }
+}
+
+/// Where the master key comes from, for messages (never the key itself).
+fn secret_home(config: &Config) -> String {
+    match &config.secret {
+        crate::config::SecretSource::Secret(_) => "the secret setting, KHOA_SECRET".to_string(),
+        crate::config::SecretSource::File(path) => path.display().to_string(),
     }
 }
 

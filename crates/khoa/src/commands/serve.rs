@@ -13,6 +13,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!(variable = %name, did_you_mean = near.unwrap_or("-"), "a KHOA_ variable that is no setting is ignored (khoa config check)");
     }
     let master = master_key(&config)?;
+    // Held until the process ends: `khoa restore` refuses a database in use.
+    let _in_use = khoa_store::backup::mark_in_use(&config.database_url)?;
     let store = super::open_store(&config).await?;
     for (username, holder) in store.username_collisions().await? {
         tracing::warn!(%username, %holder, "two usernames differ only in case or width: rename one (khoa migrate lists them)");

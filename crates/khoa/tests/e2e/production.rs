@@ -203,3 +203,99 @@ async fn config_check_names_what_is_wrong_and_prints_what_is_in_force() {
     assert_eq!(half.status.code(), Some(2));
     assert!(text(&half).contains("KHOA_TLS_CERT: needs tls.key (KHOA_TLS_KEY) too"), "{}", text(&half));
 }
+
+/// `khoa backup` under load, `khoa restore` into a fresh directory: every token issued
+/// before the backup works on the restored server, a code redeemed after the backup
+/// cannot be redeemed again there, the running server's own database cannot be
+/// restored over, and what is not a khoa backup is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_under_load_and_restore_into_a_fresh_directory() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let khoa = Arc::new(Khoa::new(BIN, test_database(Backend::Sqlite).await));
+    let secret = khoa.client("app", &["--skip-consent"]).unwrap();
+    let app = ("app", secret.as_str());
+    let code = khoa.code(&Browser::new(), "app", &[("scope", "openid profile offline_access")]).await;
+    let before = khoa.exchange(&code, app).await;
+    let unredeemed = khoa.code(&Browser::new(), "app", &[]).await;
+
+    // Load: sign-ins, code exchanges and refreshes, until the backup is done (bounded).
+    let (stop, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    let mut load = vec![];
+    for _ in 0..2 {
+        let (khoa, secret, stop, done) = (khoa.clone(), secret.clone(), stop.clone(), done.clone());
+        load.push(tokio::spawn(async move {
+            for _ in 0..40 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let code = khoa.code(&Browser::new(), "app", &[("scope", "openid offline_access")]).await;
+                let tokens = khoa.exchange(&code, ("app", &secret)).await;
+                let form = [("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"].as_str().unwrap())];
+                let (status, _, body) = khoa.token(&form, Some(("app", &secret))).await;
+                assert_eq!(status, 200, "{body}");
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+    }
+    while done.load(Ordering::SeqCst) < 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let backup = khoa.db.dir.path().join("backup.db");
+    let out = khoa_testkit::run_cli(BIN, &khoa.db, &["backup", backup.to_str().unwrap()], None);
+    let during = done.load(Ordering::SeqCst);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(" users, ") && stdout.contains("the master key is not in the backup"), "{stdout}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777, 0o600);
+    // Never over an existing file.
+    let again = khoa_testkit::run_cli(BIN, &khoa.db, &["backup", backup.to_str().unwrap()], None);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("never overwrites"));
+    stop.store(true, Ordering::SeqCst);
+    for task in load {
+        task.await.unwrap();
+    }
+    eprintln!("sign-ins with refresh: {during} before the backup ended, {} in all", done.load(Ordering::SeqCst));
+
+    // After the backup: the code is redeemed on the running server.
+    assert!(khoa.exchange(&unredeemed, app).await["access_token"].is_string());
+    // Restoring over the database the server uses is refused.
+    let refused = khoa_testkit::run_cli(BIN, &khoa.db, &["restore", backup.to_str().unwrap()], None);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("is in use by a running khoa serve"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    // A fresh directory with the master key the backup was made with.
+    let fresh = test_database(Backend::Sqlite).await;
+    std::fs::copy(khoa.db.dir.path().join("khoa.key"), fresh.dir.path().join("khoa.key")).unwrap();
+    let not_khoa = fresh.dir.path().join("notes.txt");
+    std::fs::write(&not_khoa, "not a database").unwrap();
+    let bad = khoa_testkit::run_cli(BIN, &fresh, &["restore", not_khoa.to_str().unwrap()], None);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("not a khoa database"));
+    let restored = khoa_testkit::run_cli(BIN, &fresh, &["restore", backup.to_str().unwrap()], None);
+    assert!(restored.status.success(), "{}", String::from_utf8_lossy(&restored.stderr));
+    assert!(String::from_utf8_lossy(&restored.stdout).contains("authorization codes and mailed links were voided"));
+    let issuer = khoa.issuer();
+    let server = khoa_testkit::KhoaProcess::start(BIN, &fresh, &[("KHOA_ISSUER", &issuer)]);
+    let restored = Khoa { bin: BIN.to_string(), server: khoa_testkit::flow::Server::Process(server), db: fresh };
+
+    // Tokens issued before the backup still work.
+    let (status, _, claims) = restored.userinfo(before["access_token"].as_str().unwrap()).await;
+    assert_eq!((status, claims["sub"].is_string()), (200, true), "{claims}");
+    let jwks: Value = reqwest::get(restored.url("/.well-known/jwks.json")).await.unwrap().json().await.unwrap();
+    assert!(khoa_testkit::receiver::verify_with_jwks(before["id_token"].as_str().unwrap(), &jwks).is_some());
+    let form = [("grant_type", "refresh_token"), ("refresh_token", before["refresh_token"].as_str().unwrap())];
+    let (status, _, refreshed) = restored.token(&form, Some(app)).await;
+    assert_eq!(status, 200, "{refreshed}");
+    // The code redeemed after the backup is not redeemed twice.
+    let form = [("grant_type", "authorization_code"), ("code", unredeemed.as_str()), ("redirect_uri", CALLBACK)];
+    let (status, _, body) = restored.token(&form, Some(app)).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    // And the restored server signs people in.
+    let code = restored.code(&Browser::new(), "app", &[]).await;
+    assert!(restored.exchange(&code, app).await["id_token"].is_string());
+}
