@@ -51,7 +51,7 @@ pub use error::StoreError;
 pub use keys::{KeyStore, StoredKey};
 pub use logout::{AttemptRecord, Delivery, LogoutStore, Notice};
 pub use maintenance::{Expiring, MaintenanceStore};
-pub use migrations::Schema;
+pub use migrations::{migrate_to, Schema};
 pub use partners::{Partner, PartnerStore};
 pub use postgres::{PostgresEngine, PostgresStore};
 pub use sessions::SessionStore;

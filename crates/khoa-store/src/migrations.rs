@@ -70,6 +70,11 @@ pub(crate) fn sqlite_dialect(sql: &str) -> String {
 /// Applies the SQLite migrations not yet applied, inside the writer's transaction
 /// (`BEGIN IMMEDIATE`), so two processes starting together apply each once.
 pub(crate) fn apply_sqlite(conn: &mut Connection) -> Result<(), StoreError> {
+    apply_sqlite_through(conn, i64::MAX)
+}
+
+/// [`apply_sqlite`] up to and including migration `through`.
+fn apply_sqlite_through(conn: &mut Connection, through: i64) -> Result<(), StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
          installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL, \
@@ -83,7 +88,7 @@ pub(crate) fn apply_sqlite(conn: &mut Connection) -> Result<(), StoreError> {
     if let Some(refusal) = Schema::of(&applied).refusal() {
         return Err(refusal);
     }
-    for (version, description, sql) in MIGRATIONS.iter().filter(|m| !applied.contains(&m.0)) {
+    for (version, description, sql) in MIGRATIONS.iter().filter(|m| !applied.contains(&m.0) && m.0 <= through) {
         let started = std::time::Instant::now();
         conn.execute_batch(&sqlite_dialect(sql))
             .map_err(|e| StoreError::Unavailable(format!("migration {version} ({description}): {e}")))?;
@@ -93,6 +98,45 @@ pub(crate) fn apply_sqlite(conn: &mut Connection) -> Result<(), StoreError> {
              VALUES (?1, ?2, TRUE, ?3, ?4)",
             rusqlite::params![version, description, checksum.as_ref(), started.elapsed().as_nanos() as i64],
         )?;
+    }
+    Ok(())
+}
+
+/// A database as an earlier khoa left it: the migrations up to and including
+/// `through` applied and recorded exactly as that version would have (sqlx's table
+/// and checksums on PostgreSQL), for the upgrade tests.
+#[doc(hidden)]
+pub async fn migrate_to(url: &str, through: i64) -> Result<(), StoreError> {
+    if url.starts_with("sqlite:") {
+        let path = crate::sqlite::Target::parse(url)?
+            .path
+            .ok_or_else(|| StoreError::Unavailable("an in-memory database does not outlive this call".into()))?;
+        let mut conn = Connection::open(path)?;
+        return apply_sqlite_through(&mut conn, through);
+    }
+    use sqlx::{Connection as _, Executor as _};
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+         installed_on TIMESTAMPTZ NOT NULL DEFAULT now(), success BOOLEAN NOT NULL, checksum BYTEA NOT NULL, \
+         execution_time BIGINT NOT NULL)",
+    )
+    .await?;
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations").fetch_all(&mut conn).await?;
+    for (version, description, sql) in MIGRATIONS.iter().filter(|m| m.0 <= through && !applied.contains(&m.0)) {
+        let mut tx = conn.begin().await?;
+        tx.execute(sqlx::raw_sql(sql)).await?;
+        let checksum = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA384, sql.as_bytes());
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES ($1, $2, TRUE, $3, 0)",
+        )
+        .bind(version)
+        .bind(description)
+        .bind(checksum.as_ref())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
     }
     Ok(())
 }
@@ -114,6 +158,23 @@ mod tests {
             assert_eq!(number.parse::<i64>().unwrap(), *version, "{file}");
             assert_eq!(name.replace('_', " "), *description, "{file}");
             assert_eq!(std::fs::read_to_string(dir.join(file)).unwrap(), *sql, "{file}");
+        }
+    }
+
+    /// The rolling-upgrade rule (docs/deployment.md): while old and new servers share a
+    /// database, a migration may only add; what it replaces is removed by a later
+    /// release. Migration 16 predates the rule (it moved passwords into credentials
+    /// and blanked the old column): an upgrade across it stops every older server.
+    #[test]
+    fn migrations_only_add() {
+        const BEFORE_THE_RULE: i64 = 16;
+        let removing = ["DROP TABLE", "DROP COLUMN", "RENAME", "ALTER COLUMN", "DELETE FROM", "UPDATE "];
+        for (version, description, sql) in MIGRATIONS.iter().filter(|m| m.0 > BEFORE_THE_RULE) {
+            let code: String = sql.lines().map(|l| l.split("--").next().unwrap_or("")).collect::<Vec<_>>().join("\n");
+            let upper = code.to_ascii_uppercase();
+            for word in removing {
+                assert!(!upper.contains(word), "migration {version} ({description}) uses {word}: migrations only add");
+            }
         }
     }
 

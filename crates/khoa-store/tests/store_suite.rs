@@ -1514,7 +1514,170 @@ async fn both_backends_have_the_same_schema() {
     assert_eq!(lite.1, pg.1, "indexes");
 }
 
+/// What each earlier schema held: rows written after migration N as the khoa of that
+/// version wrote them (its columns only). `BYTES` is a byte string in the backend's
+/// syntax; far-future expiries keep everything alive.
+const UPGRADE_FIXTURES: &[(i64, &str)] = &[
+    (
+        1,
+        "INSERT INTO clients (client_id, client_secret_hash, is_public, redirect_uris, post_logout_redirect_uris, \
+           grant_types, scopes, skip_consent, client_name, contacts, metadata, id_token_signed_response_alg, \
+           created_at, updated_at) VALUES ('old-app', NULL, TRUE, '[\"https://app.example.vn/cb\"]', '[]', \
+           '[\"authorization_code\",\"refresh_token\"]', '[\"openid\",\"profile\",\"offline_access\"]', TRUE, \
+           'Ứng dụng cũ', '[]', '{}', 'RS256', 1700000000, 1700000000);
+         INSERT INTO users (username, password_hash, email, email_verified, name, created_at, updated_at) \
+           VALUES ('Sv.Cu', '$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA', \
+           'sv.cu@example.vn', TRUE, 'Sinh viên cũ', 1700000000, 1700000000);
+         INSERT INTO signing_keys (kid, alg, generation, public_jwk, private_key_sealed, created_at, activates_at) \
+           VALUES ('old-kid', 'RS256', 1, '{\"kty\":\"RSA\",\"kid\":\"old-kid\"}', BYTES, 1700000000, 1700000000);",
+    ),
+    (
+        2,
+        "INSERT INTO sessions (id_hash, sid, user_id, auth_time, amr, created_at, expires_at) \
+           SELECT 'old-session', 'old-sid', id, 1700000000, '[\"pwd\"]', 1700000000, 4102444800 FROM users;
+         INSERT INTO session_clients (sid, client_id, first_at) VALUES ('old-sid', 'old-app', 1700000000);
+         INSERT INTO consents (user_id, client_id, scope, granted_at) \
+           SELECT id, 'old-app', 'openid profile', 1700000000 FROM users;
+         INSERT INTO access_tokens (jti, grant_id, client_id, user_id, sid, scope, issued_at, expires_at) \
+           SELECT 'old-jti', 'old-code', 'old-app', id, 'old-sid', 'openid profile', 1700000000, 4102444800 FROM users;",
+    ),
+    (
+        3,
+        "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, sid, scope, auth_time, amr, offline, \
+           issued_at, expires_at) SELECT 'old-refresh', 'old-code', 'old-app', id, 'old-sid', \
+           'openid profile offline_access', 1700000000, '[\"pwd\"]', TRUE, 1700000000, 4102444800 FROM users;",
+    ),
+    (
+        4,
+        "INSERT INTO logout_deliveries (id, client_id, uri, sub, sid, status, attempts, created_at, next_attempt_at, \
+           claimed_until, last_status, last_error, expires_at) VALUES ('old-delivery', 'old-app', \
+           'https://app.example.vn/bc', '1', 'old-sid', 'failed', 30, 1700000000, 1700000000, 0, 500, 'HTTP 500', \
+           4102444800);",
+    ),
+    (5, "INSERT INTO partners (code, client_id, key_sealed, created_at) VALUES ('OLD-PARTNER', 'old-app', BYTES, 1700000000);"),
+    (
+        11,
+        "INSERT INTO audit_events (at, type, actor, client_id, detail) \
+           VALUES (1700000000, 'client.created', 'cli', 'old-app', '{}');
+         UPDATE users SET attributes = '{\"student_id\":\"2011\"}';",
+    ),
+    (
+        12,
+        "INSERT INTO account_tokens (token_hash, purpose, user_id, email, created_at, expires_at) \
+           SELECT 'old-reset', 'password_reset', id, 'sv.cu@example.vn', 1700000000, 4102444800 FROM users;",
+    ),
+    (
+        14,
+        "INSERT INTO credentials (user_id, kind, name, data, counter, created_at) \
+           SELECT id, 'totp', 'Điện thoại', 'sealed-secret', 57000000, 1700000000 FROM users;",
+    ),
+];
+
+/// A database left by each earlier version, with that version's data in it, is brought
+/// to the current schema by `migrate` (as `khoa serve` does at start), and everything
+/// in it reads back through the current store: nothing lost, nothing reinterpreted.
+async fn every_earlier_schema_with_data_upgrades(db: TestDatabase) {
+    use khoa_store::Backend;
+    let last = khoa_store::Schema::of(&[]).pending.last().map(|m| m.0).unwrap();
+    let bytes = match db.backend {
+        Backend::Sqlite => "X'00FF'",
+        Backend::Postgres => "'\\x00ff'::bytea",
+    };
+    for from in 1..last {
+        // A database of its own per starting version, beside the test's.
+        let url = match db.backend {
+            Backend::Sqlite => format!("sqlite://{}/v{from}.db", db.dir.path().display()),
+            Backend::Postgres => {
+                use sqlx::Connection;
+                let name = format!("{}_v{from}", db.url.rsplit('/').next().unwrap());
+                let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+                sqlx::raw_sql(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+                let mut url = url::Url::parse(&db.url).unwrap();
+                url.set_path(&name);
+                url.to_string()
+            }
+        };
+        let at = TestDatabase { url: url.clone(), backend: db.backend, dir: tempfile::tempdir().unwrap() };
+        for version in 1..=from {
+            khoa_store::migrate_to(&url, version).await.unwrap();
+            if let Some((_, sql)) = UPGRADE_FIXTURES.iter().find(|f| f.0 == version) {
+                raw(&at, &sql.replace("BYTES", bytes)).await;
+            }
+        }
+        let store = khoa_store::connect(&url).await.unwrap();
+        assert_eq!(store.schema().await.unwrap().applied, from as usize, "from {from}");
+        store.migrate().await.unwrap_or_else(|e| panic!("from {from}: {e}"));
+        assert!(store.schema().await.unwrap().pending.is_empty());
+        let had = |v: i64| from >= v;
+
+        let client = store.client("old-app").await.unwrap().unwrap();
+        assert_eq!(client.redirect_uris, ["https://app.example.vn/cb"], "from {from}");
+        assert_eq!(client.client_name.as_deref(), Some("Ứng dụng cũ"));
+        assert!(client.is_public(), "from {from}");
+        // Migration 9 made a public client's method `none`.
+        assert_eq!(client.token_endpoint_auth_method(), "none", "from {from}");
+        let user = store.user_by_username("sv.cu").await.unwrap().unwrap_or_else(|| panic!("from {from}: by key"));
+        assert_eq!(user.username, "Sv.Cu");
+        assert_eq!(
+            user.password_hash.as_deref(),
+            Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"),
+            "from {from}: the password moved without a reset"
+        );
+        assert!(user.email_verified && user.name.as_deref() == Some("Sinh viên cũ"));
+        let keys = store.signing_keys().await.unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!((keys[0].timeline.kid.as_str(), keys[0].private_key_sealed.as_slice()), ("old-kid", &[0u8, 255][..]));
+        if had(2) {
+            let session = store.session("old-session").await.unwrap().unwrap();
+            assert_eq!((session.sid.as_str(), session.user_id), ("old-sid", user.id), "from {from}");
+            assert_eq!(store.session_clients("old-sid").await.unwrap(), ["old-app"]);
+            assert_eq!(store.consent(user.id, "old-app").await.unwrap().as_deref(), Some("openid profile"));
+            let access = store.access_token("old-jti").await.unwrap().unwrap();
+            assert_eq!((access.client_id.as_str(), access.user_id), ("old-app", Some(user.id)));
+        }
+        if had(3) {
+            let refresh = store.refresh_token("old-refresh").await.unwrap().unwrap();
+            assert_eq!((refresh.token.user_id, refresh.revoked_at), (user.id, None), "from {from}");
+        }
+        if had(4) {
+            let deliveries = store.deliveries(10).await.unwrap();
+            assert_eq!(deliveries.iter().map(|d| d.status.as_str()).collect::<Vec<_>>(), ["failed"], "from {from}");
+        }
+        if had(5) {
+            let partner = store.partner("OLD-PARTNER").await.unwrap().unwrap();
+            assert_eq!((partner.key_sealed.as_slice(), partner.require_nonce), (&[0u8, 255][..], false));
+        }
+        if had(11) {
+            assert_eq!(user.attributes.get("student_id").map(String::as_str), Some("2011"), "from {from}");
+            let filter = AuditFilter { client_id: Some("old-app".into()), limit: 10, ..Default::default() };
+            assert_eq!(store.audit_events(&filter).await.unwrap().len(), 1);
+        }
+        if had(12) {
+            let purpose = khoa_core::account::Purpose::PasswordReset;
+            assert!(store.account_token("old-reset", purpose, 1_800_000_000).await.unwrap().is_some(), "from {from}");
+        }
+        let credentials = store.credentials(user.id).await.unwrap();
+        let kinds: Vec<&str> = credentials.iter().map(|c| c.method.as_str()).collect();
+        let expected: &[&str] = if had(14) { &["password", "totp"] } else { &["password"] };
+        let mut sorted = kinds.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, expected, "from {from}");
+        if had(14) {
+            let totp = credentials.iter().find(|c| c.method.as_str() == "totp").unwrap();
+            assert_eq!((totp.data.as_str(), totp.counter, totp.name.as_deref()), ("sealed-secret", 57000000, Some("Điện thoại")));
+        }
+        // And the upgraded database keeps working: a new user next to the old one.
+        store.insert_user(&new_user("sv.moi"), &user_event()).await.unwrap_or_else(|e| panic!("from {from}: {e}"));
+        drop(store);
+        if let Backend::Postgres = db.backend {
+            let name = url.rsplit('/').next().unwrap().to_string();
+            raw(&db, &format!("DROP DATABASE {name} WITH (FORCE)")).await;
+        }
+    }
+}
+
 both_backends!(
+    every_earlier_schema_with_data_upgrades,
     a_code_that_fails_its_check_is_spent_without_tokens,
     refresh_rotation_grace_and_reuse,
     a_refused_rotation_changes_nothing,
