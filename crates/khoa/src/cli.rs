@@ -67,6 +67,10 @@ pub enum Command {
         /// A new file; an existing one is never overwritten.
         file: PathBuf,
     },
+    /// Ask the running server whether it is ready (/health/ready on the admin, metrics
+    /// or plain public listener): exits 0 when it answers 200. For HEALTHCHECK and
+    /// monitoring scripts.
+    Health,
     /// Replace the configured SQLite database with the backup FILE. Refused while a
     /// khoa serve uses the database; voids authorization codes and mailed links.
     Restore { file: PathBuf },

@@ -51,6 +51,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::LogoutDeliveries(c) => deliveries::run(c, &open_store(&config).await?).await,
         Command::Admin(c) => admin::bootstrap(c, &open_store(&config).await?).await,
         Command::Audit(c) => admin::audit(c, &open_store(&config).await?).await,
+        Command::Health => health(&config.settings).await,
         Command::Backup { file } => {
             let url = config.database_url.clone();
             let target = file.clone();
@@ -100,6 +101,38 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             eprintln!("khoa: the configuration is valid");
             Ok(())
         }
+    }
+}
+
+/// `khoa health`: one HTTP/1.1 request to `/health/ready` on a plain listener of this
+/// configuration (the admin listener, else the metrics one, else the public one
+/// unless it speaks https); a wildcard address is asked on loopback.
+async fn health(settings: &khoa_server::Settings) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let plain_public = settings.tls.is_none().then_some(settings.listen);
+    let Some(mut addr) = settings.admin_listen.or(settings.metrics_listen).or(plain_public) else {
+        anyhow::bail!("no plain-http listener to ask: set admin.listen or metrics.listen");
+    };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+    }
+    let ask = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.write_all(b"GET /health/ready HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await?;
+        let mut answer = Vec::with_capacity(512);
+        stream.take(4096).read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(5), ask)
+        .await
+        .map_err(|_| anyhow::anyhow!("{addr} did not answer within 5 s"))?
+        .with_context(|| format!("cannot ask {addr}"))?;
+    let status_line = String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_string();
+    if status_line.split(' ').nth(1) == Some("200") {
+        println!("ready ({addr})");
+        Ok(())
+    } else {
+        anyhow::bail!("not ready ({addr}): {status_line}")
     }
 }
 

@@ -202,6 +202,16 @@ async fn config_check_names_what_is_wrong_and_prints_what_is_in_force() {
     let half = run_cli_with(BIN, &db, &[("KHOA_TLS_CERT", "cert.pem")], &["config", "check", "-c", "khoa.toml"], None);
     assert_eq!(half.status.code(), Some(2));
     assert!(text(&half).contains("KHOA_TLS_CERT: needs tls.key (KHOA_TLS_KEY) too"), "{}", text(&half));
+
+    // `khoa health` (the container's HEALTHCHECK) asks the running server.
+    let server = khoa_testkit::KhoaProcess::start(BIN, &db, &[("KHOA_ADMIN_LISTEN", "off")]);
+    let listen = format!("127.0.0.1:{}", server.port);
+    let env = [("KHOA_LISTEN", listen.as_str()), ("KHOA_ADMIN_LISTEN", "off")];
+    let ready = run_cli_with(BIN, &db, &env, &["health"], None);
+    assert!(ready.status.success() && text(&ready).contains(&format!("ready ({listen})")), "{}", text(&ready));
+    drop(server);
+    let down = run_cli_with(BIN, &db, &env, &["health"], None);
+    assert!(!down.status.success() && text(&down).contains(&format!("cannot ask {listen}")), "{}", text(&down));
 }
 
 /// `khoa backup` under load, `khoa restore` into a fresh directory: every token issued
@@ -298,4 +308,189 @@ async fn backup_under_load_and_restore_into_a_fresh_directory() {
     // And the restored server signs people in.
     let code = restored.code(&Browser::new(), "app", &[]).await;
     assert!(restored.exchange(&code, app).await["id_token"].is_string());
+}
+
+/// The fenced block of `docs/deployment.md` in `language`: the configuration the
+/// documentation gives is the one the proxy tests run.
+fn documented(language: &str) -> String {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/deployment.md")).unwrap();
+    let fence = format!("```{language}\n");
+    let start = doc.find(&fence).unwrap_or_else(|| panic!("no {language} block")) + fence.len();
+    doc[start..].split("\n```").next().unwrap().to_string()
+}
+
+/// A proxy process stopped (and waited for) when dropped.
+struct Proxy(std::process::Child);
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// khoa behind `proxy` (started by `start` with the proxy's https and http ports and
+/// khoa's address): a whole sign-in through the proxy with a client that verifies
+/// the proxy's certificate, the client's own address (not the proxy's, not one the
+/// client made up) in the audit trail, and plain http redirected to https.
+async fn sign_in_through(
+    name: &str,
+    start: impl FnOnce(&std::path::Path, u16, u16, &str, (&std::path::Path, &std::path::Path)) -> Proxy,
+) {
+    let db = test_database(Backend::Sqlite).await;
+    let dir = db.dir.path().to_path_buf();
+    let (ca, cert, key) = certificate_for_localhost(77);
+    let (cert_file, key_file) = (dir.join("proxy-cert.pem"), dir.join("proxy-key.pem"));
+    std::fs::write(&cert_file, &cert).unwrap();
+    std::fs::write(&key_file, &key).unwrap();
+    let (https_port, http_port) = (khoa_testkit::free_port(), khoa_testkit::free_port());
+    let issuer = format!("https://localhost:{https_port}");
+    let env = [("KHOA_ISSUER", issuer.as_str()), ("KHOA_TRUSTED_PROXIES", "127.0.0.1")];
+    let khoa = Khoa::with_env(BIN, db, &env);
+    let secret = khoa.client("app", &["--skip-consent"]).unwrap();
+    let upstream = format!("127.0.0.1:{}", khoa.process().port);
+    let _proxy = start(&dir, https_port, http_port, &upstream, (&cert_file, &key_file));
+    // The person's own address: 127.0.0.3 (loopback, but neither the proxy's nor khoa's).
+    let http = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .local_address(Some("127.0.0.3".parse().unwrap()))
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let ready = Instant::now();
+    loop {
+        match http.get(format!("{issuer}/health/ready")).send().await {
+            Ok(r) if r.status() == 200 => break,
+            other => {
+                assert!(ready.elapsed() < Duration::from_secs(20), "{name} not ready: {other:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    let discovery: Value =
+        http.get(format!("{issuer}/.well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(discovery["issuer"], issuer.as_str(), "{name}");
+
+    // A sign-in through the proxy, with a made-up X-Forwarded-For on every request.
+    let spoofing = reqwest::header::HeaderMap::from_iter([(
+        reqwest::header::HeaderName::from_static("x-forwarded-for"),
+        reqwest::header::HeaderValue::from_static("203.0.113.9"),
+    )]);
+    let authorize = khoa_testkit::flow::authorize_url_at(
+        &issuer,
+        &[("client_id", "app"), ("redirect_uri", CALLBACK), ("response_type", "code"), ("scope", "openid"), ("state", "s")],
+    );
+    let login = http.get(&authorize).headers(spoofing.clone()).send().await.unwrap();
+    assert_eq!(login.status(), 200, "{name}");
+    let form = khoa_testkit::browser::inputs(&login.text().await.unwrap());
+    let posted = http
+        .post(format!("{issuer}/oauth2/auth/login"))
+        .headers(spoofing.clone())
+        .form(&[
+            ("interaction", form["interaction"].as_str()),
+            ("csrf_token", form["csrf_token"].as_str()),
+            ("username", "sv01"),
+            ("password", khoa_testkit::flow::PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 303, "{name}");
+    let mut res = posted;
+    let callback = loop {
+        assert_eq!(res.status(), 303, "{name}: {}", res.text().await.unwrap_or_default());
+        let next = khoa_testkit::browser::location(&res, &issuer);
+        if next.starts_with(CALLBACK) {
+            break next;
+        }
+        res = http.get(&next).headers(spoofing.clone()).send().await.unwrap();
+    };
+    let code = query(&callback)["code"].clone();
+    let tokens: Value = http
+        .post(format!("{issuer}/oauth2/token"))
+        .basic_auth("app", Some(&secret))
+        .form(&[("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", CALLBACK)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(tokens["id_token"].is_string(), "{name}: {tokens}");
+    let claims = khoa_testkit::flow::jwt_claims(tokens["id_token"].as_str().unwrap());
+    assert_eq!(claims["iss"], issuer.as_str());
+
+    // khoa saw the person's address as the proxy passed it on.
+    let audit = khoa_testkit::run_cli(BIN, &khoa.db, &["audit", "list", "--type", "login.succeeded", "--json"], None);
+    let line = String::from_utf8_lossy(&audit.stdout).lines().next().unwrap_or_default().to_string();
+    let event: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{name}: no login event: {line}"));
+    assert_eq!(event["address"], "127.0.0.3", "{name}: {event}");
+
+    // Plain http is redirected to https.
+    let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let res = plain.get(format!("http://127.0.0.1:{http_port}/oauth2/auth?client_id=app")).header("host", "localhost").send().await.unwrap();
+    assert_eq!(res.status(), 308, "{name}");
+    assert!(res.headers()["location"].to_str().unwrap().starts_with("https://localhost"), "{name}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_nginx() {
+    sign_in_through("nginx", |dir, https_port, http_port, upstream, (cert, key)| {
+        let site = documented("nginx")
+            .replace("127.0.0.1:8080", upstream)
+            .replace("listen 443 ssl http2;", &format!("listen 127.0.0.1:{https_port} ssl http2;"))
+            .replace("listen 80;", &format!("listen 127.0.0.1:{http_port};"))
+            .replace("sso.example.vn", "localhost")
+            .replace("/etc/ssl/localhost/fullchain.pem", cert.to_str().unwrap())
+            .replace("/etc/ssl/localhost/privkey.pem", key.to_str().unwrap())
+            // The https port is not 443 here: the redirect names it.
+            .replace("https://$host$request_uri", &format!("https://$host:{https_port}$request_uri"));
+        let d = dir.display();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nerror_log {d}/nginx-error.log;\npid {d}/nginx.pid;\nevents {{}}\n\
+             http {{\n access_log off;\n client_body_temp_path {d}/nginx-body;\n proxy_temp_path {d}/nginx-proxy;\n\
+             fastcgi_temp_path {d}/nginx-fastcgi;\n uwsgi_temp_path {d}/nginx-uwsgi;\n scgi_temp_path {d}/nginx-scgi;\n\
+             {site}\n}}\n"
+        );
+        let path = dir.join("nginx.conf");
+        std::fs::write(&path, conf).unwrap();
+        Proxy(
+            std::process::Command::new("nginx")
+                .args(["-p", dir.to_str().unwrap(), "-c"])
+                .arg(&path)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("nginx (Debian's package; ./scripts/test.sh installs it)"),
+        )
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_haproxy() {
+    sign_in_through("HAProxy", |dir, https_port, http_port, upstream, (cert, key)| {
+        let pem = dir.join("haproxy.pem");
+        let both = format!("{}{}", std::fs::read_to_string(cert).unwrap(), std::fs::read_to_string(key).unwrap());
+        std::fs::write(&pem, both).unwrap();
+        let conf = documented("haproxy")
+            .replace("127.0.0.1:8080", upstream)
+            .replace("bind :443 ssl crt /etc/haproxy/certs/sso.example.vn.pem", &format!("bind 127.0.0.1:{https_port} ssl crt {}", pem.display()))
+            .replace("bind :80", &format!("bind 127.0.0.1:{http_port}"))
+            .replace("inter 5s", "inter 1s");
+        let path = dir.join("haproxy.cfg");
+        std::fs::write(&path, format!("{conf}\n")).unwrap();
+        Proxy(
+            std::process::Command::new("haproxy")
+                .arg("-db")
+                .arg("-f")
+                .arg(&path)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("haproxy (Debian's package; ./scripts/test.sh installs it)"),
+        )
+    })
+    .await;
 }
