@@ -17,6 +17,22 @@ if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; the
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
+# The reverse-proxy tests run the configurations of docs/deployment.md in Debian's
+# nginx and HAProxy; the package and image checks need systemd-analyze and buildah.
+missing=()
+command -v nginx >/dev/null || missing+=(nginx-light)
+command -v haproxy >/dev/null || missing+=(haproxy)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v buildah >/dev/null || missing+=(buildah)
+command -v adduser >/dev/null || missing+=(adduser)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test.sh: installing ${missing[*]} (Debian packages)"
+  as_root apt-get update -qq
+  # Installing a server package must not start it (nor fail where nothing can).
+  as_root env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
 # Browser apps' client libraries, pinned in tests/js: oidc-client-ts (driven in
 # Chromium) and openid-client (form_post), from the npm registry.
 if [ ! -d tests/js/node_modules/oidc-client-ts ] || [ ! -d tests/js/node_modules/openid-client ]; then
@@ -87,6 +103,15 @@ if [ $# -eq 0 ] && [ "$status" = 0 ]; then
     echo "test.sh: ${first% serve} --version"
     ${first% serve} --version || status=$?
   fi
+fi
+
+# The Debian package (built from the release binary above, installed, started as its
+# unit would, purged) and the container image (docs/deployment.md).
+if [ $# -eq 0 ] && [ "$status" = 0 ]; then
+  ./scripts/package-test.sh || status=$?
+fi
+if [ $# -eq 0 ] && [ "$status" = 0 ]; then
+  ./scripts/container-test.sh || status=$?
 fi
 
 # Supply chain: cargo audit against the offline RustSec snapshot in ../shared.

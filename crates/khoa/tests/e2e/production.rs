@@ -494,3 +494,52 @@ async fn through_haproxy() {
     })
     .await;
 }
+
+/// docs/metrics.md lists exactly the metrics `/metrics` serves, with their types, and
+/// every alert in docs/alerts.yml (valid YAML, each rule an alert with an expression)
+/// uses only metrics that exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_is_documented_and_every_alert_uses_one() {
+    let db = test_database(Backend::Sqlite).await;
+    let khoa = khoa_testkit::KhoaProcess::start(BIN, &db, &[]);
+    let text = reqwest::get(khoa.url("/metrics")).await.unwrap().text().await.unwrap();
+    let served: std::collections::BTreeMap<String, String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(name, kind)| (name.to_string(), kind.to_string()))
+        .collect();
+    assert!(served.len() > 15, "{text}");
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/metrics.md")).unwrap();
+    let documented: std::collections::BTreeMap<String, String> = docs
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `khoa_"))
+        .filter_map(|l| {
+            let mut cells = l.split('|');
+            let name = cells.next()?.trim().trim_end_matches('`');
+            Some((format!("khoa_{name}"), cells.next()?.trim().to_string()))
+        })
+        .collect();
+    assert_eq!(documented, served, "docs/metrics.md against /metrics");
+
+    let rules = std::process::Command::new("python3")
+        .args(["-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/alerts.yml"))
+        .output()
+        .unwrap();
+    assert!(rules.status.success(), "docs/alerts.yml: {}", String::from_utf8_lossy(&rules.stderr));
+    let rules: Value = serde_json::from_slice(&rules.stdout).unwrap();
+    let rules = rules["groups"][0]["rules"].as_array().unwrap();
+    assert!(rules.len() >= 8);
+    for rule in rules {
+        let (alert, expr) = (rule["alert"].as_str().unwrap(), rule["expr"].as_str().unwrap());
+        assert!(docs.contains(&format!("`{alert}`")), "{alert} is not described in docs/metrics.md");
+        for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("khoa_")) {
+            let family = ["_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| word.strip_suffix(s))
+                .unwrap_or(word);
+            assert!(served.contains_key(family), "{alert} uses {word}, which /metrics does not serve");
+        }
+    }
+}
