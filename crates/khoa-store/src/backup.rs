@@ -176,11 +176,10 @@ pub fn restore(from: &Path, url: &str) -> Result<Summary, StoreError> {
     target.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
     let tx = target.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     for table in ["authorization_codes", "account_tokens"] {
-        let exists: i64 = tx.query_row(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
-            [table],
-            |r| r.get(0),
-        )?;
+        let exists: i64 =
+            tx.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |r| {
+                r.get(0)
+            })?;
         if exists > 0 {
             tx.execute(&format!("DELETE FROM {table}"), [])?;
         }

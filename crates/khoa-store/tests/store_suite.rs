@@ -1626,7 +1626,10 @@ async fn every_earlier_schema_with_data_upgrades(db: TestDatabase) {
         assert!(user.email_verified && user.name.as_deref() == Some("Sinh viên cũ"));
         let keys = store.signing_keys().await.unwrap();
         assert_eq!(keys.len(), 1);
-        assert_eq!((keys[0].timeline.kid.as_str(), keys[0].private_key_sealed.as_slice()), ("old-kid", &[0u8, 255][..]));
+        assert_eq!(
+            (keys[0].timeline.kid.as_str(), keys[0].private_key_sealed.as_slice()),
+            ("old-kid", &[0u8, 255][..])
+        );
         if had(2) {
             let session = store.session("old-session").await.unwrap().unwrap();
             assert_eq!((session.sid.as_str(), session.user_id), ("old-sid", user.id), "from {from}");
@@ -1664,7 +1667,10 @@ async fn every_earlier_schema_with_data_upgrades(db: TestDatabase) {
         assert_eq!(sorted, expected, "from {from}");
         if had(14) {
             let totp = credentials.iter().find(|c| c.method.as_str() == "totp").unwrap();
-            assert_eq!((totp.data.as_str(), totp.counter, totp.name.as_deref()), ("sealed-secret", 57000000, Some("Điện thoại")));
+            assert_eq!(
+                (totp.data.as_str(), totp.counter, totp.name.as_deref()),
+                ("sealed-secret", 57000000, Some("Điện thoại"))
+            );
         }
         // And the upgraded database keeps working: a new user next to the old one.
         store.insert_user(&new_user("sv.moi"), &user_event()).await.unwrap_or_else(|e| panic!("from {from}: {e}"));

@@ -106,6 +106,10 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ("KHOA_CLIENT_AUTH_BASE_DELAY", "client_auth_throttle.base_delay: first period, doubled per further failure (default 1s)"),
     ("KHOA_CLIENT_AUTH_MAX_DELAY", "client_auth_throttle.max_delay: longest period (default 5m)"),
     ("KHOA_CLIENT_AUTH_WINDOW", "client_auth_throttle.window: failures older than this are forgotten (default 1h)"),
+    (
+        "KHOA_OTLP_ENDPOINT",
+        "otlp.endpoint: an OTLP/HTTP collector, e.g. http://127.0.0.1:4318: a trace span per request (default off)",
+    ),
     ("KHOA_TLS_CERT", "tls.cert: PEM certificate chain; with tls.key, the listener speaks https (reloaded when the files change)"),
     ("KHOA_TLS_KEY", "tls.key: PEM private key of tls.cert (PKCS#8, PKCS#1 or SEC1)"),
     (
@@ -169,6 +173,8 @@ struct FileConfig {
     accounts: AccountsSection,
     #[serde(default)]
     tls: TlsSection,
+    #[serde(default)]
+    otlp: OtlpSection,
     /// `[scopes.NAME] claims = ["attribute", …]`: the organisation's scopes.
     #[serde(default)]
     scopes: std::collections::BTreeMap<String, ScopeSection>,
@@ -179,6 +185,13 @@ struct FileConfig {
 struct SmtpSection {
     url: Option<String>,
     from: Option<String>,
+}
+
+/// `[otlp]`: OpenTelemetry traces.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OtlpSection {
+    endpoint: Option<String>,
 }
 
 /// `[tls]`: https on the listener itself, for a deployment without a proxy.
@@ -314,6 +327,8 @@ pub struct Config {
     pub secret: SecretSource,
     pub log_filter: String,
     pub log_format: LogFormat,
+    /// `otlp.endpoint`: where traces go over OTLP/HTTP, when set.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Config {
@@ -468,10 +483,8 @@ pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-            toml::from_str(&text).map_err(|e| ConfigError::Parse {
-                path: path.to_path_buf(),
-                message: explain(&e, &text),
-            })?
+            toml::from_str(&text)
+                .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: explain(&e, &text) })?
         }
     };
 
@@ -804,14 +817,29 @@ pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
         settings.redirect_listen = Some(addr);
     }
 
-    Ok(Config { settings, database_url: database.raw, secret, log_filter: log_filter.raw, log_format })
+    let otlp_endpoint = match pick(env, "KHOA_OTLP_ENDPOINT", "otlp.endpoint", file.otlp.endpoint) {
+        None => None,
+        Some(v) => {
+            let url = url::Url::parse(v.raw.trim())
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.query().is_none())
+                .ok_or_else(|| {
+                    invalid(&v.key, format!("{:?} is not an http(s) URL such as http://127.0.0.1:4318", v.raw))
+                })?;
+            Some(url.as_str().trim_end_matches('/').to_string())
+        }
+    };
+
+    settings.trace_requests = otlp_endpoint.is_some();
+    Ok(Config { settings, database_url: database.raw, secret, log_filter: log_filter.raw, log_format, otlp_endpoint })
 }
 
 /// A TOML error as the operator should read it: an unknown setting is named with its
 /// section and line, and the nearest known setting suggested.
 fn explain(e: &toml::de::Error, text: &str) -> String {
     let message = e.message();
-    let line = e.span().map(|span| text.as_bytes()[..span.start.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1);
+    let line =
+        e.span().map(|span| text.as_bytes()[..span.start.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1);
     let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
     let Some(rest) = message.strip_prefix("unknown field `") else {
         return format!("{}{at}", message.trim_end());
@@ -994,6 +1022,7 @@ impl Config {
             None => lines.push(("tls.cert".into(), q("off"))),
         }
         lines.push(("tls.redirect_listen".into(), addr(s.redirect_listen)));
+        lines.push(("otlp.endpoint".into(), q(self.otlp_endpoint.as_deref().unwrap_or("off"))));
         for scope in s.attribute_claims.scopes() {
             let claims = s.attribute_claims.claims_of(scope).iter().map(|c| c.to_string()).collect();
             lines.push((format!("scopes.{scope}.claims"), list(claims)));
@@ -1133,7 +1162,10 @@ mod tests {
                 "[login_throttle]\nfree_failure = 3\n",
                 "unknown setting `login_throttle.free_failure` (line 2); did you mean `login_throttle.free_failures`?",
             ),
-            ("[tls]\ncertificate = \"a.pem\"\n", "unknown setting `tls.certificate` (line 2); known here: cert, key, redirect_listen"),
+            (
+                "[tls]\ncertificate = \"a.pem\"\n",
+                "unknown setting `tls.certificate` (line 2); known here: cert, key, redirect_listen",
+            ),
             ("[smpt]\nurl = \"smtp://127.0.0.1\"\n", "unknown setting `smpt` (line 1); did you mean `smtp`?"),
         ];
         for (text, expected) in cases {
@@ -1294,7 +1326,12 @@ mod tests {
         assert!(err(None, &[("KHOA_SCOPE_CLAIMS", "student=sub")])
             .starts_with("KHOA_SCOPE_CLAIMS: scope \"student\": \"sub\""));
         let typo = file("[scopes.student]\nclaim = [\"student_id\"]\n");
-        assert!(err(Some(typo.path()), &[]).ends_with("unknown setting `scopes.student.claim` (line 2); did you mean `scopes.student.claims`?"), "{}", err(Some(typo.path()), &[]));
+        assert!(
+            err(Some(typo.path()), &[])
+                .ends_with("unknown setting `scopes.student.claim` (line 2); did you mean `scopes.student.claims`?"),
+            "{}",
+            err(Some(typo.path()), &[])
+        );
     }
 
     #[test]

@@ -110,6 +110,8 @@ pub struct Settings {
     pub tls: Option<TlsFiles>,
     /// `tls.redirect_listen`: a plain-http listener that only redirects to the issuer.
     pub redirect_listen: Option<SocketAddr>,
+    /// A tracing span per request (`otlp.endpoint` set): off, nothing is spent on it.
+    pub trace_requests: bool,
 }
 
 /// The PEM files of the public listener's certificate chain and private key, read
@@ -160,6 +162,7 @@ impl Settings {
             mail_throttle_account: ThrottlePolicy { free_failures: 3, base_delay: 300, max_delay: 3600, window: 3600 },
             tls: None,
             redirect_listen: None,
+            trace_requests: false,
         }
     }
 

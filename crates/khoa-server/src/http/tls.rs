@@ -150,7 +150,14 @@ mod tests {
         // A renewal half written: the new certificate with the old key.
         std::fs::write(&files.cert, format!("{cert_b}\n")).unwrap();
         let e = certs.reload_if_changed().unwrap_err().to_string();
-        assert_eq!(e, format!("tls.key {} does not belong to the certificate in tls.cert {}", files.key.display(), files.cert.display()));
+        assert_eq!(
+            e,
+            format!(
+                "tls.key {} does not belong to the certificate in tls.cert {}",
+                files.key.display(),
+                files.cert.display()
+            )
+        );
         assert_eq!(certs.current.read().unwrap().cert[0], first, "kept");
         // Then the key: the new pair is in use.
         std::fs::write(&files.key, &key_b).unwrap();

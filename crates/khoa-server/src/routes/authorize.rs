@@ -29,6 +29,9 @@ async fn authorize(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, St
         Some(id) => state.clients.get(state.store.as_ref(), id).await?,
         None => None,
     };
+    if let Some(client) = &client {
+        tracing::Span::current().record("client_id", client.client_id.as_str());
+    }
     let request = match validate(&params, client.as_deref()) {
         Ok(r) => r,
         Err(AuthorizeError::Untrusted(e)) => {

@@ -131,13 +131,12 @@ pub(crate) fn metrics_router(state: AppState) -> Router {
 /// origin is the configured one, never the request's Host, so the redirect cannot be
 /// pointed elsewhere.
 pub(crate) fn redirect_router(issuer: &str) -> Router {
-    let origin = url::Url::parse(issuer).map(|u| u.origin().ascii_serialization()).unwrap_or_else(|_| issuer.to_string());
+    let origin =
+        url::Url::parse(issuer).map(|u| u.origin().ascii_serialization()).unwrap_or_else(|_| issuer.to_string());
     Router::new()
         .fallback(move |uri: axum::http::Uri| {
             let to = format!("{origin}{}", uri.path_and_query().map_or("/", |p| p.as_str()));
-            async move {
-                (StatusCode::PERMANENT_REDIRECT, [(axum::http::header::LOCATION, to)], "")
-            }
+            async move { (StatusCode::PERMANENT_REDIRECT, [(axum::http::header::LOCATION, to)], "") }
         })
         .layer(RequestBodyLimitLayer::new(1024))
 }
@@ -204,9 +203,37 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     let method = method_label(req.method()).to_owned();
     let route =
         req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".to_owned());
-    let mut res = next.run(req).await;
+    // With otlp.endpoint, the request's span (exported as an OpenTelemetry span): the
+    // route pattern, never the path or query; the client once known; the outcome.
+    // Nothing a request carries as a secret is recorded. Without it, no span at all.
+    let span = if !state.settings.trace_requests {
+        tracing::Span::none()
+    } else {
+        tracing::info_span!(
+            target: "khoa::http",
+            "request",
+            otel.name = %format_args!("{method} {route}"),
+            otel.kind = "server",
+            http.request.method = %method,
+            http.route = %route,
+            http.response.status_code = tracing::field::Empty,
+            client_id = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        )
+    };
+    let mut res = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     let elapsed = started.elapsed();
     let status = res.status().as_u16();
+    span.record("http.response.status_code", status);
+    span.record(
+        "outcome",
+        match status {
+            ..=399 => "ok",
+            429 => "throttled",
+            400..=499 => "refused",
+            _ => "error",
+        },
+    );
     state.metrics.requests.get_or_create(&RequestLabels { method: method.clone(), route: route.clone(), status }).inc();
     state.metrics.latency.get_or_create(&RouteLabels { route: route.clone() }).observe(elapsed.as_secs_f64());
     tracing::info!(target: "khoa::http", %method, %route, status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request");

@@ -62,6 +62,10 @@ pub async fn authenticate_credentials(
     credentials: &client_auth::ClientCredentials,
 ) -> Result<Arc<Client>, TokenError> {
     let client = state.clients.get(state.store.as_ref(), credentials.client_id()).await?;
+    if let Some(client) = &client {
+        // The request's span names the (registered) client, authenticated or not.
+        tracing::Span::current().record("client_id", client.client_id.as_str());
+    }
     if let Err(e) = client_auth::verify(credentials, client.as_deref(), state.now()) {
         state.metrics.client_auth_failures.inc();
         if let Some(client) = &client {

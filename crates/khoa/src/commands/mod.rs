@@ -114,7 +114,11 @@ async fn health(settings: &khoa_server::Settings) -> anyhow::Result<()> {
         anyhow::bail!("no plain-http listener to ask: set admin.listen or metrics.listen");
     };
     if addr.ip().is_unspecified() {
-        addr.set_ip(if addr.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
     }
     let ask = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await?;

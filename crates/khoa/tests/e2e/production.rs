@@ -44,7 +44,15 @@ fn client_trusting(ca: &str) -> reqwest::Client {
 fn served_serial(port: u16, ca_file: &std::path::Path) -> String {
     use std::io::Write;
     let mut child = std::process::Command::new("openssl")
-        .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-servername", "localhost", "-verify_return_error", "-showcerts"])
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            "localhost",
+            "-verify_return_error",
+            "-showcerts",
+        ])
         .arg("-CAfile")
         .arg(ca_file)
         .stdin(std::process::Stdio::piped())
@@ -101,13 +109,20 @@ async fn https_with_a_renewed_certificate_and_a_redirecting_listener() {
     let secret = khoa.client("app", &[]).unwrap();
 
     let http = client_trusting(&ca);
-    let discovery: Value = http.get(khoa.url("/.well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
+    let discovery: Value =
+        http.get(khoa.url("/.well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
     assert_eq!(discovery["issuer"], issuer.as_str());
     assert_eq!(discovery["token_endpoint"], format!("{issuer}/oauth2/token"));
 
     // A whole sign-in over https; the session cookie is Secure and HSTS is sent.
     let browser = Browser { http: http.clone() };
-    let params = [("client_id", "app"), ("redirect_uri", CALLBACK), ("response_type", "code"), ("scope", "openid"), ("state", "s")];
+    let params = [
+        ("client_id", "app"),
+        ("redirect_uri", CALLBACK),
+        ("response_type", "code"),
+        ("scope", "openid"),
+        ("state", "s"),
+    ];
     let callback = sign_in(&browser, &khoa, &khoa.authorize_url(&params), "sv01", khoa_testkit::flow::PASSWORD).await;
     let code = query(&callback)["code"].clone();
     let res = http
@@ -241,7 +256,8 @@ async fn backup_under_load_and_restore_into_a_fresh_directory() {
                 }
                 let code = khoa.code(&Browser::new(), "app", &[("scope", "openid offline_access")]).await;
                 let tokens = khoa.exchange(&code, ("app", &secret)).await;
-                let form = [("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"].as_str().unwrap())];
+                let form =
+                    [("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"].as_str().unwrap())];
                 let (status, _, body) = khoa.token(&form, Some(("app", &secret))).await;
                 assert_eq!(status, 200, "{body}");
                 done.fetch_add(1, Ordering::SeqCst);
@@ -381,7 +397,13 @@ async fn sign_in_through(
     )]);
     let authorize = khoa_testkit::flow::authorize_url_at(
         &issuer,
-        &[("client_id", "app"), ("redirect_uri", CALLBACK), ("response_type", "code"), ("scope", "openid"), ("state", "s")],
+        &[
+            ("client_id", "app"),
+            ("redirect_uri", CALLBACK),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("state", "s"),
+        ],
     );
     let login = http.get(&authorize).headers(spoofing.clone()).send().await.unwrap();
     assert_eq!(login.status(), 200, "{name}");
@@ -431,7 +453,12 @@ async fn sign_in_through(
 
     // Plain http is redirected to https.
     let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let res = plain.get(format!("http://127.0.0.1:{http_port}/oauth2/auth?client_id=app")).header("host", "localhost").send().await.unwrap();
+    let res = plain
+        .get(format!("http://127.0.0.1:{http_port}/oauth2/auth?client_id=app"))
+        .header("host", "localhost")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 308, "{name}");
     assert!(res.headers()["location"].to_str().unwrap().starts_with("https://localhost"), "{name}");
 }
@@ -477,7 +504,10 @@ async fn through_haproxy() {
         std::fs::write(&pem, both).unwrap();
         let conf = documented("haproxy")
             .replace("127.0.0.1:8080", upstream)
-            .replace("bind :443 ssl crt /etc/haproxy/certs/sso.example.vn.pem", &format!("bind 127.0.0.1:{https_port} ssl crt {}", pem.display()))
+            .replace(
+                "bind :443 ssl crt /etc/haproxy/certs/sso.example.vn.pem",
+                &format!("bind 127.0.0.1:{https_port} ssl crt {}", pem.display()),
+            )
             .replace("bind :80", &format!("bind 127.0.0.1:{http_port}"))
             .replace("inter 5s", "inter 1s");
         let path = dir.join("haproxy.cfg");
@@ -535,11 +565,89 @@ async fn every_metric_is_documented_and_every_alert_uses_one() {
         let (alert, expr) = (rule["alert"].as_str().unwrap(), rule["expr"].as_str().unwrap());
         assert!(docs.contains(&format!("`{alert}`")), "{alert} is not described in docs/metrics.md");
         for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("khoa_")) {
-            let family = ["_total", "_bucket", "_sum", "_count"]
-                .iter()
-                .find_map(|s| word.strip_suffix(s))
-                .unwrap_or(word);
+            let family =
+                ["_total", "_bucket", "_sum", "_count"].iter().find_map(|s| word.strip_suffix(s)).unwrap_or(word);
             assert!(served.contains_key(family), "{alert} uses {word}, which /metrics does not serve");
         }
     }
+}
+
+/// With `KHOA_OTLP_ENDPOINT`, every request is a span sent over OTLP/HTTP to a
+/// collector: its route pattern, status, outcome and client, under service.name
+/// khoa; no secret, code, password or query string is in what is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_spans_go_to_an_otlp_collector_without_secrets() {
+    use axum::routing::post;
+    use std::sync::{Arc, Mutex};
+    let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
+    let collector = axum::Router::new().route(
+        "/v1/traces",
+        post({
+            let bodies = bodies.clone();
+            move |body: axum::body::Bytes| async move {
+                bodies.lock().unwrap().push(String::from_utf8_lossy(&body).to_string());
+                "{}"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, collector).await });
+
+    let env = [("KHOA_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "100")];
+    let khoa = Khoa::with_env(BIN, test_database(Backend::Sqlite).await, &env);
+    let secret = khoa.client("app", &["--skip-consent"]).unwrap();
+    let code = khoa.code(&Browser::new(), "app", &[]).await;
+    let tokens = khoa.exchange(&code, ("app", &secret)).await;
+
+    let attribute = |span: &Value, key: &str| -> Option<String> {
+        let value = &span["attributes"].as_array()?.iter().find(|a| a["key"] == key)?["value"];
+        value["stringValue"].as_str().map(str::to_string).or_else(|| match &value["intValue"] {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+    };
+    let start = Instant::now();
+    let token_span = loop {
+        let sent = bodies.lock().unwrap().clone();
+        let spans: Vec<(Value, Value)> = sent
+            .iter()
+            .filter_map(|b| serde_json::from_str::<Value>(b).ok())
+            .flat_map(|doc| doc["resourceSpans"].as_array().cloned().unwrap_or_default())
+            .flat_map(|rs| {
+                let resource = rs["resource"].clone();
+                rs["scopeSpans"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .flat_map(|ss| ss["spans"].as_array().cloned().unwrap_or_default())
+                    .map(move |span| (resource.clone(), span))
+            })
+            .collect();
+        if let Some(found) = spans.iter().find(|(_, s)| attribute(s, "http.route").as_deref() == Some("/oauth2/token"))
+        {
+            break found.clone();
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no span of the token endpoint: {sent:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (resource, span) = token_span;
+    assert_eq!(span["name"], "POST /oauth2/token");
+    assert_eq!(attribute(&span, "client_id").as_deref(), Some("app"), "{span}");
+    assert_eq!(attribute(&span, "http.response.status_code").as_deref(), Some("200"), "{span}");
+    assert_eq!(attribute(&span, "outcome").as_deref(), Some("ok"), "{span}");
+    assert!(resource["attributes"].to_string().contains("\"khoa\""), "service.name: {resource}");
+    // The authorization endpoint's span names the client too.
+    let everything = bodies.lock().unwrap().join("\n");
+    assert!(everything.contains("/oauth2/auth"), "{everything}");
+    for secret in
+        [secret.as_str(), code.as_str(), khoa_testkit::flow::PASSWORD, tokens["access_token"].as_str().unwrap()]
+    {
+        assert!(!everything.contains(secret), "a secret was sent to the collector");
+    }
+    assert!(!everything.contains("state=") && !everything.contains("code="), "a query string was sent");
+    drop(khoa);
+    server.abort();
 }
