@@ -168,15 +168,17 @@ async fn https_with_a_renewed_certificate_and_a_redirecting_listener() {
     assert_eq!(served_serial(port, &ca_file), "serial=07D2");
 
     // The redirect listener: 308 to the same path and query at the issuer, whatever Host.
+    let (status, to) =
+        plain_http(&format!("http://{redirect}/oauth2/auth?client_id=app&state=x%20y"), "evil.example").await;
+    assert_eq!((status, to), (308, format!("{issuer}/oauth2/auth?client_id=app&state=x%20y")));
+}
+
+/// A plain-http request with `host`, redirects not followed: (status, Location).
+async fn plain_http(url: &str, host: &str) -> (u16, String) {
     let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let res = plain
-        .post(format!("http://{redirect}/oauth2/auth?client_id=app&state=x%20y"))
-        .header("host", "evil.example")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 308);
-    assert_eq!(res.headers()["location"], format!("{issuer}/oauth2/auth?client_id=app&state=x%20y").as_str());
+    let res = plain.post(url).header("host", host).send().await.unwrap();
+    let to = res.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or_default().to_string();
+    (res.status().as_u16(), to)
 }
 
 /// `khoa config check` prints the settings in force with secrets masked and exits 0;
@@ -338,6 +340,21 @@ fn documented(language: &str) -> String {
 /// A proxy process stopped (and waited for) when dropped.
 struct Proxy(std::process::Child);
 
+impl Proxy {
+    /// Writes `config` to `path` and runs `program` (Debian's package, installed by
+    /// ./scripts/test.sh) with `args` then the path.
+    fn run(program: &str, args: &[&str], path: std::path::PathBuf, config: String) -> Self {
+        std::fs::write(&path, config).unwrap();
+        let child = std::process::Command::new(program)
+            .args(args)
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program} (Debian's package; ./scripts/test.sh installs it): {e}"));
+        Proxy(child)
+    }
+}
+
 impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -452,15 +469,10 @@ async fn sign_in_through(
     assert_eq!(event["address"], "127.0.0.3", "{name}: {event}");
 
     // Plain http is redirected to https.
-    let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let res = plain
-        .get(format!("http://127.0.0.1:{http_port}/oauth2/auth?client_id=app"))
-        .header("host", "localhost")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 308, "{name}");
-    assert!(res.headers()["location"].to_str().unwrap().starts_with("https://localhost"), "{name}");
+    let (status, to) =
+        plain_http(&format!("http://127.0.0.1:{http_port}/oauth2/auth?client_id=app"), "localhost").await;
+    assert_eq!(status, 308, "{name}");
+    assert!(to.starts_with("https://localhost"), "{name}: {to}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -482,16 +494,7 @@ async fn through_nginx() {
              fastcgi_temp_path {d}/nginx-fastcgi;\n uwsgi_temp_path {d}/nginx-uwsgi;\n scgi_temp_path {d}/nginx-scgi;\n\
              {site}\n}}\n"
         );
-        let path = dir.join("nginx.conf");
-        std::fs::write(&path, conf).unwrap();
-        Proxy(
-            std::process::Command::new("nginx")
-                .args(["-p", dir.to_str().unwrap(), "-c"])
-                .arg(&path)
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .expect("nginx (Debian's package; ./scripts/test.sh installs it)"),
-        )
+        Proxy::run("nginx", &["-p", dir.to_str().unwrap(), "-c"], dir.join("nginx.conf"), conf)
     })
     .await;
 }
@@ -510,17 +513,7 @@ async fn through_haproxy() {
             )
             .replace("bind :80", &format!("bind 127.0.0.1:{http_port}"))
             .replace("inter 5s", "inter 1s");
-        let path = dir.join("haproxy.cfg");
-        std::fs::write(&path, format!("{conf}\n")).unwrap();
-        Proxy(
-            std::process::Command::new("haproxy")
-                .arg("-db")
-                .arg("-f")
-                .arg(&path)
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .expect("haproxy (Debian's package; ./scripts/test.sh installs it)"),
-        )
+        Proxy::run("haproxy", &["-db", "-f"], dir.join("haproxy.cfg"), format!("{conf}\n"))
     })
     .await;
 }
