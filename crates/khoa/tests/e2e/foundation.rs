@@ -350,7 +350,8 @@ async fn bad_configuration_fails_at_start() {
         assert!(!err.contains("panicked"), "{err}");
         err
     };
-    assert!(serve(&[], Some("isuer = \"https://x.example\"\n")).contains("unknown field `isuer`"));
+    let typo = serve(&[], Some("isuer = \"https://x.example\"\n"));
+    assert!(typo.contains("unknown setting `isuer` (line 1); did you mean `issuer`?"), "{typo}");
     assert!(serve(&[], Some("[tokens]\naccess_token = \"soon\"\n")).contains("tokens.access_token:"));
     assert!(serve(&[("KHOA_LISTEN", "nowhere")], None).contains("KHOA_LISTEN:"));
     assert!(serve(&[("KHOA_LOG_FORMAT", "yaml")], None).contains("KHOA_LOG_FORMAT:"));
