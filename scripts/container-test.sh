@@ -42,8 +42,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if command -v podman >/dev/null && podman run --rm --network host "$image" --version >/dev/null 2>"$scratch/podman.err"; then
-  podman run -d --name khoa-test --network host -e KHOA_LISTEN="127.0.0.1:$port" -e KHOA_ADMIN_LISTEN="127.0.0.1:$admin" "$image" >/dev/null
+# podman keeps its own image store: the image goes there as an archive.
+if ! command -v podman >/dev/null; then
+  echo "podman is not installed" >"$scratch/podman.err"
+elif buildah push --quiet "$image" "docker-archive:$scratch/image.tar:$image" >/dev/null 2>"$scratch/podman.err" \
+  && podman load --quiet -i "$scratch/image.tar" >/dev/null 2>>"$scratch/podman.err" \
+  && timeout 60 podman run --rm --pull never --network host "$image" --version >/dev/null 2>>"$scratch/podman.err"; then
+  podman run -d --pull never --name khoa-test --network host -e KHOA_LISTEN="127.0.0.1:$port" -e KHOA_ADMIN_LISTEN="127.0.0.1:$admin" "$image" >/dev/null
   for _ in $(seq 1 100); do podman exec khoa-test /usr/bin/khoa health >/dev/null 2>&1 && break; sleep 0.1; done
   podman exec khoa-test /usr/bin/khoa health || fail "the HEALTHCHECK command does not answer ready"
   podman healthcheck run khoa-test || fail "podman healthcheck run failed"

@@ -18,13 +18,15 @@ if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; the
 fi
 
 # The reverse-proxy tests run the configurations of docs/deployment.md in Debian's
-# nginx and HAProxy; the package and image checks need systemd-analyze and buildah.
+# nginx and HAProxy; the package and image checks need systemd-analyze, buildah and
+# podman (which runs the image where the machine allows containers).
 missing=()
 command -v nginx >/dev/null || missing+=(nginx-light)
 command -v haproxy >/dev/null || missing+=(haproxy)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v buildah >/dev/null || missing+=(buildah)
+command -v podman >/dev/null || missing+=(podman)
 command -v adduser >/dev/null || missing+=(adduser)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]} (Debian packages)"
