@@ -8,6 +8,7 @@
 # image's HEALTHCHECK command answers ready. Needs root; skipped with a message without.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/net.sh
 fail() { echo "container-test.sh: $*" >&2; exit 1; }
 if [ "$(id -u)" != 0 ]; then echo "container-test.sh: not root, so the image was not built"; exit 0; fi
 export STORAGE_DRIVER=vfs
@@ -30,8 +31,8 @@ sys.exit(0 if all(checks.values()) else 1)
 PY
 env_of_image=$(python3 -c 'import json,sys; print("\n".join(json.loads(sys.argv[1])["Docker"]["config"]["Env"]))' "$config")
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-admin=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
+admin=$(free_port)
 scratch=$(mktemp -d)
 container=
 cleanup() {

@@ -8,6 +8,7 @@
 # is skipped with a message.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/net.sh
 
 fail() { echo "package-test.sh: $*" >&2; exit 1; }
 
@@ -71,8 +72,8 @@ verify /usr/lib/systemd/system/khoa.service
 getent passwd khoa >/dev/null || fail "no khoa user after install"
 [ "$(stat -c '%U %a' /var/lib/khoa)" = "khoa 700" ] || fail "/var/lib/khoa is $(stat -c '%U %a' /var/lib/khoa)"
 [ "$(stat -c '%U:%G %a' /etc/khoa/khoa.toml)" = "root:khoa 640" ] || fail "/etc/khoa/khoa.toml is $(stat -c '%U:%G %a' /etc/khoa/khoa.toml)"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-admin=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
+admin=$(free_port)
 as_khoa=(runuser -u khoa -- env -i PATH=/usr/bin:/bin KHOA_CONFIG=/etc/khoa/khoa.toml
   KHOA_LISTEN="127.0.0.1:$port" KHOA_ADMIN_LISTEN="127.0.0.1:$admin")
 (cd /var/lib/khoa && "${as_khoa[@]}" /usr/bin/khoa config check >/dev/null) || fail "config check refused the packaged settings"

@@ -69,36 +69,30 @@ impl RunningServer {
     }
 }
 
+/// Binds `addr`; an error names the setting it came from.
+async fn bind(addr: SocketAddr, setting: &str) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({setting}): {e}")))
+}
+
+async fn bind_optional(addr: Option<SocketAddr>, setting: &str) -> std::io::Result<Option<TcpListener>> {
+    match addr {
+        Some(addr) => bind(addr, setting).await.map(Some),
+        None => Ok(None),
+    }
+}
+
 /// Binds the listener, starts the change watcher and serves until shut down.
 pub async fn start(state: AppState) -> std::io::Result<RunningServer> {
-    let listen = state.settings.listen;
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {listen} (listen): {e}")))?;
+    let settings = &state.settings;
+    let listener = bind(settings.listen, "listen").await?;
     let local_addr = listener.local_addr()?;
-    let metrics_listener =
-        match state.settings.metrics_listen {
-            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot listen on {addr} (metrics.listen): {e}"))
-            })?),
-            None => None,
-        };
+    let metrics_listener = bind_optional(settings.metrics_listen, "metrics.listen").await?;
     let metrics_addr = metrics_listener.as_ref().map(TcpListener::local_addr).transpose()?;
-    let admin_listener = match state.settings.admin_listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr} (admin.listen): {e}")))?,
-        ),
-        None => None,
-    };
+    let admin_listener = bind_optional(settings.admin_listen, "admin.listen").await?;
     let admin_addr = admin_listener.as_ref().map(TcpListener::local_addr).transpose()?;
-    let redirect_listener = match state.settings.redirect_listen {
-        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot listen on {addr} (tls.redirect_listen): {e}"))
-        })?),
-        None => None,
-    };
+    let redirect_listener = bind_optional(settings.redirect_listen, "tls.redirect_listen").await?;
     let redirect_addr = redirect_listener.as_ref().map(TcpListener::local_addr).transpose()?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     app::watcher::spawn(state.clone(), rx.clone());

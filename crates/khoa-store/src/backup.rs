@@ -12,7 +12,7 @@
 //!
 //! PostgreSQL is backed up with its own tools (pg_dump / pg_restore; docs/deployment.md).
 
-use crate::migrations::Schema;
+use crate::migrations::{applied_sqlite, Schema};
 use crate::sqlite::{create_private_file, Target};
 use crate::StoreError;
 use rusqlite::{Connection, OpenFlags};
@@ -78,23 +78,9 @@ fn summary(conn: &Connection, file: &Path) -> Result<Summary, StoreError> {
     let count = |table: &str| -> Result<i64, StoreError> {
         Ok(conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))?)
     };
-    let migrations = applied(conn)?.len();
+    let migrations = applied_sqlite(conn)?.len();
     let bytes = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
     Ok(Summary { migrations, users: count("users")?, clients: count("clients")?, bytes })
-}
-
-fn applied(conn: &Connection) -> Result<Vec<i64>, StoreError> {
-    let tables: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
-        [],
-        |r| r.get(0),
-    )?;
-    if tables == 0 {
-        return Ok(vec![]);
-    }
-    let mut stmt = conn.prepare("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")?;
-    let versions = stmt.query_map([], |r| r.get(0))?.collect::<Result<Vec<i64>, _>>()?;
-    Ok(versions)
 }
 
 /// Copies the database of `url` to the new file `to` while servers keep using it.
@@ -150,7 +136,7 @@ pub fn restore(from: &Path, url: &str) -> Result<Summary, StoreError> {
     if check != "ok" {
         return Err(unavailable(format!("{} is damaged: {check}", from.display())));
     }
-    let versions = applied(&source).map_err(|_| not_khoa())?;
+    let versions = applied_sqlite(&source).map_err(|_| not_khoa())?;
     if versions.is_empty() {
         return Err(not_khoa());
     }

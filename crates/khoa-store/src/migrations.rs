@@ -73,6 +73,22 @@ pub(crate) fn apply_sqlite(conn: &mut Connection) -> Result<(), StoreError> {
     apply_sqlite_through(conn, i64::MAX)
 }
 
+/// The migrations a SQLite database recorded as applied, in order (none when it has
+/// no migrations table: a new database, or a file that is not khoa's).
+pub(crate) fn applied_sqlite(conn: &Connection) -> Result<Vec<i64>, StoreError> {
+    let tables: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        [],
+        |r| r.get(0),
+    )?;
+    if tables == 0 {
+        return Ok(vec![]);
+    }
+    let mut stmt = conn.prepare("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")?;
+    let versions = stmt.query_map([], |r| r.get(0))?.collect::<Result<Vec<i64>, _>>()?;
+    Ok(versions)
+}
+
 /// [`apply_sqlite`] up to and including migration `through`.
 fn apply_sqlite_through(conn: &mut Connection, through: i64) -> Result<(), StoreError> {
     conn.execute_batch(
@@ -80,11 +96,7 @@ fn apply_sqlite_through(conn: &mut Connection, through: i64) -> Result<(), Store
          installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL, \
          checksum BLOB NOT NULL, execution_time BIGINT NOT NULL)",
     )?;
-    let applied: Vec<i64> = {
-        let mut stmt = conn.prepare("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")?;
-        let rows = stmt.query_map([], |row| row.get(0))?;
-        rows.collect::<Result<_, _>>()?
-    };
+    let applied = applied_sqlite(conn)?;
     if let Some(refusal) = Schema::of(&applied).refusal() {
         return Err(refusal);
     }

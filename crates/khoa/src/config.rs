@@ -1001,15 +1001,7 @@ impl Config {
         ]);
         match &s.smtp {
             Some(smtp) => {
-                let url = url::Url::parse(&smtp.url)
-                    .map(|mut u| {
-                        if u.password().is_some() {
-                            let _ = u.set_password(Some("***"));
-                        }
-                        u.to_string()
-                    })
-                    .unwrap_or_default();
-                lines.push(("smtp.url".into(), q(&url)));
+                lines.push(("smtp.url".into(), q(&crate::commands::redact(&smtp.url))));
                 lines.push(("smtp.from".into(), q(&smtp.from)));
             }
             None => lines.push(("smtp.url".into(), q("off"))),

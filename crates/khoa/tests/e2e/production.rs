@@ -26,11 +26,12 @@ fn certificate_for_localhost(serial: u64) -> (String, String, String) {
 }
 
 /// An https client trusting only `ca` (no built-in roots), with a cookie jar and no
-/// automatic redirects.
-fn client_trusting(ca: &str) -> reqwest::Client {
+/// automatic redirects, connecting from `from` when given.
+fn client_trusting(ca: &str, from: Option<std::net::IpAddr>) -> reqwest::Client {
     reqwest::Client::builder()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .local_address(from)
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(20))
@@ -108,7 +109,7 @@ async fn https_with_a_renewed_certificate_and_a_redirecting_listener() {
     let port = khoa.process().port;
     let secret = khoa.client("app", &[]).unwrap();
 
-    let http = client_trusting(&ca);
+    let http = client_trusting(&ca, None);
     let discovery: Value =
         http.get(khoa.url("/.well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
     assert_eq!(discovery["issuer"], issuer.as_str());
@@ -155,7 +156,7 @@ async fn https_with_a_renewed_certificate_and_a_redirecting_listener() {
         assert!(start.elapsed() < Duration::from_secs(10), "the renewed certificate is not served");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let renewed = client_trusting(&ca2);
+    let renewed = client_trusting(&ca2, None);
     assert_eq!(renewed.get(khoa.url("/health/ready")).send().await.unwrap().status(), 200);
     assert!(khoa.process().logs().contains("TLS certificate reloaded"));
     // A broken renewal (a key of another certificate) is refused; the renewed one stays.
@@ -221,7 +222,10 @@ async fn config_check_names_what_is_wrong_and_prints_what_is_in_force() {
     assert!(text(&half).contains("KHOA_TLS_CERT: needs tls.key (KHOA_TLS_KEY) too"), "{}", text(&half));
 
     // `khoa health` (the container's HEALTHCHECK) asks the running server.
-    let server = khoa_testkit::KhoaProcess::start(BIN, &db, &[("KHOA_ADMIN_LISTEN", "off")]);
+    // `khoa serve` starts with a misspelt variable, and says so.
+    let server = khoa_testkit::KhoaProcess::start(BIN, &db, &[("KHOA_ADMIN_LISTEN", "off"), ("KHOA_TLS_CRT", "x")]);
+    let logs = server.logs();
+    assert!(logs.contains("KHOA_TLS_CRT") && logs.contains("KHOA_TLS_CERT") && logs.contains("no setting"), "{logs}");
     let listen = format!("127.0.0.1:{}", server.port);
     let env = [("KHOA_LISTEN", listen.as_str()), ("KHOA_ADMIN_LISTEN", "off")];
     let ready = run_cli_with(BIN, &db, &env, &["health"], None);
@@ -384,15 +388,7 @@ async fn sign_in_through(
     let upstream = format!("127.0.0.1:{}", khoa.process().port);
     let _proxy = start(&dir, https_port, http_port, &upstream, (&cert_file, &key_file));
     // The person's own address: 127.0.0.3 (loopback, but neither the proxy's nor khoa's).
-    let http = reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
-        .local_address(Some("127.0.0.3".parse().unwrap()))
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+    let http = client_trusting(&ca, Some("127.0.0.3".parse().unwrap()));
     let ready = Instant::now();
     loop {
         match http.get(format!("{issuer}/health/ready")).send().await {
